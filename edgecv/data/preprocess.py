@@ -1,0 +1,88 @@
+"""The preprocessing spec: resize, channel count and value range, recorded once and applied the
+same way (this numpy code) in training, calibration, export checks and evaluation."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from edgecv.errors import DataError
+
+# name -> (scale, offset): float = uint8 * scale + offset
+NORMALIZATIONS = {
+    "unit": (1.0 / 255.0, 0.0),  # [0, 1]
+    "symmetric": (1.0 / 127.5, -1.0),  # [-1, 1], MobileNet style
+    "raw": (1.0, 0.0),  # [0, 255], models with their own scaling inside
+}
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    height: int
+    width: int
+    channels: int
+    normalization: str = "unit"
+
+    def __post_init__(self):
+        if self.normalization not in NORMALIZATIONS:
+            raise DataError(
+                f"unknown normalization '{self.normalization}'; use one of {', '.join(NORMALIZATIONS)}"
+            )
+        if self.channels not in (1, 3):
+            raise DataError(f"models with {self.channels} input channels are not supported; use 1 or 3")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, self.channels)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PreprocessSpec":
+        return cls(int(d["height"]), int(d["width"]), int(d["channels"]), d.get("normalization", "unit"))
+
+    def apply(self, images: np.ndarray, chunk: int = 2048) -> np.ndarray:
+        """uint8 images (N, H, W, C) -> float32 model input (N, height, width, channels)."""
+        if images.ndim != 4:
+            raise DataError(f"expected images shaped (N, H, W, C), got {images.shape}")
+        out = np.empty((len(images), self.height, self.width, self.channels), np.float32)
+        scale, offset = NORMALIZATIONS[self.normalization]
+        for start in range(0, len(images), chunk):
+            x = images[start : start + chunk].astype(np.float32)
+            x = adapt_channels(x, self.channels)
+            x = resize_bilinear(x, self.height, self.width)
+            out[start : start + chunk] = x * scale + offset
+        return out
+
+
+def adapt_channels(x: np.ndarray, channels: int) -> np.ndarray:
+    have = x.shape[-1]
+    if have == channels:
+        return x
+    if have == 1 and channels == 3:
+        return np.repeat(x, 3, axis=-1)
+    if have == 3 and channels == 1:
+        return (x @ _LUMA)[..., None]
+    if have == 4:  # RGBA: drop alpha
+        return adapt_channels(x[..., :3], channels)
+    raise DataError(f"cannot turn {have}-channel images into {channels}-channel model input")
+
+
+def resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize with half-pixel centres (what tf.image.resize does without antialiasing)."""
+    n, h, w, c = x.shape
+    if (h, w) == (height, width):
+        return x
+
+    def axis(src: int, dst: int):
+        pos = np.clip((np.arange(dst) + 0.5) * (src / dst) - 0.5, 0, src - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, src - 1)
+        return lo, hi, (pos - lo).astype(np.float32)
+
+    y0, y1, wy = axis(h, height)
+    x0, x1, wx = axis(w, width)
+    rows = x[:, y0] * (1 - wy)[None, :, None, None] + x[:, y1] * wy[None, :, None, None]
+    return rows[:, :, x0] * (1 - wx)[None, None, :, None] + rows[:, :, x1] * wx[None, None, :, None]

@@ -1,0 +1,31 @@
+"""Errors a user can cause. The CLI prints them as one line and exits 2."""
+
+
+class EdgecvError(Exception):
+    """Base class: the message says what was wrong and what to do about it."""
+
+    exit_code = 2
+
+
+class RecipeError(EdgecvError):
+    """A recipe key is unknown, mistyped or out of range."""
+
+
+class DataError(EdgecvError):
+    """A data source is missing, empty or malformed."""
+
+
+class ModelError(EdgecvError):
+    """A model file is missing, unreadable or does not fit the data."""
+
+
+class RunDirError(EdgecvError):
+    """The output directory cannot be used as asked."""
+
+
+class ConversionError(EdgecvError):
+    """A model could not be converted to a deployable format."""
+
+
+class MissingExtraError(EdgecvError):
+    """An optional dependency (pip extra) is not installed."""
