@@ -1,0 +1,1 @@
+"""Compression algorithms: distillation, pruning, INT8 quantization (QAT/PTQ)."""

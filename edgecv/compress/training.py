@@ -1,0 +1,54 @@
+"""One `fit` used by every training stage: the strategy scope, the optimizer, progress bars."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from edgecv.tfcompat import keras, tf, training_strategy
+
+
+def _progress_callback(progress: Progress, task, steps_per_epoch: int, epochs: int):
+    K = keras()
+
+    class RichProgress(K.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss", float("nan"))
+            progress.update(task, advance=1, info=f"epoch {self.epoch + 1}/{epochs}  loss {loss:.3f}")
+
+    return RichProgress()
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, shuffle: bool = True):
+    """A tf.data pipeline, so stages can later stream from disk or shard across workers unchanged."""
+    tfm = tf()
+    ds = tfm.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        ds = ds.shuffle(min(len(x), 10000), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tfm.data.AUTOTUNE)
+
+
+def fit(build_model, x, y, *, loss, epochs: int, batch_size: int, learning_rate: float, seed: int,
+        description: str, callbacks=(), metrics=None):
+    """Build (inside the strategy scope), compile and train a model; returns the trained model.
+
+    `build_model` is a zero-argument callable so variables are created under the strategy.
+    """
+    K = keras()
+    K.utils.set_random_seed(seed)
+    steps = int(np.ceil(len(x) / batch_size))
+    with training_strategy().scope():
+        model = build_model()
+        schedule = K.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps * epochs), alpha=0.05)
+        model.compile(optimizer=K.optimizers.Adam(schedule), loss=loss, metrics=metrics)
+    columns = [TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns) as progress:
+        task = progress.add_task(description, total=steps * epochs, info="")
+        cb = _progress_callback(progress, task, steps, epochs)
+        model.fit(make_dataset(x, y, batch_size, seed), epochs=epochs, verbose=0, callbacks=[cb, *callbacks])
+    return model

@@ -1,0 +1,1 @@
+"""Accuracy and latency measurement. Never imports TensorFlow: this runs on the device."""

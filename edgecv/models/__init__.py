@@ -1,0 +1,1 @@
+"""Student zoo, teacher loading and input adaptation."""

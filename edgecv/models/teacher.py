@@ -1,0 +1,132 @@
+"""Teachers: load the user's (.keras, .h5, SavedModel), or build a small one to train.
+
+A loaded teacher is wrapped so the pipeline can ask it for logits on its own preprocessing,
+whatever it outputs (logits or softmax) and whatever input it expects (size, channels, range).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgecv.data.preprocess import PreprocessSpec
+from edgecv.errors import ModelError
+from edgecv.tfcompat import keras, tf
+
+
+def small_cnn(input_shape, num_classes: int):
+    """A compact VGG-style CNN: the teacher edgecv trains when none is given."""
+    K = keras()
+    inputs = K.Input(input_shape, name="image")
+    x = inputs
+    for i, filters in enumerate((32, 64, 128)):
+        for j in range(2):
+            x = K.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}_{j}")(x)
+            x = K.layers.BatchNormalization(momentum=0.9, name=f"bn{i}_{j}")(x)
+            x = K.layers.ReLU(name=f"relu{i}_{j}")(x)
+        x = K.layers.MaxPooling2D(name=f"pool{i}")(x) if i < 2 else K.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = K.layers.Dropout(0.3, name="dropout")(x)
+    return K.Model(inputs, K.layers.Dense(num_classes, name="logits")(x), name="teacher_small_cnn")
+
+
+TEACHER_ARCHS = {"small_cnn": small_cnn}
+
+
+@dataclass
+class Teacher:
+    """A teacher model plus what it takes to feed it and read logits out of it."""
+
+    model: object  # tf_keras.Model, or a callable SavedModel signature
+    spec: PreprocessSpec
+    outputs: str  # "logits" | "probabilities"
+    num_classes: int
+    path: str
+
+    def logits(self, images_uint8: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Teacher logits for raw uint8 images, preprocessed the teacher's own way."""
+        chunks = []
+        for start in range(0, len(images_uint8), batch_size):
+            x = self.spec.apply(images_uint8[start : start + batch_size])
+            chunks.append(_call(self.model, x))
+        out = np.concatenate(chunks).astype(np.float32)
+        if self.outputs == "probabilities":
+            out = np.log(np.clip(out, 1e-7, 1.0))  # softmax(log p) == p: logits up to a constant
+        return out
+
+
+def _call(model, x: np.ndarray) -> np.ndarray:
+    if hasattr(model, "predict_on_batch"):
+        out = model.predict_on_batch(x)
+    else:
+        out = model(tf().constant(x))
+        if isinstance(out, dict):
+            out = next(iter(out.values()))
+    return np.asarray(out)
+
+
+def load_keras_model(path: str | Path, what: str = "model"):
+    """Load .keras / .h5 / a Keras SavedModel directory with a clear error for anything else."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"{what} file '{path}' not found; check the path (or leave it out to train a teacher)")
+    K = keras()
+    try:
+        return K.models.load_model(str(p), compile=False)
+    except Exception as keras_error:
+        if p.is_dir() and (p / "saved_model.pb").is_file():
+            try:  # a plain tf.saved_model (not written by Keras): use its serving signature
+                return tf().saved_model.load(str(p)).signatures["serving_default"]
+            except Exception:
+                pass
+        first = str(keras_error).strip().splitlines()[0][:200] if str(keras_error).strip() else type(keras_error).__name__
+        raise ModelError(
+            f"cannot load {what} '{path}' ({first}); save it with model.save('model.keras') from tf_keras/Keras 2, "
+            "as .h5, or as a SavedModel directory"
+        ) from None
+
+
+def _input_shape(model) -> tuple:
+    if hasattr(model, "input_shape"):
+        shape = model.input_shape
+        if isinstance(shape, list):
+            raise ModelError("the teacher has several inputs; edgecv needs a single image input")
+        return tuple(shape[1:])
+    spec = list(model.structured_input_signature[1].values())[0]
+    return tuple(spec.shape[1:])
+
+
+def _outputs_probabilities(model, probe: np.ndarray) -> bool:
+    last = getattr(model, "layers", [None])[-1]
+    if last is not None and getattr(getattr(last, "activation", None), "__name__", "") == "softmax":
+        return True
+    if last is not None and type(last).__name__ == "Softmax":
+        return True
+    out = _call(model, probe)
+    return bool(np.all(out >= 0) and np.all(out <= 1) and np.allclose(out.sum(-1), 1.0, atol=1e-3))
+
+
+def load_teacher(path: str, normalization: str, data_shape: tuple, num_classes: int) -> Teacher:
+    """Load a teacher and check it fits the data: one image input, num_classes outputs."""
+    model = load_keras_model(path, "teacher")
+    shape = _input_shape(model)
+    if len(shape) != 3:
+        raise ModelError(f"teacher input shape {shape} is not an image (H, W, C); edgecv compresses image classifiers")
+    h, w, c = (s if s is not None else d for s, d in zip(shape, data_shape))
+    if c not in (1, 3):
+        raise ModelError(f"teacher expects {c} input channels; edgecv supports 1 or 3")
+    spec = PreprocessSpec(int(h), int(w), int(c), normalization)
+    probe = spec.apply(np.random.default_rng(0).integers(0, 256, (4, *data_shape), dtype=np.uint8))
+    try:
+        out = _call(model, probe)
+    except Exception as e:
+        raise ModelError(f"teacher '{path}' failed on a {spec.input_shape} input ({str(e).splitlines()[0][:160]})") from None
+    if out.ndim != 2:
+        raise ModelError(f"teacher output shape {out.shape[1:]} is not a class vector; edgecv needs (num_classes,)")
+    if out.shape[1] != num_classes:
+        raise ModelError(
+            f"teacher predicts {out.shape[1]} classes but the data has {num_classes}; use the teacher trained on this "
+            "data, or data with the same classes"
+        )
+    outputs = "probabilities" if _outputs_probabilities(model, probe) else "logits"
+    return Teacher(model, spec, outputs, num_classes, str(path))

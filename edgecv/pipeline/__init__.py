@@ -1,0 +1,1 @@
+"""Recipe schema, stage runner and run directory."""

@@ -1,0 +1,83 @@
+"""What every stage can ask for: the recipe, the run directory, the data in each model's
+preprocessing, the teacher, and the models earlier stages saved."""
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from edgecv.data import Dataset, PreprocessSpec, load_dataset
+from edgecv.data.sampling import balanced_indices
+from edgecv.pipeline.rundir import RunDir
+
+FLOAT_MODEL = "model.keras"
+TEACHER_META = "teacher.json"
+
+
+class RunContext:
+    def __init__(self, recipe: dict, run: RunDir):
+        self.recipe = recipe
+        self.run = run
+        self.seed = int(recipe["seed"])
+
+    @cached_property
+    def dataset(self) -> Dataset:
+        r = self.recipe
+        ds = load_dataset(r["data"]["source"], image_size=r["student"]["input_size"],
+                          holdout=r["data"]["holdout"], seed=self.seed)
+        limit = r["data"]["max_train_samples"]
+        if limit and limit < len(ds.y_train):
+            idx = np.sort(balanced_indices(ds.y_train, limit, self.seed))
+            ds.x_train, ds.y_train = ds.x_train[idx], ds.y_train[idx]
+            ds.notes.append(f"training on a class-balanced subset of {limit} images")
+        return ds
+
+    @cached_property
+    def student_spec(self) -> PreprocessSpec:
+        s = self.recipe["student"]
+        channels = s["channels"] or self.dataset.image_shape[-1]
+        return PreprocessSpec(s["input_size"], s["input_size"], channels, s["normalization"])
+
+    @cached_property
+    def x_train(self) -> np.ndarray:
+        return self.student_spec.apply(self.dataset.x_train)
+
+    @cached_property
+    def x_test(self) -> np.ndarray:
+        return self.student_spec.apply(self.dataset.x_test)
+
+    def calibration_set(self) -> np.ndarray:
+        n = self.recipe["quantize"]["calibration_samples"]
+        return self.x_train[balanced_indices(self.dataset.y_train, n, self.seed)]
+
+    # --- the teacher: trained by the `teacher` stage, or the user's
+    def teacher_path(self) -> str:
+        given = self.recipe["teacher"]["path"]
+        return given if given else str(self.run.stage_dir("teacher") / FLOAT_MODEL)
+
+    @cached_property
+    def teacher(self):
+        from edgecv.models.teacher import load_teacher
+
+        normalization = self.recipe["teacher"]["normalization"]
+        meta = self.run.stage_dir("teacher") / TEACHER_META
+        if not self.recipe["teacher"]["path"] and meta.is_file():
+            normalization = json.loads(meta.read_text())["normalization"]
+        return load_teacher(self.teacher_path(), normalization, self.dataset.image_shape, self.dataset.num_classes)
+
+    # --- models saved by earlier stages
+    def model_path(self, stage: str, name: str = FLOAT_MODEL) -> Path:
+        return self.run.stage_dir(stage) / name
+
+    def float_student_stage(self) -> str:
+        """The last stage that produced a float student: prune when it ran, else distill."""
+        return "prune" if self.run.is_done("prune") else "distill"
+
+    def load_model(self, path: Path):
+        from edgecv.compress.quantize import custom_objects_scope
+        from edgecv.models.teacher import load_keras_model
+
+        with custom_objects_scope():
+            return load_keras_model(path)

@@ -1,0 +1,219 @@
+"""Recipe schema: one table of every key, its type, default and allowed values.
+
+Pure Python (no TensorFlow) so `edgecv recipes validate` runs anywhere.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgecv.data.preprocess import NORMALIZATIONS
+from edgecv.errors import RecipeError
+from edgecv.export.formats import FORMATS
+from edgecv.models.students import STUDENTS
+from edgecv.models.teacher import TEACHER_ARCHS
+from edgecv.resources import shipped_dir
+
+
+@dataclass(frozen=True)
+class Field:
+    type: str  # int | float | bool | str | list
+    default: Any
+    help: str
+    choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+    nullable: bool = False
+
+
+SCHEMA: dict = {
+    "name": Field("str", "recipe", "short name, used for the default run directory"),
+    "description": Field("str", "", "one line on what this recipe is for"),
+    "seed": Field("int", 0, "seed for splits, initialisation and shuffling", min=0),
+    "data": {
+        "source": Field("str", "fashion-mnist-mini", "image folder, .npz, fashion-mnist or fashion-mnist-mini (overridden by --data)"),
+        "holdout": Field("float", 0.2, "held-out fraction when an image folder has no test/ split", min=0.05, max=0.5),
+        "max_train_samples": Field("int", None, "use at most this many training images, class-balanced (null: all)", min=10, nullable=True),
+    },
+    "student": {
+        "arch": Field("str", "mobilenet_v2", "student architecture", choices=tuple(STUDENTS)),
+        "alpha": Field("float", 1.0, "width multiplier", min=0.1, max=2.0),
+        "input_size": Field("int", 224, "square input size in pixels", min=32, max=1024),
+        "channels": Field("int", None, "input channels, 1 or 3 (null: as the data)", choices=(1, 3), nullable=True),
+        "normalization": Field("str", "unit", "input value range: unit [0,1], symmetric [-1,1], raw [0,255]", choices=tuple(NORMALIZATIONS)),
+        "dropout": Field("float", 0.2, "dropout before the classifier", min=0.0, max=0.9),
+    },
+    "teacher": {
+        "path": Field("str", None, "trained Keras teacher (.keras, .h5, SavedModel dir); null trains one (overridden by --teacher)", nullable=True),
+        "normalization": Field("str", "unit", "value range the teacher expects", choices=tuple(NORMALIZATIONS)),
+        "train": {
+            "arch": Field("str", "small_cnn", "architecture of a teacher trained by edgecv", choices=tuple(TEACHER_ARCHS)),
+            "epochs": Field("int", 8, "training epochs", min=1),
+            "batch_size": Field("int", 64, "batch size", min=1),
+            "learning_rate": Field("float", 1e-3, "Adam learning rate", min=0.0),
+        },
+    },
+    "distill": {
+        "epochs": Field("int", 10, "distillation epochs", min=1),
+        "batch_size": Field("int", 64, "batch size", min=1),
+        "learning_rate": Field("float", 2e-3, "peak Adam learning rate (cosine decay)", min=0.0),
+        "temperature": Field("float", 4.0, "softmax temperature T of the soft targets", min=0.1),
+        "alpha": Field("float", 0.7, "weight of the soft-target KL term; 1-alpha weighs hard-label CE", min=0.0, max=1.0),
+    },
+    "prune": {
+        "enabled": Field("bool", True, "run magnitude pruning"),
+        "target_sparsity": Field("float", 0.5, "fraction of Conv2D/Dense weights set to zero", min=0.0, max=0.99),
+        "initial_sparsity": Field("float", 0.0, "sparsity at the start of the schedule", min=0.0, max=0.99),
+        "schedule": Field("str", "polynomial", "sparsity schedule", choices=("polynomial", "constant")),
+        "epochs": Field("int", 4, "fine-tuning epochs while pruning (the last quarter at full sparsity)", min=1),
+        "frequency": Field("int", 25, "training steps between mask updates", min=1),
+        "learning_rate": Field("float", 5e-4, "Adam learning rate while pruning", min=0.0),
+    },
+    "quantize": {
+        "enabled": Field("bool", True, "quantize to INT8"),
+        "mode": Field("str", "qat", "qat: quantization-aware training; ptq: post-training only", choices=("qat", "ptq")),
+        "epochs": Field("int", 2, "QAT epochs (qat only)", min=1),
+        "learning_rate": Field("float", 2e-4, "Adam learning rate for QAT", min=0.0),
+        "calibration_samples": Field("int", 300, "class-balanced training images for the converter's representative dataset", min=10),
+    },
+    "export": {
+        "formats": Field("list", ["tflite-int8", "tflite-fp32"], "artefacts to write", choices=tuple(FORMATS)),
+    },
+    "evaluation": {
+        "batch_size": Field("int", 256, "batch size for evaluation", min=1),
+    },
+}
+
+
+def defaults(schema: dict = SCHEMA) -> dict:
+    return {k: defaults(v) if isinstance(v, dict) else copy.deepcopy(v.default) for k, v in schema.items()}
+
+
+def _check_value(key: str, field: Field, value: Any) -> Any:
+    if value is None:
+        if field.nullable:
+            return None
+        raise RecipeError(f"recipe key '{key}' may not be empty; {field.help}")
+    t = field.type
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "list": isinstance(value, list),
+    }[t]
+    if not ok:
+        want = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string", "list": "a list"}[t]
+        raise RecipeError(f"recipe key '{key}' must be {want}, got {value!r} ({type(value).__name__}); {field.help}")
+    if t == "float":
+        value = float(value)
+    items = value if t == "list" else [value]
+    if field.choices is not None:
+        bad = [v for v in items if v not in field.choices]
+        if bad:
+            allowed = ", ".join(str(c) for c in field.choices)
+            raise RecipeError(f"recipe key '{key}' has {bad[0]!r}; allowed values: {allowed}")
+    if field.min is not None and value < field.min or field.max is not None and value > field.max:
+        lo = "-inf" if field.min is None else field.min
+        hi = "inf" if field.max is None else field.max
+        raise RecipeError(f"recipe key '{key}' is {value}, outside [{lo}, {hi}]; {field.help}")
+    return value
+
+
+def validate(raw: Any, schema: dict = SCHEMA, prefix: str = "") -> dict:
+    """Recipe dict (possibly partial) -> complete recipe with defaults; unknown keys are errors."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        where = f"'{prefix[:-1]}'" if prefix else "the recipe"
+        raise RecipeError(f"{where} must be a mapping of keys, got {type(raw).__name__}")
+    out = {}
+    for key in raw:
+        if key not in schema:
+            allowed = ", ".join(schema)
+            raise RecipeError(f"unknown recipe key '{prefix}{key}'; allowed here: {allowed}")
+    for key, spec in schema.items():
+        if isinstance(spec, dict):
+            out[key] = validate(raw.get(key), spec, f"{prefix}{key}.")
+        else:
+            out[key] = _check_value(prefix + key, spec, raw[key]) if key in raw else copy.deepcopy(spec.default)
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`prune.target_sparsity=0.6` -> (['prune', 'target_sparsity'], 0.6); values parse as YAML."""
+    if "=" not in text:
+        raise RecipeError(f"--set '{text}' needs the form key.subkey=value, e.g. prune.target_sparsity=0.6")
+    key, value = text.split("=", 1)
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip().split("."), parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    raw = copy.deepcopy(raw) if raw else {}
+    for text in overrides:
+        path, value = parse_override(text)
+        node, schema = raw, SCHEMA
+        for i, part in enumerate(path):
+            if not isinstance(schema, dict) or part not in schema:
+                allowed = ", ".join(schema) if isinstance(schema, dict) else "(none: it is a value)"
+                raise RecipeError(f"--set: unknown recipe key '{'.'.join(path[: i + 1])}'; allowed here: {allowed}")
+            schema = schema[part]
+            if i == len(path) - 1:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise RecipeError(f"--set: recipe key '{'.'.join(path[: i + 1])}' is not a section")
+    return raw
+
+
+def recipes_dir() -> Path:
+    return shipped_dir("recipes")
+
+
+def list_recipes() -> list[Path]:
+    return sorted(recipes_dir().glob("*.yaml"))
+
+
+def resolve_recipe_path(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    shipped = recipes_dir() / (p.name if p.suffix in (".yaml", ".yml") else f"{name_or_path}.yaml")
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(r.stem for r in list_recipes())
+    raise RecipeError(f"recipe '{name_or_path}' not found; give a YAML path or one of: {names}")
+
+
+def load_raw(name_or_path: str) -> dict:
+    path = resolve_recipe_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    return raw or {}
+
+
+def load_recipe(name_or_path: str, overrides: list[str] = ()) -> dict:
+    return validate(apply_overrides(load_raw(name_or_path), list(overrides)))
+
+
+def schema_reference(schema: dict = SCHEMA, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(key, type, default, help) rows for docs and `edgecv recipes show --schema`."""
+    rows = []
+    for key, spec in schema.items():
+        if isinstance(spec, dict):
+            rows.extend(schema_reference(spec, f"{prefix}{key}."))
+        else:
+            t = spec.type + (f" {list(spec.choices)}" if spec.choices else "")
+            rows.append((prefix + key, t, repr(spec.default), spec.help))
+    return rows

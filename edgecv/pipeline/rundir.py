@@ -1,0 +1,89 @@
+"""The run directory: resolved recipe, one folder per finished stage, state.json, report.
+
+A stage writes into `.<stage>.partial/` and is renamed into place when it finishes, then
+state.json (written atomically) records it. A run killed mid-stage therefore leaves no
+half-written stage behind: `--resume` deletes the partial folder and runs that stage again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from edgecv.errors import RunDirError
+from edgecv.fileio import replace_dir, write_json_atomic, write_text_atomic
+
+STATE_FILE = "state.json"
+RECIPE_FILE = "recipe.yaml"
+
+
+def recipe_hash(recipe: dict) -> str:
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class RunDir:
+    def __init__(self, root: Path, recipe: dict, *, resume: bool = False, force: bool = False):
+        self.root = Path(root)
+        self.recipe = recipe
+        self._prepare(resume, force)
+
+    def _prepare(self, resume: bool, force: bool) -> None:
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise RunDirError(f"--out {root} is a file; give a directory path for the run")
+        state_path = root / STATE_FILE
+        is_run = state_path.is_file()
+        if root.is_dir() and any(root.iterdir()) and not is_run:
+            raise RunDirError(f"--out {root} is a non-empty folder that is not an edgecv run; choose a new or empty folder")
+        if is_run and resume:
+            state = json.loads(state_path.read_text())
+            if state.get("recipe_hash") != recipe_hash(self.recipe):
+                raise RunDirError(
+                    f"{root} was started with a different recipe, teacher or data; resume with the same ones, "
+                    "or use --force to start over"
+                )
+            self.state = state
+        elif is_run and not force:
+            raise RunDirError(f"{root} already holds a run; pass --resume to continue it or --force to start over")
+        else:
+            if is_run:  # --force on an earlier run: start clean
+                shutil.rmtree(root)
+            root.mkdir(parents=True, exist_ok=True)
+            self.state = {"recipe_hash": recipe_hash(self.recipe), "stages": {}}
+            write_text_atomic(root / RECIPE_FILE, yaml.safe_dump(self.recipe, sort_keys=False))
+            self._save_state()
+        for leftover in root.glob(".*.partial"):  # from a run that was killed
+            shutil.rmtree(leftover)
+
+    def _save_state(self) -> None:
+        write_json_atomic(self.root / STATE_FILE, self.state)
+
+    def stage_dir(self, stage: str, folder: str | None = None) -> Path:
+        return self.root / (folder or f"stages/{stage}")
+
+    def is_done(self, stage: str, folder: str | None = None) -> bool:
+        return self.state["stages"].get(stage, {}).get("status") == "done" and self.stage_dir(stage, folder).is_dir()
+
+    def start_stage(self, stage: str) -> Path:
+        partial = self.root / f".{stage}.partial"
+        if partial.exists():
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True)
+        return partial
+
+    def finish_stage(self, stage: str, partial: Path, result: dict, wall_s: float, folder: str | None = None) -> None:
+        final = self.stage_dir(stage, folder)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        replace_dir(partial, final)
+        self.state["stages"][stage] = {"status": "done", "wall_s": round(wall_s, 2), "result": result}
+        self._save_state()
+
+    def skip_stage(self, stage: str, reason: str) -> None:
+        self.state["stages"][stage] = {"status": "skipped", "reason": reason}
+        self._save_state()
+
+    def result(self, stage: str) -> dict:
+        return self.state["stages"].get(stage, {}).get("result", {})

@@ -1,0 +1,197 @@
+"""The compress stages, registered in one table (STAGES). Each stage function takes the run
+context and a fresh output folder, writes its files there and returns a JSON-able result."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgecv.errors import RecipeError
+from edgecv.fileio import gzip_size, write_json_atomic
+from edgecv.measure.accuracy import classification_metrics
+from edgecv.pipeline.context import FLOAT_MODEL, TEACHER_META, RunContext
+
+TEACHER_LOGITS = "teacher_train_logits.npy"
+QAT_MODEL = "model_qat.h5"
+
+
+def run_teacher(ctx: RunContext, out: Path) -> dict:
+    from edgecv.compress.training import fit
+    from edgecv.data import PreprocessSpec
+    from edgecv.models.teacher import TEACHER_ARCHS
+    from edgecv.tfcompat import keras
+
+    cfg, ds = ctx.recipe["teacher"], ctx.dataset
+    spec = PreprocessSpec(*ds.image_shape, normalization=cfg["normalization"])
+    x = spec.apply(ds.x_train)
+    t = cfg["train"]
+    model = fit(lambda: TEACHER_ARCHS[t["arch"]](spec.input_shape, ds.num_classes), x, ds.y_train,
+                loss=keras().losses.SparseCategoricalCrossentropy(from_logits=True), epochs=t["epochs"],
+                batch_size=t["batch_size"], learning_rate=t["learning_rate"], seed=ctx.seed, description="teacher")
+    model.save(out / FLOAT_MODEL, include_optimizer=False)
+    write_json_atomic(out / TEACHER_META, spec.to_dict())
+    return {"arch": t["arch"], "params": int(model.count_params()), "preprocessing": spec.to_dict()}
+
+
+def _kd_targets(ctx: RunContext, teacher_logits: np.ndarray) -> np.ndarray:
+    from edgecv.compress.distill import pack_targets
+
+    return pack_targets(ctx.dataset.y_train, teacher_logits)
+
+
+def _kd_loss(ctx: RunContext):
+    from edgecv.compress.distill import make_kd_loss
+
+    d = ctx.recipe["distill"]
+    return make_kd_loss(d["temperature"], d["alpha"])
+
+
+def run_distill(ctx: RunContext, out: Path) -> dict:
+    from edgecv.compress.training import fit
+    from edgecv.models.students import build_student
+
+    s, d, ds = ctx.recipe["student"], ctx.recipe["distill"], ctx.dataset
+    teacher_logits = ctx.teacher.logits(ctx.dataset.x_train)
+    np.save(out / TEACHER_LOGITS, teacher_logits)
+    model = fit(lambda: build_student(s["arch"], ctx.student_spec.input_shape, ds.num_classes, s["alpha"], s["dropout"]),
+                ctx.x_train, _kd_targets(ctx, teacher_logits), loss=_kd_loss(ctx), epochs=d["epochs"],
+                batch_size=d["batch_size"], learning_rate=d["learning_rate"], seed=ctx.seed, description="distill")
+    model.save(out / FLOAT_MODEL, include_optimizer=False)
+    return {"arch": s["arch"], "params": int(model.count_params()), "teacher_outputs": ctx.teacher.outputs,
+            "temperature": d["temperature"], "alpha": d["alpha"]}
+
+
+def _teacher_logits(ctx: RunContext) -> np.ndarray:
+    return np.load(ctx.model_path("distill", TEACHER_LOGITS))
+
+
+def run_prune(ctx: RunContext, out: Path) -> dict:
+    from edgecv.compress import prune
+    from edgecv.compress.training import fit
+
+    p, d = ctx.recipe["prune"], ctx.recipe["distill"]
+    steps = int(np.ceil(len(ctx.x_train) / d["batch_size"])) * p["epochs"]
+    schedule = prune.make_schedule(p["schedule"], p["initial_sparsity"], p["target_sparsity"], steps, p["frequency"])
+    model = fit(lambda: prune.wrap_for_pruning(ctx.load_model(ctx.model_path("distill")), schedule),
+                ctx.x_train, _kd_targets(ctx, _teacher_logits(ctx)), loss=_kd_loss(ctx), epochs=p["epochs"],
+                batch_size=d["batch_size"], learning_rate=p["learning_rate"], seed=ctx.seed, description="prune",
+                callbacks=prune.pruning_callbacks())
+    stripped = prune.strip(model)
+    stripped.save(out / FLOAT_MODEL, include_optimizer=False)
+    layers = prune.kernel_sparsity(stripped)
+    pruned = [v for v in layers.values() if v["pruned"]]
+    overall = sum(v["sparsity"] * v["params"] for v in pruned) / max(1, sum(v["params"] for v in pruned))
+    return {"target_sparsity": p["target_sparsity"], "measured_sparsity": round(overall, 4),
+            "nonzero_params": prune.count_nonzero_params(stripped), "layers": layers}
+
+
+def run_quantize(ctx: RunContext, out: Path) -> dict:
+    q = ctx.recipe["quantize"]
+    if q["mode"] == "ptq":
+        (out / "PTQ.txt").write_text("post-training quantization: calibrated at export, no Keras model here\n")
+        return {"mode": "ptq", "calibration_samples": q["calibration_samples"]}
+    from edgecv.compress import prune
+    from edgecv.compress.quantize import prepare_qat
+    from edgecv.compress.training import fit
+
+    source = ctx.float_student_stage()
+    pruned = source == "prune"
+    model = fit(lambda: prepare_qat(ctx.load_model(ctx.model_path(source)), pruned), ctx.x_train,
+                _kd_targets(ctx, _teacher_logits(ctx)), loss=_kd_loss(ctx), epochs=q["epochs"],
+                batch_size=ctx.recipe["distill"]["batch_size"], learning_rate=q["learning_rate"], seed=ctx.seed,
+                description="quantize (QAT)")
+    model.save(out / QAT_MODEL, include_optimizer=False)
+    return {"mode": "qat", "source": source, "pruning_preserving": pruned,
+            "nonzero_params": prune.count_nonzero_params(model)}
+
+
+def run_export(ctx: RunContext, out: Path) -> dict:
+    from edgecv.export.tflite import convert
+
+    formats = ctx.recipe["export"]["formats"]
+    calibration = ctx.calibration_set()
+    written = {}
+    for fmt in formats:
+        if fmt == "tflite-int8":
+            qat = ctx.run.state["stages"].get("quantize", {}).get("result", {}).get("mode") == "qat"
+            source = ctx.model_path("quantize", QAT_MODEL) if qat else ctx.model_path(ctx.float_student_stage())
+        else:
+            source = ctx.model_path(ctx.float_student_stage())
+        start = time.perf_counter()
+        path = convert(source, out / f"student-{fmt.split('-')[1]}.tflite", fmt, calibration)
+        written[fmt] = {"file": path.name, "source": str(source.relative_to(ctx.run.root)),
+                        "seconds": round(time.perf_counter() - start, 2)}
+    return {"artefacts": written, "calibration_samples": int(len(calibration))}
+
+
+def _file_size(path: Path) -> tuple[int, int]:
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    return sum(f.stat().st_size for f in files), sum(gzip_size(f) for f in files)
+
+
+def run_evaluate(ctx: RunContext, out: Path) -> dict:
+    from edgecv.compress.prune import count_nonzero_params
+    from edgecv.runtime import LiteRTRunner
+
+    ds, bs = ctx.dataset, ctx.recipe["evaluation"]["batch_size"]
+    y = ds.y_test
+    rows = []
+
+    def add(name, fmt, path: Path, scores, **extra):
+        size, gz = _file_size(path)
+        rows.append({"name": name, "format": fmt, "path": str(path.relative_to(ctx.run.root)) if path.is_relative_to(ctx.run.root) else str(path),
+                     "size_bytes": size, "gzip_bytes": gz, "metrics": classification_metrics(scores, y), **extra})
+
+    teacher = ctx.teacher
+    add("teacher", "keras", Path(ctx.teacher_path()), teacher.logits(ds.x_test, bs),
+        nonzero_params=count_nonzero_params(teacher.model) if hasattr(teacher.model, "get_weights") else None)
+    keras_models = [("student-float", "distill", FLOAT_MODEL), ("student-pruned", "prune", FLOAT_MODEL),
+                    ("student-qat", "quantize", QAT_MODEL)]
+    for name, stage, file in keras_models:
+        path = ctx.model_path(stage, file)
+        if ctx.run.is_done(stage) and path.exists():
+            model = ctx.load_model(path)
+            add(name, "keras", path, model.predict(ctx.x_test, batch_size=bs, verbose=0),
+                nonzero_params=count_nonzero_params(model))
+    for fmt, info in ctx.run.result("export").get("artefacts", {}).items():
+        path = ctx.run.stage_dir("export", "artefacts") / info["file"]
+        runner = LiteRTRunner(path)
+        dtypes = runner.tensor_dtypes()
+        counts = {t: list(dtypes.values()).count(t) for t in sorted(set(dtypes.values()))}
+        extra = {"tensor_dtypes": counts, "runtime": "ai_edge_litert", "threads": runner.num_threads}
+        if fmt == "tflite-int8":
+            extra["fully_int8"] = "float32" not in counts and runner.input.dtype == "int8" and runner.output_dtype == "int8"
+        add(f"student-{fmt.split('-')[1]}.tflite", fmt, path, runner.run_batched(ctx.x_test, bs), **extra)
+    teacher_top1 = rows[0]["metrics"]["top1"]
+    for r in rows:
+        r["delta_top1_vs_teacher"] = round(r["metrics"]["top1"] - teacher_top1, 5)
+    (out / "EVALUATED.txt").write_text(f"{len(rows)} artefacts evaluated on {len(y)} held-out images\n")
+    return {"artefacts": rows, "test_set_hash": ds.test_set_hash(), "test_samples": int(len(y))}
+
+
+@dataclass(frozen=True)
+class Stage:
+    run: Callable[[RunContext, Path], dict]
+    enabled: Callable[[dict], bool]
+    folder: str | None = None  # output folder in the run dir; default stages/<name>
+    why_skipped: str = ""
+
+
+# name -> stage, in run order
+STAGES: dict[str, Stage] = {
+    "teacher": Stage(run_teacher, lambda r: not r["teacher"]["path"], why_skipped="a teacher was given"),
+    "distill": Stage(run_distill, lambda r: True),
+    "prune": Stage(run_prune, lambda r: r["prune"]["enabled"], why_skipped="prune.enabled is false"),
+    "quantize": Stage(run_quantize, lambda r: r["quantize"]["enabled"], why_skipped="quantize.enabled is false"),
+    "export": Stage(run_export, lambda r: True, folder="artefacts"),
+    "evaluate": Stage(run_evaluate, lambda r: True, folder="stages/evaluate"),
+}
+
+
+def check_recipe_consistency(recipe: dict) -> None:
+    """Cross-key rules the per-key schema cannot express."""
+    if "tflite-int8" in recipe["export"]["formats"] and not recipe["quantize"]["enabled"]:
+        raise RecipeError("export.formats has tflite-int8 but quantize.enabled is false; enable quantize or drop tflite-int8")

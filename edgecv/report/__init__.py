@@ -1,0 +1,1 @@
+"""report.json (the contract between compress, eval, bench, profile and gate) and its renderings."""

@@ -1,0 +1,68 @@
+"""LiteRT (TFLite) runner: ai_edge_litert, or tflite_runtime where that is what a device has."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgecv.errors import MissingExtraError, ModelError
+from edgecv.runtime.base import InputSpec, Runner, default_threads, dequantize, quantize
+
+
+def _interpreter_class():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            raise MissingExtraError("no LiteRT runtime found; pip install ai-edge-litert") from None
+    return Interpreter
+
+
+class LiteRTRunner(Runner):
+    def __init__(self, path, num_threads: int | None = None):
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"model file '{path}' not found")
+        self.path = path
+        self.num_threads = num_threads or default_threads()
+        try:
+            self._interp = _interpreter_class()(model_path=str(path), num_threads=self.num_threads)
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise ModelError(f"cannot load '{path}' as a TFLite model ({str(e).splitlines()[0][:160]})") from None
+        inp = self._interp.get_input_details()
+        out = self._interp.get_output_details()
+        if len(inp) != 1 or len(out) != 1:
+            raise ModelError(f"'{path}' has {len(inp)} inputs and {len(out)} outputs; edgecv runs single-input classifiers")
+        self._in, self._out = inp[0], out[0]
+        scale, zp = self._in["quantization"]
+        self.input = InputSpec(tuple(int(d) for d in self._in["shape"][1:]), np.dtype(self._in["dtype"]).name, float(scale), int(zp))
+        self.output_dtype = np.dtype(self._out["dtype"]).name
+        self._batch = int(self._in["shape"][0])
+
+    def _resize(self, n: int) -> None:
+        if n != self._batch:
+            self._interp.resize_tensor_input(self._in["index"], [n, *self.input.shape])
+            self._interp.allocate_tensors()
+            self._in = self._interp.get_input_details()[0]
+            self._out = self._interp.get_output_details()[0]
+            self._batch = n
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        x = np.asarray(images, np.float32)
+        if x.shape[1:] != self.input.shape:
+            raise ModelError(f"{self.path.name} takes input {self.input.shape}, got {x.shape[1:]}; check the preprocessing")
+        if self.input.scale:
+            x = quantize(x, self.input.scale, self.input.zero_point, self.input.dtype)
+        self._resize(len(x))
+        self._interp.set_tensor(self._in["index"], x)
+        self._interp.invoke()
+        y = self._interp.get_tensor(self._out["index"])
+        scale, zp = self._out["quantization"]
+        return dequantize(y, scale, zp) if scale else y.astype(np.float32)
+
+    def tensor_dtypes(self) -> dict[str, str]:
+        """Every tensor's name -> dtype: the proof that a graph is fully int8."""
+        return {d["name"]: np.dtype(d["dtype"]).name for d in self._interp.get_tensor_details()}
