@@ -30,3 +30,4 @@ def custom_objects_scope():
     """Everything needed to load any stage's saved model (QAT wrappers included)."""
     with tfmot().quantization.keras.quantize_scope():
         yield
+

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -52,3 +53,17 @@ def fit(build_model, x, y, *, loss, epochs: int, batch_size: int, learning_rate:
         cb = _progress_callback(progress, task, steps, epochs)
         model.fit(make_dataset(x, y, batch_size, seed), epochs=epochs, verbose=0, callbacks=[cb, *callbacks])
     return model
+
+
+def save_model(model, path) -> None:
+    """Save weights and graph, no optimizer state (it would double the file for nothing)."""
+    path = Path(path)
+    if path.suffix == ".h5":  # the format that reloads QAT models in tf_keras 2.21
+        with warnings.catch_warnings():  # tf_keras calls .h5 "legacy"
+            warnings.simplefilter("ignore", UserWarning)
+            model.save(path, include_optimizer=False)
+        return
+    # The .keras format has no include_optimizer switch: save a copy that was never compiled.
+    fresh = keras().models.clone_model(model)
+    fresh.set_weights(model.get_weights())
+    fresh.save(path)

@@ -34,13 +34,17 @@ def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool =
 
     console = console or Console(stderr=True)
     check_recipe_consistency(recipe)
-    run = RunDir(out, recipe, resume=resume, force=force)
+    run = RunDir(out, recipe)
+    run.check(resume, force)
     ctx = RunContext(recipe, run)
-    ds = ctx.dataset  # fail fast on bad data, before anything trains
+    # Fail fast, before anything is written or trained: bad data, a teacher that cannot be
+    # loaded or does not fit the data.
+    ds = ctx.dataset
+    if recipe["teacher"]["path"]:
+        ctx.teacher
+    run.open(resume, force)
     console.print(f"[bold]edgecv compress[/] → {out}  ({ds.source}: {len(ds.y_train)} train / "
                   f"{len(ds.y_test)} held-out images, {ds.num_classes} classes)")
-    if recipe["teacher"]["path"]:
-        ctx.teacher  # fail fast on a teacher that cannot be loaded or does not fit the data
     for name, stage in STAGES.items():
         if not stage.enabled(recipe):
             run.skip_stage(name, stage.why_skipped)

@@ -25,37 +25,42 @@ def recipe_hash(recipe: dict) -> str:
 
 
 class RunDir:
-    def __init__(self, root: Path, recipe: dict, *, resume: bool = False, force: bool = False):
+    def __init__(self, root: Path, recipe: dict):
         self.root = Path(root)
         self.recipe = recipe
-        self._prepare(resume, force)
+        self.state: dict = {"recipe_hash": recipe_hash(recipe), "stages": {}}
 
-    def _prepare(self, resume: bool, force: bool) -> None:
+    def check(self, resume: bool, force: bool) -> None:
+        """Raise if the folder cannot be used as asked; touches nothing."""
         root = self.root
         if root.exists() and not root.is_dir():
             raise RunDirError(f"--out {root} is a file; give a directory path for the run")
-        state_path = root / STATE_FILE
-        is_run = state_path.is_file()
+        is_run = (root / STATE_FILE).is_file()
         if root.is_dir() and any(root.iterdir()) and not is_run:
             raise RunDirError(f"--out {root} is a non-empty folder that is not an edgecv run; choose a new or empty folder")
         if is_run and resume:
-            state = json.loads(state_path.read_text())
-            if state.get("recipe_hash") != recipe_hash(self.recipe):
+            if json.loads((root / STATE_FILE).read_text()).get("recipe_hash") != recipe_hash(self.recipe):
                 raise RunDirError(
                     f"{root} was started with a different recipe, teacher or data; resume with the same ones, "
                     "or use --force to start over"
                 )
-            self.state = state
         elif is_run and not force:
             raise RunDirError(f"{root} already holds a run; pass --resume to continue it or --force to start over")
+
+    def open(self, resume: bool, force: bool) -> None:
+        """Create the run (or pick up the earlier one with --resume; wipe it with --force)."""
+        self.check(resume, force)
+        root = self.root
+        state_path = root / STATE_FILE
+        if state_path.is_file() and resume:
+            self.state = json.loads(state_path.read_text())
         else:
-            if is_run:  # --force on an earlier run: start clean
+            if state_path.is_file():  # --force on an earlier run: start clean
                 shutil.rmtree(root)
             root.mkdir(parents=True, exist_ok=True)
-            self.state = {"recipe_hash": recipe_hash(self.recipe), "stages": {}}
             write_text_atomic(root / RECIPE_FILE, yaml.safe_dump(self.recipe, sort_keys=False))
             self._save_state()
-        for leftover in root.glob(".*.partial"):  # from a run that was killed
+        for leftover in root.glob(".*.partial"):  # from a run that was killed mid-stage
             shutil.rmtree(leftover)
 
     def _save_state(self) -> None:

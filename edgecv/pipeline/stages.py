@@ -19,7 +19,7 @@ QAT_MODEL = "model_qat.h5"
 
 
 def run_teacher(ctx: RunContext, out: Path) -> dict:
-    from edgecv.compress.training import fit
+    from edgecv.compress.training import fit, save_model
     from edgecv.data import PreprocessSpec
     from edgecv.models.teacher import TEACHER_ARCHS
     from edgecv.tfcompat import keras
@@ -31,7 +31,7 @@ def run_teacher(ctx: RunContext, out: Path) -> dict:
     model = fit(lambda: TEACHER_ARCHS[t["arch"]](spec.input_shape, ds.num_classes), x, ds.y_train,
                 loss=keras().losses.SparseCategoricalCrossentropy(from_logits=True), epochs=t["epochs"],
                 batch_size=t["batch_size"], learning_rate=t["learning_rate"], seed=ctx.seed, description="teacher")
-    model.save(out / FLOAT_MODEL, include_optimizer=False)
+    save_model(model, out / FLOAT_MODEL)
     write_json_atomic(out / TEACHER_META, spec.to_dict())
     return {"arch": t["arch"], "params": int(model.count_params()), "preprocessing": spec.to_dict()}
 
@@ -50,7 +50,7 @@ def _kd_loss(ctx: RunContext):
 
 
 def run_distill(ctx: RunContext, out: Path) -> dict:
-    from edgecv.compress.training import fit
+    from edgecv.compress.training import fit, save_model
     from edgecv.models.students import build_student
 
     s, d, ds = ctx.recipe["student"], ctx.recipe["distill"], ctx.dataset
@@ -59,7 +59,7 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
     model = fit(lambda: build_student(s["arch"], ctx.student_spec.input_shape, ds.num_classes, s["alpha"], s["dropout"]),
                 ctx.x_train, _kd_targets(ctx, teacher_logits), loss=_kd_loss(ctx), epochs=d["epochs"],
                 batch_size=d["batch_size"], learning_rate=d["learning_rate"], seed=ctx.seed, description="distill")
-    model.save(out / FLOAT_MODEL, include_optimizer=False)
+    save_model(model, out / FLOAT_MODEL)
     return {"arch": s["arch"], "params": int(model.count_params()), "teacher_outputs": ctx.teacher.outputs,
             "temperature": d["temperature"], "alpha": d["alpha"]}
 
@@ -70,7 +70,7 @@ def _teacher_logits(ctx: RunContext) -> np.ndarray:
 
 def run_prune(ctx: RunContext, out: Path) -> dict:
     from edgecv.compress import prune
-    from edgecv.compress.training import fit
+    from edgecv.compress.training import fit, save_model
 
     p, d = ctx.recipe["prune"], ctx.recipe["distill"]
     steps = int(np.ceil(len(ctx.x_train) / d["batch_size"])) * p["epochs"]
@@ -80,7 +80,7 @@ def run_prune(ctx: RunContext, out: Path) -> dict:
                 batch_size=d["batch_size"], learning_rate=p["learning_rate"], seed=ctx.seed, description="prune",
                 callbacks=prune.pruning_callbacks())
     stripped = prune.strip(model)
-    stripped.save(out / FLOAT_MODEL, include_optimizer=False)
+    save_model(stripped, out / FLOAT_MODEL)
     layers = prune.kernel_sparsity(stripped)
     pruned = [v for v in layers.values() if v["pruned"]]
     overall = sum(v["sparsity"] * v["params"] for v in pruned) / max(1, sum(v["params"] for v in pruned))
@@ -95,7 +95,7 @@ def run_quantize(ctx: RunContext, out: Path) -> dict:
         return {"mode": "ptq", "calibration_samples": q["calibration_samples"]}
     from edgecv.compress import prune
     from edgecv.compress.quantize import prepare_qat
-    from edgecv.compress.training import fit
+    from edgecv.compress.training import fit, save_model
 
     source = ctx.float_student_stage()
     pruned = source == "prune"
@@ -103,7 +103,7 @@ def run_quantize(ctx: RunContext, out: Path) -> dict:
                 _kd_targets(ctx, _teacher_logits(ctx)), loss=_kd_loss(ctx), epochs=q["epochs"],
                 batch_size=ctx.recipe["distill"]["batch_size"], learning_rate=q["learning_rate"], seed=ctx.seed,
                 description="quantize (QAT)")
-    model.save(out / QAT_MODEL, include_optimizer=False)
+    save_model(model, out / QAT_MODEL)
     return {"mode": "qat", "source": source, "pruning_preserving": pruned,
             "nonzero_params": prune.count_nonzero_params(model)}
 

@@ -1,0 +1,65 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args, cwd=None, timeout=900, env=None):
+    """Run the real `edgecv` command line in a child process."""
+    return subprocess.run([sys.executable, "-m", "edgecv", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def assert_user_error(proc, *fragments):
+    """Exit 2, one line on stderr naming the problem, no traceback."""
+    err = proc.stderr
+    assert proc.returncode == 2, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {err}"
+    assert "Traceback" not in err, err
+    lines = [l for l in err.splitlines() if l.startswith("edgecv: error:")]
+    assert len(lines) == 1, err
+    for f in fragments:
+        assert f in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_factory(tmp_path_factory):
+    """Saves small, untrained tf_keras classifiers in the format asked for."""
+    from edgecv.tfcompat import keras
+
+    K = keras()
+    root = tmp_path_factory.mktemp("teachers")
+
+    def make(num_classes=10, input_shape=(28, 28, 1), softmax=False, fmt=".keras"):
+        inp = K.Input(input_shape)
+        x = K.layers.Conv2D(4, 3, activation="relu")(inp)
+        x = K.layers.GlobalAveragePooling2D()(x)
+        out = K.layers.Dense(num_classes, activation="softmax" if softmax else None)(x)
+        model = K.Model(inp, out)
+        name = f"t{num_classes}_{'x'.join(map(str, input_shape))}_{'sm' if softmax else 'lg'}{fmt or '_savedmodel'}"
+        path = root / name
+        if fmt:
+            model.save(path)
+        else:
+            model.save(path, save_format="tf")
+        return path, model
+
+    return make
+
+
+def synthetic_images(n, size=16, channels=1, classes=3, seed=0):
+    """Learnable synthetic classes: stripes of a class-specific orientation plus noise."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    yy, xx = np.mgrid[0:size, 0:size]
+    x = np.empty((n, size, size, channels), np.uint8)
+    for i, c in enumerate(y):
+        pattern = [(yy // 2) % 2, (xx // 2) % 2, ((xx + yy) // 2) % 2][c % 3]
+        img = pattern * 200 + rng.integers(0, 55, (size, size))
+        x[i] = img[..., None].repeat(channels, -1).astype(np.uint8)
+    return x, y

@@ -1,0 +1,119 @@
+"""End to end: a real (short) compress on the shipped Fashion-MNIST sample, killed mid-stage and
+resumed, then checked for real accuracy and a fully-int8 TFLite graph."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, assert_user_error, run_cli
+
+pytestmark = pytest.mark.slow
+
+SHORT = ["--set", "data.max_train_samples=1500", "--set", "teacher.train.epochs=4", "--set", "distill.epochs=6",
+         "--set", "prune.epochs=2", "--set", "quantize.epochs=1", "--set", "quantize.calibration_samples=100"]
+
+
+@pytest.fixture(scope="module")
+def resumed_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("e2e") / "run"
+    args = [sys.executable, "-m", "edgecv", "compress", "--out", str(out), *SHORT]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    deadline = time.time() + 900
+    while not (out / ".prune.partial").exists():  # kill it while the prune stage is half done
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() < deadline, "prune stage never started"
+        time.sleep(0.5)
+    time.sleep(3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state_after_kill = json.loads((out / "state.json").read_text())
+    distill_model = out / "stages" / "distill" / "model.keras"
+    distill_mtime = distill_model.stat().st_mtime_ns
+    resumed = run_cli("compress", "--out", out, "--resume", *SHORT, cwd=REPO)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    return {"out": out, "state_after_kill": state_after_kill, "distill_mtime": distill_mtime, "resumed": resumed,
+            "report": json.loads((out / "report.json").read_text())}
+
+
+def test_kill_mid_stage_then_resume_skips_finished_stages(resumed_run):
+    killed = resumed_run["state_after_kill"]["stages"]
+    assert killed["teacher"]["status"] == "done" and killed["distill"]["status"] == "done"
+    assert "prune" not in killed  # it was running, not finished
+    out = resumed_run["out"]
+    log = resumed_run["resumed"].stderr
+    assert "teacher   done earlier" in log and "distill   done earlier" in log
+    assert (out / "stages" / "distill" / "model.keras").stat().st_mtime_ns == resumed_run["distill_mtime"]
+    assert not list(out.glob(".*.partial"))
+    state = json.loads((out / "state.json").read_text())
+    assert all(s["status"] == "done" for s in state["stages"].values())
+
+
+def test_report_has_real_accuracy_and_sizes(resumed_run):
+    report = resumed_run["report"]
+    assert report["schema_version"] == 1
+    by_name = {a["name"]: a for a in report["artefacts"]}
+    assert set(by_name) == {"student-float", "student-pruned", "student-qat", "student-int8.tflite", "student-fp32.tflite"}
+    assert report["teacher"]["metrics"]["top1"] > 0.5  # 10 classes: chance is 0.1
+    int8, fp32 = by_name["student-int8.tflite"], by_name["student-fp32.tflite"]
+    assert int8["metrics"]["top1"] > 0.4, int8
+    assert abs(int8["metrics"]["top1"] - by_name["student-qat"]["metrics"]["top1"]) < 0.05
+    assert fp32["size_bytes"] >= 3 * int8["size_bytes"]
+    for a in report["artefacts"]:
+        assert (resumed_run["out"] / a["path"]).exists()
+        assert 0 < a["gzip_bytes"] and 0 < a["metrics"]["top5"] <= 1
+    prune = report["stages"]["prune"]["result"]
+    assert abs(prune["measured_sparsity"] - 0.5) < 0.02
+    assert by_name["student-pruned"]["nonzero_params"] < 0.7 * by_name["student-float"]["nonzero_params"]
+    assert all(not v["pruned"] for n, v in prune["layers"].items() if "_dw" in n)
+
+
+def test_int8_tflite_is_fully_integer(resumed_run):
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = resumed_run["out"] / "artefacts" / "student-int8.tflite"
+    interp = Interpreter(model_path=str(path), num_threads=2)
+    interp.allocate_tensors()
+    assert interp.get_input_details()[0]["dtype"] == np.int8
+    assert interp.get_output_details()[0]["dtype"] == np.int8
+    dtypes = {np.dtype(d["dtype"]).name for d in interp.get_tensor_details()}
+    assert "float32" not in dtypes, dtypes
+    assert resumed_run["report"]["artefacts"][3]["fully_int8"] is True
+
+
+def test_existing_run_needs_resume_or_force(resumed_run):
+    out = resumed_run["out"]
+    assert_user_error(run_cli("compress", "--out", out, *SHORT), "already holds a run", "--resume")
+    assert_user_error(run_cli("compress", "--out", out, "--resume", *SHORT, "--set", "seed=3"), "different recipe")
+
+
+OPAQUE = {"recipe", "data.class_names", "environment.versions", "artefacts.[].tensor_dtypes"}  # documented as a whole
+DYNAMIC = {"stages": "<stage>", "stages.prune.result.layers": "<layer>", "stages.export.result.artefacts": "<format>"}
+
+
+def _field_paths(obj, prefix=""):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            parent = prefix[:-1]
+            name = DYNAMIC.get(parent, k) if parent != "stages" else k
+            path = prefix + name
+            yield path
+            if path not in OPAQUE:
+                yield from _field_paths(v, path + ".")
+    elif isinstance(obj, list) and obj and isinstance(obj[0], dict):
+        for item in obj:
+            yield from _field_paths(item, prefix[:-1] + ".[].")
+
+
+def test_report_fields_are_documented(resumed_run):
+    doc = (REPO / "docs" / "report-schema.md").read_text()
+    paths = set(_field_paths(resumed_run["report"]))
+    # stage-generic fields are documented once as stages.<stage>.X
+    generic = {p if p.count(".") != 2 or not p.startswith("stages.") else "stages.<stage>." + p.split(".")[2] for p in paths}
+    generic = {p for p in generic if not (p.startswith("stages.") and p.count(".") == 1)}
+    missing = sorted(p for p in generic if f"`{p}`" not in doc)
+    assert not missing, f"undocumented report.json fields: {missing}"

@@ -1,0 +1,126 @@
+import gzip
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgecv.data import PreprocessSpec, load_dataset
+from edgecv.data.sampling import balanced_indices, stratified_split
+from edgecv.errors import DataError
+from tests.conftest import synthetic_images
+
+
+def test_fashion_mnist_mini_is_balanced_and_small():
+    ds = load_dataset("fashion-mnist-mini")
+    assert ds.num_classes == 10 and ds.image_shape == (28, 28, 1)
+    assert np.bincount(ds.y_train).tolist() == [400] * 10
+    assert np.bincount(ds.y_test).tolist() == [100] * 10
+    assert ds.x_train.dtype == np.uint8 and ds.x_train.max() > 200  # real pixels, not zeros
+
+
+def _write_idx(path, array):
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_reads_idx_from_edgecv_data(tmp_path, monkeypatch):
+    x, y = synthetic_images(30, size=28, classes=10)
+    d = tmp_path / "fashion-mnist"
+    d.mkdir()
+    _write_idx(d / "train-images-idx3-ubyte.gz", x[:20, ..., 0])
+    _write_idx(d / "train-labels-idx1-ubyte.gz", y[:20])
+    _write_idx(d / "t10k-images-idx3-ubyte.gz", x[20:, ..., 0])
+    _write_idx(d / "t10k-labels-idx1-ubyte.gz", y[20:])
+    monkeypatch.setenv("EDGECV_DATA", str(tmp_path))
+    ds = load_dataset("fashion-mnist")
+    assert ds.x_train.shape == (20, 28, 28, 1) and np.array_equal(ds.x_test[..., 0], x[20:, ..., 0])
+    assert np.array_equal(ds.y_train, y[:20])
+
+
+def test_fashion_mnist_missing_says_how_to_get_it(tmp_path, monkeypatch):
+    import edgecv.data.sources as sources
+
+    monkeypatch.setenv("EDGECV_DATA", str(tmp_path))
+    monkeypatch.setattr(sources, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "nope")
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
+        load_dataset("fashion-mnist")
+
+
+def test_system_fashion_mnist_if_installed():
+    if not (sources_dir := __import__("edgecv.data.sources", fromlist=["x"]).FASHION_MNIST_SYSTEM_DIR).is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+    ds = load_dataset("fashion-mnist")
+    assert len(ds.y_train) == 60000 and len(ds.y_test) == 10000 and str(sources_dir) in ds.source
+
+
+def _write_folder(root, x, y, names):
+    for i, (img, label) in enumerate(zip(x, y)):
+        d = root / names[label]
+        d.mkdir(parents=True, exist_ok=True)
+        mode = "L" if img.shape[-1] == 1 else "RGB"
+        Image.fromarray(img[..., 0] if mode == "L" else img, mode).save(d / f"{i}.{'png' if i % 2 else 'jpg'}")
+
+
+def test_image_folder_split_is_stratified_and_resized(tmp_path):
+    x, y = synthetic_images(60, size=20, channels=3)
+    _write_folder(tmp_path, x, y, ["a", "b", "c"])
+    ds = load_dataset(str(tmp_path), image_size=16, holdout=0.2, seed=1)
+    assert ds.class_names == ["a", "b", "c"]
+    assert ds.image_shape == (16, 16, 3)
+    assert len(ds.y_test) == 12 and np.bincount(ds.y_test).tolist() == [4, 4, 4]
+
+
+def test_image_folder_with_train_test_split_and_greyscale(tmp_path):
+    x, y = synthetic_images(30, size=16, channels=1)
+    _write_folder(tmp_path / "train", x[:21], y[:21], ["a", "b", "c"])
+    _write_folder(tmp_path / "test", x[21:], y[21:], ["a", "b", "c"])
+    ds = load_dataset(str(tmp_path), image_size=16)
+    assert ds.image_shape == (16, 16, 1) and len(ds.y_train) == 21 and len(ds.y_test) == 9
+
+
+def test_empty_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="no class subfolders"):
+        load_dataset(str(tmp_path))
+    (tmp_path / "cat").mkdir()
+    with pytest.raises(DataError, match="no PNG or JPEG"):
+        load_dataset(str(tmp_path))
+
+
+def test_npz_source_and_missing_keys(tmp_path):
+    x, y = synthetic_images(40, size=12)
+    good = tmp_path / "d.npz"
+    np.savez(good, x_train=x[:30, ..., 0], y_train=y[:30], x_test=x[30:] / 255.0, y_test=y[30:])
+    ds = load_dataset(str(good))
+    assert ds.x_test.dtype == np.uint8 and ds.image_shape == (12, 12, 1) and ds.num_classes == 3
+    assert abs(int(ds.x_test[0, 0, 0, 0]) - int(x[30, 0, 0, 0])) <= 1
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x_train=x, y_train=y)
+    with pytest.raises(DataError, match="lacks x_test, y_test"):
+        load_dataset(str(bad))
+
+
+def test_preprocess_spec_resize_channels_normalization():
+    img = np.zeros((1, 4, 4, 1), np.uint8)
+    img[0, :, 2:] = 255
+    spec = PreprocessSpec(8, 8, 3, "symmetric")
+    out = spec.apply(img)
+    assert out.shape == (1, 8, 8, 3)
+    assert out.min() == -1.0 and out.max() == 1.0
+    assert np.allclose(out[..., 0], out[..., 2])  # grey -> identical RGB channels
+    # matches TensorFlow's bilinear resize (half-pixel centres)
+    tf = pytest.importorskip("tensorflow")
+    ref = tf.image.resize(img.astype(np.float32), (8, 8), method="bilinear").numpy() / 127.5 - 1
+    assert np.allclose(out[..., :1], ref, atol=1e-5)
+    rgb = np.full((1, 2, 2, 3), [255, 0, 0], np.uint8)
+    grey = PreprocessSpec(2, 2, 1, "raw").apply(rgb)
+    assert np.allclose(grey, 0.299 * 255)
+
+
+def test_sampling_helpers():
+    labels = np.array([0] * 50 + [1] * 10 + [2] * 40)
+    idx = balanced_indices(labels, 30, seed=0)
+    assert np.bincount(labels[idx]).tolist() == [10, 10, 10]
+    train, test = stratified_split(labels, 0.2, seed=0)
+    assert len(set(train) & set(test)) == 0 and len(train) + len(test) == 100
+    assert np.bincount(labels[test]).tolist() == [10, 2, 8]
