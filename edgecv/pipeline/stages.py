@@ -12,6 +12,7 @@ import numpy as np
 from edgecv.errors import RecipeError
 from edgecv.fileio import gzip_size, write_json_atomic
 from edgecv.measure.accuracy import classification_metrics
+from edgecv.progress import track
 from edgecv.pipeline.context import FLOAT_MODEL, TEACHER_META, RunContext
 
 TEACHER_LOGITS = "teacher_train_logits.npy"
@@ -114,7 +115,7 @@ def run_export(ctx: RunContext, out: Path) -> dict:
     formats = ctx.recipe["export"]["formats"]
     calibration = ctx.calibration_set()
     written = {}
-    for fmt in formats:
+    for fmt in track(formats, "export"):
         if fmt == "tflite-int8":
             qat = ctx.run.state["stages"].get("quantize", {}).get("result", {}).get("mode") == "qat"
             source = ctx.model_path("quantize", QAT_MODEL) if qat else ctx.model_path(ctx.float_student_stage())
@@ -132,44 +133,54 @@ def _file_size(path: Path) -> tuple[int, int]:
     return sum(f.stat().st_size for f in files), sum(gzip_size(f) for f in files)
 
 
-def run_evaluate(ctx: RunContext, out: Path) -> dict:
+def _models_to_evaluate(ctx: RunContext) -> list[tuple[str, str, Path]]:
+    """(name, format, path) of the teacher and every student model this run produced."""
+    found = [("teacher", "keras", Path(ctx.teacher_path()))]
+    for name, stage, file in (("student-float", "distill", FLOAT_MODEL), ("student-pruned", "prune", FLOAT_MODEL),
+                              ("student-qat", "quantize", QAT_MODEL)):
+        if ctx.run.is_done(stage) and ctx.model_path(stage, file).exists():
+            found.append((name, "keras", ctx.model_path(stage, file)))
+    for fmt, info in ctx.run.result("export").get("artefacts", {}).items():
+        found.append((info["file"], fmt, ctx.run.stage_dir("export", "artefacts") / info["file"]))
+    return found
+
+
+def _scores(ctx: RunContext, name: str, fmt: str, path: Path) -> tuple[np.ndarray, dict]:
+    """Held-out scores of one model, plus what is worth recording about it."""
     from edgecv.compress.prune import count_nonzero_params
     from edgecv.runtime import LiteRTRunner
 
-    ds, bs = ctx.dataset, ctx.recipe["evaluation"]["batch_size"]
-    y = ds.y_test
+    bs = ctx.recipe["evaluation"]["batch_size"]
+    if name == "teacher":
+        model = ctx.teacher.model
+        extra = {"nonzero_params": count_nonzero_params(model)} if hasattr(model, "get_weights") else {}
+        return ctx.teacher.logits(ctx.dataset.x_test, bs), extra
+    if fmt == "keras":
+        model = ctx.load_model(path)
+        return model.predict(ctx.x_test, batch_size=bs, verbose=0), {"nonzero_params": count_nonzero_params(model)}
+    runner = LiteRTRunner(path)
+    dtypes = list(runner.tensor_dtypes().values())
+    counts = {t: dtypes.count(t) for t in sorted(set(dtypes))}
+    extra = {"tensor_dtypes": counts, "runtime": "ai_edge_litert", "threads": runner.num_threads}
+    if fmt == "tflite-int8":
+        extra["fully_int8"] = "float32" not in counts and runner.input.dtype == "int8" and runner.output_dtype == "int8"
+    return runner.run_batched(ctx.x_test, bs), extra
+
+
+def run_evaluate(ctx: RunContext, out: Path) -> dict:
+    y = ctx.dataset.y_test
     rows = []
-
-    def add(name, fmt, path: Path, scores, **extra):
+    for name, fmt, path in track(_models_to_evaluate(ctx), "evaluate", label=lambda m: m[0]):
+        scores, extra = _scores(ctx, name, fmt, path)
         size, gz = _file_size(path)
-        rows.append({"name": name, "format": fmt, "path": str(path.relative_to(ctx.run.root)) if path.is_relative_to(ctx.run.root) else str(path),
-                     "size_bytes": size, "gzip_bytes": gz, "metrics": classification_metrics(scores, y), **extra})
-
-    teacher = ctx.teacher
-    add("teacher", "keras", Path(ctx.teacher_path()), teacher.logits(ds.x_test, bs),
-        nonzero_params=count_nonzero_params(teacher.model) if hasattr(teacher.model, "get_weights") else None)
-    keras_models = [("student-float", "distill", FLOAT_MODEL), ("student-pruned", "prune", FLOAT_MODEL),
-                    ("student-qat", "quantize", QAT_MODEL)]
-    for name, stage, file in keras_models:
-        path = ctx.model_path(stage, file)
-        if ctx.run.is_done(stage) and path.exists():
-            model = ctx.load_model(path)
-            add(name, "keras", path, model.predict(ctx.x_test, batch_size=bs, verbose=0),
-                nonzero_params=count_nonzero_params(model))
-    for fmt, info in ctx.run.result("export").get("artefacts", {}).items():
-        path = ctx.run.stage_dir("export", "artefacts") / info["file"]
-        runner = LiteRTRunner(path)
-        dtypes = runner.tensor_dtypes()
-        counts = {t: list(dtypes.values()).count(t) for t in sorted(set(dtypes.values()))}
-        extra = {"tensor_dtypes": counts, "runtime": "ai_edge_litert", "threads": runner.num_threads}
-        if fmt == "tflite-int8":
-            extra["fully_int8"] = "float32" not in counts and runner.input.dtype == "int8" and runner.output_dtype == "int8"
-        add(f"student-{fmt.split('-')[1]}.tflite", fmt, path, runner.run_batched(ctx.x_test, bs), **extra)
+        shown = path.relative_to(ctx.run.root) if path.is_relative_to(ctx.run.root) else path
+        rows.append({"name": name, "format": fmt, "path": str(shown), "size_bytes": size, "gzip_bytes": gz,
+                     "metrics": classification_metrics(scores, y), **extra})
     teacher_top1 = rows[0]["metrics"]["top1"]
     for r in rows:
         r["delta_top1_vs_teacher"] = round(r["metrics"]["top1"] - teacher_top1, 5)
-    (out / "EVALUATED.txt").write_text(f"{len(rows)} artefacts evaluated on {len(y)} held-out images\n")
-    return {"artefacts": rows, "test_set_hash": ds.test_set_hash(), "test_samples": int(len(y))}
+    (out / "EVALUATED.txt").write_text(f"{len(rows)} models evaluated on {len(y)} held-out images\n")
+    return {"artefacts": rows, "test_set_hash": ctx.dataset.test_set_hash(), "test_samples": int(len(y))}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,21 @@
+"""Progress bars for the steps that are not Keras training (conversion, evaluation)."""
+from __future__ import annotations
+
+from typing import Iterable, TypeVar
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+T = TypeVar("T")
+
+
+def track(items: Iterable[T], description: str, label=str) -> Iterable[T]:
+    """Yield items while a bar shows which one is being worked on."""
+    items = list(items)
+    columns = [SpinnerColumn(), TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[item]}"), TimeElapsedColumn()]
+    with Progress(*columns) as progress:
+        task = progress.add_task(description, total=len(items), item="")
+        for item in items:
+            progress.update(task, item=label(item))
+            yield item
+            progress.advance(task)

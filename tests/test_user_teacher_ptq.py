@@ -1,0 +1,58 @@
+"""The user's path: their own trained teacher (different input size) and an image folder,
+compressed with the shipped mobilenetv2-int8 recipe in post-training-quantization mode."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO, run_cli, synthetic_images
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def user_files(tmp_path_factory):
+    from edgecv.tfcompat import keras
+
+    K = keras()
+    root = tmp_path_factory.mktemp("user")
+    x, y = synthetic_images(240, size=24, channels=1, classes=3, seed=1)
+    for i, (img, label) in enumerate(zip(x, y)):
+        d = root / "images" / ["horizontal", "vertical", "diagonal"][label]
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img[..., 0], "L").save(d / f"{i}.png")
+    # The user's teacher: trained on 24x24 greyscale in [0, 255] with a softmax head.
+    K.utils.set_random_seed(0)
+    teacher = K.Sequential([K.Input((24, 24, 1)), K.layers.Rescaling(1 / 255.0), K.layers.Conv2D(8, 3, activation="relu"),
+                            K.layers.MaxPooling2D(), K.layers.Conv2D(16, 3, activation="relu"), K.layers.GlobalAveragePooling2D(),
+                            K.layers.Dense(3, activation="softmax")])
+    teacher.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    teacher.fit(x.astype(np.float32), y, epochs=15, batch_size=16, verbose=0)
+    teacher.save(root / "teacher.h5")
+    return root
+
+
+def test_user_teacher_image_folder_ptq(user_files):
+    out = user_files / "run"
+    proc = run_cli("compress", "--recipe", "mobilenetv2-int8", "--teacher", user_files / "teacher.h5",
+                   "--data", user_files / "images", "--out", out, "--set", "teacher.normalization=raw",
+                   "--set", "student.input_size=32", "--set", "student.alpha=0.35", "--set", "distill.epochs=8",
+                   "--set", "distill.batch_size=16", "--set", "prune.enabled=false", "--set", "quantize.mode=ptq",
+                   "--set", "quantize.calibration_samples=60", "--set", "export.formats=[tflite-int8]", "--json", cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert json.loads(proc.stdout)["schema_version"] == report["schema_version"]
+    assert report["teacher"]["outputs"] == "probabilities" and report["teacher"]["trained_by_edgecv"] is False
+    assert report["preprocessing"]["teacher"] == {"height": 24, "width": 24, "channels": 1, "normalization": "raw"}
+    assert report["preprocessing"]["student"]["height"] == 32
+    assert report["data"]["test_samples"] == 48  # 20 % of each class held out
+    assert report["teacher"]["metrics"]["top1"] > 0.8
+    assert report["stages"]["teacher"]["status"] == "skipped" and report["stages"]["prune"]["status"] == "skipped"
+    assert report["stages"]["quantize"]["result"]["mode"] == "ptq"
+    by_name = {a["name"]: a for a in report["artefacts"]}
+    assert set(by_name) == {"student-float", "student-int8.tflite"}
+    int8 = by_name["student-int8.tflite"]
+    assert int8["fully_int8"] is True
+    assert int8["metrics"]["top1"] > 0.6, int8  # 3 classes: chance is 0.33
+    assert (out / "report.md").read_text().count("student-int8.tflite") >= 1
