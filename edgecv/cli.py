@@ -12,8 +12,7 @@ from rich.table import Table
 
 from edgecv import __version__
 from edgecv.errors import EdgecvError
-
-console = Console(stderr=True)
+from edgecv.progress import console
 
 
 class EdgecvGroup(click.Group):

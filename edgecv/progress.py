@@ -3,9 +3,13 @@ from __future__ import annotations
 
 from typing import Iterable, TypeVar
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 T = TypeVar("T")
+
+# Progress and status go to stderr: stdout is kept for --json output.
+console = Console(stderr=True)
 
 
 def track(items: Iterable[T], description: str, label=str) -> Iterable[T]:
@@ -13,7 +17,7 @@ def track(items: Iterable[T], description: str, label=str) -> Iterable[T]:
     items = list(items)
     columns = [SpinnerColumn(), TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[item]}"), TimeElapsedColumn()]
-    with Progress(*columns) as progress:
+    with Progress(*columns, console=console) as progress:
         task = progress.add_task(description, total=len(items), item="")
         for item in items:
             progress.update(task, item=label(item))

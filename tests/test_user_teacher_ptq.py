@@ -19,7 +19,7 @@ def user_files(tmp_path_factory):
     root = tmp_path_factory.mktemp("user")
     x, y = synthetic_images(240, size=24, channels=1, classes=3, seed=1)
     for i, (img, label) in enumerate(zip(x, y)):
-        d = root / "images" / ["horizontal", "vertical", "diagonal"][label]
+        d = root / "images" / ["a_horizontal", "b_vertical", "c_diagonal"][label]  # sorted = label order, as Keras loaders do
         d.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img[..., 0], "L").save(d / f"{i}.png")
     # The user's teacher: trained on 24x24 greyscale in [0, 255] with a softmax head.

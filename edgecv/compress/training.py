@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from edgecv.progress import console
 from edgecv.tfcompat import keras, tf, training_strategy
 
 
@@ -48,7 +49,7 @@ def fit(build_model, x, y, *, loss, epochs: int, batch_size: int, learning_rate:
         model.compile(optimizer=K.optimizers.Adam(schedule), loss=loss, metrics=metrics)
     columns = [TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns) as progress:
+    with Progress(*columns, console=console) as progress:
         task = progress.add_task(description, total=steps * epochs, info="")
         cb = _progress_callback(progress, task, steps, epochs)
         model.fit(make_dataset(x, y, batch_size, seed), epochs=epochs, verbose=0, callbacks=[cb, *callbacks])

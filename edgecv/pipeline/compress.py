@@ -7,6 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from edgecv.progress import console as progress_console
+
 from edgecv.pipeline.recipe import apply_overrides, load_raw, validate
 from edgecv.pipeline.rundir import RunDir
 
@@ -32,7 +34,7 @@ def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool =
     from edgecv.pipeline.stages import STAGES, check_recipe_consistency
     from edgecv.report.report import build_report, write_report
 
-    console = console or Console(stderr=True)
+    console = console or progress_console
     check_recipe_consistency(recipe)
     run = RunDir(out, recipe)
     run.check(resume, force)
