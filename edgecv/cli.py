@@ -24,6 +24,9 @@ class EdgecvGroup(click.Group):
         except EdgecvError as e:
             click.echo(f"edgecv: error: {e}", err=True)
             sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("edgecv: interrupted; finished stages are kept: rerun with --resume to continue", err=True)
+            sys.exit(130)
 
 
 @click.group(cls=EdgecvGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

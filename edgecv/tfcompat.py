@@ -5,14 +5,38 @@ inside functions, so `edgecv eval`/`bench` never pull TensorFlow in.
 """
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import contextmanager
+
 from edgecv.errors import MissingExtraError
 
 _HINT = "install the training extra: pip install 'edgecv[train]'"
 
 
-def tf():
+@contextmanager
+def _native_stderr_silenced():
+    """TensorFlow's C++ start-up lines (oneDNN notes, CUDA probing on machines without a GPU) are
+    written before TF_CPP_MIN_LOG_LEVEL applies; they would bury edgecv's own output."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
     try:
-        import tensorflow
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def tf():
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    try:
+        with _native_stderr_silenced():
+            import tensorflow
+
+            tensorflow.config.list_physical_devices()  # device probing logs here, silenced
     except ImportError:
         raise MissingExtraError(f"this command needs TensorFlow; {_HINT}") from None
     return tensorflow

@@ -66,4 +66,6 @@ def kernel_sparsity(model) -> dict[str, dict]:
 
 
 def count_nonzero_params(model) -> int:
-    return int(sum(np.count_nonzero(w) for w in model.get_weights()))
+    """Non-zero values in kernels (rank >= 2); biases, BatchNorm and quantizer variables left out,
+    so the count compares across Keras and TFLite (where BatchNorm is folded)."""
+    return int(sum(np.count_nonzero(w) for w in model.get_weights() if w.ndim >= 2))

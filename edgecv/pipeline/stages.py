@@ -110,19 +110,21 @@ def run_quantize(ctx: RunContext, out: Path) -> dict:
 
 
 def run_export(ctx: RunContext, out: Path) -> dict:
+    from edgecv.export.formats import FORMATS
     from edgecv.export.tflite import convert
 
     formats = ctx.recipe["export"]["formats"]
     calibration = ctx.calibration_set()
     written = {}
     for fmt in track(formats, "export"):
-        if fmt == "tflite-int8":
-            qat = ctx.run.state["stages"].get("quantize", {}).get("result", {}).get("mode") == "qat"
-            source = ctx.model_path("quantize", QAT_MODEL) if qat else ctx.model_path(ctx.float_student_stage())
-        else:
+        spec = FORMATS[fmt]
+        if fmt == "tflite-int8" and ctx.run.result("quantize").get("mode") == "qat":
+            source = ctx.model_path("quantize", QAT_MODEL)
+        else:  # float formats, and int8 by post-training quantization
             source = ctx.model_path(ctx.float_student_stage())
         start = time.perf_counter()
-        path = convert(source, out / f"student-{fmt.split('-')[1]}.tflite", fmt, calibration)
+        path = convert(source, out / f"student-{spec.precision}{spec.suffix}", fmt,
+                       calibration if spec.needs_calibration else None)
         written[fmt] = {"file": path.name, "source": str(source.relative_to(ctx.run.root)),
                         "seconds": round(time.perf_counter() - start, 2)}
     return {"artefacts": written, "calibration_samples": int(len(calibration))}
@@ -161,7 +163,8 @@ def _scores(ctx: RunContext, name: str, fmt: str, path: Path) -> tuple[np.ndarra
     runner = LiteRTRunner(path)
     dtypes = list(runner.tensor_dtypes().values())
     counts = {t: dtypes.count(t) for t in sorted(set(dtypes))}
-    extra = {"tensor_dtypes": counts, "runtime": "ai_edge_litert", "threads": runner.num_threads}
+    extra = {"tensor_dtypes": counts, "runtime": "ai_edge_litert", "threads": runner.num_threads,
+             "nonzero_params": runner.nonzero_params()}
     if fmt == "tflite-int8":
         extra["fully_int8"] = "float32" not in counts and runner.input.dtype == "int8" and runner.output_dtype == "int8"
     return runner.run_batched(ctx.x_test, bs), extra

@@ -66,3 +66,16 @@ class LiteRTRunner(Runner):
     def tensor_dtypes(self) -> dict[str, str]:
         """Every tensor's name -> dtype: the proof that a graph is fully int8."""
         return {d["name"]: np.dtype(d["dtype"]).name for d in self._interp.get_tensor_details()}
+
+    def constant_tensors(self) -> dict[str, np.ndarray]:
+        """Weights and biases: tensors no op produces and that are not the graph input."""
+        ops = self._interp._get_ops_details()
+        produced = {i for op in ops for i in op["outputs"]} | {self._in["index"]}
+        consumed = {i for op in ops for i in op["inputs"] if i >= 0}
+        names = {d["index"]: d["name"] for d in self._interp.get_tensor_details()}
+        return {names[i]: self._interp.get_tensor(i) for i in sorted(consumed - produced)}
+
+    def nonzero_params(self) -> int:
+        """Non-zero values in kernels (rank >= 2; biases and quantization scalars left out), the
+        same count as for Keras models: shows that pruning survived conversion."""
+        return int(sum(np.count_nonzero(w) for w in self.constant_tensors().values() if w.ndim > 1))
