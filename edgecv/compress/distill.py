@@ -18,9 +18,9 @@ def pack_targets(labels: np.ndarray, teacher_logits: np.ndarray) -> np.ndarray:
 def make_kd_loss(temperature: float, alpha: float):
     T = float(temperature)
     a = float(alpha)
+    tfm = tf()  # resolved here, not inside: AutoGraph cannot trace edgecv.tfcompat.tf
 
     def kd_loss(y_packed, student_logits):
-        tfm = tf()
         labels = tfm.cast(y_packed[:, 0], tfm.int32)
         teacher_logits = y_packed[:, 1:]
         p_teacher = tfm.nn.softmax(teacher_logits / T)

@@ -65,6 +65,12 @@ def kernel_sparsity(model) -> dict[str, dict]:
     return out
 
 
+def overall_sparsity(model) -> float:
+    """Zero fraction over the kernels of the prunable (Conv2D, Dense) layers together."""
+    pruned = [v for v in kernel_sparsity(model).values() if v["pruned"]]
+    return round(sum(v["sparsity"] * v["params"] for v in pruned) / max(1, sum(v["params"] for v in pruned)), 4)
+
+
 def count_nonzero_params(model) -> int:
     """Non-zero values in kernels (rank >= 2); biases, BatchNorm and quantizer variables left out,
     so the count compares across Keras and TFLite (where BatchNorm is folded)."""

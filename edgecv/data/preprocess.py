@@ -23,6 +23,10 @@ class PreprocessSpec:
     width: int
     channels: int
     normalization: str = "unit"
+    # Per-channel affine applied after `normalization`: set when a model's own Rescaling /
+    # Normalization input layers were lifted out of it (models/user_model.py).
+    channel_scale: tuple | None = None
+    channel_offset: tuple | None = None
 
     def __post_init__(self):
         if self.normalization not in NORMALIZATIONS:
@@ -37,11 +41,18 @@ class PreprocessSpec:
         return (self.height, self.width, self.channels)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        for k in ("channel_scale", "channel_offset"):
+            if d[k] is None:
+                del d[k]
+            else:
+                d[k] = list(d[k])
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "PreprocessSpec":
-        return cls(int(d["height"]), int(d["width"]), int(d["channels"]), d.get("normalization", "unit"))
+        affine = {k: tuple(d[k]) for k in ("channel_scale", "channel_offset") if d.get(k) is not None}
+        return cls(int(d["height"]), int(d["width"]), int(d["channels"]), d.get("normalization", "unit"), **affine)
 
     def apply(self, images: np.ndarray, chunk: int = 2048) -> np.ndarray:
         """uint8 images (N, H, W, C) -> float32 model input (N, height, width, channels)."""
@@ -53,7 +64,10 @@ class PreprocessSpec:
             x = images[start : start + chunk].astype(np.float32)
             x = adapt_channels(x, self.channels)
             x = resize_bilinear(x, self.height, self.width)
-            out[start : start + chunk] = x * scale + offset
+            x = x * scale + offset
+            if self.channel_scale is not None:
+                x = x * np.asarray(self.channel_scale, np.float32) + np.asarray(self.channel_offset, np.float32)
+            out[start : start + chunk] = x
         return out
 
 

@@ -16,8 +16,12 @@ from edgecv.errors import ConversionError
 from edgecv.fileio import atomic_path
 
 
-def convert(model_path: Path, out_path: Path, fmt: str, calibration: np.ndarray | None, timeout_s: int = 1800) -> Path:
-    """Convert a saved Keras model to `out_path` (written atomically) in a child process."""
+def convert(model_path: Path, out_path: Path, fmt: str, calibration: np.ndarray | None, timeout_s: int = 1800,
+            float_fallback: bool = False) -> Path:
+    """Convert a saved Keras model to `out_path` (written atomically) in a child process.
+
+    `float_fallback` lets ops without an int8 kernel stay float (for layers a recipe keeps out of
+    QAT); otherwise an int8 graph is integer-only or the conversion fails."""
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp_out, tempfile.TemporaryDirectory() as scratch:
         calib_path = Path(scratch) / "calibration.npy"
@@ -25,6 +29,8 @@ def convert(model_path: Path, out_path: Path, fmt: str, calibration: np.ndarray 
         if calibration is not None:
             np.save(calib_path, calibration.astype(np.float32), allow_pickle=False)
             args.append(str(calib_path))
+            if float_fallback:
+                args.append("float-fallback")
         try:
             proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, env=os.environ.copy())
         except subprocess.TimeoutExpired:
@@ -41,8 +47,8 @@ def convert(model_path: Path, out_path: Path, fmt: str, calibration: np.ndarray 
     return out_path
 
 
-def _convert_in_this_process(model_path: str, out: str, fmt: str, calib: str | None) -> None:
-    from edgecv.compress.quantize import custom_objects_scope
+def _convert_in_this_process(model_path: str, out: str, fmt: str, calib: str | None, float_fallback: bool) -> None:
+    from edgecv.models.quantize_configs import custom_objects_scope
     from edgecv.models.teacher import load_keras_model
     from edgecv.tfcompat import tf
 
@@ -57,6 +63,8 @@ def _convert_in_this_process(model_path: str, out: str, fmt: str, calib: str | N
         # dataset when input/output are int8; it also calibrates PTQ models.
         converter.representative_dataset = lambda: ([samples[i : i + 1]] for i in range(len(samples)))
         converter.target_spec.supported_ops = [tfm.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if float_fallback:
+            converter.target_spec.supported_ops.append(tfm.lite.OpsSet.TFLITE_BUILTINS)
         converter.inference_input_type = tfm.int8
         converter.inference_output_type = tfm.int8
     elif fmt != "tflite-fp32":
@@ -65,4 +73,5 @@ def _convert_in_this_process(model_path: str, out: str, fmt: str, calib: str | N
 
 
 if __name__ == "__main__":
-    _convert_in_this_process(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)
+    _convert_in_this_process(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None,
+                             sys.argv[5:6] == ["float-fallback"])

@@ -25,8 +25,8 @@ class RunContext:
     @cached_property
     def dataset(self) -> Dataset:
         r = self.recipe
-        ds = load_dataset(r["data"]["source"], image_size=r["student"]["input_size"],
-                          holdout=r["data"]["holdout"], seed=self.seed)
+        size = self._user_student_file.input_shape[1] if r["student"]["path"] else r["student"]["input_size"]
+        ds = load_dataset(r["data"]["source"], image_size=size, holdout=r["data"]["holdout"], seed=self.seed)
         limit = r["data"]["max_train_samples"]
         if limit and limit < len(ds.y_train):
             idx = np.sort(balanced_indices(ds.y_train, limit, self.seed))
@@ -35,8 +35,25 @@ class RunContext:
         return ds
 
     @cached_property
+    def _user_student_file(self):
+        from edgecv.models.teacher import load_keras_model
+
+        return load_keras_model(self.recipe["student"]["path"], "student")
+
+    @cached_property
+    def user_student(self):
+        """The user's own student (recipe student.path), flattened and with input scaling lifted."""
+        from edgecv.models.user_model import prepare_user_model
+
+        return prepare_user_model(self._user_student_file, self.dataset.num_classes)
+
+    @cached_property
     def student_spec(self) -> PreprocessSpec:
         s = self.recipe["student"]
+        if s["path"]:
+            user = self.user_student
+            h, w, c = user.model.input_shape[1:]
+            return PreprocessSpec(h, w, c, s["normalization"], user.channel_scale, user.channel_offset)
         channels = s["channels"] or self.dataset.image_shape[-1]
         return PreprocessSpec(s["input_size"], s["input_size"], channels, s["normalization"])
 
@@ -76,7 +93,7 @@ class RunContext:
         return "prune" if self.run.is_done("prune") else "distill"
 
     def load_model(self, path: Path):
-        from edgecv.compress.quantize import custom_objects_scope
+        from edgecv.models.quantize_configs import custom_objects_scope
         from edgecv.models.teacher import load_keras_model
 
         with custom_objects_scope():

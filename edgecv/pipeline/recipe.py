@@ -41,11 +41,13 @@ SCHEMA: dict = {
     },
     "student": {
         "arch": Field("str", "mobilenet_v2", "student architecture", choices=tuple(STUDENTS)),
+        "path": Field("str", None, "your own tf_keras student model file instead of arch (input size from the model)", nullable=True),
         "alpha": Field("float", 1.0, "width multiplier", min=0.1, max=2.0),
         "input_size": Field("int", 224, "square input size in pixels", min=32, max=1024),
         "channels": Field("int", None, "input channels, 1 or 3 (null: as the data)", choices=(1, 3), nullable=True),
-        "normalization": Field("str", "unit", "input value range: unit [0,1], symmetric [-1,1], raw [0,255]", choices=tuple(NORMALIZATIONS)),
+        "normalization": Field("str", "unit", "input value range: unit [0,1], symmetric [-1,1], raw [0,255] (with student.path: the range your model takes)", choices=tuple(NORMALIZATIONS)),
         "dropout": Field("float", 0.2, "dropout before the classifier", min=0.0, max=0.9),
+        "minimalistic": Field("bool", False, "MobileNetV3 only: no squeeze-excite, ReLU instead of hard-swish, 3x3 kernels"),
     },
     "teacher": {
         "path": Field("str", None, "trained Keras teacher (.keras, .h5, SavedModel dir); null trains one (overridden by --teacher)", nullable=True),
@@ -79,6 +81,7 @@ SCHEMA: dict = {
         "epochs": Field("int", 2, "QAT epochs (qat only)", min=1),
         "learning_rate": Field("float", 2e-4, "Adam learning rate for QAT", min=0.0),
         "calibration_samples": Field("int", 300, "class-balanced training images for the converter's representative dataset", min=10),
+        "keep_float": Field("list", [], "layers QAT leaves unquantized (for layers that cannot be); the int8 TFLite may then keep float ops"),
     },
     "export": {
         "formats": Field("list", ["tflite-int8", "tflite-fp32"], "artefacts to write", choices=tuple(FORMATS)),

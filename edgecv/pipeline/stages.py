@@ -57,12 +57,19 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
     s, d, ds = ctx.recipe["student"], ctx.recipe["distill"], ctx.dataset
     teacher_logits = ctx.teacher.logits(ctx.dataset.x_train)
     np.save(out / TEACHER_LOGITS, teacher_logits)
-    model = fit(lambda: build_student(s["arch"], ctx.student_spec.input_shape, ds.num_classes, s["alpha"], s["dropout"]),
-                ctx.x_train, _kd_targets(ctx, teacher_logits), loss=_kd_loss(ctx), epochs=d["epochs"],
+    if s["path"]:
+        build, user = (lambda: ctx.user_student.model), ctx.user_student
+    else:
+        build, user = (lambda: build_student(s["arch"], ctx.student_spec.input_shape, ds.num_classes, s["alpha"],
+                                             s["dropout"], s["minimalistic"])), None
+    model = fit(build, ctx.x_train, _kd_targets(ctx, teacher_logits), loss=_kd_loss(ctx), epochs=d["epochs"],
                 batch_size=d["batch_size"], learning_rate=d["learning_rate"], seed=ctx.seed, description="distill")
     save_model(model, out / FLOAT_MODEL)
-    return {"arch": s["arch"], "params": int(model.count_params()), "teacher_outputs": ctx.teacher.outputs,
-            "temperature": d["temperature"], "alpha": d["alpha"]}
+    result = {"arch": "user model" if user else s["arch"], "params": int(model.count_params()),
+              "teacher_outputs": ctx.teacher.outputs, "temperature": d["temperature"], "alpha": d["alpha"]}
+    if user:
+        result["user_model"] = {"path": s["path"], "lifted_input_layers": user.lifted, "flattened_models": user.flattened}
+    return result
 
 
 def _teacher_logits(ctx: RunContext) -> np.ndarray:
@@ -82,11 +89,8 @@ def run_prune(ctx: RunContext, out: Path) -> dict:
                 callbacks=prune.pruning_callbacks())
     stripped = prune.strip(model)
     save_model(stripped, out / FLOAT_MODEL)
-    layers = prune.kernel_sparsity(stripped)
-    pruned = [v for v in layers.values() if v["pruned"]]
-    overall = sum(v["sparsity"] * v["params"] for v in pruned) / max(1, sum(v["params"] for v in pruned))
-    return {"target_sparsity": p["target_sparsity"], "measured_sparsity": round(overall, 4),
-            "nonzero_params": prune.count_nonzero_params(stripped), "layers": layers}
+    return {"target_sparsity": p["target_sparsity"], "measured_sparsity": prune.overall_sparsity(stripped),
+            "nonzero_params": prune.count_nonzero_params(stripped), "layers": prune.kernel_sparsity(stripped)}
 
 
 def run_quantize(ctx: RunContext, out: Path) -> dict:
@@ -100,12 +104,12 @@ def run_quantize(ctx: RunContext, out: Path) -> dict:
 
     source = ctx.float_student_stage()
     pruned = source == "prune"
-    model = fit(lambda: prepare_qat(ctx.load_model(ctx.model_path(source)), pruned), ctx.x_train,
+    model = fit(lambda: prepare_qat(ctx.load_model(ctx.model_path(source)), pruned, q["keep_float"]), ctx.x_train,
                 _kd_targets(ctx, _teacher_logits(ctx)), loss=_kd_loss(ctx), epochs=q["epochs"],
                 batch_size=ctx.recipe["distill"]["batch_size"], learning_rate=q["learning_rate"], seed=ctx.seed,
                 description="quantize (QAT)")
     save_model(model, out / QAT_MODEL)
-    return {"mode": "qat", "source": source, "pruning_preserving": pruned,
+    return {"mode": "qat", "source": source, "pruning_preserving": pruned, "float_layers": list(q["keep_float"]),
             "nonzero_params": prune.count_nonzero_params(model)}
 
 
@@ -124,7 +128,8 @@ def run_export(ctx: RunContext, out: Path) -> dict:
             source = ctx.model_path(ctx.float_student_stage())
         start = time.perf_counter()
         path = convert(source, out / f"student-{spec.precision}{spec.suffix}", fmt,
-                       calibration if spec.needs_calibration else None)
+                       calibration if spec.needs_calibration else None,
+                       float_fallback=bool(ctx.recipe["quantize"]["keep_float"]))
         written[fmt] = {"file": path.name, "source": str(source.relative_to(ctx.run.root)),
                         "seconds": round(time.perf_counter() - start, 2)}
     return {"artefacts": written, "calibration_samples": int(len(calibration))}

@@ -56,3 +56,37 @@ def test_user_teacher_image_folder_ptq(user_files):
     assert int8["fully_int8"] is True
     assert int8["metrics"]["top1"] > 0.6, int8  # 3 classes: chance is 0.33
     assert (out / "report.md").read_text().count("student-int8.tflite") >= 1
+
+
+def test_user_student_with_input_scaling_nested_model_and_keep_float(user_files):
+    """Your own student: nested backbone, Rescaling at the input, one layer kept out of QAT."""
+    from edgecv.tfcompat import keras
+
+    K = keras()
+    backbone = K.Sequential([K.Input((24, 24, 1)), K.layers.Conv2D(16, 3, padding="same", name="bb_conv"),
+                             K.layers.BatchNormalization(name="bb_bn"), K.layers.ReLU(name="bb_relu"),
+                             K.layers.MaxPooling2D(name="bb_pool")], name="backbone")
+    inp = K.Input((24, 24, 1))
+    x = K.layers.Rescaling(1 / 255.0, name="to_unit")(inp)
+    x = backbone(x)
+    x = K.layers.Conv2D(16, 3, padding="same", activation="relu", name="head_conv")(x)
+    x = K.layers.GlobalAveragePooling2D(name="gap")(x)
+    K.Model(inp, K.layers.Dense(3, name="logits")(x)).save(user_files / "student.keras")
+    out = user_files / "run-student"
+    proc = run_cli("compress", "--recipe", "mobilenetv2-int8", "--teacher", user_files / "teacher.h5",
+                   "--data", user_files / "images", "--out", out, "--set", "teacher.normalization=raw",
+                   "--set", f"student.path={user_files / 'student.keras'}", "--set", "student.normalization=raw",
+                   "--set", "distill.epochs=10", "--set", "distill.batch_size=16", "--set", "prune.epochs=2",
+                   "--set", "quantize.epochs=1", "--set", "quantize.keep_float=[gap]",
+                   "--set", "quantize.calibration_samples=60", cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    user = report["stages"]["distill"]["result"]["user_model"]
+    assert user["lifted_input_layers"] == ["to_unit"] and user["flattened_models"] == ["backbone"]
+    spec = report["preprocessing"]["student"]
+    assert spec["height"] == 24 and spec["normalization"] == "raw"
+    assert spec["channel_scale"] == pytest.approx([1 / 255.0])
+    assert report["stages"]["quantize"]["result"]["float_layers"] == ["gap"]
+    by_name = {a["name"]: a for a in report["artefacts"]}
+    assert by_name["student-int8.tflite"]["metrics"]["top1"] > 0.6
+    assert abs(report["stages"]["prune"]["result"]["measured_sparsity"] - 0.5) <= 0.01

@@ -1,0 +1,108 @@
+"""Every student family survives prune 50% -> pruning-preserving QAT -> full-int8 TFLite, and a
+user's own model gets flattened, its input scaling lifted, and unquantizable layers named."""
+import numpy as np
+import pytest
+
+from edgecv.errors import ModelError
+from edgecv.models.students import STUDENTS, build_student
+from tests.conftest import synthetic_images
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    x, y = synthetic_images(128, size=32, channels=1, classes=3, seed=2)
+    x = x.astype(np.float32) / 255.0
+    return x[:96], y[:96], x[96:]
+
+
+@pytest.mark.parametrize("arch", sorted(STUDENTS))
+def test_family_prunes_quantizes_and_converts_fully_int8(arch, tiny_data, tmp_path):
+    from edgecv.compress.compat import check_model
+
+    x_train, y_train, x_test = tiny_data
+    alpha = 0.35 if arch.startswith("mobilenet") else 0.5
+    row = check_model(lambda: build_student(arch, (32, 32, 1), 3, alpha, 0.0), x_train, y_train, x_test, tmp_path,
+                      float_epochs=3, batch_size=16)
+    assert row["fully_int8"], row
+    assert row["tensor_dtypes"] == ["int32", "int8"] or set(row["tensor_dtypes"]) <= {"int8", "int32"}, row
+    assert abs(row["sparsity_pruned"] - 0.5) <= 0.01, row
+    assert abs(row["sparsity_int8_tflite"] - 0.5) <= 0.01, row  # sparsity survives QAT and conversion
+    assert row["int8_agreement"] >= 0.9, row
+
+
+def test_students_take_any_input_size_and_channels():
+    for arch in ("mobilenet_v3_small", "efficientnet_lite0"):
+        for shape in ((48, 40, 3), (33, 33, 1)):
+            m = build_student(arch, shape, 7, 0.35, 0.0)
+            assert m.input_shape[1:] == shape and m.output_shape[-1] == 7
+
+
+def test_lite_variants_follow_the_lite_recipe():
+    from edgecv.tfcompat import keras
+
+    K = keras()
+    lite = build_student("efficientnet_lite2", (64, 64, 3), 10)
+    names = {type(l).__name__ for l in lite.layers}
+    assert "Multiply" not in names and "Activation" not in names  # no squeeze-excite, no swish
+    assert lite.get_layer("stem_conv").filters == 32 and lite.get_layer("head_conv").filters == 1280  # fixed stem/head
+    b0 = build_student("efficientnet_b0", (64, 64, 3), 10)
+    assert any(isinstance(l, K.layers.Multiply) for l in b0.layers)
+    v3 = build_student("mobilenet_v3_small", (64, 64, 3), 10)
+    assert {"HardSwish", "HardSigmoid", "Multiply"} <= {type(l).__name__ for l in v3.layers}
+    minimal = build_student("mobilenet_v3_small", (64, 64, 3), 10, minimalistic=True)
+    assert not {"HardSwish", "Multiply"} & {type(l).__name__ for l in minimal.layers}
+
+
+def _user_model():
+    from edgecv.tfcompat import keras
+
+    K = keras()
+    inner = K.Sequential([K.Input((16, 16, 3)), K.layers.Conv2D(8, 3, padding="same", name="inner_conv"),
+                          K.layers.ReLU(name="inner_relu")], name="backbone")
+    inp = K.Input((16, 16, 3))
+    x = K.layers.Rescaling(1 / 127.5, -1.0, name="scale")(inp)
+    x = K.layers.Normalization(mean=[0.1, 0.2, 0.3], variance=[4.0, 1.0, 0.25], name="norm")(x)
+    x = inner(x)
+    x = K.layers.GlobalAveragePooling2D()(x)
+    return K.Model(inp, K.layers.Dense(3)(x))
+
+
+def test_user_model_is_flattened_and_input_scaling_lifted():
+    from edgecv.data import PreprocessSpec
+    from edgecv.models.user_model import prepare_user_model
+
+    model = _user_model()
+    user = prepare_user_model(model, 3)
+    assert user.flattened == ["backbone"] and user.lifted == ["scale", "norm"]
+    assert [type(l).__name__ for l in user.model.layers] == ["InputLayer", "Conv2D", "ReLU", "GlobalAveragePooling2D", "Dense"]
+    spec = PreprocessSpec(16, 16, 3, "raw", user.channel_scale, user.channel_offset)
+    raw = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    np.testing.assert_allclose(user.model.predict(spec.apply(raw), verbose=0), model.predict(raw.astype(np.float32), verbose=0),
+                               atol=1e-4)
+    assert PreprocessSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_raw_tf_op_layers_are_refused_with_the_fix():
+    from edgecv.models.user_model import prepare_user_model
+    from edgecv.tfcompat import keras
+
+    K = keras()
+    model = K.applications.MobileNetV3Small(weights=None, input_shape=(32, 32, 3), classes=10)
+    with pytest.raises(ModelError, match="TFOpLambda.*mobilenet_v3_small"):
+        prepare_user_model(model, 10)
+    with pytest.raises(ModelError, match="predicts 10 classes but the data has 4"):
+        prepare_user_model(model, 4)
+
+
+def test_keep_float_names_must_exist_and_stay_unquantized():
+    from edgecv.compress.quantize import prepare_qat
+
+    model = build_student("mobilenet_v3_small", (32, 32, 1), 3, 0.35, 0.0)
+    with pytest.raises(ModelError, match="no_such_layer"):
+        prepare_qat(model, False, ["no_such_layer"])
+    qat = prepare_qat(model, False, ["block0_se_multiply"])
+    kept = qat.get_layer("block0_se_multiply")
+    assert type(kept).__name__ == "Multiply"  # not wrapped in a QuantizeWrapper
+    assert type(qat.get_layer("quant_block3_se_multiply")).__name__.startswith("QuantizeWrapper")
