@@ -37,7 +37,8 @@ def convert(model_path: Path, out_path: Path, fmt: str, calibration: np.ndarray 
             raise ConversionError(f"TFLite conversion to {fmt} did not finish in {timeout_s} s") from None
         if proc.returncode != 0:
             if proc.returncode < 0:
-                why = f"the converter crashed ({signal.Signals(-proc.returncode).name})"
+                why = (f"the TensorFlow converter crashed ({signal.Signals(-proc.returncode).name}) on this graph; "
+                       "try quantize.mode=ptq, or an edgecv student of the same family (student.arch)")
             else:
                 lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
                 why = lines[-1][:300] if lines else f"exit code {proc.returncode}"

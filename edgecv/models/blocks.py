@@ -55,8 +55,13 @@ def squeeze_excite(x, reduced: int, name: str, inner: str, gate: str):
     K = keras()
     channels = x.shape[-1]
     s = K.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(x)
-    s = K.layers.Conv2D(reduced, 1, name=f"{name}_se_reduce")(s)
-    s = activation(s, inner, f"{name}_se_{inner}")
+    if inner == "relu":
+        # Inside the conv, not a ReLU layer after it: tfmot's LayerReLUQuantize transform marks a
+        # Conv2D followed by a ReLU layer NoOp, so its weights would go unquantized (and unmasked).
+        s = K.layers.Conv2D(reduced, 1, activation="relu", name=f"{name}_se_reduce")(s)
+    else:
+        s = K.layers.Conv2D(reduced, 1, name=f"{name}_se_reduce")(s)
+        s = activation(s, inner, f"{name}_se_{inner}")
     s = K.layers.Conv2D(channels, 1, name=f"{name}_se_expand")(s)
     s = activation(s, gate, f"{name}_se_{gate}")
     return K.layers.Multiply(name=f"{name}_se_multiply")([x, s])

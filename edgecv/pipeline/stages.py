@@ -57,11 +57,14 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
     s, d, ds = ctx.recipe["student"], ctx.recipe["distill"], ctx.dataset
     teacher_logits = ctx.teacher.logits(ctx.dataset.x_train)
     np.save(out / TEACHER_LOGITS, teacher_logits)
-    if s["path"]:
-        build, user = (lambda: ctx.user_student.model), ctx.user_student
-    else:
-        build, user = (lambda: build_student(s["arch"], ctx.student_spec.input_shape, ds.num_classes, s["alpha"],
-                                             s["dropout"], s["minimalistic"])), None
+    user = ctx.user_student if s["path"] else None
+
+    def build():
+        if user:
+            return user.model
+        return build_student(s["arch"], ctx.student_spec.input_shape, ds.num_classes, s["alpha"], s["dropout"],
+                             s["minimalistic"])
+
     model = fit(build, ctx.x_train, _kd_targets(ctx, teacher_logits), loss=_kd_loss(ctx), epochs=d["epochs"],
                 batch_size=d["batch_size"], learning_rate=d["learning_rate"], seed=ctx.seed, description="distill")
     save_model(model, out / FLOAT_MODEL)
