@@ -21,6 +21,7 @@ import numpy as np
 
 from edgecv.data import PreprocessSpec, load_dataset
 from edgecv.errors import EdgecvError
+from edgecv.fileio import write_text_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "compat_matrix.json"
@@ -51,7 +52,7 @@ def applications_builders(num_classes: int) -> dict:
     return {name: (lambda b=b: prepare_user_model(b(), num_classes).model) for name, b in raw.items()}
 
 
-def run(only: list[str]) -> list[dict]:
+def run(only: list[str], on_row=lambda rows: None) -> list[dict]:
     from edgecv.compress.compat import check_model
 
     ds = load_dataset("fashion-mnist-mini")
@@ -76,6 +77,7 @@ def run(only: list[str]) -> list[dict]:
                 row.update(ok=False, error=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
             print(json.dumps(row), flush=True)
             rows.append(row)
+            on_row(rows)  # a long run interrupted still leaves its measured rows
     return rows
 
 
@@ -97,19 +99,23 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", default=[], help="substrings of model names to run")
     args = parser.parse_args()
-    rows = run(args.only)
-    if args.only and RESULTS.is_file():  # merge a partial rerun into the full table
-        old = {r["model"]: r for r in json.loads(RESULTS.read_text())}
-        old.update({r["model"]: r for r in rows})
-        rows = list(old.values())
+    previous = json.loads(RESULTS.read_text()) if args.only and RESULTS.is_file() else []
+    rows = run(args.only, on_row=lambda rows: publish(previous, rows))
+    print(markdown(publish(previous, rows)))
+
+
+def publish(previous: list[dict], rows: list[dict]) -> list[dict]:
+    """Merge new rows over earlier ones (a partial rerun), write the JSON and the README table."""
+    merged = {r["model"]: r for r in previous}
+    merged.update({r["model"]: r for r in rows})
+    rows = list(merged.values())
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
-    table = markdown(rows)
+    write_text_atomic(RESULTS, json.dumps(rows, indent=2) + "\n")
     readme = ROOT / "README.md"
-    text = readme.read_text()
-    block = f"<!-- COMPAT:BEGIN -->\n{table}\n<!-- COMPAT:END -->"
-    readme.write_text(re.sub(r"<!-- COMPAT:BEGIN -->.*<!-- COMPAT:END -->", lambda m: block, text, flags=re.S))
-    print(table)
+    block = f"<!-- COMPAT:BEGIN -->\n{markdown(rows)}\n<!-- COMPAT:END -->"
+    text = re.sub(r"<!-- COMPAT:BEGIN -->.*<!-- COMPAT:END -->", lambda m: block, readme.read_text(), flags=re.S)
+    write_text_atomic(readme, text)
+    return rows
 
 
 if __name__ == "__main__":
