@@ -111,3 +111,16 @@ def test_keep_float_names_must_exist_and_stay_unquantized():
     kept = qat.get_layer("block0_se_multiply")
     assert type(kept).__name__ == "Multiply"  # not wrapped in a QuantizeWrapper
     assert type(qat.get_layer("quant_block3_se_multiply")).__name__.startswith("QuantizeWrapper")
+
+
+def test_standalone_batchnorm_is_named_with_the_fix():
+    from edgecv.compress.quantize import prepare_qat
+    from edgecv.tfcompat import keras
+
+    K = keras()
+    inp = K.Input((16, 16, 3))
+    x = K.layers.ReLU()(K.layers.BatchNormalization(name="bn_after_conv")(K.layers.Conv2D(8, 3, name="c1")(inp)))
+    x = K.layers.Concatenate()([x, K.layers.Conv2D(8, 3, padding="same")(x)])
+    x = K.layers.GlobalAveragePooling2D()(K.layers.ReLU()(K.layers.BatchNormalization(name="pre_bn")(x)))
+    with pytest.raises(ModelError, match="'pre_bn' is a BatchNormalization that does not follow a Conv2D/Dense.*keep_float"):
+        prepare_qat(K.Model(inp, K.layers.Dense(3)(x)), False)

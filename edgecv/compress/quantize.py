@@ -8,9 +8,11 @@ every student converts to a fully int8 TFLite graph. Saved QAT models need `cust
 """
 from __future__ import annotations
 
+import re
+
 from edgecv.errors import ModelError
 from edgecv.models.quantize_configs import custom_objects_scope
-from edgecv.tfcompat import keras, tfmot
+from edgecv.tfcompat import keras, tf, tfmot
 
 QAT_SUFFIX = ".h5"
 
@@ -51,17 +53,33 @@ def prepare_qat(model, pruned: bool, keep_float=()):
         with custom_objects_scope():
             return q.quantize_apply(annotated, scheme) if scheme else q.quantize_apply(annotated)
     except (RuntimeError, ValueError) as e:
-        layer = _layer_named_in(str(e), model)
+        layer = _unsupported_layer(str(e), model)
         if layer is None:
             raise
+        K = keras()
+        if isinstance(layer, K.layers.BatchNormalization):
+            loose = [l.name for l in model.layers if isinstance(l, K.layers.BatchNormalization) and not _after_conv(l)]
+            raise ModelError(
+                f"layer '{layer.name}' is a BatchNormalization that does not follow a Conv2D/Dense (pre-activation "
+                f"blocks, as in DenseNet); tfmot cannot quantize such layers ({len(loose)} in this model). List them in "
+                "quantize.keep_float, or use an edgecv student (student.arch)"
+            ) from None
         raise ModelError(
             f"layer '{layer.name}' ({type(layer).__name__}) cannot be quantized; keep it in float with "
             f"--set quantize.keep_float=[{layer.name}] (the report lists float layers)"
         ) from None
 
 
-def _layer_named_in(message: str, model):
-    for layer in model.layers:
-        if f"'{layer.name}'" in message or type(layer).__name__ in message:
-            return layer
-    return None
+def _unsupported_layer(message: str, model):
+    """The layer a tfmot error is about ("Layer NAME:<class ...> is not supported", or a quoted name)."""
+    match = re.search(r"Layer ([^\s:]+):", message)
+    names = {layer.name: layer for layer in model.layers}
+    if match and match.group(1) in names:
+        return names[match.group(1)]
+    return next((layer for name, layer in names.items() if f"'{name}'" in message), None)
+
+
+def _after_conv(layer) -> bool:
+    K = keras()
+    inbound = [l for node in layer._inbound_nodes for l in tf().nest.flatten(node.inbound_layers)]
+    return len(inbound) == 1 and isinstance(inbound[0], (K.layers.Conv2D, K.layers.Dense))
