@@ -58,7 +58,7 @@ def prepare_qat(model, pruned: bool, keep_float=()):
             raise
         K = keras()
         if isinstance(layer, K.layers.BatchNormalization):
-            loose = [l.name for l in model.layers if isinstance(l, K.layers.BatchNormalization) and not _after_conv(l)]
+            loose = _batchnorms_not_after_conv(model)
             raise ModelError(
                 f"layer '{layer.name}' is a BatchNormalization that does not follow a Conv2D/Dense (pre-activation "
                 f"blocks, as in DenseNet); tfmot cannot quantize such layers ({len(loose)} in this model). List them in "
@@ -79,7 +79,14 @@ def _unsupported_layer(message: str, model):
     return next((layer for name, layer in names.items() if f"'{name}'" in message), None)
 
 
-def _after_conv(layer) -> bool:
+def _batchnorms_not_after_conv(model) -> list[str]:
+    """BatchNormalization layers whose input (in this model's graph) is not a Conv2D/Dense."""
     K = keras()
-    inbound = [l for node in layer._inbound_nodes for l in tf().nest.flatten(node.inbound_layers)]
-    return len(inbound) == 1 and isinstance(inbound[0], (K.layers.Conv2D, K.layers.Dense))
+    loose = []
+    for nodes in model._nodes_by_depth.values():  # this graph's nodes: shared layers have others too
+        for node in nodes:
+            if isinstance(node.layer, K.layers.BatchNormalization):
+                inbound = tf().nest.flatten(node.inbound_layers)
+                if not (len(inbound) == 1 and isinstance(inbound[0], (K.layers.Conv2D, K.layers.Dense))):
+                    loose.append(node.layer.name)
+    return loose
