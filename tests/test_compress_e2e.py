@@ -1,7 +1,6 @@
 """End to end: a real (short) compress on the shipped Fashion-MNIST sample, killed mid-stage and
 resumed, then checked for real accuracy and a fully-int8 TFLite graph."""
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -14,8 +14,6 @@ from edgecv.errors import ModelError
 from edgecv.models.quantize_configs import custom_objects_scope
 from edgecv.tfcompat import keras, tf, tfmot
 
-QAT_SUFFIX = ".h5"
-
 
 def annotate(model, keep_float=()):
     """Mark every layer for quantization: stock configs where tfmot has them, output-only where

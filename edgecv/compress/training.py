@@ -11,7 +11,7 @@ from edgecv.progress import console
 from edgecv.tfcompat import keras, tf, training_strategy
 
 
-def _progress_callback(progress: Progress, task, steps_per_epoch: int, epochs: int):
+def _progress_callback(progress: Progress, task, epochs: int):
     K = keras()
 
     class RichProgress(K.callbacks.Callback):
@@ -51,7 +51,7 @@ def fit(build_model, x, y, *, loss, epochs: int, batch_size: int, learning_rate:
                TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(description, total=steps * epochs, info="")
-        cb = _progress_callback(progress, task, steps, epochs)
+        cb = _progress_callback(progress, task, epochs)
         model.fit(make_dataset(x, y, batch_size, seed), epochs=epochs, verbose=0, callbacks=[cb, *callbacks])
     return model
 

@@ -1,10 +1,8 @@
 """Builds, writes and renders report.json. Every field is documented in docs/report-schema.md."""
 from __future__ import annotations
 
-import json
 import os
 import platform
-import sys
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -61,10 +59,6 @@ def build_report(recipe: dict, state: dict, data: dict, student_spec: dict, teac
 def write_report(run_dir: Path, report: dict) -> None:
     write_json_atomic(Path(run_dir) / REPORT_JSON, report)
     write_text_atomic(Path(run_dir) / REPORT_MD, render_markdown(report))
-
-
-def load_report(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
 
 
 def human_size(n: int) -> str:
