@@ -1,5 +1,5 @@
 """TFLite conversion. `convert()` runs the converter in a child process (`python -m
-edgecv.export.tflite MODEL OUT FORMAT [CALIB.npy]`): the TFLite converter can segfault on some
+edgecv.export.tflite MODEL OUT FORMAT [CALIB.npy [float-fallback]]`): the TFLite converter can segfault on some
 graphs, and that must become a clear error rather than kill the CLI."""
 from __future__ import annotations
 

@@ -69,7 +69,8 @@ def load_keras_model(path: str | Path, what: str = "model"):
     """Load .keras / .h5 / a Keras SavedModel directory with a clear error for anything else."""
     p = Path(path)
     if not p.exists():
-        raise ModelError(f"{what} file '{path}' not found; check the path (or leave it out to train a teacher)")
+        hint = " (or leave --teacher out to train one)" if what == "teacher" else ""
+        raise ModelError(f"{what} file '{path}' not found; check the path{hint}")
     K = keras()
     try:
         return K.models.load_model(str(p), compile=False)
@@ -96,13 +97,13 @@ def _input_shape(model) -> tuple:
     return tuple(spec.shape[1:])
 
 
-def _outputs_probabilities(model, probe: np.ndarray) -> bool:
+def _outputs_probabilities(model, out: np.ndarray) -> bool:
+    """Softmax head, or outputs that look like probabilities on a probe batch (`out`)."""
     last = getattr(model, "layers", [None])[-1]
     if last is not None and getattr(getattr(last, "activation", None), "__name__", "") == "softmax":
         return True
     if last is not None and type(last).__name__ == "Softmax":
         return True
-    out = _call(model, probe)
     return bool(np.all(out >= 0) and np.all(out <= 1) and np.allclose(out.sum(-1), 1.0, atol=1e-3))
 
 
@@ -128,5 +129,5 @@ def load_teacher(path: str, normalization: str, data_shape: tuple, num_classes: 
             f"teacher predicts {out.shape[1]} classes but the data has {num_classes}; use the teacher trained on this "
             "data, or data with the same classes"
         )
-    outputs = "probabilities" if _outputs_probabilities(model, probe) else "logits"
+    outputs = "probabilities" if _outputs_probabilities(model, out) else "logits"
     return Teacher(model, spec, outputs, num_classes, str(path))
