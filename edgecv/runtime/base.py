@@ -32,8 +32,10 @@ class Runner:
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: str) -> np.ndarray:
+    # Halves round up, as TF's fake-quant does: np.rint rounds them to even, and a bilinearly
+    # resized image has exact halves, so QAT and int8 would see different input pixels.
     info = np.iinfo(dtype)
-    return np.clip(np.rint(x / scale + zero_point), info.min, info.max).astype(dtype)
+    return np.clip(np.floor(x / scale + 0.5) + zero_point, info.min, info.max).astype(dtype)
 
 
 def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
