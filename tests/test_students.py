@@ -89,16 +89,33 @@ def test_user_model_is_flattened_and_input_scaling_lifted():
     assert PreprocessSpec.from_dict(spec.to_dict()) == spec
 
 
-def test_raw_tf_op_layers_are_refused_with_the_fix():
+def test_keras_applications_mobilenet_v3_hard_sigmoid_becomes_a_layer():
+    """keras.applications builds hard-sigmoid from TFOpLambda ops tfmot cannot clone."""
     from edgecv.models.user_model import prepare_user_model
     from edgecv.tfcompat import keras
 
     K = keras()
     model = K.applications.MobileNetV3Small(weights=None, input_shape=(32, 32, 3), classes=10)
-    with pytest.raises(ModelError, match="TFOpLambda.*mobilenet_v3_small"):
-        prepare_user_model(model, 10)
+    user = prepare_user_model(model, 10)
+    kinds = [type(l).__name__ for l in user.model.layers]
+    assert "TFOpLambda" not in kinds and kinds.count("HardSigmoid") == 28 and user.lifted == ["rescaling"]
+    raw = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(user.model.predict(raw * user.channel_scale[0] + user.channel_offset[0], verbose=0),
+                               model.predict(raw, verbose=0), atol=1e-5)
     with pytest.raises(ModelError, match="predicts 10 classes but the data has 4"):
         prepare_user_model(model, 4)
+
+
+def test_other_raw_tf_op_layers_are_refused_with_the_fix():
+    from edgecv.models.user_model import prepare_user_model
+    from edgecv.tfcompat import keras
+
+    K = keras()
+    inp = K.Input((16, 16, 3))
+    x = K.layers.Conv2D(4, 3)(inp) * 2.0  # a TFOpLambda
+    model = K.Model(inp, K.layers.Dense(3)(K.layers.GlobalAveragePooling2D()(x)))
+    with pytest.raises(ModelError, match="TFOpLambda.*rebuild it from Keras layers"):
+        prepare_user_model(model, 3)
 
 
 def test_keep_float_names_must_exist_and_stay_unquantized():
@@ -113,7 +130,18 @@ def test_keep_float_names_must_exist_and_stay_unquantized():
     assert type(qat.get_layer("quant_block3_se_multiply")).__name__.startswith("QuantizeWrapper")
 
 
-def test_standalone_batchnorm_is_named_with_the_fix():
+def _ops_and_agreement(qat, x, tmp_path):
+    from edgecv.compress.training import save_model
+    from edgecv.export.tflite import convert
+    from edgecv.runtime import LiteRTRunner
+
+    save_model(qat, tmp_path / "qat.h5")
+    runner = LiteRTRunner(convert(tmp_path / "qat.h5", tmp_path / "int8.tflite", "tflite-int8", x), num_threads=2)
+    return runner, runner.run_batched(x), qat.predict(x, verbose=0)
+
+
+def test_standalone_batchnorm_quantizes_to_int8(tmp_path):
+    """DenseNet-style pre-activation BatchNorms (not after a conv) become int8 MUL/ADD."""
     from edgecv.compress.quantize import prepare_qat
     from edgecv.tfcompat import keras
 
@@ -122,5 +150,35 @@ def test_standalone_batchnorm_is_named_with_the_fix():
     x = K.layers.ReLU()(K.layers.BatchNormalization(name="bn_after_conv")(K.layers.Conv2D(8, 3, name="c1")(inp)))
     x = K.layers.Concatenate()([x, K.layers.Conv2D(8, 3, padding="same")(x)])
     x = K.layers.GlobalAveragePooling2D()(K.layers.ReLU()(K.layers.BatchNormalization(name="pre_bn")(x)))
-    with pytest.raises(ModelError, match="'pre_bn' is a BatchNormalization that does not follow a Conv2D/Dense.*keep_float"):
-        prepare_qat(K.Model(inp, K.layers.Dense(3)(x)), False)
+    model = K.Model(inp, K.layers.Dense(3)(x))
+    x = np.random.default_rng(0).random((64, 16, 16, 3)).astype(np.float32)
+    runner, int8, qat = _ops_and_agreement(prepare_qat(model, False, calibration=x), x, tmp_path)
+    assert set(runner.tensor_dtypes().values()) <= {"int8", "int32"}
+    assert np.mean(int8.argmax(1) == qat.argmax(1)) >= 0.95
+
+
+def test_depthwise_batchnorm_and_relu6_are_fused_before_qat(tmp_path):
+    """Unfused, the converter keeps the BatchNorm as an int8 MUL the QAT model never simulated
+    and tfmot leaves the depthwise kernel unquantized (a ReLU layer follows it)."""
+    from edgecv.compress.quantize import prepare_qat
+    from edgecv.models.graph import fuse_for_qat
+    from edgecv.tfcompat import keras
+
+    K = keras()
+    inp = K.Input((16, 16, 3))
+    x = K.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(inp)
+    x = K.layers.ReLU(6.0)(K.layers.BatchNormalization(name="dw_bn")(x))
+    model = K.Model(inp, K.layers.Dense(3)(K.layers.GlobalAveragePooling2D()(x)))
+    rng = np.random.default_rng(0)
+    for w in model.get_layer("dw_bn").weights:  # non-trivial statistics to fold
+        w.assign(rng.uniform(0.5, 2.0, w.shape).astype(np.float32))
+    x = rng.random((64, 16, 16, 3)).astype(np.float32)
+    folded, names = fuse_for_qat(model)
+    assert names == ["dw_bn", "re_lu"] or names[0] == "dw_bn" and len(names) == 2
+    assert [type(l).__name__ for l in folded.layers[1:3]] == ["DepthwiseConv2D", "GlobalAveragePooling2D"]
+    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
+    runner, int8, qat = _ops_and_agreement(prepare_qat(model, False, calibration=x), x, tmp_path)
+    assert "MUL" not in runner.op_names()
+    step = runner._out["quantization"][0]
+    assert np.abs(int8 - qat).max() <= step * 1.01  # the int8 file computes what QAT simulated
+

@@ -8,6 +8,7 @@ every student converts to a fully int8 TFLite graph. Saved QAT models need `cust
 """
 from __future__ import annotations
 
+import contextlib
 import re
 
 from edgecv.errors import ModelError
@@ -18,10 +19,13 @@ from edgecv.tfcompat import keras, tf, tfmot
 def annotate(model, keep_float=()):
     """Mark every layer for quantization: stock configs where tfmot has them, output-only where
     it has not; layers named in `keep_float` stay unannotated."""
-    from edgecv.models.quantize_configs import OutputQuantizeConfig, output_quantized_types
+    from edgecv.models.quantize_configs import DepthwiseQuantizeConfig, OutputQuantizeConfig, output_quantized_types
 
     K, q = keras(), tfmot().quantization.keras
     special = output_quantized_types()
+    # tfmot only quantizes a BatchNormalization it can fold into the Conv2D/Dense before it; a
+    # standalone one (DenseNet's pre-activation blocks) becomes int8 MUL+ADD with its output quantized
+    standalone_bn = set(_batchnorms_not_after_conv(model))
     unknown = set(keep_float) - {layer.name for layer in model.layers}
     if unknown:
         raise ModelError(f"quantize.keep_float names layers the model does not have: {', '.join(sorted(unknown))}")
@@ -29,16 +33,22 @@ def annotate(model, keep_float=()):
     def annotate_layer(layer):
         if layer.name in keep_float:
             return layer
-        if isinstance(layer, special):
+        if isinstance(layer, special) or layer.name in standalone_bn:
             return q.quantize_annotate_layer(layer, OutputQuantizeConfig())
+        if isinstance(layer, K.layers.DepthwiseConv2D):
+            return q.quantize_annotate_layer(layer, DepthwiseQuantizeConfig())
         return q.quantize_annotate_layer(layer)
 
     return K.models.clone_model(model, clone_function=annotate_layer)
 
 
-def prepare_qat(model, pruned: bool, keep_float=()):
-    """Annotate and apply QAT; with the pruning-preserving scheme when the weights are sparse."""
+def prepare_qat(model, pruned: bool, keep_float=(), calibration=None):
+    """Annotate and apply QAT; with the pruning-preserving scheme when the weights are sparse.
+    With `calibration` images, activation ranges start from measured values (calibrate_ranges)."""
+    from edgecv.models.graph import fuse_for_qat
+
     q = tfmot().quantization.keras
+    model, _ = fuse_for_qat(model)
     annotated = annotate(model, keep_float)
     scheme = None
     if pruned:
@@ -49,23 +59,67 @@ def prepare_qat(model, pruned: bool, keep_float=()):
         scheme = pp.Default8BitPrunePreserveQuantizeScheme()
     try:
         with custom_objects_scope():
-            return q.quantize_apply(annotated, scheme) if scheme else q.quantize_apply(annotated)
+            qat = q.quantize_apply(annotated, scheme) if scheme else q.quantize_apply(annotated)
     except (RuntimeError, ValueError) as e:
         layer = _unsupported_layer(str(e), model)
         if layer is None:
             raise
-        K = keras()
-        if isinstance(layer, K.layers.BatchNormalization):
-            loose = _batchnorms_not_after_conv(model)
-            raise ModelError(
-                f"layer '{layer.name}' is a BatchNormalization that does not follow a Conv2D/Dense (pre-activation "
-                f"blocks, as in DenseNet); tfmot cannot quantize such layers ({len(loose)} in this model). List them in "
-                "quantize.keep_float, or use an edgecv student (student.arch)"
-            ) from None
         raise ModelError(
             f"layer '{layer.name}' ({type(layer).__name__}) cannot be quantized; keep it in float with "
             f"--set quantize.keep_float=[{layer.name}] (the report lists float layers)"
         ) from None
+    if calibration is not None:
+        calibrate_ranges(qat, calibration)
+    return qat
+
+
+def calibrate_ranges(qat, images, batch_size=32, max_batches=32):
+    """Start every activation range at the mean of measured batch ranges.
+
+    tfmot starts activation ranges at [-6, 6] and moves them with an EMA of decay 0.999, so after
+    the few hundred steps of a fine-tuning run they are still mostly the initial guess: logits
+    clip at +-6 and narrow activations waste most of the 8 bits, and the int8 file then disagrees
+    with its own QAT model. This runs inference-mode passes (BatchNorm and Dropout untouched) with
+    the EMA replaced by a running mean, after one training-mode pass that sets the weight ranges.
+    """
+    K = keras()
+    batches = [images[i:i + batch_size] for i in range(0, min(len(images), batch_size * max_batches), batch_size)]
+    batchnorms = [m for m in qat.submodules if isinstance(m, K.layers.BatchNormalization)]
+    momenta = [bn.momentum for bn in batchnorms]
+    try:
+        for bn in batchnorms:
+            bn.momentum = 1.0  # the weight-range pass must not move BatchNorm statistics
+        qat(tf().constant(batches[0]), training=True)
+    finally:
+        for bn, momentum in zip(batchnorms, momenta):
+            bn.momentum = momentum
+    decay = [0.0]
+    with _activation_range_decay(decay):
+        for i, batch in enumerate(batches):
+            decay[0] = i / (i + 1)  # running mean of the batch ranges
+            qat(tf().constant(batch), training=False)
+    return qat
+
+
+@contextlib.contextmanager
+def _activation_range_decay(decay: list):
+    """Make tfmot's MovingAverageQuantizer update its range in inference mode with decay[0]."""
+    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops, quantizers
+
+    cls = quantizers.MovingAverageQuantizer
+    original = cls.__call__
+
+    def call(self, inputs, training, weights, **kwargs):
+        return quant_ops.MovingAvgQuantize(
+            inputs, weights["min_var"], weights["max_var"], ema_decay=decay[0], is_training=True,
+            num_bits=self.num_bits, per_channel=self.per_axis, symmetric=self.symmetric,
+            narrow_range=self.narrow_range)
+
+    cls.__call__ = call
+    try:
+        yield
+    finally:
+        cls.__call__ = original
 
 
 def _unsupported_layer(message: str, model):
@@ -78,13 +132,16 @@ def _unsupported_layer(message: str, model):
 
 
 def _batchnorms_not_after_conv(model) -> list[str]:
-    """BatchNormalization layers whose input (in this model's graph) is not a Conv2D/Dense."""
+    """BatchNormalization layers whose input (in this model's graph) is not a linear conv/Dense,
+    the only ones tfmot folds and knows how to quantize."""
     K = keras()
+    foldable = (K.layers.Conv2D, K.layers.DepthwiseConv2D, K.layers.Dense)
     loose = []
     for nodes in model._nodes_by_depth.values():  # this graph's nodes: shared layers have others too
         for node in nodes:
             if isinstance(node.layer, K.layers.BatchNormalization):
                 inbound = tf().nest.flatten(node.inbound_layers)
-                if not (len(inbound) == 1 and isinstance(inbound[0], (K.layers.Conv2D, K.layers.Dense))):
+                if not (len(inbound) == 1 and isinstance(inbound[0], foldable)
+                        and inbound[0].get_config()["activation"] == "linear"):
                     loose.append(node.layer.name)
     return loose

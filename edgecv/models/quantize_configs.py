@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from edgecv.tfcompat import keras, tfmot
+from edgecv.tfcompat import keras, tf, tfmot
 
 _q = tfmot().quantization.keras
+_tf = tf()  # module, not the lazy accessor: AutoGraph traces the quantizer
+
+
+def _activation_quantizer():
+    return _q.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)
 
 
 class OutputQuantizeConfig(_q.QuantizeConfig):
@@ -29,7 +34,64 @@ class OutputQuantizeConfig(_q.QuantizeConfig):
         pass
 
     def get_output_quantizers(self, layer):
-        return [_q.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+        return [_activation_quantizer()]
+
+    def get_config(self):
+        return {}
+
+
+class DepthwiseChannelQuantizer(_q.quantizers.LastValueQuantizer):
+    """Depthwise kernels [H, W, C, M] quantized per output channel (C*M ranges), as TFLite stores
+    them. tfmot's per-axis quantizer ranges over the last axis, the depth multiplier (usually 1):
+    a per-tensor grid that the converter then re-rounds per channel, so the int8 weights are not
+    the ones QAT trained."""
+
+    def __init__(self):
+        super().__init__(num_bits=8, per_axis=True, symmetric=True, narrow_range=True)
+
+    def build(self, tensor_shape, name, layer):
+        channels = int(tensor_shape[2] * tensor_shape[3])
+        K = keras()
+        return {bound: layer.add_weight(f"{name}_{bound[:3]}", shape=(channels,), trainable=False,
+                                        initializer=K.initializers.Constant(value))
+                for bound, value in (("min_var", -6.0), ("max_var", 6.0))}
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+
+        shape = _tf.shape(inputs)
+        per_channel = _tf.reshape(inputs, [shape[0], shape[1], 1, shape[2] * shape[3]])
+        quantized = quant_ops.LastValueQuantize(
+            per_channel, weights["min_var"], weights["max_var"], is_training=training, num_bits=8,
+            per_channel=True, symmetric=True, narrow_range=True)
+        return _tf.reshape(quantized, shape)
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls()
+
+
+class DepthwiseQuantizeConfig(_q.QuantizeConfig):
+    """DepthwiseConv2D with a per-channel kernel and its output quantized after the layer's own
+    activation (relu/relu6 fused in by models/graph.py:fuse_for_qat), as the int8 op computes it."""
+
+    def get_weights_and_quantizers(self, layer):
+        return [(layer.depthwise_kernel, DepthwiseChannelQuantizer())]
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        (layer.depthwise_kernel,) = quantize_weights
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return [_activation_quantizer()]
 
     def get_config(self):
         return {}
@@ -47,7 +109,8 @@ def custom_objects() -> dict:
     """Every class a saved edgecv model may name: custom layers and QuantizeConfigs."""
     from edgecv.models.layers import CUSTOM_LAYERS
 
-    return {**CUSTOM_LAYERS, "OutputQuantizeConfig": OutputQuantizeConfig}
+    return {**CUSTOM_LAYERS, "OutputQuantizeConfig": OutputQuantizeConfig,
+            "DepthwiseQuantizeConfig": DepthwiseQuantizeConfig, "DepthwiseChannelQuantizer": DepthwiseChannelQuantizer}
 
 
 @contextmanager

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecv.errors import ModelError
+from edgecv.models.graph import consumers, rebuild
 from edgecv.tfcompat import keras, tf
 
 # Raw TensorFlow ops wrapped as layers: tfmot can neither clone nor quantize them.
@@ -30,52 +31,50 @@ def prepare_user_model(model, num_classes: int) -> UserModel:
         raise ModelError(f"the student predicts {model.output_shape[-1]} classes but the data has {num_classes}; "
                          "rebuild its head with the data's class count")
     flattened = [l.name for l in model.layers if isinstance(l, K.Model)]
-    model = _flatten(model) if flattened else model
+    model = rebuild(model) if flattened else model
+    model = _rewrite_hard_sigmoid(model)
     ops = [l for l in model.layers if type(l).__name__ in _OP_LAYERS]
     if ops:
         first = ops[0]
         raise ModelError(
             f"layer '{first.name}' ({type(first).__name__}) is a raw TensorFlow op that quantization-aware training "
-            "cannot clone; rebuild it from Keras layers (keras.applications MobileNetV3 builds hard-swish this way: "
-            "use student.arch mobilenet_v3_small/large instead)"
+            "cannot clone; rebuild it from Keras layers (or use an edgecv student: student.arch)"
         )
     model, scale, offset, lifted = _lift_input_scaling(model)
     return UserModel(model, scale, offset, lifted, flattened)
 
 
-def _replay(model, seed: dict):
-    """Call every layer of a functional model again on new tensors, descending into nested models.
-    `seed` maps id(original tensor) -> new tensor; nodes whose inputs are not reachable are skipped."""
-    K = keras()
-    mapping = dict(seed)
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            layer = node.layer
-            if isinstance(layer, K.layers.InputLayer):
-                continue
-            inputs = tf().nest.flatten(node.keras_inputs)
-            if not all(id(t) in mapping for t in inputs):
-                continue
-            if isinstance(layer, K.Model) and hasattr(layer, "_nodes_by_depth"):
-                outs = _replay(layer, {id(t): mapping[id(x)] for t, x in zip(layer.inputs, inputs)})
-            else:
-                args, kwargs = tf().nest.map_structure(
-                    lambda t: mapping[id(t)] if id(t) in mapping else t, (node.call_args, node.call_kwargs))
-                outs = layer(*args, **kwargs)
-            for t, o in zip(tf().nest.flatten(node.outputs), tf().nest.flatten(outs)):
-                mapping[id(t)] = o
-    return [mapping[id(t)] for t in model.outputs]
+def _rewrite_hard_sigmoid(model):
+    """keras.applications MobileNetV3 builds hard-sigmoid as TFOpLambda ops, relu6(x + 3) * (1/6),
+    which tfmot cannot clone: put edgecv's HardSigmoid layer in their place."""
+    from edgecv.models.layers import HardSigmoid
 
+    def op_input(node, symbol: str, constant: float):
+        """The tensor x of a TFOpLambda node computing `symbol`(x, constant), or None."""
+        if type(node.layer).__name__ != "TFOpLambda" or node.layer.symbol != symbol:
+            return None
+        args = list(node.call_args[1:]) + [v for k, v in node.call_kwargs.items() if k != "name"]
+        if len(args) != 1 or not isinstance(args[0], (int, float)) or not np.isclose(args[0], constant):
+            return None
+        return node.call_args[0]
 
-def _flatten(model):
-    K = keras()
-    inp = K.Input(model.input_shape[1:], name="image")
-    out = _replay(model, {id(model.inputs[0]): inp})
-    return K.Model(inp, out[0], name=model.name)
+    def producer(tensor):
+        layer, index, _ = tensor._keras_history
+        return layer._inbound_nodes[index]
 
+    def substitute(node, mapping):
+        scaled = op_input(node, "math.multiply", 1 / 6)
+        relu = scaled is not None and producer(scaled)
+        if not (relu and isinstance(relu.layer, keras().layers.ReLU) and float(relu.layer.max_value or 0) == 6.0):
+            return None
+        shifted = op_input(producer(tf().nest.flatten(relu.keras_inputs)[0]), "__operators__.add", 3.0)
+        if shifted is None or id(shifted) not in mapping:
+            return None
+        return HardSigmoid(name=node.layer.name.replace("tf.math.multiply", "hard_sigmoid"))(mapping[id(shifted)])
 
-def _consumers(model, tensor) -> list:
-    return [n for l in model.layers for n in l._inbound_nodes if any(t is tensor for t in tf().nest.flatten(n.keras_inputs))]
+    if not any(type(l).__name__ == "TFOpLambda" for l in model.layers):
+        return model
+    return rebuild(model, substitute)
 
 
 def _lift_input_scaling(model):
@@ -85,7 +84,7 @@ def _lift_input_scaling(model):
     scale, offset = np.ones(channels, np.float32), np.zeros(channels, np.float32)
     lifted, tensor = [], model.inputs[0]
     while True:
-        nodes = _consumers(model, tensor)
+        nodes = consumers(model, tensor)
         if len(nodes) != 1 or not isinstance(nodes[0].layer, (K.layers.Rescaling, K.layers.Normalization)):
             break
         layer = nodes[0].layer
@@ -100,6 +99,4 @@ def _lift_input_scaling(model):
         tensor = nodes[0].outputs if not isinstance(nodes[0].outputs, list) else nodes[0].outputs[0]
     if not lifted:
         return model, None, None, []
-    inp = K.Input(model.input_shape[1:], name="image")
-    out = _replay(model, {id(tensor): inp})
-    return K.Model(inp, out[0], name=model.name), tuple(map(float, scale)), tuple(map(float, offset)), lifted
+    return rebuild(model, start=tensor), tuple(map(float, scale)), tuple(map(float, offset)), lifted

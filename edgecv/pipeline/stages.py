@@ -107,7 +107,8 @@ def run_quantize(ctx: RunContext, out: Path) -> dict:
 
     source = ctx.float_student_stage()
     pruned = source == "prune"
-    model = fit(lambda: prepare_qat(ctx.load_model(ctx.model_path(source)), pruned, q["keep_float"]), ctx.x_train,
+    model = fit(lambda: prepare_qat(ctx.load_model(ctx.model_path(source)), pruned, q["keep_float"],
+                                      calibration=ctx.calibration_set()), ctx.x_train,
                 _kd_targets(ctx, _teacher_logits(ctx)), loss=_kd_loss(ctx), epochs=q["epochs"],
                 batch_size=ctx.recipe["distill"]["batch_size"], learning_rate=q["learning_rate"], seed=ctx.seed,
                 description="quantize (QAT)")

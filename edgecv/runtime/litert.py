@@ -67,6 +67,10 @@ class LiteRTRunner(Runner):
         """Every tensor's name -> dtype: the proof that a graph is fully int8."""
         return {d["name"]: np.dtype(d["dtype"]).name for d in self._interp.get_tensor_details()}
 
+    def op_names(self) -> list[str]:
+        """The graph's operators in execution order (CONV_2D, MUL, ...)."""
+        return [op["op_name"] for op in self._interp._get_ops_details()]
+
     def constant_tensors(self) -> dict[str, np.ndarray]:
         """Weights and biases: tensors no op produces and that are not the graph input."""
         ops = self._interp._get_ops_details()
