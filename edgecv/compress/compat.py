@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.compress import prune
+from edgecv.compress.distill import make_kd_loss, pack_targets
 from edgecv.compress.quantize import prepare_qat
 from edgecv.compress.training import fit, save_model
 from edgecv.export.tflite import convert
@@ -16,14 +17,20 @@ from edgecv.runtime import LiteRTRunner
 from edgecv.tfcompat import keras
 
 
-def check_model(build, x_train, y_train, x_test, workdir: Path, *, target_sparsity=0.5, float_epochs=1,
-                prune_epochs=1, qat_epochs=1, batch_size=32, seed=0, keep_float=()) -> dict:
+def check_model(build, x_train, y_train, x_test, workdir: Path, *, y_test=None, teacher_logits=None,
+                target_sparsity=0.5, float_epochs=1, prune_epochs=1, qat_epochs=1, batch_size=32, seed=0,
+                keep_float=()) -> dict:
     """`build`: zero-argument callable returning an untrained (or trained) tf_keras classifier with
-    logit outputs. Returns one row of the compatibility matrix."""
+    logit outputs. Returns one row of the compatibility matrix (with top-1 accuracies when y_test
+    is given: agreement between two models at chance would prove nothing). With `teacher_logits`
+    every training stage distills from them (T=4, alpha=0.7, the recipe defaults)."""
     K = keras()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    loss = K.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if teacher_logits is None:
+        loss = K.losses.SparseCategoricalCrossentropy(from_logits=True)
+    else:
+        loss, y_train = make_kd_loss(4.0, 0.7), pack_targets(y_train, teacher_logits)
     common = dict(loss=loss, batch_size=batch_size, seed=seed)
     start = time.perf_counter()
     model = fit(build, x_train, y_train, epochs=float_epochs, learning_rate=2e-3, description="float", **common)
@@ -32,21 +39,25 @@ def check_model(build, x_train, y_train, x_test, workdir: Path, *, target_sparsi
     pruned = fit(lambda: prune.wrap_for_pruning(model, schedule), x_train, y_train, epochs=prune_epochs,
                  learning_rate=5e-4, description="prune", callbacks=prune.pruning_callbacks(), **common)
     pruned = prune.strip(pruned)
-    qat = fit(lambda: prepare_qat(pruned, True, keep_float), x_train, y_train, epochs=qat_epochs, learning_rate=2e-4,
-              description="QAT", **common)
+    qat = fit(lambda: prepare_qat(pruned, True, keep_float, calibration=x_train[:512]), x_train, y_train,
+              epochs=qat_epochs, learning_rate=2e-4, description="QAT", **common)
     save_model(qat, workdir / "qat.h5")
     tflite = convert(workdir / "qat.h5", workdir / "int8.tflite", "tflite-int8", x_train[:100])
     runner = LiteRTRunner(tflite, num_threads=2)
     dtypes = set(runner.tensor_dtypes().values())
     # TFLite kernels: conv [O,H,W,I], fully connected [O,I]; depthwise [1,H,W,C] were never pruned
     kernels = [w for w in runner.constant_tensors().values() if w.ndim > 1 and not (w.ndim == 4 and w.shape[0] == 1)]
-    agree = float(np.mean(runner.run_batched(x_test).argmax(1) == qat.predict(x_test, verbose=0).argmax(1)))
-    return {
+    int8_pred, qat_pred = runner.run_batched(x_test).argmax(1), qat.predict(x_test, verbose=0).argmax(1)
+    accuracy = {} if y_test is None else {
+        "float_top1": round(float(np.mean(model.predict(x_test, verbose=0).argmax(1) == y_test)), 4),
+        "qat_top1": round(float(np.mean(qat_pred == y_test)), 4),
+        "int8_top1": round(float(np.mean(int8_pred == y_test)), 4)}
+    return {**accuracy,
         "fully_int8": "float32" not in dtypes and runner.input.dtype == "int8" and runner.output_dtype == "int8",
         "tensor_dtypes": sorted(dtypes),
         "sparsity_pruned": prune.overall_sparsity(pruned),
         "sparsity_int8_tflite": round(1 - sum(np.count_nonzero(w) for w in kernels) / max(1, sum(w.size for w in kernels)), 4),
-        "int8_agreement": round(agree, 4),
+        "int8_agreement": round(float(np.mean(int8_pred == qat_pred)), 4),
         "size_bytes": tflite.stat().st_size,
         "params": int(model.count_params()),
         "seconds": round(time.perf_counter() - start, 1),
