@@ -1,6 +1,7 @@
 """Progress bars for the steps that are not Keras training (conversion, evaluation)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Iterable, TypeVar
 
 from rich.console import Console
@@ -23,3 +24,13 @@ def track(items: Iterable[T], description: str, label=str) -> Iterable[T]:
             progress.update(task, item=label(item))
             yield item
             progress.advance(task)
+
+
+@contextmanager
+def track_count(description: str):
+    """A spinner with a running count; yields advance(n)."""
+    columns = [SpinnerColumn(), TextColumn("{task.description:<14}"), TextColumn("{task.completed} images"),
+               TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(description, total=None)
+        yield lambda n: progress.advance(task, n)

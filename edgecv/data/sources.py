@@ -95,6 +95,20 @@ def load_dataset(source: str, *, image_size: int | None = None, holdout: float =
     raise DataError(f"'{source}' is neither a folder nor an .npz file; see `edgecv compress --help` for data sources")
 
 
+def load_eval_set(source: str, image_size: int) -> Dataset:
+    """The images to evaluate on: a folder's test/ split, or every image of a folder without one;
+    the test split of an .npz or of Fashion-MNIST. (x_train/y_train are left empty.)"""
+    path = Path(source)
+    if path.is_dir() and not (path / "train").is_dir():
+        class_names = [p.name for p in _class_dirs(path)]
+        files, labels = _labelled_files(path, class_names)
+        x = _read_images(files, image_size, _folder_channels(files))
+        return Dataset(x[:0], labels[:0], x, labels, class_names, str(path), ["every image of the folder"])
+    ds = load_dataset(source, image_size=image_size)
+    return Dataset(ds.x_train[:0], ds.y_train[:0], ds.x_test, ds.y_test, ds.class_names, ds.source,
+                   ds.notes + ["the held-out (test) split"])
+
+
 def _checked(ds: Dataset) -> Dataset:
     for split in ("train", "test"):
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")

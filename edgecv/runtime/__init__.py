@@ -1,20 +1,53 @@
 """One Runner interface over the on-device runtimes. Never imports TensorFlow: this runs on the device."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
 from edgecv.runtime.base import InputSpec, Runner
 from edgecv.runtime.litert import LiteRTRunner
 
-# file suffix -> Runner class
-RUNNERS = {".tflite": LiteRTRunner}
+# file suffix -> "module:class"; OpenVINO and ONNX Runtime are imported only when their files are opened
+RUNNERS = {
+    ".tflite": "edgecv.runtime.litert:LiteRTRunner",
+    ".xml": "edgecv.runtime.openvino:OpenVINORunner",
+    ".onnx": "edgecv.runtime.onnx:ONNXRuntimeRunner",
+}
 
 
 def open_runner(path, num_threads: int | None = None) -> Runner:
-    from pathlib import Path
+    import importlib
 
     from edgecv.errors import ModelError
 
-    suffix = Path(path).suffix
-    if suffix not in RUNNERS:
-        raise ModelError(f"no runtime for '{suffix}' files; edgecv runs: {', '.join(RUNNERS)}")
-    return RUNNERS[suffix](path, num_threads=num_threads)
+    path = Path(path)
+    if path.suffix not in RUNNERS:
+        raise ModelError(f"no runtime for '{path.suffix}' files; edgecv runs {', '.join(RUNNERS)} files")
+    if not path.is_file():
+        raise ModelError(f"model file '{path}' not found")
+    module, name = RUNNERS[path.suffix].split(":")
+    return getattr(importlib.import_module(module), name)(path, num_threads=num_threads)
 
 
-__all__ = ["InputSpec", "LiteRTRunner", "RUNNERS", "Runner", "open_runner"]
+def sidecar_path(path) -> Path:
+    """The metadata JSON written beside every artefact (student-int8.tflite -> student-int8.tflite.json)."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def load_metadata(path, runner: Runner | None = None) -> dict:
+    """An artefact's metadata (class names, preprocessing, source model hash): embedded in the
+    file where the format allows, else from the sidecar JSON."""
+    from edgecv.errors import ModelError
+
+    embedded = runner.metadata() if runner is not None and hasattr(runner, "metadata") else None
+    if embedded:
+        return json.loads(embedded)
+    sidecar = sidecar_path(path)
+    if sidecar.is_file():
+        return json.loads(sidecar.read_text())
+    raise ModelError(f"'{path}' carries no edgecv metadata and has no {sidecar.name} beside it; "
+                     "export it with `edgecv export` (it records labels and preprocessing)")
+
+
+__all__ = ["InputSpec", "LiteRTRunner", "RUNNERS", "Runner", "load_metadata", "open_runner", "sidecar_path"]

@@ -20,7 +20,12 @@ def _interpreter_class():
     return Interpreter
 
 
+METADATA_NAME = "edgecv"  # the flatbuffer metadata entry edgecv writes (export/tflite.py)
+
+
 class LiteRTRunner(Runner):
+    runtime = "litert"
+
     def __init__(self, path, num_threads: int | None = None):
         path = Path(path)
         if not path.is_file():
@@ -66,6 +71,20 @@ class LiteRTRunner(Runner):
     def tensor_dtypes(self) -> dict[str, str]:
         """Every tensor's name -> dtype: the proof that a graph is fully int8."""
         return {d["name"]: np.dtype(d["dtype"]).name for d in self._interp.get_tensor_details()}
+
+    def metadata(self) -> str | None:
+        """The JSON edgecv embeds in the flatbuffer's metadata table ("edgecv"), if any. Read with the
+        schema ai_edge_litert ships (tflite_runtime has none: then the sidecar JSON is used)."""
+        try:
+            from ai_edge_litert import schema_py_generated as schema
+        except ImportError:
+            return None
+        model = schema.Model.GetRootAs(self.path.read_bytes(), 0)
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            if entry.Name() == METADATA_NAME.encode():
+                return model.Buffers(entry.Buffer()).DataAsNumpy().tobytes().decode()
+        return None
 
     def op_names(self) -> list[str]:
         """The graph's operators in execution order (CONV_2D, MUL, ...)."""
