@@ -86,6 +86,73 @@ def print_summary(report: dict, out: Path) -> None:
     console.print(f"Report: {out / 'report.json'}, {out / 'report.md'}")
 
 
+def _format_choices() -> list[str]:
+    from edgecv.export.formats import FORMATS
+
+    return list(FORMATS)
+
+
+@main.command("export")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--format", "-f", "fmt", required=True, type=click.Choice(_format_choices()), help="artefact format")
+@click.option("--calibration", "-c", help="images for INT8 calibration and the check: folder, .npz, fashion-mnist[-mini]")
+@click.option("--calibration-samples", default=300, show_default=True, help="class-balanced calibration images")
+@click.option("--out", "-o", type=click.Path(path_type=Path), help="output file [default: beside MODEL]")
+@click.option("--normalization", type=click.Choice(["unit", "symmetric", "raw"]), default="unit", show_default=True,
+              help="pixel scaling the model expects (a bare Keras model; run directories record theirs)")
+@click.option("--check-samples", default=200, show_default=True, help="held-out images the artefact is checked on")
+@click.option("--json", "as_json", is_flag=True, help="print the export record as JSON")
+def export_cmd(model, fmt, calibration, calibration_samples, out, normalization, check_samples, as_json):
+    """Export a Keras model, or a compress run directory's student, to one format, and check it
+    against the model it came from.
+
+    \b
+    Examples:
+      edgecv export runs/exp1 --format openvino-fp16
+      edgecv export model.keras --format tflite-int8 --calibration images/ -o model-int8.tflite
+      edgecv export runs/exp1 --format onnx --json
+    """
+    from edgecv.pipeline.export_command import run_export_command
+
+    record = run_export_command(model, fmt, calibration, calibration_samples, out, normalization, check_samples,
+                                console)
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+
+
+@main.command("eval")
+@click.argument("artefact", type=click.Path(path_type=Path))
+@click.option("--data", "-d", required=True, help="labelled images: folder (one subfolder per class), .npz, fashion-mnist[-mini]")
+@click.option("--threads", type=int, help="runtime threads [default: min(4, cores)]")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="write the full result (with per-sample predictions) here")
+def eval_cmd(artefact, data, threads, json_path):
+    """Accuracy of an exported artefact (.tflite, OpenVINO .xml, .onnx) with its own runtime, using
+    the preprocessing and labels recorded in it. Needs no TensorFlow.
+
+    \b
+    Examples:
+      edgecv eval runs/exp1/stages/export/artefacts/student-int8.tflite --data fashion-mnist
+      edgecv eval model.onnx --data test_images/ --json eval.json
+    """
+    from edgecv.fileio import write_json_atomic
+    from edgecv.measure.evaluate import evaluate_artefact
+    from edgecv.progress import track_count
+
+    with track_count(f"eval {artefact.name}") as advance:
+        result = evaluate_artefact(artefact, data, num_threads=threads, progress=advance)
+    table = Table(title=f"{artefact.name} on {result['data']['source']} ({result['samples']} images, "
+                        f"{result['runtime']}, {result['threads']} threads)")
+    table.add_column("class")
+    table.add_column("top-1", justify="right")
+    for name, acc in result["per_class_top1"].items():
+        table.add_row(name, "—" if acc is None else f"{acc:.1%}")
+    table.add_row("[b]all[/b]", f"[b]{result['top1']:.2%}[/b]  (top-5 {result['top5']:.2%})")
+    console.print(table)
+    if json_path:
+        write_json_atomic(json_path, result)
+        console.print(f"Written: {json_path}")
+
+
 @main.group()
 def recipes():
     """List, show and validate recipes.

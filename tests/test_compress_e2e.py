@@ -14,7 +14,8 @@ from tests.conftest import REPO, assert_user_error, run_cli
 pytestmark = pytest.mark.slow
 
 SHORT = ["--set", "data.max_train_samples=1500", "--set", "teacher.train.epochs=4", "--set", "distill.epochs=6",
-         "--set", "prune.epochs=2", "--set", "quantize.epochs=1", "--set", "quantize.calibration_samples=100"]
+         "--set", "prune.epochs=2", "--set", "quantize.epochs=1", "--set", "quantize.calibration_samples=100",
+         "--set", "export.formats=[tflite-int8,tflite-fp32,openvino-fp16,onnx]"]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,14 @@ def test_report_has_real_accuracy_and_sizes(resumed_run):
     report = resumed_run["report"]
     assert report["schema_version"] == 1
     by_name = {a["name"]: a for a in report["artefacts"]}
-    assert set(by_name) == {"student-float", "student-pruned", "student-qat", "student-int8.tflite", "student-fp32.tflite"}
+    assert set(by_name) == {"student-float", "student-pruned", "student-qat", "student-int8.tflite", "student-fp32.tflite",
+                            "student-fp16.xml", "student-fp32.onnx"}
+    assert {by_name[n]["runtime"] for n in ("student-fp16.xml", "student-fp32.onnx")} == {"openvino", "onnxruntime"}
+    checks = report["stages"]["export"]["result"]["artefacts"]
+    assert all(checks[f]["check"]["passed"] for f in ("tflite-fp32", "openvino-fp16", "onnx")), checks
+    for fmt in ("tflite-fp32", "openvino-fp16", "onnx"):  # float exports score like the pruned Keras model
+        name = checks[fmt]["file"]
+        assert abs(by_name[name]["metrics"]["top1"] - by_name["student-pruned"]["metrics"]["top1"]) < 0.005
     assert report["teacher"]["metrics"]["top1"] > 0.5  # 10 classes: chance is 0.1
     int8, fp32 = by_name["student-int8.tflite"], by_name["student-fp32.tflite"]
     assert int8["metrics"]["top1"] > 0.4, int8

@@ -1,4 +1,5 @@
-"""The table of export formats: the CLI choices, the recipe schema and the export stage read it.
+"""The table of export formats: the CLI choices, the recipe schema, the export worker, the
+post-export checks and `edgecv eval` all read it.
 
 Importable without TensorFlow (the writers import it inside the worker process).
 """
@@ -10,17 +11,50 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ExportFormat:
     name: str
-    suffix: str
+    suffix: str  # of the file a runner opens (.xml has a .bin beside it)
+    runtime: str  # the runtime that runs it: litert | openvino | onnxruntime
     precision: str
-    needs_calibration: bool
+    quantized: bool  # written from the QAT model when there is one, else post-training quantized
+    needs_calibration: bool  # takes representative images
     extra: str  # pip extra that provides the writer
+    writer: str  # module with write(model, out, fmt, calibration, metadata) -> dict
+    min_agreement: float  # post-export check: top-1 agreement with the source Keras model ...
+    max_abs_diff: float | None  # ... and the largest |score difference| allowed (None: not checked)
     description: str
 
 
 FORMATS: dict[str, ExportFormat] = {
     f.name: f
     for f in (
-        ExportFormat("tflite-int8", ".tflite", "int8", True, "train", "full-integer TFLite: int8 weights, activations, input and output"),
-        ExportFormat("tflite-fp32", ".tflite", "fp32", False, "train", "float32 TFLite, for comparison and float-only runtimes"),
+        ExportFormat("tflite-fp32", ".tflite", "litert", "fp32", False, False, "train", "edgecv.export.tflite",
+                     0.999, 1e-3, "float32 TFLite, for comparison and float-only runtimes"),
+        ExportFormat("tflite-fp16", ".tflite", "litert", "fp16", False, False, "train", "edgecv.export.tflite",
+                     0.99, 5e-2, "float16 weights, float compute (GPU delegates run it natively)"),
+        ExportFormat("tflite-dynamic", ".tflite", "litert", "dynamic", False, False, "train", "edgecv.export.tflite",
+                     0.97, None, "int8 weights, float activations: no calibration set needed"),
+        ExportFormat("tflite-int8", ".tflite", "litert", "int8", True, True, "train", "edgecv.export.tflite",
+                     0.95, None, "full-integer TFLite: int8 weights, activations, input and output"),
+        ExportFormat("openvino-fp32", ".xml", "openvino", "fp32", False, False, "openvino", "edgecv.export.openvino",
+                     0.999, 1e-3, "OpenVINO IR, float32 weights"),
+        ExportFormat("openvino-fp16", ".xml", "openvino", "fp16", False, False, "openvino", "edgecv.export.openvino",
+                     0.99, 5e-2, "OpenVINO IR, float16 weights: for ARM boards, where OpenVINO runs INT8 IR in float"),
+        ExportFormat("openvino-int8", ".xml", "openvino", "int8", True, True, "openvino", "edgecv.export.openvino",
+                     0.95, None, "OpenVINO IR with FakeQuantize: QAT ranges, or NNCF post-training quantization"),
+        ExportFormat("onnx", ".onnx", "onnxruntime", "fp32", False, False, "onnx", "edgecv.export.onnx",
+                     0.999, 1e-3, "ONNX (opset 17) via tf2onnx, for ONNX Runtime and TensorRT"),
+        ExportFormat("onnx-int8", ".onnx", "onnxruntime", "int8", True, True, "onnx", "edgecv.export.onnx",
+                     0.95, None, "ONNX with QuantizeLinear/DequantizeLinear from the QAT model (TensorRT INT8)"),
     )
 }
+
+# pip extra -> a module whose import proves the extra is installed
+EXTRA_PROBES = {"train": "tensorflow", "openvino": "openvino", "onnx": "tf2onnx"}
+
+
+def missing_extra(fmt: str) -> str | None:
+    """The pip extra a format needs and this environment lacks, or None."""
+    import importlib.util
+
+    extra = FORMATS[fmt].extra
+    needed = [EXTRA_PROBES["train"], EXTRA_PROBES[extra]]  # every writer runs beside TensorFlow
+    return extra if any(importlib.util.find_spec(m) is None for m in needed) else None

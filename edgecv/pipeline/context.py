@@ -13,6 +13,7 @@ from edgecv.data.sampling import balanced_indices
 from edgecv.pipeline.rundir import RunDir
 
 FLOAT_MODEL = "model.keras"
+QAT_MODEL = "model_qat.h5"  # .h5: only it round-trips tfmot quantizer variables in tf_keras 2.21
 TEACHER_META = "teacher.json"
 
 

@@ -2,7 +2,6 @@
 context and a fresh output folder, writes its files there and returns a JSON-able result."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -12,11 +11,12 @@ import numpy as np
 from edgecv.errors import RecipeError
 from edgecv.fileio import gzip_size, write_json_atomic
 from edgecv.measure.accuracy import classification_metrics
-from edgecv.progress import track
-from edgecv.pipeline.context import FLOAT_MODEL, TEACHER_META, RunContext
+from edgecv.progress import console, track
+from edgecv.pipeline.context import FLOAT_MODEL, QAT_MODEL, TEACHER_META, RunContext
+
+CHECK_SAMPLES = 200  # held-out images each export is checked on against its source model
 
 TEACHER_LOGITS = "teacher_train_logits.npy"
-QAT_MODEL = "model_qat.h5"
 
 
 def run_teacher(ctx: RunContext, out: Path) -> dict:
@@ -118,29 +118,34 @@ def run_quantize(ctx: RunContext, out: Path) -> dict:
 
 
 def run_export(ctx: RunContext, out: Path) -> dict:
+    from edgecv.data.sampling import balanced_indices
     from edgecv.export.formats import FORMATS
-    from edgecv.export.tflite import convert
+    from edgecv.pipeline.exporting import check_line, export_artefact
 
     formats = ctx.recipe["export"]["formats"]
     calibration = ctx.calibration_set()
+    check = ctx.x_test[balanced_indices(ctx.dataset.y_test, min(CHECK_SAMPLES, len(ctx.dataset.y_test)), 1)]
+    qat = ctx.run.result("quantize").get("mode") == "qat"
     written = {}
     for fmt in track(formats, "export"):
         spec = FORMATS[fmt]
-        if fmt == "tflite-int8" and ctx.run.result("quantize").get("mode") == "qat":
+        if spec.quantized and qat:
             source = ctx.model_path("quantize", QAT_MODEL)
         else:  # float formats, and int8 by post-training quantization
             source = ctx.model_path(ctx.float_student_stage())
-        start = time.perf_counter()
-        path = convert(source, out / f"student-{spec.precision}{spec.suffix}", fmt,
-                       calibration if spec.needs_calibration else None,
-                       float_fallback=bool(ctx.recipe["quantize"]["keep_float"]))
-        written[fmt] = {"file": path.name, "source": str(source.relative_to(ctx.run.root)),
-                        "seconds": round(time.perf_counter() - start, 2)}
+        record = export_artefact(source, out / f"student-{spec.precision}{spec.suffix}", fmt, spec=ctx.student_spec,
+                                 class_names=ctx.dataset.class_names, calibration=calibration, check_images=check,
+                                 float_fallback=bool(ctx.recipe["quantize"]["keep_float"]))
+        record["source"] = str(source.relative_to(ctx.run.root))
+        console.print(check_line(fmt, record["check"]))
+        written[fmt] = {k: v for k, v in record.items() if k != "format"}
     return {"artefacts": written, "calibration_samples": int(len(calibration))}
 
 
 def _file_size(path: Path) -> tuple[int, int]:
-    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    from edgecv.export.worker import artefact_files
+
+    files = artefact_files(path) if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
     return sum(f.stat().st_size for f in files), sum(gzip_size(f) for f in files)
 
 
@@ -159,7 +164,7 @@ def _models_to_evaluate(ctx: RunContext) -> list[tuple[str, str, Path]]:
 def _scores(ctx: RunContext, name: str, fmt: str, path: Path) -> tuple[np.ndarray, dict]:
     """Held-out scores of one model, plus what is worth recording about it."""
     from edgecv.compress.prune import count_nonzero_params
-    from edgecv.runtime import LiteRTRunner
+    from edgecv.runtime import LiteRTRunner, open_runner
 
     bs = ctx.recipe["evaluation"]["batch_size"]
     if name == "teacher":
@@ -169,11 +174,13 @@ def _scores(ctx: RunContext, name: str, fmt: str, path: Path) -> tuple[np.ndarra
     if fmt == "keras":
         model = ctx.load_model(path)
         return model.predict(ctx.x_test, batch_size=bs, verbose=0), {"nonzero_params": count_nonzero_params(model)}
-    runner = LiteRTRunner(path)
+    runner = open_runner(path)
+    extra = {"runtime": runner.runtime, "threads": runner.num_threads}
+    if not isinstance(runner, LiteRTRunner):
+        return runner.run_batched(ctx.x_test, bs), extra
     dtypes = list(runner.tensor_dtypes().values())
     counts = {t: dtypes.count(t) for t in sorted(set(dtypes))}
-    extra = {"tensor_dtypes": counts, "runtime": "ai_edge_litert", "threads": runner.num_threads,
-             "nonzero_params": runner.nonzero_params()}
+    extra.update(tensor_dtypes=counts, nonzero_params=runner.nonzero_params())
     if fmt == "tflite-int8":
         extra["fully_int8"] = "float32" not in counts and runner.input.dtype == "int8" and runner.output_dtype == "int8"
     return runner.run_batched(ctx.x_test, bs), extra
@@ -215,6 +222,17 @@ STAGES: dict[str, Stage] = {
 
 
 def check_recipe_consistency(recipe: dict) -> None:
-    """Cross-key rules the per-key schema cannot express."""
-    if "tflite-int8" in recipe["export"]["formats"] and not recipe["quantize"]["enabled"]:
-        raise RecipeError("export.formats has tflite-int8 but quantize.enabled is false; enable quantize or drop tflite-int8")
+    """Cross-key rules the per-key schema cannot express, and the extras the chosen formats need
+    (checked before anything trains)."""
+    from edgecv.errors import MissingExtraError
+    from edgecv.export.formats import FORMATS, missing_extra
+
+    for fmt in recipe["export"]["formats"]:
+        if FORMATS[fmt].quantized and not recipe["quantize"]["enabled"]:
+            raise RecipeError(f"export.formats has {fmt} but quantize.enabled is false; enable quantize or drop {fmt}")
+        if fmt == "onnx-int8" and recipe["quantize"]["mode"] != "qat":
+            raise RecipeError("onnx-int8 is written from the QAT model; set quantize.mode=qat or export onnx")
+        extra = missing_extra(fmt)
+        if extra:
+            raise MissingExtraError(f'export.formats has {fmt}, which needs the "{extra}" extra; '
+                                    f'pip install "edgecv[{extra}]" or drop {fmt}')

@@ -1,0 +1,29 @@
+"""ONNX writer via tf2onnx (runs in the export worker process, beside TensorFlow). A QAT model's
+fake-quant ops become QuantizeLinear/DequantizeLinear pairs; a float model stays float32."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+OPSET = 17
+
+
+def write(model, out: Path, fmt: str, calibration: np.ndarray | None, metadata: str | None) -> dict:
+    import onnx
+    import tf2onnx
+
+    from edgecv.tfcompat import tf
+
+    if fmt == "onnx-int8" and not any(type(layer).__name__.startswith("Quantize") for layer in model.layers):
+        raise SystemExit("onnx-int8 is written from a QAT model (a compress run with quantize.mode=qat); "
+                         "this model is float: export onnx, or tflite-int8/openvino-int8 for post-training int8")
+    tfm = tf()
+    spec = (tfm.TensorSpec((None, *model.input_shape[1:]), tfm.float32, name="image"),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET)  # in memory: no large_model path
+    if metadata:
+        proto.metadata_props.add(key="edgecv", value=metadata)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(out))
+    ops = [node.op_type for node in proto.graph.node]
+    return {"opset": OPSET, "quantize_linear_nodes": ops.count("QuantizeLinear")}

@@ -1,0 +1,87 @@
+"""`edgecv export MODEL --format FMT`: MODEL is a Keras model or a compress run directory (its
+student, with the run's preprocessing, labels and data)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgecv.data import PreprocessSpec, load_dataset
+from edgecv.data.sampling import balanced_indices
+from edgecv.errors import DataError, ModelError, RunDirError
+from edgecv.export.formats import FORMATS
+from edgecv.export.worker import artefact_files
+from edgecv.pipeline.context import FLOAT_MODEL, QAT_MODEL
+from edgecv.pipeline.exporting import check_line, export_artefact
+FEW_CALIBRATION = 200  # below this, int8 ranges start to depend on which images were drawn
+
+
+def run_export_command(model: Path, fmt: str, calibration: str | None, calibration_samples: int, out: Path | None,
+                       normalization: str, check_samples: int, console) -> dict:
+    spec_fmt = FORMATS[fmt]
+    if not model.exists():
+        raise ModelError(f"'{model}' not found; pass a Keras model (.keras, .h5, SavedModel folder) or a compress run directory")
+    if model.is_dir() and (model / "state.json").is_file():
+        source, spec, class_names, data, out = _from_run(model, fmt, calibration, out)
+        keras_model, num_classes = None, len(class_names)
+    else:
+        from edgecv.models.quantize_configs import custom_objects_scope
+        from edgecv.models.teacher import load_keras_model
+
+        with custom_objects_scope():
+            keras_model = load_keras_model(str(model))
+        h, w, c = keras_model.input_shape[1:]
+        spec, source, data, class_names = PreprocessSpec(h, w, c, normalization), model, calibration, None
+        num_classes = int(keras_model.output_shape[-1])
+        out = out or model.with_name(f"{model.stem}-{fmt}{spec_fmt.suffix}")
+    if spec_fmt.needs_calibration and not data:
+        raise DataError(f"{fmt} needs calibration images: pass --calibration DATA (an image folder, .npz or fashion-mnist)")
+    calib, check, class_names, note = _images(data, spec, class_names, num_classes, calibration_samples,
+                                              check_samples, source)
+    if calib is not None and spec_fmt.needs_calibration and len(calib) < FEW_CALIBRATION:
+        console.print(f"[yellow]warning:[/yellow] {len(calib)} calibration images; int8 ranges are more stable with "
+                      f"{FEW_CALIBRATION}+ (--calibration-samples)")
+    with console.status(f"exporting {fmt}"):
+        record = export_artefact(Path(source), Path(out), fmt, spec=spec, class_names=class_names, calibration=calib,
+                                 check_images=check, source_model=keras_model)
+    record.update(calibration_samples=None if calib is None or not spec_fmt.needs_calibration else int(len(calib)),
+                  check_images=note, path=str(out), size_bytes=sum(f.stat().st_size for f in artefact_files(out)))
+    console.print(f"[green]✓[/green] {fmt} written in {record['seconds']:.1f} s: {out} "
+                  f"({record['size_bytes'] / 1e6:.2f} MB, from {Path(source).name})")
+    console.print(check_line(fmt, record["check"]))
+    console.print(f"next: edgecv eval {out} --data {data or 'DATA'}")
+    return record
+
+
+def _from_run(run: Path, fmt: str, calibration: str | None, out: Path | None):
+    report_path = run / "report.json"
+    if not report_path.is_file():
+        raise RunDirError(f"'{run}' has no report.json yet; finish the run with `edgecv compress -o {run} --resume`")
+    report = json.loads(report_path.read_text())
+    stages = run / "stages"
+    qat = stages / "quantize" / QAT_MODEL
+    floats = [stages / s / FLOAT_MODEL for s in ("prune", "distill") if (stages / s / FLOAT_MODEL).exists()]
+    source = qat if FORMATS[fmt].quantized and qat.exists() else (floats[0] if floats else None)
+    if source is None:
+        raise RunDirError(f"'{run}' holds no student model; rerun `edgecv compress -o {run} --resume`")
+    spec = PreprocessSpec.from_dict(report["preprocessing"]["student"])
+    out = out or run / "exports" / f"student-{fmt}{FORMATS[fmt].suffix}"
+    return source, spec, report["data"]["class_names"], calibration or report["data"]["source"], out
+
+
+def _images(data: str | None, spec: PreprocessSpec, class_names, num_classes: int, n_calib: int, n_check: int,
+            source):
+    """(calibration images, check images, class names, what the check images are)."""
+    if not data:  # a float format with no data: the check still compares scores, on random pixels
+        rng = np.random.default_rng(0)
+        check = spec.apply(rng.integers(0, 256, (n_check, spec.height, spec.width, spec.channels), dtype=np.uint8))
+        names = class_names or [str(i) for i in range(num_classes)]
+        return None, check, names, f"{n_check} random images (no --calibration data)"
+    ds = load_dataset(data, image_size=max(spec.height, spec.width))
+    if ds.num_classes != num_classes:
+        raise DataError(f"'{data}' has {ds.num_classes} classes but {Path(source).name} predicts {num_classes}; "
+                        "calibrate with the data it was trained on")
+    calib = spec.apply(ds.x_train[balanced_indices(ds.y_train, min(n_calib, len(ds.y_train)), 0)])
+    check = spec.apply(ds.x_test[balanced_indices(ds.y_test, min(n_check, len(ds.y_test)), 1)])
+    return calib, check, class_names or ds.class_names, f"{len(check)} held-out images of {ds.source}"

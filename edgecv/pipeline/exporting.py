@@ -1,0 +1,73 @@
+"""One artefact out of a saved Keras model: written by the export worker, labelled with its
+metadata, and checked against the model it came from (top-1 agreement and max |score difference|
+on held-out images, against the format's tolerances in export/formats.py). `edgecv export` and the
+pipeline's export stage both go through here."""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgecv import __version__
+from edgecv.data import PreprocessSpec
+from edgecv.export.formats import FORMATS
+from edgecv.fileio import write_json_atomic
+from edgecv.runtime import open_runner, sidecar_path
+
+
+def model_sha256(path) -> str:
+    """Of a model file, or of every file in a SavedModel folder (in name order)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    for f in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def export_artefact(source: Path, out: Path, fmt: str, *, spec: PreprocessSpec, class_names: list[str],
+                    calibration: np.ndarray | None, check_images: np.ndarray, float_fallback: bool = False,
+                    source_model=None) -> dict:
+    """`calibration` and `check_images` are preprocessed float images. `source_model`: the loaded
+    Keras model, if the caller has it (else it is loaded for the check)."""
+    from edgecv.export.worker import export
+
+    fmt_spec = FORMATS[fmt]
+    metadata = {"edgecv_version": __version__, "format": fmt, "class_names": list(class_names),
+                "preprocessing": spec.to_dict(), "source_model": Path(source).name,
+                "source_sha256": model_sha256(source)}
+    start = time.perf_counter()
+    writer = export(source, out, fmt, calibration if fmt_spec.needs_calibration else None, metadata=metadata,
+                    float_fallback=float_fallback)
+    seconds = time.perf_counter() - start
+    write_json_atomic(sidecar_path(out), metadata)
+    return {"format": fmt, "file": Path(out).name, "source": str(source), "source_sha256": metadata["source_sha256"],
+            "seconds": round(seconds, 2), "writer": writer,
+            "check": check_against_source(out, fmt, source, check_images, source_model)}
+
+
+def check_against_source(artefact: Path, fmt: str, source: Path, images: np.ndarray, source_model=None) -> dict:
+    """Top-1 agreement and max |score difference| of an artefact vs its source Keras model."""
+    if source_model is None:
+        from edgecv.models.quantize_configs import custom_objects_scope
+        from edgecv.models.teacher import load_keras_model
+
+        with custom_objects_scope():
+            source_model = load_keras_model(str(source))
+    reference = source_model.predict(images, batch_size=64, verbose=0)
+    scores = open_runner(artefact).run_batched(images)
+    agreement = float(np.mean(scores.argmax(1) == reference.argmax(1)))
+    max_diff = float(np.abs(scores - reference).max())
+    spec = FORMATS[fmt]
+    passed = agreement >= spec.min_agreement and (spec.max_abs_diff is None or max_diff <= spec.max_abs_diff)
+    return {"samples": int(len(images)), "top1_agreement": round(agreement, 5), "max_abs_diff": round(max_diff, 6),
+            "min_agreement": spec.min_agreement, "max_abs_diff_allowed": spec.max_abs_diff, "passed": bool(passed)}
+
+
+def check_line(fmt: str, check: dict) -> str:
+    """'-[✓] tflite-int8: top-1 agreement 99.5 % (≥ 95 %), max |Δ| 0.12 on 200 images'"""
+    limit = f" (≤ {check['max_abs_diff_allowed']:g})" if check["max_abs_diff_allowed"] is not None else ""
+    return (f"-[{'✓' if check['passed'] else '✗'}] {fmt}: top-1 agreement with the Keras model "
+            f"{check['top1_agreement']:.1%} (≥ {check['min_agreement']:.1%}), max |Δ score| "
+            f"{check['max_abs_diff']:.4g}{limit}, on {check['samples']} held-out images")

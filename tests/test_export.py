@@ -1,0 +1,184 @@
+"""Every export format: written, loaded by its own runtime, labelled with its metadata, checked
+against its Keras source; `edgecv eval` on folders and .npz; bad artefacts give clear errors."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgecv.export.formats import FORMATS
+from tests.conftest import assert_user_error, run_cli, synthetic_images
+
+pytestmark = pytest.mark.slow
+
+FLOAT_FORMATS = [f for f, s in FORMATS.items() if not s.quantized]
+INT8_FORMATS = [f for f, s in FORMATS.items() if s.quantized]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A small float classifier and its QAT version, trained on learnable synthetic images, and the
+    data as an .npz and as an image folder."""
+    from edgecv.compress.quantize import prepare_qat
+    from edgecv.compress.training import fit, save_model
+    from edgecv.tfcompat import keras
+
+    K = keras()
+    root = tmp_path_factory.mktemp("export")
+    x, y = synthetic_images(600, size=24, channels=1, classes=3, seed=3)
+    npz = root / "data.npz"
+    np.savez(npz, x_train=x[:480], y_train=y[:480], x_test=x[480:], y_test=y[480:])
+    folder = root / "folder"
+    for i, (img, label) in enumerate(zip(x[480:], y[480:])):
+        (folder / f"class{label}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img[..., 0]).save(folder / f"class{label}" / f"{i}.png")
+    xf = x.astype(np.float32) / 255.0
+
+    def build():
+        inp = K.Input((24, 24, 1), name="image")
+        h = K.layers.ReLU(6.0)(K.layers.BatchNormalization()(K.layers.Conv2D(8, 3, strides=2, use_bias=False)(inp)))
+        h = K.layers.ReLU(6.0)(K.layers.BatchNormalization()(K.layers.DepthwiseConv2D(3, use_bias=False)(h)))
+        h = K.layers.Conv2D(16, 1, activation="relu")(h)
+        return K.Model(inp, K.layers.Dense(3)(K.layers.GlobalAveragePooling2D()(h)))
+
+    loss = K.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model = fit(build, xf[:480], y[:480], loss=loss, epochs=6, batch_size=32, learning_rate=3e-3, seed=0,
+                description="float")
+    save_model(model, root / "float.keras")
+    qat = fit(lambda: prepare_qat(model, False, calibration=xf[:128]), xf[:480], y[:480], loss=loss, epochs=1,
+              batch_size=32, learning_rate=1e-4, seed=0, description="QAT")
+    save_model(qat, root / "qat.h5")
+    assert np.mean(model.predict(xf[480:], verbose=0).argmax(1) == y[480:]) > 0.8  # far above chance (1/3)
+    return {"root": root, "float": root / "float.keras", "qat": root / "qat.h5", "npz": npz, "folder": folder}
+
+
+def _export(model, fmt, out, data, *extra):
+    proc = run_cli("export", model, "--format", fmt, "--calibration", data, "--out", out, "--json", *extra)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("fmt", FLOAT_FORMATS)
+def test_float_format_exports_loads_and_matches_keras(fmt, models):
+    from edgecv.runtime import load_metadata, open_runner, sidecar_path
+
+    out = models["root"] / "out" / f"model-{fmt}{FORMATS[fmt].suffix}"
+    record = _export(models["float"], fmt, out, str(models["npz"]))
+    check = record["check"]
+    assert check["passed"] and check["samples"] == 120, check
+    assert check["top1_agreement"] >= FORMATS[fmt].min_agreement
+    sidecar_path(out).unlink()  # the metadata must be inside the file itself
+    meta = load_metadata(out, open_runner(out))
+    assert meta["class_names"] == ["0", "1", "2"] and meta["preprocessing"]["height"] == 24
+    assert meta["format"] == fmt and len(meta["source_sha256"]) == 64
+
+
+@pytest.mark.parametrize("fmt", INT8_FORMATS)
+def test_int8_format_from_qat_keeps_its_quantization(fmt, models):
+    out = models["root"] / "out" / f"qat-{fmt}{FORMATS[fmt].suffix}"
+    record = _export(models["qat"], fmt, out, str(models["npz"]))
+    assert record["check"]["top1_agreement"] >= 0.9, record["check"]
+    if fmt == "openvino-int8":
+        assert record["writer"]["fake_quantize_nodes"] > 0 and "nncf_ptq_samples" not in record["writer"]
+        assert "FakeQuantize" in out.read_text()
+    if fmt == "onnx-int8":
+        assert record["writer"]["quantize_linear_nodes"] > 0
+    if fmt == "tflite-int8":
+        from edgecv.runtime import LiteRTRunner
+
+        assert set(LiteRTRunner(out).tensor_dtypes().values()) <= {"int8", "int32"}
+
+
+def test_openvino_int8_from_a_float_model_is_nncf_post_training(models):
+    out = models["root"] / "out" / "ptq.xml"
+    record = _export(models["float"], "openvino-int8", out, str(models["npz"]), "--calibration-samples", "150")
+    assert record["writer"]["nncf_ptq_samples"] == 150 and record["writer"]["fake_quantize_nodes"] > 0
+    assert record["check"]["top1_agreement"] >= 0.9
+
+
+def test_int8_needs_calibration_and_onnx_int8_needs_qat(models):
+    out = models["root"] / "out" / "x.tflite"
+    assert_user_error(run_cli("export", models["float"], "--format", "tflite-int8", "--out", out), "--calibration")
+    assert_user_error(run_cli("export", models["float"], "--format", "onnx-int8", "--calibration", models["npz"],
+                              "--out", models["root"] / "out" / "x.onnx"), "QAT model")
+    assert not out.exists()
+
+
+def test_missing_extra_names_the_extra(models, monkeypatch):
+    import importlib.util
+
+    from click.testing import CliRunner
+
+    from edgecv.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    result = CliRunner().invoke(main, ["export", str(models["float"]), "--format", "openvino-fp16"])
+    assert result.exit_code == 2
+    assert 'needs the "openvino" extra; pip install "edgecv[openvino]"' in result.output
+
+
+@pytest.mark.parametrize("source", ["npz", "folder"])
+def test_eval_reports_accuracy_per_class_and_predictions(source, models, tmp_path):
+    out = models["root"] / "out" / "eval-int8.tflite"
+    if not out.exists():
+        _export(models["qat"], "tflite-int8", out, str(models["npz"]))
+    result_path = tmp_path / "eval.json"
+    proc = run_cli("eval", out, "--data", models[source], "--json", result_path)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(result_path.read_text())
+    assert r["samples"] == 120 and len(r["predictions"]) == 120 and r["runtime"] == "litert"
+    assert r["top1"] > 0.8 and set(r["per_class_top1"]) == {"0", "1", "2"}
+    assert np.array(r["confusion_matrix"]).sum() == 120
+    assert np.trace(np.array(r["confusion_matrix"])) / 120 == pytest.approx(r["top1"])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "empty"])
+@pytest.mark.parametrize("fmt", ["tflite-fp32", "openvino-fp32", "onnx"])
+def test_damaged_artefacts_give_a_clear_error(fmt, damage, models, tmp_path):
+    src = models["root"] / "out" / f"model-{fmt}{FORMATS[fmt].suffix}"
+    if not src.exists():
+        _export(models["float"], fmt, src, str(models["npz"]))
+    bad = tmp_path / src.name
+    data = bytearray(src.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "flip":
+        data[len(data) // 3 : len(data) // 3 + 64] = bytes(64)
+    else:
+        data = bytearray()
+    bad.write_bytes(bytes(data))
+    for companion in (src.with_suffix(".bin"), src.with_name(src.name + ".json")):
+        if companion.exists() and companion != src:
+            (tmp_path / companion.name).write_bytes(companion.read_bytes())
+    proc = run_cli("eval", bad, "--data", models["npz"])
+    if damage == "flip" and proc.returncode == 0:  # some bytes are weights: the file still loads and runs
+        return
+    assert_user_error(proc, "cannot load", bad.name)
+
+
+BLOCK_TENSORFLOW = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('tensorflow', 'tf_keras', 'tensorflow_model_optimization', 'keras'):
+            raise ImportError('TensorFlow is blocked: ' + name)
+sys.meta_path.insert(0, Block())
+sys.argv = ['edgecv'] + sys.argv[1:]
+from edgecv.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("fmt", ["tflite-int8", "openvino-fp16", "onnx"])
+def test_eval_runs_without_tensorflow(fmt, models, tmp_path):
+    """On a device `pip install edgecv` has no TensorFlow: eval must not need it."""
+    import subprocess
+    import sys
+
+    out = models["root"] / "out" / f"notf-{fmt}{FORMATS[fmt].suffix}"
+    _export(models["qat" if FORMATS[fmt].quantized else "float"], fmt, out, str(models["npz"]))
+    proc = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW, "eval", str(out), "--data", str(models["folder"]),
+                           "--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["top1"] > 0.8
