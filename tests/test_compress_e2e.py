@@ -128,3 +128,20 @@ def test_report_fields_are_documented(resumed_run):
     generic = {p for p in generic if not (p.startswith("stages.") and p.count(".") == 1)}
     missing = sorted(p for p in generic if f"`{p}`" not in doc)
     assert not missing, f"undocumented report.json fields: {missing}"
+
+
+def test_export_and_eval_a_run_directory(resumed_run, tmp_path):
+    """`edgecv export RUN` takes the QAT student for int8 formats, and the run's data and labels."""
+    out = resumed_run["out"]
+    proc = run_cli("export", out, "--format", "onnx-int8", "--json")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["source"].endswith("model_qat.h5") and record["writer"]["quantize_linear_nodes"] > 0
+    assert record["check"]["samples"] == 200 and record["check"]["top1_agreement"] >= 0.9
+    artefact = out / "exports" / "student-onnx-int8.onnx"
+    proc = run_cli("eval", artefact, "--data", "fashion-mnist-mini", "--json", tmp_path / "eval.json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["class_names"] == resumed_run["report"]["data"]["class_names"]
+    qat_top1 = next(a for a in resumed_run["report"]["artefacts"] if a["name"] == "student-qat")["metrics"]["top1"]
+    assert abs(result["top1"] - qat_top1) < 0.03

@@ -182,3 +182,14 @@ def test_eval_runs_without_tensorflow(fmt, models, tmp_path):
                            "--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "r.json").read_text())["top1"] > 0.8
+
+
+def test_a_converter_crash_becomes_a_clear_error():
+    import subprocess
+
+    from edgecv.export.worker import _why
+
+    crashed = subprocess.CompletedProcess(["worker"], -11, "", "")
+    assert "converter crashed (SIGSEGV)" in _why(crashed) and "quantize.mode=ptq" in _why(crashed)
+    failed = subprocess.CompletedProcess(["worker"], 1, "", "Traceback ...\nValueError: no int8 kernel for X\n")
+    assert _why(failed) == "ValueError: no int8 kernel for X"

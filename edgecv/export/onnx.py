@@ -9,7 +9,8 @@ import numpy as np
 OPSET = 17
 
 
-def write(model, out: Path, fmt: str, calibration: np.ndarray | None, metadata: str | None) -> dict:
+def write(model, out: Path, fmt: str, calibration: np.ndarray | None, metadata: str | None,
+          float_fallback: bool = False) -> dict:  # float_fallback: TFLite only (OpenVINO/ONNX keep any op)
     import onnx
     import tf2onnx
 

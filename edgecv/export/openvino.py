@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 
-def write(model, out: Path, fmt: str, calibration: np.ndarray | None, metadata: str | None) -> dict:
+def write(model, out: Path, fmt: str, calibration: np.ndarray | None, metadata: str | None,
+          float_fallback: bool = False) -> dict:  # float_fallback: TFLite only (OpenVINO/ONNX keep any op)
     import openvino as ov
 
     from edgecv.tfcompat import tf

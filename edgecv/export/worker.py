@@ -83,7 +83,7 @@ def _run_job(job_path: str) -> None:
         calibration = np.load(job["calibration"]) if job["calibration"] else None
         writer = importlib.import_module(FORMATS[job["format"]].writer)
         report = writer.write(model, Path(job["out"]), job["format"], calibration, job["metadata"],
-                              **({"float_fallback": True} if job["float_fallback"] else {}))
+                              float_fallback=job["float_fallback"])
     Path(job["report"]).write_text(json.dumps(report or {}))
 
 

@@ -67,7 +67,7 @@ def _from_run(run: Path, fmt: str, calibration: str | None, out: Path | None):
         raise RunDirError(f"'{run}' holds no student model; rerun `edgecv compress -o {run} --resume`")
     spec = PreprocessSpec.from_dict(report["preprocessing"]["student"])
     out = out or run / "exports" / f"student-{fmt}{FORMATS[fmt].suffix}"
-    return source, spec, report["data"]["class_names"], calibration or report["data"]["source"], out
+    return source, spec, report["data"]["class_names"], calibration or report["recipe"]["data"]["source"], out
 
 
 def _images(data: str | None, spec: PreprocessSpec, class_names, num_classes: int, n_calib: int, n_check: int,
