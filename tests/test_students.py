@@ -132,11 +132,12 @@ def test_keep_float_names_must_exist_and_stay_unquantized():
 
 def _ops_and_agreement(qat, x, tmp_path):
     from edgecv.compress.training import save_model
-    from edgecv.export.tflite import convert
+    from edgecv.export.worker import export
     from edgecv.runtime import LiteRTRunner
 
     save_model(qat, tmp_path / "qat.h5")
-    runner = LiteRTRunner(convert(tmp_path / "qat.h5", tmp_path / "int8.tflite", "tflite-int8", x), num_threads=2)
+    export(tmp_path / "qat.h5", tmp_path / "int8.tflite", "tflite-int8", x)
+    runner = LiteRTRunner(tmp_path / "int8.tflite", num_threads=2)
     return runner, runner.run_batched(x), qat.predict(x, verbose=0)
 
 

@@ -12,7 +12,7 @@ from edgecv.compress import prune
 from edgecv.compress.distill import make_kd_loss, pack_targets
 from edgecv.compress.quantize import prepare_qat
 from edgecv.compress.training import fit, save_model
-from edgecv.export.tflite import convert
+from edgecv.export.worker import export
 from edgecv.runtime import LiteRTRunner
 from edgecv.tfcompat import keras
 
@@ -42,7 +42,8 @@ def check_model(build, x_train, y_train, x_test, workdir: Path, *, y_test=None, 
     qat = fit(lambda: prepare_qat(pruned, True, keep_float, calibration=x_train[:512]), x_train, y_train,
               epochs=qat_epochs, learning_rate=2e-4, description="QAT", **common)
     save_model(qat, workdir / "qat.h5")
-    tflite = convert(workdir / "qat.h5", workdir / "int8.tflite", "tflite-int8", x_train[:100])
+    tflite = workdir / "int8.tflite"
+    export(workdir / "qat.h5", tflite, "tflite-int8", x_train[:100])
     runner = LiteRTRunner(tflite, num_threads=2)
     dtypes = set(runner.tensor_dtypes().values())
     # TFLite kernels: conv [O,H,W,I], fully connected [O,I]; depthwise [1,H,W,C] were never pruned

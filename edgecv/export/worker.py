@@ -69,8 +69,10 @@ def _why(proc: subprocess.CompletedProcess) -> str:
     if proc.returncode < 0:
         return (f"the converter crashed ({signal.Signals(-proc.returncode).name}) on this graph; try "
                 "quantize.mode=ptq, or an edgecv student of the same family (student.arch)")
-    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
-    return lines[-1][:300] if lines else f"exit code {proc.returncode}"
+    lines = [l.strip() for l in proc.stderr.strip().splitlines() if l.strip()]
+    # the MLIR converter ends with "note: ... called from" lines; its reason is the "error:" line
+    errors = [l for l in lines if " error: " in f" {l}" and "note:" not in l]
+    return (errors[0] if errors else lines[-1])[:300] if lines else f"exit code {proc.returncode}"
 
 
 def _run_job(job_path: str) -> None:
