@@ -74,27 +74,15 @@ class DepthwiseChannelQuantizer(_q.quantizers.LastValueQuantizer):
         return cls()
 
 
-class DepthwiseQuantizeConfig(_q.QuantizeConfig):
+class DepthwiseQuantizeConfig(OutputQuantizeConfig):
     """DepthwiseConv2D with a per-channel kernel and its output quantized after the layer's own
     activation (relu/relu6 fused in by models/graph.py:fuse_for_qat), as the int8 op computes it."""
 
     def get_weights_and_quantizers(self, layer):
         return [(layer.depthwise_kernel, DepthwiseChannelQuantizer())]
 
-    def get_activations_and_quantizers(self, layer):
-        return []
-
     def set_quantize_weights(self, layer, quantize_weights):
         (layer.depthwise_kernel,) = quantize_weights
-
-    def set_quantize_activations(self, layer, quantize_activations):
-        pass
-
-    def get_output_quantizers(self, layer):
-        return [_activation_quantizer()]
-
-    def get_config(self):
-        return {}
 
 
 def output_quantized_types() -> tuple:

@@ -126,16 +126,19 @@ def run_export(ctx: RunContext, out: Path) -> dict:
     calibration = ctx.calibration_set()
     check = ctx.x_test[balanced_indices(ctx.dataset.y_test, min(CHECK_SAMPLES, len(ctx.dataset.y_test)), 1)]
     qat = ctx.run.result("quantize").get("mode") == "qat"
-    written = {}
+    written, loaded = {}, {}  # source path -> Keras model, loaded once for every format's check
     for fmt in track(formats, "export"):
         spec = FORMATS[fmt]
         if spec.quantized and qat:
             source = ctx.model_path("quantize", QAT_MODEL)
         else:  # float formats, and int8 by post-training quantization
             source = ctx.model_path(ctx.float_student_stage())
+        if source not in loaded:
+            loaded[source] = ctx.load_model(source)
         record = export_artefact(source, out / f"student-{spec.precision}{spec.suffix}", fmt, spec=ctx.student_spec,
                                  class_names=ctx.dataset.class_names, calibration=calibration, check_images=check,
-                                 float_fallback=bool(ctx.recipe["quantize"]["keep_float"]))
+                                 float_fallback=bool(ctx.recipe["quantize"]["keep_float"]),
+                                 source_model=loaded[source])
         record["source"] = str(source.relative_to(ctx.run.root))
         console.print(check_line(fmt, record["check"]))
         written[fmt] = {k: v for k, v in record.items() if k != "format"}
