@@ -147,6 +147,7 @@ def test_standalone_batchnorm_quantizes_to_int8(tmp_path):
     from edgecv.tfcompat import keras
 
     K = keras()
+    K.utils.set_random_seed(0)
     inp = K.Input((16, 16, 3))
     x = K.layers.ReLU()(K.layers.BatchNormalization(name="bn_after_conv")(K.layers.Conv2D(8, 3, name="c1")(inp)))
     x = K.layers.Concatenate()([x, K.layers.Conv2D(8, 3, padding="same")(x)])
@@ -155,7 +156,8 @@ def test_standalone_batchnorm_quantizes_to_int8(tmp_path):
     x = np.random.default_rng(0).random((64, 16, 16, 3)).astype(np.float32)
     runner, int8, qat = _ops_and_agreement(prepare_qat(model, False, calibration=x), x, tmp_path)
     assert set(runner.tensor_dtypes().values()) <= {"int8", "int32"}
-    assert np.mean(int8.argmax(1) == qat.argmax(1)) >= 0.95
+    # an untrained model's classes are near-ties, so compare scores in output quantization steps
+    assert np.abs(int8 - qat).max() <= 4 * runner._out["quantization"][0]
 
 
 def test_depthwise_batchnorm_and_relu6_are_fused_before_qat(tmp_path):
