@@ -80,8 +80,8 @@ def _run_job(job_path: str) -> None:
     from edgecv.models.teacher import load_keras_model
 
     job = json.loads(Path(job_path).read_text())
-    with custom_objects_scope():
-        model = load_keras_model(job["model"])
+    model = load_keras_model(job["model"])
+    with custom_objects_scope():  # the writers trace the model (QAT wrappers, edgecv layers)
         calibration = np.load(job["calibration"]) if job["calibration"] else None
         writer = importlib.import_module(FORMATS[job["format"]].writer)
         report = writer.write(model, Path(job["out"]), job["format"], calibration, job["metadata"],

@@ -66,14 +66,18 @@ def _call(model, x: np.ndarray) -> np.ndarray:
 
 
 def load_keras_model(path: str | Path, what: str = "model"):
-    """Load .keras / .h5 / a Keras SavedModel directory with a clear error for anything else."""
+    """Load .keras / .h5 / a Keras SavedModel directory with a clear error for anything else.
+    edgecv's layers and QAT wrappers are in scope, so any stage's saved model loads."""
+    from edgecv.models.quantize_configs import custom_objects_scope
+
     p = Path(path)
     if not p.exists():
         hint = " (or leave --teacher out to train one)" if what == "teacher" else ""
         raise ModelError(f"{what} file '{path}' not found; check the path{hint}")
     K = keras()
     try:
-        return K.models.load_model(str(p), compile=False)
+        with custom_objects_scope():
+            return K.models.load_model(str(p), compile=False)
     except Exception as keras_error:
         if p.is_dir() and (p / "saved_model.pb").is_file():
             try:  # a plain tf.saved_model (not written by Keras): use its serving signature

@@ -94,8 +94,6 @@ class RunContext:
         return "prune" if self.run.is_done("prune") else "distill"
 
     def load_model(self, path: Path):
-        from edgecv.models.quantize_configs import custom_objects_scope
         from edgecv.models.teacher import load_keras_model
 
-        with custom_objects_scope():
-            return load_keras_model(path)
+        return load_keras_model(path)

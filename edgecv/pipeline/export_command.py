@@ -14,6 +14,7 @@ from edgecv.export.formats import FORMATS
 from edgecv.export.worker import artefact_files
 from edgecv.pipeline.context import FLOAT_MODEL, QAT_MODEL
 from edgecv.pipeline.exporting import check_line, export_artefact
+
 FEW_CALIBRATION = 200  # below this, int8 ranges start to depend on which images were drawn
 
 
@@ -26,11 +27,9 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
         source, spec, class_names, data, out = _from_run(model, fmt, calibration, out)
         keras_model, num_classes = None, len(class_names)
     else:
-        from edgecv.models.quantize_configs import custom_objects_scope
         from edgecv.models.teacher import load_keras_model
 
-        with custom_objects_scope():
-            keras_model = load_keras_model(str(model))
+        keras_model = load_keras_model(str(model))
         h, w, c = keras_model.input_shape[1:]
         spec, source, data, class_names = PreprocessSpec(h, w, c, normalization), model, calibration, None
         num_classes = int(keras_model.output_shape[-1])

@@ -50,11 +50,9 @@ def export_artefact(source: Path, out: Path, fmt: str, *, spec: PreprocessSpec, 
 def check_against_source(artefact: Path, fmt: str, source: Path, images: np.ndarray, source_model=None) -> dict:
     """Top-1 agreement and max |score difference| of an artefact vs its source Keras model."""
     if source_model is None:
-        from edgecv.models.quantize_configs import custom_objects_scope
         from edgecv.models.teacher import load_keras_model
 
-        with custom_objects_scope():
-            source_model = load_keras_model(str(source))
+        source_model = load_keras_model(str(source))
     reference = source_model.predict(images, batch_size=64, verbose=0)
     scores = open_runner(artefact).run_batched(images)
     agreement = float(np.mean(scores.argmax(1) == reference.argmax(1)))
