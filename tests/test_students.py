@@ -106,6 +106,18 @@ def test_keras_applications_mobilenet_v3_hard_sigmoid_becomes_a_layer():
         prepare_user_model(model, 4)
 
 
+def test_batchnorm_momentum_is_set_and_stale_statistics_are_warned_about():
+    """keras.applications MobileNetV2 (momentum 0.999) trained briefly evaluates at chance."""
+    from edgecv.models.user_model import prepare_user_model, stale_batchnorm_warning
+    from edgecv.tfcompat import keras
+
+    model = keras().applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=10, alpha=0.35)
+    assert "student.batchnorm_momentum=0.9" in stale_batchnorm_warning(prepare_user_model(model, 10).model, 250)
+    user = prepare_user_model(model, 10, batchnorm_momentum=0.9)
+    momenta = {l.momentum for l in user.model.layers if type(l).__name__ == "BatchNormalization"}
+    assert momenta == {0.9} and stale_batchnorm_warning(user.model, 250) is None
+
+
 def test_other_raw_tf_op_layers_are_refused_with_the_fix():
     from edgecv.models.user_model import prepare_user_model
     from edgecv.tfcompat import keras

@@ -23,7 +23,7 @@ class UserModel:
     flattened: list[str]
 
 
-def prepare_user_model(model, num_classes: int) -> UserModel:
+def prepare_user_model(model, num_classes: int, batchnorm_momentum: float | None = None) -> UserModel:
     K = keras()
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ModelError("the student must have one image input and one output")
@@ -41,7 +41,22 @@ def prepare_user_model(model, num_classes: int) -> UserModel:
             "cannot clone; rebuild it from Keras layers (or use an edgecv student: student.arch)"
         )
     model, scale, offset, lifted = _lift_input_scaling(model)
+    if batchnorm_momentum is not None:
+        for layer in model.layers:
+            if isinstance(layer, K.layers.BatchNormalization):
+                layer.momentum = float(batchnorm_momentum)
     return UserModel(model, scale, offset, lifted, flattened)
+
+
+def stale_batchnorm_warning(model, steps: int) -> str | None:
+    """A warning when BatchNorm moving statistics will hardly move in `steps` training steps:
+    the model would then evaluate near chance (keras.applications use momentum 0.99-0.999)."""
+    momenta = [float(l.momentum) for l in model.layers if isinstance(l, keras().layers.BatchNormalization)]
+    if not momenta or max(momenta) ** steps < 0.05:  # less than 5% of the initial statistics left
+        return None
+    return (f"BatchNorm momentum {max(momenta):g} with only {steps} training steps: the moving statistics will keep "
+            f"{max(momenta) ** steps:.0%} of their initial values and the model may evaluate near chance; "
+            "set student.batchnorm_momentum=0.9")
 
 
 def _rewrite_hard_sigmoid(model):

@@ -46,7 +46,8 @@ class RunContext:
         """The user's own student (recipe student.path), flattened and with input scaling lifted."""
         from edgecv.models.user_model import prepare_user_model
 
-        return prepare_user_model(self._user_student_file, self.dataset.num_classes)
+        return prepare_user_model(self._user_student_file, self.dataset.num_classes,
+                                  self.recipe["student"]["batchnorm_momentum"])
 
     @cached_property
     def student_spec(self) -> PreprocessSpec:

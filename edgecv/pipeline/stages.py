@@ -58,6 +58,12 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
     teacher_logits = ctx.teacher.logits(ctx.dataset.x_train)
     np.save(out / TEACHER_LOGITS, teacher_logits)
     user = ctx.user_student if s["path"] else None
+    if user:
+        from edgecv.models.user_model import stale_batchnorm_warning
+
+        warning = stale_batchnorm_warning(user.model, d["epochs"] * int(np.ceil(len(ctx.x_train) / d["batch_size"])))
+        if warning:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
 
     def build():
         if user:
@@ -71,7 +77,8 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
     result = {"arch": "user model" if user else s["arch"], "params": int(model.count_params()),
               "teacher_outputs": ctx.teacher.outputs, "temperature": d["temperature"], "alpha": d["alpha"]}
     if user:
-        result["user_model"] = {"path": s["path"], "lifted_input_layers": user.lifted, "flattened_models": user.flattened}
+        result["user_model"] = {"path": s["path"], "lifted_input_layers": user.lifted, "flattened_models": user.flattened,
+                                "batchnorm_momentum": s["batchnorm_momentum"]}
     return result
 
 
