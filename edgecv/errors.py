@@ -29,3 +29,7 @@ class ConversionError(EdgecvError):
 
 class MissingExtraError(EdgecvError):
     """An optional dependency (pip extra) is not installed."""
+
+
+class DeviceError(EdgecvError):
+    """An unknown device profile or a malformed profile file."""

@@ -1,0 +1,294 @@
+"""Device profiles: what a target board or phone is, which runtimes reach its compute units, which
+artefact to ship to it and how edgecv's latency estimator calibrates for it.
+
+Profiles are plain YAML in the top-level devices/ folder (shipped in the wheel), checked against
+one declarative table, PROFILE_FIELDS. Runs on the device: numpy/pyyaml/stdlib only, never TensorFlow.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from edgecv.errors import DeviceError
+from edgecv.resources import shipped_dir
+
+KINDS = ("sbc", "jetson", "phone", "host")
+RUNTIMES = ("litert", "openvino", "onnxruntime", "tensorrt")
+
+# Artefact format -> the runtimes that run it. Same names as edgecv.export.formats.FORMATS, but
+# written out here: devices sits below export in the layer table, so it does not import it
+# (tests/test_devices.py keeps the two in step). TensorRT builds its engine from the ONNX.
+ARTEFACT_RUNTIMES = {
+    "tflite-fp32": ("litert",),
+    "tflite-fp16": ("litert",),
+    "tflite-dynamic": ("litert",),
+    "tflite-int8": ("litert",),
+    "openvino-fp32": ("openvino",),
+    "openvino-fp16": ("openvino",),
+    "openvino-int8": ("openvino",),
+    "onnx": ("onnxruntime", "tensorrt"),
+    "onnx-int8": ("onnxruntime", "tensorrt"),
+}
+
+# calibration.method -> the calibration keys it needs (non-null)
+CALIBRATION_NEEDS = {
+    "anchors": ("anchor_device",),  # fit this device's own published TFLite rows
+    "same-core": ("reference",),  # same CPU core as `reference`: scale its figures by big-core clock
+    "ncnn-ratio": ("reference", "ncnn_device"),  # scale `reference` by the ratio of the two devices' ncnn rows
+    "measured-reference": (),  # measure shipped reference models on the machine itself
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    type: str  # str | int | float | bool | list | map (a mapping with free keys); fixed mappings are dicts
+    help: str
+    choices: tuple | None = None
+    nullable: bool = False  # null is a real answer here (e.g. no published figure)
+    host_fills: bool = False  # null in devices/host.yaml: host_profile() fills it from this machine
+    item: Any = None  # list/map: a Field, or a dict of Fields, for each item
+    min_items: int = 0
+
+
+def _str(help: str, **kw) -> Field:
+    return Field("str", help, **kw)
+
+
+PROFILE_FIELDS: dict = {
+    "id": _str("profile id; equals the file name without .yaml"),
+    "name": _str("product name"),
+    "kind": _str("device class", choices=KINDS),
+    "soc": _str("system on chip"),
+    "cpu": {
+        "clusters": Field("list", "CPU clusters, each {core, count, ghz}", host_fills=True, min_items=1, item={
+            "core": _str("core name, e.g. cortex-a76"),
+            "count": Field("int", "cores in the cluster"),
+            "ghz": Field("float", "maximum clock in GHz", host_fills=True),
+        }),
+        "isa": {
+            "neon": Field("bool", "ARM Advanced SIMD (false on x86)", host_fills=True),
+            "fp16": Field("bool", "ARMv8.2 half-precision arithmetic (asimdhp): XNNPACK's fp16 kernels", host_fills=True),
+            "dotprod": Field("bool", "ARMv8.2 int8 dot product (asimddp): fast int8 GEMM", host_fills=True),
+            "i8mm": Field("bool", "ARMv8.6 int8 matrix multiply (SMMLA)", host_fills=True),
+        },
+    },
+    "memory": {
+        "gb": Field("float", "installed RAM in GB", host_fills=True),
+        "type": _str("DRAM type and speed, e.g. LPDDR4X-4267", host_fills=True),
+        "bandwidth_gbs": Field("float", "theoretical peak DRAM bandwidth in GB/s (null: not published)", nullable=True),
+    },
+    "accelerators": Field("list", "GPUs, DSPs, NPUs; each {name, runtimes, notes}", item={
+        "name": _str("accelerator name"),
+        "runtimes": Field("list", "edgecv runtimes that reach it (empty: none)", item=_str("runtime", choices=RUNTIMES)),
+        "notes": _str("how it is reached, or why it is not"),
+    }),
+    "runtimes": Field("list", "which edgecv runtime reaches which compute unit", min_items=1, item={
+        "runtime": _str("edgecv runtime", choices=RUNTIMES),
+        "target": _str("compute unit and backend, e.g. CPU (XNNPACK)"),
+        "notes": _str("what to know when using it here"),
+    }),
+    "threads": {
+        "default": Field("int", "threads edgecv uses by default", host_fills=True),
+        "affinity": _str("which cores those threads land on", host_fills=True),
+        "big_cores": Field("list", "CPU numbers of the fastest cores", host_fills=True, item=Field("int", "CPU number")),
+    },
+    "thermal": _str("thermal behaviour that affects benchmarks"),
+    "best_artefacts": Field("list", "artefacts in order of preference; the pipeline ships the first one the run exported",
+                            min_items=1, item={
+                                "format": _str("artefact format", choices=tuple(ARTEFACT_RUNTIMES)),
+                                "runtime": _str("runtime that runs it here", choices=RUNTIMES),
+                                "why": _str("why this artefact suits this device"),
+                            }),
+    "calibration": {
+        "runtime": _str("runtime the latency estimate is for", choices=RUNTIMES),
+        "threads": Field("int", "threads the estimate is for", host_fills=True),
+        "method": _str("how the estimator gets this device's figures", choices=tuple(CALIBRATION_NEEDS)),
+        "anchor_device": _str("method anchors: `device` in published_latency.csv whose TFLite rows are fitted", nullable=True),
+        "reference": _str("same-core / ncnn-ratio: the profile id this one is scaled from", nullable=True),
+        "ncnn_device": _str("`device` of this device's ncnn rows in published_latency.csv", nullable=True),
+        "note": _str("what the calibration rests on and how far to trust it"),
+    },
+    "sources": Field("map", "where each fact comes from: key -> citation", min_items=1, item=_str("citation")),
+}
+
+_TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string",
+               "list": "a list", "map": "a mapping"}
+
+
+def _type_ok(kind: str, value: Any) -> bool:
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, {"bool": bool, "str": str, "list": list, "map": dict}[kind])
+
+
+def _check(value: Any, spec: Any, key: str, source: str, is_host: bool) -> None:
+    if isinstance(spec, dict):  # a mapping with fixed keys
+        if not isinstance(value, dict):
+            raise DeviceError(f"{source}: '{key}' must be a mapping with keys {', '.join(spec)}, "
+                              f"got {type(value).__name__}")
+        prefix = f"{key}." if key else ""
+        for k in value:
+            if k not in spec:
+                raise DeviceError(f"{source}: unknown key '{prefix}{k}'; allowed here: {', '.join(spec)}")
+        for k, sub in spec.items():
+            if k not in value:
+                about = sub.help if isinstance(sub, Field) else "keys " + ", ".join(sub)
+                raise DeviceError(f"{source}: missing required key '{prefix}{k}' ({about}); add it")
+            _check(value[k], sub, prefix + k, source, is_host)
+        return
+    if value is None:
+        if spec.nullable or (spec.host_fills and is_host):
+            return
+        raise DeviceError(f"{source}: '{key}' may not be empty; give {_TYPE_WORDS[spec.type]} ({spec.help})")
+    if not _type_ok(spec.type, value):
+        raise DeviceError(f"{source}: '{key}' must be {_TYPE_WORDS[spec.type]}, got {value!r} "
+                          f"({type(value).__name__}); {spec.help}")
+    if spec.choices is not None and value not in spec.choices:
+        raise DeviceError(f"{source}: '{key}' is {value!r}; allowed: {', '.join(spec.choices)}")
+    if spec.type in ("list", "map") and len(value) < spec.min_items:
+        raise DeviceError(f"{source}: '{key}' needs at least {spec.min_items} item(s); {spec.help}")
+    if spec.type == "list":
+        for i, item in enumerate(value):
+            _check(item, spec.item, f"{key}[{i}]", source, is_host)
+    elif spec.type == "map":
+        for k, item in value.items():
+            _check(item, spec.item, f"{key}.{k}", source, is_host)
+
+
+def _check_consistency(data: dict, source: str) -> None:
+    """Rules across fields, after every field has the right type."""
+    cal = data["calibration"]
+    for need in CALIBRATION_NEEDS[cal["method"]]:
+        if cal[need] is None:
+            raise DeviceError(f"{source}: calibration method '{cal['method']}' needs 'calibration.{need}'; "
+                              f"{PROFILE_FIELDS['calibration'][need].help}")
+    reachable = {r["runtime"] for r in data["runtimes"]}
+    if cal["runtime"] not in reachable:
+        raise DeviceError(f"{source}: 'calibration.runtime' is {cal['runtime']!r}, which is not in 'runtimes'; "
+                          f"add it there or pick one of: {', '.join(sorted(reachable))}")
+    for i, art in enumerate(data["best_artefacts"]):
+        fmt, runtime = art["format"], art["runtime"]
+        if runtime not in ARTEFACT_RUNTIMES[fmt]:
+            raise DeviceError(f"{source}: 'best_artefacts[{i}]': {fmt} runs on {' or '.join(ARTEFACT_RUNTIMES[fmt])}, "
+                              f"not {runtime}")
+        if runtime not in reachable:
+            raise DeviceError(f"{source}: 'best_artefacts[{i}].runtime' is {runtime!r}, which is not in 'runtimes'; add it there")
+    clusters = data["cpu"]["clusters"]
+    if clusters is None:
+        return  # the host template: counts come from the machine
+    cores = sum(c["count"] for c in clusters)
+    threads = data["threads"]
+    for key, n in (("threads.default", threads["default"]), ("calibration.threads", cal["threads"])):
+        if n is not None and not 1 <= n <= cores:
+            raise DeviceError(f"{source}: '{key}' is {n}; it must be between 1 and the {cores} cores of cpu.clusters")
+    # host big_cores are logical CPU numbers, which SMT puts beyond the core count
+    bad = [c for c in threads["big_cores"] or [] if not 0 <= c < cores and data["kind"] != "host"]
+    if bad:
+        raise DeviceError(f"{source}: 'threads.big_cores' has CPU {bad[0]}; CPUs are numbered 0-{cores - 1}")
+
+
+def validate_profile(data: dict, source: str) -> None:
+    """Raise DeviceError naming `source` and the key when `data` does not fit PROFILE_FIELDS.
+
+    Only a `kind: host` profile may leave the host_fills fields null (devices/host.yaml is a template).
+    """
+    if not isinstance(data, dict):
+        raise DeviceError(f"{source}: a device profile must be a mapping of keys, got {type(data).__name__}")
+    _check(data, PROFILE_FIELDS, "", source, is_host=data.get("kind") == "host")
+    _check_consistency(data, source)
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """One validated profile. Nested sections stay plain dicts/lists, shaped as PROFILE_FIELDS says."""
+
+    id: str
+    name: str
+    kind: str
+    soc: str
+    cpu: dict
+    memory: dict
+    accelerators: list
+    runtimes: list
+    threads: dict
+    thermal: str
+    best_artefacts: list
+    calibration: dict
+    sources: dict
+    path: str | None = None  # the YAML it was read from
+    facts: dict | None = None  # host only: machine_facts() it was filled from
+
+    @property
+    def cores(self) -> int:
+        return sum(c["count"] for c in self.cpu["clusters"])
+
+    @property
+    def big_cluster(self) -> dict:
+        """The fastest cluster (the first one when clocks are unknown)."""
+        return max(self.cpu["clusters"], key=lambda c: c["ghz"] or 0.0)
+
+    def best_artefact(self, exported: Iterable[str]) -> dict | None:
+        """The first best_artefacts entry whose format is among `exported`, or None."""
+        exported = set(exported)
+        return next((a for a in self.best_artefacts if a["format"] in exported), None)
+
+    def to_dict(self) -> dict:
+        """The profile as its YAML keys (plus `facts` for the host), for report.json."""
+        out = {k: copy.deepcopy(getattr(self, k)) for k in PROFILE_FIELDS}
+        if self.facts is not None:
+            out["facts"] = copy.deepcopy(self.facts)
+        return out
+
+
+def profiles_dir() -> Path:
+    return shipped_dir("devices")
+
+
+def profile_ids() -> list[str]:
+    return sorted(p.stem for p in profiles_dir().glob("*.yaml"))
+
+
+def read_profile_yaml(path: Path) -> dict:
+    """The validated dict of one profile file (the host template unfilled)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise DeviceError(f"cannot read device profile {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise DeviceError(f"{path} is not valid YAML ({str(e).splitlines()[0]}); fix the file") from None
+    validate_profile(data, str(path))
+    if data["id"] != Path(path).stem:
+        raise DeviceError(f"{path}: 'id' is {data['id']!r} but the file is named {Path(path).stem!r}; make them equal")
+    return data
+
+
+def load_profile(device_id: str) -> DeviceProfile:
+    """A shipped profile by id (`host` is filled from this machine), or a profile YAML by path."""
+    if device_id == "host":
+        from edgecv.devices.host import host_profile
+
+        return host_profile()
+    given = Path(device_id)
+    if given.suffix in (".yaml", ".yml") and given.is_file():
+        path = given
+    else:
+        path = profiles_dir() / f"{device_id}.yaml"
+        if not path.is_file():
+            raise DeviceError(f"unknown device '{device_id}'; known: {', '.join(profile_ids())} "
+                              f"(or give the path of a profile YAML)")
+    return DeviceProfile(**read_profile_yaml(path), path=str(path))
+
+
+def list_profiles() -> list[DeviceProfile]:
+    """Every shipped profile, sorted by id; `host` filled from this machine."""
+    return [load_profile(i) for i in profile_ids()]
+
+
+__all__ = ["DeviceProfile", "DeviceError", "PROFILE_FIELDS", "load_profile", "list_profiles", "validate_profile",
+           "profile_ids", "profiles_dir", "read_profile_yaml"]

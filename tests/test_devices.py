@@ -1,0 +1,260 @@
+"""Device profiles: the shipped YAML fits the schema, bad files fail with a clear message, and the
+host profile and machine facts work on whatever machine runs the tests."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from dataclasses import fields
+
+import pytest
+import yaml
+
+from edgecv.devices import (ARTEFACT_RUNTIMES, PROFILE_FIELDS, DeviceError, DeviceProfile, list_profiles,
+                            load_profile, profile_ids, profiles_dir, read_profile_yaml, validate_profile)
+from edgecv.devices import host
+from tests.conftest import REPO
+
+SHIPPED = ["android-a55", "host", "jetson-nano", "jetson-orin-nano", "pixel-4", "pixel-7", "rpi4", "rpi5"]
+
+# id -> (method, anchor_device, reference, ncnn_device, threads), as the estimator's calibration plan says
+CALIBRATION = {
+    "rpi4": ("anchors", "rpi4-arm64", None, None, 4),
+    "pixel-4": ("anchors", "pixel4", None, None, 4),
+    "rpi5": ("same-core", None, "pixel-4", "rpi5", 4),
+    "jetson-orin-nano": ("ncnn-ratio", None, "rpi5", "jetson-orin-nano-cpu", 6),
+    "jetson-nano": ("ncnn-ratio", None, "rpi5", "jetson-nano-cpu", 4),
+    "android-a55": ("ncnn-ratio", None, "rpi5", "rk3568-a55", 4),
+    "pixel-7": ("same-core", None, "pixel-4", None, 4),
+    "host": ("measured-reference", None, None, None, None),
+}
+
+BEST_FIRST = {"rpi4": ["tflite-int8", "openvino-fp16", "tflite-fp32"], "rpi5": ["tflite-int8", "openvino-fp16", "tflite-fp32"],
+              "jetson-orin-nano": ["onnx", "tflite-int8"], "jetson-nano": ["onnx", "tflite-int8"],
+              "pixel-4": ["tflite-int8", "tflite-fp16"], "pixel-7": ["tflite-int8", "tflite-fp16"],
+              "android-a55": ["tflite-int8", "tflite-fp16"], "host": ["openvino-int8", "tflite-int8", "onnx"]}
+
+
+def raw(device_id):
+    return yaml.safe_load((profiles_dir() / f"{device_id}.yaml").read_text())
+
+
+def write_profile(tmp_path, data, name=None):
+    path = tmp_path / f"{name or data['id']}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+# --- shipped profiles --------------------------------------------------------------------------
+
+def test_shipped_ids():
+    assert profile_ids() == SHIPPED
+
+
+@pytest.mark.parametrize("device_id", SHIPPED)
+def test_shipped_profile_validates(device_id):
+    path = profiles_dir() / f"{device_id}.yaml"
+    validate_profile(yaml.safe_load(path.read_text()), str(path))
+    assert read_profile_yaml(path)["id"] == device_id
+
+
+@pytest.mark.parametrize("device_id", SHIPPED)
+def test_calibration_and_best_artefacts_as_planned(device_id):
+    p = load_profile(device_id)
+    cal = p.calibration
+    method, anchor, reference, ncnn, threads = CALIBRATION[device_id]
+    assert (cal["method"], cal["anchor_device"], cal["reference"], cal["ncnn_device"]) == (method, anchor, reference, ncnn)
+    assert cal["runtime"] == "litert"
+    assert cal["threads"] == (threads or p.threads["default"])
+    assert [a["format"] for a in raw(device_id)["best_artefacts"]] == BEST_FIRST[device_id]
+
+
+def test_references_end_at_a_published_anchor():
+    for device_id in SHIPPED:
+        seen, cal = [device_id], raw(device_id)["calibration"]
+        while cal["method"] in ("same-core", "ncnn-ratio"):
+            assert cal["reference"] in SHIPPED, f"{device_id}: unknown reference {cal['reference']}"
+            assert cal["reference"] not in seen, f"reference cycle {seen}"
+            seen.append(cal["reference"])
+            cal = raw(cal["reference"])["calibration"]
+        assert cal["method"] in ("anchors", "measured-reference"), seen
+
+
+def test_anchor_devices_are_in_published_latency_csv():
+    anchors = profiles_dir() / "anchors" / "published_latency.csv"
+    if not anchors.is_file():
+        pytest.skip(f"{anchors} is not in this checkout")
+    rows = list(csv.DictReader(l for l in anchors.read_text().splitlines() if not l.startswith("#")))
+    for device_id in SHIPPED:
+        cal = raw(device_id)["calibration"]
+        if cal["anchor_device"]:
+            assert any(r["device"] == cal["anchor_device"] and r["runtime"] == "tflite" for r in rows), device_id
+        if cal["ncnn_device"]:
+            assert any(r["device"] == cal["ncnn_device"] and r["runtime"] == "ncnn" for r in rows), device_id
+
+
+def test_schema_table_matches_dataclass_and_export_formats():
+    from edgecv.export.formats import FORMATS
+
+    assert set(PROFILE_FIELDS) == {f.name for f in fields(DeviceProfile)} - {"path", "facts"}
+    assert set(ARTEFACT_RUNTIMES) == set(FORMATS)
+    assert all(FORMATS[f].runtime in runtimes for f, runtimes in ARTEFACT_RUNTIMES.items())
+
+
+def test_list_profiles_and_best_artefact():
+    profiles = {p.id: p for p in list_profiles()}
+    assert sorted(profiles) == SHIPPED
+    assert profiles["pixel-4"].cores == 8 and profiles["pixel-4"].big_cluster["ghz"] == 2.84
+    assert profiles["rpi4"].best_artefact(["tflite-fp32", "openvino-fp16"])["format"] == "openvino-fp16"
+    assert profiles["rpi4"].best_artefact(["onnx"]) is None
+    json.dumps(profiles["host"].to_dict())
+
+
+# --- malformed profiles ------------------------------------------------------------------------
+
+def _broken(tmp_path, edit):
+    data = raw("rpi4")
+    edit(data)
+    path = write_profile(tmp_path, data)
+    with pytest.raises(DeviceError) as e:
+        load_profile(str(path))
+    msg = str(e.value)
+    assert str(path) in msg and "\n" not in msg
+    return msg
+
+
+def test_missing_required_key(tmp_path):
+    msg = _broken(tmp_path, lambda d: d["cpu"]["isa"].pop("fp16"))
+    assert "missing required key 'cpu.isa.fp16'" in msg
+
+
+def test_wrong_type(tmp_path):
+    msg = _broken(tmp_path, lambda d: d["memory"].update(gb="four"))
+    assert "'memory.gb' must be a number" in msg and "'four'" in msg
+
+
+def test_wrong_type_in_list_item(tmp_path):
+    msg = _broken(tmp_path, lambda d: d["cpu"]["clusters"][0].update(count=4.5))
+    assert "'cpu.clusters[0].count' must be a whole number" in msg
+
+
+def test_unknown_key(tmp_path):
+    msg = _broken(tmp_path, lambda d: d["cpu"].update(cache="1 MB"))
+    assert "unknown key 'cpu.cache'" in msg and "allowed here: clusters, isa" in msg
+
+
+def test_bad_choice(tmp_path):
+    msg = _broken(tmp_path, lambda d: d["best_artefacts"][0].update(format="tflite-int4"))
+    assert "'best_artefacts[0].format' is 'tflite-int4'" in msg and "tflite-int8" in msg
+
+
+def test_runtime_must_run_the_format(tmp_path):
+    msg = _broken(tmp_path, lambda d: d["best_artefacts"][0].update(runtime="openvino"))
+    assert "tflite-int8 runs on litert" in msg
+
+
+def test_method_needs_its_keys(tmp_path):
+    msg = _broken(tmp_path, lambda d: d["calibration"].update(anchor_device=None))
+    assert "calibration method 'anchors' needs 'calibration.anchor_device'" in msg
+
+
+def test_only_the_host_template_may_leave_facts_empty(tmp_path):
+    msg = _broken(tmp_path, lambda d: d["memory"].update(gb=None))
+    assert "'memory.gb' may not be empty" in msg
+
+
+def test_threads_within_cores(tmp_path):
+    msg = _broken(tmp_path, lambda d: d["threads"].update(default=8))
+    assert "'threads.default' is 8" in msg
+
+
+def test_id_must_match_file_name(tmp_path):
+    path = write_profile(tmp_path, raw("rpi4"), name="my-pi")
+    with pytest.raises(DeviceError, match="'id' is 'rpi4' but the file is named 'my-pi'"):
+        load_profile(str(path))
+
+
+def test_invalid_yaml(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("id: [unclosed\n")
+    with pytest.raises(DeviceError, match="is not valid YAML"):
+        load_profile(str(path))
+
+
+def test_not_a_mapping():
+    with pytest.raises(DeviceError, match="x.yaml: a device profile must be a mapping"):
+        validate_profile(["rpi4"], "x.yaml")
+
+
+def test_unknown_id_lists_known_ids():
+    with pytest.raises(DeviceError) as e:
+        load_profile("rpi3")
+    assert str(e.value).startswith("unknown device 'rpi3'; known: " + ", ".join(SHIPPED))
+
+
+# --- host --------------------------------------------------------------------------------------
+
+def test_host_profile_fills_real_values():
+    p = load_profile("host")
+    assert p.kind == "host" and p.facts is not None
+    assert p.cores >= 1 and p.facts["cpu_model"].strip()
+    assert 1 <= p.threads["default"] <= 4 and p.calibration["threads"] == p.threads["default"]
+    assert p.threads["big_cores"] and all(isinstance(v, bool) for v in p.cpu["isa"].values())
+    if sys.platform.startswith("linux"):
+        assert p.memory["gb"] > 0
+
+
+def test_machine_facts_json_serialisable():
+    facts = host.machine_facts()
+    assert json.loads(json.dumps(facts)) == facts
+    assert facts["cores_logical"] >= 1 and facts["cpu_model"] and facts["python"]
+
+
+def test_machine_facts_on_a_bare_machine(monkeypatch, tmp_path):
+    """No /proc, no /sys cpufreq, no lscpu/vcgencmd: unknown facts are None, nothing raises."""
+    monkeypatch.setattr(host, "_read", lambda path: None)
+    monkeypatch.setattr(host, "SYS_CPU", tmp_path / "missing")
+    monkeypatch.setattr(host.shutil, "which", lambda name: None)
+    facts = host.machine_facts()
+    assert facts["cpu_max_mhz"] is None and facts["governors"] is None and facts["throttled"] is None
+    assert facts["memory_gb"] is None and facts["cpu_model"]
+    assert host.host_profile(facts).cores >= 1
+
+
+def test_host_profile_on_an_arm_big_little_machine():
+    facts = {"cpu_model": "4x cortex-a76 + 4x cortex-a55", "arch": "aarch64", "board": "Some Board", "cores_logical": 8,
+             "cores_physical": 8, "core_types": ["cortex-a55"] * 4 + ["cortex-a76"] * 4,
+             "cpu_max_mhz": [1800.0] * 4 + [2400.0] * 4, "governors": ["schedutil"],
+             "isa": {"neon": True, "fp16": True, "dotprod": True, "i8mm": False}, "memory_gb": 7.6,
+             "os": "Debian", "kernel": "6.6", "python": "3.11", "throttled": None}
+    p = host.host_profile(facts)
+    assert p.cpu["clusters"] == [{"core": "cortex-a76", "count": 4, "ghz": 2.4}, {"core": "cortex-a55", "count": 4, "ghz": 1.8}]
+    assert p.threads["big_cores"] == [4, 5, 6, 7] and "CPUs 4-7 are the fastest" in p.threads["affinity"]
+    assert p.cpu["isa"]["dotprod"] and p.soc == "Some Board"
+    assert [a["format"] for a in p.best_artefacts] == ["tflite-int8", "openvino-fp16"]
+
+
+def test_decode_throttled():
+    assert host.decode_throttled(0x50005) == ["under-voltage", "currently-throttled", "under-voltage-occurred",
+                                              "throttling-occurred"]
+    assert host.decode_throttled(0) == []
+    assert host.decode_throttled(0xF000F) == list(host.THROTTLED_BITS.values())
+    assert host.parse_throttled("throttled=0x50005\n") == 0x50005
+    assert host.parse_throttled("VCHI initialization failed") is None
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="shell script stands in for vcgencmd")
+def test_read_throttled_runs_vcgencmd(monkeypatch, tmp_path):
+    fake = tmp_path / "vcgencmd"
+    fake.write_text("#!/bin/sh\necho throttled=0x50000\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert host.read_throttled() == {"hex": "0x50000", "value": 0x50000,
+                                     "flags": ["under-voltage-occurred", "throttling-occurred"]}
+    assert host.machine_facts()["throttled"]["value"] == 0x50000
+
+
+def test_devices_do_not_import_tensorflow():
+    code = ("import sys, edgecv.devices, edgecv.devices.host; edgecv.devices.list_profiles(); "
+            "sys.exit(1 if 'tensorflow' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
