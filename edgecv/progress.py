@@ -26,11 +26,28 @@ def track(items: Iterable[T], description: str, label=str) -> Iterable[T]:
             progress.advance(task)
 
 
+def _counting(unit: str) -> list:
+    return [SpinnerColumn(), TextColumn("{task.description:<14}"), TextColumn(f"{{task.completed}} {unit}"),
+            TimeElapsedColumn()]
+
+
 @contextmanager
-def track_count(description: str):
+def track_count(description: str, unit: str = "images"):
     """A spinner with a running count; yields advance(n)."""
-    columns = [SpinnerColumn(), TextColumn("{task.description:<14}"), TextColumn("{task.completed} images"),
-               TimeElapsedColumn()]
-    with Progress(*columns, console=console, transient=True) as progress:
+    with Progress(*_counting(unit), console=console, transient=True) as progress:
         task = progress.add_task(description, total=None)
         yield lambda n: progress.advance(task, n)
+
+
+@contextmanager
+def track_stages(unit: str):
+    """One spinner line per named phase with its running count; yields update(phase, count)."""
+    with Progress(*_counting(unit), console=console, transient=True) as progress:
+        tasks = {}
+
+        def update(phase: str, count: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = progress.add_task(phase, total=None)
+            progress.update(tasks[phase], completed=count)
+
+        yield update

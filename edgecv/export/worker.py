@@ -17,12 +17,7 @@ import numpy as np
 
 from edgecv.errors import ConversionError, MissingExtraError
 from edgecv.export.formats import FORMATS, missing_extra
-
-
-def artefact_files(path: Path) -> list[Path]:
-    """The files an artefact consists of (an OpenVINO IR is .xml + .bin)."""
-    path = Path(path)
-    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+from edgecv.runtime import artefact_files
 
 
 def export(model_path: Path, out_path: Path, fmt: str, calibration: np.ndarray | None = None, *,

@@ -11,7 +11,7 @@ from edgecv.data import PreprocessSpec, load_dataset
 from edgecv.data.sampling import balanced_indices
 from edgecv.errors import DataError, ModelError, RunDirError
 from edgecv.export.formats import FORMATS
-from edgecv.export.worker import artefact_files
+from edgecv.runtime import artefact_files
 from edgecv.pipeline.context import FLOAT_MODEL, QAT_MODEL
 from edgecv.pipeline.exporting import check_line, export_artefact
 

@@ -35,6 +35,14 @@ def sidecar_path(path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+def artefact_files(path, sidecar: bool = False) -> list[Path]:
+    """The files an artefact consists of: an OpenVINO IR is .xml + .bin; with `sidecar`, also the
+    metadata JSON beside it where there is one."""
+    path = Path(path)
+    files = [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+    return files + [sidecar_path(path)] if sidecar and sidecar_path(path).is_file() else files
+
+
 def load_metadata(path, runner: Runner | None = None) -> dict:
     """An artefact's metadata (class names, preprocessing, source model hash): embedded in the
     file where the format allows, else from the sidecar JSON."""
@@ -50,4 +58,4 @@ def load_metadata(path, runner: Runner | None = None) -> dict:
                      "export it with `edgecv export` (it records labels and preprocessing)")
 
 
-__all__ = ["InputSpec", "LiteRTRunner", "RUNNERS", "Runner", "load_metadata", "open_runner", "sidecar_path"]
+__all__ = ["InputSpec", "artefact_files", "LiteRTRunner", "RUNNERS", "Runner", "load_metadata", "open_runner", "sidecar_path"]

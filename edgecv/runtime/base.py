@@ -27,6 +27,11 @@ class Runner:
         """Float32 preprocessed images (N, H, W, C) -> float32 scores (N, classes)."""
         raise NotImplementedError
 
+    def inference_call(self, images: np.ndarray):
+        """A zero-argument callable that runs one inference on `images`, with the input already set:
+        what a latency benchmark times (input quantization and copies left out where the runtime allows)."""
+        return lambda: self.run(images)
+
     def run_batched(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         return np.concatenate([self.run(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
 

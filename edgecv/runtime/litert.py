@@ -26,6 +26,15 @@ METADATA_NAME = "edgecv"  # the flatbuffer metadata entry edgecv writes (export/
 class LiteRTRunner(Runner):
     runtime = "litert"
 
+    @staticmethod
+    def version() -> str:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return f"ai-edge-litert {version('ai-edge-litert')}"
+        except PackageNotFoundError:  # a device with tflite_runtime only
+            return f"tflite-runtime {version('tflite-runtime')}"
+
     def __init__(self, path, num_threads: int | None = None):
         path = Path(path)
         if not path.is_file():
@@ -67,6 +76,14 @@ class LiteRTRunner(Runner):
         y = self._interp.get_tensor(self._out["index"])
         scale, zp = self._out["quantization"]
         return dequantize(y, scale, zp) if scale else y.astype(np.float32)
+
+    def inference_call(self, images: np.ndarray):
+        x = np.asarray(images, np.float32)
+        if self.input.scale:
+            x = quantize(x, self.input.scale, self.input.zero_point, self.input.dtype)
+        self._resize(len(x))
+        self._interp.set_tensor(self._in["index"], x)
+        return self._interp.invoke
 
     def tensor_dtypes(self) -> dict[str, str]:
         """Every tensor's name -> dtype: the proof that a graph is fully int8."""

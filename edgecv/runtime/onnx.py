@@ -47,6 +47,16 @@ class ONNXRuntimeRunner(Runner):
         (scores,) = self._session.run(None, {self._input_name: np.ascontiguousarray(images, dtype=np.float32)})
         return scores.astype(np.float32)
 
+    def inference_call(self, images: np.ndarray):
+        feed = {self._input_name: np.ascontiguousarray(images, dtype=np.float32)}
+        return lambda: self._session.run(None, feed)
+
+    @staticmethod
+    def version() -> str:
+        import onnxruntime
+
+        return f"onnxruntime {onnxruntime.__version__}"
+
     def metadata(self) -> str | None:
         """The JSON edgecv stores in the model's metadata_props, if any."""
         return self._session.get_modelmeta().custom_metadata_map.get("edgecv")

@@ -24,6 +24,7 @@ class OpenVINORunner(Runner):
             raise ModelError(f"OpenVINO IR '{path}' needs both {path.name} and {path.with_suffix('.bin').name}")
         self.path = path
         self.num_threads = num_threads or default_threads()
+        self._ov = ov
         core = ov.Core()
         try:
             self.model = core.read_model(str(path))
@@ -48,6 +49,16 @@ class OpenVINORunner(Runner):
     def run(self, images: np.ndarray) -> np.ndarray:
         result = self._request.infer({0: np.ascontiguousarray(images, dtype=np.float32)})
         return np.asarray(result[self._compiled.output(0)], dtype=np.float32)
+
+    def inference_call(self, images: np.ndarray):
+        self._request.set_input_tensor(0, self._ov.Tensor(np.ascontiguousarray(images, dtype=np.float32)))
+        return self._request.infer
+
+    @staticmethod
+    def version() -> str:
+        import openvino
+
+        return f"openvino {openvino.__version__}"
 
     def metadata(self) -> str | None:
         """The JSON edgecv embeds in the IR's rt_info, if any."""

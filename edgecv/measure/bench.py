@@ -1,0 +1,105 @@
+"""Latency of an artefact on this machine, with its own runtime: load time, first inference, then
+warmed-up per-run times per thread count. Never imports TensorFlow: this runs on the device."""
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from edgecv import __version__
+from edgecv.errors import EdgecvError
+from edgecv.runtime import open_runner
+
+SCHEMA = "edgecv.bench/1"
+# Defaults after TFLite's benchmark_model and MLPerf: warm up, then keep going until there are
+# enough runs for a stable p90 (>= 100: ten samples above it) and enough time to span clock and
+# scheduler noise (>= 5 s), whichever comes later.
+WARMUP_RUNS = 10
+MIN_RUNS = 100
+MIN_SECONDS = 5.0
+MAX_RUNS = 100_000
+
+
+def percentiles(times_ms: list[float]) -> dict:
+    t = np.asarray(times_ms, dtype=np.float64)
+    p50, p90, p99 = np.percentile(t, [50, 90, 99])
+    return {"p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "mean_ms": float(t.mean()),
+            "std_ms": float(t.std(ddof=1)) if len(t) > 1 else 0.0, "min_ms": float(t.min()), "max_ms": float(t.max()),
+            "throughput_ips": float(1000.0 / t.mean())}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _measure(path: Path, threads: int, warmup: int, runs: int | None, duration: float | None, progress) -> dict:
+    start = time.perf_counter()
+    runner = open_runner(path, num_threads=threads)
+    load_ms = (time.perf_counter() - start) * 1000
+    x = np.random.default_rng(0).uniform(0, 1, (1, *runner.input.shape)).astype(np.float32)
+    call = runner.inference_call(x)
+    start = time.perf_counter()
+    call()
+    first_ms = (time.perf_counter() - start) * 1000
+    for _ in range(warmup):
+        call()
+    if runs is not None:
+        min_runs, min_seconds, max_runs = runs, 0.0, runs
+    elif duration is not None:
+        min_runs, min_seconds, max_runs = 1, duration, MAX_RUNS
+    else:
+        min_runs, min_seconds, max_runs = MIN_RUNS, MIN_SECONDS, MAX_RUNS
+    times = []
+    began = time.perf_counter()
+    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - began < min_seconds):
+        t0 = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - t0) * 1000)
+        progress(len(times))
+    return {"threads": threads, "load_ms": load_ms, "first_inference_ms": first_ms, "warmup_runs": warmup,
+            "runs": len(times), **percentiles(times), "times_ms": [round(t, 6) for t in times]}, runner
+
+
+def bench_artefact(path, threads: list[int] | None = None, warmup: int = WARMUP_RUNS, runs: int | None = None,
+                   duration: float | None = None, progress=lambda label, n: None) -> dict:
+    """Measure `path` at each thread count (default: the runtime's default). Returns the bench
+    JSON: machine facts, settings, and per thread count the percentiles and every run's time."""
+    from edgecv.devices.host import machine_facts, read_throttled
+
+    path = Path(path)
+    if runs is not None and runs < 1 or duration is not None and duration <= 0:
+        raise EdgecvError("--runs must be >= 1 and --duration > 0")
+    if warmup < 0:
+        raise EdgecvError("--warmup must be >= 0")
+    throttled_before = read_throttled()
+    results, runner = [], None
+    for n in threads or [None]:
+        if n is not None and n < 1:
+            raise EdgecvError(f"--threads takes counts >= 1, got {n}")
+        result, runner = _measure(path, n, warmup, runs, duration, lambda done: progress(f"{n or 'default'} threads", done))
+        result["threads"] = runner.num_threads
+        results.append(result)
+    return {
+        "schema": SCHEMA,
+        "source": "measured",
+        "artefact": {"file": path.name, "size_bytes": path.stat().st_size, "sha256": file_sha256(path),
+                     "runtime": runner.runtime, "runtime_version": runner.version(),
+                     "input": {"shape": list(runner.input.shape), "dtype": runner.input.dtype}},
+        "settings": {"warmup_runs": warmup, "runs": runs, "duration_s": duration,
+                     "default_stop": None if runs or duration else f">= {MIN_RUNS} runs and >= {MIN_SECONDS:g} s",
+                     "batch": 1, "input": "uniform [0, 1) float32, seed 0, set once before timing"},
+        "device": "host",
+        "machine": machine_facts(),
+        "throttled_before": throttled_before,
+        "throttled_after": read_throttled(),
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "edgecv_version": __version__,
+        "results": results,
+    }
