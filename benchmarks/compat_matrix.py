@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.sections import replace_section
 from edgecv.data import PreprocessSpec, load_dataset
 from edgecv.errors import EdgecvError
 from edgecv.fileio import write_text_atomic
@@ -159,10 +160,7 @@ def publish(previous: list[dict], rows: list[dict]) -> list[dict]:
     rows = list(merged.values())
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(RESULTS, json.dumps(rows, indent=2) + "\n")
-    readme = ROOT / "README.md"
-    block = f"<!-- COMPAT:BEGIN -->\n{markdown(rows)}\n<!-- COMPAT:END -->"
-    text = re.sub(r"<!-- COMPAT:BEGIN -->.*<!-- COMPAT:END -->", lambda m: block, readme.read_text(), flags=re.S)
-    write_text_atomic(readme, text)
+    replace_section(ROOT / "README.md", "COMPAT", markdown(rows), "Compatibility matrix")
     return rows
 
 

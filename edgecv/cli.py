@@ -83,7 +83,15 @@ def print_summary(report: dict, out: Path) -> None:
     if int8:
         verdict = "fully int8 ✓" if int8.get("fully_int8") else "NOT fully int8 ✗"
         console.print(f"INT8 TFLite: {out / int8['path']} ({verdict})")
+    devices = report["stages"].get("profile", {}).get("result", {}).get("devices", {})
+    for device, e in devices.items():
+        if e["artefact"] and e["latency_ms"] is not None:
+            console.print(f"{device}: ship {e['artefact']} — top-1 {e['top1']:.2%}, {e['latency_ms']:.3g} ms "
+                          f"({e['latency_source']})")
     console.print(f"Report: {out / 'report.json'}, {out / 'report.md'}")
+    if int8:
+        console.print(f"Next: edgecv bench {out / int8['path']} --threads 1,2,4   |   "
+                      f"edgecv profile {out / int8['path']} --device rpi4 --device pixel-4")
 
 
 def _format_choices() -> list[str]:
@@ -151,6 +159,181 @@ def eval_cmd(artefact, data, threads, json_path):
     if json_path:
         write_json_atomic(json_path, result)
         console.print(f"Written: {json_path}")
+
+
+def _thread_list(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        counts = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"takes thread counts >= 1 separated by commas, e.g. 1,2,4; got '{value}'")
+    return counts
+
+
+@main.command("bench")
+@click.argument("artefact", type=click.Path(path_type=Path))
+@click.option("--threads", callback=_thread_list, help="thread counts, comma-separated, e.g. 1,2,4 [default: min(4, cores)]")
+@click.option("--warmup", default=10, show_default=True, help="untimed runs before timing")
+@click.option("--runs", type=int, help="timed runs per thread count [default: >= 100 runs and >= 5 s]")
+@click.option("--duration", type=float, help="seconds of timed runs per thread count (instead of --runs)")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="write the result, every run's time included, here")
+@click.option("--remote", metavar="ssh://[user@]host[:port]", help="run on a device with edgecv installed, over SSH")
+@click.option("--remote-edgecv", default="edgecv", show_default=True, help="the edgecv command on the remote device")
+@click.option("--ssh-identity", type=click.Path(), help="private key for --remote [default: ssh's own]")
+@click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE", help="extra ssh -o option for --remote")
+@click.option("--device", "device_id", help="profile ID of the device benched (tags the result, e.g. rpi4)")
+def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, remote_edgecv, ssh_identity, ssh_options,
+              device_id):
+    """Measure an artefact's latency with its own runtime: load time, first inference, then p50/p90/p99,
+    mean, std and throughput per thread count, every run's time kept in the JSON. Needs no TensorFlow.
+
+    \b
+    Examples:
+      edgecv bench runs/exp1/stages/export/artefacts/student-int8.tflite --threads 1,2,4
+      edgecv bench student-int8.tflite --remote ssh://pi@raspberrypi.local --device rpi4 --json rpi4.json
+    """
+    from edgecv.fileio import write_json_atomic
+
+    if runs is not None and duration is not None:
+        raise click.UsageError("give --runs or --duration, not both")
+    if device_id:
+        from edgecv.devices import load_profile
+
+        load_profile(device_id)  # an unknown ID fails before anything runs
+    if remote:
+        from edgecv.measure.remote import bench_remote
+
+        args = ["--warmup", str(warmup)] + (["--threads", ",".join(map(str, threads))] if threads else [])
+        args += (["--runs", str(runs)] if runs is not None else []) + (["--duration", str(duration)] if duration else [])
+        with console.status(f"benching {artefact.name} on {remote}"):
+            result = bench_remote(artefact, remote, args, remote_edgecv, ssh_identity, tuple(ssh_options), device_id)
+    else:
+        from edgecv.measure.bench import bench_artefact
+        from edgecv.progress import track_stages
+
+        with track_stages("runs") as update:
+            result = bench_artefact(artefact, threads, warmup, runs, duration, progress=update)
+        if device_id:
+            result["device"] = device_id
+    print_bench(result)
+    if json_path:
+        write_json_atomic(json_path, result)
+        console.print(f"Written: {json_path}")
+
+
+def print_bench(result: dict) -> None:
+    machine = result["machine"]
+    table = Table(title=f"{result['artefact']['file']}: measured on {result['device']} ({machine.get('cpu_model') or machine.get('arch')}), "
+                        f"{result['artefact']['runtime_version']}, batch 1")
+    for column in ("threads", "load ms", "first ms", "p50 ms", "p90 ms", "p99 ms", "mean ± std ms", "inferences/s", "runs"):
+        table.add_column(column, justify="right")
+    for r in result["results"]:
+        table.add_row(str(r["threads"]), f"{r['load_ms']:.1f}", f"{r['first_inference_ms']:.2f}", f"{r['p50_ms']:.3f}",
+                      f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['mean_ms']:.3f} ± {r['std_ms']:.3f}",
+                      f"{r['throughput_ips']:.1f}", f"{r['runs']} (+{r['warmup_runs']} warm-up)")
+    console.print(table)
+    for when in ("throttled_before", "throttled_after"):
+        if result.get(when) and result[when].get("flags"):
+            console.print(f"[yellow]warning:[/yellow] {when.replace('_', ' ')}: {', '.join(result[when]['flags'])}")
+
+
+@main.command("profile")
+@click.argument("artefact", type=click.Path(path_type=Path))
+@click.option("--device", "-D", "device_ids", multiple=True, required=True, help="device profile ID (repeatable); see edgecv devices list")
+@click.option("--measured", "bench_files", multiple=True, type=click.Path(path_type=Path), help="edgecv bench --json result of this file (repeatable)")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def profile_cmd(artefact, device_ids, bench_files, as_json):
+    """Latency per device for a .tflite graph: estimated from its work (MACs, bytes, ops) with each
+    profile's calibration, and measured where a bench result of this file on that device is given
+    (measured wins; both are shown). Lists the five most expensive ops. Needs no TensorFlow.
+
+    \b
+    Examples:
+      edgecv profile student-int8.tflite --device rpi4 --device pixel-4 --device host
+      edgecv profile student-int8.tflite -D rpi4 --measured rpi4-bench.json --json
+    """
+    from edgecv.measure.profile import profile_artefact
+
+    with console.status(f"profiling {artefact.name}"):
+        result = profile_artefact(artefact, list(device_ids), list(bench_files))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    graph = result["graph"]
+    console.print(f"[b]{artefact.name}[/b]: {graph['ops']} ops, {graph['macs'] / 1e6:.1f} M MACs, {graph['precision']}")
+    for d in result["devices"]:
+        est, meas = d["estimated"], d["measured"]
+        line = f"\n[b]{d['device']}[/b] ({d['name']}): estimated {est['ms']:.3g} ms ({est['runtime']}, {est['threads']} threads, {est['precision']}; {est['calibration']})"
+        if meas:
+            line += f"\n  measured p50 {meas['ms']:.3g} ms ({meas['runs']} runs, {meas['threads']} threads, {meas['runtime']}) ← used"
+        console.print(line)
+        table = Table("op", "tensor", "estimated ms", "share", "MMACs", title=f"most expensive ops on {d['device']} (estimated)")
+        for op in est["top_ops"]:
+            table.add_row(f"#{op['index']} {op['op']}", op["name"][-48:], f"{op['ms']:.3g}", f"{op['share']:.0%}", f"{op['macs'] / 1e6:.1f}")
+        console.print(table)
+
+
+@main.group()
+def devices():
+    """Device profiles: hardware, runtimes, threads, best artefact, latency calibration.
+
+    \b
+    Examples:
+      edgecv devices list
+      edgecv devices show rpi4
+    """
+
+
+@devices.command("list")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def devices_list(as_json):
+    """The device profiles edgecv knows (devices/*.yaml).
+
+    Example: edgecv devices list
+    """
+    from edgecv.devices import list_profiles
+
+    profiles = list_profiles()
+    if as_json:
+        click.echo(json.dumps([{"id": p.id, "name": p.name, "kind": p.kind, "soc": p.soc,
+                                "best_artefact": p.best_artefacts[0]["format"]} for p in profiles], indent=2))
+        return
+    table = Table("id", "device", "CPU", "ships", "latency calibration")
+    for p in profiles:
+        cpu = " + ".join(f"{c['count']}×{c['core']}" + (f" @{c['ghz']:g} GHz" if c["ghz"] else "") for c in p.cpu["clusters"])
+        table.add_row(p.id, p.name, cpu, p.best_artefacts[0]["format"], p.calibration["method"])
+    console.print(table)
+
+
+@devices.command("show")
+@click.argument("device_id")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def devices_show(device_id, as_json):
+    """One profile in full, with the calibration figures the estimator uses.
+
+    Example: edgecv devices show jetson-orin-nano
+    """
+    import dataclasses
+
+    import yaml
+
+    from edgecv.devices import load_profile
+
+    profile = dataclasses.asdict(load_profile(device_id))
+    try:
+        from edgecv.measure.estimate import load_calibration
+
+        fitted = load_calibration()["devices"].get(device_id)
+    except EdgecvError:
+        fitted = None
+    profile["calibration"]["fitted"] = fitted or ("measured at run time on this machine" if device_id == "host" else None)
+    if as_json:
+        click.echo(json.dumps(profile, indent=2))
+    else:
+        click.echo(yaml.safe_dump(profile, sort_keys=False, allow_unicode=True))
 
 
 @main.group()

@@ -63,3 +63,17 @@ def synthetic_images(n, size=16, channels=1, classes=3, seed=0):
         img = pattern * 200 + rng.integers(0, 55, (size, size))
         x[i] = img[..., None].repeat(channels, -1).astype(np.uint8)
     return x, y
+
+
+# `python -c BLOCK_TENSORFLOW <edgecv args>`: the CLI on a device, where `pip install edgecv` has no TensorFlow
+BLOCK_TENSORFLOW = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('tensorflow', 'tf_keras', 'tensorflow_model_optimization', 'keras'):
+            raise ImportError('TensorFlow is blocked: ' + name)
+sys.meta_path.insert(0, Block())
+sys.argv = ['edgecv'] + sys.argv[1:]
+from edgecv.cli import main
+main()
+"""

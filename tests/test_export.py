@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from edgecv.export.formats import FORMATS
-from tests.conftest import assert_user_error, run_cli, synthetic_images
+from tests.conftest import BLOCK_TENSORFLOW, assert_user_error, run_cli, synthetic_images
 
 pytestmark = pytest.mark.slow
 
@@ -155,19 +155,6 @@ def test_damaged_artefacts_give_a_clear_error(fmt, damage, models, tmp_path):
     if damage == "flip" and proc.returncode == 0:  # some bytes are weights: the file still loads and runs
         return
     assert_user_error(proc, "cannot load", bad.name)
-
-
-BLOCK_TENSORFLOW = """
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('tensorflow', 'tf_keras', 'tensorflow_model_optimization', 'keras'):
-            raise ImportError('TensorFlow is blocked: ' + name)
-sys.meta_path.insert(0, Block())
-sys.argv = ['edgecv'] + sys.argv[1:]
-from edgecv.cli import main
-main()
-"""
 
 
 @pytest.mark.parametrize("fmt", ["tflite-int8", "openvino-fp16", "onnx"])

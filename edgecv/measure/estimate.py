@@ -1,0 +1,252 @@
+"""Per-device latency estimates from a .tflite graph's work, never confused with measurements.
+
+The cost model: an op costs `w_dense * dense GMACs + w_dw * depthwise GMACs + w_mem * activation GB
++ w_op` units, and a device runs a unit in `ms_per_unit` milliseconds (one figure per device and
+precision). The op weights are shared by all devices; w_dense is 1 for fp32 and, for int8, one
+weight for cores with 8-bit dot-product instructions (SDOT/UDOT, x86 VNNI: dense int8 GEMMs get
+much cheaper there, depthwise and memory traffic do not) and one for cores without. The weights and
+every device's ms_per_unit are fitted only to published TFLite latencies
+(devices/anchors/published_latency.csv) by `python -m benchmarks.estimator_accuracy`, which writes
+devices/calibration.json. Devices without TFLite rows are scaled from one that has them, by core
+clock (same core) or by their published ncnn latency ratio; `host` is calibrated at run time by
+measuring the shipped reference models. Never imports TensorFlow: this runs on the device.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgecv.errors import EdgecvError
+from edgecv.resources import shipped_dir
+
+FEATURES = ("dense_gmac", "depthwise_gmac", "activation_gb", "ops")
+WEIGHTS = ("depthwise_gmac", "activation_gb", "ops", "int8_dense_dotprod", "int8_dense_no_dotprod")
+PRECISIONS = ("fp32", "int8")
+CALIBRATION_FILE = "calibration.json"
+ANCHORS_FILE = Path("anchors") / "published_latency.csv"
+REFERENCE_DIR = "reference"  # devices/reference/: models the host is calibrated on at run time
+TOP_OPS = 5
+# Dot-product support of the anchor table's devices (big cores): Cortex-A75/A76 implement the
+# Armv8.2 SDOT/UDOT instructions, the Cortex-A72 (Armv8.0) does not.
+ANCHOR_DOTPROD = {"pixel3": True, "pixel3a": True, "pixel4": True, "rpi4-arm64": False}
+
+
+def op_features(op) -> np.ndarray:
+    dense = op.macs if op.op_class in ("conv", "fully_connected") else 0
+    depthwise = op.macs if op.op_class == "depthwise" else 0
+    return np.array([dense / 1e9, depthwise / 1e9, op.activation_bytes / 1e9, 1.0])
+
+
+def graph_features(graph) -> np.ndarray:
+    return np.sum([op_features(op) for op in graph.ops], axis=0) if graph.ops else np.zeros(len(FEATURES))
+
+
+def cost_precision(graph) -> str:
+    """Which calibration prices the graph: int8 when its compute ops run in int8, else fp32
+    (fp16 files compute in fp32 on CPUs; dynamic-range files are priced as fp32, an upper bound)."""
+    return "int8" if graph.precision == "int8" else "fp32"
+
+
+def has_int8_dot(profile) -> bool:
+    """8-bit dot-product instructions: Arm's dotprod, or x86 VNNI on a host."""
+    isa = (profile.facts or {}).get("isa") or {}
+    return bool(profile.cpu["isa"]["dotprod"] or isa.get("avx512_vnni") or isa.get("avx_vnni"))
+
+
+def units(features: np.ndarray, op_weights: dict, precision: str, dotprod: bool) -> np.ndarray:
+    """Cost units of rows of features (N, 4)."""
+    dense = 1.0 if precision == "fp32" else op_weights["int8_dense_dotprod" if dotprod else "int8_dense_no_dotprod"]
+    k = np.array([dense, op_weights["depthwise_gmac"], op_weights["activation_gb"], op_weights["ops"]])
+    return np.atleast_2d(features) @ k
+
+
+# --- fitting (used by the calibration script; needs scipy) --------------------------------------
+
+@dataclass
+class AnchorRow:
+    model: str
+    input: int
+    precision: str
+    device: str
+    runtime: str
+    threads: int
+    latency_ms: float
+    source: str
+
+    @property
+    def cell(self) -> tuple[str, str]:
+        return self.device, self.precision
+
+    @property
+    def dotprod(self) -> bool:
+        return ANCHOR_DOTPROD[self.device]
+
+
+def read_anchors(path: Path | None = None) -> list[AnchorRow]:
+    path = path or shipped_dir("devices") / ANCHORS_FILE
+    lines = [l for l in Path(path).read_text().splitlines() if l.strip() and not l.startswith("#")]
+    return [AnchorRow(r["model"], int(r["input"]), r["precision"], r["device"], r["runtime"], int(r["threads"]),
+                      float(r["latency_ms"]), r["source"]) for r in csv.DictReader(lines)]
+
+
+def row_units(features: np.ndarray, rows: list[AnchorRow], op_weights: dict) -> np.ndarray:
+    return np.array([units(f, op_weights, r.precision, r.dotprod)[0] for f, r in zip(features, rows)])
+
+
+def fit_cost_model(features: np.ndarray, rows: list[AnchorRow]) -> dict:
+    """Fit the shared op weights and ms_per_unit per (device, precision) cell, minimising squared
+    log error. Given the weights, each cell's scale is closed-form (geometric mean of ratios)."""
+    from scipy.optimize import least_squares
+
+    log_t = np.log([r.latency_ms for r in rows])
+    cells = sorted({r.cell for r in rows})
+    groups = [np.array([i for i, r in enumerate(rows) if r.cell == cell]) for cell in cells]
+
+    def residuals(log_w):
+        r = log_t - np.log(row_units(features, rows, dict(zip(WEIGHTS, np.exp(log_w)))))
+        return np.concatenate([r[g] - r[g].mean() for g in groups])
+
+    # a tiny pull towards the start keeps weights the rows cannot tell apart finite and unique
+    start = np.log([1.0, 0.05, 1e-4, 0.3, 0.5])
+    solution = least_squares(lambda lw: np.concatenate([residuals(lw), 1e-3 * (lw - start)]), start,
+                             bounds=(np.log([1e-2, 1e-4, 1e-7, 1e-2, 1e-2]), np.log([1e2, 10.0, 1e-1, 10.0, 10.0])))
+    weights = {k: float(v) for k, v in zip(WEIGHTS, np.exp(solution.x))}
+    log_units = np.log(row_units(features, rows, weights))
+    scales = {cell: float(np.exp(np.mean(log_t[g] - log_units[g]))) for cell, g in zip(cells, groups)}
+    return {"op_weights": weights, "ms_per_unit": scales}
+
+
+def precision_ratio(ms_per_unit: dict, devices: list[str]) -> float | None:
+    """int8 ms_per_unit over fp32 ms_per_unit, geometric mean over `devices` that have both."""
+    ratios = [ms_per_unit[(d, "int8")] / ms_per_unit[(d, "fp32")] for d in devices
+              if (d, "int8") in ms_per_unit and (d, "fp32") in ms_per_unit]
+    return float(np.exp(np.mean(np.log(ratios)))) if ratios else None
+
+
+def leave_one_out(rows: list[AnchorRow], features: np.ndarray) -> list[dict]:
+    """Predict every row from a fit to all the others. A row whose (device, precision) has no other
+    row is predicted from the same device's other precision times the int8/fp32 ratio of the
+    devices with the same dot-product support (and says so)."""
+    out = []
+    for i, row in enumerate(rows):
+        keep = [j for j in range(len(rows)) if j != i]
+        fit = fit_cost_model(features[keep], [rows[j] for j in keep])
+        scales, how = fit["ms_per_unit"], "same device and precision"
+        if row.cell in scales:
+            scale = scales[row.cell]
+        else:
+            other = "fp32" if row.precision == "int8" else "int8"
+            alike = sorted({d for d, _ in scales if d != row.device and ANCHOR_DOTPROD[d] == row.dotprod})
+            ratio = precision_ratio(scales, alike)
+            if (row.device, other) not in scales or ratio is None:
+                out.append({**row.__dict__, "predicted_ms": None, "error": None, "how": "no other row to scale from"})
+                continue
+            scale = scales[(row.device, other)] * (ratio if row.precision == "int8" else 1 / ratio)
+            how = (f"only row of its device and precision: its {other} row x the int8/fp32 ratio of "
+                   f"{', '.join(alike)}")
+        predicted = scale * float(units(features[i], fit["op_weights"], row.precision, row.dotprod)[0])
+        out.append({**row.__dict__, "predicted_ms": predicted, "error": predicted / row.latency_ms - 1, "how": how})
+    return out
+
+
+def big_core_ghz(profile, threads: int) -> float:
+    """Mean clock of the `threads` fastest cores: where a latency-bound run's threads land."""
+    clocks = sorted((c["ghz"] for c in profile.cpu["clusters"] for _ in range(c["count"])), reverse=True)
+    return float(np.mean(clocks[:threads]))
+
+
+def device_scales(profiles: dict, fit: dict, rows: list[AnchorRow]) -> dict:
+    """ms_per_unit per profile and precision, each with how it was obtained (the profile's
+    calibration.method): fitted to its own TFLite rows, scaled from a same-core device by clock, or
+    scaled from its reference by their published ncnn latencies (int8 then takes the int8/fp32
+    ratio of the fitted devices whose cores share its dot-product support)."""
+    fitted = fit["ms_per_unit"]
+    ncnn = {r.device: r for r in rows if r.runtime == "ncnn" and r.model == "mobilenet_v2_1.0" and r.precision == "fp32"}
+    out: dict = {}
+
+    def scaled(entry: dict, factor: float, threads: int, how: str) -> dict:
+        return {"ms_per_unit": entry["ms_per_unit"] * factor, "threads": threads, "how": how}
+
+    def resolve(pid: str) -> dict:
+        if pid in out:
+            return out[pid]
+        profile, c = profiles[pid], profiles[pid].calibration
+        method, threads = c["method"], c["threads"]
+        if method == "anchors":
+            d = c["anchor_device"]
+            n = {p: sum(1 for r in rows if (r.device, r.precision) == (d, p) and r.runtime == "tflite") for p in PRECISIONS}
+            out[pid] = {p: {"ms_per_unit": fitted[(d, p)], "threads": threads,
+                            "how": f"fitted to {n[p]} published TFLite {p} rows of {d}"} for p in PRECISIONS}
+        elif method == "same-core":
+            ref = profiles[c["reference"]]
+            factor = big_core_ghz(ref, ref.calibration["threads"]) / big_core_ghz(profile, threads)
+            out[pid] = {p: scaled(resolve(ref.id)[p], factor, threads,
+                                  f"{ref.id} x {factor:.2f}: same core type, big-core clock ratio") for p in PRECISIONS}
+        elif method == "ncnn-ratio":
+            ref = profiles[c["reference"]]
+            mine, theirs = ncnn[c["ncnn_device"]], ncnn[ref.calibration["ncnn_device"]]
+            factor = mine.latency_ms / theirs.latency_ms
+            fp32 = scaled(resolve(ref.id)["fp32"], factor, threads,
+                          f"{ref.id} x {factor:.2f}: published ncnn MobileNetV2 fp32 {mine.latency_ms:g} ms "
+                          f"({mine.device}) / {theirs.latency_ms:g} ms ({theirs.device})")
+            same_isa = [p.calibration["anchor_device"] for p in profiles.values() if p.calibration["method"] == "anchors"
+                        and p.cpu["isa"]["dotprod"] == profile.cpu["isa"]["dotprod"]]
+            ratio = precision_ratio(fitted, same_isa)
+            out[pid] = {"fp32": fp32, "int8": scaled(fp32, ratio, threads, fp32["how"] + f"; int8 x {ratio:.2f}, the "
+                                                     f"int8/fp32 ratio of {', '.join(same_isa)} (same dot-product support)")}
+        else:
+            return {}  # measured-reference: the host, calibrated at run time
+        return out[pid]
+
+    for pid in profiles:
+        resolve(pid)
+    return out
+
+
+# --- estimating (on the device: numpy only) ------------------------------------------------------
+
+def load_calibration() -> dict:
+    path = shipped_dir("devices") / CALIBRATION_FILE
+    if not path.is_file():
+        raise EdgecvError(f"no latency calibration at {path}; run python -m benchmarks.estimator_accuracy to fit it")
+    return json.loads(path.read_text())
+
+
+def estimate_graph(graph, scale: dict, op_weights: dict, precision: str, dotprod: bool) -> dict:
+    """ms for `graph` given a device's ms_per_unit entry for `precision` and the op weights; with
+    the five most expensive ops."""
+    per_op = [(op, scale["ms_per_unit"] * float(units(op_features(op), op_weights, precision, dotprod)[0]))
+              for op in graph.ops]
+    total = sum(ms for _, ms in per_op)
+    top = sorted(per_op, key=lambda p: -p[1])[:TOP_OPS]
+    return {
+        "source": "estimated",
+        "ms": total,
+        "top_ops": [{"index": op.index, "op": op.op, "name": op.name, "ms": ms, "share": ms / total if total else 0.0,
+                     "macs": op.macs} for op, ms in top],
+    }
+
+
+def estimate_for_device(graph, profile, calibration: dict | None = None) -> dict:
+    """The estimate for one device profile: ms, how the device was calibrated, runtime, threads."""
+    precision = cost_precision(graph)
+    calibration = calibration or load_calibration()
+    if profile.id == "host":
+        from edgecv.measure.host_calibration import host_scales
+
+        device = host_scales(profile, calibration)
+    else:
+        if profile.id not in calibration["devices"]:
+            raise EdgecvError(f"device '{profile.id}' has no latency calibration in {CALIBRATION_FILE}; "
+                              "rerun python -m benchmarks.estimator_accuracy")
+        device = calibration["devices"][profile.id]
+    scale = device[precision]
+    result = estimate_graph(graph, scale, calibration["op_weights"], precision, has_int8_dot(profile))
+    result.update(device=profile.id, precision=precision, graph_precision=graph.precision,
+                  runtime=profile.calibration["runtime"], threads=scale["threads"], calibration=scale["how"])
+    return result
+

@@ -1,0 +1,66 @@
+"""`edgecv profile`: per-device latency of a .tflite graph, estimated from its work and measured
+where a bench JSON of the same file on that device exists (measured wins; both are kept)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgecv.errors import EdgecvError
+from edgecv.measure.bench import SCHEMA as BENCH_SCHEMA, file_sha256
+
+
+def load_bench(path) -> dict:
+    path = Path(path)
+    try:
+        bench = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise EdgecvError(f"cannot read bench result '{path}' ({e.__class__.__name__}); write one with edgecv bench --json") from None
+    if not isinstance(bench, dict) or bench.get("schema") != BENCH_SCHEMA:
+        raise EdgecvError(f"'{path}' is not an edgecv bench result ({BENCH_SCHEMA}); write one with edgecv bench --json")
+    return bench
+
+
+def measured_for(benches: list[dict], device: str, threads: int) -> dict | None:
+    """The measurement of this device at the estimate's thread count (else the nearest count)."""
+    results = [(b, r) for b in benches if b["device"] == device for r in b["results"]]
+    if not results:
+        return None
+    bench, r = min(results, key=lambda br: abs(br[1]["threads"] - threads))
+    return {"source": "measured", "ms": r["p50_ms"], "p90_ms": r["p90_ms"], "threads": r["threads"], "runs": r["runs"],
+            "runtime": bench["artefact"]["runtime_version"], "machine": bench["machine"].get("cpu_model"),
+            "measured_at": bench["measured_at"]}
+
+
+def profile_artefact(path, device_ids: list[str], bench_files=()) -> dict:
+    from edgecv.devices import load_profile
+    from edgecv.measure.estimate import estimate_for_device
+    from edgecv.measure.tflite_graph import read_tflite_graph
+
+    path = Path(path)
+    if path.suffix != ".tflite":
+        raise EdgecvError(f"edgecv profile reads .tflite graphs; '{path.name}' is not one: pass the .tflite artefact "
+                          "of the same model and precision (its graph is what the estimate prices)")
+    if not path.is_file():
+        raise EdgecvError(f"artefact '{path}' not found")
+    profiles = [load_profile(d) for d in device_ids]  # unknown IDs fail before any work
+    sha = file_sha256(path)
+    benches = [load_bench(f) for f in bench_files]
+    for f, bench in zip(bench_files, benches):
+        if bench["artefact"]["sha256"] != sha:
+            raise EdgecvError(f"'{f}' measured {bench['artefact']['file']}, a different file from {path.name}; "
+                              f"bench {path.name} itself")
+        if bench["device"] not in device_ids:
+            raise EdgecvError(f"'{f}' was measured on '{bench['device']}', which is not among the --device IDs "
+                              f"({', '.join(device_ids)}); add --device {bench['device']}")
+    graph = read_tflite_graph(path)
+    devices = []
+    for profile in profiles:
+        estimated = estimate_for_device(graph, profile)
+        measured = measured_for(benches, profile.id, estimated["threads"])
+        best = measured or estimated
+        devices.append({"device": profile.id, "name": profile.name, "latency_ms": best["ms"], "source": best["source"],
+                        "estimated": estimated, "measured": measured})
+    return {"artefact": {"file": path.name, "sha256": sha, "size_bytes": path.stat().st_size},
+            "graph": {"ops": len(graph.ops), "macs": graph.total_macs, "precision": graph.precision,
+                      "input_shape": list(graph.input_shape), "input_dtype": graph.input_dtype},
+            "devices": devices}

@@ -1,0 +1,198 @@
+"""edgecv bench (local and over a real SSH server), edgecv profile, and the latency estimator."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgecv.cli import main
+from tests.tflite_builder import build_small_cnn
+
+EDGECV = str(Path(sys.executable).with_name("edgecv"))  # the console script of this environment
+
+
+@pytest.fixture
+def model(tmp_path) -> Path:
+    path = tmp_path / "small.tflite"
+    path.write_bytes(build_small_cnn(h=32, w=32, c=3, filters=16))
+    return path
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_bench_json_has_every_run_and_the_machine(model, tmp_path):
+    out = tmp_path / "bench.json"
+    result = invoke("bench", model, "--threads", "1,2", "--runs", 30, "--warmup", 3, "--json", out)
+    assert result.exit_code == 0, result.output
+    bench = json.loads(out.read_text())
+    assert bench["schema"] == "edgecv.bench/1" and bench["source"] == "measured" and bench["device"] == "host"
+    assert bench["artefact"]["runtime"] == "litert" and bench["artefact"]["input"]["shape"] == [32, 32, 3]
+    assert bench["machine"]["cpu_model"] and bench["machine"]["cores_logical"] >= 1
+    assert [r["threads"] for r in bench["results"]] == [1, 2]
+    for r in bench["results"]:
+        assert r["runs"] == len(r["times_ms"]) == 30 and r["warmup_runs"] == 3
+        assert 0 < r["min_ms"] <= r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] <= r["max_ms"]
+        assert r["p50_ms"] == pytest.approx(float(np.median(r["times_ms"])), rel=1e-3)
+        assert r["load_ms"] > 0 and r["first_inference_ms"] > 0 and r["throughput_ips"] > 0
+
+
+def test_bench_duration_and_bad_arguments(model, tmp_path):
+    out = tmp_path / "bench.json"
+    assert invoke("bench", model, "--duration", 0.3, "--json", out).exit_code == 0
+    assert json.loads(out.read_text())["results"][0]["runs"] >= 1
+    bad = invoke("bench", model, "--threads", "0,2")
+    assert bad.exit_code == 2 and "thread counts >= 1" in bad.output
+    missing = invoke("bench", tmp_path / "nope.tflite")
+    assert missing.exit_code == 2 and "not found" in missing.output
+    unknown = invoke("bench", model, "--device", "rpi3")
+    assert unknown.exit_code == 2 and "rpi4" in unknown.output  # the known IDs are listed
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    from tests.sshd import start_sshd
+
+    proc, server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_remote_bench_round_trip_over_real_sshd(sshd, tmp_path):
+    # a name a shell would split and quote wrongly if the arguments were not quoted
+    model = tmp_path / "my model's v1.tflite"
+    model.write_bytes(build_small_cnn(h=16, w=16, c=3))
+    out = tmp_path / "remote.json"
+    before = set(Path("/tmp").glob("edgecv-bench.*"))
+    ssh = ["--ssh-identity", sshd.identity] + [a for o in sshd.options for a in ("--ssh-option", o)]
+    result = invoke("bench", model, "--remote", sshd.url, "--remote-edgecv", EDGECV, "--device", "rpi4",
+                    "--threads", "1", "--runs", 12, "--json", out, *ssh)
+    assert result.exit_code == 0, result.output
+    bench = json.loads(out.read_text())
+    assert bench["device"] == "rpi4" and bench["remote"]["target"] == sshd.url
+    assert bench["artefact"]["file"] == model.name and bench["results"][0]["runs"] == 12
+    from edgecv.measure.bench import file_sha256
+
+    assert bench["artefact"]["sha256"] == file_sha256(model)
+    assert set(Path("/tmp").glob("edgecv-bench.*")) == before  # the device's scratch folder was removed
+
+
+def test_remote_bench_errors_are_one_line(sshd, model):
+    ssh = ["--ssh-identity", sshd.identity] + [a for o in sshd.options for a in ("--ssh-option", o)]
+    missing = invoke("bench", model, "--remote", sshd.url, "--remote-edgecv", "/nowhere/edgecv", *ssh)
+    assert missing.exit_code == 2 and "pass --remote-edgecv" in missing.output
+    assert invoke("bench", model, "--remote", "http://host").exit_code == 2
+    refused = invoke("bench", model, "--remote", "ssh://nobody@127.0.0.1:1", *ssh)
+    assert refused.exit_code == 2 and "failed" in refused.output and "Traceback" not in refused.output
+
+
+# --- the estimator ---------------------------------------------------------------------------
+
+def test_estimate_arithmetic_on_a_hand_built_graph(model):
+    from edgecv.devices import load_profile
+    from edgecv.measure.estimate import estimate_for_device
+    from edgecv.measure.tflite_graph import read_tflite_graph
+
+    graph = read_tflite_graph(model)
+    weights = {"depthwise_gmac": 2.0, "activation_gb": 0.5, "ops": 1e-3, "int8_dense_dotprod": 0.2,
+               "int8_dense_no_dotprod": 0.6}
+    calibration = {"op_weights": weights,
+                   "devices": {"rpi4": {p: {"ms_per_unit": 10.0, "threads": 4, "how": "test"} for p in ("fp32", "int8")}}}
+    # by hand: 32x32 SAME convolutions, 3 -> 16 channels, then depthwise 3x3, mean, dense 16 -> 10
+    conv, dw, fc = 32 * 32 * 16 * 3 * 3 * 3, 32 * 32 * 16 * 3 * 3, 16 * 10
+    activation = sum(op.activation_bytes for op in graph.ops)
+    expected = 10.0 * ((conv + fc) / 1e9 + 2.0 * dw / 1e9 + 0.5 * activation / 1e9 + 1e-3 * len(graph.ops))
+    estimate = estimate_for_device(graph, load_profile("rpi4"), calibration)
+    assert estimate["source"] == "estimated" and estimate["precision"] == "fp32"
+    assert estimate["ms"] == pytest.approx(expected, rel=1e-9)
+    top = estimate["top_ops"][0]
+    assert top["op"] == "CONV_2D" and top["macs"] == conv
+    assert sum(o["ms"] for o in estimate["top_ops"]) <= estimate["ms"] + 1e-12
+
+
+def test_fit_recovers_a_known_cost_model():
+    from edgecv.measure.estimate import AnchorRow, fit_cost_model, row_units
+
+    rng = np.random.default_rng(0)
+    n = 16
+    features = np.column_stack([rng.uniform(0.05, 0.6, n), rng.uniform(0.005, 0.05, n), rng.uniform(0.01, 0.2, n),
+                                rng.integers(30, 200, n)])
+    truth = {"depthwise_gmac": 3.0, "activation_gb": 0.8, "ops": 2e-3, "int8_dense_dotprod": 0.25,
+             "int8_dense_no_dotprod": 0.6}
+    cells = [("pixel4", "fp32", 20.0), ("pixel4", "int8", 9.0), ("rpi4-arm64", "fp32", 50.0), ("rpi4-arm64", "int8", 30.0)]
+    rows = [AnchorRow("m", 224, p, d, "tflite", 4, 1.0, "test") for d, p, _ in cells for _ in range(n // 4)]
+    scale = np.repeat([s for _, _, s in cells], n // 4)
+    for row, ms in zip(rows, row_units(features, rows, truth) * scale):
+        row.latency_ms = float(ms)
+    fit = fit_cost_model(features, rows)
+    for d, p, s in cells:
+        assert fit["ms_per_unit"][(d, p)] == pytest.approx(s, rel=0.05)
+    predicted = row_units(features, rows, fit["op_weights"]) * scale
+    np.testing.assert_allclose(predicted, [r.latency_ms for r in rows], rtol=0.05)
+
+
+def test_every_profile_has_a_calibration_and_estimates_are_marked():
+    from edgecv.devices import list_profiles
+    from edgecv.measure.estimate import load_calibration
+
+    calibration = load_calibration()
+    for profile in list_profiles():
+        if profile.id == "host":
+            continue
+        scales = calibration["devices"][profile.id]
+        assert set(scales) == {"fp32", "int8"} and all(s["ms_per_unit"] > 0 and s["how"] for s in scales.values())
+
+
+def test_profile_prefers_measured_and_refuses_mismatches(model, tmp_path):
+    bench = tmp_path / "bench.json"
+    assert invoke("bench", model, "--threads", "2", "--runs", 10, "--device", "rpi4", "--json", bench).exit_code == 0
+    result = invoke("profile", model, "--device", "rpi4", "--device", "pixel-4", "--measured", bench, "--json")
+    assert result.exit_code == 0, result.output
+    by_device = {d["device"]: d for d in json.loads(result.output)["devices"]}
+    assert by_device["rpi4"]["source"] == "measured" and by_device["rpi4"]["estimated"]["source"] == "estimated"
+    assert by_device["rpi4"]["latency_ms"] == by_device["rpi4"]["measured"]["ms"]
+    assert by_device["pixel-4"]["source"] == "estimated" and by_device["pixel-4"]["measured"] is None
+    other = tmp_path / "other.tflite"
+    other.write_bytes(build_small_cnn(h=16, w=16, c=3))
+    wrong = invoke("profile", other, "--device", "rpi4", "--measured", bench)
+    assert wrong.exit_code == 2 and "different file" in wrong.output
+    unknown = invoke("profile", model, "--device", "rpi3")
+    assert unknown.exit_code == 2 and "unknown device 'rpi3'" in unknown.output and "jetson-nano" in unknown.output
+    text = invoke("profile", model, "--device", "pixel-4")
+    assert text.exit_code == 0 and "estimated" in text.output and "CONV_2D" in text.output
+
+
+def test_devices_list_and_show():
+    listed = invoke("devices", "list", "--json")
+    ids = {d["id"] for d in json.loads(listed.output)}
+    assert {"rpi4", "rpi5", "jetson-nano", "jetson-orin-nano", "pixel-4", "pixel-7", "android-a55", "host"} <= ids
+    shown = json.loads(invoke("devices", "show", "rpi4", "--json").output)
+    assert shown["calibration"]["fitted"]["int8"]["ms_per_unit"] > 0
+    assert invoke("devices", "show", "nope").exit_code == 2
+
+
+
+def test_bench_profile_and_devices_run_without_tensorflow(model, tmp_path):
+    """On a device `pip install edgecv` has no TensorFlow."""
+    import subprocess
+
+    from tests.conftest import BLOCK_TENSORFLOW
+
+    def cli(*args):
+        proc = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW, *map(str, args)], capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    cli("bench", model, "--runs", 20, "--json", tmp_path / "b.json")
+    cli("devices", "list")
+    devices = json.loads(cli("profile", model, "--device", "rpi4", "--device", "host", "--measured", tmp_path / "b.json",
+                             "--json"))["devices"]
+    assert [d["source"] for d in devices] == ["estimated", "measured"]
+    assert "measured here" in devices[1]["estimated"]["calibration"]  # host: reference models timed on this machine
