@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 
 SHORT = ["--set", "data.max_train_samples=1500", "--set", "teacher.train.epochs=4", "--set", "distill.epochs=6",
          "--set", "prune.epochs=2", "--set", "quantize.epochs=1", "--set", "quantize.calibration_samples=100",
-         "--set", "export.formats=[tflite-int8,tflite-fp32,openvino-fp16,onnx]"]
+         "--set", "export.formats=[tflite-int8,tflite-fp32,openvino-fp16,onnx]",
+         "--set", "profile.devices=[rpi4,jetson-orin-nano,host]"]
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +97,22 @@ def test_int8_tflite_is_fully_integer(resumed_run):
     assert resumed_run["report"]["artefacts"][3]["fully_int8"] is True
 
 
+def test_profile_stage_ships_an_artefact_per_device_with_its_accuracy_and_latency(resumed_run):
+    report = resumed_run["report"]
+    devices = report["stages"]["profile"]["result"]["devices"]
+    top1 = {a["format"]: a["metrics"]["top1"] for a in report["artefacts"]}
+    rpi4, orin, host = devices["rpi4"], devices["jetson-orin-nano"], devices["host"]
+    assert rpi4["format"] == "tflite-int8" and rpi4["top1"] == top1["tflite-int8"]
+    assert rpi4["latency_source"] == "estimated" and rpi4["measured"] is None and rpi4["estimated"]["threads"] == 4
+    assert orin["format"] == "onnx" and orin["top1"] == top1["onnx"]  # for TensorRT: priced by the fp32 TFLite graph
+    assert "student-fp32.tflite" in orin["estimated"]["priced_by"] and orin["latency_source"] == "estimated"
+    # openvino-int8 was not exported, so this x86 host gets its next choice, measured here
+    assert host["format"] == "tflite-int8" and host["latency_source"] == "measured" and host["measured"]["runs"] > 0
+    assert host["latency_ms"] == host["measured"]["ms"] and host["estimated"]["source"] == "estimated"
+    bench = json.loads((resumed_run["out"] / "stages" / "profile" / host["measured"]["bench"]).read_text())
+    assert bench["source"] == "measured" and bench["results"][0]["p50_ms"] == host["measured"]["ms"]
+
+
 def test_existing_run_needs_resume_or_force(resumed_run):
     out = resumed_run["out"]
     assert_user_error(run_cli("compress", "--out", out, *SHORT), "already holds a run", "--resume")
@@ -103,7 +120,8 @@ def test_existing_run_needs_resume_or_force(resumed_run):
 
 
 OPAQUE = {"recipe", "data.class_names", "environment.versions", "artefacts.[].tensor_dtypes"}  # documented as a whole
-DYNAMIC = {"stages": "<stage>", "stages.prune.result.layers": "<layer>", "stages.export.result.artefacts": "<format>"}
+DYNAMIC = {"stages": "<stage>", "stages.prune.result.layers": "<layer>", "stages.export.result.artefacts": "<format>",
+           "stages.profile.result.devices": "<device>"}
 
 
 def _field_paths(obj, prefix=""):

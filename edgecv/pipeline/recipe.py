@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from edgecv.data.preprocess import NORMALIZATIONS
+from edgecv.devices import profile_ids
 from edgecv.errors import RecipeError
 from edgecv.export.formats import FORMATS
 from edgecv.models.students import STUDENTS
@@ -89,6 +90,11 @@ SCHEMA: dict = {
     },
     "evaluation": {
         "batch_size": Field("int", 256, "batch size for evaluation", min=1),
+    },
+    "profile": {
+        "devices": Field("list", ["rpi4", "pixel-4", "host"], "device profiles to pick an artefact for and report its "
+                         "accuracy and latency (measured on host, estimated elsewhere); see edgecv devices list",
+                         choices=tuple(profile_ids())),
     },
 }
 

@@ -13,6 +13,7 @@ from edgecv.fileio import gzip_size, write_json_atomic
 from edgecv.measure.accuracy import classification_metrics
 from edgecv.progress import console, track
 from edgecv.pipeline.context import FLOAT_MODEL, QAT_MODEL, TEACHER_META, RunContext
+from edgecv.pipeline.profiling import run_profile
 
 CHECK_SAMPLES = 200  # held-out images each export is checked on against its source model
 
@@ -153,7 +154,7 @@ def run_export(ctx: RunContext, out: Path) -> dict:
 
 
 def _file_size(path: Path) -> tuple[int, int]:
-    from edgecv.export.worker import artefact_files
+    from edgecv.runtime import artefact_files
 
     files = artefact_files(path) if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
     return sum(f.stat().st_size for f in files), sum(gzip_size(f) for f in files)
@@ -228,6 +229,7 @@ STAGES: dict[str, Stage] = {
     "quantize": Stage(run_quantize, lambda r: r["quantize"]["enabled"], why_skipped="quantize.enabled is false"),
     "export": Stage(run_export, lambda r: True, folder="artefacts"),
     "evaluate": Stage(run_evaluate, lambda r: True, folder="stages/evaluate"),
+    "profile": Stage(run_profile, lambda r: bool(r["profile"]["devices"]), why_skipped="profile.devices is empty"),
 }
 
 

@@ -92,6 +92,17 @@ def render_markdown(report: dict) -> str:
              f"{r['student']['input_size']} px). Teacher: {report['teacher']['path']} ({report['teacher']['outputs']}).", "",
              "| " + " | ".join(SUMMARY_HEADER) + " |", "|" + "---|" * len(SUMMARY_HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in summary_rows(report)]
+    devices = report["stages"].get("profile", {}).get("result", {}).get("devices", {})
+    if devices:
+        lines += ["", "## Per device", "", "| device | ships | top-1 | latency | how |", "|---|---|---|---|---|"]
+        for device, e in devices.items():
+            if not e["artefact"]:
+                lines.append(f"| {device} | — | — | — | {e['why']} |")
+                continue
+            latency = f"{e['latency_ms']:.3g} ms {e['latency_source']}" if e["latency_ms"] is not None else "—"
+            how = (f"p50 of {e['measured']['runs']} runs, {e['measured']['threads']} threads, {e['measured']['machine']}"
+                   if e["measured"] else e["estimated"]["calibration"] if e["estimated"] else e["why_no_latency"])
+            lines.append(f"| {device} | {e['artefact']} ({e['format']}) | {e['top1']:.2%} | {latency} | {how} |")
     lines += ["", "## Stages", "", "| stage | status | wall time |", "|---|---|---|"]
     for name, s in report["stages"].items():
         wall = f"{s['wall_s']:.1f} s" if "wall_s" in s else s.get("reason", "")
