@@ -10,7 +10,7 @@ import numpy as np
 
 from edgecv.compress import prune
 from edgecv.compress.distill import make_kd_loss, pack_targets
-from edgecv.compress.quantize import prepare_qat
+from edgecv.compress.quantize import prepare_qat, snap_biases
 from edgecv.compress.training import fit, save_model
 from edgecv.export.worker import export
 from edgecv.runtime import LiteRTRunner
@@ -41,6 +41,7 @@ def check_model(build, x_train, y_train, x_test, workdir: Path, *, y_test=None, 
     pruned = prune.strip(pruned)
     qat = fit(lambda: prepare_qat(pruned, True, keep_float, calibration=x_train[:512]), x_train, y_train,
               epochs=qat_epochs, learning_rate=2e-4, description="QAT", **common)
+    snap_biases(qat)  # the int8 file's int32 biases, so the QAT model is the model the file holds
     save_model(qat, workdir / "qat.h5")
     tflite = workdir / "int8.tflite"
     export(workdir / "qat.h5", tflite, "tflite-int8", x_train[:100])

@@ -110,7 +110,7 @@ def run_quantize(ctx: RunContext, out: Path) -> dict:
         (out / "PTQ.txt").write_text("post-training quantization: calibrated at export, no Keras model here\n")
         return {"mode": "ptq", "calibration_samples": q["calibration_samples"]}
     from edgecv.compress import prune
-    from edgecv.compress.quantize import prepare_qat
+    from edgecv.compress.quantize import prepare_qat, snap_biases
     from edgecv.compress.training import fit, save_model
 
     source = ctx.float_student_stage()
@@ -120,6 +120,7 @@ def run_quantize(ctx: RunContext, out: Path) -> dict:
                 _kd_targets(ctx, _teacher_logits(ctx)), loss=_kd_loss(ctx), epochs=q["epochs"],
                 batch_size=ctx.recipe["distill"]["batch_size"], learning_rate=q["learning_rate"], seed=ctx.seed,
                 description="quantize (QAT)")
+    snap_biases(model)  # biases on the int8 file's int32 grid: the saved QAT model is what the file computes
     save_model(model, out / QAT_MODEL)
     return {"mode": "qat", "source": source, "pruning_preserving": pruned, "float_layers": list(q["keep_float"]),
             "nonzero_params": prune.count_nonzero_params(model)}
