@@ -140,7 +140,8 @@ def leave_one_out(rows: list[AnchorRow], features: np.ndarray) -> list[dict]:
             scale = scales[row.cell]
         else:
             other = "fp32" if row.precision == "int8" else "int8"
-            alike = sorted({d for d, _ in scales if d != row.device and ANCHOR_DOTPROD[d] == row.dotprod})
+            alike = sorted({d for d, _ in scales if d != row.device and ANCHOR_DOTPROD[d] == row.dotprod
+                            and all((d, p) in scales for p in PRECISIONS)})
             ratio = precision_ratio(scales, alike)
             if (row.device, other) not in scales or ratio is None:
                 out.append({**row.__dict__, "predicted_ms": None, "error": None, "how": "no other row to scale from"})
