@@ -172,6 +172,28 @@ def test_standalone_batchnorm_quantizes_to_int8(tmp_path):
     assert np.abs(int8 - qat).max() <= 4 * runner._out["quantization"][0]
 
 
+def test_average_pooling_keeps_its_input_scale_under_pruning_preserving_qat(tmp_path):
+    """TFLite's int8 AVERAGE_POOL_2D needs equal input and output scales; with its own output range
+    (tfmot's pruning-preserving scheme) DenseNet's transition layers failed to convert."""
+    from edgecv.compress.quantize import prepare_qat, snap_biases
+    from edgecv.tfcompat import keras
+
+    K = keras()
+    K.utils.set_random_seed(0)
+    inp = K.Input((16, 16, 3))
+    x = K.layers.ReLU()(K.layers.BatchNormalization()(K.layers.Conv2D(8, 3, padding="same")(inp)))
+    x = K.layers.AveragePooling2D(2, name="transition_pool")(K.layers.Conv2D(8, 1, use_bias=False)(x))
+    x = K.layers.GlobalAveragePooling2D()(K.layers.ReLU()(K.layers.BatchNormalization()(x)))
+    model = K.Model(inp, K.layers.Dense(3)(x))
+    x = np.random.default_rng(0).random((64, 16, 16, 3)).astype(np.float32)
+    qat_model = prepare_qat(model, True, calibration=x)
+    snap_biases(qat_model)  # as the quantize stage does: the QAT model then holds the int8 file's biases
+    runner, int8, qat = _ops_and_agreement(qat_model, x, tmp_path)
+    assert "AVERAGE_POOL_2D" in runner.op_names() and set(runner.tensor_dtypes().values()) <= {"int8", "int32"}
+    steps = np.abs(int8 - qat) / runner._out["quantization"][0]  # an untrained model: a tiny output scale
+    assert steps.max() < 6 and steps.mean() < 1.5  # the int8 pool rounds its average; QAT keeps it exact
+
+
 def test_depthwise_batchnorm_and_relu6_are_fused_before_qat(tmp_path):
     """Unfused, the converter keeps the BatchNorm as an int8 MUL the QAT model never simulated
     and tfmot leaves the depthwise kernel unquantized (a ReLU layer follows it)."""

@@ -19,7 +19,8 @@ from edgecv.tfcompat import keras, tf, tfmot
 def annotate(model, keep_float=()):
     """Mark every layer for quantization: stock configs where tfmot has them, output-only where
     it has not; layers named in `keep_float` stay unannotated."""
-    from edgecv.models.quantize_configs import DepthwiseQuantizeConfig, OutputQuantizeConfig, output_quantized_types
+    from edgecv.models.quantize_configs import (DepthwiseQuantizeConfig, OutputQuantizeConfig, SameScaleQuantizeConfig,
+                                                output_quantized_types)
 
     K, q = keras(), tfmot().quantization.keras
     special = output_quantized_types()
@@ -37,6 +38,8 @@ def annotate(model, keep_float=()):
             return q.quantize_annotate_layer(layer, OutputQuantizeConfig())
         if isinstance(layer, K.layers.DepthwiseConv2D):
             return q.quantize_annotate_layer(layer, DepthwiseQuantizeConfig())
+        if isinstance(layer, K.layers.AveragePooling2D):
+            return q.quantize_annotate_layer(layer, SameScaleQuantizeConfig())
         return q.quantize_annotate_layer(layer)
 
     return K.models.clone_model(model, clone_function=annotate_layer)

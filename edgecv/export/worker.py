@@ -67,7 +67,10 @@ def _why(proc: subprocess.CompletedProcess) -> str:
     lines = [l.strip() for l in proc.stderr.strip().splitlines() if l.strip()]
     # the MLIR converter ends with "note: ... called from" lines; its reason is the "error:" line
     errors = [l for l in lines if " error: " in f" {l}" and "note:" not in l]
-    return (errors[0] if errors else lines[-1])[:300] if lines else f"exit code {proc.returncode}"
+    if not lines:
+        return f"exit code {proc.returncode}"
+    # an MLIR error line starts with a long loc(callsite(...)) trace; the reason follows "error: "
+    return (errors[0].rsplit("error: ", 1)[-1] if errors else lines[-1])[:300]
 
 
 def _run_job(job_path: str) -> None:

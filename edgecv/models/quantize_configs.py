@@ -40,6 +40,15 @@ class OutputQuantizeConfig(_q.QuantizeConfig):
         return {}
 
 
+class SameScaleQuantizeConfig(OutputQuantizeConfig):
+    """No quantizer at all: the output keeps its input's int8 scale. TFLite's int8 AVERAGE_POOL_2D
+    must have the same input and output scale, and tfmot's pruning-preserving scheme gives an
+    average pool its own output range (DenseNet's transition layers then fail to convert)."""
+
+    def get_output_quantizers(self, layer):
+        return []
+
+
 class DepthwiseChannelQuantizer(_q.quantizers.LastValueQuantizer):
     """Depthwise kernels [H, W, C, M] quantized per output channel (C*M ranges), as TFLite stores
     them. tfmot's per-axis quantizer ranges over the last axis, the depth multiplier (usually 1):
@@ -97,7 +106,7 @@ def custom_objects() -> dict:
     """Every class a saved edgecv model may name: custom layers and QuantizeConfigs."""
     from edgecv.models.layers import CUSTOM_LAYERS
 
-    return {**CUSTOM_LAYERS, "OutputQuantizeConfig": OutputQuantizeConfig,
+    return {**CUSTOM_LAYERS, "OutputQuantizeConfig": OutputQuantizeConfig, "SameScaleQuantizeConfig": SameScaleQuantizeConfig,
             "DepthwiseQuantizeConfig": DepthwiseQuantizeConfig, "DepthwiseChannelQuantizer": DepthwiseChannelQuantizer}
 
 
