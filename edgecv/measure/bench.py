@@ -39,7 +39,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _measure(path: Path, threads: int, warmup: int, runs: int | None, duration: float | None, progress) -> dict:
+def _measure(path: Path, threads: int, warmup: int, runs: int | None, duration: float | None, progress) -> tuple:
     start = time.perf_counter()
     runner = open_runner(path, num_threads=threads)
     load_ms = (time.perf_counter() - start) * 1000

@@ -33,7 +33,7 @@ def measured_for(benches: list[dict], device: str, threads: int) -> dict | None:
 
 def profile_artefact(path, device_ids: list[str], bench_files=()) -> dict:
     from edgecv.devices import load_profile
-    from edgecv.measure.estimate import estimate_for_device
+    from edgecv.measure.estimate import estimate_for_device, load_calibration
     from edgecv.measure.tflite_graph import read_tflite_graph
 
     path = Path(path)
@@ -52,10 +52,10 @@ def profile_artefact(path, device_ids: list[str], bench_files=()) -> dict:
         if bench["device"] not in device_ids:
             raise EdgecvError(f"'{f}' was measured on '{bench['device']}', which is not among the --device IDs "
                               f"({', '.join(device_ids)}); add --device {bench['device']}")
-    graph = read_tflite_graph(path)
+    graph, calibration = read_tflite_graph(path), load_calibration()
     devices = []
     for profile in profiles:
-        estimated = estimate_for_device(graph, profile)
+        estimated = estimate_for_device(graph, profile, calibration)
         measured = measured_for(benches, profile.id, estimated["threads"])
         best = measured or estimated
         devices.append({"device": profile.id, "name": profile.name, "latency_ms": best["ms"], "source": best["source"],

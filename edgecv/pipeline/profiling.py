@@ -26,15 +26,16 @@ def _graph_for(fmt: str, exported: dict, artefacts: Path) -> tuple[Path | None, 
 
 
 def run_profile(ctx: RunContext, out: Path) -> dict:
-    from edgecv.measure.bench import bench_artefact
-    from edgecv.measure.estimate import estimate_for_device
     from edgecv.devices import load_profile
+    from edgecv.measure.bench import bench_artefact
+    from edgecv.measure.estimate import estimate_for_device, load_calibration
+    from edgecv.measure.profile import measured_for
     from edgecv.measure.tflite_graph import read_tflite_graph
 
     exported = ctx.run.result("export")["artefacts"]
     artefacts = ctx.run.stage_dir("export", "artefacts")
     accuracy = {row["format"]: row["metrics"] for row in ctx.run.result("evaluate")["artefacts"]}
-    devices = {}
+    calibration, devices = load_calibration(), {}
     for device_id in ctx.recipe["profile"]["devices"]:
         profile = load_profile(device_id)
         preferred = [a["format"] for a in profile.best_artefacts]
@@ -51,16 +52,14 @@ def run_profile(ctx: RunContext, out: Path) -> dict:
         graph_path, priced_by = _graph_for(fmt, exported, artefacts)
         entry["estimated"] = None
         if graph_path is not None:
-            entry["estimated"] = estimate_for_device(read_tflite_graph(graph_path), profile)
+            entry["estimated"] = estimate_for_device(read_tflite_graph(graph_path), profile, calibration)
             entry["estimated"]["priced_by"] = priced_by
         entry["measured"] = None
         if device_id == "host":
             bench = bench_artefact(path, [profile.threads["default"]], duration=HOST_BENCH_SECONDS)
             write_json_atomic(out / f"bench-{device_id}-{fmt}.json", bench)
-            r = bench["results"][0]
-            entry["measured"] = {"source": "measured", "ms": r["p50_ms"], "p90_ms": r["p90_ms"], "threads": r["threads"],
-                                 "runs": r["runs"], "runtime": bench["artefact"]["runtime_version"],
-                                 "machine": bench["machine"].get("cpu_model"), "bench": f"bench-{device_id}-{fmt}.json"}
+            entry["measured"] = {**measured_for([bench], "host", profile.threads["default"]),
+                                 "bench": f"bench-{device_id}-{fmt}.json"}
         best = entry["measured"] or entry["estimated"]
         entry["latency_ms"], entry["latency_source"] = (best["ms"], best["source"]) if best else (None, None)
         if best is None:
