@@ -169,7 +169,8 @@ def _activation_scale(layer):
                    K.layers.ZeroPadding2D, K.layers.Cropping2D)
     while True:
         found = {v.name.rsplit("/", 1)[-1].split(":")[0]: v for v in layer.weights}
-        for prefix in ("output", "post_activation", "quantize_layer"):
+        # a QuantizeLayer names its range after itself: "quantize_layer_3" once others exist
+        for prefix in ("output", "post_activation", layer.name):
             if f"{prefix}_min" in found:
                 return (float(found[f"{prefix}_max"].numpy()) - float(found[f"{prefix}_min"].numpy())) / 255.0
         inbound = tf().nest.flatten(layer._inbound_nodes[0].inbound_layers) if layer._inbound_nodes else []
