@@ -49,6 +49,10 @@ def fuse_for_qat(model):
     - A BatchNormalization right after a linear DepthwiseConv2D is folded into it. The TFLite
       converter cannot fold it into a fake-quantized depthwise kernel and keeps it as an int8
       MUL, rounding the depthwise output at a range QAT never simulated.
+    - A DepthwiseConv2D, Conv2D or Dense with an activation TFLite cannot fuse (sigmoid, swish in
+      keras.applications EfficientNet's squeeze-excite) is split into the linear layer and an
+      Activation layer. The int8 file rounds the pre-activation tensor (CONV_2D, then LOGISTIC);
+      inside one layer, QAT only ever rounded after the activation.
     - A ReLU/ReLU6 layer right after a linear DepthwiseConv2D, Conv2D or Dense (ReLU only) moves
       into the layer's activation, as the converter fuses it. Left as a layer, tfmot's
       LayerReLUQuantize transform marks the layer before it NoOp: its weights train unquantized
@@ -78,8 +82,12 @@ def fuse_for_qat(model):
             if activation:
                 fused_names.append(layer.name)
                 return _with_activation(conv, activation)(conv_input)
-        if isinstance(layer, (K.layers.DepthwiseConv2D, K.layers.Conv2D, K.layers.Dense)) and \
-                layer.get_config()["activation"] == "linear" and source is not None:
+        weighted = isinstance(layer, (K.layers.DepthwiseConv2D, K.layers.Conv2D, K.layers.Dense)) and source is not None
+        if weighted and layer.get_config()["activation"] not in _FUSED_ACTIVATIONS:
+            fused_names.append(layer.name)  # split: linear layer, then its activation as a layer
+            return K.layers.Activation(layer.get_config()["activation"], name=f"{layer.name}_activation")(
+                _with_activation(layer, "linear")(mapping[id(source)]))
+        if weighted and layer.get_config()["activation"] == "linear":
             out = layer(mapping[id(source)])
             linear_out(node, layer, mapping[id(source)])
         return out
@@ -89,6 +97,10 @@ def fuse_for_qat(model):
 
     rebuilt = rebuild(model, substitute)
     return (rebuilt, fused_names) if fused_names else (model, [])
+
+
+# activations the converter fuses into the op before them (the others become ops of their own)
+_FUSED_ACTIVATIONS = ("linear", "relu", "relu6")
 
 
 def _fusable_relu(relu, depthwise: bool):
