@@ -11,6 +11,7 @@ import numpy as np
 from edgecv.errors import RecipeError
 from edgecv.fileio import gzip_size, write_json_atomic
 from edgecv.measure.accuracy import classification_metrics
+from edgecv.measure.evaluate import per_class
 from edgecv.progress import console, track
 from edgecv.pipeline.context import FLOAT_MODEL, QAT_MODEL, TEACHER_META, RunContext
 from edgecv.pipeline.profiling import run_profile
@@ -205,13 +206,17 @@ def run_evaluate(ctx: RunContext, out: Path) -> dict:
         scores, extra = _scores(ctx, name, fmt, path)
         size, gz = _file_size(path)
         shown = path.relative_to(ctx.run.root) if path.is_relative_to(ctx.run.root) else path
+        classes = per_class(scores, y, ctx.dataset.class_names)
+        # per-sample predictions let `edgecv gate` test a drop for significance (paired McNemar)
         rows.append({"name": name, "format": fmt, "path": str(shown), "size_bytes": size, "gzip_bytes": gz,
-                     "metrics": classification_metrics(scores, y), **extra})
+                     "metrics": classification_metrics(scores, y), "per_class_top1": classes["per_class_top1"],
+                     **extra, "predictions": scores.argmax(1).astype(int).tolist()})
     teacher_top1 = rows[0]["metrics"]["top1"]
     for r in rows:
         r["delta_top1_vs_teacher"] = round(r["metrics"]["top1"] - teacher_top1, 5)
     (out / "EVALUATED.txt").write_text(f"{len(rows)} models evaluated on {len(y)} held-out images\n")
-    return {"artefacts": rows, "test_set_hash": ctx.dataset.test_set_hash(), "test_samples": int(len(y))}
+    return {"artefacts": rows, "test_set_hash": ctx.dataset.test_set_hash(), "test_samples": int(len(y)),
+            "test_labels": y.astype(int).tolist()}
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ def build_report(recipe: dict, state: dict, data: dict, student_spec: dict, teac
         "schema_version": SCHEMA_VERSION,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "recipe": recipe,
-        "data": data,
+        "data": {**data, "test_labels": evaluation.get("test_labels")},
         "preprocessing": {"student": student_spec, "teacher": teacher_spec},
         "teacher": {
             "path": teacher["path"] if teacher else recipe["teacher"]["path"],
