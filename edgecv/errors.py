@@ -33,3 +33,7 @@ class MissingExtraError(EdgecvError):
 
 class DeviceError(EdgecvError):
     """An unknown device profile or a malformed profile file."""
+
+
+class GateError(EdgecvError):
+    """Bad gate input: a missing or malformed report, reports evaluated on different data, an unknown metric or check."""
