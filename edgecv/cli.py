@@ -276,6 +276,97 @@ def profile_cmd(artefact, device_ids, bench_files, as_json):
         console.print(table)
 
 
+@main.command("gate")
+@click.option("--baseline", "-b", required=True, type=click.Path(path_type=Path), help="baseline report.json (or its run directory)")
+@click.option("--candidate", "-c", required=True, type=click.Path(path_type=Path), help="candidate report.json (or its run directory)")
+@click.option("--check", "checks", multiple=True, metavar="CHECK",
+              help="a check, repeatable, e.g. 'top1 max-drop 0.5' [default: the candidate recipe's gates.checks]")
+@click.option("--artefact", help="artefact gated, by name or format [default: gates.artefact, else tflite-int8]")
+@click.option("--alpha", type=float, help="significance level of the paired accuracy test [default: gates.alpha, 0.05]")
+@click.option("--rebench", is_flag=True, help="measure both artefacts here, interleaved, for latency.host checks")
+@click.option("--threads", type=int, help="runtime threads for --rebench [default: min(4, cores)]")
+@click.option("--baseline-artefact", type=click.Path(path_type=Path), help="--rebench: the baseline's file, when not beside its report")
+@click.option("--candidate-artefact", type=click.Path(path_type=Path), help="--rebench: the candidate's file, when not beside its report")
+@click.option("--junit", "junit_path", type=click.Path(path_type=Path), help="write JUnit XML here (one test case per check)")
+@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), help="write Markdown here (e.g. $GITHUB_STEP_SUMMARY)")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="write the verdict as JSON here")
+@click.option("--update-baseline", is_flag=True, help="after gating, write the candidate over --baseline (atomically) and exit 0")
+def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, baseline_artefact, candidate_artefact,
+             junit_path, markdown_path, json_path, update_baseline):
+    """Fail a CI job when accuracy, latency or size regresses past tolerances, and not on noise.
+
+    An accuracy drop past its tolerance fails only when an exact McNemar test on the two reports'
+    per-image predictions says it is real (p < alpha). Latency compares like with like: the
+    reports' estimates per device, or with --rebench both files measured here, interleaved.
+    Exit 0: pass; 1: regression; 2: bad input (missing file, different evaluation data, unknown check).
+
+    \b
+    Examples:
+      edgecv gate -b baseline.json -c runs/exp2 --check "top1 max-drop 0.5" --check "latency.rpi4 max-increase 10%"
+      edgecv gate -b runs/exp1 -c runs/exp2 --rebench --check "latency.host max-increase 10%" --junit gate.xml
+      edgecv gate -b ci/baseline.json -c runs/exp2 --markdown "$GITHUB_STEP_SUMMARY"   # checks from the recipe
+      edgecv gate -b ci/baseline.json -c runs/exp2 --update-baseline
+    """
+    from edgecv.fileio import write_bytes_atomic, write_json_atomic, write_text_atomic
+    from edgecv.gate import (checks_from_recipe, load_report, render_json, render_junit, render_markdown,
+                             render_table, run_gate)
+    from edgecv.gate.render import details, verdict
+
+    out = Console(width=max(Console().width, 120))  # the verdict is the output: stdout, wide enough for CI logs
+    cand = load_report(candidate)
+    candidate_file = candidate / "report.json" if candidate.is_dir() else candidate
+    if update_baseline and baseline.is_dir():
+        raise EdgecvError(f"--update-baseline writes a file, but '{baseline}' is a directory; pass its report.json path")
+    if update_baseline and not baseline.exists():
+        write_bytes_atomic(baseline, candidate_file.read_bytes())
+        out.print(f"No baseline yet: wrote {candidate_file} to {baseline}")
+        return
+    base = load_report(baseline)
+    gates = cand["recipe"].get("gates", {}) if isinstance(cand.get("recipe"), dict) else {}
+    artefact = artefact or gates.get("artefact")
+    measured = None
+    if rebench:
+        measured = _rebench(base, cand, baseline, candidate, artefact, threads, baseline_artefact, candidate_artefact)
+    result = run_gate(base, cand, list(checks) or checks_from_recipe(cand.get("recipe")), artefact=artefact,
+                      alpha=alpha if alpha is not None else gates.get("alpha", 0.05), rebench=measured)
+    out.print(render_table(result))
+    for line in details(result):
+        out.print(line, markup=False, highlight=False)
+    for note in result.notes:
+        out.print(f"note: {note}")
+    out.print(verdict(result))
+    if junit_path:
+        write_text_atomic(junit_path, render_junit(result))
+    if markdown_path:
+        write_text_atomic(markdown_path, render_markdown(result))
+    if json_path:
+        write_json_atomic(json_path, {**render_json(result), "rebench": measured})
+    if update_baseline:
+        write_bytes_atomic(baseline, candidate_file.read_bytes())
+        out.print(f"Baseline updated: {baseline} is now {candidate_file} (the verdict above was not enforced)")
+        return
+    sys.exit(0 if result.passed else 1)
+
+
+def _rebench(base: dict, cand: dict, baseline: Path, candidate: Path, artefact, threads, *overrides) -> dict:
+    """Measure the two gated artefact files interleaved on this machine."""
+    from edgecv.gate import gated_artefacts
+    from edgecv.measure.bench import bench_interleaved
+    from edgecv.progress import track_stages
+
+    entries = gated_artefacts(base, cand, artefact)
+    files = {}
+    for (side, report_path), override in zip((("baseline", baseline), ("candidate", candidate)), overrides):
+        root = report_path if report_path.is_dir() else report_path.parent
+        files[side] = override or root / entries[side]["path"]
+        if not files[side].exists():
+            raise EdgecvError(f"--rebench needs the {side}'s {entries[side]['name']}, not found at {files[side]}; "
+                              f"pass --{side}-artefact FILE")
+    with track_stages("pairs") as update:
+        return bench_interleaved(files["baseline"], files["candidate"], threads=threads,
+                                 progress=lambda n: update("rebench, interleaved A/B", n))
+
+
 @main.group()
 def devices():
     """Device profiles: hardware, runtimes, threads, best artefact, latency calibration.

@@ -39,7 +39,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _measure(path: Path, threads: int, warmup: int, runs: int | None, duration: float | None, progress) -> tuple:
+def _ready(path: Path, threads: int | None, warmup: int) -> tuple:
+    """Load `path`, time its load and first inference, warm it up; returns (runner, call, load ms, first ms)."""
     start = time.perf_counter()
     runner = open_runner(path, num_threads=threads)
     load_ms = (time.perf_counter() - start) * 1000
@@ -50,6 +51,11 @@ def _measure(path: Path, threads: int, warmup: int, runs: int | None, duration: 
     first_ms = (time.perf_counter() - start) * 1000
     for _ in range(warmup):
         call()
+    return runner, call, load_ms, first_ms
+
+
+def _measure(path: Path, threads: int, warmup: int, runs: int | None, duration: float | None, progress) -> tuple:
+    runner, call, load_ms, first_ms = _ready(path, threads, warmup)
     if runs is not None:
         min_runs, min_seconds, max_runs = runs, 0.0, runs
     elif duration is not None:
@@ -103,3 +109,36 @@ def bench_artefact(path, threads: list[int] | None = None, warmup: int = WARMUP_
         "edgecv_version": __version__,
         "results": results,
     }
+
+
+def bench_interleaved(baseline, candidate, threads: int | None = None, warmup: int = WARMUP_RUNS,
+                      pairs: int = MIN_RUNS, min_seconds: float = 2 * MIN_SECONDS, progress=lambda n: None) -> dict:
+    """Time two artefacts alternately on this machine (A B, B A, A B, ...) until there are at least
+    `pairs` pairs and `min_seconds` have passed. Both see the same clock, load and thermal state, so
+    the per-pair ratio candidate/baseline is far steadier than two separate benches; alternating
+    which goes first cancels any cache advantage of going second. Returns medians and the median ratio."""
+    from edgecv.devices.host import machine_facts
+
+    a, b = Path(baseline), Path(candidate)
+    runner_a, call_a, *_ = _ready(a, threads, warmup)
+    runner_b, call_b, *_ = _ready(b, threads, warmup)
+    times_a, times_b = [], []
+    began = time.perf_counter()
+    while len(times_a) < pairs or time.perf_counter() - began < min_seconds:
+        order = ((call_a, times_a), (call_b, times_b))
+        for call, times in order if len(times_a) % 2 == 0 else order[::-1]:
+            t0 = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - t0) * 1000)
+        progress(len(times_a))
+        if len(times_a) >= MAX_RUNS:
+            break
+    ratios = np.asarray(times_b) / np.asarray(times_a)
+    return {"source": "measured", "device": "host", "method": "interleaved A/B, alternating order",
+            **{side: {"file": p.name, "sha256": file_sha256(p), "median_ms": float(np.median(t)),
+                      "runtime": r.runtime, "runtime_version": r.version(), "threads": r.num_threads}
+               for side, p, t, r in (("baseline", a, times_a, runner_a), ("candidate", b, times_b, runner_b))},
+            "pairs": len(ratios), "median_ratio": float(np.median(ratios)),
+            "ratio_p10_p90": [float(v) for v in np.percentile(ratios, [10, 90])],
+            "warmup_runs": warmup, "machine": machine_facts()["cpu_model"],
+            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

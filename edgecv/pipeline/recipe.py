@@ -96,6 +96,15 @@ SCHEMA: dict = {
                          "accuracy and latency (measured on host, estimated elsewhere); see edgecv devices list",
                          choices=tuple(profile_ids())),
     },
+    "gates": {
+        "checks": Field("list", ["top1 max-drop 0.5", "size max-increase 10%"],
+                        "what `edgecv gate` checks when given no --check, e.g. 'top1 >= 0.90', 'top1 max-drop 0.5' "
+                        "(points), 'per-class max-drop 3', 'latency.rpi4 max-increase 10%', 'size <= 3MB'"),
+        "artefact": Field("str", None, "the artefact accuracy and size are gated on: a name (student-int8.tflite) or "
+                          "format (tflite-int8); null: the int8 TFLite, else the first exported file", nullable=True),
+        "alpha": Field("float", 0.05, "significance level: an accuracy drop past its tolerance fails only when the "
+                       "paired exact McNemar test gives p < alpha", min=0.0001, max=0.5),
+    },
 }
 
 
