@@ -1,0 +1,156 @@
+"""`edgecv gate` on real reports made by edgecv: a rerun with another seed passes, a student
+trained with a broken setting fails, a tiny drop passes with its p-value, latency via --rebench
+fails the right way round, different evaluation data is exit 2, JUnit validates."""
+import json
+import shutil
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import xmlschema
+
+from tests.conftest import BLOCK_TENSORFLOW, REPO, assert_user_error, run_cli
+
+pytestmark = pytest.mark.slow
+
+RECIPE = REPO / ".ci" / "gate" / "recipe.yaml"
+# smaller than the CI dogfood (.ci/run): these runs only need to be real, not good
+SMALL = ["--set", "data.max_train_samples=800", "--set", "teacher.train.epochs=2", "--set", "distill.epochs=3",
+         "--set", "prune.epochs=1", "--set", "export.formats=[tflite-int8,tflite-fp32]"]
+# the learning rate typed as 0: nothing trains, the student stays at chance (and is wider: slower)
+BROKEN = ["--set", "distill.learning_rate=0", "--set", "prune.learning_rate=0", "--set", "quantize.learning_rate=0",
+          "--set", "student.alpha=1.0"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gate")
+
+    def compress(name, *extra):
+        proc = run_cli("compress", "--recipe", RECIPE, "--out", root / name, *SMALL, *extra, cwd=REPO)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return root / name
+
+    base = compress("base")
+    teacher = base / "stages" / "teacher" / "model.keras"
+    return {"base": base, "seed1": compress("seed1", "--teacher", teacher, "--set", "seed=1"),
+            "broken": compress("broken", "--teacher", teacher, *BROKEN), "root": root}
+
+
+def gate(*args):
+    return run_cli("gate", *map(str, args), cwd=REPO)
+
+
+def top1(run, artefact):
+    report = json.loads((run / "report.json").read_text())
+    return next(a for a in report["artefacts"] if a["name"] == artefact)["metrics"]["top1"]
+
+
+def test_rerun_with_another_seed_passes_the_recipe_gates(runs):
+    proc = gate("-b", runs["base"], "-c", runs["seed1"], "--json", runs["root"] / "pass.json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdict = json.loads((runs["root"] / "pass.json").read_text())
+    assert verdict["passed"] and len(verdict["checks"]) > 10  # per-class checks expanded
+    assert "PASS" in proc.stdout
+
+
+def test_broken_training_setting_fails_with_a_significant_drop(runs):
+    out = runs["root"] / "broken"
+    proc = gate("-b", runs["base"], "-c", runs["broken"], "--check", "top1 max-drop 2", "--check", "size <= 10MB",
+                "--json", f"{out}.json", "--junit", f"{out}.xml", "--markdown", f"{out}.md")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert top1(runs["broken"], "student-int8.tflite") < top1(runs["base"], "student-int8.tflite") - 0.2
+    checks = {c["name"]: c for c in json.loads(Path(f"{out}.json").read_text())["checks"]}
+    drop = checks["top1 max-drop 2"]
+    assert not drop["passed"] and drop["p_value"] < 1e-6 and drop["method"].startswith("paired")
+    assert checks["size <= 10MB"]["passed"]
+    # JUnit as CI servers read it: valid against the schema, one test case per check, one failure
+    xmlschema.XMLSchema(str(REPO / "tests" / "junit.xsd")).validate(f"{out}.xml")
+    suite = ET.parse(f"{out}.xml").getroot().find("testsuite")
+    assert suite.get("tests") == "2" and suite.get("failures") == "1"
+    failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert failed == ["top1 max-drop 2"]
+    md = Path(f"{out}.md").read_text()
+    assert "FAIL ❌" in md and "| top1 max-drop 2 |" in md
+
+
+def test_tiny_insignificant_drop_passes_and_shows_its_p_value(runs):
+    # of the two files, the one whose top-1 moved least between seeds; the worse run is the candidate
+    moved = {name: top1(runs["seed1"], name) - top1(runs["base"], name)
+             for name in ("student-int8.tflite", "student-fp32.tflite")}
+    name = min((n for n in moved if moved[n] != 0), key=lambda n: abs(moved[n]))
+    assert abs(moved[name]) < 0.03, moved
+    base, cand = (runs["base"], runs["seed1"]) if moved[name] < 0 else (runs["seed1"], runs["base"])
+    out = runs["root"] / "tiny.json"
+    proc = gate("-b", base, "-c", cand, "--artefact", name, "--check", "top1 max-drop 0", "--json", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (check,) = json.loads(out.read_text())["checks"]
+    assert check["delta"] < 0 and check["passed"] and check["p_value"] >= 0.05
+    assert "could be noise" in proc.stdout and "p = " in proc.stdout
+
+
+def test_rebench_latency_regression_fails_the_right_way_round(runs):
+    # broken: MobileNetV2-1.0, base: MobileNetV2-0.35 (both int8): measured interleaved on this machine
+    check = ["--rebench", "--threads", "1", "--check", "latency.host max-increase 10%"]
+    slower = gate("-b", runs["base"], "-c", runs["broken"], *check, "--json", runs["root"] / "slower.json")
+    assert slower.returncode == 1, slower.stdout + slower.stderr
+    result = json.loads((runs["root"] / "slower.json").read_text())
+    assert result["rebench"]["median_ratio"] > 1.5 and result["rebench"]["pairs"] >= 100
+    assert result["rebench"]["source"] == "measured"
+    faster = gate("-b", runs["broken"], "-c", runs["base"], *check)
+    assert faster.returncode == 0, faster.stdout + faster.stderr
+    assert "interleaved" in faster.stdout
+
+
+def test_reports_evaluated_on_different_data_are_refused(runs, tmp_path):
+    report = json.loads((runs["seed1"] / "report.json").read_text())
+    report["data"]["test_set_hash"] = "0" * 16  # as if evaluated on another held-out set
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(report))
+    assert_user_error(gate("-b", runs["base"], "-c", other, "--check", "top1 max-drop 1"), "different data")
+
+
+def test_bad_input_is_exit_2(runs, tmp_path):
+    assert_user_error(gate("-b", tmp_path / "missing.json", "-c", runs["base"]), "missing.json", "not found")
+    assert_user_error(gate("-b", runs["base"], "-c", runs["seed1"], "--check", "accuracy max-drop 1"), "accuracy")
+    (tmp_path / "bad.json").write_text("{not json")
+    assert_user_error(gate("-b", tmp_path / "bad.json", "-c", runs["base"]), "bad.json")
+    assert_user_error(gate("-b", runs["base"], "-c", runs["seed1"], "--check", "latency.jetson-nano max-increase 5%"),
+                      "jetson-nano")
+
+
+def test_update_baseline_writes_the_candidate_atomically(runs, tmp_path):
+    baseline = tmp_path / "ci" / "baseline.json"
+    first = gate("-b", baseline, "-c", runs["base"], "--update-baseline")
+    assert first.returncode == 0 and baseline.read_bytes() == (runs["base"] / "report.json").read_bytes()
+    again = gate("-b", baseline, "-c", runs["broken"], "--update-baseline", "--check", "top1 max-drop 2")
+    assert again.returncode == 0 and "FAIL" in again.stdout  # shown, not enforced
+    assert baseline.read_bytes() == (runs["broken"] / "report.json").read_bytes()
+    assert [p.name for p in baseline.parent.iterdir()] == ["baseline.json"]  # no temporary files left
+
+
+def test_gate_runs_without_tensorflow(runs):
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW, "gate", "-b", str(runs["base"]), "-c",
+                           str(runs["seed1"])], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_example_workflow_uses_real_edgecv_options():
+    """examples/github-actions.yml: valid YAML, and every edgecv option it passes exists."""
+    import re
+
+    import yaml
+
+    workflow = yaml.safe_load((REPO / "examples" / "github-actions.yml").read_text())
+    steps = [s for job in workflow["jobs"].values() for s in job["steps"]]
+    commands = [line for s in steps for line in s.get("run", "").replace("\\\n", " ").splitlines()
+                if line.strip().startswith("edgecv ")]
+    assert {c.split()[1] for c in commands} >= {"compress", "gate"}
+    for command in commands:
+        sub = command.split()[1]
+        helptext = run_cli(sub, "--help").stdout
+        for option in re.findall(r"(?<!\S)(--[a-z][a-z-]*)", command):
+            assert option in helptext, f"{option} is not an option of edgecv {sub}"
