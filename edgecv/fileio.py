@@ -56,3 +56,12 @@ def replace_dir(src: Path, dst: Path) -> None:
 def gzip_size(path) -> int:
     """Size of the file after gzip: what a download or an OTA update actually costs."""
     return len(gzip.compress(Path(path).read_bytes(), compresslevel=9))
+
+
+def human_size(n: float) -> str:
+    """1024-based, three significant digits: 625 KB, 2.61 MB, 9.77 KB."""
+    units = (("GB", 1024 ** 3), ("MB", 1024 ** 2), ("KB", 1024))
+    unit, factor = next(((u, f) for u, f in units if abs(n) >= f), ("B", 1))
+    value = n / factor
+    digits = 0 if unit == "B" or abs(value) >= 100 else 1 if abs(value) >= 10 else 2
+    return f"{value:.{digits}f} {unit}"

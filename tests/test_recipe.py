@@ -32,6 +32,8 @@ def test_defaults_fill_missing_keys():
     ({"export": {"formats": ["tflite-int8", "gif"]}}, "'gif'"),
     ({"prune": 3}, "'prune' must be a mapping"),
     ({"distill": {"epochs": None}}, "may not be empty"),
+    ({"gates": {"checks": ["top1 max-drop 0.5", "accuracy >= 0.9"]}}, "'gates.checks': bad check 'accuracy >= 0.9'"),
+    ({"gates": {"checks": ["latency.rpi4 max-drop 5"]}}, "'gates.checks'"),
 ])
 def test_bad_recipes_name_the_key(raw, fragment):
     with pytest.raises(RecipeError) as e:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
-SIZE_UNITS = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3}
+from edgecv.fileio import human_size
+
+SIZE_UNITS = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3}  # as fileio.human_size shows them
 
 
 def sig3(x: float) -> str:
@@ -15,18 +17,13 @@ def sig3(x: float) -> str:
     return f"{x:.{decimals}f}"
 
 
-def human_bytes(n: float) -> str:
-    unit = max((u for u, f in SIZE_UNITS.items() if abs(n) >= f), key=SIZE_UNITS.get, default="B")
-    return f"{sig3(n / SIZE_UNITS[unit])} {unit}"
-
-
 def format_value(value: float | None, unit: str) -> str:
     if value is None:
         return "–"
     if unit == "%":
         return f"{value:.2f}%"
     if unit == "B":
-        return human_bytes(value)
+        return human_size(value)
     return f"{sig3(value)} {unit}"
 
 

@@ -7,14 +7,15 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from edgecv.data.preprocess import NORMALIZATIONS
 from edgecv.devices import profile_ids
-from edgecv.errors import RecipeError
+from edgecv.errors import EdgecvError, RecipeError
 from edgecv.export.formats import FORMATS
+from edgecv.gate.checks import parse_check
 from edgecv.models.students import STUDENTS
 from edgecv.models.teacher import TEACHER_ARCHS
 from edgecv.resources import shipped_dir
@@ -29,6 +30,7 @@ class Field:
     min: float | None = None
     max: float | None = None
     nullable: bool = False
+    parse: Callable[[Any], Any] | None = None  # validates each value (each item of a list); raises EdgecvError
 
 
 SCHEMA: dict = {
@@ -99,7 +101,8 @@ SCHEMA: dict = {
     "gates": {
         "checks": Field("list", ["top1 max-drop 0.5", "size max-increase 10%"],
                         "what `edgecv gate` checks when given no --check, e.g. 'top1 >= 0.90', 'top1 max-drop 0.5' "
-                        "(points), 'per-class max-drop 3', 'latency.rpi4 max-increase 10%', 'size <= 3MB'"),
+                        "(points), 'per-class max-drop 3', 'latency.rpi4 max-increase 10%', 'size <= 3MB'",
+                        parse=parse_check),
         "artefact": Field("str", None, "the artefact accuracy and size are gated on: a name (student-int8.tflite) or "
                           "format (tflite-int8); null: the int8 TFLite, else the first exported file", nullable=True),
         "alpha": Field("float", 0.05, "significance level: an accuracy drop past its tolerance fails only when the "
@@ -136,6 +139,12 @@ def _check_value(key: str, field: Field, value: Any) -> Any:
         if bad:
             allowed = ", ".join(str(c) for c in field.choices)
             raise RecipeError(f"recipe key '{key}' has {bad[0]!r}; allowed values: {allowed}")
+    if field.parse is not None:
+        for v in items:
+            try:
+                field.parse(v)
+            except EdgecvError as e:
+                raise RecipeError(f"recipe key '{key}': {e}") from None
     if field.min is not None and value < field.min or field.max is not None and value > field.max:
         lo = "-inf" if field.min is None else field.min
         hi = "inf" if field.max is None else field.max

@@ -8,7 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 from edgecv import __version__
-from edgecv.fileio import write_json_atomic, write_text_atomic
+from edgecv.fileio import human_size, write_json_atomic, write_text_atomic
 
 SCHEMA_VERSION = 1
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
@@ -59,14 +59,6 @@ def build_report(recipe: dict, state: dict, data: dict, student_spec: dict, teac
 def write_report(run_dir: Path, report: dict) -> None:
     write_json_atomic(Path(run_dir) / REPORT_JSON, report)
     write_text_atomic(Path(run_dir) / REPORT_MD, render_markdown(report))
-
-
-def human_size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def summary_rows(report: dict) -> list[list[str]]:
