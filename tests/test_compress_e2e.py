@@ -111,6 +111,13 @@ def test_profile_stage_ships_an_artefact_per_device_with_its_accuracy_and_latenc
     assert host["latency_ms"] == host["measured"]["ms"] and host["estimated"]["source"] == "estimated"
     bench = json.loads((resumed_run["out"] / "stages" / "profile" / host["measured"]["bench"]).read_text())
     assert bench["source"] == "measured" and bench["results"][0]["p50_ms"] == host["measured"]["ms"]
+    # every exported file on every device, for the report's table and accuracy-vs-latency plots
+    latency = report["stages"]["profile"]["result"]["latency"]
+    exported = {a["name"] for a in report["artefacts"] if a["format"] != "keras"}
+    assert set(latency) == exported and all(set(row) == {"rpi4", "jetson-orin-nano", "host"} for row in latency.values())
+    assert {row["host"]["source"] for row in latency.values()} == {"measured"}
+    assert latency["student-int8.tflite"]["rpi4"]["ms"] == rpi4["latency_ms"]
+    assert latency["student-int8.tflite"]["rpi4"]["ms"] < latency["student-fp32.tflite"]["rpi4"]["ms"]
 
 
 def test_existing_run_needs_resume_or_force(resumed_run):
@@ -121,7 +128,8 @@ def test_existing_run_needs_resume_or_force(resumed_run):
 
 OPAQUE = {"recipe", "data.class_names", "environment.versions", "artefacts.[].tensor_dtypes", "artefacts.[].per_class_top1"}  # documented as a whole
 DYNAMIC = {"stages": "<stage>", "stages.prune.result.layers": "<layer>", "stages.export.result.artefacts": "<format>",
-           "stages.profile.result.devices": "<device>"}
+           "stages.profile.result.devices": "<device>", "stages.profile.result.latency": "<artefact>",
+           "stages.profile.result.latency.<artefact>": "<device>"}
 
 
 def _field_paths(obj, prefix=""):

@@ -1,7 +1,7 @@
-"""The compress pipeline's profile stage: for each device in `profile.devices`, the artefact it
-runs best (the first of its profile's `best_artefacts` this run exported), that artefact's own
-measured accuracy (from the evaluate stage), and its latency: measured when the device is this
-machine, estimated otherwise, and always labelled which."""
+"""The compress pipeline's profile stage: the latency of every exported artefact on every device in
+`profile.devices` (measured when the device is this machine, estimated otherwise, always labelled
+which), and per device the artefact it runs best (the first of its profile's `best_artefacts` this
+run exported) with that artefact's own measured accuracy (from the evaluate stage)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,7 @@ from pathlib import Path
 from edgecv.export.formats import FORMATS
 from edgecv.fileio import write_json_atomic
 from edgecv.pipeline.context import RunContext
-from edgecv.progress import console
+from edgecv.progress import console, track
 
 HOST_BENCH_SECONDS = 3.0
 
@@ -25,8 +25,9 @@ def _graph_for(fmt: str, exported: dict, artefacts: Path) -> tuple[Path | None, 
     return None, f"no TFLite file of the same precision was exported to price it; add {same or 'tflite-fp32'} to export.formats"
 
 
-def run_profile(ctx: RunContext, out: Path) -> dict:
-    from edgecv.devices import load_profile
+def _latency_table(ctx: RunContext, out: Path, profiles: dict) -> dict:
+    """{artefact file: {device: {"estimated": full estimate or None, "measured": host bench or None,
+    "why_no_latency": text (only without either)}}} for every exported artefact and device."""
     from edgecv.measure.bench import bench_artefact
     from edgecv.measure.estimate import estimate_for_device, load_calibration
     from edgecv.measure.profile import measured_for
@@ -34,10 +35,44 @@ def run_profile(ctx: RunContext, out: Path) -> dict:
 
     exported = ctx.run.result("export")["artefacts"]
     artefacts = ctx.run.stage_dir("export", "artefacts")
+    calibration, graphs, table = load_calibration(), {}, {}
+    for fmt, info in track(exported.items(), "profile", label=lambda item: item[1]["file"]):
+        graph_path, priced_by = _graph_for(fmt, exported, artefacts)
+        if graph_path is not None and graph_path not in graphs:
+            graphs[graph_path] = read_tflite_graph(graph_path)
+        row = table[info["file"]] = {}
+        for device_id, profile in profiles.items():
+            cell = row[device_id] = {"estimated": None, "measured": None}
+            if graph_path is not None:
+                cell["estimated"] = {**estimate_for_device(graphs[graph_path], profile, calibration),
+                                     "priced_by": priced_by}
+            if device_id == "host":  # this machine: measure it
+                threads = profile.threads["default"]
+                bench = bench_artefact(artefacts / info["file"], [threads], duration=HOST_BENCH_SECONDS)
+                write_json_atomic(out / f"bench-host-{fmt}.json", bench)
+                cell["measured"] = {**measured_for([bench], "host", threads), "bench": f"bench-host-{fmt}.json"}
+            if not (cell["estimated"] or cell["measured"]):
+                cell["why_no_latency"] = priced_by
+    return table
+
+
+def _quoted(cell: dict) -> dict:
+    """The figure to quote from a latency cell: measured wins; compact, for the per-artefact table."""
+    best = cell["measured"] or cell["estimated"]
+    if best is None:
+        return {"ms": None, "source": None, "why": cell["why_no_latency"]}
+    extra = {"runs": best["runs"]} if best["source"] == "measured" else {"priced_by": best["priced_by"]}
+    return {"ms": best["ms"], "source": best["source"], "threads": best["threads"], **extra}
+
+
+def run_profile(ctx: RunContext, out: Path) -> dict:
+    from edgecv.devices import load_profile
+
+    exported = ctx.run.result("export")["artefacts"]
     accuracy = {row["format"]: row["metrics"] for row in ctx.run.result("evaluate")["artefacts"]}
-    calibration, devices = load_calibration(), {}
-    for device_id in ctx.recipe["profile"]["devices"]:
-        profile = load_profile(device_id)
+    profiles = {d: load_profile(d) for d in ctx.recipe["profile"]["devices"]}
+    table, devices = _latency_table(ctx, out, profiles), {}
+    for device_id, profile in profiles.items():
         preferred = [a["format"] for a in profile.best_artefacts]
         fmt = next((f for f in preferred if f in exported), None)
         if fmt is None:
@@ -45,26 +80,17 @@ def run_profile(ctx: RunContext, out: Path) -> dict:
                                   f"({', '.join(preferred)}); add one to export.formats"}
             console.print(f"  [yellow]{device_id}: no artefact for it[/yellow] ({devices[device_id]['why']})")
             continue
-        path = artefacts / exported[fmt]["file"]
+        cell = table[exported[fmt]["file"]][device_id]
+        quoted = _quoted(cell)
         entry = {"artefact": exported[fmt]["file"], "format": fmt,
                  "why": next(a["why"] for a in profile.best_artefacts if a["format"] == fmt),
-                 "top1": accuracy[fmt]["top1"], "accuracy_source": "evaluate stage: this artefact with its own runtime"}
-        graph_path, priced_by = _graph_for(fmt, exported, artefacts)
-        entry["estimated"] = None
-        if graph_path is not None:
-            entry["estimated"] = estimate_for_device(read_tflite_graph(graph_path), profile, calibration)
-            entry["estimated"]["priced_by"] = priced_by
-        entry["measured"] = None
-        if device_id == "host":
-            bench = bench_artefact(path, [profile.threads["default"]], duration=HOST_BENCH_SECONDS)
-            write_json_atomic(out / f"bench-{device_id}-{fmt}.json", bench)
-            entry["measured"] = {**measured_for([bench], "host", profile.threads["default"]),
-                                 "bench": f"bench-{device_id}-{fmt}.json"}
-        best = entry["measured"] or entry["estimated"]
-        entry["latency_ms"], entry["latency_source"] = (best["ms"], best["source"]) if best else (None, None)
-        if best is None:
-            entry["why_no_latency"] = priced_by
+                 "top1": accuracy[fmt]["top1"], "accuracy_source": "evaluate stage: this artefact with its own runtime",
+                 "estimated": cell["estimated"], "measured": cell["measured"],
+                 "latency_ms": quoted["ms"], "latency_source": quoted["source"]}
+        if quoted["ms"] is None:
+            entry["why_no_latency"] = quoted["why"]
         devices[device_id] = entry
-        latency = f"{best['ms']:.3g} ms {best['source']}" if best else "latency unknown"
+        latency = f"{quoted['ms']:.3g} ms {quoted['source']}" if quoted["ms"] is not None else "latency unknown"
         console.print(f"  {device_id}: {entry['artefact']} ({fmt}), top-1 {entry['top1']:.2%}, {latency}")
-    return {"devices": devices}
+    latency = {name: {d: _quoted(cell) for d, cell in row.items()} for name, row in table.items()}
+    return {"devices": devices, "latency": latency}
