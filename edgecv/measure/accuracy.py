@@ -6,7 +6,9 @@ import numpy as np
 
 def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
     k = min(k, scores.shape[1])
-    topk = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    # stable: tied scores (frequent in int8 outputs) rank by class index, as argmax does, so top-1
+    # agrees with the per-image predictions (argmax) that report.json and the gate pair up
+    topk = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return float(np.mean(np.any(topk == labels.reshape(-1, 1), axis=1)))
 
 
