@@ -20,7 +20,7 @@ def annotate(model, keep_float=()):
     """Mark every layer for quantization: stock configs where tfmot has them, output-only where
     it has not; layers named in `keep_float` stay unannotated."""
     from edgecv.models.quantize_configs import (DepthwiseQuantizeConfig, OutputQuantizeConfig, SameScaleQuantizeConfig,
-                                                output_quantized_types)
+                                                SigmoidQuantizeConfig, output_quantized_types)
 
     K, q = keras(), tfmot().quantization.keras
     special = output_quantized_types()
@@ -38,6 +38,8 @@ def annotate(model, keep_float=()):
             return q.quantize_annotate_layer(layer, OutputQuantizeConfig())
         if isinstance(layer, K.layers.DepthwiseConv2D):
             return q.quantize_annotate_layer(layer, DepthwiseQuantizeConfig())
+        if isinstance(layer, K.layers.Activation) and layer.get_config()["activation"] == "sigmoid":
+            return q.quantize_annotate_layer(layer, SigmoidQuantizeConfig())
         if isinstance(layer, K.layers.AveragePooling2D):
             return q.quantize_annotate_layer(layer, SameScaleQuantizeConfig())
         return q.quantize_annotate_layer(layer)

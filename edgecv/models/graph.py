@@ -82,11 +82,16 @@ def fuse_for_qat(model):
             if activation:
                 fused_names.append(layer.name)
                 return _with_activation(conv, activation)(conv_input)
+        if isinstance(layer, K.layers.Activation) and layer.get_config()["activation"] in _SWISH and source is not None:
+            fused_names.append(layer.name)
+            return _swish(mapping[id(source)], layer.name)
         weighted = isinstance(layer, (K.layers.DepthwiseConv2D, K.layers.Conv2D, K.layers.Dense)) and source is not None
         if weighted and layer.get_config()["activation"] not in _FUSED_ACTIVATIONS:
             fused_names.append(layer.name)  # split: linear layer, then its activation as a layer
-            return K.layers.Activation(layer.get_config()["activation"], name=f"{layer.name}_activation")(
-                _with_activation(layer, "linear")(mapping[id(source)]))
+            linear_output = _with_activation(layer, "linear")(mapping[id(source)])
+            if layer.get_config()["activation"] in _SWISH:
+                return _swish(linear_output, f"{layer.name}_activation")
+            return K.layers.Activation(layer.get_config()["activation"], name=f"{layer.name}_activation")(linear_output)
         if weighted and layer.get_config()["activation"] == "linear":
             out = layer(mapping[id(source)])
             linear_out(node, layer, mapping[id(source)])
@@ -101,6 +106,16 @@ def fuse_for_qat(model):
 
 # activations the converter fuses into the op before them (the others become ops of their own)
 _FUSED_ACTIVATIONS = ("linear", "relu", "relu6")
+
+
+_SWISH = ("swish", "silu")
+
+
+def _swish(x, name: str):
+    """swish as the int8 file computes it: LOGISTIC (output on its fixed 1/256 grid), then MUL."""
+    K = keras()
+    gate = K.layers.Activation("sigmoid", name=f"{name}_sigmoid")(x)
+    return K.layers.Multiply(name=name)([x, gate])
 
 
 def _fusable_relu(relu, depthwise: bool):

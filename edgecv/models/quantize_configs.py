@@ -49,6 +49,15 @@ class SameScaleQuantizeConfig(OutputQuantizeConfig):
         return []
 
 
+class SigmoidQuantizeConfig(OutputQuantizeConfig):
+    """Activation('sigmoid'): its output rounded on the fixed grid of TFLite's int8 LOGISTIC (scale
+    1/256, zero point -128: [0, 255/256]). tfmot leaves a sigmoid's output unquantized, so QAT
+    trained on gates (squeeze-excite, swish's x * sigmoid(x)) the int8 file then rounds."""
+
+    def get_output_quantizers(self, layer):
+        return [_q.quantizers.FixedQuantizer(num_bits=8, init_min=0.0, init_max=255.0 / 256.0, narrow_range=False)]
+
+
 class DepthwiseChannelQuantizer(_q.quantizers.LastValueQuantizer):
     """Depthwise kernels [H, W, C, M] quantized per output channel (C*M ranges), as TFLite stores
     them. tfmot's per-axis quantizer ranges over the last axis, the depth multiplier (usually 1):
@@ -107,6 +116,7 @@ def custom_objects() -> dict:
     from edgecv.models.layers import CUSTOM_LAYERS
 
     return {**CUSTOM_LAYERS, "OutputQuantizeConfig": OutputQuantizeConfig, "SameScaleQuantizeConfig": SameScaleQuantizeConfig,
+            "SigmoidQuantizeConfig": SigmoidQuantizeConfig,
             "DepthwiseQuantizeConfig": DepthwiseQuantizeConfig, "DepthwiseChannelQuantizer": DepthwiseChannelQuantizer}
 
 
