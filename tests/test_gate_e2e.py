@@ -145,7 +145,7 @@ def test_gate_runs_without_tensorflow(runs):
     import subprocess
 
     proc = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW, "gate", "-b", str(runs["base"]), "-c",
-                           str(runs["seed1"])], capture_output=True, text=True, cwd=REPO)
+                           str(runs["seed1"]), "--check", "top1 max-drop 2"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

@@ -179,7 +179,7 @@ def test_drop_above_tolerance_that_is_not_significant_passes_with_p_shown():
     r = only(result)
     assert result.passed and r.passed
     assert r.p_value == pytest.approx(0.625)
-    assert "drop 1.00 pt > 0.5 pt but not significant (p = 0.625 ≥ α = 0.05)" in r.detail
+    assert "drop 1.00 pt > 0.5 pt but not significant (McNemar p = 0.625 ≥ α = 0.05)" in r.detail
 
 
 def test_tiny_drop_passes():
@@ -237,9 +237,23 @@ def test_per_class_expands_and_catches_one_class():
     assert [c.passed for c in result.checks] == [True, True, False]
     bag_result = result.checks[2]
     assert bag_result.metric == "class.Bag" and bag_result.delta == pytest.approx(-10.0)
-    assert bag_result.method == "paired (exact McNemar)" and bag_result.p_value < 1e-6
+    assert bag_result.method == "paired (exact McNemar), Holm-adjusted over 3 classes" and bag_result.p_value < 1e-6
     shirts = result.checks[0]
-    assert shirts.passed and shirts.detail.startswith("no change (95% CI [0.00, 0.00] pt, McNemar p = 1)")
+    assert shirts.passed and shirts.detail.startswith("no change (95% CI [0.00, 0.00] pt, McNemar p = 1, Holm-adjusted p = 1)")
+
+
+def test_per_class_family_is_holm_adjusted():
+    """One class of ten just significant on its own (p ~ 0.03) is what comparing two equally good
+    models throws up by chance: Holm's adjustment over the family keeps it from failing the gate."""
+    labels = [i % 3 for i in range(900)]
+    bag = [i for i, y in enumerate(labels) if y == 2]
+    base = make_report(labels, predictions(labels, set()))
+    cand = make_report(labels, predictions(labels, set(bag[:6])))  # Bag: 6 of 300 newly wrong: p = 2/2^6
+    alone = run_gate(base, cand, ["class.Bag max-drop 1"]).checks[0]
+    family = run_gate(base, cand, ["per-class max-drop 1"]).checks[2]
+    assert alone.p_value == pytest.approx(2 / 2 ** 6) and not alone.passed  # drop 2 pt > 1 pt at p = 0.031
+    assert family.p_value == pytest.approx(3 * 2 / 2 ** 6) and family.passed  # Holm over 3 classes: p = 0.094
+    assert "Holm-adjusted p = 0.0938" in family.detail
 
 
 def test_one_class_check_with_a_slash_and_plain_fallback():

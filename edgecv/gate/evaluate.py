@@ -197,6 +197,7 @@ class _Gate:
         _check_same_data(baseline, candidate)
         self.reports = {"baseline": baseline, "candidate": candidate}
         self.alpha, self.notes = alpha, []
+        self.holm = {}  # expanded per-class check name -> (Holm-adjusted p, family size)
         self.rebench = _validated_rebench(rebench)
         self.art = _pick_artefacts(self.reports, wanted, self.notes)
         labels = next((r["data"]["test_labels"] for r in (baseline, candidate)
@@ -329,10 +330,25 @@ class _Gate:
                 continue
             names = self.class_names()
             empty = [n for n in names if self._empty_class(n)]
-            out += [check.for_class(n) for n in names if n not in empty]
+            family = [check.for_class(n) for n in names if n not in empty]
+            out += family
+            if check.op == "max-drop":
+                self._holm_adjust(family)
             if empty:
                 self.note(f"{check.name}: skipped {', '.join(empty)} (no held-out images)")
         return out
+
+    def _holm_adjust(self, family: list[Check]) -> None:
+        """Holm-adjusted p-values for one per-class family: ten classes tested at alpha each would
+        cry wolf on one class in three comparisons of equally good models."""
+        tests = {c.name: self._paired(c) for c in family}
+        if any(t is None for t in tests.values()):
+            return
+        ranked = sorted(tests, key=lambda name: tests[name].p_value)
+        running = 0.0
+        for i, name in enumerate(ranked):
+            running = max(running, min(1.0, (len(ranked) - i) * tests[name].p_value))
+            self.holm[name] = (running, len(ranked))
 
     def evaluate(self, check: Check) -> CheckResult:
         if check.op == "max-drop":
@@ -406,15 +422,20 @@ class _Gate:
                                 detail=_drop_text(drop, check.value), method=method)
         drop, p = 100 * paired.drop, paired.p_value
         ci = (100 * paired.ci[0], 100 * paired.ci[1])
+        method, p_text = "paired (exact McNemar)", f"McNemar p {_fmt_p(p)}"
+        if check.name in self.holm:
+            p, classes = self.holm[check.name]
+            method += f", Holm-adjusted over {classes} classes"
+            p_text += f", Holm-adjusted p {_fmt_p(p)}"
         over, significant = drop > check.value + _EPS, p < self.alpha
         level = f"{100 * (1 - self.alpha):g}% CI [{ci[0]:.2f}, {ci[1]:.2f}] pt"
         head = _drop_text(drop, check.value)
         if not over:
-            detail = f"{head} ({level}, McNemar p {_fmt_p(p)})"
+            detail = f"{head} ({level}, {p_text})"
         elif significant:
-            detail = f"{head}, {level}, McNemar p {_fmt_p(p)} (significant at α = {self.alpha:g})"
+            detail = f"{head}, {level}, {p_text} (significant at α = {self.alpha:g})"
         else:
-            detail = f"{head} but not significant (p {_fmt_p(p)} ≥ α = {self.alpha:g}): could be noise; {level}"
+            detail = f"{head} but not significant ({p_text} ≥ α = {self.alpha:g}): could be noise; {level}"
         return self._result(check, 100 * paired.baseline_accuracy, 100 * paired.candidate_accuracy,
                             limit=limit_text, passed=not (over and significant), detail=detail,
-                            method="paired (exact McNemar)", p_value=p, ci=ci)
+                            method=method, p_value=p, ci=ci)
