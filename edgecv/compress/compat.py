@@ -34,6 +34,8 @@ def check_model(build, x_train, y_train, x_test, workdir: Path, *, y_test=None, 
     common = dict(loss=loss, batch_size=batch_size, seed=seed)
     start = time.perf_counter()
     model = fit(build, x_train, y_train, epochs=float_epochs, learning_rate=2e-3, description="float", **common)
+    # before pruning: the pruning wrappers share (and then zero) this model's layers
+    float_pred = model.predict(x_test, verbose=0).argmax(1) if y_test is not None else None
     steps = int(np.ceil(len(x_train) / batch_size)) * prune_epochs
     schedule = prune.make_schedule("constant", 0.0, target_sparsity, steps, max(1, steps // 4))
     pruned = fit(lambda: prune.wrap_for_pruning(model, schedule), x_train, y_train, epochs=prune_epochs,
@@ -51,7 +53,7 @@ def check_model(build, x_train, y_train, x_test, workdir: Path, *, y_test=None, 
     kernels = [w for w in runner.constant_tensors().values() if w.ndim > 1 and not (w.ndim == 4 and w.shape[0] == 1)]
     int8_pred, qat_pred = runner.run_batched(x_test).argmax(1), qat.predict(x_test, verbose=0).argmax(1)
     accuracy = {} if y_test is None else {
-        "float_top1": round(float(np.mean(model.predict(x_test, verbose=0).argmax(1) == y_test)), 4),
+        "float_top1": round(float(np.mean(float_pred == y_test)), 4),
         "qat_top1": round(float(np.mean(qat_pred == y_test)), 4),
         "int8_top1": round(float(np.mean(int8_pred == y_test)), 4)}
     return {**accuracy,
