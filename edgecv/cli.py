@@ -71,27 +71,33 @@ def compress(recipe, teacher, data, out, overrides, resume, force, as_json):
 
 
 def print_summary(report: dict, out: Path) -> None:
-    from edgecv.report.report import SUMMARY_HEADER, summary_rows
+    """The report's summary table (the one report.md and report.html show), then the next commands."""
+    from edgecv.report.report import REPORT_HTML, REPORT_JSON, REPORT_MD
+    from edgecv.report.summary import profile_devices, ship_table, shipped_artefact, summary_table
+    from edgecv.report.terminal import rich_table, wide
 
-    table = Table(title=f"edgecv: {report['recipe']['name']}  ({report['data']['test_samples']} held-out images)")
-    for h in SUMMARY_HEADER:
-        table.add_column(h, justify="right" if h != "artefact" and h != "format" else "left")
-    for row in summary_rows(report):
-        table.add_row(*row)
-    console.print(table)
+    title = f"edgecv: {report['recipe']['name']}  ({report['data']['test_samples']} held-out images)"
+    wide(console).print(rich_table(summary_table(report), title))
     int8 = next((a for a in report["artefacts"] if a["format"] == "tflite-int8"), None)
     if int8:
         verdict = "fully int8 ✓" if int8.get("fully_int8") else "NOT fully int8 ✗"
         console.print(f"INT8 TFLite: {out / int8['path']} ({verdict})")
-    devices = report["stages"].get("profile", {}).get("result", {}).get("devices", {})
-    for device, e in devices.items():
-        if e["artefact"] and e["latency_ms"] is not None:
-            console.print(f"{device}: ship {e['artefact']} — top-1 {e['top1']:.2%}, {e['latency_ms']:.3g} ms "
-                          f"({e['latency_source']})")
-    console.print(f"Report: {out / 'report.json'}, {out / 'report.md'}")
-    if int8:
-        console.print(f"Next: edgecv bench {out / int8['path']} --threads 1,2,4   |   "
-                      f"edgecv profile {out / int8['path']} --device rpi4 --device pixel-4")
+    ships = ship_table(report)
+    if ships:
+        wide(console).print(rich_table(ships, "What to ship, per device"))
+    paths = [out / name for name in (REPORT_JSON, REPORT_MD, REPORT_HTML) if (out / name).exists()]
+    console.print("Report: " + ", ".join(str(p) for p in paths), highlight=False, markup=False, soft_wrap=True)
+    ship = shipped_artefact(report)
+    devices = profile_devices(report) or ["rpi4", "pixel-4"]
+    console.print("[bold]Next:[/]")
+    if ship:
+        console.print(f"  edgecv bench {out / ship['path']} --threads 1,2,4", highlight=False, markup=False,
+                      soft_wrap=True)
+        console.print(f"  edgecv profile {out / ship['path']} " + " ".join(f"--device {d}" for d in devices),
+                      highlight=False, markup=False, soft_wrap=True)
+    console.print(f"  edgecv gate --baseline {out / REPORT_JSON} --candidate <next run>", highlight=False, markup=False,
+                  soft_wrap=True)
+    console.print(f"  edgecv report {out}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _format_choices() -> list[str]:
@@ -365,6 +371,45 @@ def _rebench(base: dict, cand: dict, baseline: Path, candidate: Path, artefact, 
     with track_stages("pairs") as update:
         return bench_interleaved(files["baseline"], files["candidate"], threads=threads,
                                  progress=lambda n: update("rebench, interleaved A/B", n))
+
+
+@main.command("report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="RUN_DIR [RUN_DIR ...]")
+@click.option("--out", "-o", type=click.Path(path_type=Path),
+              help="output folder [default: the run directory for one run, ./edgecv-comparison for several]")
+def report_cmd(runs, out):
+    """Render report.md and a self-contained report.html (figures embedded) from report.json.
+
+    One run: its report is rendered again, into the run directory. Several runs: a comparison
+    (shipped artefact, accuracy, size and latency per run; accuracy vs latency across runs).
+    A run is a run directory or a report.json. Needs matplotlib: pip install "edgecv[report]".
+
+    \b
+    Examples:
+      edgecv report runs/exp1                          # writes runs/exp1/report.{md,html}
+      edgecv report runs/exp1 runs/exp2 runs/exp3      # writes edgecv-comparison/report.{md,html}
+      edgecv report runs/exp1 runs/exp2 --out cmp/
+    """
+    from edgecv.errors import ReportError
+    from edgecv.report.report import load_report, render_comparison, render_report, run_label
+
+    loaded = [load_report(r) for r in runs]
+    if len(loaded) == 1:
+        report, run_dir = loaded[0]
+        written = render_report(out or run_dir, report)
+    else:
+        out = out or Path("edgecv-comparison")
+        run_dirs = {d.resolve() for _, d in loaded}
+        if out.resolve() in run_dirs:
+            raise ReportError(f"--out {out} is one of the runs compared: its own report.md/html would be overwritten; "
+                              f"choose another folder")
+        labels: list[str] = []
+        for r in runs:
+            label = run_label(r)
+            labels.append(label if label not in labels else f"{label} ({len(labels) + 1})")
+        written = render_comparison([(label, rep) for label, (rep, _) in zip(labels, loaded)], [str(r) for r in runs], out)
+    for path in written:
+        console.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
 
 
 @main.group()

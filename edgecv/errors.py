@@ -37,3 +37,7 @@ class DeviceError(EdgecvError):
 
 class GateError(EdgecvError):
     """Bad gate input: a missing or malformed report, reports evaluated on different data, an unknown metric or check."""
+
+
+class ReportError(EdgecvError):
+    """A run directory without a readable report.json, or a report that cannot be rendered."""

@@ -1,17 +1,25 @@
-"""Builds, writes and renders report.json. Every field is documented in docs/report-schema.md."""
+"""Builds and writes report.json (every field documented in docs/report-schema.md) and renders it
+as report.md and a self-contained report.html. No TensorFlow here; matplotlib only when drawing."""
 from __future__ import annotations
 
+import json
 import os
 import platform
+import shutil
+import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
 from edgecv import __version__
-from edgecv.fileio import human_size, write_json_atomic, write_text_atomic
+from edgecv.errors import EdgecvError, MissingExtraError, ReportError
+from edgecv.fileio import replace_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
+from edgecv.report import plots
+from edgecv.report.html import render_comparison_html, render_html
+from edgecv.report.markdown import render_comparison_markdown, render_markdown
 
 SCHEMA_VERSION = 1
-REPORT_JSON, REPORT_MD = "report.json", "report.md"
+REPORT_JSON, REPORT_MD, REPORT_HTML, REPORT_FILES = "report.json", "report.md", "report.html", "report_files"
 
 
 def _versions() -> dict:
@@ -57,55 +65,125 @@ def build_report(recipe: dict, state: dict, data: dict, student_spec: dict, teac
 
 
 def write_report(run_dir: Path, report: dict) -> None:
+    """report.json, then report.md and report.html (with report_files/) rendered from it.
+
+    report.json comes first: a run's results are never lost to a rendering problem (and
+    `edgecv report RUN_DIR` renders again). Without matplotlib the Markdown and HTML are written
+    without figures and say how to get them."""
     write_json_atomic(Path(run_dir) / REPORT_JSON, report)
-    write_text_atomic(Path(run_dir) / REPORT_MD, render_markdown(report))
+    render_report(run_dir, report, plots_required=False)
 
 
-def summary_rows(report: dict) -> list[list[str]]:
-    """artefact | format | size | top-1 | Δ vs teacher: shared by the terminal table and report.md."""
-    t = report["teacher"]
-    rows = []
-    if t["metrics"]:
-        rows.append(["teacher", "keras", human_size(t["size_bytes"]), f"{t['metrics']['top1']:.2%}", "—"])
-    for a in report["artefacts"]:
-        rows.append([a["name"], a["format"], human_size(a["size_bytes"]), f"{a['metrics']['top1']:.2%}",
-                     f"{a['delta_top1_vs_teacher'] * 100:+.2f} pt"])
-    return rows
+def render_report(out_dir: Path, report: dict, *, plots_required: bool = True) -> list[Path]:
+    """Write report.md, report.html and report_files/*.png for one run into `out_dir`.
+
+    Everything is rendered in memory first, then written atomically (the figures into a fresh
+    folder swapped in whole), so a failure leaves the earlier files as they were."""
+    out_dir = Path(out_dir)
+    images, missing = _render_plots(lambda: plots.render_all(report), plots_required)
+    links = {name: f"{REPORT_FILES}/{name}.png" for name, png in (images or {}).items() if png}
+    try:
+        md = render_markdown(report, links, missing)
+        page = render_html(report, images, missing)
+    except EdgecvError:
+        raise
+    except Exception as e:  # a report this renderer does not understand: say so in one line
+        raise ReportError(f"cannot render the report of {out_dir} ({type(e).__name__}: {e}); report.json is "
+                          f"unchanged") from e
+    _write_files(out_dir, {f"{name}.png": png for name, png in (images or {}).items() if png})
+    write_text_atomic(out_dir / REPORT_MD, md)
+    write_text_atomic(out_dir / REPORT_HTML, page)
+    return [out_dir / REPORT_MD, out_dir / REPORT_HTML]
 
 
-SUMMARY_HEADER = ["artefact", "format", "size", "top-1", "Δ vs teacher"]
+def render_comparison(runs: list[tuple[str, dict]], sources: list[str], out_dir: Path) -> list[Path]:
+    """Write a comparison of several runs (report.md, report.html, report_files/) into `out_dir`."""
+    out_dir = Path(out_dir)
+    images, missing = _render_plots(lambda: {"accuracy_vs_latency": plots.comparison_accuracy_vs_latency(runs)}, True)
+    png = images["accuracy_vs_latency"]
+    try:
+        md = render_comparison_markdown(runs, sources, f"{REPORT_FILES}/accuracy_vs_latency.png" if png else None, missing)
+        page = render_comparison_html(runs, sources, png, missing)
+    except Exception as e:
+        raise ReportError(f"cannot render the comparison ({type(e).__name__}: {e})") from e
+    _write_files(out_dir, {"accuracy_vs_latency.png": png} if png else {})
+    write_text_atomic(out_dir / REPORT_MD, md)
+    write_text_atomic(out_dir / REPORT_HTML, page)
+    return [out_dir / REPORT_MD, out_dir / REPORT_HTML]
 
 
-def render_markdown(report: dict) -> str:
-    r, d = report["recipe"], report["data"]
-    lines = [f"# edgecv report: {r['name']}", "",
-             f"Data: {d['source']} — {d['train_samples']} training / {d['test_samples']} held-out images, "
-             f"{d['num_classes']} classes. Student: {r['student']['arch']} (alpha {r['student']['alpha']}, "
-             f"{r['student']['input_size']} px). Teacher: {report['teacher']['path']} ({report['teacher']['outputs']}).", "",
-             "| " + " | ".join(SUMMARY_HEADER) + " |", "|" + "---|" * len(SUMMARY_HEADER)]
-    lines += ["| " + " | ".join(row) + " |" for row in summary_rows(report)]
-    devices = report["stages"].get("profile", {}).get("result", {}).get("devices", {})
-    if devices:
-        lines += ["", "## Per device", "", "| device | ships | top-1 | latency | how |", "|---|---|---|---|---|"]
-        for device, e in devices.items():
-            if not e["artefact"]:
-                lines.append(f"| {device} | — | — | — | {e['why']} |")
-                continue
-            latency = f"{e['latency_ms']:.3g} ms {e['latency_source']}" if e["latency_ms"] is not None else "—"
-            how = (f"p50 of {e['measured']['runs']} runs, {e['measured']['threads']} threads, {e['measured']['machine']}"
-                   if e["measured"] else e["estimated"]["calibration"] if e["estimated"] else e["why_no_latency"])
-            lines.append(f"| {device} | {e['artefact']} ({e['format']}) | {e['top1']:.2%} | {latency} | {how} |")
-    lines += ["", "## Stages", "", "| stage | status | wall time |", "|---|---|---|"]
-    for name, s in report["stages"].items():
-        wall = f"{s['wall_s']:.1f} s" if "wall_s" in s else s.get("reason", "")
-        lines.append(f"| {name} | {s['status']} | {wall} |")
-    prune = report["stages"].get("prune", {}).get("result")
-    if prune:
-        lines += ["", f"## Pruning: target {prune['target_sparsity']:.0%}, measured {prune['measured_sparsity']:.1%}", "",
-                  "| layer | params | sparsity | pruned |", "|---|---|---|---|"]
-        lines += [f"| {n} | {v['params']} | {v['sparsity']:.1%} | {'yes' if v['pruned'] else 'no (depthwise)'} |"
-                  for n, v in prune["layers"].items()]
-    env = report["environment"]
-    lines += ["", "## Environment", "", f"{env['platform']}, {env['cpu_count']} CPUs; "
-              + ", ".join(f"{k} {v}" for k, v in env["versions"].items()), ""]
-    return "\n".join(lines)
+def _render_plots(make, required: bool):
+    """(name → PNG bytes | None, None) or, without matplotlib and not `required`, ({}, why)."""
+    try:
+        return make(), None
+    except MissingExtraError as e:
+        if required:
+            raise
+        return {}, f"figures need matplotlib ({plots.INSTALL}, then `edgecv report RUN_DIR`)"
+    except EdgecvError:
+        raise
+    except Exception as e:
+        raise ReportError(f"cannot draw the report's figures ({type(e).__name__}: {e}); report.json is unchanged") from e
+
+
+def _write_files(out_dir: Path, files: dict[str, bytes]) -> None:
+    """Replace out_dir/report_files/ with exactly `files` (written into a fresh folder, then swapped in)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / REPORT_FILES
+    if not files:
+        if final.is_dir():
+            shutil.rmtree(final)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix=f".{REPORT_FILES}.", suffix=".partial", dir=out_dir))
+    try:
+        for name, data in files.items():
+            write_bytes_atomic(tmp / name, data)
+        os.chmod(tmp, 0o777 & ~_umask())
+        replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def load_report(path: Path) -> tuple[dict, Path]:
+    """(report, the folder it is in) from a run directory or a report.json path; ReportError if unusable."""
+    path = Path(path)
+    if not path.exists():
+        raise ReportError(f"{path}: no such run directory or report.json")
+    file = path / REPORT_JSON if path.is_dir() else path
+    if not file.is_file():
+        raise ReportError(f"{path} has no {REPORT_JSON}: give an `edgecv compress` run directory (a run writes it when "
+                          f"it finishes; continue an interrupted one with `edgecv compress --out {path} --resume`)")
+    try:
+        report = json.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ReportError(f"{file} is not a report.json (not UTF-8 text: {e.reason})") from e
+    except json.JSONDecodeError as e:
+        raise ReportError(f"{file} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}): "
+                          f"rerun the compress run that wrote it") from e
+    if not isinstance(report, dict) or "schema_version" not in report:
+        raise ReportError(f"{file} is not an edgecv report.json (no schema_version)")
+    if report["schema_version"] != SCHEMA_VERSION:
+        raise ReportError(f"{file} has schema_version {report['schema_version']!r}; this edgecv renders version "
+                          f"{SCHEMA_VERSION}")
+    arts = report.get("artefacts")
+    if not isinstance(arts, list) or not all(isinstance(a, dict) and "name" in a and "format" in a for a in arts):
+        raise ReportError(f"{file} is malformed: artefacts must be a list of objects with name and format")
+    for key in ("recipe", "data", "teacher", "stages", "environment"):
+        if not isinstance(report.get(key, {}), dict):
+            raise ReportError(f"{file} is malformed: {key} is not an object")
+    return report, file.parent
+
+
+def run_label(path: Path) -> str:
+    """How a run is named in a comparison: its folder, or the report file's name."""
+    path = Path(path)
+    if path.is_dir() or path.name == REPORT_JSON:
+        return (path if path.is_dir() else path.parent).resolve().name
+    return path.name.removesuffix(".json").removesuffix(".report")
