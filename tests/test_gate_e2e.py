@@ -14,27 +14,9 @@ from tests.conftest import BLOCK_TENSORFLOW, REPO, assert_user_error, run_cli
 
 pytestmark = pytest.mark.slow
 
-RECIPE = REPO / ".ci" / "gate" / "recipe.yaml"  # the CI dogfood's recipe: ~66 % top-1 in ~2 minutes
-BOTH = ["--set", "export.formats=[tflite-int8,tflite-fp32]"]
-# the learning rate typed as 0: nothing trains, the student stays at chance (and is wider: slower);
-# it needs no more epochs than the minimum to show that
-BROKEN = ["--set", "distill.learning_rate=0", "--set", "prune.learning_rate=0", "--set", "quantize.learning_rate=0",
-          "--set", "student.alpha=1.0", "--set", "distill.epochs=1", "--set", "prune.epochs=1"]
-
-
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gate")
-
-    def compress(name, *extra):
-        proc = run_cli("compress", "--recipe", RECIPE, "--out", root / name, *BOTH, *extra, cwd=REPO)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        return root / name
-
-    base = compress("base")
-    teacher = base / "stages" / "teacher" / "model.keras"
-    return {"base": base, "seed1": compress("seed1", "--teacher", teacher, "--set", "seed=1"),
-            "broken": compress("broken", "--teacher", teacher, *BROKEN), "root": root}
+def runs(recipe_runs):
+    return recipe_runs
 
 
 def gate(*args):

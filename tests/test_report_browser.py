@@ -31,11 +31,6 @@ addEventListener('load', () => {
   }
 });
 </script>"""
-# a real compress, as small as it gets (quickstart recipe, 600 images, one epoch per stage)
-TINY = ["--recipe", "quickstart", "--set", "data.max_train_samples=600", "--set", "teacher.train.epochs=1",
-        "--set", "distill.epochs=1", "--set", "prune.epochs=1", "--set", "quantize.epochs=1",
-        "--set", "quantize.calibration_samples=50", "--set", "student.alpha=0.35", "--set", "student.input_size=32",
-        "--set", "export.formats=[tflite-int8,tflite-fp32]", "--set", "profile.devices=[rpi4,pixel-4]"]
 ALL_PLOTS = ["accuracy_vs_latency", "size", "accuracy_per_stage", "confusion", "sparsity", "stage_times"]
 
 
@@ -103,16 +98,14 @@ def test_full_report_renders_every_figure_in_chromium(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("report") / "run"
-    proc = run_cli("compress", "--out", out, *TINY, cwd=REPO, timeout=1500)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return out, proc
+def tiny_run(recipe_runs):
+    """A real compress (the CI recipe's base run, shared with the gate tests) and its terminal output."""
+    return recipe_runs["base"], recipe_runs["log"]["base"]
 
 
 @pytest.mark.slow
 def test_compress_writes_report_html_that_renders_in_chromium(tiny_run, tmp_path):
-    out, proc = tiny_run
+    out, err = tiny_run
     assert (out / "report.md").is_file() and (out / "report_files" / "confusion.png").is_file()
     md = (out / "report.md").read_text()
     for name in ALL_PLOTS:
@@ -120,7 +113,6 @@ def test_compress_writes_report_html_that_renders_in_chromium(tiny_run, tmp_path
     page = assert_figures_rendered(out / "report.html", tmp_path, ALL_PLOTS)
     assert page.height > 3000
     # the terminal summary: the same table, then where the report is and what to run next
-    err = proc.stderr
     assert "Δ vs teacher" in err and "rpi4 latency" in err and "(est.)" in err and "parity" in err
     assert str(out / "report.html") in err
     int8 = out / "artefacts" / "student-int8.tflite"
@@ -130,9 +122,9 @@ def test_compress_writes_report_html_that_renders_in_chromium(tiny_run, tmp_path
 
 
 @pytest.mark.slow
-def test_comparison_of_real_runs_renders_in_chromium(tiny_run, tmp_path):
-    out, _ = tiny_run
+def test_comparison_of_real_runs_renders_in_chromium(recipe_runs, tmp_path):
     cmp = tmp_path / "cmp"
-    proc = run_cli("report", out, out / "report.json", "--out", cmp)
+    proc = run_cli("report", recipe_runs["base"], recipe_runs["seed1"] / "report.json", recipe_runs["broken"],
+                   "--out", cmp)
     assert proc.returncode == 0, proc.stderr
     assert_figures_rendered(cmp / "report.html", tmp_path, ["comparison_accuracy_vs_latency"])
