@@ -317,10 +317,13 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
     from edgecv.gate import (checks_from_recipe, load_report, render_json, render_junit, render_markdown,
                              render_table, run_gate)
     from edgecv.gate.render import details, verdict
+    from edgecv.report.report import REPORT_JSON
 
-    out = Console(width=max(Console().width, 120))  # the verdict is the output: stdout, wide enough for CI logs
+    from edgecv.report.terminal import wide
+
+    out = wide(Console())  # the verdict is the output: stdout, wide enough for a CI log
     cand = load_report(candidate)
-    candidate_file = candidate / "report.json" if candidate.is_dir() else candidate
+    candidate_file = candidate / REPORT_JSON if candidate.is_dir() else candidate
     if update_baseline and baseline.is_dir():
         raise EdgecvError(f"--update-baseline writes a file, but '{baseline}' is a directory; pass its report.json path")
     if update_baseline and not baseline.exists():

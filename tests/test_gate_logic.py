@@ -403,8 +403,9 @@ def test_latency_of_a_device_not_profiled_in_both_is_an_error():
 def test_rebench_is_used_for_host_latency_and_only_there():
     base, cand = pair(base_kw={"latency": {"host": 5.0, "rpi4": 20.0}},
                       cand_kw={"latency": {"host": 5.0, "rpi4": 21.0}})
-    rebench = {"device": "host", "baseline_ms": 10.0, "candidate_ms": 10.3, "median_ratio": 1.2, "pairs": 40,
-               "runtime": "litert 1.2", "threads": 4, "machine": "Test CPU", "source": "measured"}
+    side = {"runtime": "litert", "runtime_version": "1.2", "threads": 4}
+    rebench = {"device": "host", "baseline": {**side, "median_ms": 10.0}, "candidate": {**side, "median_ms": 10.3},
+               "median_ratio": 1.2, "pairs": 40, "machine": "Test CPU", "source": "measured"}
     result = run_gate(base, cand, ["latency.host max-increase 10%", "latency.host max-increase 2ms",
                                    "latency.host <= 10ms", "latency.rpi4 max-increase 10%"], rebench=rebench)
     rel, absolute, le, rpi4 = result.checks

@@ -162,17 +162,16 @@ def _pick_artefacts(reports: dict, wanted: str | None, notes: list[str]) -> dict
 
 
 def _validated_rebench(rebench) -> dict | None:
-    """The flat rebench dict; `bench_interleaved`'s output (per-side facts nested) is flattened."""
+    """`bench_interleaved`'s result, with each side's median as `baseline_ms` / `candidate_ms`."""
     if rebench is None:
         return None
-    if isinstance(rebench, dict) and isinstance(rebench.get("baseline"), dict):
-        first = rebench["baseline"]
-        rebench = {"runtime": " ".join(str(first[k]) for k in ("runtime", "runtime_version") if first.get(k)),
-                   "threads": first.get("threads"), **rebench,
-                   **{f"{side}_ms": rebench[side].get("median_ms") for side in SIDES
-                      if isinstance(rebench.get(side), dict)}}
-    missing = [k for k in _REBENCH_KEYS if not isinstance(rebench, dict) or rebench.get(k) is None]
-    if missing or not rebench["median_ratio"] > 0:
+    sides = [rebench.get(side) if isinstance(rebench, dict) else None for side in SIDES]
+    if not all(isinstance(s, dict) for s in sides):
+        raise GateError("malformed rebench result (needs bench_interleaved's baseline and candidate medians)")
+    first = sides[0]
+    rebench = {**rebench, "runtime": " ".join(str(first[k]) for k in ("runtime", "runtime_version") if first.get(k)),
+               "threads": first.get("threads"), **{f"{side}_ms": s.get("median_ms") for side, s in zip(SIDES, sides)}}
+    if any(rebench.get(k) is None for k in _REBENCH_KEYS) or not rebench["median_ratio"] > 0:
         raise GateError(f"malformed rebench result (needs {', '.join(_REBENCH_KEYS)}, median_ratio > 0)")
     return rebench
 
