@@ -30,7 +30,37 @@ def small_cnn(input_shape, num_classes: int):
     return K.Model(inputs, K.layers.Dense(num_classes, name="logits")(x), name="teacher_small_cnn")
 
 
-TEACHER_ARCHS = {"small_cnn": small_cnn}
+def _basic_block(K, x, filters: int, stride: int, name: str):
+    """ResNet basic block (two 3x3 convs), projection shortcut where the shape changes."""
+    shortcut = x
+    y = K.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    y = K.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn1")(y)
+    y = K.layers.ReLU(name=f"{name}_relu1")(y)
+    y = K.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    y = K.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn2")(y)
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = K.layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
+        shortcut = K.layers.BatchNormalization(momentum=0.9, name=f"{name}_proj_bn")(shortcut)
+    return K.layers.ReLU(name=f"{name}_out")(K.layers.Add(name=f"{name}_add")([shortcut, y]))
+
+
+def resnet(input_shape, num_classes: int):
+    """A ResNet-style CNN for small images: a 32-channel stem, then one basic block per stage of
+    64, 128, 256 and 512 channels at 1/2 to 1/16 of the input size (ResNet-18's widths, one block
+    each; 4.9 M parameters, ~50 M MACs at 28x28). The benchmarks' reference teacher: big enough
+    to be worth compressing, cheap enough to train on 2 CPU cores (no block at full resolution)."""
+    K = keras()
+    inputs = K.Input(input_shape, name="image")
+    x = K.layers.Conv2D(32, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = K.layers.ReLU(name="stem_relu")(K.layers.BatchNormalization(momentum=0.9, name="stem_bn")(x))
+    for i, (filters, stride) in enumerate(((64, 2), (128, 2), (256, 2), (512, 2))):
+        x = _basic_block(K, x, filters, stride, name=f"block{i}")
+    x = K.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = K.layers.Dropout(0.3, name="dropout")(x)
+    return K.Model(inputs, K.layers.Dense(num_classes, name="logits")(x), name="teacher_resnet")
+
+
+TEACHER_ARCHS = {"small_cnn": small_cnn, "resnet": resnet}
 
 
 @dataclass
