@@ -1,0 +1,243 @@
+"""edgecv against doing it by hand, on the full Fashion-MNIST, in one run on one machine.
+
+    python -m benchmarks.run            # the full benchmark: about an hour on 2 cores
+    python -m benchmarks.run --quick    # a smoke check of the same steps: under 10 minutes
+
+1. Trains the reference teacher (a ResNet-style CNN, edgecv's `resnet` teacher arch, 2.4 M
+   parameters, 28x28x1 input, pixels / 255, seed 0), or reuses it from benchmarks/.cache.
+2. The by-hand baselines (benchmarks/baselines.py): the teacher's float TFLite, TFLite
+   post-training full-int8 of the teacher, and stock tfmot `quantize_model` QAT of the teacher.
+3. edgecv: `edgecv compress` with the mobilenetv2-int8, mobilenetv3-small-int8 and
+   efficientnet-lite0-int8 recipes (distill -> prune 50 % -> INT8 QAT -> export), students at 32x32.
+4. Then, in this process, for every .tflite: top-1 on the 10,000 test images, file size raw and
+   gzipped, host latency p50 at 1 and 2 threads (`edgecv bench`'s code), the estimated latency on
+   rpi4 and pixel-4 (`edgecv profile`'s estimator), and the wall time of the pipeline that made it.
+   Separately: INT8 vs FP32 TFLite MobileNetV2 1.0 at 224x224 (random weights), p50 at 1 and 2 threads.
+
+Every training and conversion step is its own process, measured by wall clock. Latencies are taken
+after all training, one model at a time, on an otherwise idle machine. Writes
+benchmarks/results/<name>.json (fashion-mnist or fashion-mnist-quick); the full run also
+regenerates the FASHION-MNIST section of BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import baselines
+from benchmarks.comparison import markdown, targets
+from benchmarks.sections import replace_section
+from edgecv.fileio import gzip_size, write_json_atomic
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+THREADS = (1, 2)
+DEVICES = ("rpi4", "pixel-4")
+STUDENT_INPUT = 32
+
+
+@dataclass
+class Settings:
+    name: str
+    teacher_epochs: int
+    teacher_train_samples: int | None  # None: all 60,000
+    qat_epochs: int
+    train_samples: int | None  # for the baselines' QAT and every edgecv recipe
+    students: dict  # recipe -> --set overrides
+    bench_seconds: float | None  # None: edgecv bench's default stopping rule (>= 100 runs and >= 5 s)
+    common: dict = field(default_factory=lambda: {"student.input_size": STUDENT_INPUT, "teacher.normalization": "unit"})
+
+
+FULL = Settings(
+    name="fashion-mnist", teacher_epochs=4, teacher_train_samples=None, qat_epochs=1, train_samples=None,
+    # Epochs sized so the whole run fits in about an hour on 2 cores. An EfficientNet-Lite0 epoch
+    # at 32 px costs 5x a MobileNetV2-0.5 one, so it trains on a third of the images instead of
+    # seeing all of them once: more passes over fewer images distill better in the same time.
+    students={
+        "mobilenetv2-int8": {"student.alpha": 0.5, "distill.epochs": 8, "prune.epochs": 1, "quantize.epochs": 1},
+        "mobilenetv3-small-int8": {"distill.epochs": 6, "prune.epochs": 1, "quantize.epochs": 1},
+        "efficientnet-lite0-int8": {"distill.epochs": 3, "prune.epochs": 1, "quantize.epochs": 1,
+                                    "data.max_train_samples": 20000},
+    },
+    bench_seconds=None)
+
+QUICK = Settings(
+    name="fashion-mnist-quick", teacher_epochs=1, teacher_train_samples=5000, qat_epochs=1, train_samples=1500,
+    students={r: {**s, "distill.epochs": 1, "prune.epochs": 1, "quantize.epochs": 1} for r, s in FULL.students.items()},
+    bench_seconds=1.0)
+
+
+def step(label: str, argv: list[str]) -> float:
+    """Run one pipeline as its own process (output shown as it goes); returns its wall time."""
+    print(f"\n== {label}\n$ {shlex.join(argv)}", flush=True)
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark step '{label}' failed (exit {proc.returncode}); its output is above")
+    return round(time.perf_counter() - start, 1)
+
+
+def python_m(module: str, *args) -> list[str]:
+    return [sys.executable, "-m", module, *map(str, args)]
+
+
+def teacher(s: Settings, cache: Path) -> tuple[Path, dict]:
+    """The cached reference teacher, trained first if missing; with how and when it was trained."""
+    import hashlib
+    import inspect
+
+    from edgecv.models import teacher as teachers
+
+    # a changed architecture or training step must not reuse an old teacher
+    code = "".join(inspect.getsource(f) for f in (teachers.resnet, teachers._basic_block, baselines.train_teacher))
+    subset = f"n{s.teacher_train_samples}" if s.teacher_train_samples else "all"
+    path = cache / f"teacher-resnet-e{s.teacher_epochs}-{subset}-{hashlib.sha256(code.encode()).hexdigest()[:8]}.keras"
+    meta_path = path.with_suffix(".json")
+    if path.is_file() and meta_path.is_file():
+        return path, {**json.loads(meta_path.read_text()), "cached": True}
+    extra = ["--train-samples", s.teacher_train_samples] if s.teacher_train_samples else []
+    wall = step("reference teacher (ResNet-style CNN)",
+                python_m("benchmarks.baselines", "teacher", "--out", path, "--epochs", s.teacher_epochs, *extra))
+    meta = {"arch": "resnet", "epochs": s.teacher_epochs, "train_samples": s.teacher_train_samples or 60000,
+            "wall_s": wall, "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    write_json_atomic(meta_path, meta)
+    return path, {**meta, "cached": False}
+
+
+def run_pipelines(s: Settings, cache: Path) -> tuple[dict, list[dict]]:
+    """Every pipeline; returns the teacher's facts and one entry per .tflite to measure."""
+    work = cache / s.name
+    work.mkdir(parents=True, exist_ok=True)
+    teacher_path, teacher_meta = teacher(s, cache)
+    files = []
+    subset = ["--train-samples", s.train_samples] if s.train_samples else []
+    for kind, label, extra in (("fp32", "teacher FP32 TFLite (TFLiteConverter)", []),
+                               ("ptq", "by hand: TFLite post-training full-int8 of the teacher", []),
+                               ("qat", "by hand: tfmot quantize_model QAT of the teacher",
+                                ["--epochs", s.qat_epochs, *subset])):
+        out = work / f"teacher-{kind}.tflite"
+        wall = step(label, python_m("benchmarks.baselines", kind, "--teacher", teacher_path, "--out", out, *extra))
+        files.append({"name": {"fp32": "teacher", "ptq": "by-hand PTQ", "qat": "by-hand tfmot QAT"}[kind],
+                      "pipeline": label, "precision": "fp32" if kind == "fp32" else "int8", "path": out, "wall_s": wall})
+    for recipe, overrides in s.students.items():
+        run_dir = work / "runs" / recipe
+        sets = {**s.common, **overrides, **({"data.max_train_samples": s.train_samples} if s.train_samples else {})}
+        argv = python_m("edgecv", "compress", "-r", recipe, "-t", teacher_path, "-d", "fashion-mnist", "-o", run_dir,
+                        "--force", *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")])
+        wall = step(f"edgecv {recipe}", argv)
+        report = json.loads((run_dir / "report.json").read_text())
+        top1 = {a["name"]: a["metrics"]["top1"] for a in report["artefacts"]}
+        command = "edgecv " + shlex.join(argv[3:]).replace(str(teacher_path), "TEACHER").replace(str(run_dir), "RUN")
+        for name, precision in (("student-fp32.tflite", "fp32"), ("student-int8.tflite", "int8")):
+            files.append({"name": f"{recipe} {precision}", "recipe": recipe, "pipeline": command, "precision": precision,
+                          "path": run_dir / "artefacts" / name, "wall_s": wall,
+                          "student": report["recipe"]["student"]["arch"],
+                          "float_top1_distilled": top1.get("student-float"),
+                          "sparsity": report["stages"]["prune"]["result"]["measured_sparsity"]})
+    return {**teacher_meta, "path": str(teacher_path)}, files
+
+
+def top1(path: Path, spec) -> float:
+    """Top-1 on the 10,000 Fashion-MNIST test images; the spec of edgecv artefacts is in their metadata."""
+    from edgecv.data import PreprocessSpec, load_eval_set
+    from edgecv.runtime import load_metadata, open_runner
+
+    runner = open_runner(path, 2)
+    try:
+        spec = PreprocessSpec.from_dict(load_metadata(path, runner)["preprocessing"])
+    except Exception:  # the by-hand files carry no metadata: they use the teacher's preprocessing
+        pass
+    ds = load_eval_set("fashion-mnist", max(spec.height, spec.width))
+    return float(np.mean(runner.run_batched(spec.apply(ds.x_test), 256).argmax(1) == ds.y_test))
+
+
+def latency(path: Path, seconds: float | None) -> dict:
+    """Measured host p50 per thread count and the estimate for each target device."""
+    from edgecv.devices import load_profile
+    from edgecv.measure.bench import bench_artefact
+    from edgecv.measure.estimate import estimate_for_device, load_calibration
+    from edgecv.measure.tflite_graph import read_tflite_graph
+
+    bench = bench_artefact(path, threads=list(THREADS), duration=seconds)
+    graph, calibration = read_tflite_graph(path), load_calibration()
+    estimated = {}
+    for device in DEVICES:
+        e = estimate_for_device(graph, load_profile(device), calibration)
+        estimated[device] = {"source": "estimated", "ms": round(e["ms"], 3), "threads": e["threads"],
+                             "runtime": e["runtime"]}
+    return {"host": {str(r["threads"]): {"source": "measured", "p50_ms": round(r["p50_ms"], 4),
+                                         "p90_ms": round(r["p90_ms"], 4), "runs": r["runs"]} for r in bench["results"]},
+            "runtime": f"{bench['artefact']['runtime']} {bench['artefact']['runtime_version']}",
+            "stop_rule": bench["settings"]["default_stop"] or f"{seconds:g} s per thread count",
+            "estimated": estimated, "macs": graph.total_macs}
+
+
+def measure(files: list[dict], s: Settings) -> list[dict]:
+    from edgecv.progress import track
+
+    rows = []
+    for f in track(files, "top-1", label=lambda f: f["name"]):
+        path = Path(f["path"])
+        rows.append({**f, "path": str(path), "size_bytes": path.stat().st_size, "gzip_bytes": gzip_size(path),
+                     "top1": round(top1(path, baselines.SPEC), 4)})
+    for row in track(rows, "latency", label=lambda r: r["name"]):  # after every accuracy run: nothing else running
+        row["latency"] = latency(Path(row["path"]), s.bench_seconds)
+    return rows
+
+
+def machine_and_versions() -> dict:
+    from edgecv.devices.host import machine_facts
+    from edgecv.report.report import environment
+
+    facts = machine_facts()
+    return {"machine": {k: facts.get(k) for k in ("cpu_model", "arch", "cores_logical", "cores_physical", "isa", "memory_gb", "os")},
+            "environment": environment(), "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def int8_speedup(cache: Path, seconds: float | None) -> dict:
+    """INT8 vs FP32 TFLite of MobileNetV2 1.0 at 224x224 (random weights: speed does not depend on them)."""
+    from benchmarks.estimator_accuracy import tflite_files
+    from edgecv.measure.bench import bench_artefact
+
+    files = tflite_files("mobilenet_v2_1.0", 224, cache / "estimator")  # shared with benchmarks.estimator_accuracy
+    p50 = {precision: {r["threads"]: r for r in bench_artefact(path, threads=list(THREADS), duration=seconds)["results"]}
+           for precision, path in files.items()}
+    return {"model": "keras.applications MobileNetV2 1.0, 224x224x3, 1000 classes, random weights",
+            "rows": [{"threads": t, "fp32_p50_ms": round(p50["fp32"][t]["p50_ms"], 3), "fp32_runs": p50["fp32"][t]["runs"],
+                      "int8_p50_ms": round(p50["int8"][t]["p50_ms"], 3), "int8_runs": p50["int8"][t]["runs"],
+                      "speedup": round(p50["fp32"][t]["p50_ms"] / p50["int8"][t]["p50_ms"], 2)} for t in THREADS]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke check: small training subsets, 1 epoch each")
+    parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / ".cache",
+                        help="where the teacher, the runs and the converted files live")
+    args = parser.parse_args()
+    s = QUICK if args.quick else FULL
+    started = time.perf_counter()
+    teacher_meta, files = run_pipelines(s, args.cache)
+    rows = measure(files, s)
+    result = {"name": s.name, "settings": asdict(s), "command": "python -m benchmarks.run" + (" --quick" if args.quick else ""),
+              "teacher": teacher_meta, "results": rows, "int8_vs_fp32_224": int8_speedup(args.cache, s.bench_seconds)}
+    result.update(machine_and_versions(), total_wall_s=round(time.perf_counter() - started, 1))
+    result["targets"] = targets(result)
+    write_json_atomic(RESULTS / f"{s.name}.json", result)
+    text = markdown(result)
+    if not args.quick:
+        replace_section(BENCHMARKS_MD, "FASHION-MNIST", text, "edgecv vs by hand on Fashion-MNIST")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

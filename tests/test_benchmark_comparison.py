@@ -1,0 +1,73 @@
+"""The verdicts of `python -m benchmarks.run` (benchmarks/comparison.py), on hand-made results."""
+from benchmarks.comparison import best_student, markdown, targets
+
+
+def _row(name, precision, top1, size, p50_1, p50_2, recipe=None):
+    row = {"name": name, "precision": precision, "top1": top1, "size_bytes": size, "gzip_bytes": size // 2,
+           "wall_s": 90.0, "pipeline": f"made {name}",
+           "latency": {"host": {"1": {"source": "measured", "p50_ms": p50_1, "runs": 500},
+                                "2": {"source": "measured", "p50_ms": p50_2, "runs": 800}},
+                       "runtime": "ai_edge_litert 2.3.0", "stop_rule": ">= 100 runs and >= 5 s",
+                       "estimated": {"rpi4": {"source": "estimated", "ms": 9.0, "threads": 4, "runtime": "litert"}}}}
+    if recipe:
+        row.update(recipe=recipe, pipeline=f"edgecv compress -r {recipe}")
+    return row
+
+
+def _result(student_int8_top1=0.9300, student_size=921_600, speedups=(2.3, 2.1)):
+    rows = [_row("teacher", "fp32", 0.9340, 19_600_000, 1.30, 0.80),
+            _row("by-hand PTQ", "int8", 0.9295, 4_900_000, 0.32, 0.20),
+            _row("by-hand tfmot QAT", "int8", 0.9335, 4_900_000, 0.32, 0.20),
+            _row("small fp32", "fp32", 0.9310, 2_700_000, 0.21, 0.15, recipe="small"),
+            _row("small int8", "int8", student_int8_top1, student_size, 0.13, 0.09, recipe="small"),
+            _row("big fp32", "fp32", 0.9000, 5_800_000, 0.19, 0.14, recipe="big"),
+            _row("big int8", "int8", 0.8990, 1_700_000, 0.35, 0.30, recipe="big")]
+    return {"name": "fashion-mnist", "command": "python -m benchmarks.run", "results": rows,
+            "settings": {"train_samples": None, "common": {"student.input_size": 32}},
+            "teacher": {"epochs": 4, "train_samples": 60000, "cached": False, "wall_s": 600.0},
+            "int8_vs_fp32_224": {"model": "MobileNetV2", "rows": [
+                {"threads": t, "fp32_p50_ms": 3.0 * s, "fp32_runs": 100, "int8_p50_ms": 3.0, "int8_runs": 200, "speedup": s}
+                for t, s in zip((1, 2), speedups)]},
+            "machine": {"cpu_model": "AMD EPYC", "cores_logical": 2, "memory_gb": 23.5, "os": "Debian"},
+            "environment": {"versions": {"edgecv": "0.1.0"}}, "measured_at": "2026-11-21T10:00:00+00:00",
+            "total_wall_s": 3500.0}
+
+
+def _verdicts(result):
+    return {t["target"].split(":")[0]: t["passed"] for t in targets(result)}
+
+
+def test_best_student_is_the_most_accurate_int8_one():
+    assert best_student(_result())["name"] == "small int8"
+
+
+def test_all_targets_met():
+    verdicts = _verdicts(_result())
+    assert all(verdicts.values()), verdicts
+    assert len(verdicts) == 6
+
+
+def test_each_target_can_be_missed():
+    # 0.7 pt below the teacher, 0.4 pt below its float student and below PTQ; its file 1/9 of the teacher's
+    verdicts = _verdicts(_result(student_int8_top1=0.9270, student_size=2_200_000, speedups=(2.3, 1.9)))
+    assert not verdicts["best INT8 student top-1 ≥ teacher − 0.5 pt"]
+    assert not verdicts["its file ≤ 1/10 of the teacher's FP32 TFLite"]
+    assert not verdicts["QAT INT8 vs its float student (the pruned float model QAT started from)"]
+    assert not verdicts["INT8 vs FP32 MobileNetV2 1.0 @224"]
+    assert not verdicts["best student beats the by-hand PTQ of the teacher on size and latency at equal or better top-1"]
+    assert verdicts["its host latency ≤ 1/5 of the teacher's FP32 at equal threads"]
+
+
+def test_exactly_half_a_point_is_within_the_target():
+    verdicts = _verdicts(_result(student_int8_top1=0.9290))  # teacher 93.40 %: -0.50 pt
+    assert verdicts["best INT8 student top-1 ≥ teacher − 0.5 pt"]
+
+
+def test_markdown_says_measured_and_estimated_and_shows_every_row():
+    text = markdown({**_result(), "targets": targets(_result())})
+    assert "**measured**" in text and "**estimated**" in text
+    for name in ("teacher", "by-hand PTQ", "by-hand tfmot QAT", "small int8", "big fp32"):
+        assert f"| {name} |" in text
+    assert "| small int8 | int8 | 93.00% | -0.40 pt | 900 KB |" in text
+    assert "0.13 (500)" in text  # p50 with its number of runs
+    assert "✗" not in text
