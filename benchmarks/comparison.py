@@ -86,7 +86,7 @@ def markdown(result: dict) -> str:
         f"Data: Fashion-MNIST from Debian's `dataset-fashion-mnist`, 60,000 training images"
         f"{'' if not result['settings']['train_samples'] else ' (' + str(result['settings']['train_samples']) + ' for QAT and edgecv)'}"
         f", top-1 on all 10,000 test images. Teacher: edgecv's `resnet` arch (ResNet-style, 28×28×1, pixels / 255, "
-        f"seed 0), {t['epochs']} epochs on {t['train_samples']:,} images, {trained}. Students at "
+        f"seed 0), {t['epochs']} epoch{'s' * (t['epochs'] != 1)} on {t['train_samples']:,} images, {trained}. Students at "
         f"{result['settings']['common']['student.input_size']}×{result['settings']['common']['student.input_size']}, "
         "50 % pruned, INT8 QAT; the FP32 row of a student is its pruned float model, the model its QAT started from.",
         "",

@@ -17,7 +17,7 @@
 Every training and conversion step is its own process, measured by wall clock. Latencies are taken
 after all training, one model at a time, on an otherwise idle machine. Writes
 benchmarks/results/<name>.json (fashion-mnist or fashion-mnist-quick); the full run also
-regenerates the FASHION-MNIST section of BENCHMARKS.md.
+regenerates the FASHION-MNIST section of BENCHMARKS.md (`--render RESULT_JSON` redoes only that).
 """
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ def latency(path: Path, seconds: float | None) -> dict:
                              "runtime": e["runtime"]}
     return {"host": {str(r["threads"]): {"source": "measured", "p50_ms": round(r["p50_ms"], 4),
                                          "p90_ms": round(r["p90_ms"], 4), "runs": r["runs"]} for r in bench["results"]},
-            "runtime": f"{bench['artefact']['runtime']} {bench['artefact']['runtime_version']}",
+            "runtime": bench["artefact"]["runtime_version"],  # e.g. "ai-edge-litert 2.3.0"
             "stop_rule": bench["settings"]["default_stop"] or f"{seconds:g} s per thread count",
             "estimated": estimated, "macs": graph.total_macs}
 
@@ -223,7 +223,11 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smoke check: small training subsets, 1 epoch each")
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / ".cache",
                         help="where the teacher, the runs and the converted files live")
+    parser.add_argument("--render", type=Path, metavar="RESULT_JSON",
+                        help="only rewrite BENCHMARKS.md from an earlier run's results/<name>.json")
     args = parser.parse_args()
+    if args.render:
+        return publish(json.loads(args.render.read_text()))
     s = QUICK if args.quick else FULL
     started = time.perf_counter()
     teacher_meta, files = run_pipelines(s, args.cache)
@@ -233,8 +237,13 @@ def main():
     result.update(machine_and_versions(), total_wall_s=round(time.perf_counter() - started, 1))
     result["targets"] = targets(result)
     write_json_atomic(RESULTS / f"{s.name}.json", result)
+    publish(result)
+
+
+def publish(result: dict) -> None:
+    """Print the tables; a full run's also go into BENCHMARKS.md (a smoke check never overwrites them)."""
     text = markdown(result)
-    if not args.quick:
+    if result["name"] == FULL.name:
         replace_section(BENCHMARKS_MD, "FASHION-MNIST", text, "edgecv vs by hand on Fashion-MNIST")
     print(text)
 
