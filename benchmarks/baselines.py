@@ -34,6 +34,11 @@ def training_images(train_samples: int | None) -> tuple[np.ndarray, np.ndarray]:
     return SPEC.apply(ds.x_train[keep]), ds.y_train[keep]
 
 
+def random_sample(x: np.ndarray, n: int) -> np.ndarray:
+    """n images drawn at random (seeded): how a user picks representative images."""
+    return x[np.random.default_rng(SEED).permutation(len(x))[:n]]
+
+
 def train_teacher(out: Path, epochs: int, train_samples: int | None) -> None:
     from edgecv.compress.training import fit, save_model
     from edgecv.models.teacher import TEACHER_ARCHS
@@ -71,7 +76,7 @@ def quantization_aware_training(teacher, out: Path, epochs: int, train_samples: 
               loss=keras().losses.SparseCategoricalCrossentropy(from_logits=True), epochs=epochs,
               batch_size=128, learning_rate=1e-4, seed=SEED, description="tfmot QAT")
     # TF 2.21 still wants a representative dataset for int8 input/output, even from a QAT model
-    convert(qat, out, x[np.random.default_rng(SEED).permutation(len(x))[:100]])
+    convert(qat, out, random_sample(x, 100))
 
 
 def main():
@@ -92,7 +97,7 @@ def main():
         convert(teacher, args.out, None)
     elif args.step == "ptq":
         x, _ = training_images(None)
-        convert(teacher, args.out, x[np.random.default_rng(SEED).permutation(len(x))[: args.calibration]])
+        convert(teacher, args.out, random_sample(x, args.calibration))
     else:
         quantization_aware_training(teacher, args.out, args.epochs, args.train_samples)
 

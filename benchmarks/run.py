@@ -3,7 +3,7 @@
     python -m benchmarks.run            # the full benchmark: about an hour on 2 cores
     python -m benchmarks.run --quick    # a smoke check of the same steps, two of the three students
 
-1. Trains the reference teacher (a ResNet-style CNN, edgecv's `resnet` teacher arch, 2.4 M
+1. Trains the reference teacher (a ResNet-style CNN, edgecv's `resnet` teacher arch, 4.9 M
    parameters, 28x28x1 input, pixels / 255, seed 0), or reuses it from benchmarks/.cache.
 2. The by-hand baselines (benchmarks/baselines.py): the teacher's float TFLite, TFLite
    post-training full-int8 of the teacher, and stock tfmot `quantize_model` QAT of the teacher.
@@ -153,12 +153,13 @@ def run_pipelines(s: Settings, cache: Path) -> tuple[dict, list[dict]]:
 def top1(path: Path, spec) -> float:
     """Top-1 on the 10,000 Fashion-MNIST test images; the spec of edgecv artefacts is in their metadata."""
     from edgecv.data import PreprocessSpec, load_eval_set
+    from edgecv.errors import ModelError
     from edgecv.runtime import load_metadata, open_runner
 
     runner = open_runner(path, 2)
     try:
         spec = PreprocessSpec.from_dict(load_metadata(path, runner)["preprocessing"])
-    except Exception:  # the by-hand files carry no metadata: they use the teacher's preprocessing
+    except ModelError:  # the by-hand files carry no metadata: they use the teacher's preprocessing
         pass
     ds = load_eval_set("fashion-mnist", max(spec.height, spec.width))
     return float(np.mean(runner.run_batched(spec.apply(ds.x_test), 256).argmax(1) == ds.y_test))
@@ -166,23 +167,19 @@ def top1(path: Path, spec) -> float:
 
 def latency(path: Path, seconds: float | None) -> dict:
     """Measured host p50 per thread count and the estimate for each target device."""
-    from edgecv.devices import load_profile
     from edgecv.measure.bench import bench_artefact
-    from edgecv.measure.estimate import estimate_for_device, load_calibration
-    from edgecv.measure.tflite_graph import read_tflite_graph
+    from edgecv.measure.profile import profile_artefact
 
     bench = bench_artefact(path, threads=list(THREADS), duration=seconds)
-    graph, calibration = read_tflite_graph(path), load_calibration()
-    estimated = {}
-    for device in DEVICES:
-        e = estimate_for_device(graph, load_profile(device), calibration)
-        estimated[device] = {"source": "estimated", "ms": round(e["ms"], 3), "threads": e["threads"],
-                             "runtime": e["runtime"]}
+    profile = profile_artefact(path, list(DEVICES))  # `edgecv profile`: the estimates
+    estimated = {d["device"]: {"source": "estimated", "ms": round(d["estimated"]["ms"], 3),
+                               "threads": d["estimated"]["threads"], "runtime": d["estimated"]["runtime"]}
+                 for d in profile["devices"]}
     return {"host": {str(r["threads"]): {"source": "measured", "p50_ms": round(r["p50_ms"], 4),
                                          "p90_ms": round(r["p90_ms"], 4), "runs": r["runs"]} for r in bench["results"]},
             "runtime": bench["artefact"]["runtime_version"],  # e.g. "ai-edge-litert 2.3.0"
             "stop_rule": bench["settings"]["default_stop"] or f"{seconds:g} s per thread count",
-            "estimated": estimated, "macs": graph.total_macs}
+            "estimated": estimated, "macs": profile["graph"]["macs"]}
 
 
 def measure(files: list[dict], s: Settings) -> list[dict]:
