@@ -1,14 +1,15 @@
 """Compatibility matrix: every student (and keras.applications models as user-supplied
 students) through prune 50% -> pruning-preserving QAT -> full-int8 TFLite -> LiteRT.
 
-    python -m benchmarks.compat_matrix [--only NAME ...] [--train N] [--float-epochs E]
+    python -m benchmarks.compat_matrix [--only NAME ...] [--train N]
+                                       [--float-epochs E] [--prune-epochs P] [--qat-epochs Q]
 
 Writes benchmarks/results/compat_matrix.json and the table between the COMPAT markers in README.md.
 Data: the shipped Fashion-MNIST sample at 32x32 (4,000 training images by default); 4 float +
-1 prune + 1 QAT epoch from scratch, every stage distilled from one small_cnn teacher: enough for
-the models to be far above chance, so agreement between QAT model and int8 file (on 500 held-out
-images) means something; not enough to make them good. keras.applications models are also loaded
-as teachers (the teacher column).
+1 prune (50 % at once) + 1 QAT epoch from scratch (more where a row says so), every stage
+distilled from one small_cnn teacher: enough for the models to be far above chance, so agreement
+between QAT model and int8 file (on 500 held-out images) means something; not enough to make them
+good. keras.applications models are also loaded as teachers (the teacher column).
 """
 from __future__ import annotations
 
@@ -84,7 +85,8 @@ def train_teacher(x_train, y_train, x_test, y_test, num_classes: int):
     return teacher.predict(x_train, verbose=0), top1
 
 
-def run(only: list[str], n_train: int, float_epochs: int, on_row=lambda rows: None) -> list[dict]:
+def run(only: list[str], n_train: int, float_epochs: int, prune_epochs: int = 1, qat_epochs: int = 1,
+        on_row=lambda rows: None) -> list[dict]:
     from edgecv.compress.compat import check_model
 
     ds = load_dataset("fashion-mnist-mini")
@@ -102,14 +104,16 @@ def run(only: list[str], n_train: int, float_epochs: int, on_row=lambda rows: No
                 continue
             print(f"== {name}", flush=True)
             row = {"model": name, "input": f"{INPUT}x{INPUT}x{channels}", "float_epochs": float_epochs,
-                   "training": f"{n_train} images, {float_epochs} float + 1 prune + 1 QAT epochs, distilled from "
+                   "prune_epochs": prune_epochs, "qat_epochs": qat_epochs,
+                   "training": f"{n_train} images, {float_epochs} float + {prune_epochs} prune + {qat_epochs} QAT epochs, distilled from "
                                f"small_cnn (top-1 {teacher_top1:.1%})"}
             try:
                 with tempfile.TemporaryDirectory() as tmp:
                     if name.startswith("keras.applications"):
                         row["as_teacher"] = teacher_check(build(raw=True), Path(tmp), ds.x_train.shape[1:], ds.num_classes)
                     row.update(check_model(build, x_train, ds.y_train[train], x_test, Path(tmp), y_test=ds.y_test[:500],
-                                           teacher_logits=teacher_logits, float_epochs=float_epochs, batch_size=64),
+                                           teacher_logits=teacher_logits, float_epochs=float_epochs,
+                                           prune_epochs=prune_epochs, qat_epochs=qat_epochs, batch_size=64),
                                ok=True)
             except EdgecvError as e:
                 row.update(ok=False, error=str(e))
@@ -123,12 +127,12 @@ def run(only: list[str], n_train: int, float_epochs: int, on_row=lambda rows: No
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| model | input | float epochs | fully int8 | sparsity (pruned → int8 file) | int8 vs QAT top-1 agreement | "
+    lines = ["| model | input | epochs float / prune / QAT | fully int8 | sparsity (pruned → int8 file) | int8 vs QAT top-1 agreement | "
              "top-1 float → int8 | int8 size | as teacher | result |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         teacher = r.get("as_teacher", "—")
-        epochs = r.get("float_epochs") or re.search(r"(\d+) float", r["training"]).group(1)
+        epochs = " / ".join(re.search(r"(\d+) float \+ (\d+) prune \+ (\d+) QAT", r["training"]).groups())
         if r["ok"]:
             passed = r["fully_int8"] and r["int8_agreement"] >= 0.98 and abs(r["sparsity_int8_tflite"] - 0.5) <= 0.01
             top1 = f"{r['float_top1']:.1%} → {r['int8_top1']:.1%}" if "int8_top1" in r else "—"
@@ -147,9 +151,12 @@ def main():
     parser.add_argument("--only", nargs="*", default=[], help="substrings of model names to run")
     parser.add_argument("--train", type=int, default=4000, help="training images (of the 4,000 shipped)")
     parser.add_argument("--float-epochs", type=int, default=4)
+    parser.add_argument("--prune-epochs", type=int, default=1)
+    parser.add_argument("--qat-epochs", type=int, default=1)
     args = parser.parse_args()
     previous = json.loads(RESULTS.read_text()) if args.only and RESULTS.is_file() else []
-    rows = run(args.only, args.train, args.float_epochs, on_row=lambda rows: publish(previous, rows))
+    rows = run(args.only, args.train, args.float_epochs, args.prune_epochs, args.qat_epochs,
+               on_row=lambda rows: publish(previous, rows))
     print(markdown(publish(previous, rows)))
 
 
