@@ -104,7 +104,6 @@ def run(only: list[str], n_train: int, float_epochs: int, prune_epochs: int = 1,
                 continue
             print(f"== {name}", flush=True)
             row = {"model": name, "input": f"{INPUT}x{INPUT}x{channels}", "float_epochs": float_epochs,
-                   "prune_epochs": prune_epochs, "qat_epochs": qat_epochs,
                    "training": f"{n_train} images, {float_epochs} float + {prune_epochs} prune + {qat_epochs} QAT "
                                f"epochs, distilled from small_cnn (top-1 {teacher_top1:.1%})"}
             try:
