@@ -5,6 +5,7 @@ Pure Python (no TensorFlow) so `edgecv recipes validate` runs anywhere.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -33,14 +34,22 @@ class Field:
     parse: Callable[[Any], Any] | None = None  # validates each value (each item of a list); raises EdgecvError
 
 
+# Upper bounds no real run comes near: they catch a typo (an extra zero, 1e23) before hours of training.
+MAX_SEED = 2**31 - 1  # TensorFlow and NumPy both take it
+MAX_EPOCHS = 10_000
+MAX_BATCH = 65_536
+MAX_LR = 1.0  # Adam diverges long before
+MAX_IMAGES = 100_000_000
+MAX_CALIBRATION = 100_000  # the converter's representative dataset; a few hundred suffice
+
 SCHEMA: dict = {
     "name": Field("str", "recipe", "short name, used for the default run directory"),
     "description": Field("str", "", "one line on what this recipe is for"),
-    "seed": Field("int", 0, "seed for splits, initialisation and shuffling", min=0),
+    "seed": Field("int", 0, "seed for splits, initialisation and shuffling", min=0, max=MAX_SEED),
     "data": {
         "source": Field("str", "fashion-mnist-mini", "image folder, .npz, fashion-mnist or fashion-mnist-mini (overridden by --data)"),
         "holdout": Field("float", 0.2, "held-out fraction when an image folder has no test/ split", min=0.05, max=0.5),
-        "max_train_samples": Field("int", None, "use at most this many training images, class-balanced (null: all)", min=10, nullable=True),
+        "max_train_samples": Field("int", None, "use at most this many training images, class-balanced (null: all)", min=10, max=MAX_IMAGES, nullable=True),
     },
     "student": {
         "arch": Field("str", "mobilenet_v2", "student architecture", choices=tuple(STUDENTS)),
@@ -58,16 +67,16 @@ SCHEMA: dict = {
         "normalization": Field("str", "unit", "value range the teacher expects", choices=tuple(NORMALIZATIONS)),
         "train": {
             "arch": Field("str", "small_cnn", "architecture of a teacher trained by edgecv", choices=tuple(TEACHER_ARCHS)),
-            "epochs": Field("int", 8, "training epochs", min=1),
-            "batch_size": Field("int", 64, "batch size", min=1),
-            "learning_rate": Field("float", 1e-3, "Adam learning rate", min=0.0),
+            "epochs": Field("int", 8, "training epochs", min=1, max=MAX_EPOCHS),
+            "batch_size": Field("int", 64, "batch size", min=1, max=MAX_BATCH),
+            "learning_rate": Field("float", 1e-3, "Adam learning rate", min=0.0, max=MAX_LR),
         },
     },
     "distill": {
-        "epochs": Field("int", 10, "distillation epochs", min=1),
-        "batch_size": Field("int", 64, "batch size", min=1),
-        "learning_rate": Field("float", 2e-3, "peak Adam learning rate (cosine decay)", min=0.0),
-        "temperature": Field("float", 4.0, "softmax temperature T of the soft targets", min=0.1),
+        "epochs": Field("int", 10, "distillation epochs", min=1, max=MAX_EPOCHS),
+        "batch_size": Field("int", 64, "batch size", min=1, max=MAX_BATCH),
+        "learning_rate": Field("float", 2e-3, "peak Adam learning rate (cosine decay)", min=0.0, max=MAX_LR),
+        "temperature": Field("float", 4.0, "softmax temperature T of the soft targets", min=0.1, max=100.0),
         "alpha": Field("float", 0.7, "weight of the soft-target KL term; 1-alpha weighs hard-label CE", min=0.0, max=1.0),
     },
     "prune": {
@@ -75,23 +84,23 @@ SCHEMA: dict = {
         "target_sparsity": Field("float", 0.5, "fraction of Conv2D/Dense weights set to zero", min=0.0, max=0.99),
         "initial_sparsity": Field("float", 0.0, "sparsity at the start of the schedule", min=0.0, max=0.99),
         "schedule": Field("str", "polynomial", "sparsity schedule", choices=("polynomial", "constant")),
-        "epochs": Field("int", 4, "fine-tuning epochs while pruning (the last quarter at full sparsity)", min=1),
-        "frequency": Field("int", 25, "training steps between mask updates", min=1),
-        "learning_rate": Field("float", 5e-4, "Adam learning rate while pruning", min=0.0),
+        "epochs": Field("int", 4, "fine-tuning epochs while pruning (the last quarter at full sparsity)", min=1, max=MAX_EPOCHS),
+        "frequency": Field("int", 25, "training steps between mask updates", min=1, max=1_000_000),
+        "learning_rate": Field("float", 5e-4, "Adam learning rate while pruning", min=0.0, max=MAX_LR),
     },
     "quantize": {
         "enabled": Field("bool", True, "quantize to INT8"),
         "mode": Field("str", "qat", "qat: quantization-aware training; ptq: post-training only", choices=("qat", "ptq")),
-        "epochs": Field("int", 2, "QAT epochs (qat only)", min=1),
-        "learning_rate": Field("float", 2e-4, "Adam learning rate for QAT", min=0.0),
-        "calibration_samples": Field("int", 300, "class-balanced training images for the converter's representative dataset", min=10),
+        "epochs": Field("int", 2, "QAT epochs (qat only)", min=1, max=MAX_EPOCHS),
+        "learning_rate": Field("float", 2e-4, "Adam learning rate for QAT", min=0.0, max=MAX_LR),
+        "calibration_samples": Field("int", 300, "class-balanced training images for the converter's representative dataset", min=10, max=MAX_CALIBRATION),
         "keep_float": Field("list", [], "layers QAT leaves unquantized (for layers that cannot be); the int8 TFLite may then keep float ops"),
     },
     "export": {
         "formats": Field("list", ["tflite-int8", "tflite-fp32"], "artefacts to write", choices=tuple(FORMATS)),
     },
     "evaluation": {
-        "batch_size": Field("int", 256, "batch size for evaluation", min=1),
+        "batch_size": Field("int", 256, "batch size for evaluation", min=1, max=MAX_BATCH),
     },
     "profile": {
         "devices": Field("list", ["rpi4", "pixel-4", "host"], "device profiles to pick an artefact for and report its "
@@ -132,7 +141,13 @@ def _check_value(key: str, field: Field, value: Any) -> Any:
         want = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string", "list": "a list"}[t]
         raise RecipeError(f"recipe key '{key}' must be {want}, got {value!r} ({type(value).__name__}); {field.help}")
     if t == "float":
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an int too large for a float
+            value = float("inf")
+        if not math.isfinite(value):
+            raise RecipeError(f"recipe key '{key}' is {value}, not a finite number; give one in {_bounds(field)} "
+                              f"({field.help})")
     items = value if t == "list" else [value]
     if field.choices is not None:
         bad = [v for v in items if v not in field.choices]
@@ -146,10 +161,14 @@ def _check_value(key: str, field: Field, value: Any) -> Any:
             except EdgecvError as e:
                 raise RecipeError(f"recipe key '{key}': {e}") from None
     if field.min is not None and value < field.min or field.max is not None and value > field.max:
-        lo = "-inf" if field.min is None else field.min
-        hi = "inf" if field.max is None else field.max
-        raise RecipeError(f"recipe key '{key}' is {value}, outside [{lo}, {hi}]; {field.help}")
+        raise RecipeError(f"recipe key '{key}' is {value}, outside {_bounds(field)}; {field.help}")
     return value
+
+
+def _bounds(field: Field) -> str:
+    lo = "-inf" if field.min is None else field.min
+    hi = "inf" if field.max is None else field.max
+    return f"[{lo}, {hi}]"
 
 
 def validate(raw: Any, schema: dict = SCHEMA, prefix: str = "") -> dict:
@@ -227,8 +246,21 @@ def load_raw(name_or_path: str) -> dict:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise RecipeError(f"{path} is not valid YAML ({str(e).splitlines()[0]})") from None
+        raise RecipeError(f"{path} is not valid YAML: {_yaml_problem(e)}; fix the recipe there") from None
     return raw or {}
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """'line 3, column 5: <the parser's problem> (while <context> at line 2, column 1)', on one line."""
+    def at(mark) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    if not isinstance(e, yaml.MarkedYAMLError) or e.problem_mark is None:
+        return " ".join(str(e).split())
+    text = f"{at(e.problem_mark)}: {e.problem}"
+    if e.context:
+        text += f" ({e.context}" + (f" at {at(e.context_mark)}" if e.context_mark is not None else "") + ")"
+    return " ".join(text.split())
 
 
 def load_recipe(name_or_path: str, overrides: list[str] = ()) -> dict:
@@ -243,5 +275,7 @@ def schema_reference(schema: dict = SCHEMA, prefix: str = "") -> list[tuple[str,
             rows.extend(schema_reference(spec, f"{prefix}{key}."))
         else:
             t = spec.type + (f" {list(spec.choices)}" if spec.choices else "")
+            if spec.min is not None or spec.max is not None:
+                t += f" {_bounds(spec)}"
             rows.append((prefix + key, t, repr(spec.default), spec.help))
     return rows
