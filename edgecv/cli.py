@@ -3,6 +3,7 @@ the commands that train or convert."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,14 @@ from edgecv.progress import console
 
 
 class EdgecvGroup(click.Group):
-    """Turns EdgecvError into one line on stderr and exit code 2, without a traceback."""
+    """Turns EdgecvError, and click's usage errors (a bad option value, a missing option, an unknown
+    command), into one line on stderr and exit code 2, without a traceback or a usage block."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as e:
+            _usage_error(e)
 
     def invoke(self, ctx):
         try:
@@ -24,9 +32,47 @@ class EdgecvGroup(click.Group):
         except EdgecvError as e:
             click.echo(f"edgecv: error: {e}", err=True)
             sys.exit(e.exit_code)
+        except click.UsageError as e:
+            _usage_error(e)
         except KeyboardInterrupt:
             click.echo("edgecv: interrupted; finished stages are kept: rerun with --resume to continue", err=True)
             sys.exit(130)
+
+
+def _usage_error(e: click.UsageError):
+    """One line: click's message and where the command's help is. (A bare group still shows its help.)"""
+    if isinstance(e, click.exceptions.NoArgsIsHelpError):
+        raise e
+    message = " ".join(e.format_message().split())
+    where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+    click.echo(f"edgecv: error: {message}{where}", err=True)
+    sys.exit(e.exit_code)
+
+
+def _whole_numbers(many: bool = False, local_cores: bool = False):
+    """Option callback: a whole number >= 1 (many: comma-separated ones), refused in one line.
+
+    local_cores: at most this machine's cores (or 4, the thread counts the docs suggest, 1,2,4, where it has fewer),
+    unless the command runs elsewhere (--remote, an eager option, is read first)."""
+
+    def check(ctx, param, value):
+        if value is None:
+            return None
+        text = str(value)
+        try:
+            counts = [int(v) for v in text.split(",")] if many else [int(text)]
+        except ValueError:
+            counts = []
+        cores = os.cpu_count() or 1
+        top = max(cores, 4) if local_cores and not ctx.params.get("remote") else None
+        if not counts or min(counts) < 1 or top is not None and max(counts) > top:
+            what = "whole numbers" if many else "a whole number"
+            span = f"from 1 to {top} (this machine has {cores} cores)" if top is not None else ">= 1"
+            sep = ", comma-separated like 1,2,4" if many else ""
+            raise EdgecvError(f"{param.opts[0]} must be {what} {span}{sep}, got '{text}'")
+        return counts if many else counts[0]
+
+    return check
 
 
 @click.group(cls=EdgecvGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -50,7 +96,8 @@ def main():
 @click.option("--resume", is_flag=True, help="continue a run in --out, skipping finished stages")
 @click.option("--force", is_flag=True, help="delete an earlier run in --out and start over")
 @click.option("--json", "as_json", is_flag=True, help="print report.json to stdout when done")
-def compress(recipe, teacher, data, out, overrides, resume, force, as_json):
+@click.option("--trust-model", is_flag=True, help="let the teacher/student files run their own code (Lambda layers); only for files you trust")
+def compress(recipe, teacher, data, out, overrides, resume, force, as_json, trust_model):
     """Distill a teacher into a small student, prune it, quantize it to INT8, export and evaluate.
 
     \b
@@ -64,7 +111,7 @@ def compress(recipe, teacher, data, out, overrides, resume, force, as_json):
 
     resolved = resolve(recipe, list(overrides), teacher, data)
     out = out or default_out(resolved)
-    report = run_compress(resolved, out, resume=resume, force=force, console=console)
+    report = run_compress(resolved, out, resume=resume, force=force, console=console, trust_model=trust_model)
     print_summary(report, out)
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -110,13 +157,18 @@ def _format_choices() -> list[str]:
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--format", "-f", "fmt", required=True, type=click.Choice(_format_choices()), help="artefact format")
 @click.option("--calibration", "-c", help="images for INT8 calibration and the check: folder, .npz, fashion-mnist[-mini]")
-@click.option("--calibration-samples", default=300, show_default=True, help="class-balanced calibration images")
+@click.option("--calibration-samples", type=str, default="300", show_default=True, callback=_whole_numbers(),
+              help="class-balanced calibration images")
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="output file [default: beside MODEL]")
 @click.option("--normalization", type=click.Choice(["unit", "symmetric", "raw"]), default="unit", show_default=True,
               help="pixel scaling the model expects (a bare Keras model; run directories record theirs)")
-@click.option("--check-samples", default=200, show_default=True, help="held-out images the artefact is checked on")
+@click.option("--check-samples", type=str, default="200", show_default=True, callback=_whole_numbers(),
+              help="held-out images the artefact is checked on")
 @click.option("--json", "as_json", is_flag=True, help="print the export record as JSON")
-def export_cmd(model, fmt, calibration, calibration_samples, out, normalization, check_samples, as_json):
+@click.option("--trust-model", is_flag=True, help="let MODEL run its own code (Lambda layers) when loaded; only for files you trust")
+@click.option("--force", is_flag=True, help="overwrite an existing output file")
+def export_cmd(model, fmt, calibration, calibration_samples, out, normalization, check_samples, as_json, trust_model,
+               force):
     """Export a Keras model, or a compress run directory's student, to one format, and check it
     against the model it came from.
 
@@ -129,7 +181,7 @@ def export_cmd(model, fmt, calibration, calibration_samples, out, normalization,
     from edgecv.pipeline.export_command import run_export_command
 
     record = run_export_command(model, fmt, calibration, calibration_samples, out, normalization, check_samples,
-                                console)
+                                console, force=force, trust_model=trust_model)
     if as_json:
         click.echo(json.dumps(record, indent=2))
 
@@ -137,7 +189,7 @@ def export_cmd(model, fmt, calibration, calibration_samples, out, normalization,
 @main.command("eval")
 @click.argument("artefact", type=click.Path(path_type=Path))
 @click.option("--data", "-d", required=True, help="labelled images: folder (one subfolder per class), .npz, fashion-mnist[-mini]")
-@click.option("--threads", type=int, help="runtime threads [default: min(4, cores)]")
+@click.option("--threads", callback=_whole_numbers(local_cores=True), help="runtime threads [default: min(4, cores)]")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="write the full result (with per-sample predictions) here")
 def eval_cmd(artefact, data, threads, json_path):
     """Accuracy of an exported artefact (.tflite, OpenVINO .xml, .onnx) with its own runtime, using
@@ -148,7 +200,9 @@ def eval_cmd(artefact, data, threads, json_path):
       edgecv eval runs/exp1/stages/export/artefacts/student-int8.tflite --data fashion-mnist
       edgecv eval model.onnx --data test_images/ --json eval.json
     """
-    from edgecv.fileio import write_json_atomic
+    from edgecv.fileio import check_writable_file, output_errors, write_json_atomic
+
+    check_writable_file(json_path, "--json")
     from edgecv.measure.evaluate import evaluate_artefact
     from edgecv.progress import track_count
 
@@ -163,30 +217,20 @@ def eval_cmd(artefact, data, threads, json_path):
     table.add_row("[b]all[/b]", f"[b]{result['top1']:.2%}[/b]  (top-5 {result['top5']:.2%})")
     console.print(table)
     if json_path:
-        write_json_atomic(json_path, result)
+        with output_errors(json_path, "--json"):
+            write_json_atomic(json_path, result)
         console.print(f"Written: {json_path}")
-
-
-def _thread_list(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        counts = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        counts = []
-    if not counts or min(counts) < 1:
-        raise click.BadParameter(f"takes thread counts >= 1 separated by commas, e.g. 1,2,4; got '{value}'")
-    return counts
 
 
 @main.command("bench")
 @click.argument("artefact", type=click.Path(path_type=Path))
-@click.option("--threads", callback=_thread_list, help="thread counts, comma-separated, e.g. 1,2,4 [default: min(4, cores)]")
+@click.option("--threads", callback=_whole_numbers(many=True, local_cores=True), help="thread counts, comma-separated, e.g. 1,2,4 [default: min(4, cores)]")
 @click.option("--warmup", default=10, show_default=True, help="untimed runs before timing")
 @click.option("--runs", type=int, help="timed runs per thread count [default: >= 100 runs and >= 5 s]")
 @click.option("--duration", type=float, help="seconds of timed runs per thread count (instead of --runs)")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="write the result, every run's time included, here")
-@click.option("--remote", metavar="ssh://[user@]host[:port]", help="run on a device with edgecv installed, over SSH")
+@click.option("--remote", metavar="ssh://[user@]host[:port]", is_eager=True,  # read before --threads: its cores count
+              help="run on a device with edgecv installed, over SSH")
 @click.option("--remote-edgecv", default="edgecv", show_default=True, help="the edgecv command on the remote device")
 @click.option("--ssh-identity", type=click.Path(), help="private key for --remote [default: ssh's own]")
 @click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE", help="extra ssh -o option for --remote")
@@ -201,10 +245,11 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, remo
       edgecv bench runs/exp1/stages/export/artefacts/student-int8.tflite --threads 1,2,4
       edgecv bench student-int8.tflite --remote ssh://pi@raspberrypi.local --device rpi4 --json rpi4.json
     """
-    from edgecv.fileio import write_json_atomic
+    from edgecv.fileio import check_writable_file, output_errors, write_json_atomic
 
     if runs is not None and duration is not None:
         raise click.UsageError("give --runs or --duration, not both")
+    check_writable_file(json_path, "--json")
     if device_id:
         from edgecv.devices import load_profile
 
@@ -226,7 +271,8 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, remo
             result["device"] = device_id
     print_bench(result)
     if json_path:
-        write_json_atomic(json_path, result)
+        with output_errors(json_path, "--json"):
+            write_json_atomic(json_path, result)
         console.print(f"Written: {json_path}")
 
 
@@ -290,7 +336,8 @@ def profile_cmd(artefact, device_ids, bench_files, as_json):
 @click.option("--artefact", help="artefact gated, by name or format [default: gates.artefact, else tflite-int8]")
 @click.option("--alpha", type=float, help="significance level of the paired accuracy test [default: gates.alpha, 0.05]")
 @click.option("--rebench", is_flag=True, help="measure both artefacts here, interleaved, for latency.host checks")
-@click.option("--threads", type=int, help="runtime threads for --rebench [default: min(4, cores)]")
+@click.option("--threads", callback=_whole_numbers(local_cores=True),
+              help="runtime threads for --rebench [default: min(4, cores)]")
 @click.option("--baseline-artefact", type=click.Path(path_type=Path), help="--rebench: the baseline's file, when not beside its report")
 @click.option("--candidate-artefact", type=click.Path(path_type=Path), help="--rebench: the candidate's file, when not beside its report")
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path), help="write JUnit XML here (one test case per check)")
@@ -313,21 +360,29 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
       edgecv gate -b ci/baseline.json -c runs/exp2 --markdown "$GITHUB_STEP_SUMMARY"   # checks from the recipe
       edgecv gate -b ci/baseline.json -c runs/exp2 --update-baseline
     """
-    from edgecv.fileio import write_bytes_atomic, write_json_atomic, write_text_atomic
+    from edgecv.fileio import (check_writable_file, output_errors, write_bytes_atomic, write_json_atomic,
+                               write_text_atomic)
     from edgecv.gate import (checks_from_recipe, load_report, render_json, render_junit, render_markdown,
                              render_table, run_gate)
     from edgecv.gate.render import details, verdict
-    from edgecv.report.report import REPORT_JSON
+    from edgecv.report.loader import REPORT_JSON
 
     from edgecv.report.terminal import wide
 
+    # every output is checked before the verdict: a path that cannot be written is exit 2, never a
+    # PASS followed by exit 1 (which CI would read as a regression)
+    for path, option in ((junit_path, "--junit"), (markdown_path, "--markdown"), (json_path, "--json")):
+        check_writable_file(path, option)
+    if update_baseline and baseline.is_dir():
+        raise EdgecvError(f"--update-baseline writes a file, but '{baseline}' is a directory; pass its report.json path")
+    if update_baseline:
+        check_writable_file(baseline, "--baseline")
     out = wide(Console())  # the verdict is the output: stdout, wide enough for a CI log
     cand = load_report(candidate)
     candidate_file = candidate / REPORT_JSON if candidate.is_dir() else candidate
-    if update_baseline and baseline.is_dir():
-        raise EdgecvError(f"--update-baseline writes a file, but '{baseline}' is a directory; pass its report.json path")
     if update_baseline and not baseline.exists():
-        write_bytes_atomic(baseline, candidate_file.read_bytes())
+        with output_errors(baseline, "--baseline"):
+            write_bytes_atomic(baseline, candidate_file.read_bytes())
         out.print(f"No baseline yet: wrote {candidate_file} to {baseline}")
         return
     base = load_report(baseline)
@@ -344,14 +399,15 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
     for note in result.notes:
         out.print(f"note: {note}")
     out.print(verdict(result))
-    if junit_path:
-        write_text_atomic(junit_path, render_junit(result))
-    if markdown_path:
-        write_text_atomic(markdown_path, render_markdown(result))
-    if json_path:
-        write_json_atomic(json_path, {**render_json(result), "rebench": measured})
+    for path, option, write in (
+            (junit_path, "--junit", lambda p: write_text_atomic(p, render_junit(result))),
+            (markdown_path, "--markdown", lambda p: write_text_atomic(p, render_markdown(result))),
+            (json_path, "--json", lambda p: write_json_atomic(p, {**render_json(result), "rebench": measured})),
+            (update_baseline and baseline, "--baseline", lambda p: write_bytes_atomic(p, candidate_file.read_bytes()))):
+        if path:
+            with output_errors(path, option):
+                write(path)
     if update_baseline:
-        write_bytes_atomic(baseline, candidate_file.read_bytes())
         out.print(f"Baseline updated: {baseline} is now {candidate_file} (the verdict above was not enforced)")
         return
     sys.exit(0 if result.passed else 1)
@@ -394,14 +450,15 @@ def report_cmd(runs, out):
       edgecv report runs/exp1 runs/exp2 --out cmp/
     """
     from edgecv.errors import ReportError
+    from edgecv.fileio import check_writable_dir, output_errors
     from edgecv.report.report import load_report, render_comparison, render_report, run_label
 
     loaded = [load_report(r) for r in runs]
+    out = check_writable_dir(out or (loaded[0][1] if len(loaded) == 1 else Path("edgecv-comparison")), "--out")
     if len(loaded) == 1:
-        report, run_dir = loaded[0]
-        written = render_report(out or run_dir, report)
+        with output_errors(out, "--out"):
+            written = render_report(out, loaded[0][0])
     else:
-        out = out or Path("edgecv-comparison")
         run_dirs = {d.resolve() for _, d in loaded}
         if out.resolve() in run_dirs:
             raise ReportError(f"--out {out} is one of the runs compared: its own report.md/html would be overwritten; "
@@ -410,7 +467,9 @@ def report_cmd(runs, out):
         for r in runs:
             label = run_label(r)
             labels.append(label if label not in labels else f"{label} ({len(labels) + 1})")
-        written = render_comparison([(label, rep) for label, (rep, _) in zip(labels, loaded)], [str(r) for r in runs], out)
+        with output_errors(out, "--out"):
+            written = render_comparison([(label, rep) for label, (rep, _) in zip(labels, loaded)],
+                                        [str(r) for r in runs], out)
     for path in written:
         console.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
 

@@ -60,3 +60,80 @@ def test_yaml_error_names_file_line_and_column(tmp_path):
     line = assert_user_error(run_cli("recipes", "validate", recipe), f"{recipe} is not valid YAML", "line 4, column 9",
                              "expected ',' or ']'", "line 3, column 20")
     assert line.count("\n") == 0
+
+
+# --- export: sample counts ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("option, value", [("--check-samples", "0"), ("--calibration-samples", "0"),
+                                           ("--calibration-samples", "-5"), ("--check-samples", "many")])
+def test_export_refuses_sample_counts_below_one(tmp_path, option, value):
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"never read: the option is refused first")
+    proc = run_cli("export", model, "--format", "tflite-int8", "--calibration", "fashion-mnist-mini", option, value)
+    assert_user_error(proc, f"{option} must be a whole number >= 1, got '{value}'")
+    assert _leftovers(tmp_path, "model.keras") == []
+
+
+def test_int8_export_with_no_calibration_images_writes_nothing(tmp_path):
+    """The layer under the CLI refuses too: an int8 name never goes on a float file."""
+    from edgecv.errors import ConversionError
+    from edgecv.export.worker import export
+
+    out = tmp_path / "out" / "m.tflite"
+    with pytest.raises(ConversionError, match="tflite-int8 needs calibration images, got none"):
+        export(tmp_path / "model.keras", out, "tflite-int8", np.zeros((0, 8, 8, 1), np.float32))
+    assert _leftovers(tmp_path) == []
+
+
+def test_export_with_no_check_images_writes_nothing(tmp_path):
+    from edgecv.data import PreprocessSpec
+    from edgecv.errors import ConversionError
+    from edgecv.pipeline.exporting import export_artefact
+
+    with pytest.raises(ConversionError, match="--check-samples 1 or more"):
+        export_artefact(tmp_path / "model.keras", tmp_path / "m.tflite", "tflite-fp32", spec=PreprocessSpec(8, 8, 1, "unit"),
+                        class_names=["a", "b"], calibration=None, check_images=np.zeros((0, 8, 8, 1), np.float32))
+    assert _leftovers(tmp_path) == []
+
+
+# --- --threads: one rule, one line, for every command ---------------------------------------------
+
+CORES = os.cpu_count() or 1
+
+
+@pytest.mark.parametrize("command", [["eval", "x.tflite", "--data", "fashion-mnist-mini"], ["bench", "x.tflite"],
+                                     ["gate", "-b", "a.json", "-c", "b.json", "--rebench"]])
+@pytest.mark.parametrize("value", ["0", "-1", "abc", str(max(CORES, 4) + 1)])
+def test_threads_is_checked_the_same_everywhere(tmp_path, command, value):
+    proc = run_cli(*command, "--threads", value, cwd=tmp_path)
+    line = assert_user_error(proc, "--threads must be", f"from 1 to {max(CORES, 4)} (this machine has {CORES} cores)",
+                             f"got '{value}'")
+    assert "Usage:" not in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert ("whole numbers" if command[0] == "bench" else "a whole number") in line
+    assert _leftovers(tmp_path) == []
+
+
+def test_bench_threads_list_and_remote():
+    assert_user_error(run_cli("bench", "x.tflite", "--threads", "1,,2"), "got '1,,2'")
+    # on another device this machine's cores do not count; the remote is read first whatever the order
+    far = run_cli("bench", "x.tflite", "--threads", "1,64", "--remote", "ssh://nohost.invalid")
+    assert_user_error(far, "artefact 'x.tflite' not found")
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["eval", "x.tflite"], ["Missing option '--data'", "eval --help`)"]),
+    (["export", "m.keras", "--format", "tflite-int9"], ["'tflite-int9' is not one of", "tflite-int8"]),
+    (["eval", "x.tflite", "--data", "d", "--tread", "2"], ["No such option '--tread'", "Did you mean '--threads'?"]),
+    (["--bogus"], ["No such option '--bogus'", "edgecv --help`)"]),
+    (["compres"], ["No such command 'compres'"]),
+])
+def test_click_usage_errors_are_one_line(args, fragments):
+    proc = run_cli(*args)
+    assert_user_error(proc, *fragments)
+    assert "Usage:" not in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def test_help_and_bare_groups_still_show_help():
+    assert run_cli("eval", "--help").returncode == 0
+    bare = run_cli("recipes")
+    assert "Usage:" in bare.stdout + bare.stderr and "validate" in bare.stdout + bare.stderr

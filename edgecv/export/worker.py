@@ -21,10 +21,12 @@ from edgecv.runtime import artefact_files
 
 
 def export(model_path: Path, out_path: Path, fmt: str, calibration: np.ndarray | None = None, *,
-           metadata: dict | None = None, float_fallback: bool = False, timeout_s: int = 1800) -> dict:
-    """Write `model_path` (a saved Keras model) as `fmt` to `out_path`; returns what the writer
+           metadata: dict | None = None, float_fallback: bool = False, trust: bool = False,
+           timeout_s: int = 1800) -> dict:
+    """Write `model_path` (any model file models/loading.py reads) as `fmt` to `out_path`; returns what the writer
     reports. `float_fallback` lets TFLite ops without an int8 kernel stay float (layers a recipe
-    keeps out of QAT); otherwise an int8 graph is integer-only or the export fails."""
+    keeps out of QAT); otherwise an int8 graph is integer-only or the export fails. `trust`: the
+    file may run its own code when loaded (--trust-model, or edgecv's own stage models)."""
     spec = FORMATS[fmt]
     out_path = Path(out_path)
     if out_path.suffix != spec.suffix:
@@ -32,14 +34,17 @@ def export(model_path: Path, out_path: Path, fmt: str, calibration: np.ndarray |
     extra = missing_extra(fmt)
     if extra:
         raise MissingExtraError(f'{fmt} needs the "{extra}" extra; pip install "edgecv[{extra}]"')
-    if spec.needs_calibration and calibration is None:
-        raise ConversionError(f"{fmt} needs calibration images (--calibration)")
+    if spec.needs_calibration and (calibration is None or len(calibration) == 0):
+        # without images the converter would quietly keep float ops: a float file under an int8 name
+        raise ConversionError(f"{fmt} needs calibration images, got none; pass --calibration DATA with "
+                              "--calibration-samples 1 or more")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=f".{out_path.name}.") as scratch:
         scratch = Path(scratch)
         job = {"model": str(model_path), "out": str(scratch / out_path.name), "format": fmt,
                "metadata": json.dumps(metadata, sort_keys=True) if metadata else None,
-               "float_fallback": float_fallback, "calibration": None, "report": str(scratch / "report.json")}
+               "float_fallback": float_fallback, "calibration": None, "report": str(scratch / "report.json"),
+               "trust": trust}
         if calibration is not None:
             job["calibration"] = str(scratch / "calibration.npy")
             np.save(job["calibration"], calibration.astype(np.float32), allow_pickle=False)
@@ -74,11 +79,13 @@ def _why(proc: subprocess.CompletedProcess) -> str:
 
 
 def _run_job(job_path: str) -> None:
+    from edgecv.models.loading import load_model
     from edgecv.models.quantize_configs import custom_objects_scope
-    from edgecv.models.teacher import load_keras_model
 
     job = json.loads(Path(job_path).read_text())
-    model = load_keras_model(job["model"])
+    loaded = load_model(job["model"], trust=job["trust"])
+    # tf_keras models convert as Keras models (QAT wrappers included); the others through a tf.function
+    model = loaded.model if loaded.framework == "tf_keras" else loaded.serving_module()
     with custom_objects_scope():  # the writers trace the model (QAT wrappers, edgecv layers)
         calibration = np.load(job["calibration"]) if job["calibration"] else None
         writer = importlib.import_module(FORMATS[job["format"]].writer)

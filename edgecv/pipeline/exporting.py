@@ -12,6 +12,7 @@ import numpy as np
 
 from edgecv import __version__
 from edgecv.data import PreprocessSpec
+from edgecv.errors import ConversionError
 from edgecv.export.formats import FORMATS
 from edgecv.fileio import write_json_atomic
 from edgecv.runtime import open_runner, sidecar_path
@@ -28,32 +29,36 @@ def model_sha256(path) -> str:
 
 def export_artefact(source: Path, out: Path, fmt: str, *, spec: PreprocessSpec, class_names: list[str],
                     calibration: np.ndarray | None, check_images: np.ndarray, float_fallback: bool = False,
-                    source_model=None) -> dict:
+                    source_model=None, trust_source: bool = False) -> dict:
     """`calibration` and `check_images` are preprocessed float images. `source_model`: the loaded
-    Keras model, if the caller has it (else it is loaded for the check)."""
+    model (models/loading.LoadedModel), if the caller has it (else it is loaded for the check).
+    `trust_source`: the source may run its own code when loaded (--trust-model, or edgecv's own)."""
     from edgecv.export.worker import export
 
+    if len(check_images) == 0:  # checked before anything is written
+        raise ConversionError(f"no images to check the {fmt} export against its source; use --check-samples 1 or more")
     fmt_spec = FORMATS[fmt]
     metadata = {"edgecv_version": __version__, "format": fmt, "class_names": list(class_names),
                 "preprocessing": spec.to_dict(), "source_model": Path(source).name,
                 "source_sha256": model_sha256(source)}
     start = time.perf_counter()
     writer = export(source, out, fmt, calibration if fmt_spec.needs_calibration else None, metadata=metadata,
-                    float_fallback=float_fallback)
+                    float_fallback=float_fallback, trust=trust_source)
     seconds = time.perf_counter() - start
     write_json_atomic(sidecar_path(out), metadata)
     return {"format": fmt, "file": Path(out).name, "source": str(source), "source_sha256": metadata["source_sha256"],
             "seconds": round(seconds, 2), "writer": writer,
-            "check": check_against_source(out, fmt, source, check_images, source_model)}
+            "check": check_against_source(out, fmt, source, check_images, source_model, trust_source)}
 
 
-def check_against_source(artefact: Path, fmt: str, source: Path, images: np.ndarray, source_model=None) -> dict:
-    """Top-1 agreement and max |score difference| of an artefact vs its source Keras model."""
+def check_against_source(artefact: Path, fmt: str, source: Path, images: np.ndarray, source_model=None,
+                         trust_source: bool = False) -> dict:
+    """Top-1 agreement and max |score difference| of an artefact vs its source model."""
     if source_model is None:
-        from edgecv.models.teacher import load_keras_model
+        from edgecv.models.loading import load_model
 
-        source_model = load_keras_model(str(source))
-    reference = source_model.predict(images, batch_size=64, verbose=0)
+        source_model = load_model(source, trust=trust_source)
+    reference = source_model.predict(images)
     scores = open_runner(artefact).run_batched(images)
     agreement = float(np.mean(scores.argmax(1) == reference.argmax(1)))
     max_diff = float(np.abs(scores - reference).max())
