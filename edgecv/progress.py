@@ -31,10 +31,16 @@ def _counting(unit: str) -> list:
             TimeElapsedColumn()]
 
 
+def _transient_off() -> bool:
+    """A transient spinner leaves nothing but a blank line where stderr is not a terminal (a log, a
+    test): that line would come before a one-line error."""
+    return not console.is_terminal
+
+
 @contextmanager
 def track_count(description: str, unit: str = "images"):
     """A spinner with a running count; yields advance(n)."""
-    with Progress(*_counting(unit), console=console, transient=True) as progress:
+    with Progress(*_counting(unit), console=console, transient=True, disable=_transient_off()) as progress:
         task = progress.add_task(description, total=None)
         yield lambda n: progress.advance(task, n)
 
@@ -42,7 +48,7 @@ def track_count(description: str, unit: str = "images"):
 @contextmanager
 def track_stages(unit: str):
     """One spinner line per named phase with its running count; yields update(phase, count)."""
-    with Progress(*_counting(unit), console=console, transient=True) as progress:
+    with Progress(*_counting(unit), console=console, transient=True, disable=_transient_off()) as progress:
         tasks = {}
 
         def update(phase: str, count: int) -> None:

@@ -137,3 +137,88 @@ def test_help_and_bare_groups_still_show_help():
     assert run_cli("eval", "--help").returncode == 0
     bare = run_cli("recipes")
     assert "Usage:" in bare.stdout + bare.stderr and "validate" in bare.stdout + bare.stderr
+
+
+# --- data: .npz labels and files, oversized images -----------------------------------------------
+
+def _npz(path, y_train, y_test, **extra):
+    x = np.zeros((len(y_train), 8, 8), np.uint8)
+    np.savez(path, x_train=x, y_train=np.asarray(y_train), x_test=x[: len(y_test)], y_test=np.asarray(y_test), **extra)
+    return path
+
+
+TEN = list(range(10)) * 2
+
+
+@pytest.mark.parametrize("y_train, y_test, fragments", [
+    (TEN[:-1] + [999], TEN, ["has label 999, but no image has label 10", "labels must be 0..N-1", "class_names"]),
+    (TEN, TEN[:-1] + [999], ["has label 999, but no image has label 10"]),
+    ([c for c in TEN if c != 2] + [1, 1], TEN, ["label 2 occurs in y_test but in no training image"]),
+    (TEN[:-1] + [-1], TEN, ["has label -1", "class numbers 0..N-1"]),
+    ([c + 0.5 for c in TEN], TEN, ["y_train holds 0.5", "whole class numbers"]),
+])
+def test_npz_labels_without_class_names_must_run_from_zero(tmp_path, y_train, y_test, fragments):
+    data = _npz(tmp_path / "d.npz", y_train, y_test)
+    assert_user_error(run_cli("compress", "--data", data, "--out", tmp_path / "run", timeout=120), *fragments)
+    assert _leftovers(tmp_path, "d.npz") == []
+
+
+def test_npz_label_past_its_class_names(tmp_path):
+    data = _npz(tmp_path / "d.npz", TEN[:-1] + [999], TEN, class_names=[f"c{i}" for i in range(10)])
+    assert_user_error(run_cli("compress", "--data", data, "--out", tmp_path / "run", timeout=120),
+                      "y_train has label 999, outside 0..9")
+    assert _leftovers(tmp_path, "d.npz") == []
+
+
+@pytest.mark.parametrize("content", [b"just some text", b"\x93NUMPY\x01\x00v\x00{'descr': '<f8'"])
+def test_npz_that_is_not_a_zip(tmp_path, content):
+    (tmp_path / "d.npz").write_bytes(content)
+    line = assert_user_error(run_cli("compress", "--data", tmp_path / "d.npz", "--out", tmp_path / "run", timeout=120),
+                             "is not a valid .npz (zip) file", "numpy.savez")
+    assert "pickled" not in line
+    assert _leftovers(tmp_path, "d.npz") == []
+
+
+def test_decompression_bomb_png(tmp_path):
+    """A real PNG just past Pillow's default limit (1-bit: ~20 KB on disk), on the default path."""
+    from PIL import Image
+
+    side = int(np.sqrt(2 * Image.MAX_IMAGE_PIXELS)) + 1
+    for cls in ("a", "b"):
+        (tmp_path / "images" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (16, 16), 60 * i + (cls == "b") * 20).save(tmp_path / "images" / cls / f"{i}.png")
+    huge = tmp_path / "images" / "a" / "huge.png"
+    Image.new("1", (side, side)).save(huge)
+    del Image
+    proc = run_cli("compress", "--data", tmp_path / "images", "--out", tmp_path / "run", timeout=120)
+    assert_user_error(proc, f"image {huge} has more pixels than edgecv decodes", "178,956,970", "resize it")
+    assert not (tmp_path / "run").exists()
+
+
+# --- runtimes: a damaged OpenVINO IR ----------------------------------------------------------------
+
+@pytest.fixture
+def openvino_ir(tmp_path):
+    """A tiny real IR (reshape + matmul) written by OpenVINO itself: no TensorFlow needed."""
+    ov = pytest.importorskip("openvino")
+    from openvino import opset13 as ops
+
+    x = ops.parameter([1, 8, 8, 1], np.float32, name="x")
+    flat = ops.reshape(x, ops.constant(np.array([1, 64], np.int64)), False)
+    scores = ops.matmul(flat, ops.constant(np.ones((64, 3), np.float32)), False, False)
+    xml = tmp_path / "model.xml"
+    ov.save_model(ov.Model([scores], [x], "tiny"), str(xml), compress_to_fp16=False)
+    return xml
+
+
+@pytest.mark.parametrize("damage, culprit, reason", [
+    ("bin", "model.bin", "Incorrect weights in bin file"), ("xml", "model.xml", "at offset")])
+def test_truncated_openvino_ir(openvino_ir, damage, culprit, reason):
+    part = openvino_ir.with_suffix(f".{damage}")
+    part.write_bytes(part.read_bytes()[: len(part.read_bytes()) // 3])
+    proc = run_cli("eval", openvino_ir, "--data", "fashion-mnist-mini")
+    assert_user_error(proc, f"OpenVINO could not read {openvino_ir.parent / culprit}", "truncated or corrupt", reason,
+                      "re-export it")
+    assert "core.cpp" not in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert sorted(p.name for p in openvino_ir.parent.iterdir()) == ["model.bin", "model.xml"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,20 @@ class Dataset:
         }
 
 
+def check_source(source: str) -> None:
+    """Refuse, without reading it, a data source load_dataset could not open."""
+    if source in ("fashion-mnist", "fashion-mnist-mini"):
+        return
+    path = Path(source)
+    if not path.exists():
+        raise DataError(
+            f"data source '{source}' not found; pass an image folder (one subfolder per class), "
+            "an .npz with x_train/y_train/x_test/y_test, 'fashion-mnist' or 'fashion-mnist-mini'"
+        )
+    if not path.is_dir() and path.suffix != ".npz":
+        raise DataError(f"'{source}' is neither a folder nor an .npz file; see `edgecv compress --help` for data sources")
+
+
 def load_dataset(source: str, *, image_size: int | None = None, holdout: float = 0.2, seed: int = 0) -> Dataset:
     """`source`: a folder of class subfolders, an .npz, `fashion-mnist` or `fashion-mnist-mini`.
 
@@ -82,17 +97,11 @@ def load_dataset(source: str, *, image_size: int | None = None, holdout: float =
         ds = _load_npz(path, FASHION_MNIST_CLASSES)
         ds.source = "fashion-mnist-mini"
         return _checked(ds)
+    check_source(source)
     path = Path(source)
-    if not path.exists():
-        raise DataError(
-            f"data source '{source}' not found; pass an image folder (one subfolder per class), "
-            "an .npz with x_train/y_train/x_test/y_test, 'fashion-mnist' or 'fashion-mnist-mini'"
-        )
     if path.is_dir():
         return _checked(_load_image_folder(path, image_size or 224, holdout, seed))
-    if path.suffix == ".npz":
-        return _checked(_load_npz(path, None))
-    raise DataError(f"'{source}' is neither a folder nor an .npz file; see `edgecv compress --help` for data sources")
+    return _checked(_load_npz(path, None))
 
 
 def load_eval_set(source: str, image_size: int) -> Dataset:
@@ -116,8 +125,10 @@ def _checked(ds: Dataset) -> Dataset:
             raise DataError(f"{ds.source}: the {split} split is empty; add images to it")
         if len(x) != len(y):
             raise DataError(f"{ds.source}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
-        if y.min() < 0 or y.max() >= ds.num_classes:
-            raise DataError(f"{ds.source}: y_{split} labels must lie in 0..{ds.num_classes - 1}")
+        bad = np.unique(y[(y < 0) | (y >= ds.num_classes)])
+        if bad.size:
+            raise DataError(f"{ds.source}: y_{split} has label {_few(bad)}, outside 0..{ds.num_classes - 1} "
+                            f"(its {ds.num_classes} classes); fix the label or the class names")
     if ds.x_train.shape[1:] != ds.x_test.shape[1:]:
         raise DataError(f"{ds.source}: train images {ds.x_train.shape[1:]} and test images {ds.x_test.shape[1:]} differ in shape")
     if ds.num_classes < 2:
@@ -137,9 +148,45 @@ def _as_nhwc_uint8(x: np.ndarray, name: str) -> np.ndarray:
     return x
 
 
+def _few(values) -> str:
+    """'999' or '10, 11, 12, 13, 14 (and 3 more)': labels named in an error."""
+    values = [int(v) for v in values]
+    more = f" (and {len(values) - 5} more)" if len(values) > 5 else ""
+    return ", ".join(map(str, values[:5])) + more
+
+
+def _labels(y: np.ndarray, name: str, path: Path) -> np.ndarray:
+    y = y.reshape(-1)
+    if not np.issubdtype(y.dtype, np.integer):
+        fractional = ~np.isfinite(y) | (y != np.round(y)) if np.issubdtype(y.dtype, np.number) else np.ones(y.shape, bool)
+        if fractional.any():
+            raise DataError(f"{path}: {name} holds {y[fractional][0].item()!r}; labels are whole class numbers 0..N-1")
+    return y.astype(np.int64)
+
+
+def _numbered_classes(path: Path, y_train: np.ndarray, y_test: np.ndarray) -> list[str]:
+    """Class names '0'..'N-1' for an .npz without class_names: its labels must run 0..N-1, each one
+    in y_train (else a stray label, 999 among 0..9, would make a 1000-class dataset)."""
+    labels = np.unique(np.concatenate([y_train, y_test]))
+    if labels.size and labels[0] < 0:
+        raise DataError(f"{path} has label {_few(labels[labels < 0])}; labels are class numbers 0..N-1")
+    trained = set(np.unique(y_train).tolist())
+    gap = next(k for k in range(len(trained) + 1) if k not in trained)  # the first class without training images
+    stray = labels[labels >= gap]
+    if stray.size:
+        problem = (f"label {gap} occurs in y_test but in no training image" if gap in labels
+                   else f"it has label {_few(stray)}, but no image has label {gap}")
+        raise DataError(f"{path}: {problem}; without class_names, labels must be 0..N-1 and each must occur in y_train: "
+                        "fix the labels, or save the class names in the .npz (numpy.savez(..., class_names=[...]))")
+    return [str(i) for i in range(gap)]
+
+
 def _load_npz(path: Path, class_names: list[str] | None) -> Dataset:
     if not path.is_file():
         raise DataError(f"{path} not found")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path} is not a valid .npz (zip) file; write it with "
+                        "numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)")
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in NPZ_KEYS if k not in z.files]
@@ -152,11 +199,10 @@ def _load_npz(path: Path, class_names: list[str] | None) -> Dataset:
         raise
     except Exception as e:  # zipfile/pickle errors: say which file
         raise DataError(f"cannot read {path} as .npz ({e}); write it with numpy.savez") from None
-    y_train = arrays["y_train"].astype(np.int64).reshape(-1)
-    y_test = arrays["y_test"].astype(np.int64).reshape(-1)
+    y_train = _labels(arrays["y_train"], "y_train", path)
+    y_test = _labels(arrays["y_test"], "y_test", path)
     if class_names is None:
-        n = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
-        class_names = [str(i) for i in range(n)]
+        class_names = _numbered_classes(path, y_train, y_test)
     return Dataset(
         _as_nhwc_uint8(arrays["x_train"], "x_train"), y_train,
         _as_nhwc_uint8(arrays["x_test"], "x_test"), y_test,
@@ -216,7 +262,16 @@ def _read_images(files: list[Path], size: int, channels: int) -> np.ndarray:
                 out[i] = np.asarray(im).reshape(size, size, channels)
         except (UnidentifiedImageError, OSError) as e:
             raise DataError(f"cannot read image {f} ({e}); remove or replace it") from None
+        except Image.DecompressionBombError:
+            raise _too_large(f) from None
     return out
+
+
+def _too_large(f: Path) -> DataError:
+    from PIL import Image
+
+    return DataError(f"image {f} has more pixels than edgecv decodes (at most {2 * Image.MAX_IMAGE_PIXELS:,}, "
+                     "Pillow's decompression-bomb limit); resize it, e.g. to 1024x1024 or less")
 
 
 def _folder_channels(files: list[Path]) -> int:
@@ -230,6 +285,8 @@ def _folder_channels(files: list[Path]) -> int:
                     return 3
         except OSError:
             continue
+        except Image.DecompressionBombError:
+            raise _too_large(f) from None
     return 1
 
 

@@ -28,11 +28,17 @@ class OpenVINORunner(Runner):
         core = ov.Core()
         try:
             self.model = core.read_model(str(path))
+        except RuntimeError as e:
+            reason = _reason(e)
+            culprit = path.with_suffix(".bin") if "bin file" in reason or "weights" in reason.lower() else path
+            raise ModelError(f"OpenVINO could not read {culprit} (truncated or corrupt? {reason}); "
+                             "re-export it with edgecv export") from None
+        try:
             self._compiled = core.compile_model(self.model, "CPU", {
                 "INFERENCE_NUM_THREADS": self.num_threads, "INFERENCE_PRECISION_HINT": "f32",
                 "PERFORMANCE_HINT": "LATENCY"})
         except RuntimeError as e:
-            raise ModelError(f"cannot load '{path}' as an OpenVINO IR ({_first_line(e)})") from None
+            raise ModelError(f"OpenVINO read '{path}' but cannot compile it for the CPU ({_reason(e)})") from None
         if len(self.model.inputs) != 1 or len(self.model.outputs) != 1:
             raise ModelError(f"'{path}' has {len(self.model.inputs)} inputs and {len(self.model.outputs)} outputs; "
                              "edgecv runs single-input classifiers")
@@ -66,6 +72,9 @@ class OpenVINORunner(Runner):
         return self.model.get_rt_info(key).astype(str) if self.model.has_rt_info(key) else None
 
 
-def _first_line(e: Exception) -> str:
-    lines = [l for l in str(e).splitlines() if l.strip()]
-    return (lines[0] if lines else type(e).__name__)[:200]
+def _reason(e: Exception) -> str:
+    """The line of an OpenVINO exception that says what is wrong, not where in its C++ it was raised
+    ('Exception from src/inference/src/cpp/core.cpp:84:', "Check '...' failed at ...")."""
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    said = [l for l in lines if not l.startswith("Exception from ") and not (l.startswith("Check '") and " failed at " in l)]
+    return ((said or lines or [type(e).__name__])[0])[:200]
