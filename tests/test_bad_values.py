@@ -222,3 +222,29 @@ def test_truncated_openvino_ir(openvino_ir, damage, culprit, reason):
                       "re-export it")
     assert "core.cpp" not in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
     assert sorted(p.name for p in openvino_ir.parent.iterdir()) == ["model.bin", "model.xml"]
+
+
+# --- bench and device profiles: non-finite and negative numbers -------------------------------------
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_bench_duration_must_be_finite(tmp_path, value):
+    from tests.tflite_builder import build_small_cnn
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(build_small_cnn(h=8, w=8, c=1, filters=2))
+    proc = run_cli("bench", model, "--duration", value, "--json", tmp_path / "b.json")
+    assert_user_error(proc, "--duration must be a finite number of seconds > 0")
+    assert _leftovers(tmp_path, "m.tflite") == []
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda d: d["cpu"]["clusters"][0].update(count=-4), "'cpu.clusters[0].count' is -4; a cluster has at least 1 core"),
+    (lambda d: d["memory"].update(gb=float("nan")), "'memory.gb' is nan; give a finite number"),
+])
+def test_device_profile_counts_and_numbers(tmp_path, edit, fragment):
+    from tests.test_devices import raw, write_profile
+
+    data = raw("rpi4")
+    edit(data)
+    line = assert_user_error(run_cli("devices", "show", write_profile(tmp_path, data)), fragment)
+    assert "the -" not in line

@@ -171,6 +171,8 @@ def _numbered_classes(path: Path, y_train: np.ndarray, y_test: np.ndarray) -> li
     if labels.size and labels[0] < 0:
         raise DataError(f"{path} has label {_few(labels[labels < 0])}; labels are class numbers 0..N-1")
     trained = set(np.unique(y_train).tolist())
+    if not trained:
+        return []  # _checked reports the empty split
     gap = next(k for k in range(len(trained) + 1) if k not in trained)  # the first class without training images
     stray = labels[labels >= gap]
     if stray.size:

@@ -7,6 +7,7 @@ one declarative table, PROFILE_FIELDS. Runs on the device: numpy/pyyaml/stdlib o
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -149,6 +150,8 @@ def _check(value: Any, spec: Any, key: str, source: str, is_host: bool) -> None:
     if not _type_ok(spec.type, value):
         raise DeviceError(f"{source}: '{key}' must be {_TYPE_WORDS[spec.type]}, got {value!r} "
                           f"({type(value).__name__}); {spec.help}")
+    if spec.type == "float" and not math.isfinite(value):
+        raise DeviceError(f"{source}: '{key}' is {value}; give a finite number ({spec.help})")
     if spec.choices is not None and value not in spec.choices:
         raise DeviceError(f"{source}: '{key}' is {value!r}; allowed: {', '.join(spec.choices)}")
     if spec.type in ("list", "map") and len(value) < spec.min_items:
@@ -182,6 +185,9 @@ def _check_consistency(data: dict, source: str) -> None:
     clusters = data["cpu"]["clusters"]
     if clusters is None:
         return  # the host template: counts come from the machine
+    for i, cluster in enumerate(clusters):
+        if cluster["count"] < 1:
+            raise DeviceError(f"{source}: 'cpu.clusters[{i}].count' is {cluster['count']}; a cluster has at least 1 core")
     cores = sum(c["count"] for c in clusters)
     threads = data["threads"]
     for key, n in (("threads.default", threads["default"]), ("calibration.threads", cal["threads"])):

@@ -3,6 +3,7 @@ warmed-up per-run times per thread count. Never imports TensorFlow: this runs on
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -80,8 +81,10 @@ def bench_artefact(path, threads: list[int] | None = None, warmup: int = WARMUP_
     from edgecv.devices.host import machine_facts, read_throttled
 
     path = Path(path)
-    if runs is not None and runs < 1 or duration is not None and duration <= 0:
-        raise EdgecvError("--runs must be >= 1 and --duration > 0")
+    if runs is not None and runs < 1:
+        raise EdgecvError(f"--runs must be >= 1, got {runs}")
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise EdgecvError(f"--duration must be a finite number of seconds > 0, got {duration}")
     if warmup < 0:
         raise EdgecvError("--warmup must be >= 0")
     throttled_before = read_throttled()
