@@ -41,3 +41,7 @@ class GateError(EdgecvError):
 
 class ReportError(EdgecvError):
     """A run directory without a readable report.json, or a report that cannot be rendered."""
+
+
+class OutputError(EdgecvError):
+    """An output path cannot be written: a folder where a file goes, a file in the way, no permission."""

@@ -9,6 +9,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from edgecv.errors import OutputError
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike):
@@ -44,6 +46,53 @@ def write_text_atomic(path, text: str) -> None:
 
 def write_json_atomic(path, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def check_writable_file(path, option: str) -> Path | None:
+    """Raise OutputError unless a file can be written at `path` (named `option` in the message; None:
+    the option was not given). Commands call it before any work: a bad path costs no run, no verdict."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{option} {path} is a folder, but a file is written there; give a file path")
+    _check_folder_writable(path.parent, option, path)
+    return path
+
+
+def check_writable_dir(path, option: str) -> Path:
+    """Raise OutputError unless `path` is, or can be created as, a folder files can be written in."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{option} {path} is a file, but a folder is written there; give a folder path")
+    _check_folder_writable(path, option, path)
+    return path
+
+
+def _check_folder_writable(folder: Path, option: str, path: Path) -> None:
+    """The nearest existing folder at or above `folder` must be a folder that takes a new file:
+    found out by creating (and removing) one, which also catches read-only mounts and /proc."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p.is_symlink())
+    if not existing.is_dir():
+        raise OutputError(f"{option} {path} cannot be created: {existing} is a file, not a folder; choose another path")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".edgecv-write-check.", dir=existing)
+    except OSError as e:
+        raise OutputError(f"{option} {path} cannot be written: no new file can be made in {existing} "
+                          f"({e.strerror or e}); choose a writable path") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+@contextmanager
+def output_errors(path, option: str):
+    """Turn an OSError while writing the output `option` into one OutputError line (exit 2, never
+    the exit 1 of a gate failure or a traceback); the atomic writers leave nothing half-written."""
+    try:
+        yield
+    except OSError as e:
+        raise OutputError(f"{option} {path} could not be written ({e.strerror or e}); nothing was written there: "
+                          f"free some space or choose another path") from None
 
 
 def replace_dir(src: Path, dst: Path) -> None:
