@@ -293,7 +293,7 @@ def test_different_test_set_hash_is_an_error():
 
 
 @pytest.mark.parametrize("mangle, fragment", [
-    (lambda r: [], "not a report.json"),
+    (lambda r: [], "not an edgecv report.json"),
     (lambda r: {**r, "schema_version": 2}, "schema_version 2"),
     (lambda r: {**r, "artefacts": []}, "no evaluated artefacts"),
 ])
@@ -322,7 +322,7 @@ def test_load_report(tmp_path):
     with pytest.raises(GateError, match="not found"):
         load_report(tmp_path / "missing.json")
     write_text_atomic(tmp_path / "bad.json", "{")
-    with pytest.raises(GateError, match="cannot read report"):
+    with pytest.raises(GateError, match="is not valid JSON"):
         load_report(tmp_path / "bad.json")
 
 

@@ -6,9 +6,7 @@ with like (estimate with estimate, or an interleaved A/B measurement of both art
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -16,8 +14,8 @@ from edgecv.errors import GateError
 from edgecv.gate.checks import LATENCY, Check, parse_checks
 from edgecv.gate.stats import PairedTest, paired_test
 from edgecv.gate.units import format_delta, format_value
+from edgecv.report.loader import check_report, read_report
 
-SCHEMA_VERSION = 1
 SIDES = ("baseline", "candidate")
 DEFAULT_FORMAT = "tflite-int8"
 _EPS = 1e-9  # a limit written as 0.7 and a value computed as 70/100 differ in the last bit
@@ -65,33 +63,14 @@ class GateResult:
 
 
 def validate_report(report, label: str) -> dict:
-    """`report` if it is a schema-1 report.json with evaluated artefacts; `label` names it in errors."""
-    if not isinstance(report, dict):
-        raise GateError(f"{label} is not a report.json (expected a JSON object)")
-    if report.get("schema_version") != SCHEMA_VERSION:
-        raise GateError(f"{label} has schema_version {report.get('schema_version')!r}; edgecv gate reads "
-                        f"version {SCHEMA_VERSION}")
-    arts = report.get("artefacts")
-    if not isinstance(arts, list) or not arts or not all(
-            isinstance(a, dict) and isinstance(a.get("name"), str) and isinstance(a.get("format"), str) for a in arts):
-        raise GateError(f"{label} has no evaluated artefacts (artefacts[] with name and format)")
-    if not isinstance(report.get("data", {}), dict):
-        raise GateError(f"{label} is malformed: data is not an object")
-    return report
+    """`report` if it is a schema-1 report.json with evaluated artefacts; `label` names it in errors.
+    The checks are edgecv report's and edgecv export's too (`edgecv.report.loader`)."""
+    return check_report(report, label, GateError)
 
 
 def load_report(path) -> dict:
     """Read and validate a report.json (or the run directory holding one)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "report.json"
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GateError(f"report '{path}' not found; pass a report.json or the run directory holding it") from None
-    except (OSError, ValueError) as e:
-        raise GateError(f"cannot read report '{path}' ({e.__class__.__name__}); pass a report.json") from None
-    return validate_report(report, f"report '{path}'")
+    return read_report(path, GateError)
 
 
 def run_gate(baseline: dict, candidate: dict, checks: list[str], *, artefact: str | None = None,

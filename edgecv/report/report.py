@@ -2,7 +2,6 @@
 as report.md and a self-contained report.html. No TensorFlow here; matplotlib only when drawing."""
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -16,10 +15,10 @@ from edgecv.errors import EdgecvError, MissingExtraError, ReportError
 from edgecv.fileio import replace_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
 from edgecv.report import plots
 from edgecv.report.html import render_comparison_html, render_html
+from edgecv.report.loader import REPORT_JSON, SCHEMA_VERSION, read_report
 from edgecv.report.markdown import render_comparison_markdown, render_markdown
 
-SCHEMA_VERSION = 1
-REPORT_JSON, REPORT_MD, REPORT_HTML, REPORT_FILES = "report.json", "report.md", "report.html", "report_files"
+REPORT_MD, REPORT_HTML, REPORT_FILES = "report.md", "report.html", "report_files"
 
 
 def _versions() -> dict:
@@ -154,31 +153,8 @@ def _umask() -> int:
 def load_report(path: Path) -> tuple[dict, Path]:
     """(report, the folder it is in) from a run directory or a report.json path; ReportError if unusable."""
     path = Path(path)
-    if not path.exists():
-        raise ReportError(f"{path}: no such run directory or report.json")
-    file = path / REPORT_JSON if path.is_dir() else path
-    if not file.is_file():
-        raise ReportError(f"{path} has no {REPORT_JSON}: give an `edgecv compress` run directory (a run writes it when "
-                          f"it finishes; continue an interrupted one with `edgecv compress --out {path} --resume`)")
-    try:
-        report = json.loads(file.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise ReportError(f"{file} is not a report.json (not UTF-8 text: {e.reason})") from e
-    except json.JSONDecodeError as e:
-        raise ReportError(f"{file} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}): "
-                          f"rerun the compress run that wrote it") from e
-    if not isinstance(report, dict) or "schema_version" not in report:
-        raise ReportError(f"{file} is not an edgecv report.json (no schema_version)")
-    if report["schema_version"] != SCHEMA_VERSION:
-        raise ReportError(f"{file} has schema_version {report['schema_version']!r}; this edgecv renders version "
-                          f"{SCHEMA_VERSION}")
-    arts = report.get("artefacts")
-    if not isinstance(arts, list) or not all(isinstance(a, dict) and "name" in a and "format" in a for a in arts):
-        raise ReportError(f"{file} is malformed: artefacts must be a list of objects with name and format")
-    for key in ("recipe", "data", "teacher", "stages", "environment"):
-        if not isinstance(report.get(key, {}), dict):
-            raise ReportError(f"{file} is malformed: {key} is not an object")
-    return report, file.parent
+    report = read_report(path, ReportError)
+    return report, path if path.is_dir() else path.parent
 
 
 def run_label(path: Path) -> str:
