@@ -50,12 +50,42 @@ def load_metadata(path, runner: Runner | None = None) -> dict:
 
     embedded = runner.metadata() if runner is not None and hasattr(runner, "metadata") else None
     if embedded:
-        return json.loads(embedded)
+        return _checked_metadata(embedded, f"the edgecv metadata embedded in '{path}'",
+                                 f"re-export '{Path(path).name}' with `edgecv export ... --force`")
     sidecar = sidecar_path(path)
     if sidecar.is_file():
-        return json.loads(sidecar.read_text())
+        fix = f"re-export '{Path(path).name}' with `edgecv export ... --force`, which writes it again"
+        try:
+            text = sidecar.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ModelError(f"cannot read the metadata sidecar '{sidecar}' ({e}); {fix}") from None
+        return _checked_metadata(text, f"the metadata sidecar '{sidecar}'", fix)
     raise ModelError(f"'{path}' carries no edgecv metadata and has no {sidecar.name} beside it; "
                      "export it with `edgecv export` (it records labels and preprocessing)")
+
+
+def _checked_metadata(text: str, source: str, fix: str) -> dict:
+    """The metadata JSON, if it has what evaluation reads: class names and a preprocessing spec.
+    Metadata cut short or edited is one ModelError naming `source` and the `fix`."""
+    from edgecv.data.preprocess import PreprocessSpec
+    from edgecv.errors import EdgecvError, ModelError
+
+    try:
+        meta = json.loads(text)
+    except ValueError as e:
+        raise ModelError(f"{source} is not valid JSON ({e}); {fix}") from None
+    names = meta.get("class_names") if isinstance(meta, dict) else None
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise ModelError(f"{source} is malformed: class_names is not a list of names; {fix}")
+    spec = meta.get("preprocessing") if isinstance(meta, dict) else None
+    if not isinstance(spec, dict):
+        raise ModelError(f"{source} is malformed: it has no preprocessing spec; {fix}")
+    try:
+        PreprocessSpec.from_dict(spec)
+    except (EdgecvError, KeyError, TypeError, ValueError) as e:
+        problem = f"it has no preprocessing.{e.args[0]}" if isinstance(e, KeyError) else f"preprocessing is unusable ({e})"
+        raise ModelError(f"{source} is malformed: {problem}; {fix}") from None
+    return meta
 
 
 __all__ = ["InputSpec", "artefact_files", "LiteRTRunner", "RUNNERS", "Runner", "load_metadata", "open_runner", "sidecar_path"]
