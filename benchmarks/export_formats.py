@@ -19,6 +19,7 @@ from pathlib import Path
 
 from edgecv.export.formats import FORMATS
 from edgecv.fileio import write_json_atomic, write_text_atomic
+from edgecv.report.loader import read_report
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -36,14 +37,14 @@ def main():
     parser.add_argument("run", type=Path)
     parser.add_argument("--data", default="fashion-mnist")
     args = parser.parse_args()
-    report = json.loads((args.run / "report.json").read_text())
+    report = read_report(args.run)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for fmt, spec in FORMATS.items():
             out = args.run / "exports" / f"student-{fmt}{spec.suffix}"
             command = ["edgecv", "export", "RUN", "--format", fmt]
             print(f"== {fmt}", flush=True)
-            record = json.loads(edgecv("export", args.run, "--format", fmt, "--out", out, "--json").stdout)
+            record = json.loads(edgecv("export", args.run, "--format", fmt, "--out", out, "--json", "--force").stdout)
             edgecv("eval", out, "--data", args.data, "--json", Path(tmp) / "eval.json")
             ev = json.loads((Path(tmp) / "eval.json").read_text())
             rows.append({"format": fmt, "size_bytes": record["size_bytes"], "source": Path(record["source"]).name,

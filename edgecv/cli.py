@@ -351,7 +351,8 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
     An accuracy drop past its tolerance fails only when an exact McNemar test on the two reports'
     per-image predictions says it is real (p < alpha). Latency compares like with like: the
     reports' estimates per device, or with --rebench both files measured here, interleaved.
-    Exit 0: pass; 1: regression; 2: bad input (missing file, different evaluation data, unknown check).
+    Exit 0: pass; 1: regression; 2: bad input (missing file, different evaluation data, unknown check,
+    an output path that cannot be written: checked before anything runs).
 
     \b
     Examples:

@@ -2,15 +2,16 @@
 student, with the run's preprocessing, labels and data)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from edgecv.data import PreprocessSpec, load_dataset
 from edgecv.data.sampling import balanced_indices
-from edgecv.errors import DataError, ModelError, RunDirError
+from edgecv.errors import DataError, ModelError, OutputError, ReportError, RunDirError
 from edgecv.export.formats import FORMATS
+from edgecv.fileio import check_writable_file
+from edgecv.report.loader import read_report
 from edgecv.runtime import artefact_files
 from edgecv.pipeline.context import FLOAT_MODEL, QAT_MODEL
 from edgecv.pipeline.exporting import check_line, export_artefact
@@ -19,21 +20,24 @@ FEW_CALIBRATION = 200  # below this, int8 ranges start to depend on which images
 
 
 def run_export_command(model: Path, fmt: str, calibration: str | None, calibration_samples: int, out: Path | None,
-                       normalization: str, check_samples: int, console) -> dict:
+                       normalization: str, check_samples: int, console, force: bool = False) -> dict:
     spec_fmt = FORMATS[fmt]
     if not model.exists():
         raise ModelError(f"'{model}' not found; pass a Keras model (.keras, .h5, SavedModel folder) or a compress run directory")
-    if model.is_dir() and (model / "state.json").is_file():
+    is_run = model.is_dir() and (model / "state.json").is_file()
+    if is_run:
         source, spec, class_names, data, out = _from_run(model, fmt, calibration, out)
         keras_model, num_classes = None, len(class_names)
     else:
+        out = out or model.with_name(f"{model.stem}-{fmt}{spec_fmt.suffix}")
+    _check_out(out, force)  # before the model is loaded
+    if not is_run:
         from edgecv.models.teacher import load_keras_model
 
         keras_model = load_keras_model(str(model))
         h, w, c = keras_model.input_shape[1:]
         spec, source, data, class_names = PreprocessSpec(h, w, c, normalization), model, calibration, None
         num_classes = int(keras_model.output_shape[-1])
-        out = out or model.with_name(f"{model.stem}-{fmt}{spec_fmt.suffix}")
     if spec_fmt.needs_calibration and not data:
         raise DataError(f"{fmt} needs calibration images: pass --calibration DATA (an image folder, .npz or fashion-mnist)")
     calib, check, class_names, note = _images(data, spec, class_names, num_classes, calibration_samples,
@@ -53,11 +57,18 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
     return record
 
 
+def _check_out(out: Path, force: bool) -> None:
+    """Before any work: the artefact's path can be written, and holds no earlier file unless --force."""
+    check_writable_file(out, "--out")
+    taken = [f for f in artefact_files(out, sidecar=True) if f.exists()]
+    if taken and not force:
+        raise OutputError(f"{taken[0]} already exists; pass --force to overwrite it, or choose another --out")
+
+
 def _from_run(run: Path, fmt: str, calibration: str | None, out: Path | None):
-    report_path = run / "report.json"
-    if not report_path.is_file():
+    if not (run / "report.json").is_file():
         raise RunDirError(f"'{run}' has no report.json yet; finish the run with `edgecv compress -o {run} --resume`")
-    report = json.loads(report_path.read_text())
+    report = read_report(run, ReportError, require=("preprocessing.student", "data.class_names", "recipe.data.source"))
     stages = run / "stages"
     qat = stages / "quantize" / QAT_MODEL
     floats = [stages / s / FLOAT_MODEL for s in ("prune", "distill") if (stages / s / FLOAT_MODEL).exists()]

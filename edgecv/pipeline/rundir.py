@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from edgecv.errors import RunDirError
-from edgecv.fileio import replace_dir, write_json_atomic, write_text_atomic
+from edgecv.fileio import check_writable_dir, replace_dir, write_json_atomic, write_text_atomic
 
 STATE_FILE = "state.json"
 RECIPE_FILE = "recipe.yaml"
@@ -32,14 +32,12 @@ class RunDir:
 
     def check(self, resume: bool, force: bool) -> None:
         """Raise if the folder cannot be used as asked; touches nothing."""
-        root = self.root
-        if root.exists() and not root.is_dir():
-            raise RunDirError(f"--out {root} is a file; give a directory path for the run")
+        root = check_writable_dir(self.root, "--out")
         is_run = (root / STATE_FILE).is_file()
         if root.is_dir() and any(root.iterdir()) and not is_run:
             raise RunDirError(f"--out {root} is a non-empty folder that is not an edgecv run; choose a new or empty folder")
         if is_run and resume:
-            if json.loads((root / STATE_FILE).read_text()).get("recipe_hash") != recipe_hash(self.recipe):
+            if self._read_state().get("recipe_hash") != recipe_hash(self.recipe):
                 raise RunDirError(
                     f"{root} was started with a different recipe, teacher or data; resume with the same ones, "
                     "or use --force to start over"
@@ -53,7 +51,7 @@ class RunDir:
         root = self.root
         state_path = root / STATE_FILE
         if state_path.is_file() and resume:
-            self.state = json.loads(state_path.read_text())
+            self.state = self._read_state()
         else:
             if state_path.is_file():  # --force on an earlier run: start clean
                 shutil.rmtree(root)
@@ -62,6 +60,22 @@ class RunDir:
             self._save_state()
         for leftover in root.glob(".*.partial"):  # from a run that was killed mid-stage
             shutil.rmtree(leftover)
+
+    def _read_state(self) -> dict:
+        """state.json of the earlier run; RunDirError when it is not what _save_state writes."""
+        path = self.root / STATE_FILE
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:  # ValueError: cut short, edited, not UTF-8
+            problem = f"cannot be read ({e.__class__.__name__}: {e})"
+        else:
+            ok = isinstance(state, dict) and isinstance(state.get("stages"), dict) and all(
+                isinstance(s, dict) for s in state["stages"].values())
+            if ok:
+                return state
+            problem = "is not an edgecv run state (an object with recipe_hash and stages)"
+        raise RunDirError(f"{path} {problem}, so the run cannot be resumed; rerun with --force to start over "
+                          f"(or restore the file)")
 
     def _save_state(self) -> None:
         write_json_atomic(self.root / STATE_FILE, self.state)

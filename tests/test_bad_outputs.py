@@ -1,0 +1,247 @@
+"""Bad outputs and damaged inputs a user can cause: an output path that cannot be written, a cut-short
+sidecar, state.json or report.json, a malformed report, an export over an existing file. Each is one
+line naming the problem and the fix, exit 2, no traceback, and nothing left where output goes.
+
+No training: reports are the committed one, artefacts are hand-built .tflite files, and the output
+paths are checked before any model is loaded."""
+import json
+import os
+import tempfile
+
+import pytest
+
+from edgecv.errors import OutputError
+from edgecv.fileio import check_writable_dir, check_writable_file
+from tests.conftest import REPO, assert_user_error, run_cli
+from tests.tflite_builder import build_small_cnn
+
+REPORT = REPO / "benchmarks" / "results" / "fashion-mnist-mobilenetv2-0.5-int8.report.json"
+PASSING = ["--check", "top1 max-drop 0.5"]
+
+
+def report() -> dict:
+    return json.loads(REPORT.read_text())
+
+
+def write_report(path, rep):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rep))
+    return path
+
+
+def entries(folder) -> set[str]:
+    """Everything in `folder`, temporary files and hidden leftovers included."""
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def bad_path(tmp_path, kind: str, want: str):
+    """An output path root cannot write either: a folder where a file goes, a file where a folder goes,
+    or a path below a regular file."""
+    (tmp_path / f"taken.{want}").mkdir(exist_ok=True)
+    (tmp_path / "plain").write_text("keep")
+    return {"folder": tmp_path / f"taken.{want}", "file": tmp_path / "plain",
+            "under_file": tmp_path / "plain" / f"x.{want}"}[kind]
+
+
+# ------------------------------------------------------------------------------------------------ 1. outputs
+
+@pytest.mark.parametrize("option", ["--junit", "--markdown", "--json"])
+@pytest.mark.parametrize("kind", ["folder", "under_file"])
+def test_gate_checks_its_outputs_before_the_verdict(tmp_path, option, kind):
+    base = write_report(tmp_path / "base.json", report())
+    before = entries(tmp_path)
+    proc = run_cli("gate", "-b", base, "-c", base, *PASSING, option, bad_path(tmp_path, kind, "xml"))
+    assert_user_error(proc, option)
+    assert "PASS" not in proc.stdout and proc.stdout == ""  # no verdict a CI log could read as a result
+    assert entries(tmp_path) == before | {"taken.xml", "plain"} and (tmp_path / "plain").read_text() == "keep"
+
+
+def test_gate_update_baseline_below_a_file(tmp_path):
+    cand = write_report(tmp_path / "cand.json", report())
+    proc = run_cli("gate", "-b", bad_path(tmp_path, "under_file", "json"), "-c", cand, *PASSING, "--update-baseline")
+    assert_user_error(proc, "--baseline", "is a file, not a folder")
+    assert (tmp_path / "plain").read_text() == "keep"
+
+
+def test_gate_writes_good_outputs_and_exits_0(tmp_path):
+    base = write_report(tmp_path / "base.json", report())
+    proc = run_cli("gate", "-b", base, "-c", base, *PASSING, "--junit", tmp_path / "out" / "gate.xml",
+                   "--json", tmp_path / "gate.json")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "gate.xml").is_file() and json.loads((tmp_path / "gate.json").read_text())["passed"]
+
+
+@pytest.mark.parametrize("kind", ["folder", "under_file"])
+def test_eval_json_is_checked_before_evaluating(tmp_path, kind):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(build_small_cnn())
+    before = entries(tmp_path)
+    assert_user_error(run_cli("eval", model, "--data", "fashion-mnist-mini", "--json", bad_path(tmp_path, kind, "json")),
+                      "--json")
+    assert entries(tmp_path) == before | {"taken.json", "plain"}
+
+
+def test_bench_json_below_a_file(tmp_path):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(build_small_cnn())
+    assert_user_error(run_cli("bench", model, "--runs", "1", "--json", bad_path(tmp_path, "under_file", "json")),
+                      "--json", "is a file, not a folder")
+
+
+@pytest.mark.parametrize("kind", ["file", "under_file"])
+def test_report_out_that_cannot_be_a_folder(tmp_path, kind):
+    run = write_report(tmp_path / "run" / "report.json", report()).parent
+    out = bad_path(tmp_path, kind, "d")
+    assert_user_error(run_cli("report", run, "--out", out), "--out")
+    assert entries(run) == {"report.json"} and (tmp_path / "plain").read_text() == "keep"
+
+
+@pytest.mark.parametrize("kind", ["file", "under_file"])
+def test_compress_out_that_cannot_be_a_folder(tmp_path, kind):
+    out = bad_path(tmp_path, kind, "run")
+    assert_user_error(run_cli("compress", "--out", out), "--out", "is a file")
+    assert (tmp_path / "plain").read_text() == "keep" and entries(tmp_path) == {"taken.run", "plain"}
+
+
+@pytest.mark.parametrize("kind", ["folder", "under_file"])
+def test_export_out_is_checked_before_the_model_is_loaded(tmp_path, kind):
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"not even a model: never loaded")
+    assert_user_error(run_cli("export", model, "--format", "tflite-fp32", "-o", bad_path(tmp_path, kind, "tflite")),
+                      "--out")
+    assert entries(tmp_path) == {"m.keras", "taken.tflite", "plain"}
+
+
+def test_a_folder_root_cannot_write_in():
+    """/sys (and /proc) refuse new files even to root; the check finds that out by trying."""
+    try:
+        fd, probe = tempfile.mkstemp(dir="/sys")
+    except OSError:
+        pass
+    else:
+        os.close(fd)
+        os.unlink(probe)
+        pytest.skip("/sys is writable here")
+    with pytest.raises(OutputError, match="cannot be written: no new file can be made in /sys"):
+        check_writable_file("/sys/edgecv.json", "--json")
+    with pytest.raises(OutputError, match="--out /sys/a/b cannot be written"):
+        check_writable_dir("/sys/a/b", "--out")
+    assert check_writable_file(None, "--json") is None
+
+
+def test_write_checks_leave_nothing_behind(tmp_path):
+    check_writable_file(tmp_path / "new" / "deeper" / "x.json", "--json")
+    check_writable_dir(tmp_path / "run", "--out")
+    assert entries(tmp_path) == set()
+
+
+# ------------------------------------------------------------------------------------------------ 2. sidecar
+
+@pytest.mark.parametrize("sidecar, fragments", [
+    ('{"class_names": ["a", "b"', ["m.tflite.json", "is not valid JSON", "re-export"]),
+    ('{"class_names": ["a"], "preprocessing": {"height": 8}}', ["m.tflite.json", "no preprocessing.width", "re-export"]),
+    ('{"class_names": "abc", "preprocessing": {"height": 8, "width": 8, "channels": 3}}', ["class_names"]),
+    ('[]', ["m.tflite.json", "no preprocessing spec"]),
+])
+def test_eval_with_a_damaged_sidecar(tmp_path, sidecar, fragments):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(build_small_cnn())  # no embedded metadata: the sidecar is what eval reads
+    (tmp_path / "m.tflite.json").write_text(sidecar)
+    assert_user_error(run_cli("eval", model, "--data", "fashion-mnist-mini", "--json", tmp_path / "eval.json"),
+                      *fragments)
+    assert not (tmp_path / "eval.json").exists()
+
+
+# ------------------------------------------------------------------------------------------------ 3. state.json
+
+@pytest.mark.parametrize("state", ['{"recipe_hash": "ab', '[1, 2]', '{"recipe_hash": "ab", "stages": []}'])
+def test_resume_with_a_damaged_state_json(tmp_path, state):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "state.json").write_text(state)
+    assert_user_error(run_cli("compress", "--out", run, "--resume"), "state.json", "--force")
+    assert entries(run) - {".edgecv.lock"} == {"state.json"} and (run / "state.json").read_text() == state
+
+
+# ------------------------------------------------------------------------------------------------ 4. export RUN
+
+@pytest.mark.parametrize("case, fragments", [
+    ("truncated", ["report.json is not valid JSON", "rerun"]),
+    ("no_preprocessing", ["report.json is malformed", "no preprocessing.student"]),
+    ("string_top1", ["metrics.top1", "not a number"]),
+])
+def test_export_run_with_a_damaged_report(tmp_path, case, fragments):
+    run = tmp_path / "run"
+    rep = report()
+    if case == "no_preprocessing":
+        del rep["preprocessing"]
+    if case == "string_top1":
+        rep["artefacts"][0]["metrics"]["top1"] = "0.9"
+    write_report(run / "report.json", rep)
+    if case == "truncated":
+        (run / "report.json").write_text(REPORT.read_text()[:300])
+    (run / "state.json").write_text("{}")
+    assert_user_error(run_cli("export", run, "--format", "tflite-fp32"), *fragments)
+    assert entries(run) == {"report.json", "state.json"}
+
+
+# ------------------------------------------------------------------------------------------------ 5. one loader
+
+def _string_top1(rep):
+    for a in rep["artefacts"]:
+        a["metrics"]["top1"] = str(a["metrics"]["top1"])
+
+
+def _no_metrics(rep):
+    for a in rep["artefacts"]:
+        del a["metrics"]
+
+
+def _no_artefacts(rep):
+    rep["artefacts"] = []
+
+
+def _labels_as_text(rep):
+    rep["data"]["test_labels"] = ["0", "1"]
+
+
+@pytest.mark.parametrize("mangle, fragment", [
+    (_string_top1, 'metrics.top1 is "0.9278" (text), not a number in [0, 1]'),
+    (_no_metrics, "has no metrics"),
+    (_no_artefacts, "no evaluated artefacts"),
+    (_labels_as_text, "data.test_labels"),
+])
+def test_gate_and_report_refuse_the_same_malformed_report(tmp_path, mangle, fragment):
+    good = write_report(tmp_path / "good.json", report())
+    rep = report()
+    mangle(rep)
+    bad = write_report(tmp_path / "bad.json", rep)
+    gate = assert_user_error(run_cli("gate", "-b", bad, "-c", good, *PASSING, "--junit", tmp_path / "gate.xml"),
+                             "bad.json", fragment)
+    rendered = assert_user_error(run_cli("report", bad, "--out", tmp_path / "out"), "bad.json", fragment)
+    assert gate == rendered
+    assert not (tmp_path / "gate.xml").exists() and not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------------ 6. export -o
+
+def test_export_refuses_an_existing_output_without_force(tmp_path):
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"not a model")
+    existing = tmp_path / "m.tflite"
+    existing.write_bytes(b"an earlier export")
+    assert_user_error(run_cli("export", model, "--format", "tflite-fp32", "-o", existing), "already exists", "--force")
+    # --force gets past the output check (and fails on the model, which is not one)
+    assert_user_error(run_cli("export", model, "--format", "tflite-fp32", "-o", existing, "--force"), "m.keras")
+    assert existing.read_bytes() == b"an earlier export"
+
+
+@pytest.mark.slow
+def test_export_force_overwrites(tmp_path, tiny_teacher_factory):
+    model, _ = tiny_teacher_factory()
+    out = tmp_path / "m.tflite"
+    out.write_bytes(b"an earlier export")
+    proc = run_cli("export", model, "--format", "tflite-fp32", "-o", out, "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes()[4:8] == b"TFL3" and (tmp_path / "m.tflite.json").is_file()
+    assert entries(tmp_path) == {"m.tflite", "m.tflite.json"}
