@@ -90,9 +90,9 @@ def main():
     args = parser.parse_args()
     if args.step == "teacher":
         return train_teacher(args.out, args.epochs, args.train_samples)
-    from edgecv.models.teacher import load_keras_model
+    from edgecv.models.loading import load_tf_keras_model
 
-    teacher = load_keras_model(args.teacher, "teacher")
+    teacher = load_tf_keras_model(args.teacher, "teacher", trust=True)  # the benchmark's own teacher
     if args.step == "fp32":
         convert(teacher, args.out, None)
     elif args.step == "ptq":

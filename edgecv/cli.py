@@ -9,7 +9,6 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from edgecv import __version__
 from edgecv.errors import EdgecvError
@@ -121,17 +120,17 @@ def print_summary(report: dict, out: Path) -> None:
     """The report's summary table (the one report.md and report.html show), then the next commands."""
     from edgecv.report.report import REPORT_HTML, REPORT_JSON, REPORT_MD
     from edgecv.report.summary import profile_devices, ship_table, shipped_artefact, summary_table
-    from edgecv.report.terminal import rich_table, wide
+    from edgecv.report.terminal import print_table, rich_table
 
     title = f"edgecv: {report['recipe']['name']}  ({report['data']['test_samples']} held-out images)"
-    wide(console).print(rich_table(summary_table(report), title))
+    print_table(console, rich_table(summary_table(report), title))
     int8 = next((a for a in report["artefacts"] if a["format"] == "tflite-int8"), None)
     if int8:
         verdict = "fully int8 ✓" if int8.get("fully_int8") else "NOT fully int8 ✗"
         console.print(f"INT8 TFLite: {out / int8['path']} ({verdict})")
     ships = ship_table(report)
     if ships:
-        wide(console).print(rich_table(ships, "What to ship, per device"))
+        print_table(console, rich_table(ships, "What to ship, per device"))
     paths = [out / name for name in (REPORT_JSON, REPORT_MD, REPORT_HTML) if (out / name).exists()]
     console.print("Report: " + ", ".join(str(p) for p in paths), highlight=False, markup=False, soft_wrap=True)
     ship = shipped_artefact(report)
@@ -208,14 +207,15 @@ def eval_cmd(artefact, data, threads, json_path):
 
     with track_count(f"eval {artefact.name}") as advance:
         result = evaluate_artefact(artefact, data, num_threads=threads, progress=advance)
-    table = Table(title=f"{artefact.name} on {result['data']['source']} ({result['samples']} images, "
-                        f"{result['runtime']}, {result['threads']} threads)")
-    table.add_column("class")
-    table.add_column("top-1", justify="right")
+    from edgecv.report.terminal import print_table, text_table
+
+    table = text_table("class", "top-1", right=("top-1",),
+                       title=f"{artefact.name} on {result['data']['source']} ({result['samples']} images, "
+                             f"{result['runtime']}, {result['threads']} threads)")
     for name, acc in result["per_class_top1"].items():
         table.add_row(name, "—" if acc is None else f"{acc:.1%}")
     table.add_row("[b]all[/b]", f"[b]{result['top1']:.2%}[/b]  (top-5 {result['top5']:.2%})")
-    console.print(table)
+    print_table(console, table)
     if json_path:
         with output_errors(json_path, "--json"):
             write_json_atomic(json_path, result)
@@ -277,16 +277,18 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, remo
 
 
 def print_bench(result: dict) -> None:
+    from edgecv.report.terminal import print_table, text_table
+
     machine = result["machine"]
-    table = Table(title=f"{result['artefact']['file']}: measured on {result['device']} ({machine.get('cpu_model') or machine.get('arch')}), "
-                        f"{result['artefact']['runtime_version']}, batch 1")
-    for column in ("threads", "load ms", "first ms", "p50 ms", "p90 ms", "p99 ms", "mean ± std ms", "inferences/s", "runs"):
-        table.add_column(column, justify="right")
+    columns = ("threads", "load ms", "first ms", "p50 ms", "p90 ms", "p99 ms", "mean ± std ms", "inferences/s", "runs")
+    table = text_table(*columns, right=columns,
+                       title=f"{result['artefact']['file']}: measured on {result['device']} ({machine.get('cpu_model') or machine.get('arch')}), "
+                             f"{result['artefact']['runtime_version']}, batch 1")
     for r in result["results"]:
         table.add_row(str(r["threads"]), f"{r['load_ms']:.1f}", f"{r['first_inference_ms']:.2f}", f"{r['p50_ms']:.3f}",
                       f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['mean_ms']:.3f} ± {r['std_ms']:.3f}",
                       f"{r['throughput_ips']:.1f}", f"{r['runs']} (+{r['warmup_runs']} warm-up)")
-    console.print(table)
+    print_table(console, table)
     for when in ("throttled_before", "throttled_after"):
         if result.get(when) and result[when].get("flags"):
             console.print(f"[yellow]warning:[/yellow] {when.replace('_', ' ')}: {', '.join(result[when]['flags'])}")
@@ -308,6 +310,7 @@ def profile_cmd(artefact, device_ids, bench_files, as_json):
       edgecv profile student-int8.tflite -D rpi4 --measured rpi4-bench.json --json
     """
     from edgecv.measure.profile import profile_artefact
+    from edgecv.report.terminal import print_table, text_table
 
     with console.status(f"profiling {artefact.name}"):
         result = profile_artefact(artefact, list(device_ids), list(bench_files))
@@ -322,10 +325,11 @@ def profile_cmd(artefact, device_ids, bench_files, as_json):
         if meas:
             line += f"\n  measured p50 {meas['ms']:.3g} ms ({meas['runs']} runs, {meas['threads']} threads, {meas['runtime']}) ← used"
         console.print(line)
-        table = Table("op", "tensor", "estimated ms", "share", "MMACs", title=f"most expensive ops on {d['device']} (estimated)")
+        table = text_table("op", "tensor", "estimated ms", "share", "MMACs", right=("estimated ms", "share", "MMACs"),
+                           title=f"most expensive ops on {d['device']} (estimated)")
         for op in est["top_ops"]:
             table.add_row(f"#{op['index']} {op['op']}", op["name"][-48:], f"{op['ms']:.3g}", f"{op['share']:.0%}", f"{op['macs'] / 1e6:.1f}")
-        console.print(table)
+        print_table(console, table)
 
 
 @main.command("gate")
@@ -368,7 +372,7 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
     from edgecv.gate.render import details, verdict
     from edgecv.report.loader import REPORT_JSON
 
-    from edgecv.report.terminal import wide
+    from edgecv.report.terminal import print_table, wide
 
     # every output is checked before the verdict: a path that cannot be written is exit 2, never a
     # PASS followed by exit 1 (which CI would read as a regression)
@@ -394,7 +398,7 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
         measured = _rebench(base, cand, baseline, candidate, artefact, threads, baseline_artefact, candidate_artefact)
     result = run_gate(base, cand, list(checks) or checks_from_recipe(cand.get("recipe")), artefact=artefact,
                       alpha=alpha if alpha is not None else gates.get("alpha", 0.05), rebench=measured)
-    out.print(render_table(result))
+    print_table(out, render_table(result))
     for line in details(result):
         out.print(line, markup=False, highlight=False)
     for note in result.notes:
@@ -500,11 +504,13 @@ def devices_list(as_json):
         click.echo(json.dumps([{"id": p.id, "name": p.name, "kind": p.kind, "soc": p.soc,
                                 "best_artefact": p.best_artefacts[0]["format"]} for p in profiles], indent=2))
         return
-    table = Table("id", "device", "CPU", "ships", "latency calibration")
+    from edgecv.report.terminal import print_table, text_table
+
+    table = text_table("id", "device", "CPU", "ships", "latency calibration", prose=("device", "CPU"))
     for p in profiles:
         cpu = " + ".join(f"{c['count']}×{c['core']}" + (f" @{c['ghz']:g} GHz" if c["ghz"] else "") for c in p.cpu["clusters"])
         table.add_row(p.id, p.name, cpu, p.best_artefacts[0]["format"], p.calibration["method"])
-    console.print(table)
+    print_table(Console(), table)  # stdout: the listing is the output
 
 
 @devices.command("show")
@@ -560,10 +566,12 @@ def recipes_list(as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table("name", "description")
+    from edgecv.report.terminal import print_table, text_table
+
+    table = text_table("name", "description", prose=("description",))
     for r in rows:
         table.add_row(r["name"], r["description"])
-    Console().print(table)
+    print_table(Console(), table)
 
 
 @recipes.command("show")
@@ -607,10 +615,12 @@ def recipes_schema():
     """
     from edgecv.pipeline.recipe import schema_reference
 
-    table = Table("key", "type", "default", "meaning")
+    from edgecv.report.terminal import print_table, text_table
+
+    table = text_table("key", "type", "default", "meaning", prose=("type", "default", "meaning"))
     for row in schema_reference():
         table.add_row(*row)
-    Console(width=160).print(table)
+    print_table(Console(), table)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,12 @@ def write(model, out: Path, fmt: str, calibration: np.ndarray | None, metadata: 
 
     from edgecv.tfcompat import tf
 
-    with tempfile.TemporaryDirectory() as saved:
-        tf().saved_model.save(model, saved)
-        ov_model = ov.convert_model(saved)
+    if hasattr(model, "layers"):  # a tf_keras model
+        with tempfile.TemporaryDirectory() as saved:
+            tf().saved_model.save(model, saved)
+            ov_model = ov.convert_model(saved)
+    else:  # a serving module (Keras 3 model, SavedModel signature): its signature is on disk already
+        ov_model = ov.convert_model(model.saved_model_dir)
     details = {"fake_quantize_nodes": _fake_quantize_count(ov_model)}
     if fmt == "openvino-int8" and details["fake_quantize_nodes"] == 0:
         import nncf

@@ -17,7 +17,10 @@ def write(model, out: Path, fmt: str, calibration: np.ndarray | None, metadata: 
     from edgecv.tfcompat import tf
 
     tfm = tf()
-    converter = tfm.lite.TFLiteConverter.from_keras_model(model)
+    if hasattr(model, "layers"):  # a tf_keras model
+        converter = tfm.lite.TFLiteConverter.from_keras_model(model)
+    else:  # a serving module (Keras 3 model, SavedModel signature): models/loading.LoadedModel.serving_module
+        converter = tfm.lite.TFLiteConverter.from_concrete_functions([model.serve.get_concrete_function()], model)
     if fmt == "tflite-int8":
         converter.optimizations = [tfm.lite.Optimize.DEFAULT]
         # QAT models carry their ranges, but the converter still asks for a representative

@@ -1,9 +1,11 @@
 """Every export runs in a child process (`python -m edgecv.export.worker ...`): converters can
 segfault on some graphs (the TFLite converter does on some EfficientNets), and that must become a
 clear error, not a dead CLI. Outputs are written into a scratch folder and moved into place only
-once complete (an OpenVINO IR's .bin before its .xml)."""
+once complete (an OpenVINO IR's .bin before its .xml). The child dies with its parent: a converter
+left running by a killed CLI would go on writing into the run's partial folder for minutes."""
 from __future__ import annotations
 
+import ctypes
 import importlib
 import json
 import os
@@ -11,12 +13,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 
-from edgecv.errors import ConversionError, MissingExtraError
-from edgecv.export.formats import FORMATS, missing_extra
+from edgecv.errors import ConversionError
+from edgecv.export.formats import FORMATS, check_target
 from edgecv.runtime import artefact_files
 
 
@@ -29,11 +33,7 @@ def export(model_path: Path, out_path: Path, fmt: str, calibration: np.ndarray |
     file may run its own code when loaded (--trust-model, or edgecv's own stage models)."""
     spec = FORMATS[fmt]
     out_path = Path(out_path)
-    if out_path.suffix != spec.suffix:
-        raise ConversionError(f"{fmt} files end in {spec.suffix}; got '{out_path.name}'")
-    extra = missing_extra(fmt)
-    if extra:
-        raise MissingExtraError(f'{fmt} needs the "{extra}" extra; pip install "edgecv[{extra}]"')
+    check_target(fmt, out_path)
     if spec.needs_calibration and (calibration is None or len(calibration) == 0):
         # without images the converter would quietly keep float ops: a float file under an int8 name
         raise ConversionError(f"{fmt} needs calibration images, got none; pass --calibration DATA with "
@@ -50,8 +50,7 @@ def export(model_path: Path, out_path: Path, fmt: str, calibration: np.ndarray |
             np.save(job["calibration"], calibration.astype(np.float32), allow_pickle=False)
         (scratch / "job.json").write_text(json.dumps(job))
         try:
-            proc = subprocess.run([sys.executable, "-m", "edgecv.export.worker", str(scratch / "job.json")],
-                                  capture_output=True, text=True, timeout=timeout_s, env=os.environ.copy())
+            proc = run_worker(scratch / "job.json", timeout_s)
         except subprocess.TimeoutExpired:
             raise ConversionError(f"export to {fmt} did not finish in {timeout_s} s") from None
         if proc.returncode != 0:
@@ -63,6 +62,30 @@ def export(model_path: Path, out_path: Path, fmt: str, calibration: np.ndarray |
         for made, final in reversed(list(zip(produced, artefact_files(out_path)))):
             os.replace(made, final)  # the .bin lands before the .xml that names it
     return report
+
+
+def run_worker(job: Path, timeout_s: float) -> subprocess.CompletedProcess:
+    """`python -m edgecv.export.worker JOB`, told this process's PID so that it dies with it."""
+    return subprocess.run([sys.executable, "-m", "edgecv.export.worker", str(job), str(os.getpid())],
+                          capture_output=True, text=True, timeout=timeout_s, env=os.environ.copy())
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the worker: SIGKILL when the parent exits, however it exits (kill -9 included). Linux
+    delivers it (PR_SET_PDEATHSIG); elsewhere a thread watches for the worker being re-parented."""
+    try:
+        if ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL)) != 0:  # 1: PR_SET_PDEATHSIG
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError):  # no prctl: not Linux
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
 
 
 def _why(proc: subprocess.CompletedProcess) -> str:
@@ -79,10 +102,10 @@ def _why(proc: subprocess.CompletedProcess) -> str:
 
 
 def _run_job(job_path: str) -> None:
+    job = json.loads(Path(job_path).read_text())  # before the imports that take seconds
     from edgecv.models.loading import load_model
     from edgecv.models.quantize_configs import custom_objects_scope
 
-    job = json.loads(Path(job_path).read_text())
     loaded = load_model(job["model"], trust=job["trust"])
     # tf_keras models convert as Keras models (QAT wrappers included); the others through a tf.function
     model = loaded.model if loaded.framework == "tf_keras" else loaded.serving_module()
@@ -95,4 +118,6 @@ def _run_job(job_path: str) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2:
+        _die_with_parent(int(sys.argv[2]))
     _run_job(sys.argv[1])

@@ -1,4 +1,4 @@
-"""Teachers: load the user's (.keras, .h5, SavedModel), or build a small one to train.
+"""Teachers: load the user's (any kind models/loading.py reads), or build a small one to train.
 
 A loaded teacher is wrapped so the pipeline can ask it for logits on its own preprocessing,
 whatever it outputs (logits or softmax) and whatever input it expects (size, channels, range).
@@ -12,7 +12,8 @@ import numpy as np
 
 from edgecv.data.preprocess import PreprocessSpec
 from edgecv.errors import ModelError
-from edgecv.tfcompat import keras, tf
+from edgecv.models.loading import LoadedModel, load_model
+from edgecv.tfcompat import keras
 
 
 def small_cnn(input_shape, num_classes: int):
@@ -67,7 +68,7 @@ TEACHER_ARCHS = {"small_cnn": small_cnn, "resnet": resnet}
 class Teacher:
     """A teacher model plus what it takes to feed it and read logits out of it."""
 
-    model: object  # tf_keras.Model, or a callable SavedModel signature
+    model: LoadedModel  # run forward by the framework that saved it (tf_keras, Keras 3 or a SavedModel)
     spec: PreprocessSpec
     outputs: str  # "logits" | "probabilities"
     num_classes: int
@@ -78,62 +79,16 @@ class Teacher:
         chunks = []
         for start in range(0, len(images_uint8), batch_size):
             x = self.spec.apply(images_uint8[start : start + batch_size])
-            chunks.append(_call(self.model, x))
+            chunks.append(self.model.predict(x, batch_size))
         out = np.concatenate(chunks).astype(np.float32)
         if self.outputs == "probabilities":
             out = np.log(np.clip(out, 1e-7, 1.0))  # softmax(log p) == p: logits up to a constant
         return out
 
 
-def _call(model, x: np.ndarray) -> np.ndarray:
-    if hasattr(model, "predict_on_batch"):
-        out = model.predict_on_batch(x)
-    else:
-        out = model(tf().constant(x))
-        if isinstance(out, dict):
-            out = next(iter(out.values()))
-    return np.asarray(out)
-
-
-def load_keras_model(path: str | Path, what: str = "model"):
-    """Load .keras / .h5 / a Keras SavedModel directory with a clear error for anything else.
-    edgecv's layers and QAT wrappers are in scope, so any stage's saved model loads."""
-    from edgecv.models.quantize_configs import custom_objects_scope
-
-    p = Path(path)
-    if not p.exists():
-        hint = " (or leave --teacher out to train one)" if what == "teacher" else ""
-        raise ModelError(f"{what} file '{path}' not found; check the path{hint}")
-    K = keras()
-    try:
-        with custom_objects_scope():
-            return K.models.load_model(str(p), compile=False)
-    except Exception as keras_error:
-        if p.is_dir() and (p / "saved_model.pb").is_file():
-            try:  # a plain tf.saved_model (not written by Keras): use its serving signature
-                return tf().saved_model.load(str(p)).signatures["serving_default"]
-            except Exception:
-                pass
-        first = str(keras_error).strip().splitlines()[0][:200] if str(keras_error).strip() else type(keras_error).__name__
-        raise ModelError(
-            f"cannot load {what} '{path}' ({first}); save it with model.save('model.keras') from tf_keras/Keras 2, "
-            "as .h5, or as a SavedModel directory"
-        ) from None
-
-
-def _input_shape(model) -> tuple:
-    if hasattr(model, "input_shape"):
-        shape = model.input_shape
-        if isinstance(shape, list):
-            raise ModelError("the teacher has several inputs; edgecv needs a single image input")
-        return tuple(shape[1:])
-    spec = list(model.structured_input_signature[1].values())[0]
-    return tuple(spec.shape[1:])
-
-
-def _outputs_probabilities(model, out: np.ndarray) -> bool:
+def _outputs_probabilities(model: LoadedModel, out: np.ndarray) -> bool:
     """Softmax head, or outputs that look like probabilities on a probe batch (`out`)."""
-    last = getattr(model, "layers", [None])[-1]
+    last = model.layers[-1] if model.layers else None
     if last is not None and getattr(getattr(last, "activation", None), "__name__", "") == "softmax":
         return True
     if last is not None and type(last).__name__ == "Softmax":
@@ -141,10 +96,10 @@ def _outputs_probabilities(model, out: np.ndarray) -> bool:
     return bool(np.all(out >= 0) and np.all(out <= 1) and np.allclose(out.sum(-1), 1.0, atol=1e-3))
 
 
-def load_teacher(path: str, normalization: str, data_shape: tuple, num_classes: int) -> Teacher:
+def load_teacher(path: str, normalization: str, data_shape: tuple, num_classes: int, trust: bool = False) -> Teacher:
     """Load a teacher and check it fits the data: one image input, num_classes outputs."""
-    model = load_keras_model(path, "teacher")
-    shape = _input_shape(model)
+    model = load_model(path, "teacher", trust)
+    shape = tuple(model.input_shape[1:])
     if len(shape) != 3:
         raise ModelError(f"teacher input shape {shape} is not an image (H, W, C); edgecv compresses image classifiers")
     h, w, c = (s if s is not None else d for s, d in zip(shape, data_shape))
@@ -153,7 +108,9 @@ def load_teacher(path: str, normalization: str, data_shape: tuple, num_classes: 
     spec = PreprocessSpec(int(h), int(w), int(c), normalization)
     probe = spec.apply(np.random.default_rng(0).integers(0, 256, (4, *data_shape), dtype=np.uint8))
     try:
-        out = _call(model, probe)
+        out = model.predict(probe)
+    except ModelError:
+        raise
     except Exception as e:
         raise ModelError(f"teacher '{path}' failed on a {spec.input_shape} input ({str(e).splitlines()[0][:160]})") from None
     if out.ndim != 2:

@@ -29,7 +29,7 @@ def default_out(recipe: dict) -> Path:
 
 
 def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool = False,
-                 console: Console | None = None) -> dict:
+                 console: Console | None = None, trust_model: bool = False) -> dict:
     from edgecv.pipeline.context import RunContext
     from edgecv.pipeline.stages import STAGES, check_recipe_consistency
     from edgecv.report.report import build_report, write_report
@@ -37,8 +37,9 @@ def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool =
     console = console or progress_console
     check_recipe_consistency(recipe)
     run = RunDir(out, recipe)
+    run.lock()  # held for the whole run: a second compress or --resume on it is refused meanwhile
     run.check(resume, force)
-    ctx = RunContext(recipe, run)
+    ctx = RunContext(recipe, run, trust_model)
     # Fail fast, before anything is written or trained: bad data, a teacher that cannot be
     # loaded or does not fit the data.
     ds = ctx.dataset
@@ -47,6 +48,10 @@ def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool =
     run.open(resume, force)
     console.print(f"[bold]edgecv compress[/] → {out}  ({ds.source}: {len(ds.y_train)} train / "
                   f"{len(ds.y_test)} held-out images, {ds.num_classes} classes)")
+    if ctx.student_rebuild:
+        r = ctx.student_rebuild
+        console.print(f"-[✓] student: {r['from']} rebuilt in tf_keras, max |Δ output| {r['max_abs_diff']:.2g} "
+                      f"on {r['probe_images']} random images")
     for name, stage in STAGES.items():
         if not stage.enabled(recipe):
             run.skip_stage(name, stage.why_skipped)
@@ -63,4 +68,5 @@ def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool =
     report = build_report(recipe, run.state, ctx.dataset.describe(), ctx.student_spec.to_dict(), ctx.teacher.spec.to_dict(),
                           teacher_outputs=ctx.teacher.outputs, teacher_trained=not recipe["teacher"]["path"])
     write_report(out, report)
+    run.unlock()
     return report

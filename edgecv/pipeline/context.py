@@ -15,13 +15,17 @@ from edgecv.pipeline.rundir import RunDir
 FLOAT_MODEL = "model.keras"
 QAT_MODEL = "model_qat.h5"  # .h5: only it round-trips tfmot quantizer variables in tf_keras 2.21
 TEACHER_META = "teacher.json"
+REBUILD_PROBE = 16  # random images a Keras 3 student's tf_keras rebuild is checked on ...
+REBUILD_TOLERANCE = 1e-4  # ... and the largest |output difference| accepted (float32 round-off)
 
 
 class RunContext:
-    def __init__(self, recipe: dict, run: RunDir):
+    def __init__(self, recipe: dict, run: RunDir, trust_model: bool = False):
         self.recipe = recipe
         self.run = run
         self.seed = int(recipe["seed"])
+        self.trust_model = trust_model  # --trust-model: the user's model files may run their code
+        self.student_rebuild: dict | None = None  # a Keras 3 student rebuilt in tf_keras: the proof
 
     @cached_property
     def dataset(self) -> Dataset:
@@ -37,9 +41,28 @@ class RunContext:
 
     @cached_property
     def _user_student_file(self):
-        from edgecv.models.teacher import load_keras_model
+        """The user's student as a tf_keras model: a Keras 3 one is rebuilt layer by layer, and the
+        rebuilt model's outputs are checked against the original's."""
+        from edgecv.errors import ModelError
+        from edgecv.models.loading import load_model
 
-        return load_keras_model(self.recipe["student"]["path"], "student")
+        path = self.recipe["student"]["path"]
+        loaded = load_model(path, "student", self.trust_model)
+        if loaded.framework == "tf_keras":
+            return loaded.model
+        if loaded.framework != "keras3":
+            raise ModelError(f"student '{path}' is a {loaded.label}: it holds a graph, not layers to fine-tune; "
+                             "give the student as a .keras or .h5 file")
+        from edgecv.models.keras3_student import max_output_difference, rebuild_in_tf_keras
+
+        rebuilt = rebuild_in_tf_keras(loaded.model)
+        probe = np.random.default_rng(self.seed).uniform(0, 1, (REBUILD_PROBE, *rebuilt.input_shape[1:]))
+        diff = max_output_difference(loaded.model, rebuilt, probe.astype(np.float32))
+        if not diff <= REBUILD_TOLERANCE:
+            raise ModelError(f"student '{path}': the tf_keras rebuild of this Keras 3 model differs from it by up to "
+                             f"{diff:.3g} (allowed {REBUILD_TOLERANCE:g}); please report the model's layers to edgecv")
+        self.student_rebuild = {"from": loaded.label, "max_abs_diff": diff, "probe_images": REBUILD_PROBE}
+        return rebuilt
 
     @cached_property
     def user_student(self):
@@ -84,7 +107,8 @@ class RunContext:
         meta = self.run.stage_dir("teacher") / TEACHER_META
         if not self.recipe["teacher"]["path"] and meta.is_file():
             normalization = json.loads(meta.read_text())["normalization"]
-        return load_teacher(self.teacher_path(), normalization, self.dataset.image_shape, self.dataset.num_classes)
+        return load_teacher(self.teacher_path(), normalization, self.dataset.image_shape, self.dataset.num_classes,
+                            trust=self.trust_model or not self.recipe["teacher"]["path"])
 
     # --- models saved by earlier stages
     def model_path(self, stage: str, name: str = FLOAT_MODEL) -> Path:
@@ -95,6 +119,7 @@ class RunContext:
         return "prune" if self.run.is_done("prune") else "distill"
 
     def load_model(self, path: Path):
-        from edgecv.models.teacher import load_keras_model
+        """A model an earlier stage saved (edgecv's own, so trusted)."""
+        from edgecv.models.loading import load_tf_keras_model
 
-        return load_keras_model(path)
+        return load_tf_keras_model(path, trust=True)

@@ -8,8 +8,9 @@ import numpy as np
 
 from edgecv.data import PreprocessSpec, load_dataset
 from edgecv.data.sampling import balanced_indices
+from edgecv.data.sources import check_source
 from edgecv.errors import DataError, ModelError, OutputError, ReportError, RunDirError
-from edgecv.export.formats import FORMATS
+from edgecv.export.formats import FORMATS, check_target
 from edgecv.fileio import check_writable_file
 from edgecv.report.loader import read_report
 from edgecv.runtime import artefact_files
@@ -20,7 +21,8 @@ FEW_CALIBRATION = 200  # below this, int8 ranges start to depend on which images
 
 
 def run_export_command(model: Path, fmt: str, calibration: str | None, calibration_samples: int, out: Path | None,
-                       normalization: str, check_samples: int, console, force: bool = False) -> dict:
+                       normalization: str, check_samples: int, console, force: bool = False,
+                       trust_model: bool = False) -> dict:
     spec_fmt = FORMATS[fmt]
     if not model.exists():
         raise ModelError(f"'{model}' not found; pass a Keras model (.keras, .h5, SavedModel folder) or a compress run directory")
@@ -30,16 +32,22 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
         keras_model, num_classes = None, len(class_names)
     else:
         out = out or model.with_name(f"{model.stem}-{fmt}{spec_fmt.suffix}")
-    _check_out(out, force)  # before the model is loaded
+        data = calibration
+    # refused in a moment, not after TensorFlow and the data have loaded: a file name not of the
+    # format, a missing extra, calibration images missing or not there, an --out that cannot be written
+    check_target(fmt, out)
+    if spec_fmt.needs_calibration and not data:
+        raise DataError(f"{fmt} needs calibration images: pass --calibration DATA (an image folder, .npz or fashion-mnist)")
+    if data:
+        check_source(data)
+    _check_out(out, force)
     if not is_run:
-        from edgecv.models.teacher import load_keras_model
+        from edgecv.models.loading import load_model
 
-        keras_model = load_keras_model(str(model))
+        keras_model = load_model(model, trust=trust_model)
         h, w, c = keras_model.input_shape[1:]
         spec, source, data, class_names = PreprocessSpec(h, w, c, normalization), model, calibration, None
         num_classes = int(keras_model.output_shape[-1])
-    if spec_fmt.needs_calibration and not data:
-        raise DataError(f"{fmt} needs calibration images: pass --calibration DATA (an image folder, .npz or fashion-mnist)")
     calib, check, class_names, note = _images(data, spec, class_names, num_classes, calibration_samples,
                                               check_samples, source)
     if calib is not None and spec_fmt.needs_calibration and len(calib) < FEW_CALIBRATION:
@@ -47,7 +55,8 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
                       f"{FEW_CALIBRATION}+ (--calibration-samples)")
     with console.status(f"exporting {fmt}"):
         record = export_artefact(Path(source), Path(out), fmt, spec=spec, class_names=class_names, calibration=calib,
-                                 check_images=check, source_model=keras_model)
+                                 check_images=check, source_model=keras_model,
+                                 trust_source=is_run or trust_model)  # a run's stage models are edgecv's own
     record.update(calibration_samples=None if calib is None or not spec_fmt.needs_calibration else int(len(calib)),
                   check_images=note, path=str(out), size_bytes=sum(f.stat().st_size for f in artefact_files(out)))
     console.print(f"[green]✓[/green] {fmt} written in {record['seconds']:.1f} s: {out} "

@@ -80,7 +80,7 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
               "teacher_outputs": ctx.teacher.outputs, "temperature": d["temperature"], "alpha": d["alpha"]}
     if user:
         result["user_model"] = {"path": s["path"], "lifted_input_layers": user.lifted, "flattened_models": user.flattened,
-                                "batchnorm_momentum": s["batchnorm_momentum"]}
+                                "batchnorm_momentum": s["batchnorm_momentum"], "rebuilt_in_tf_keras": ctx.student_rebuild}
     return result
 
 
@@ -144,11 +144,13 @@ def run_export(ctx: RunContext, out: Path) -> dict:
         else:  # float formats, and int8 by post-training quantization
             source = ctx.model_path(ctx.float_student_stage())
         if source not in loaded:
-            loaded[source] = ctx.load_model(source)
+            from edgecv.models.loading import load_model
+
+            loaded[source] = load_model(source, trust=True)  # edgecv's own stage model
         record = export_artefact(source, out / f"student-{spec.precision}{spec.suffix}", fmt, spec=ctx.student_spec,
                                  class_names=ctx.dataset.class_names, calibration=calibration, check_images=check,
                                  float_fallback=bool(ctx.recipe["quantize"]["keep_float"]),
-                                 source_model=loaded[source])
+                                 source_model=loaded[source], trust_source=True)
         record["source"] = str(source.relative_to(ctx.run.root))
         console.print(check_line(fmt, record["check"]))
         written[fmt] = {k: v for k, v in record.items() if k != "format"}
@@ -181,7 +183,7 @@ def _scores(ctx: RunContext, name: str, fmt: str, path: Path) -> tuple[np.ndarra
 
     bs = ctx.recipe["evaluation"]["batch_size"]
     if name == "teacher":
-        model = ctx.teacher.model
+        model = ctx.teacher.model.model
         extra = {"nonzero_params": count_nonzero_params(model)} if hasattr(model, "get_weights") else {}
         return ctx.teacher.logits(ctx.dataset.x_test, bs), extra
     if fmt == "keras":

@@ -1,0 +1,307 @@
+"""Users' model files, whatever saved them: tf_keras / Keras 2 (.keras, .h5, SavedModel), Keras 3
+(.keras, .h5, `model.export()` SavedModel) and plain `tf.saved_model.save` SavedModels.
+
+The one module that imports Keras 3 (`import keras`): training stays on tf_keras (tfmot needs
+Keras 2), but a teacher or an export source is only run forward, so it runs in the framework that
+saved it. A Keras 3 student is rebuilt in tf_keras (models/keras3_student.py) before training.
+
+Untrusted files never run code: a Lambda layer stores Python bytecode that Keras executes while
+loading (.h5 and tf_keras SavedModels have no safe mode), so configs are read as data first and
+such layers are refused unless the user passes --trust-model."""
+from __future__ import annotations
+
+import atexit
+import json
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgecv.errors import ModelError
+from edgecv.tfcompat import keras as tf_keras
+from edgecv.tfcompat import tf
+
+# Layers whose saved config holds Python code that runs when the model is deserialized.
+CODE_LAYERS = ("Lambda",)
+# Graph ops a SavedModel could use to touch the machine when called (its graph is data otherwise).
+IO_OPS = ("WriteFile", "DeleteFile", "PyFunc", "PyFuncStateless", "EagerPyFunc")
+TRUST_HINT = "pass --trust-model if you wrote this file yourself and trust its code"
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    label: str  # as the user knows it
+    framework: str  # "tf_keras" | "keras3" | "saved_model": what runs it
+    load: Callable  # (path, trust) -> the framework's model object
+
+
+@dataclass
+class LoadedModel:
+    """A loaded model and one way to run it forward, whatever framework saved it."""
+
+    model: object  # tf_keras.Model, keras.Model (Keras 3), or a SavedModel signature
+    kind: str  # key of MODEL_KINDS
+    path: str
+    input_shape: tuple  # (None, H, W, C)
+    output_shape: tuple  # (None, classes)
+
+    @property
+    def framework(self) -> str:
+        return MODEL_KINDS[self.kind].framework
+
+    @property
+    def label(self) -> str:
+        return MODEL_KINDS[self.kind].label
+
+    @property
+    def layers(self) -> list:
+        return list(getattr(self.model, "layers", []))
+
+    def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Scores for a float32 batch (already preprocessed the model's way), in inference mode."""
+        chunks = []
+        for start in range(0, len(images), batch_size):
+            x = tf().constant(np.asarray(images[start : start + batch_size], np.float32))
+            out = self.model(x) if self.framework == "saved_model" else self.model(x, training=False)
+            chunks.append(np.asarray(_single_output(out)))
+        return np.concatenate(chunks) if chunks else np.zeros((0, *self.output_shape[1:]), np.float32)
+
+    def serving_module(self):
+        """A tf.Module whose `serve` maps a float32 (None, H, W, C) batch to scores, and whose
+        `saved_model_dir` holds that signature on disk: what the TFLite/OpenVINO/ONNX converters
+        take from a model that is not a tf_keras model."""
+        tfm = tf()
+        module = tfm.Module()
+        model, saved_dir = self.model, self.path
+        if self.framework == "keras3":
+            # traced directly, a Keras 3 model's variables reach the TFLite converter as zeros; its own
+            # SavedModel export converts exactly (the export check compares it with the model)
+            saved_dir = tempfile.mkdtemp(prefix="edgecv-keras3-export-")
+            atexit.register(shutil.rmtree, saved_dir, ignore_errors=True)
+            self.model.export(saved_dir, verbose=False)
+            model = _load_signature(Path(saved_dir), trust=True)
+        elif self.framework != "saved_model":
+            raise ValueError("a tf_keras model converts as itself")
+        module.source, module.saved_model_dir = model, str(saved_dir)  # tracked: its variables stay alive
+
+        @tfm.function(input_signature=[tfm.TensorSpec((None, *self.input_shape[1:]), tfm.float32, name="image")])
+        def serve(image):
+            return _single_output(model(image))
+
+        module.serve = serve
+        return module
+
+
+def _single_output(out):
+    if isinstance(out, dict):
+        if len(out) != 1:
+            raise ModelError(f"the model has {len(out)} outputs ({', '.join(sorted(out))}); edgecv needs one "
+                             "class-score output: export a model that returns only the class scores")
+        return next(iter(out.values()))
+    if isinstance(out, (list, tuple)):
+        if len(out) != 1:
+            raise ModelError(f"the model has {len(out)} outputs; edgecv needs one class-score output: export a "
+                             "model that returns only the class scores")
+        return out[0]
+    return out
+
+
+# --- reading a file's config as data, before anything is deserialized
+
+def _keras_version_of(path: Path) -> str | None:
+    """The Keras version that wrote a .keras or .h5 file, read from the file itself."""
+    if path.suffix == ".keras" and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            return json.loads(z.read("metadata.json")).get("keras_version") if "metadata.json" in z.namelist() else None
+    if path.suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            version = f.attrs.get("keras_version")
+        return version.decode() if isinstance(version, bytes) else version
+    return None
+
+
+def _layer_configs(path: Path) -> list[dict]:
+    """Every layer config dict stored in a model file (nested models included), read as JSON."""
+    text = []
+    if path.is_dir():
+        meta = path / "keras_metadata.pb"
+        if meta.is_file():
+            from tf_keras.protobuf import saved_metadata_pb2
+
+            saved = saved_metadata_pb2.SavedMetadata()
+            saved.ParseFromString(meta.read_bytes())
+            text = [node.metadata for node in saved.nodes]
+    elif path.suffix == ".keras" and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            text = [z.read("config.json").decode()] if "config.json" in z.namelist() else []
+    elif path.suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            config = f.attrs.get("model_config")
+        text = [config.decode() if isinstance(config, bytes) else config] if config is not None else []
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "class_name" in node:
+                found.append(node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for t in text:
+        walk(json.loads(t))
+    return found
+
+
+def _refuse_code(path: Path, what: str, trust: bool) -> None:
+    if trust:
+        return
+    for config in _layer_configs(path):
+        if config["class_name"] in CODE_LAYERS:
+            name = config.get("name") or config.get("config", {}).get("name", "?")
+            raise ModelError(f"{what} '{path}' has a {config['class_name']} layer '{name}', whose Python code would "
+                             f"run on loading; edgecv does not run code from a model file: {TRUST_HINT}, or "
+                             "replace the layer with standard Keras layers")
+    if path.is_dir() and (path / "saved_model.pb").is_file():
+        ops = _graph_ops(path) & set(IO_OPS)
+        if ops:
+            raise ModelError(f"{what} '{path}' calls {', '.join(sorted(ops))} (file or Python access) in its graph; "
+                             f"{TRUST_HINT}")
+
+
+def _graph_ops(path: Path) -> set[str]:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((path / "saved_model.pb").read_bytes())
+    ops = set()
+    for graph in saved.meta_graphs:
+        ops |= {n.op for n in graph.graph_def.node}
+        for function in graph.graph_def.library.function:
+            ops |= {n.op for n in function.node_def}
+    return ops
+
+
+# --- the kinds of model file, each with its loader
+
+def _load_tf_keras(path: Path, trust: bool):
+    from edgecv.models.quantize_configs import custom_objects_scope
+
+    kwargs = {"safe_mode": not trust} if path.suffix == ".keras" else {}
+    with custom_objects_scope():  # edgecv's layers and QAT wrappers: any stage's saved model loads
+        return tf_keras().models.load_model(str(path), compile=False, **kwargs)
+
+
+def _load_keras3(path: Path, trust: bool):
+    import keras  # Keras 3: only here (see the module docstring)
+
+    return keras.saving.load_model(str(path), compile=False, safe_mode=not trust)
+
+
+def _load_signature(path: Path, trust: bool):
+    loaded = tf().saved_model.load(str(path))
+    for name in ("serve", "serving_default"):  # Keras 3 export() writes both; tf.saved_model.save the second
+        if name in loaded.signatures:
+            signature = loaded.signatures[name]
+            break
+    else:
+        if not loaded.signatures:
+            raise ModelError(f"SavedModel '{path}' has no serving signature; save it with "
+                             "tf.saved_model.save(module, dir, signatures=fn) or Keras 3 model.export(dir)")
+        signature = next(iter(loaded.signatures.values()))
+    signature._edgecv_owner = loaded  # a signature does not keep its SavedModel (variables) alive
+    return signature
+
+
+MODEL_KINDS: dict[str, ModelKind] = {
+    "tf_keras-keras": ModelKind("tf_keras / Keras 2 .keras", "tf_keras", _load_tf_keras),
+    "tf_keras-h5": ModelKind("tf_keras / Keras 2 .h5", "tf_keras", _load_tf_keras),
+    "tf_keras-savedmodel": ModelKind("tf_keras / Keras 2 SavedModel", "tf_keras", _load_tf_keras),
+    "keras3-keras": ModelKind("Keras 3 .keras", "keras3", _load_keras3),
+    "keras3-h5": ModelKind("Keras 3 .h5", "keras3", _load_keras3),
+    "saved_model": ModelKind("SavedModel with a serving signature (Keras 3 model.export(), tf.saved_model.save)",
+                             "saved_model", _load_signature),
+}
+
+
+def model_kind(path: Path) -> str | None:
+    """Which MODEL_KINDS entry a path is, from the file's own metadata; None if none fits."""
+    if path.is_dir():
+        if (path / "keras_metadata.pb").is_file():
+            return "tf_keras-savedmodel"
+        return "saved_model" if (path / "saved_model.pb").is_file() else None
+    suffix = {".keras": "keras", ".h5": "h5", ".hdf5": "h5"}.get(path.suffix)
+    if suffix is None:
+        return None
+    version = _keras_version_of(path)
+    major = int(str(version).split(".")[0]) if version and str(version).split(".")[0].isdigit() else 2
+    return f"keras3-{suffix}" if major >= 3 else f"tf_keras-{suffix}"
+
+
+def load_model(path: str | Path, what: str = "model", trust: bool = False) -> LoadedModel:
+    """Load any supported model file with one clear error for everything else."""
+    p = Path(path)
+    if not p.exists():
+        hint = " (or leave --teacher out to train one)" if what == "teacher" else ""
+        raise ModelError(f"{what} file '{path}' not found; check the path{hint}")
+    try:
+        kind = model_kind(p)
+        if kind is not None:
+            _refuse_code(p, what, trust)
+    except ModelError:
+        raise
+    except Exception as e:  # a truncated zip/h5 or a corrupt protobuf
+        raise ModelError(f"cannot read {what} '{path}' ({_first_line(e)}); is the file complete?") from None
+    if kind is None:
+        raise ModelError(f"cannot load {what} '{path}': not a .keras or .h5 file or a SavedModel folder; "
+                         f"accepted: {', '.join(k.label for k in MODEL_KINDS.values())}")
+    try:
+        model = MODEL_KINDS[kind].load(p, trust)
+    except ModelError:
+        raise
+    except Exception as e:
+        raise ModelError(f"cannot load {what} '{path}' as a {MODEL_KINDS[kind].label} ({_first_line(e)}); "
+                         "re-save it with model.save('model.keras') from the Keras that trained it") from None
+    input_shape, output_shape = _shapes(model, kind, what, path)
+    return LoadedModel(model, kind, str(p), input_shape, output_shape)
+
+
+def _shapes(model, kind: str, what: str, path) -> tuple[tuple, tuple]:
+    if MODEL_KINDS[kind].framework == "saved_model":
+        _, kwargs = model.structured_input_signature
+        inputs, outputs = list(kwargs.values()), model.structured_outputs
+        outputs = list(outputs.values()) if isinstance(outputs, dict) else tf().nest.flatten(outputs)
+        shapes = [tuple(s.shape) for s in inputs], [tuple(s.shape) for s in outputs]
+    else:
+        shapes = [tuple(t.shape) for t in model.inputs], [tuple(t.shape) for t in model.outputs]
+    (ins, outs) = shapes
+    if len(ins) != 1:
+        raise ModelError(f"{what} '{path}' has {len(ins)} inputs; edgecv needs a single image input")
+    if len(outs) != 1:
+        raise ModelError(f"{what} '{path}' has {len(outs)} outputs; edgecv needs one class-score output "
+                         "(save a model that returns only the class scores)")
+    return ins[0], outs[0]
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+def load_tf_keras_model(path: str | Path, what: str = "model", trust: bool = False):
+    """A model that edgecv trains or rewrites: tf_keras files only (Keras 3 students go through
+    models/keras3_student.py; stage models are edgecv's own)."""
+    loaded = load_model(path, what, trust)
+    if loaded.framework != "tf_keras":
+        raise ModelError(f"{what} '{path}' is a {loaded.label}; edgecv needs a tf_keras model here")
+    return loaded.model

@@ -1,0 +1,171 @@
+"""Every kind of model file a user brings (models/loading.py): tf_keras and Keras 3 .keras/.h5, a
+Keras 3 model.export() SavedModel, a plain tf.saved_model — as teacher and as export source; and
+model files that would run code on loading are refused without --trust-model."""
+import numpy as np
+import pytest
+
+from edgecv.errors import ModelError
+from tests.conftest import assert_user_error, run_cli
+
+KERAS3_KINDS = {"k3.keras": "keras3-keras", "k3.h5": "keras3-h5", "k3_export": "saved_model", "plain_sm": "saved_model"}
+
+
+def _mini_data():
+    from edgecv.data import load_dataset
+
+    ds = load_dataset("fashion-mnist-mini", image_size=28)
+    return ds.x_train[:2000].astype(np.float32) / 255.0, ds.y_train[:2000], ds.x_test[:64]
+
+
+@pytest.fixture(scope="module")
+def keras3_models(tmp_path_factory):
+    """A Keras 3 CNN trained briefly on the shipped sample (softmax head), saved every Keras 3
+    way, and a plain tf.Module SavedModel (logits) fitted to the same data by least squares."""
+    import keras
+    import tensorflow as tf
+
+    root = tmp_path_factory.mktemp("keras3")
+    x, y, _ = _mini_data()
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((28, 28, 1))
+    h = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(inp)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inp, keras.layers.Dense(10, activation="softmax")(h))
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=4, batch_size=64, verbose=0)
+    model.save(root / "k3.keras")
+    model.save(root / "k3.h5")
+    model.export(str(root / "k3_export"), verbose=False)
+
+    flat = x.reshape(len(x), -1)
+    weights = np.linalg.lstsq(flat, np.eye(10, dtype=np.float32)[y], rcond=None)[0].astype(np.float32)
+    module = tf.Module()
+    module.w = tf.Variable(weights)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 28, 28, 1), tf.float32)])
+    def serve(images):
+        return {"scores": tf.matmul(tf.reshape(images, (-1, 28 * 28)), module.w)}
+
+    module.serve = serve
+    tf.saved_model.save(module, str(root / "plain_sm"), signatures=serve)
+    return root, model, module
+
+
+@pytest.mark.parametrize("name", list(KERAS3_KINDS))
+def test_keras3_and_saved_model_teachers_load_and_give_their_logits(keras3_models, name):
+    from edgecv.models.loading import model_kind
+    from edgecv.models.teacher import load_teacher
+
+    root, model, module = keras3_models
+    assert model_kind(root / name) == KERAS3_KINDS[name]
+    teacher = load_teacher(str(root / name), "unit", (28, 28, 1), 10)
+    assert teacher.spec.input_shape == (28, 28, 1)
+    _, _, images = _mini_data()
+    logits = teacher.logits(images)
+    if name == "plain_sm":
+        assert teacher.outputs == "logits"
+        expected = module.serve(images.astype(np.float32) / 255.0)["scores"].numpy()
+        assert np.allclose(logits, expected, atol=1e-4)
+    else:
+        assert teacher.outputs == "probabilities"  # softmax head (Keras 3 .keras/.h5) or probed (export)
+        probs = np.asarray(model(images.astype(np.float32) / 255.0, training=False))
+        recovered = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        assert np.allclose(recovered, probs, atol=1e-4)
+
+
+def test_two_output_model_is_refused_naming_its_outputs(tmp_path):
+    import keras
+
+    inp = keras.Input((28, 28, 1))
+    h = keras.layers.Flatten()(inp)
+    keras.Model(inp, [keras.layers.Dense(10)(h), keras.layers.Dense(4)(h)]).save(tmp_path / "two.keras")
+    from edgecv.models.teacher import load_teacher
+
+    with pytest.raises(ModelError, match="has 2 outputs; edgecv needs one class-score output"):
+        load_teacher(str(tmp_path / "two.keras"), "unit", (28, 28, 1), 10)
+
+
+# --- code in model files
+
+
+def _marker_lambda(marker):
+    """A function that leaves a file behind when called: what an attacker's Lambda would do."""
+    return eval(f"lambda t: (open({str(marker)!r}, 'a').write('ran'), t)[1]")
+
+
+@pytest.fixture()
+def lambda_models(tmp_path):
+    """A tf_keras classifier with a marker-writing Lambda as .h5 and SavedModel, and a Keras 3 one as .h5."""
+    import keras
+
+    from edgecv.tfcompat import keras as tf_keras
+
+    K = tf_keras()
+    marker = tmp_path / "MARKER"
+    inp = K.Input((28, 28, 1))
+    h = K.layers.Lambda(_marker_lambda(marker), name="innocent_looking")(inp)
+    model = K.Model(inp, K.layers.Dense(10)(K.layers.Flatten()(h)))
+    model.save(tmp_path / "lambda.h5")
+    model.save(tmp_path / "lambda_savedmodel", save_format="tf")
+    inp3 = keras.Input((28, 28, 1))
+    h3 = keras.layers.Lambda(_marker_lambda(marker), name="innocent_looking")(inp3)
+    keras.Model(inp3, keras.layers.Dense(10)(keras.layers.Flatten()(h3))).save(tmp_path / "lambda_k3.h5")
+    marker.unlink(missing_ok=True)  # building and saving traced the Lambda
+    return tmp_path, marker
+
+
+def test_lambda_layers_never_run_without_trust(lambda_models):
+    from edgecv.models.loading import load_model
+
+    root, marker = lambda_models
+    for name in ("lambda.h5", "lambda_savedmodel", "lambda_k3.h5"):
+        with pytest.raises(ModelError, match="Lambda layer 'innocent_looking'.*--trust-model"):
+            load_model(root / name, "teacher")
+        assert not marker.exists(), name
+
+
+def test_export_refuses_a_lambda_model_and_runs_it_only_with_trust(lambda_models):
+    root, marker = lambda_models
+    out = root / "out.tflite"
+    proc = run_cli("export", root / "lambda.h5", "--format", "tflite-fp32", "-o", out, timeout=600)
+    assert_user_error(proc, "Lambda layer 'innocent_looking'", "--trust-model")
+    assert not marker.exists() and not out.exists()
+    proc = run_cli("export", root / "lambda.h5", "--format", "tflite-fp32", "-o", out, "--trust-model", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert marker.exists() and out.exists()
+
+
+def test_compress_refuses_a_lambda_teacher(lambda_models):
+    root, marker = lambda_models
+    proc = run_cli("compress", "--teacher", root / "lambda_savedmodel", "--out", root / "run", timeout=600)
+    assert_user_error(proc, "Lambda layer 'innocent_looking'", "--trust-model")
+    assert not marker.exists() and not (root / "run").exists()
+
+
+# --- Keras 3 files as export sources, each checked against the model it came from
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,fmt,suffix", [("k3.keras", "tflite-int8", ".tflite"),
+                                             ("k3.h5", "openvino-fp16", ".xml"),
+                                             ("k3_export", "tflite-int8", ".tflite"),
+                                             ("plain_sm", "openvino-fp16", ".xml"),
+                                             ("k3.keras", "onnx", ".onnx")])
+def test_keras3_and_saved_model_sources_export_and_pass_their_check(keras3_models, tmp_path, name, fmt, suffix):
+    import json
+
+    root, _, _ = keras3_models
+    out = tmp_path / f"model{suffix}"
+    proc = run_cli("export", root / name, "--format", fmt, "--calibration", "fashion-mnist-mini", "-o", out,
+                   "--json", timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    record = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert record["check"]["passed"], record["check"]
+    assert record["check"]["samples"] == 200
+    if fmt == "tflite-int8":
+        from edgecv.runtime import LiteRTRunner
+
+        runner = LiteRTRunner(out)
+        assert runner.input.dtype == "int8" and runner.output_dtype == "int8"
