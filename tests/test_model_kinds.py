@@ -10,46 +10,23 @@ from tests.conftest import assert_user_error, run_cli
 KERAS3_KINDS = {"k3.keras": "keras3-keras", "k3.h5": "keras3-h5", "k3_export": "saved_model", "plain_sm": "saved_model"}
 
 
-def _mini_data():
+def _test_images():
     from edgecv.data import load_dataset
 
-    ds = load_dataset("fashion-mnist-mini", image_size=28)
-    return ds.x_train[:2000].astype(np.float32) / 255.0, ds.y_train[:2000], ds.x_test[:64]
+    return load_dataset("fashion-mnist-mini", image_size=28).x_test[:64]
 
 
 @pytest.fixture(scope="module")
 def keras3_models(tmp_path_factory):
-    """A Keras 3 CNN trained briefly on the shipped sample (softmax head), saved every Keras 3
-    way, and a plain tf.Module SavedModel (logits) fitted to the same data by least squares."""
-    import keras
-    import tensorflow as tf
+    """A Keras 3 CNN trained briefly on the shipped sample (softmax head) saved every Keras 3 way,
+    and a plain tf.Module SavedModel (logits): the benchmark's own builders."""
+    from benchmarks.model_kinds import keras3_classifier, plain_saved_model, sample, save_keras3_kinds
 
     root = tmp_path_factory.mktemp("keras3")
-    x, y, _ = _mini_data()
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((28, 28, 1))
-    h = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(inp)
-    h = keras.layers.BatchNormalization()(h)
-    h = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(h)
-    h = keras.layers.GlobalAveragePooling2D()(h)
-    model = keras.Model(inp, keras.layers.Dense(10, activation="softmax")(h))
-    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x, y, epochs=4, batch_size=64, verbose=0)
-    model.save(root / "k3.keras")
-    model.save(root / "k3.h5")
-    model.export(str(root / "k3_export"), verbose=False)
-
-    flat = x.reshape(len(x), -1)
-    weights = np.linalg.lstsq(flat, np.eye(10, dtype=np.float32)[y], rcond=None)[0].astype(np.float32)
-    module = tf.Module()
-    module.w = tf.Variable(weights)
-
-    @tf.function(input_signature=[tf.TensorSpec((None, 28, 28, 1), tf.float32)])
-    def serve(images):
-        return {"scores": tf.matmul(tf.reshape(images, (-1, 28 * 28)), module.w)}
-
-    module.serve = serve
-    tf.saved_model.save(module, str(root / "plain_sm"), signatures=serve)
+    x, y = sample()
+    model = keras3_classifier(x, y)
+    save_keras3_kinds(model, root)
+    module = plain_saved_model(x, y, root / "plain_sm")
     return root, model, module
 
 
@@ -62,7 +39,7 @@ def test_keras3_and_saved_model_teachers_load_and_give_their_logits(keras3_model
     assert model_kind(root / name) == KERAS3_KINDS[name]
     teacher = load_teacher(str(root / name), "unit", (28, 28, 1), 10)
     assert teacher.spec.input_shape == (28, 28, 1)
-    _, _, images = _mini_data()
+    images = _test_images()
     logits = teacher.logits(images)
     if name == "plain_sm":
         assert teacher.outputs == "logits"

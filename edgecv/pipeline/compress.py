@@ -66,7 +66,8 @@ def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool =
         run.finish_stage(name, partial, result, time.perf_counter() - start, stage.folder)
         console.print(f"  ✓ {name:<9} {time.perf_counter() - start:.1f} s")
     report = build_report(recipe, run.state, ctx.dataset.describe(), ctx.student_spec.to_dict(), ctx.teacher.spec.to_dict(),
-                          teacher_outputs=ctx.teacher.outputs, teacher_trained=not recipe["teacher"]["path"])
+                          teacher_outputs=ctx.teacher.outputs, teacher_trained=not recipe["teacher"]["path"],
+                          teacher_kind=ctx.teacher.model.label)
     write_report(out, report)
     run.unlock()
     return report

@@ -37,7 +37,7 @@ def environment() -> dict:
 
 
 def build_report(recipe: dict, state: dict, data: dict, student_spec: dict, teacher_spec: dict, *,
-                 teacher_outputs: str, teacher_trained: bool) -> dict:
+                 teacher_outputs: str, teacher_trained: bool, teacher_kind: str | None = None) -> dict:
     stages = {name: dict(s) for name, s in state["stages"].items()}
     stages.get("evaluate", {}).pop("result", None)  # its rows are the report's "artefacts"
     evaluation = state["stages"].get("evaluate", {}).get("result", {})
@@ -52,6 +52,7 @@ def build_report(recipe: dict, state: dict, data: dict, student_spec: dict, teac
         "teacher": {
             "path": teacher["path"] if teacher else recipe["teacher"]["path"],
             "trained_by_edgecv": teacher_trained,
+            "kind": teacher_kind,
             "outputs": teacher_outputs,
             "metrics": teacher["metrics"] if teacher else None,
             "size_bytes": teacher["size_bytes"] if teacher else None,
