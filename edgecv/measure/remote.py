@@ -42,6 +42,10 @@ def parse_target(url: str) -> SSHTarget:
         port = -1
     if parts.scheme != "ssh" or not parts.hostname or port == -1 or parts.path not in ("", "/") or parts.password:
         raise RemoteError(f"--remote takes ssh://[user@]host[:port], got '{url}'")
+    for what, name in (("user", parts.username), ("host", parts.hostname)):
+        if name and name.startswith("-"):  # ssh would read it as an option (-oProxyCommand=... runs a command)
+            raise RemoteError(f"--remote's {what} name '{name}' starts with '-'; give a real {what} name, "
+                              "and ssh options with --ssh-option")
     return SSHTarget(parts.username, parts.hostname, port)
 
 
@@ -62,7 +66,7 @@ class SSHSession:
     def run(self, argv: list[str], what: str, timeout: float = 120, stdin: bytes | None = None) -> bytes:
         """Run argv on the device (quoted for its shell); stdout, or a RemoteError saying what failed."""
         try:
-            done = subprocess.run([*self._ssh, self.target.destination, shlex.join(argv)], input=stdin,
+            done = subprocess.run([*self._ssh, "--", self.target.destination, shlex.join(argv)], input=stdin,
                                   capture_output=True, timeout=timeout)
         except FileNotFoundError:
             raise RemoteError("--remote needs the OpenSSH client; install it (apt install openssh-client)") from None
@@ -86,9 +90,9 @@ def bench_remote(path, url: str, bench_args: list[str], remote_edgecv: str = "ed
     """Bench `path` on the device at `url` with `edgecv bench <bench_args>` there; the returned JSON
     is tagged with the device (`device`: the profile ID given, else the host name)."""
     path = Path(path)
+    target = parse_target(url)
     if not path.is_file():
         raise EdgecvError(f"artefact '{path}' not found")
-    target = parse_target(url)
     session = SSHSession(target, identity, ssh_options)
     remote_dir = session.run(["mktemp", "-d", "-t", "edgecv-bench.XXXXXX"], "creating a scratch folder").decode().strip()
     if not remote_dir.startswith("/"):
