@@ -6,6 +6,7 @@ Importable without TensorFlow (the writers import it inside the worker process).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,20 @@ FORMATS: dict[str, ExportFormat] = {
                      0.95, None, "ONNX with QuantizeLinear/DequantizeLinear from the QAT model (TensorRT INT8)"),
     )
 }
+
+def check_target(fmt: str, out) -> None:
+    """What an export to `out` would be refused for, found before anything heavy is imported: a file
+    name without the format's suffix, or the format's pip extra not installed."""
+    from edgecv.errors import ConversionError, MissingExtraError
+
+    suffix = FORMATS[fmt].suffix
+    if Path(out).suffix != suffix:
+        raise ConversionError(f"{fmt} files end in {suffix}, got '{Path(out).name}'; "
+                              f"name the output '{Path(out).stem}{suffix}'")
+    extra = missing_extra(fmt)
+    if extra:
+        raise MissingExtraError(f'{fmt} needs the "{extra}" extra; pip install "edgecv[{extra}]"')
+
 
 # pip extra -> a module whose import proves the extra is installed
 EXTRA_PROBES = {"train": "tensorflow", "openvino": "openvino", "onnx": "tf2onnx"}
