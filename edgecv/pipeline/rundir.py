@@ -3,11 +3,15 @@
 A stage writes into `.<stage>.partial/` and is renamed into place when it finishes, then
 state.json (written atomically) records it. A run killed mid-stage therefore leaves no
 half-written stage behind: `--resume` deletes the partial folder and runs that stage again.
+
+The process working on a run holds an flock on `.edgecv.lock` in it (the file names its PID), so a
+second compress or `--resume` cannot start, and delete partial folders, while the first still runs.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -18,6 +22,12 @@ from edgecv.fileio import check_writable_dir, replace_dir, write_json_atomic, wr
 
 STATE_FILE = "state.json"
 RECIPE_FILE = "recipe.yaml"
+LOCK_FILE = ".edgecv.lock"
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs are not locked
+    fcntl = None
 
 
 def recipe_hash(recipe: dict) -> str:
@@ -29,12 +39,45 @@ class RunDir:
         self.root = Path(root)
         self.recipe = recipe
         self.state: dict = {"recipe_hash": recipe_hash(recipe), "stages": {}}
+        self._lock = None  # the open lock file while this process holds the run
+
+    def lock(self) -> None:
+        """Hold the earlier run in the folder, if any, for this process until unlock() or exit (open()
+        takes a new run's): RunDirError when another process holds it."""
+        if (self.root / STATE_FILE).is_file():
+            self._acquire()
+
+    def _acquire(self) -> None:
+        if self._lock is not None or fcntl is None:
+            return
+        try:
+            lock = open(self.root / LOCK_FILE, "a+")
+        except OSError:
+            return  # an unwritable folder: check() says so
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            holder = lock.read().strip()
+            lock.close()
+            raise RunDirError(f"run directory {self.root} is in use by process {holder or '(unknown)'}; "
+                              "wait for it or kill it") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        self._lock = lock
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # the file stays: deleting it would let two processes lock different files
+            self._lock = None
 
     def check(self, resume: bool, force: bool) -> None:
         """Raise if the folder cannot be used as asked; touches nothing."""
         root = check_writable_dir(self.root, "--out")
         is_run = (root / STATE_FILE).is_file()
-        if root.is_dir() and any(root.iterdir()) and not is_run:
+        if root.is_dir() and any(p.name != LOCK_FILE for p in root.iterdir()) and not is_run:
             raise RunDirError(f"--out {root} is a non-empty folder that is not an edgecv run; choose a new or empty folder")
         if is_run and resume:
             if self._read_state().get("recipe_hash") != recipe_hash(self.recipe):
@@ -47,15 +90,21 @@ class RunDir:
 
     def open(self, resume: bool, force: bool) -> None:
         """Create the run (or pick up the earlier one with --resume; wipe it with --force)."""
+        self.lock()
         self.check(resume, force)
         root = self.root
         state_path = root / STATE_FILE
         if state_path.is_file() and resume:
             self.state = self._read_state()
         else:
-            if state_path.is_file():  # --force on an earlier run: start clean
-                shutil.rmtree(root)
+            if state_path.is_file():  # --force on an earlier run: start clean, keeping the lock this process holds
+                for entry in root.iterdir():
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry)
+                    elif entry.name != LOCK_FILE:
+                        entry.unlink()
             root.mkdir(parents=True, exist_ok=True)
+            self._acquire()
             write_text_atomic(root / RECIPE_FILE, yaml.safe_dump(self.recipe, sort_keys=False))
             self._save_state()
         for leftover in root.glob(".*.partial"):  # from a run that was killed mid-stage
