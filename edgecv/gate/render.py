@@ -40,7 +40,7 @@ def render_table(result: GateResult) -> Table:
     table = Table(title=f"edgecv gate: {verdict(result)}", caption=_summary(result))
     for h in HEADER[:-1]:
         table.add_column(h, justify="right" if h in ("baseline", "candidate", "Δ") else "left",
-                         no_wrap=h in ("check", "result"))
+                         no_wrap=h in ("check", "baseline", "candidate", "Δ", "result"))  # names, figures
     for c in result.checks:
         # Text: class names such as "[x]" are not rich markup
         table.add_row(*(Text(s) for s in _cells(c)[:-1]), style=None if c.passed else "red")
