@@ -1,0 +1,193 @@
+"""Processes edgecv starts or competes with: ssh for --remote, the export worker, a second compress on
+a run directory, and arguments refused before TensorFlow is imported. Real processes throughout."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import assert_user_error, run_cli
+
+LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+# ---------------------------------------------------------------------------------------------- --remote
+
+@pytest.mark.parametrize("url, fragment", [
+    ("ssh://-oProxyCommand=touch pwned@host", "user name '-oProxyCommand=touch pwned' starts with '-'"),
+    ("ssh://-oProxyCommand=touch pwned", "host name '-oproxycommand=touch pwned' starts with '-'"),
+])
+def test_remote_names_starting_with_a_dash_are_refused(tmp_path, url, fragment):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"never read")
+    proc = run_cli("bench", model, "--remote", url, cwd=tmp_path, timeout=120)
+    assert_user_error(proc, fragment, "--ssh-option")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_ssh_gets_the_destination_after_double_dash(tmp_path, monkeypatch):
+    """Whatever the URL holds, ssh reads the destination as a destination, never as an option."""
+    from edgecv.measure.remote import SSHSession, parse_target
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    argv_file = tmp_path / "argv.json"
+    fake = bin_dir / "ssh"
+    fake.write_text(f"#!{sys.executable}\nimport json, sys\njson.dump(sys.argv[1:], open({str(argv_file)!r}, 'w'))\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    SSHSession(parse_target("ssh://pi@raspberrypi.local:2222"), options=("LogLevel=ERROR",)).run(["true"], "probing")
+    argv = json.loads(argv_file.read_text())
+    assert argv[-3:] == ["--", "pi@raspberrypi.local", "true"]
+    assert argv[:-3] == ["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-p", "2222"]
+
+
+# ---------------------------------------------------------------------------------------------- export worker
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (a container's PID 1 may never reap an orphan)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_for(condition, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"gave up after {seconds:.0f} s waiting for {what}")
+
+
+@LINUX
+def test_export_worker_dies_with_a_killed_parent(tmp_path):
+    """kill -9 of the CLI during an export: the converter child goes too, instead of writing on for minutes."""
+    job = tmp_path / "job.json"
+    os.mkfifo(job)  # the worker blocks reading its job: a converter at work, for as long as the test wants
+    parent = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; "
+                               "from edgecv.export.worker import run_worker; run_worker(Path(sys.argv[1]), 600)",
+                               str(job)])
+    writer, child = None, None
+    try:
+        def worker_reading():  # a writer can open the FIFO once the worker has it open for reading
+            try:
+                return os.open(job, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                assert parent.poll() is None, f"the parent exited with {parent.returncode}"
+                return None
+
+        writer = _wait_for(worker_reading, 120, "the worker to start")
+        [child] = _children(parent.pid)
+        assert "edgecv.export.worker" in Path(f"/proc/{child}/cmdline").read_text()
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        _wait_for(lambda: not _alive(child), 30, f"worker {child} to die with its parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        if child and _alive(child):
+            os.kill(child, signal.SIGKILL)
+        if writer is not None:
+            os.close(writer)
+
+
+# ---------------------------------------------------------------------------------------------- run directory lock
+
+HOLD = """
+import sys, time
+from edgecv.pipeline.rundir import RunDir
+run = RunDir(sys.argv[1], {})
+run.lock()  # held while `run` lives
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_run_directory_in_use_is_refused_until_its_process_dies(tmp_path):
+    from edgecv.pipeline.rundir import RunDir
+
+    run = tmp_path / "run"
+    (run / ".export.partial").mkdir(parents=True)  # the stage a killed run's converter might still write
+    (run / "state.json").write_text(json.dumps({"recipe_hash": "0", "stages": {}}))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for extra in (["--resume"], ["--force"], []):
+            proc = run_cli("compress", "--out", run, *extra, timeout=300)
+            assert_user_error(proc, f"run directory {run} is in use by process {holder.pid}; wait for it or kill it")
+        assert (run / ".export.partial").is_dir() and (run / "state.json").is_file()
+    finally:
+        holder.kill()
+        holder.wait()
+    again = RunDir(run, {})
+    again.lock()  # the lock died with its process
+    assert (run / ".edgecv.lock").read_text().strip() == str(os.getpid())
+    again.unlock()
+
+
+def test_force_empties_the_run_but_keeps_its_lock(tmp_path):
+    """--force deletes the earlier run's files, not the lock file this process holds (deleting it would
+    let a second process lock a new file of the same name)."""
+    from edgecv.pipeline.rundir import RunDir
+
+    run = tmp_path / "run"
+    (run / "stages" / "teacher").mkdir(parents=True)
+    (run / "state.json").write_text(json.dumps({"recipe_hash": "0", "stages": {}}))
+    fresh = RunDir(run, {"name": "x"})
+    fresh.lock()
+    lock_inode = (run / ".edgecv.lock").stat().st_ino
+    fresh.open(resume=False, force=True)
+    assert sorted(p.name for p in run.iterdir()) == [".edgecv.lock", "recipe.yaml", "state.json"]
+    assert (run / ".edgecv.lock").stat().st_ino == lock_inode
+    fresh.unlock()
+
+
+# ---------------------------------------------------------------------------------------------- export arguments
+
+# `python -c NO_TENSORFLOW_CHECK <edgecv args>`: the CLI, then a line on stderr if it imported TensorFlow
+NO_TENSORFLOW_CHECK = """
+import atexit, sys
+atexit.register(lambda: 'tensorflow' in sys.modules and sys.stderr.write('TENSORFLOW IMPORTED\\n'))
+sys.argv = ['edgecv'] + sys.argv[1:]
+from edgecv.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--format", "tflite-int8", "--calibration", "fashion-mnist-mini", "--out", "{tmp}/m.onnx"],
+     ["tflite-int8 files end in .tflite, got 'm.onnx'", "name the output 'm.tflite'"]),
+    (["--format", "openvino-fp32", "--out", "{tmp}/m.tflite"], ["openvino-fp32 files end in .xml"]),
+    (["--format", "tflite-int8", "--out", "{tmp}/m.tflite"], ["tflite-int8 needs calibration images", "--calibration"]),
+    (["--format", "tflite-int8", "--calibration", "{tmp}/nowhere"], ["data source", "nowhere' not found"]),
+])
+def test_export_arguments_are_refused_before_tensorflow_loads(tmp_path, args, fragments):
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"not read: the arguments are wrong")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    proc = subprocess.run([sys.executable, "-c", NO_TENSORFLOW_CHECK, "export", str(model), *args],
+                          capture_output=True, text=True, timeout=300)
+    assert_user_error(proc, *fragments)
+    assert "TENSORFLOW IMPORTED" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
