@@ -74,7 +74,8 @@ def _marker_lambda(marker):
 
 @pytest.fixture()
 def lambda_models(tmp_path):
-    """A tf_keras classifier with a marker-writing Lambda as .h5 and SavedModel, and a Keras 3 one as .h5."""
+    """A tf_keras classifier with a marker-writing Lambda as .h5, .keras and SavedModel, and a Keras 3
+    one as .h5 and .keras."""
     import keras
 
     from edgecv.tfcompat import keras as tf_keras
@@ -84,11 +85,14 @@ def lambda_models(tmp_path):
     inp = K.Input((28, 28, 1))
     h = K.layers.Lambda(_marker_lambda(marker), name="innocent_looking")(inp)
     model = K.Model(inp, K.layers.Dense(10)(K.layers.Flatten()(h)))
-    model.save(tmp_path / "lambda.h5")
+    for name in ("lambda.h5", "lambda.keras"):
+        model.save(tmp_path / name)
     model.save(tmp_path / "lambda_savedmodel", save_format="tf")
     inp3 = keras.Input((28, 28, 1))
     h3 = keras.layers.Lambda(_marker_lambda(marker), name="innocent_looking")(inp3)
-    keras.Model(inp3, keras.layers.Dense(10)(keras.layers.Flatten()(h3))).save(tmp_path / "lambda_k3.h5")
+    model3 = keras.Model(inp3, keras.layers.Dense(10)(keras.layers.Flatten()(h3)))
+    for name in ("lambda_k3.h5", "lambda_k3.keras"):
+        model3.save(tmp_path / name)
     marker.unlink(missing_ok=True)  # building and saving traced the Lambda
     return tmp_path, marker
 
@@ -97,7 +101,7 @@ def test_lambda_layers_never_run_without_trust(lambda_models):
     from edgecv.models.loading import load_model
 
     root, marker = lambda_models
-    for name in ("lambda.h5", "lambda_savedmodel", "lambda_k3.h5"):
+    for name in ("lambda.h5", "lambda.keras", "lambda_savedmodel", "lambda_k3.h5", "lambda_k3.keras"):
         with pytest.raises(ModelError, match="Lambda layer 'innocent_looking'.*--trust-model"):
             load_model(root / name, "teacher")
         assert not marker.exists(), name
