@@ -25,24 +25,34 @@ def _progress_callback(progress: Progress, task, epochs: int):
     return RichProgress()
 
 
-def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, shuffle: bool = True):
-    """A tf.data pipeline, so stages can later stream from disk or shard across workers unchanged."""
-    tfm = tf()
-    ds = tfm.data.Dataset.from_tensor_slices((x, y))
-    if shuffle:
-        ds = ds.shuffle(min(len(x), 10000), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tfm.data.AUTOTUNE)
+class ArrayInput:
+    """Training input from in-memory arrays (small data, tests, benchmarks). Every TrainingInput
+    has `num_examples` and `dataset(batch_size, seed, shard)`: a tf.data pipeline of batches of
+    (x, y), shuffled each epoch with `seed`, holding only this worker's `shard` = (workers, index)
+    of the examples (sharded before any decoding)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        self.x, self.y = x, y
+        self.num_examples = len(x)
+
+    def dataset(self, batch_size: int, seed: int, shard: tuple[int, int] = (1, 0)):
+        tfm = tf()
+        ds = tfm.data.Dataset.from_tensor_slices((self.x, self.y)).shard(*shard)
+        ds = ds.shuffle(min(self.num_examples, 10000), seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size).prefetch(tfm.data.AUTOTUNE)
 
 
-def fit(build_model, x, y, *, loss, epochs: int, batch_size: int, learning_rate: float, seed: int,
+def fit(build_model, data, y=None, *, loss, epochs: int, batch_size: int, learning_rate: float, seed: int,
         description: str, callbacks=(), metrics=None):
     """Build (inside the strategy scope), compile and train a model; returns the trained model.
 
     `build_model` is a zero-argument callable so variables are created under the strategy.
+    `data` is a TrainingInput (see ArrayInput), or arrays x with labels/targets `y`.
     """
     K = keras()
     K.utils.set_random_seed(seed)
-    steps = int(np.ceil(len(x) / batch_size))
+    data = ArrayInput(data, y) if y is not None else data
+    steps = int(np.ceil(data.num_examples / batch_size))
     with training_strategy().scope():
         model = build_model()
         schedule = K.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps * epochs), alpha=0.05)
@@ -52,7 +62,7 @@ def fit(build_model, x, y, *, loss, epochs: int, batch_size: int, learning_rate:
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(description, total=steps * epochs, info="")
         cb = _progress_callback(progress, task, epochs)
-        model.fit(make_dataset(x, y, batch_size, seed), epochs=epochs, verbose=0, callbacks=[cb, *callbacks])
+        model.fit(data.dataset(batch_size, seed), epochs=epochs, verbose=0, callbacks=[cb, *callbacks])
     return model
 
 
