@@ -216,6 +216,11 @@ def eval_cmd(artefact, data, threads, json_path):
         table.add_row(name, "—" if acc is None else f"{acc:.1%}")
     table.add_row("[b]all[/b]", f"[b]{result['top1']:.2%}[/b]  (top-5 {result['top5']:.2%})")
     print_table(console, table)
+    from edgecv.data.sources import EVERY_IMAGE_NOTE
+
+    if EVERY_IMAGE_NOTE in result["data"]["notes"]:
+        console.print(f"[yellow]note:[/yellow] scored {EVERY_IMAGE_NOTE}; give a folder with train/ and test/ "
+                      "subfolders to score held-out images only", highlight=False)
     if json_path:
         with output_errors(json_path, "--json"):
             write_json_atomic(json_path, result)

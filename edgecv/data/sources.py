@@ -8,13 +8,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edgecv.data.sampling import stratified_split
+from edgecv.data.sampling import balanced_indices, stratified_split
 from edgecv.errors import DataError
 from edgecv.resources import shipped_dir
 
@@ -32,32 +33,118 @@ FASHION_MNIST_FILES = {
 MINI_FILE = "fashion-mnist-mini.npz"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+LARGE_IN_MEMORY = 256 * 2**20  # a compressed .npz past this is worth saving uncompressed (memory-mapped)
+
+
+@dataclass
+class ImageSplit:
+    """One split's images, read on demand and never decoded whole: from image files (a folder),
+    or sliced from a uint8 array that may be memory-mapped (an uncompressed .npz) or held in
+    memory (Fashion-MNIST, a compressed .npz)."""
+
+    labels: np.ndarray
+    array: np.ndarray | None = None  # (N, H, W, C) uint8
+    files: list[str] | None = None
+    channels: int = 1
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def shape(self) -> tuple:
+        """(H, W, C) of every image; (None, None, C) for files, whose sizes vary."""
+        return tuple(self.array.shape[1:]) if self.array is not None else (None, None, self.channels)
+
+    def subset(self, indices) -> "ImageSplit":
+        indices = np.asarray(indices, np.int64)
+        if self.array is not None:  # a view of the rows, not a copy, where the indices allow it
+            return ImageSplit(self.labels[indices], _take(self.array, indices), None, self.channels)
+        return ImageSplit(self.labels[indices], None, [self.files[i] for i in indices], self.channels)
+
+    def read(self, indices, size: tuple[int, int]) -> np.ndarray:
+        """uint8 images (n, H, W, C): array rows as stored, files decoded and resized to `size`
+        (Pillow bilinear, as on the device)."""
+        indices = np.asarray(indices, np.int64)
+        if self.array is not None:
+            return np.asarray(_take(self.array, indices))
+        return _read_images([self.files[i] for i in indices], size, self.channels)
+
+    def sample(self, n: int, seed: int, spec) -> tuple[np.ndarray, np.ndarray]:
+        """(float images in `spec`, labels) of up to n class-balanced images: a small set, for
+        calibration and checks."""
+        idx = balanced_indices(self.labels, min(n, len(self)), seed)
+        return spec.apply(self.read(idx, (spec.height, spec.width))), self.labels[idx]
+
+    def chunks(self, size: tuple[int, int], chunk: int = 256):
+        """(indices, uint8 images) in order, `chunk` at a time: what evaluation streams through."""
+        for start in range(0, len(self), chunk):
+            idx = np.arange(start, min(start + chunk, len(self)))
+            yield idx, self.read(idx, size)
+
+    def content_hash(self) -> str:
+        """sha256 of the images (array bytes, or each file's bytes) and labels, read chunk by chunk."""
+        h = hashlib.sha256()
+        if self.array is not None:
+            for start in range(0, len(self), 4096):
+                h.update(np.ascontiguousarray(self.array[start : start + 4096]).tobytes())
+        else:
+            for f in self.files:
+                with open(f, "rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(block)
+        h.update(np.ascontiguousarray(self.labels).astype(np.int64).tobytes())
+        return h.hexdigest()[:16]
+
+
+def _take(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Rows of a (memory-mapped) array; a contiguous range stays a view."""
+    if len(indices) and np.array_equal(indices, np.arange(indices[0], indices[0] + len(indices))):
+        return array[indices[0] : indices[0] + len(indices)]
+    order = np.argsort(indices, kind="stable")  # read the file forwards, then put the rows back in order
+    out = np.empty((len(indices), *array.shape[1:]), array.dtype)
+    out[order] = array[indices[order]]
+    return out
 
 
 @dataclass
 class Dataset:
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    train: ImageSplit
+    test: ImageSplit
     class_names: list[str]
     source: str
     notes: list[str] = field(default_factory=list)
+    image_size: int = 224  # the square size folder images are read at when a model gives none
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
     @property
+    def y_train(self) -> np.ndarray:
+        return self.train.labels
+
+    @property
+    def y_test(self) -> np.ndarray:
+        return self.test.labels
+
+    # Whole splits as uint8 arrays, for small data (benchmarks, tests); the pipeline streams instead.
+    @property
+    def x_train(self) -> np.ndarray:
+        return self.train.read(np.arange(len(self.train)), (self.image_size, self.image_size))
+
+    @property
+    def x_test(self) -> np.ndarray:
+        return self.test.read(np.arange(len(self.test)), (self.image_size, self.image_size))
+
+    @property
     def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.x_train.shape[1:])
+        """The images' (H, W, C); folder images (any size) count as image_size x image_size."""
+        h, w, c = self.train.shape
+        return (h or self.image_size, w or self.image_size, c)
 
     def test_set_hash(self) -> str:
         """Identifies the evaluation set, so reports evaluated on different data are not compared."""
-        h = hashlib.sha256()
-        h.update(np.ascontiguousarray(self.x_test).tobytes())
-        h.update(np.ascontiguousarray(self.y_test).astype(np.int64).tobytes())
-        return h.hexdigest()[:16]
+        return self.test.content_hash()
 
     def describe(self) -> dict:
         return {
@@ -88,49 +175,54 @@ def check_source(source: str) -> None:
 def load_dataset(source: str, *, image_size: int | None = None, holdout: float = 0.2, seed: int = 0) -> Dataset:
     """`source`: a folder of class subfolders, an .npz, `fashion-mnist` or `fashion-mnist-mini`.
 
-    `image_size` is the square size image-folder pictures are resized to on load (arrays keep theirs).
+    Nothing is decoded here: a folder is a list of files, an uncompressed .npz is memory-mapped.
+    `image_size` is the square size folder images are read at where no model says otherwise.
     """
     if source == "fashion-mnist":
-        return _checked(_load_fashion_mnist())
-    if source == "fashion-mnist-mini":
-        path = shipped_dir("calibration") / MINI_FILE
-        ds = _load_npz(path, FASHION_MNIST_CLASSES)
+        ds = _load_fashion_mnist()
+    elif source == "fashion-mnist-mini":
+        ds = _load_npz(shipped_dir("calibration") / MINI_FILE, FASHION_MNIST_CLASSES)
         ds.source = "fashion-mnist-mini"
-        return _checked(ds)
-    check_source(source)
-    path = Path(source)
-    if path.is_dir():
-        return _checked(_load_image_folder(path, image_size or 224, holdout, seed))
-    return _checked(_load_npz(path, None))
+    else:
+        check_source(source)
+        path = Path(source)
+        ds = _load_image_folder(path, holdout, seed) if path.is_dir() else _load_npz(path, None)
+    ds.image_size = image_size or ds.image_size
+    return _checked(ds)
 
 
 def load_eval_set(source: str, image_size: int) -> Dataset:
     """The images to evaluate on: a folder's test/ split, or every image of a folder without one;
-    the test split of an .npz or of Fashion-MNIST. (x_train/y_train are left empty.)"""
+    the test split of an .npz or of Fashion-MNIST. (The training split is left empty.)"""
     path = Path(source)
     if path.is_dir() and not (path / "train").is_dir():
         class_names = [p.name for p in _class_dirs(path)]
         files, labels = _labelled_files(path, class_names)
-        x = _read_images(files, image_size, _folder_channels(files))
-        return Dataset(x[:0], labels[:0], x, labels, class_names, str(path), ["every image of the folder"])
+        split = ImageSplit(labels, None, files, _folder_channels(files))
+        return Dataset(split.subset([]), split, class_names, str(path), [EVERY_IMAGE_NOTE], image_size)
     ds = load_dataset(source, image_size=image_size)
-    return Dataset(ds.x_train[:0], ds.y_train[:0], ds.x_test, ds.y_test, ds.class_names, ds.source,
-                   ds.notes + ["the held-out (test) split"])
+    return Dataset(ds.train.subset([]), ds.test, ds.class_names, ds.source, ds.notes + ["the held-out (test) split"],
+                   image_size)
+
+
+# said on the terminal too: an eval on a folder without test/ may score training images
+EVERY_IMAGE_NOTE = "every image of the folder (it has no test/ split, so training images may be among them)"
 
 
 def _checked(ds: Dataset) -> Dataset:
-    for split in ("train", "test"):
-        x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
-        if len(x) == 0:
-            raise DataError(f"{ds.source}: the {split} split is empty; add images to it")
-        if len(x) != len(y):
-            raise DataError(f"{ds.source}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
+    for name, split in (("train", ds.train), ("test", ds.test)):
+        if len(split) == 0:
+            raise DataError(f"{ds.source}: the {name} split is empty; add images to it")
+        if split.array is not None and len(split.array) != len(split.labels):
+            raise DataError(f"{ds.source}: x_{name} has {len(split.array)} images but y_{name} has "
+                            f"{len(split.labels)} labels")
+        y = split.labels
         bad = np.unique(y[(y < 0) | (y >= ds.num_classes)])
         if bad.size:
-            raise DataError(f"{ds.source}: y_{split} has label {_few(bad)}, outside 0..{ds.num_classes - 1} "
+            raise DataError(f"{ds.source}: y_{name} has label {_few(bad)}, outside 0..{ds.num_classes - 1} "
                             f"(its {ds.num_classes} classes); fix the label or the class names")
-    if ds.x_train.shape[1:] != ds.x_test.shape[1:]:
-        raise DataError(f"{ds.source}: train images {ds.x_train.shape[1:]} and test images {ds.x_test.shape[1:]} differ in shape")
+    if ds.train.shape != ds.test.shape:
+        raise DataError(f"{ds.source}: train images {ds.train.shape} and test images {ds.test.shape} differ in shape")
     if ds.num_classes < 2:
         raise DataError(f"{ds.source}: found {ds.num_classes} class; a classifier needs at least 2")
     return ds
@@ -189,27 +281,50 @@ def _load_npz(path: Path, class_names: list[str] | None) -> Dataset:
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path} is not a valid .npz (zip) file; write it with "
                         "numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)")
+    notes = []
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in NPZ_KEYS if k not in z.files]
             if missing:
                 raise DataError(f"{path} lacks {', '.join(missing)}; an .npz needs x_train, y_train, x_test, y_test")
-            arrays = {k: z[k] for k in NPZ_KEYS}
+            labels = {k: z[k] for k in ("y_train", "y_test")}
             if class_names is None and "class_names" in z.files:
                 class_names = [str(c) for c in z["class_names"]]
+        with zipfile.ZipFile(path) as zf:
+            images = {k: _npz_member(path, zf, k) for k in ("x_train", "x_test")}
+        in_memory = sum(v.nbytes for v in images.values() if not isinstance(v, np.memmap))
+        if in_memory > LARGE_IN_MEMORY:
+            notes.append("compressed .npz: images read into memory as uint8; save it with numpy.savez (not "
+                         "savez_compressed) to have them memory-mapped")
     except DataError:
         raise
     except Exception as e:  # zipfile/pickle errors: say which file
         raise DataError(f"cannot read {path} as .npz ({e}); write it with numpy.savez") from None
-    y_train = _labels(arrays["y_train"], "y_train", path)
-    y_test = _labels(arrays["y_test"], "y_test", path)
+    y_train = _labels(labels["y_train"], "y_train", path)
+    y_test = _labels(labels["y_test"], "y_test", path)
     if class_names is None:
         class_names = _numbered_classes(path, y_train, y_test)
-    return Dataset(
-        _as_nhwc_uint8(arrays["x_train"], "x_train"), y_train,
-        _as_nhwc_uint8(arrays["x_test"], "x_test"), y_test,
-        class_names, str(path),
-    )
+    x_train, x_test = (_as_nhwc_uint8(images[k], k) for k in ("x_train", "x_test"))
+    return Dataset(ImageSplit(y_train, x_train, None, x_train.shape[-1]),
+                   ImageSplit(y_test, x_test, None, x_test.shape[-1]), class_names, str(path), notes)
+
+
+def _npz_member(path: Path, zf: zipfile.ZipFile, key: str) -> np.ndarray:
+    """An .npz member memory-mapped where numpy.savez stored it uncompressed (a dataset larger than
+    RAM stays on disk), else read into memory."""
+    info = zf.getinfo(f"{key}.npy")
+    if info.compress_type == zipfile.ZIP_STORED:
+        with open(path, "rb") as f:
+            f.seek(info.header_offset)
+            name_len, extra_len = struct.unpack("<HH", f.read(30)[26:30])  # the member's local header
+            f.seek(info.header_offset + 30 + name_len + extra_len)
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            if not fortran and not dtype.hasobject:
+                return np.memmap(path, dtype=dtype, mode="r", offset=f.tell(), shape=shape)
+    with zf.open(info) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -237,12 +352,10 @@ def _fashion_mnist_dir() -> Path:
 
 def _load_fashion_mnist() -> Dataset:
     d = _fashion_mnist_dir()
-    a = {k: _read_idx(d / f) for k, f in FASHION_MNIST_FILES.items()}
-    return Dataset(
-        a["x_train"][..., None], a["y_train"].astype(np.int64),
-        a["x_test"][..., None], a["y_test"].astype(np.int64),
-        list(FASHION_MNIST_CLASSES), f"fashion-mnist ({d})",
-    )
+    a = {k: _read_idx(d / f) for k, f in FASHION_MNIST_FILES.items()}  # 55 MB of uint8: kept in memory
+    return Dataset(ImageSplit(a["y_train"].astype(np.int64), a["x_train"][..., None]),
+                   ImageSplit(a["y_test"].astype(np.int64), a["x_test"][..., None]),
+                   list(FASHION_MNIST_CLASSES), f"fashion-mnist ({d})")
 
 
 def _class_dirs(root: Path) -> list[Path]:
@@ -253,15 +366,16 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _read_images(files: list[Path], size: int, channels: int) -> np.ndarray:
+def _read_images(files: list, size: tuple[int, int], channels: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
-    out = np.empty((len(files), size, size, channels), np.uint8)
+    height, width = size
+    out = np.empty((len(files), height, width, channels), np.uint8)
     for i, f in enumerate(files):
         try:
             with Image.open(f) as im:
-                im = im.convert("L" if channels == 1 else "RGB").resize((size, size), Image.BILINEAR)
-                out[i] = np.asarray(im).reshape(size, size, channels)
+                im = im.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+                out[i] = np.asarray(im).reshape(height, width, channels)
         except (UnidentifiedImageError, OSError) as e:
             raise DataError(f"cannot read image {f} ({e}); remove or replace it") from None
         except Image.DecompressionBombError:
@@ -277,22 +391,24 @@ def _too_large(f: Path) -> DataError:
 
 
 def _folder_channels(files: list[Path]) -> int:
-    """1 when every sampled image is greyscale, else 3."""
-    from PIL import Image
+    """1 when every image is greyscale, else 3. Reads every file's header (not its pixels), so an
+    unreadable file or a decompression bomb is named now, not in the middle of training."""
+    from PIL import Image, UnidentifiedImageError
 
-    for f in files[:: max(1, len(files) // 50)]:
+    channels = 1
+    for f in files:
         try:
             with Image.open(f) as im:
                 if im.mode not in ("L", "I;16", "1"):
-                    return 3
-        except OSError:
-            continue
+                    channels = 3
+        except (UnidentifiedImageError, OSError) as e:
+            raise DataError(f"cannot read image {f} ({e}); remove or replace it") from None
         except Image.DecompressionBombError:
             raise _too_large(f) from None
-    return 1
+    return channels
 
 
-def _load_image_folder(root: Path, size: int, holdout: float, seed: int) -> Dataset:
+def _load_image_folder(root: Path, holdout: float, seed: int) -> Dataset:
     split_dirs = {s: root / s for s in ("train", "test")}
     if all(d.is_dir() for d in split_dirs.values()):  # a ready-made train/test split is respected
         class_names = [p.name for p in _class_dirs(split_dirs["train"])]
@@ -308,11 +424,8 @@ def _load_image_folder(root: Path, size: int, holdout: float, seed: int) -> Data
         }
         notes = [f"held-out split: {holdout:.0%} of each class, seed {seed}"]
     channels = _folder_channels(parts["train"][0] + parts["test"][0])
-    return Dataset(
-        _read_images(parts["train"][0], size, channels), parts["train"][1],
-        _read_images(parts["test"][0], size, channels), parts["test"][1],
-        class_names, str(root), notes,
-    )
+    return Dataset(ImageSplit(parts["train"][1], None, parts["train"][0], channels),
+                   ImageSplit(parts["test"][1], None, parts["test"][0], channels), class_names, str(root), notes)
 
 
 def _labelled_files(root: Path, class_names: list[str]) -> tuple[list[Path], np.ndarray]:

@@ -19,16 +19,28 @@ def mcnemar_p(b: int, c: int) -> float:
 
     Under that hypothesis each of the b + c discordant images is equally likely to favour
     either model, so p = min(1, 2·P(X ≤ min(b, c))) with X ~ Binomial(b + c, 1/2); p = 1 when
-    b + c = 0. The tail is summed in log space (lgamma and log-sum-exp), so b + c in the hundreds
-    of thousands neither overflows nor underflows.
+    b + c = 0.
     """
     n = b + c
     if n == 0:
         return 1.0
-    log_terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in range(min(b, c) + 1)]
+    return min(1.0, 2 * _binomial_sum(n, range(min(b, c) + 1), 0.5))
+
+
+def binomial_upper_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): how likely k or more of n right by chance alone."""
+    return min(1.0, _binomial_sum(n, range(max(k, 0), n + 1), p)) if k > 0 else 1.0
+
+
+def _binomial_sum(n: int, ks: range, p: float) -> float:
+    """sum of P(X = k) over ks, in log space (lgamma and log-sum-exp): n in the hundreds of
+    thousands neither overflows nor underflows."""
+    if not ks:
+        return 0.0
+    log_terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p)
+                 + (n - i) * math.log1p(-p) for i in ks]
     top = max(log_terms)
-    log_tail = top + math.log(math.fsum(math.exp(t - top) for t in log_terms)) - n * math.log(2)
-    return min(1.0, 2 * math.exp(log_tail))
+    return math.exp(top + math.log(math.fsum(math.exp(t - top) for t in log_terms)))
 
 
 def drop_ci(b: int, c: int, n: int, level: float = 0.95) -> tuple[float, float]:

@@ -29,11 +29,10 @@ def evaluate_artefact(path, data: str, *, num_threads: int | None = None, batch_
     if names and ds.class_names != names and not generic:
         raise DataError(f"the class folders of '{data}' ({', '.join(ds.class_names[:5])}...) are not the classes "
                         f"{path.name} was trained on ({', '.join(names[:5])}...) in that order")
-    x = spec.apply(ds.x_test)
     start = time.perf_counter()
     scores = []
-    for i in range(0, len(x), batch_size):
-        scores.append(runner.run(x[i : i + batch_size]))
+    for _, images in ds.test.chunks((spec.height, spec.width), batch_size):  # one batch in memory at a time
+        scores.append(runner.run(spec.apply(images)))
         progress(len(scores[-1]))
     scores = np.concatenate(scores)
     seconds = time.perf_counter() - start

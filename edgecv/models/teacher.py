@@ -76,11 +76,13 @@ class Teacher:
 
     def logits(self, images_uint8: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Teacher logits for raw uint8 images, preprocessed the teacher's own way."""
-        chunks = []
-        for start in range(0, len(images_uint8), batch_size):
-            x = self.spec.apply(images_uint8[start : start + batch_size])
-            chunks.append(self.model.predict(x, batch_size))
-        out = np.concatenate(chunks).astype(np.float32)
+        chunks = [self.logits_of(self.spec.apply(images_uint8[start : start + batch_size]))
+                  for start in range(0, len(images_uint8), batch_size)]
+        return np.concatenate(chunks)
+
+    def logits_of(self, x: np.ndarray) -> np.ndarray:
+        """Teacher logits for a batch already preprocessed by `spec`."""
+        out = self.model.predict(x).astype(np.float32)
         if self.outputs == "probabilities":
             out = np.log(np.clip(out, 1e-7, 1.0))  # softmax(log p) == p: logits up to a constant
         return out

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from edgecv.progress import console as progress_console
 
+from edgecv.data.pipeline import input_mode
 from edgecv.pipeline.recipe import apply_overrides, load_raw, validate
 from edgecv.pipeline.rundir import RunDir
 
@@ -41,13 +42,14 @@ def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool =
     run.check(resume, force)
     ctx = RunContext(recipe, run, trust_model)
     # Fail fast, before anything is written or trained: bad data, a teacher that cannot be
-    # loaded or does not fit the data.
+    # loaded, does not fit the data or is no better than chance.
     ds = ctx.dataset
     if recipe["teacher"]["path"]:
-        ctx.teacher
+        ctx.teacher_check
     run.open(resume, force)
     console.print(f"[bold]edgecv compress[/] → {out}  ({ds.source}: {len(ds.y_train)} train / "
                   f"{len(ds.y_test)} held-out images, {ds.num_classes} classes)")
+    console.print(f"  data: {input_mode(ds.train, [ctx.student_spec])}", highlight=False)
     if ctx.student_rebuild:
         r = ctx.student_rebuild
         console.print(f"-[✓] student: {r['from']} rebuilt in tf_keras, max |Δ output| {r['max_abs_diff']:.2g} "

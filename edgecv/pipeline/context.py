@@ -17,6 +17,8 @@ QAT_MODEL = "model_qat.h5"  # .h5: only it round-trips tfmot quantizer variables
 TEACHER_META = "teacher.json"
 REBUILD_PROBE = 16  # random images a Keras 3 student's tf_keras rebuild is checked on ...
 REBUILD_TOLERANCE = 1e-4  # ... and the largest |output difference| accepted (float32 round-off)
+TEACHER_CHECK_SAMPLES = 500  # held-out images the teacher is checked on before distilling ...
+TEACHER_CHANCE_P = 1e-3  # ... and the p-value (one-sided, vs chance) it must get below
 
 
 class RunContext:
@@ -35,7 +37,7 @@ class RunContext:
         limit = r["data"]["max_train_samples"]
         if limit and limit < len(ds.y_train):
             idx = np.sort(balanced_indices(ds.y_train, limit, self.seed))
-            ds.x_train, ds.y_train = ds.x_train[idx], ds.y_train[idx]
+            ds.train = ds.train.subset(idx)
             ds.notes.append(f"training on a class-balanced subset of {limit} images")
         return ds
 
@@ -82,17 +84,61 @@ class RunContext:
         channels = s["channels"] or self.dataset.image_shape[-1]
         return PreprocessSpec(s["input_size"], s["input_size"], channels, s["normalization"])
 
-    @cached_property
-    def x_train(self) -> np.ndarray:
-        return self.student_spec.apply(self.dataset.x_train)
+    # --- the data, streamed: no split is ever held as float
+    def train_input(self, targets: np.ndarray, spec: PreprocessSpec | None = None):
+        """The training split as a TrainingInput: x in `spec` (default the student's), y = targets."""
+        from edgecv.data.pipeline import StreamingInput
 
-    @cached_property
-    def x_test(self) -> np.ndarray:
-        return self.student_spec.apply(self.dataset.x_test)
+        return StreamingInput(self.dataset.train, spec or self.student_spec, targets)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return int(np.ceil(len(self.dataset.train) / batch_size))
 
     def calibration_set(self) -> np.ndarray:
-        n = self.recipe["quantize"]["calibration_samples"]
-        return self.x_train[balanced_indices(self.dataset.y_train, n, self.seed)]
+        return self.dataset.train.sample(self.recipe["quantize"]["calibration_samples"], self.seed,
+                                         self.student_spec)[0]
+
+    def held_out_sample(self, n: int, seed: int, spec: PreprocessSpec | None = None):
+        """(images, labels): n class-balanced held-out images, for export checks and the teacher check."""
+        return self.dataset.test.sample(n, seed, spec or self.student_spec)
+
+    def held_out_scores(self, predict, spec: PreprocessSpec | None = None, batch_size: int = 256) -> np.ndarray:
+        """`predict(float batch)` over the held-out split in order, read and preprocessed a chunk at
+        a time the way `edgecv eval` does on a device (numpy + Pillow)."""
+        spec = spec or self.student_spec
+        chunks = self.dataset.test.chunks((spec.height, spec.width), batch_size)
+        return np.concatenate([np.asarray(predict(spec.apply(images))) for _, images in chunks]).astype(np.float32)
+
+    def train_teacher_logits(self) -> np.ndarray:
+        """The teacher's logits for every training image, each decoded at the teacher's own input
+        size (a cache: the inputs are not augmented, so one pass serves every epoch and stage)."""
+        from edgecv.data.pipeline import predict_split
+
+        return predict_split(self.teacher.logits_of, self.dataset.train, self.teacher.spec)
+
+    @cached_property
+    def teacher_check(self) -> dict:
+        """The teacher's top-1 on a sample of the held-out split; a teacher no better than chance
+        (or below teacher.min_top1) stops the run before anything is distilled from it."""
+        from edgecv.errors import ModelError
+        from edgecv.gate.stats import binomial_upper_tail
+
+        x, y = self.held_out_sample(TEACHER_CHECK_SAMPLES, 2, self.teacher.spec)
+        correct = int(np.sum(self.teacher.logits_of(x).argmax(1) == y))
+        top1, chance = correct / len(y), 1.0 / self.dataset.num_classes
+        p = binomial_upper_tail(correct, len(y), chance)
+        floor = self.recipe["teacher"]["min_top1"]
+        result = {"top1": round(top1, 5), "samples": int(len(y)), "chance": round(chance, 5), "p_vs_chance": p,
+                  "min_top1": floor}
+        where = f"top-1 {top1:.1%} on {len(y)} held-out images (chance {chance:.1%})"
+        if p >= TEACHER_CHANCE_P:
+            raise ModelError(f"teacher '{self.teacher.path}' is at chance: {where}; distilling it would teach the "
+                             "student nothing. Check that it was trained on these classes, in this order, and its "
+                             "input range (teacher.normalization)")
+        if floor is not None and top1 < floor:
+            raise ModelError(f"teacher '{self.teacher.path}': {where}, below teacher.min_top1 {floor:.1%}; give a "
+                             "better teacher or lower teacher.min_top1")
+        return result
 
     # --- the teacher: trained by the `teacher` stage, or the user's
     def teacher_path(self) -> str:

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.data import PreprocessSpec, load_dataset
-from edgecv.data.sampling import balanced_indices
 from edgecv.data.sources import check_source
 from edgecv.errors import DataError, ModelError, OutputError, ReportError, RunDirError
 from edgecv.export.formats import FORMATS, check_target
@@ -101,6 +100,6 @@ def _images(data: str | None, spec: PreprocessSpec, class_names, num_classes: in
     if ds.num_classes != num_classes:
         raise DataError(f"'{data}' has {ds.num_classes} classes but {Path(source).name} predicts {num_classes}; "
                         "calibrate with the data it was trained on")
-    calib = spec.apply(ds.x_train[balanced_indices(ds.y_train, min(n_calib, len(ds.y_train)), 0)])
-    check = spec.apply(ds.x_test[balanced_indices(ds.y_test, min(n_check, len(ds.y_test)), 1)])
+    calib, _ = ds.train.sample(n_calib, 0, spec)
+    check, _ = ds.test.sample(n_check, 1, spec)
     return calib, check, class_names or ds.class_names, f"{len(check)} held-out images of {ds.source}"

@@ -65,6 +65,9 @@ SCHEMA: dict = {
     "teacher": {
         "path": Field("str", None, "trained Keras teacher (.keras, .h5, SavedModel dir); null trains one (overridden by --teacher)", nullable=True),
         "normalization": Field("str", "unit", "value range the teacher expects", choices=tuple(NORMALIZATIONS)),
+        "min_top1": Field("float", None, "stop before distilling when the teacher's top-1 on 500 held-out images is "
+                          "below this (a teacher no better than chance always stops the run)", min=0.0, max=1.0,
+                          nullable=True),
         "train": {
             "arch": Field("str", "small_cnn", "architecture of a teacher trained by edgecv", choices=tuple(TEACHER_ARCHS)),
             "epochs": Field("int", 8, "training epochs", min=1, max=MAX_EPOCHS),

@@ -29,9 +29,8 @@ def run_teacher(ctx: RunContext, out: Path) -> dict:
 
     cfg, ds = ctx.recipe["teacher"], ctx.dataset
     spec = PreprocessSpec(*ds.image_shape, normalization=cfg["normalization"])
-    x = spec.apply(ds.x_train)
     t = cfg["train"]
-    model = fit(lambda: TEACHER_ARCHS[t["arch"]](spec.input_shape, ds.num_classes), x, ds.y_train,
+    model = fit(lambda: TEACHER_ARCHS[t["arch"]](spec.input_shape, ds.num_classes), ctx.train_input(ds.y_train, spec),
                 loss=keras().losses.SparseCategoricalCrossentropy(from_logits=True), epochs=t["epochs"],
                 batch_size=t["batch_size"], learning_rate=t["learning_rate"], seed=ctx.seed, description="teacher")
     save_model(model, out / FLOAT_MODEL)
@@ -57,13 +56,16 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
     from edgecv.models.students import build_student
 
     s, d, ds = ctx.recipe["student"], ctx.recipe["distill"], ctx.dataset
-    teacher_logits = ctx.teacher.logits(ctx.dataset.x_train)
+    check = ctx.teacher_check  # before an hour of distilling from a teacher at chance
+    console.print(f"  -[✓] teacher: top-1 {check['top1']:.1%} on {check['samples']} held-out images "
+                  f"(chance {check['chance']:.1%})", highlight=False)
+    teacher_logits = ctx.train_teacher_logits()
     np.save(out / TEACHER_LOGITS, teacher_logits)
     user = ctx.user_student if s["path"] else None
     if user:
         from edgecv.models.user_model import stale_batchnorm_warning
 
-        warning = stale_batchnorm_warning(user.model, d["epochs"] * int(np.ceil(len(ctx.x_train) / d["batch_size"])))
+        warning = stale_batchnorm_warning(user.model, d["epochs"] * ctx.steps_per_epoch(d["batch_size"]))
         if warning:
             console.print(f"[yellow]warning:[/yellow] {warning}")
 
@@ -73,11 +75,12 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
         return build_student(s["arch"], ctx.student_spec.input_shape, ds.num_classes, s["alpha"], s["dropout"],
                              s["minimalistic"])
 
-    model = fit(build, ctx.x_train, _kd_targets(ctx, teacher_logits), loss=_kd_loss(ctx), epochs=d["epochs"],
+    model = fit(build, ctx.train_input(_kd_targets(ctx, teacher_logits)), loss=_kd_loss(ctx), epochs=d["epochs"],
                 batch_size=d["batch_size"], learning_rate=d["learning_rate"], seed=ctx.seed, description="distill")
     save_model(model, out / FLOAT_MODEL)
     result = {"arch": "user model" if user else s["arch"], "params": int(model.count_params()),
-              "teacher_outputs": ctx.teacher.outputs, "temperature": d["temperature"], "alpha": d["alpha"]}
+              "teacher_outputs": ctx.teacher.outputs, "teacher_check": check, "temperature": d["temperature"],
+              "alpha": d["alpha"]}
     if user:
         result["user_model"] = {"path": s["path"], "lifted_input_layers": user.lifted, "flattened_models": user.flattened,
                                 "batchnorm_momentum": s["batchnorm_momentum"], "rebuilt_in_tf_keras": ctx.student_rebuild}
@@ -93,10 +96,10 @@ def run_prune(ctx: RunContext, out: Path) -> dict:
     from edgecv.compress.training import fit, save_model
 
     p, d = ctx.recipe["prune"], ctx.recipe["distill"]
-    steps = int(np.ceil(len(ctx.x_train) / d["batch_size"])) * p["epochs"]
+    steps = ctx.steps_per_epoch(d["batch_size"]) * p["epochs"]
     schedule = prune.make_schedule(p["schedule"], p["initial_sparsity"], p["target_sparsity"], steps, p["frequency"])
     model = fit(lambda: prune.wrap_for_pruning(ctx.load_model(ctx.model_path("distill")), schedule),
-                ctx.x_train, _kd_targets(ctx, _teacher_logits(ctx)), loss=_kd_loss(ctx), epochs=p["epochs"],
+                ctx.train_input(_kd_targets(ctx, _teacher_logits(ctx))), loss=_kd_loss(ctx), epochs=p["epochs"],
                 batch_size=d["batch_size"], learning_rate=p["learning_rate"], seed=ctx.seed, description="prune",
                 callbacks=prune.pruning_callbacks())
     stripped = prune.strip(model)
@@ -117,8 +120,8 @@ def run_quantize(ctx: RunContext, out: Path) -> dict:
     source = ctx.float_student_stage()
     pruned = source == "prune"
     model = fit(lambda: prepare_qat(ctx.load_model(ctx.model_path(source)), pruned, q["keep_float"],
-                                      calibration=ctx.calibration_set()), ctx.x_train,
-                _kd_targets(ctx, _teacher_logits(ctx)), loss=_kd_loss(ctx), epochs=q["epochs"],
+                                      calibration=ctx.calibration_set()),
+                ctx.train_input(_kd_targets(ctx, _teacher_logits(ctx))), loss=_kd_loss(ctx), epochs=q["epochs"],
                 batch_size=ctx.recipe["distill"]["batch_size"], learning_rate=q["learning_rate"], seed=ctx.seed,
                 description="quantize (QAT)")
     snap_biases(model)  # biases on the int8 file's int32 grid: the saved QAT model is what the file computes
@@ -128,13 +131,12 @@ def run_quantize(ctx: RunContext, out: Path) -> dict:
 
 
 def run_export(ctx: RunContext, out: Path) -> dict:
-    from edgecv.data.sampling import balanced_indices
     from edgecv.export.formats import FORMATS
     from edgecv.pipeline.exporting import check_line, export_artefact
 
     formats = ctx.recipe["export"]["formats"]
     calibration = ctx.calibration_set()
-    check = ctx.x_test[balanced_indices(ctx.dataset.y_test, min(CHECK_SAMPLES, len(ctx.dataset.y_test)), 1)]
+    check, _ = ctx.held_out_sample(CHECK_SAMPLES, 1)
     qat = ctx.run.result("quantize").get("mode") == "qat"
     written, loaded = {}, {}  # source path -> Keras model, loaded once for every format's check
     for fmt in track(formats, "export"):
@@ -185,20 +187,21 @@ def _scores(ctx: RunContext, name: str, fmt: str, path: Path) -> tuple[np.ndarra
     if name == "teacher":
         model = ctx.teacher.model.model
         extra = {"nonzero_params": count_nonzero_params(model)} if hasattr(model, "get_weights") else {}
-        return ctx.teacher.logits(ctx.dataset.x_test, bs), extra
+        return ctx.held_out_scores(ctx.teacher.logits_of, ctx.teacher.spec, bs), extra
     if fmt == "keras":
         model = ctx.load_model(path)
-        return model.predict(ctx.x_test, batch_size=bs, verbose=0), {"nonzero_params": count_nonzero_params(model)}
+        return (ctx.held_out_scores(lambda x: model.predict(x, batch_size=bs, verbose=0), batch_size=bs),
+                {"nonzero_params": count_nonzero_params(model)})
     runner = open_runner(path)
     extra = {"runtime": runner.runtime, "threads": runner.num_threads}
     if not isinstance(runner, LiteRTRunner):
-        return runner.run_batched(ctx.x_test, bs), extra
+        return ctx.held_out_scores(runner.run, batch_size=bs), extra
     dtypes = list(runner.tensor_dtypes().values())
     counts = {t: dtypes.count(t) for t in sorted(set(dtypes))}
     extra.update(tensor_dtypes=counts, nonzero_params=runner.nonzero_params())
     if fmt == "tflite-int8":
         extra["fully_int8"] = "float32" not in counts and runner.input.dtype == "int8" and runner.output_dtype == "int8"
-    return runner.run_batched(ctx.x_test, bs), extra
+    return ctx.held_out_scores(runner.run, batch_size=bs), extra
 
 
 def run_evaluate(ctx: RunContext, out: Path) -> dict:

@@ -1,0 +1,130 @@
+"""tf.data pipelines over an ImageSplit (data/sources.py): images are read, decoded, resized and
+normalised per batch, in parallel, with prefetch, so no stage holds a split as float. Each image
+is decoded once and resized for every model that needs it (teacher and student at their own
+sizes). TensorFlow is imported inside the functions: the rest of edgecv/data runs without it.
+
+The arithmetic is the numpy path's (PreprocessSpec.apply, and Pillow's bilinear for files), so a
+model sees in training what `edgecv eval` feeds it on a device:
+- array images (Fashion-MNIST, .npz): float, channels adapted, bilinear with half-pixel centres;
+- files: decoded at their own size, resized with antialiasing (as Pillow's BILINEAR filter does
+  when it shrinks) and rounded to uint8, then channels adapted and scaled.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgecv.data.preprocess import _LUMA, NORMALIZATIONS, PreprocessSpec
+from edgecv.data.sources import ImageSplit
+
+CACHE_BYTES = 512 * 2**20  # decoded files below this (uint8, at the models' sizes) are cached in memory
+SHUFFLE_IMAGES = 10_000  # shuffle buffer for cached images (streamed ones shuffle their indices)
+
+
+def _tf():
+    from edgecv.tfcompat import tf
+
+    return tf()
+
+
+def decoded_bytes(split: ImageSplit, specs: list[PreprocessSpec]) -> int:
+    return len(split) * sum(s.height * s.width * split.channels for s in specs)
+
+
+def input_mode(split: ImageSplit, specs: list[PreprocessSpec]) -> str:
+    """How a split reaches training, as the run log says it."""
+    if split.array is not None:
+        where = "memory-mapped from disk" if isinstance(split.array, np.memmap) else "held in memory as uint8"
+        return f"{len(split)} images {where}, read a batch at a time"
+    if decoded_bytes(split, specs) <= CACHE_BYTES:
+        return (f"{len(split)} image files decoded once, then cached in memory as uint8 "
+                f"({decoded_bytes(split, specs) / 2**20:.0f} MB)")
+    return f"{len(split)} image files streamed from disk, decoded per batch (too large to cache)"
+
+
+def image_pipeline(split: ImageSplit, specs: list[PreprocessSpec], batch_size: int, *, targets=None,
+                   seed: int | None = None, shard: tuple[int, int] = (1, 0)):
+    """Batches of ((x for each spec), y): y = targets[i] (default: the labels). Shuffled each epoch
+    when `seed` is given, else in order. `shard` = (workers, index): this worker's images only,
+    chosen before anything is decoded."""
+    tf = _tf()
+    y = np.asarray(split.labels if targets is None else targets)
+    y_all = tf.constant(y)
+    index = tf.data.Dataset.range(len(split)).shard(*shard)
+    shard_size = len(range(shard[1], len(split), shard[0]))
+    if split.array is not None:
+        ds = index.shuffle(shard_size, seed=seed, reshuffle_each_iteration=True) if seed is not None else index
+        ds = ds.batch(batch_size).map(lambda i: _array_batch(split, specs, i, y_all),
+                                      num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        cache = decoded_bytes(split, specs) <= CACHE_BYTES
+        if seed is not None and not cache:
+            index = index.shuffle(shard_size, seed=seed, reshuffle_each_iteration=True)  # before decoding
+        paths = tf.constant([str(f) for f in split.files])
+        ds = index.map(lambda i: (_decoded(tf.gather(paths, i), split.channels, specs), tf.gather(y_all, i)),
+                       num_parallel_calls=tf.data.AUTOTUNE)
+        if cache:
+            ds = ds.cache()
+            if seed is not None:
+                ds = ds.shuffle(min(shard_size, SHUFFLE_IMAGES), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size).map(
+            lambda xs, t: (tuple(_normalized(tf.cast(x, tf.float32), s) for x, s in zip(xs, specs)), t),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF  # sharded above
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _array_batch(split: ImageSplit, specs, indices, y_all):
+    tf = _tf()
+    images = tf.numpy_function(lambda i: split.read(i, None), [indices], tf.uint8, stateful=False)
+    images.set_shape((None, *split.shape))
+    x = tf.cast(images, tf.float32)
+    outs = []
+    for spec in specs:
+        resized = x if split.shape[:2] == (spec.height, spec.width) else \
+            tf.image.resize(x, (spec.height, spec.width), method="bilinear", antialias=False)
+        outs.append(_normalized(resized, spec))
+    return tuple(outs), tf.gather(y_all, indices)
+
+
+def _decoded(path, channels: int, specs):
+    """One file, decoded once, at each spec's size as uint8."""
+    tf = _tf()
+    image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+    image = tf.cast(image, tf.float32)
+    return tuple(tf.cast(tf.clip_by_value(tf.round(
+        tf.image.resize(image, (s.height, s.width), method="bilinear", antialias=True)), 0, 255), tf.uint8)
+        for s in specs)
+
+
+def _normalized(x, spec: PreprocessSpec):
+    """Channels adapted and values scaled: PreprocessSpec.apply after its resize."""
+    tf = _tf()
+    have = x.shape[-1]
+    if have == 1 and spec.channels == 3:
+        x = tf.repeat(x, 3, axis=-1)
+    elif have == 3 and spec.channels == 1:
+        x = tf.tensordot(x, tf.constant(_LUMA), axes=[[-1], [0]])[..., None]
+    scale, offset = NORMALIZATIONS[spec.normalization]
+    x = x * scale + offset
+    if spec.channel_scale is not None:
+        x = x * tf.constant(spec.channel_scale, tf.float32) + tf.constant(spec.channel_offset, tf.float32)
+    return x
+
+
+class StreamingInput:
+    """A TrainingInput (compress/training.py) over a split: x in the model's spec, y = targets."""
+
+    def __init__(self, split: ImageSplit, spec: PreprocessSpec, targets: np.ndarray | None = None):
+        self.split, self.spec, self.targets = split, spec, targets
+        self.num_examples = len(split)
+
+    def dataset(self, batch_size: int, seed: int, shard: tuple[int, int] = (1, 0)):
+        ds = image_pipeline(self.split, [self.spec], batch_size, targets=self.targets, seed=seed, shard=shard)
+        return ds.map(lambda xs, y: (xs[0], y))
+
+
+def predict_split(predict, split: ImageSplit, spec: PreprocessSpec, batch_size: int = 256) -> np.ndarray:
+    """`predict(float batch) -> scores` over a whole split, in order, one batch in memory at a time."""
+    chunks = [np.asarray(predict(xs[0].numpy())) for xs, _ in image_pipeline(split, [spec], batch_size)]
+    return np.concatenate(chunks).astype(np.float32)
