@@ -1,0 +1,117 @@
+"""The streaming data layer: splits read on demand (files, memory-mapped .npz), tf.data pipelines
+that compute what the numpy path (PreprocessSpec.apply, `edgecv eval` on a device) computes, per
+worker shards, and a teacher at chance stopping the run."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgecv.data import PreprocessSpec, load_dataset
+from tests.conftest import REPO, assert_user_error, run_cli
+
+
+def _folder(root, n_per_class=12, classes=3, seed=0):
+    """JPEGs of varying sizes (as photos are), one subfolder per class."""
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(n_per_class):
+            h, w = rng.integers(40, 90, 2)
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / f"c{c}" / f"{i}.jpg")
+    return root
+
+
+def _batches(split, specs, batch_size, **kw):
+    from edgecv.data.pipeline import image_pipeline
+
+    return [(tuple(x.numpy() for x in xs), y.numpy()) for xs, y in image_pipeline(split, specs, batch_size, **kw)]
+
+
+def test_array_pipeline_equals_the_numpy_path_for_every_spec():
+    ds = load_dataset("fashion-mnist-mini")
+    specs = [PreprocessSpec(32, 32, 3, "symmetric"), PreprocessSpec(28, 28, 1, "raw"),
+             PreprocessSpec(20, 20, 1, "unit", (2.0,), (-1.0,))]
+    (xs, y), = _batches(ds.test.subset(np.arange(50)), specs, 64)
+    images = ds.test.read(np.arange(50), None)
+    for x, spec in zip(xs, specs):  # the same arithmetic, up to float32 round-off when shrinking
+        assert np.allclose(x, spec.apply(images), rtol=0, atol=1e-5), spec
+    assert np.array_equal(xs[0], specs[0].apply(images))  # growing 28 -> 32: bit for bit
+    assert np.array_equal(y, ds.y_test[:50])
+
+
+def test_file_pipeline_decodes_once_per_model_size_close_to_pillow(tmp_path):
+    ds = load_dataset(str(_folder(tmp_path / "imgs")), image_size=32)
+    assert ds.train.files is not None and ds.train.shape == (None, None, 3)
+    teacher, student = PreprocessSpec(48, 48, 3, "unit"), PreprocessSpec(32, 32, 1, "symmetric")
+    (xs, y), = _batches(ds.test, [teacher, student], 64)
+    for x, spec in zip(xs, (teacher, student)):
+        device = spec.apply(ds.test.read(np.arange(len(ds.test)), (spec.height, spec.width)))
+        assert x.shape == device.shape
+        # TF's antialiased bilinear vs Pillow's BILINEAR on noise images: within a few pixel levels
+        assert np.abs(x - device).mean() / np.ptp(device) * 255 < 2.0
+    assert np.array_equal(y, ds.y_test)
+
+
+def test_shards_are_disjoint_and_cover_the_split_and_shuffling_is_seeded(tmp_path):
+    ds = load_dataset(str(_folder(tmp_path / "imgs")), image_size=32)
+    spec = PreprocessSpec(16, 16, 3)
+    targets = np.arange(len(ds.train), dtype=np.float32)  # y = the image's own index
+    seen = [np.concatenate([y for _, y in _batches(ds.train, [spec], 5, targets=targets, seed=3, shard=(2, w))])
+            for w in (0, 1)]
+    assert not set(seen[0]) & set(seen[1])
+    assert sorted(np.concatenate(seen)) == list(range(len(ds.train)))
+    again = np.concatenate([y for _, y in _batches(ds.train, [spec], 5, targets=targets, seed=3, shard=(2, 0))])
+    assert np.array_equal(seen[0], again)
+
+
+def test_uncompressed_npz_is_memory_mapped_and_reads_like_numpy(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.integers(0, 256, (40, 12, 12, 3), dtype=np.uint8), "y_train": np.arange(40) % 4,
+              "x_test": rng.integers(0, 256, (20, 12, 12, 3), dtype=np.uint8), "y_test": np.arange(20) % 4}
+    np.savez(tmp_path / "plain.npz", **arrays)
+    np.savez_compressed(tmp_path / "packed.npz", **arrays)
+    plain, packed = (load_dataset(str(tmp_path / f)) for f in ("plain.npz", "packed.npz"))
+    assert isinstance(plain.train.array, np.memmap) and not isinstance(packed.train.array, np.memmap)
+    idx = np.array([7, 3, 3, 39, 0])
+    assert np.array_equal(plain.train.read(idx, None), arrays["x_train"][idx])
+    assert np.array_equal(plain.x_test, arrays["x_test"])
+    assert plain.test_set_hash() == packed.test_set_hash()
+
+
+def test_a_teacher_at_chance_stops_the_run_before_anything_is_written(tmp_path, tiny_teacher_factory):
+    teacher, _ = tiny_teacher_factory(num_classes=10)  # untrained: about 10 % on ten classes
+    proc = run_cli("compress", "--teacher", teacher, "--data", "fashion-mnist-mini", "--out", tmp_path / "run",
+                   timeout=600)
+    assert_user_error(proc, "is at chance", "held-out images (chance 10.0%)")
+    assert not (tmp_path / "run").exists()
+
+
+def test_teacher_min_top1_is_a_recipe_floor(tmp_path):
+    proc = run_cli("recipes", "validate", "quickstart", "--set", "teacher.min_top1=1.5")
+    assert_user_error(proc, "teacher.min_top1")
+
+
+@pytest.mark.slow
+def test_keras3_teacher_and_keras3_student_compress_end_to_end(tmp_path):
+    """A Keras 3 teacher (.keras) and a Keras 3 student: the student is rebuilt in tf_keras with its
+    proof printed, trained, pruned, QAT'd and exported fully int8, above chance."""
+    import json
+
+    from benchmarks.model_kinds import keras3_classifier, keras3_student, sample
+
+    x, y = sample()
+    keras3_classifier(x, y).save(tmp_path / "teacher.keras")
+    keras3_student().save(tmp_path / "student.keras")
+    out = tmp_path / "run"
+    proc = run_cli("compress", "--recipe", ".ci/gate/recipe.yaml", "--teacher", tmp_path / "teacher.keras",
+                   "--set", f"student.path={tmp_path / 'student.keras'}", "--set", "student.batchnorm_momentum=0.9",
+                   "--set", "distill.epochs=3", "--set", "prune.epochs=1", "--out", out, timeout=1500,
+                   cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "-[✓] student: Keras 3 .keras rebuilt in tf_keras, max |Δ output|" in proc.stdout + proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["teacher"]["kind"] == "Keras 3 .keras"
+    rebuilt = report["stages"]["distill"]["result"]["user_model"]["rebuilt_in_tf_keras"]
+    assert rebuilt["max_abs_diff"] <= 1e-4 and rebuilt["from"] == "Keras 3 .keras"
+    assert report["stages"]["distill"]["result"]["teacher_check"]["top1"] > 0.3
+    int8 = next(a for a in report["artefacts"] if a["format"] == "tflite-int8")
+    assert int8["fully_int8"] is True and int8["metrics"]["top1"] > 0.3  # ten classes: chance is 0.1
