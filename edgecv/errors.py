@@ -45,3 +45,7 @@ class ReportError(EdgecvError):
 
 class OutputError(EdgecvError):
     """An output path cannot be written: a folder where a file goes, a file in the way, no permission."""
+
+
+class DistributeError(EdgecvError):
+    """Distributed training cannot start or go on: a bad TF_CONFIG, workers running different recipes, a worker lost."""

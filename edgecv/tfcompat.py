@@ -60,9 +60,11 @@ def tfmot():
     return tensorflow_model_optimization
 
 
-def training_strategy():
-    """The tf.distribute strategy every training stage builds and compiles under.
+def eager_context():
+    """TensorFlow's eager context: multi-worker coordination (barriers, a key-value store, reporting
+    an error to the other workers) has no public API. Used by compress/strategy.py, which holds the
+    tf.distribute strategy every training stage runs under."""
+    tf()
+    from tensorflow.python.eager import context
 
-    One place to switch to MirroredStrategy / MultiWorkerMirroredStrategy later.
-    """
-    return tf().distribute.get_strategy()
+    return context.context()

@@ -1,14 +1,19 @@
-"""One `fit` used by every training stage: the strategy scope, the optimizer, progress bars."""
+"""One `fit` used by every training stage: the strategy scope (compress/strategy.py), the global
+batch and learning rate, per-worker input shards, the optimizer, progress."""
 from __future__ import annotations
 
+import time
 import warnings
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from edgecv.compress.strategy import Distribution, active
 from edgecv.progress import console
-from edgecv.tfcompat import keras, tf, training_strategy
+from edgecv.tfcompat import keras, tf
 
 
 def _progress_callback(progress: Progress, task, epochs: int):
@@ -23,6 +28,71 @@ def _progress_callback(progress: Progress, task, epochs: int):
             progress.update(task, advance=1, info=f"epoch {self.epoch + 1}/{epochs}  loss {loss:.3f}")
 
     return RichProgress()
+
+
+def _throughput_callback(plan: "BatchPlan", epochs: int, description: str, dist: Distribution, log_epochs: bool):
+    """Images per second from the end of the first step (tracing and start-up excluded) to the end;
+    on workers other than the chief, one log line per epoch instead of a progress bar."""
+    K = keras()
+
+    class Throughput(K.callbacks.Callback):
+        first_step_end = None
+        steps_after_first = 0
+        images_per_s = None
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.first_step_end is None:
+                self.first_step_end = time.perf_counter()
+            else:
+                self.steps_after_first += 1
+
+        def rate(self):
+            if not self.steps_after_first:
+                return None
+            return self.steps_after_first * plan.global_batch / (time.perf_counter() - self.first_step_end)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if log_epochs:
+                rate = self.rate()
+                console.print(f"  {dist.label}: {description} epoch {epoch + 1}/{epochs}, loss "
+                              f"{(logs or {}).get('loss', float('nan')):.3f}"
+                              + (f", {rate:.0f} images/s" if rate else ""), highlight=False)
+
+        def on_train_end(self, logs=None):
+            self.images_per_s = self.rate()
+
+    return Throughput()
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How a recipe's batch size and learning rate become the strategy's: `batch_size` is per
+    replica, so the global batch (one optimizer step) is batch_size x replicas, and the learning rate
+    scales linearly with it (global / batch_size). With more than one replica every worker takes the
+    same number of steps per epoch (collective ops would wait forever for a missing one): enough
+    global batches to cover the training set once, drawn from each worker's shard, repeated. With
+    one replica an epoch is one pass over the data, as it always was."""
+    batch_size: int  # per replica
+    replicas: int
+    global_batch: int
+    steps_per_epoch: int
+    learning_rate: float  # scaled
+
+    def describe(self, base_lr: float) -> str:
+        return (f"global batch {self.global_batch} = {self.batch_size} x {self.replicas} replicas, learning rate "
+                f"{base_lr:g} x {self.replicas} = {self.learning_rate:g}")
+
+
+def batch_plan(num_examples: int, batch_size: int, learning_rate: float, dist: Distribution | None = None) -> BatchPlan:
+    replicas = (dist or active()).replicas
+    global_batch = batch_size * replicas
+    return BatchPlan(batch_size, replicas, global_batch, max(1, int(np.ceil(num_examples / global_batch))),
+                     learning_rate * replicas)
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    """Optimizer steps per epoch under the active strategy (pruning schedules count these)."""
+    return batch_plan(num_examples, batch_size, 0.0).steps_per_epoch
 
 
 class ArrayInput:
@@ -48,21 +118,48 @@ def fit(build_model, data, y=None, *, loss, epochs: int, batch_size: int, learni
 
     `build_model` is a zero-argument callable so variables are created under the strategy.
     `data` is a TrainingInput (see ArrayInput), or arrays x with labels/targets `y`.
+    `batch_size` and `learning_rate` are per replica (BatchPlan). Each worker reads only its shard
+    of `data`; the progress bar shows on the chief, the other workers log each epoch.
     """
-    K = keras()
+    K, tfm = keras(), tf()
     K.utils.set_random_seed(seed)
     data = ArrayInput(data, y) if y is not None else data
-    steps = int(np.ceil(data.num_examples / batch_size))
-    with training_strategy().scope():
+    dist = active()
+    plan = batch_plan(data.num_examples, batch_size, learning_rate, dist)
+    with dist.strategy.scope():
         model = build_model()
-        schedule = K.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps * epochs), alpha=0.05)
+        schedule = K.optimizers.schedules.CosineDecay(plan.learning_rate, decay_steps=max(1, plan.steps_per_epoch * epochs),
+                                                      alpha=0.05)
         model.compile(optimizer=K.optimizers.Adam(schedule), loss=loss, metrics=metrics)
-    columns = [TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task(description, total=steps * epochs, info="")
-        cb = _progress_callback(progress, task, epochs)
-        model.fit(data.dataset(batch_size, seed), epochs=epochs, verbose=0, callbacks=[cb, *callbacks])
+
+    def per_worker_dataset(context):
+        """This worker's shard, batched per replica, repeated (steps_per_epoch ends each epoch)."""
+        ds = data.dataset(context.get_per_replica_batch_size(plan.global_batch), seed,
+                          shard=(context.num_input_pipelines, context.input_pipeline_id))
+        options = tfm.data.Options()
+        options.experimental_distribute.auto_shard_policy = tfm.data.experimental.AutoShardPolicy.OFF  # sharded above
+        return ds.repeat().with_options(options)
+
+    if dist.replicas == 1 and dist.workers == 1:  # one pass per epoch, exactly as without a strategy
+        inputs, steps = data.dataset(plan.batch_size, seed), None
+    else:
+        inputs, steps = K.utils.experimental.DatasetCreator(per_worker_dataset), plan.steps_per_epoch
+    throughput = _throughput_callback(plan, epochs, description, dist, log_epochs=not dist.is_chief)
+    fit_callbacks = [throughput, *callbacks]
+    with ExitStack() as stack:
+        if dist.is_chief:
+            columns = [TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+            progress = stack.enter_context(Progress(*columns, console=console))
+            task = progress.add_task(description, total=plan.steps_per_epoch * epochs, info="")
+            fit_callbacks.insert(0, _progress_callback(progress, task, epochs))
+        else:
+            console.print(f"  {dist.label}: {description}, {plan.describe(learning_rate)}, "
+                          f"{plan.steps_per_epoch} steps per epoch", highlight=False)
+        model.fit(inputs, epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=fit_callbacks)
+    if dist.name != "default" and dist.is_chief:
+        rate = f", {throughput.images_per_s:.0f} images/s" if throughput.images_per_s else ""
+        console.print(f"    {description}: {dist.name}, {plan.describe(learning_rate)}{rate}", highlight=False)
     return model
 
 

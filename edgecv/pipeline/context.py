@@ -92,7 +92,10 @@ class RunContext:
         return StreamingInput(self.dataset.train, spec or self.student_spec, targets)
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        return int(np.ceil(len(self.dataset.train) / batch_size))
+        """Optimizer steps per epoch of `fit`: `batch_size` is per replica (compress/training.py)."""
+        from edgecv.compress.training import steps_per_epoch
+
+        return steps_per_epoch(len(self.dataset.train), batch_size)
 
     def calibration_set(self) -> np.ndarray:
         return self.dataset.train.sample(self.recipe["quantize"]["calibration_samples"], self.seed,

@@ -1,0 +1,286 @@
+"""The tf.distribute strategy every training stage runs under: one registry (STRATEGIES), chosen by
+the recipe key `distribute.strategy`, created once per process by `select` (edgecv compress does it
+first thing, before any TensorFlow op: MultiWorkerMirroredStrategy and the logical CPU devices of
+`mirrored` must come before TensorFlow initialises). Stages never create a strategy; `fit` asks
+`active()`, which is the default strategy when nothing was selected (tests, benchmarks).
+
+- `default`: TensorFlow's default strategy, one replica on the first GPU or the CPU.
+- `mirrored`: MirroredStrategy over every local GPU; on a machine without a GPU the CPU is split
+  into 2 logical devices so there really are 2 replicas (they share the same cores: a correctness
+  check, not a speed-up).
+- `multi_worker`: MultiWorkerMirroredStrategy over the machines TF_CONFIG lists, every local GPU
+  (or the CPU) on each. Every worker runs the same `edgecv compress` command; the chief (task
+  `chief`, or `worker` 0 when there is none) writes the run directory, the others only train.
+
+Batch sizes in the recipe are per replica: the global batch is batch_size x replicas (with one GPU
+or CPU per worker, the per-worker batch x workers) and the learning rate scales by the same factor.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from edgecv.errors import DistributeError
+
+CPU_REPLICAS = 2  # logical CPU devices `mirrored` makes on a machine without a GPU
+GRADIENT_PACK_BYTES = 32 * 2**20  # multi_worker all-reduces gradients in packs of up to this size
+_DONE_BARRIER = "edgecv/run-done"
+_DONE_TIMEOUT_MS = 7 * 24 * 3600 * 1000  # the chief's export, evaluation and profiling after training
+_RECIPE_KEY = "edgecv/recipe-hash"
+_RECIPE_TIMEOUT_MS = 10 * 60 * 1000  # the chief publishes it right after the cluster is up
+TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                     '"task": {"type": "worker", "index": 0}}\' (index 1 on the second machine)')
+
+
+@dataclass(frozen=True)
+class ClusterTask:
+    """This process's place in the TF_CONFIG cluster."""
+    addresses: tuple[str, ...]  # every task's host:port, the chief first, then the workers in order
+    task_type: str  # "chief" or "worker"
+    task_index: int
+    has_chief: bool
+
+    @property
+    def workers(self) -> int:
+        return len(self.addresses)
+
+    @property
+    def worker_index(self) -> int:
+        """Position in the cluster (tf.distribute's id_in_cluster, its input pipeline): the chief is 0."""
+        return 0 if self.task_type == "chief" else self.task_index + int(self.has_chief)
+
+
+def parse_tf_config(text: str | None) -> ClusterTask:
+    """TF_CONFIG checked without TensorFlow; DistributeError naming the problem and the fix."""
+    def bad(problem: str) -> DistributeError:
+        return DistributeError(f"distribute.strategy=multi_worker: {problem}; set it on every machine, e.g. "
+                               f"{TF_CONFIG_EXAMPLE} (README: Training on several GPUs or machines)")
+
+    if not text or not text.strip():
+        raise bad("the TF_CONFIG environment variable is not set")
+    try:
+        config = json.loads(text)
+    except ValueError as e:
+        raise bad(f"TF_CONFIG is not valid JSON ({e})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("cluster"), dict) or \
+            not isinstance(config.get("task"), dict):
+        raise bad("TF_CONFIG must be an object with 'cluster' and 'task'")
+    cluster, task = config["cluster"], config["task"]
+    other = sorted(set(cluster) - {"chief", "worker"})
+    if other:
+        raise bad(f"TF_CONFIG's cluster has {', '.join(other)} tasks; edgecv trains with 'chief' and 'worker' only")
+    for job, hosts in cluster.items():
+        if not isinstance(hosts, list) or not hosts or not all(_is_address(h) for h in hosts):
+            raise bad(f"TF_CONFIG's cluster.{job} must be a non-empty list of 'host:port' strings, got {hosts!r}")
+    if len(cluster.get("chief", [])) > 1:
+        raise bad("TF_CONFIG's cluster.chief must list one address")
+    addresses = [*cluster.get("chief", []), *cluster.get("worker", [])]
+    if not addresses:
+        raise bad("TF_CONFIG's cluster lists no 'worker' (or 'chief') addresses")
+    if len(set(addresses)) != len(addresses):
+        raise bad("TF_CONFIG's cluster lists an address twice; give each task its own host:port")
+    task_type, index = task.get("type"), task.get("index", 0)
+    if task_type not in cluster:
+        raise bad(f"TF_CONFIG's task.type is {task_type!r}, not one of the cluster's jobs ({', '.join(cluster)})")
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[task_type]):
+        raise bad(f"TF_CONFIG's task.index is {index!r}; cluster.{task_type} has {len(cluster[task_type])} "
+                  f"address(es), so it must be 0 to {len(cluster[task_type]) - 1}")
+    return ClusterTask(tuple(addresses), task_type, index, has_chief="chief" in cluster)
+
+
+def _is_address(text) -> bool:
+    if not isinstance(text, str) or ":" not in text:
+        return False
+    host, port = text.rsplit(":", 1)
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
+@dataclass
+class Distribution:
+    """The strategy of this process and where this process sits in it."""
+    name: str
+    strategy: Any  # tf.distribute.Strategy
+    workers: int = 1
+    worker_index: int = 0
+    note: str = ""  # what was arranged, for the log
+
+    @property
+    def replicas(self) -> int:
+        return int(self.strategy.num_replicas_in_sync)
+
+    @property
+    def is_chief(self) -> bool:
+        return self.worker_index == 0
+
+    @property
+    def label(self) -> str:
+        """'worker 2 of 3' (1-based), for log lines."""
+        return f"worker {self.worker_index + 1} of {self.workers}"
+
+    def describe(self) -> dict:
+        """For report.json's environment.strategy."""
+        return {"name": self.name, "replicas": self.replicas, "workers": self.workers,
+                "replica_devices": [str(d) for d in self.strategy.extended.worker_devices]}
+
+    # --- multi_worker coordination (no-ops with one worker)
+    def check_same_run(self, fingerprint: str) -> None:
+        """Every worker must run the same recipe: the same training stages, epochs and steps, so the
+        same collective ops in the same order (a difference would hang them). The chief publishes
+        its recipe hash; the others compare theirs."""
+        if self.workers == 1:
+            return
+        from edgecv.tfcompat import eager_context
+
+        context = eager_context()
+        if self.is_chief:
+            context.set_config_key_value(_RECIPE_KEY, fingerprint)
+            return
+        theirs = context.get_config_key_value(_RECIPE_KEY, _RECIPE_TIMEOUT_MS)
+        if theirs != fingerprint:
+            raise DistributeError(f"{self.label} resolved a different recipe, teacher or data than the chief "
+                                  f"(hash {fingerprint} vs {theirs}); run the same edgecv compress command on every "
+                                  "machine, with --data and --teacher at the same paths")
+
+    def finish(self) -> None:
+        """Wait until every worker is done: the chief once its run directory is complete, the others
+        after training. Workers leaving early would look like crashed tasks to the chief."""
+        if self.workers == 1:
+            return
+        from edgecv.tfcompat import eager_context
+
+        eager_context().wait_at_barrier(_DONE_BARRIER, _DONE_TIMEOUT_MS)
+
+    def abort(self, error: BaseException) -> None:
+        """Tell the other workers this one failed, so their collective ops stop instead of waiting."""
+        if self.workers == 1:
+            return
+        from edgecv.tfcompat import eager_context, tf
+
+        lines = str(error).strip().splitlines()
+        message = f"{self.label} failed: {type(error).__name__}" + (f": {lines[0]}" if lines else "")
+        try:
+            eager_context().report_error_to_cluster(tf().errors.INTERNAL, message)
+        except Exception:  # the cluster is already gone: nothing left to tell
+            pass
+
+    def peer_failure(self, error: BaseException) -> DistributeError | None:
+        """The one-line error for a TensorFlow error another worker's failure caused here, else None."""
+        if self.workers == 1:
+            return None
+        from edgecv.tfcompat import tf
+
+        errors = tf().errors
+        if not isinstance(error, (errors.UnavailableError, errors.InternalError, errors.AbortedError,
+                                  errors.CancelledError, errors.DeadlineExceededError)):
+            return None
+        text = str(error)
+        reported = re.search(r"(?:Error reported from \S+?:|task is set to ERROR: \w+:) (.+?)(?: \[type\.googleapis|$)",
+                             text, re.MULTILINE)
+        if reported:
+            cause = reported.group(1).strip()
+        elif "unhealthy" in text or "heartbeat" in text.lower():
+            cause = "another worker stopped before the end (no heartbeats from it)"
+        elif "coordination service" in text or "Collective ops is aborted" in text or "Barrier" in text:
+            cause = "the chief stopped or cannot be reached"
+        else:
+            return None
+        return DistributeError(f"multi_worker run stopped on {self.label}: {cause[:300]}; see that worker's output "
+                               "(every worker must run the same command and reach the TF_CONFIG addresses)")
+
+
+def _default() -> Distribution:
+    from edgecv.tfcompat import tf
+
+    return Distribution("default", tf().distribute.get_strategy())
+
+
+def _mirrored() -> Distribution:
+    from edgecv.tfcompat import tf
+
+    tfm = tf()
+    if tfm.config.list_physical_devices("GPU"):
+        strategy = tfm.distribute.MirroredStrategy()  # every local GPU
+        return Distribution("mirrored", strategy, note=f"{strategy.num_replicas_in_sync} GPU replica(s)")
+    cpu = tfm.config.list_physical_devices("CPU")[0]
+    try:
+        tfm.config.set_logical_device_configuration(cpu, [tfm.config.LogicalDeviceConfiguration()] * CPU_REPLICAS)
+    except RuntimeError as e:  # TensorFlow already initialised: select() was called too late
+        raise RuntimeError(f"distribute.strategy=mirrored must be selected before TensorFlow runs any op ({e})") from e
+    devices = [d.name for d in tfm.config.list_logical_devices("CPU")]
+    return Distribution("mirrored", tfm.distribute.MirroredStrategy(devices),
+                        note=f"no GPU: the CPU split into {len(devices)} logical devices, {len(devices)} replicas "
+                             "sharing the same cores (a correctness check, not a speed-up)")
+
+
+def _multi_worker() -> Distribution:
+    from edgecv.progress import console
+    from edgecv.tfcompat import tf
+
+    task = parse_tf_config(os.environ.get("TF_CONFIG"))
+    console.print(f"  distribute: multi_worker, worker {task.worker_index + 1} of {task.workers} "
+                  f"(TF_CONFIG task {task.task_type}:{task.task_index}); waiting for every worker at "
+                  f"{', '.join(task.addresses)}", highlight=False)
+    tfm = tf()
+    try:
+        # gradients all-reduced in packs, not one collective per tensor (hundreds of small ones a step)
+        options = tfm.distribute.experimental.CommunicationOptions(bytes_per_pack=GRADIENT_PACK_BYTES)
+        strategy = tfm.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except RuntimeError as e:
+        raise RuntimeError(f"distribute.strategy=multi_worker must be selected before TensorFlow runs any op ({e})") from e
+    resolver = strategy.cluster_resolver
+    role = "chief: writes the run directory" if task.worker_index == 0 else "trains only; the chief writes the run"
+    return Distribution("multi_worker", strategy, workers=task.workers, worker_index=task.worker_index,
+                        note=f"{task.workers} workers connected, {strategy.num_replicas_in_sync} replicas; this is "
+                             f"{resolver.task_type}:{resolver.task_id}, {role}")
+
+
+# name -> builder; `distribute.strategy` in the recipe picks one
+STRATEGIES: dict[str, Callable[[], Distribution]] = {
+    "default": _default,
+    "mirrored": _mirrored,
+    "multi_worker": _multi_worker,
+}
+
+_active: Distribution | None = None
+
+
+def select(name: str) -> Distribution:
+    """Create the process's strategy (once); selecting a different one later is a bug."""
+    global _active
+    if _active is not None:
+        if _active.name != name:
+            raise RuntimeError(f"this process already trains under the {_active.name} strategy, not {name}")
+        return _active
+    if name not in STRATEGIES:
+        raise DistributeError(f"unknown distribute.strategy '{name}'; choose one of: {', '.join(STRATEGIES)}")
+    _active = STRATEGIES[name]()
+    return _active
+
+
+def active() -> Distribution:
+    """The selected strategy, or the default one when none was."""
+    return _active if _active is not None else select("default")
+
+
+def devices() -> list[dict]:
+    """The physical devices TensorFlow sees, for report.json's environment.devices."""
+    from edgecv.tfcompat import tf
+
+    tfm = tf()
+    out = []
+    for d in tfm.config.list_physical_devices():
+        row = {"name": d.name, "type": d.device_type}
+        if d.device_type == "GPU":
+            try:
+                details = tfm.config.experimental.get_device_details(d)
+            except Exception:  # details are best effort; the name and type are what matter
+                details = {}
+            if details.get("device_name"):
+                row["model"] = details["device_name"]
+            if details.get("compute_capability"):
+                row["compute_capability"] = ".".join(map(str, details["compute_capability"]))
+        out.append(row)
+    return out
