@@ -111,6 +111,8 @@ def compress(recipe, teacher, data, out, overrides, resume, force, as_json, trus
     resolved = resolve(recipe, list(overrides), teacher, data)
     out = out or default_out(resolved)
     report = run_compress(resolved, out, resume=resume, force=force, console=console, trust_model=trust_model)
+    if report is None:  # a multi_worker worker other than the chief: it trained, the chief reports
+        return
     print_summary(report, out)
     if as_json:
         click.echo(json.dumps(report, indent=2))

@@ -1,6 +1,8 @@
 """`edgecv compress`: resolve the recipe, prepare the run directory, run the stages, write the report."""
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -10,8 +12,9 @@ from rich.console import Console
 from edgecv.progress import console as progress_console
 
 from edgecv.data.pipeline import input_mode
+from edgecv.errors import RunDirError
 from edgecv.pipeline.recipe import apply_overrides, load_raw, validate
-from edgecv.pipeline.rundir import RunDir
+from edgecv.pipeline.rundir import RunDir, recipe_hash
 
 
 def resolve(recipe: str, overrides: list[str], teacher: str | None, data: str | None) -> dict:
@@ -30,13 +33,64 @@ def default_out(recipe: dict) -> Path:
 
 
 def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool = False,
-                 console: Console | None = None, trust_model: bool = False) -> dict:
-    from edgecv.pipeline.context import RunContext
-    from edgecv.pipeline.stages import STAGES, check_recipe_consistency
-    from edgecv.report.report import build_report, write_report
+                 console: Console | None = None, trust_model: bool = False) -> dict | None:
+    """Run every stage into `out` and return the report. Under distribute.strategy=multi_worker only
+    the chief does that; another worker trains in a private temporary folder (deleted at the end),
+    skips the stages after training, and returns None once the chief is done."""
+    from edgecv.compress.strategy import select
+    from edgecv.pipeline.stages import check_recipe_consistency
 
     console = console or progress_console
     check_recipe_consistency(recipe)
+    if recipe["distribute"]["strategy"] == "multi_worker" and resume:
+        raise RunDirError("--resume does not work with distribute.strategy=multi_worker (the other workers keep no "
+                          "earlier state); rerun with --force to start over")
+    dist = select(recipe["distribute"]["strategy"])  # before TensorFlow runs any op
+    if dist.note:
+        console.print(f"  distribute: {dist.name}, {dist.note}", highlight=False)
+    try:
+        dist.check_same_run(recipe_hash(recipe))
+        if dist.is_chief:
+            report = _run_stages(recipe, out, resume, force, console, trust_model, dist)
+        else:
+            _train_only(recipe, force, console, trust_model, dist)
+            report = None
+    except BaseException as e:
+        peer = dist.peer_failure(e) if isinstance(e, Exception) else None
+        if peer is not None:
+            raise peer from None
+        dist.abort(e)  # the other workers stop waiting on this one
+        raise
+    try:
+        dist.finish()
+    except Exception as e:
+        if not dist.is_chief:
+            raise dist.peer_failure(e) or e
+        console.print(f"[yellow]warning:[/yellow] the run is complete, but not every worker was there at the end "
+                      f"({type(e).__name__})", highlight=False)
+    return report
+
+
+def _train_only(recipe: dict, force: bool, console: Console, trust_model: bool, dist) -> None:
+    """A multi_worker worker other than the chief: the training stages, in a private folder."""
+    private = Path(tempfile.mkdtemp(prefix="edgecv-worker-"))
+    console.print(f"  {dist.label}: training only, in a private folder deleted at the end ({private}); "
+                  "the chief writes the run directory", highlight=False)
+    try:
+        _run_stages(recipe, private / "run", False, force, console, trust_model, dist, train_only=True)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    console.print(f"  {dist.label}: training done, {private} deleted; waiting for the chief to finish the run",
+                  highlight=False)
+
+
+def _run_stages(recipe: dict, out: Path, resume: bool, force: bool, console: Console, trust_model: bool, dist, *,
+                train_only: bool = False) -> dict | None:
+    from edgecv.compress.strategy import devices
+    from edgecv.pipeline.context import RunContext
+    from edgecv.pipeline.stages import STAGES
+    from edgecv.report.report import build_report, write_report
+
     run = RunDir(out, recipe)
     run.lock()  # held for the whole run: a second compress or --resume on it is refused meanwhile
     run.check(resume, force)
@@ -54,7 +108,12 @@ def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool =
         r = ctx.student_rebuild
         console.print(f"-[✓] student: {r['from']} rebuilt in tf_keras, max |Δ output| {r['max_abs_diff']:.2g} "
                       f"on {r['probe_images']} random images")
-    for name, stage in STAGES.items():
+    # every worker runs the training stages, in this order (their collective ops pair up); only the
+    # chief goes on to export, evaluate and profile
+    last_training = max((i for i, s in enumerate(STAGES.values()) if s.trains and s.enabled(recipe)), default=-1)
+    for i, (name, stage) in enumerate(STAGES.items()):
+        if train_only and i > last_training:
+            break
         if not stage.enabled(recipe):
             run.skip_stage(name, stage.why_skipped)
             console.print(f"  – {name:<9} skipped: {stage.why_skipped}")
@@ -67,9 +126,12 @@ def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool =
         result = stage.run(ctx, partial)
         run.finish_stage(name, partial, result, time.perf_counter() - start, stage.folder)
         console.print(f"  ✓ {name:<9} {time.perf_counter() - start:.1f} s")
+    if train_only:
+        run.unlock()
+        return None
     report = build_report(recipe, run.state, ctx.dataset.describe(), ctx.student_spec.to_dict(), ctx.teacher.spec.to_dict(),
                           teacher_outputs=ctx.teacher.outputs, teacher_trained=not recipe["teacher"]["path"],
-                          teacher_kind=ctx.teacher.model.label)
+                          teacher_kind=ctx.teacher.model.label, devices=devices(), strategy=dist.describe())
     write_report(out, report)
     run.unlock()
     return report

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import yaml
 
+from edgecv.compress.strategy import STRATEGIES
 from edgecv.data.preprocess import NORMALIZATIONS
 from edgecv.devices import profile_ids
 from edgecv.errors import EdgecvError, RecipeError
@@ -71,13 +72,14 @@ SCHEMA: dict = {
         "train": {
             "arch": Field("str", "small_cnn", "architecture of a teacher trained by edgecv", choices=tuple(TEACHER_ARCHS)),
             "epochs": Field("int", 8, "training epochs", min=1, max=MAX_EPOCHS),
-            "batch_size": Field("int", 64, "batch size", min=1, max=MAX_BATCH),
+            "batch_size": Field("int", 64, "batch size (per replica, see distribute.strategy)", min=1, max=MAX_BATCH),
             "learning_rate": Field("float", 1e-3, "Adam learning rate", min=0.0, max=MAX_LR),
         },
     },
     "distill": {
         "epochs": Field("int", 10, "distillation epochs", min=1, max=MAX_EPOCHS),
-        "batch_size": Field("int", 64, "batch size", min=1, max=MAX_BATCH),
+        "batch_size": Field("int", 64, "batch size of distill, prune and quantize (per replica, see "
+                            "distribute.strategy)", min=1, max=MAX_BATCH),
         "learning_rate": Field("float", 2e-3, "peak Adam learning rate (cosine decay)", min=0.0, max=MAX_LR),
         "temperature": Field("float", 4.0, "softmax temperature T of the soft targets", min=0.1, max=100.0),
         "alpha": Field("float", 0.7, "weight of the soft-target KL term; 1-alpha weighs hard-label CE", min=0.0, max=1.0),
@@ -104,6 +106,13 @@ SCHEMA: dict = {
     },
     "evaluation": {
         "batch_size": Field("int", 256, "batch size for evaluation", min=1, max=MAX_BATCH),
+    },
+    "distribute": {
+        "strategy": Field("str", "default", "tf.distribute strategy of every training stage: default (one GPU or the "
+                          "CPU), mirrored (every local GPU; without one, the CPU split into 2 logical devices), "
+                          "multi_worker (the machines in the TF_CONFIG environment variable; run the same command on "
+                          "each, the chief writes the run). Batch sizes are per replica; the global batch and the "
+                          "learning rates scale with the replicas", choices=tuple(STRATEGIES)),
     },
     "profile": {
         "devices": Field("list", ["rpi4", "pixel-4", "host"], "device profiles to pick an artefact for and report its "

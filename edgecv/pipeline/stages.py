@@ -230,14 +230,16 @@ class Stage:
     enabled: Callable[[dict], bool]
     folder: str | None = None  # output folder in the run dir; default stages/<name>
     why_skipped: str = ""
+    trains: bool = False  # runs `fit`: every multi_worker worker runs it too, in this order
 
 
 # name -> stage, in run order
 STAGES: dict[str, Stage] = {
-    "teacher": Stage(run_teacher, lambda r: not r["teacher"]["path"], why_skipped="a teacher was given"),
-    "distill": Stage(run_distill, lambda r: True),
-    "prune": Stage(run_prune, lambda r: r["prune"]["enabled"], why_skipped="prune.enabled is false"),
-    "quantize": Stage(run_quantize, lambda r: r["quantize"]["enabled"], why_skipped="quantize.enabled is false"),
+    "teacher": Stage(run_teacher, lambda r: not r["teacher"]["path"], why_skipped="a teacher was given", trains=True),
+    "distill": Stage(run_distill, lambda r: True, trains=True),
+    "prune": Stage(run_prune, lambda r: r["prune"]["enabled"], why_skipped="prune.enabled is false", trains=True),
+    "quantize": Stage(run_quantize, lambda r: r["quantize"]["enabled"], why_skipped="quantize.enabled is false",
+                      trains=True),
     "export": Stage(run_export, lambda r: True, folder="artefacts"),
     "evaluate": Stage(run_evaluate, lambda r: True, folder="stages/evaluate"),
     "profile": Stage(run_profile, lambda r: bool(r["profile"]["devices"]), why_skipped="profile.devices is empty"),

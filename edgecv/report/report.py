@@ -31,13 +31,21 @@ def _versions() -> dict:
     return out
 
 
-def environment() -> dict:
-    return {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
-            "versions": _versions()}
+def environment(devices: list[dict] | None = None, strategy: dict | None = None) -> dict:
+    """This machine; with `devices` (what TensorFlow sees) and `strategy` (tf.distribute: name,
+    replicas, workers) when the caller trained (TensorFlow facts come in as data: no TensorFlow here)."""
+    env = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+           "versions": _versions()}
+    if devices is not None:
+        env["devices"] = devices
+    if strategy is not None:
+        env["strategy"] = strategy
+    return env
 
 
 def build_report(recipe: dict, state: dict, data: dict, student_spec: dict, teacher_spec: dict, *,
-                 teacher_outputs: str, teacher_trained: bool, teacher_kind: str | None = None) -> dict:
+                 teacher_outputs: str, teacher_trained: bool, teacher_kind: str | None = None,
+                 devices: list[dict] | None = None, strategy: dict | None = None) -> dict:
     stages = {name: dict(s) for name, s in state["stages"].items()}
     stages.get("evaluate", {}).pop("result", None)  # its rows are the report's "artefacts"
     evaluation = state["stages"].get("evaluate", {}).get("result", {})
@@ -60,7 +68,7 @@ def build_report(recipe: dict, state: dict, data: dict, student_spec: dict, teac
         },
         "stages": stages,
         "artefacts": [a for a in artefacts if a["name"] != "teacher"],
-        "environment": environment(),
+        "environment": environment(devices, strategy),
     }
 
 
