@@ -52,6 +52,12 @@ class ClusterTask:
         """Position in the cluster (tf.distribute's id_in_cluster, its input pipeline): the chief is 0."""
         return 0 if self.task_type == "chief" else self.task_index + int(self.has_chief)
 
+    def describe_task(self, task_type: str, task_index: int) -> str:
+        """'worker:1 (host:port)', as TF_CONFIG names it."""
+        position = 0 if task_type == "chief" else task_index + int(self.has_chief)
+        where = f" ({self.addresses[position]})" if position < len(self.addresses) else ""
+        return f"{task_type}:{task_index}{where}"
+
 
 def parse_tf_config(text: str | None) -> ClusterTask:
     """TF_CONFIG checked without TensorFlow; DistributeError naming the problem and the fix."""
@@ -106,6 +112,7 @@ class Distribution:
     workers: int = 1
     worker_index: int = 0
     note: str = ""  # what was arranged, for the log
+    task: ClusterTask | None = None  # multi_worker: this process in TF_CONFIG
 
     @property
     def replicas(self) -> int:
@@ -179,12 +186,17 @@ class Distribution:
         text = str(error)
         reported = re.search(r"(?:Error reported from \S+?:|task is set to ERROR: \w+:) (.+?)(?: \[type\.googleapis|$)",
                              text, re.MULTILINE)
+        me = (self.task.task_type, self.task.task_index) if self.task else None
+        others = [(job, int(i)) for job, i in re.findall(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)", text)
+                  if (job, int(i)) != me]
         if reported:
             cause = reported.group(1).strip()
-        elif "unhealthy" in text or "heartbeat" in text.lower():
-            cause = "another worker stopped before the end (no heartbeats from it)"
-        elif "coordination service" in text or "Collective ops is aborted" in text or "Barrier" in text:
-            cause = "the chief stopped or cannot be reached"
+        elif others and self.task:
+            cause = f"{self.task.describe_task(*others[0])} stopped or cannot be reached"
+        elif "coordination service" in text:
+            cause = "the chief (it runs the coordination service) stopped or cannot be reached"
+        elif any(m in text for m in ("Collective ops is aborted", "Barrier", "unhealthy", "heartbeat")):
+            cause = "another worker stopped or cannot be reached"
         else:
             return None
         return DistributeError(f"multi_worker run stopped on {self.label}: {cause[:300]}; see that worker's output "
@@ -232,7 +244,7 @@ def _multi_worker() -> Distribution:
         raise RuntimeError(f"distribute.strategy=multi_worker must be selected before TensorFlow runs any op ({e})") from e
     resolver = strategy.cluster_resolver
     role = "chief: writes the run directory" if task.worker_index == 0 else "trains only; the chief writes the run"
-    return Distribution("multi_worker", strategy, workers=task.workers, worker_index=task.worker_index,
+    return Distribution("multi_worker", strategy, workers=task.workers, worker_index=task.worker_index, task=task,
                         note=f"{task.workers} workers connected, {strategy.num_replicas_in_sync} replicas; this is "
                              f"{resolver.task_type}:{resolver.task_id}, {role}")
 

@@ -1,0 +1,232 @@
+"""tf.distribute: the strategy registry, TF_CONFIG checks, `mirrored` on a CPU split into logical
+devices, and two real `edgecv compress` worker processes training together over loopback."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from tests.conftest import REPO, assert_user_error, run_cli
+
+WORKER_TIMEOUT = 900  # seconds for the whole two-worker run; both are killed past it
+
+# A tiny run: ~1,000 images, MobileNetV2-0.35 at 32 px, one epoch per student stage. Batches of 16
+# per replica keep enough optimizer steps (BatchNorm statistics settle) with the global batch doubled.
+TINY = ["--set", "data.max_train_samples=1000", "--set", "teacher.train.epochs=2", "--set", "teacher.train.batch_size=16",
+        "--set", "student.alpha=0.35", "--set", "student.input_size=32", "--set", "distill.epochs=1",
+        "--set", "distill.batch_size=16", "--set", "prune.epochs=1", "--set", "quantize.epochs=1",
+        "--set", "quantize.calibration_samples=50", "--set", "export.formats=[tflite-int8]",
+        "--set", "profile.devices=[rpi4]", "--set", "distribute.strategy=multi_worker"]
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _tf_config(ports: list[int], index: int) -> str:
+    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                       "task": {"type": "worker", "index": index}})
+
+
+# --- TF_CONFIG, checked before TensorFlow starts (fast)
+
+@pytest.mark.parametrize("config, fragment", [
+    (None, "TF_CONFIG environment variable is not set"),
+    ("{not json", "TF_CONFIG is not valid JSON"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}}', "must be an object with 'cluster' and 'task'"),
+    ('{"cluster": {"worker": ["127.0.0.1"]}, "task": {"type": "worker", "index": 0}}', "'host:port' strings"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 1}}', "task.index is 1"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"], "ps": ["127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}',
+     "ps tasks"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "chief", "index": 0}}', "task.type is 'chief'"),
+])
+def test_a_bad_tf_config_is_one_line_naming_it_and_the_fix(tmp_path, config, fragment):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    if config is not None:
+        env["TF_CONFIG"] = config
+    proc = subprocess.run([sys.executable, "-m", "edgecv", "compress", "--out", str(tmp_path / "run"),
+                           "--set", "distribute.strategy=multi_worker"], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=120)
+    line = assert_user_error(proc, "TF_CONFIG", fragment)
+    assert '"task": {"type": "worker", "index": 0}' in line  # the fix: an example to copy
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_is_refused_under_multi_worker(tmp_path):
+    proc = run_cli("compress", "--out", tmp_path / "run", "--resume", "--set", "distribute.strategy=multi_worker",
+                   env={"TF_CONFIG": _tf_config([1], 0)}, timeout=120)
+    assert_user_error(proc, "--resume", "multi_worker", "--force")
+
+
+def test_cluster_positions_follow_tf_distribute():
+    from edgecv.compress.strategy import parse_tf_config
+
+    cluster = {"chief": ["a:1"], "worker": ["b:2", "c:3"]}
+    chief = parse_tf_config(json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}}))
+    second = parse_tf_config(json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+    assert (chief.workers, chief.worker_index, second.worker_index) == (3, 0, 2)
+    plain = parse_tf_config(_tf_config([5, 6], 0))
+    assert (plain.workers, plain.worker_index, plain.addresses) == (2, 0, ("127.0.0.1:5", "127.0.0.1:6"))
+
+
+def test_the_recipe_key_lists_the_registry():
+    from edgecv.compress.strategy import STRATEGIES
+    from edgecv.pipeline.recipe import SCHEMA, load_recipe
+
+    assert SCHEMA["distribute"]["strategy"].choices == tuple(STRATEGIES) == ("default", "mirrored", "multi_worker")
+    assert load_recipe("quickstart")["distribute"]["strategy"] == "default"
+    proc = run_cli("recipes", "schema", timeout=120)
+    assert proc.returncode == 0 and "distribute.strategy" in proc.stdout
+
+
+def test_the_batch_plan_scales_with_the_replicas():
+    from edgecv.compress.training import batch_plan
+
+    class Two:
+        replicas = 2
+
+    plan = batch_plan(1000, 16, 1e-3, Two())
+    assert (plan.global_batch, plan.steps_per_epoch, plan.learning_rate) == (32, 32, 2e-3)
+
+
+def _run_workers(tmp_path, args_per_worker, timeout):
+    """Start one `edgecv compress` per argument list, TF_CONFIG on free loopback ports; wait for all
+    of them (killing every one still running when one fails or time runs out); returns
+    ([exit codes], [logs], [private TMPDIRs])."""
+    ports = _free_ports(len(args_per_worker))
+    private = [tmp_path / f"tmp{i}" for i in range(len(ports))]
+    logs, procs = [tmp_path / f"worker{i}.log" for i in range(len(ports))], []
+    try:
+        for i, args in enumerate(args_per_worker):
+            private[i].mkdir()
+            env = {**os.environ, "TF_CONFIG": _tf_config(ports, i), "TMPDIR": str(private[i])}
+            with open(logs[i], "w") as log:
+                procs.append(subprocess.Popen([sys.executable, "-m", "edgecv", "compress", *map(str, args)],
+                                              stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO))
+        deadline = time.time() + timeout
+        while any(p.poll() is None for p in procs) and time.time() < deadline:
+            if any(p.poll() not in (None, 0) for p in procs):
+                time.sleep(30)  # the others should stop by themselves; killed below if not
+                break
+            time.sleep(1)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    return [p.returncode for p in procs], [log.read_text() for log in logs], private
+
+
+def test_workers_with_different_recipes_both_stop_with_one_line(tmp_path):
+    out = tmp_path / "run"
+    same = ["--out", out, "--set", "distribute.strategy=multi_worker", "--set", "data.max_train_samples=100"]
+    codes, logs, _ = _run_workers(tmp_path, [same, [*same, "--set", "distill.epochs=2"]], timeout=300)
+    assert codes == [2, 2], "\n\n".join(logs)
+    assert "worker 2 of 2 resolved a different recipe" in logs[1].splitlines()[-1]
+    assert "multi_worker run stopped on worker 1 of 2: worker 2 of 2 failed" in logs[0].splitlines()[-1]
+
+
+# --- mirrored: a CPU split into 2 logical devices, through fit, with tfmot's pruning callback
+
+MIRRORED = textwrap.dedent("""
+    import json
+    import numpy as np
+    from edgecv.compress import prune, strategy
+    from edgecv.compress.training import fit, steps_per_epoch
+    from edgecv.tfcompat import keras
+
+    dist = strategy.select("mirrored")
+    K = keras()
+    rng = np.random.default_rng(0)
+    y = np.arange(600) % 3
+    rows, cols = np.mgrid[0:16, 0:16]
+    stripes = [(rows // 2) % 2, (cols // 2) % 2, ((rows + cols) // 2) % 2]  # the class is the stripes' direction
+    x = np.stack([stripes[c] * 0.7 + rng.uniform(0, 0.3, (16, 16)) for c in y])[..., None].astype("float32")
+
+    def build():
+        inp = K.Input((16, 16, 1))
+        h = K.layers.GlobalAveragePooling2D()(K.layers.Conv2D(8, 3, activation="relu")(inp))
+        return K.Model(inp, K.layers.Dense(3)(h))
+
+    loss = K.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model = fit(build, x, y, loss=loss, epochs=3, batch_size=16, learning_rate=1e-2, seed=0, description="mirrored")
+    top1 = float(np.mean(model.predict(x, verbose=0).argmax(1) == y))
+    schedule = prune.make_schedule("polynomial", 0.0, 0.5, steps_per_epoch(len(x), 16) * 2, 5)
+    pruned = fit(lambda: prune.wrap_for_pruning(model, schedule), x, y, loss=loss, epochs=2, batch_size=16,
+                 learning_rate=1e-3, seed=0, description="prune", callbacks=prune.pruning_callbacks())
+    print("RESULT " + json.dumps({**dist.describe(), "steps": steps_per_epoch(len(x), 16), "top1": top1,
+                                  "sparsity": prune.overall_sparsity(prune.strip(pruned))}))
+""")
+
+
+@pytest.mark.slow
+def test_mirrored_on_a_cpu_trains_two_replicas():
+    proc = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))[7:])
+    assert result["name"] == "mirrored" and result["replicas"] == 2 and len(result["replica_devices"]) == 2
+    assert result["steps"] == 19  # 600 images / global batch 32 (16 per replica)
+    assert result["top1"] > 0.9  # chance: 1/3
+    assert result["sparsity"] == pytest.approx(0.5, abs=0.02)  # the pruning callback stepped under the strategy
+    assert "global batch 32 = 16 x 2 replicas" in proc.stderr
+
+
+# --- multi_worker: two real `edgecv compress` processes on loopback
+
+@pytest.mark.slow
+def test_two_workers_train_together_and_the_chief_writes_the_run(tmp_path):
+    out = tmp_path / "run"
+    codes, text, private = _run_workers(tmp_path, [["--out", out, *TINY]] * 2, timeout=WORKER_TIMEOUT)
+    assert codes == [0, 0], "\n\n".join(t[-4000:] for t in text)
+
+    chief, worker = text
+    assert "worker 1 of 2" in chief and "chief: writes the run directory" in chief
+    for stage in ("teacher", "distill", "prune", "quantize"):
+        assert f"✓ {stage}" in chief and f"✓ {stage}" in worker
+    assert "worker 2 of 2: distill epoch 1/1, loss" in worker  # it trained, and logged it
+    assert "✓ export" not in worker and "✓ evaluate" not in worker  # only the chief goes on
+    assert not list(private[1].glob("edgecv-worker-*")), "the worker's private folder was left behind"
+
+    report = json.loads((out / "report.json").read_text())
+    assert all(s["status"] == "done" for s in report["stages"].values())
+    strategy = report["environment"]["strategy"]
+    assert (strategy["name"], strategy["workers"], strategy["replicas"]) == ("multi_worker", 2, 2)
+    assert any(d["type"] == "CPU" for d in report["environment"]["devices"])
+    int8 = next(a for a in report["artefacts"] if a["format"] == "tflite-int8")
+    assert int8["metrics"]["top1"] > 0.2  # 10 classes: chance is 0.1
+
+
+@pytest.mark.parametrize("text, cause", [
+    # a worker killed mid-step: the chief's collective cannot reach it
+    ("Collective ops is aborted by: failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:5: "
+     "Failed to connect to remote host: Connection refused\nAdditional GRPC error information from remote target "
+     "/job:worker/replica:0/task:1 while calling /tensorflow.WorkerService/RecvBuf:", "worker:1 (127.0.0.1:6) stopped"),
+    # a worker that failed and said so (Distribution.abort)
+    ("Collective ops is aborted by: Error reported from /job:worker/task:1: worker 2 of 2 failed: DataError: no "
+     "images [type.googleapis.com/tensorflow.CoordinationServiceError='x']", "worker 2 of 2 failed: DataError: no images"),
+    ("Barrier failed because: task is set to ERROR: INTERNAL: worker 1 of 2 failed: OutputError: disk full "
+     "[type.googleapis.com/tensorflow.CoordinationServiceError='x']. Barrier Id: edgecv/run-done",
+     "worker 1 of 2 failed: OutputError: disk full"),
+])
+def test_another_workers_failure_becomes_one_line(text, cause):
+    from edgecv.compress.strategy import Distribution, parse_tf_config
+    from edgecv.tfcompat import tf
+
+    errors = tf().errors
+    dist = Distribution("multi_worker", strategy=None, workers=2, worker_index=0,
+                        task=parse_tf_config(_tf_config([5, 6], 0)))
+    error = dist.peer_failure(errors.UnavailableError(None, None, text))
+    assert error is not None and cause in str(error) and "\n" not in str(error)
+    assert dist.peer_failure(errors.InvalidArgumentError(None, None, "shapes differ")) is None  # a bug stays a traceback
+    assert dist.peer_failure(ValueError(text)) is None
