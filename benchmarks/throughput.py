@@ -9,7 +9,8 @@ compiled as edgecv compiles it (Adam with cosine decay from the recipe's 0.002) 
 sparse cross-entropy on the labels, trained for EPOCHS on FOLDER/train (or FOLDER) read by
 `image_dataset_from_directory` (JPEGs decoded and resized batch by batch, pixels to [-1, 1] as the
 mobilenetv2-int8 recipe's `student.normalization: symmetric`). Timed from the start of `fit` to its
-end, so graph tracing and the first batches count, as they do in edgecv's progress bar. With
+end, so graph tracing and the first batches count, as they do in edgecv's progress bar, in wall
+time and in this process's CPU time (all threads; less disturbed by other jobs on the machine). With
 --teacher: also the teacher's forward pass (predict) over the same images at its own size, which
 distillation adds on top of training. Prints one JSON object (and writes it with --json).
 """
@@ -51,11 +52,11 @@ def bare_fit(folder: Path, *, size: int, alpha: float, epochs: int, batch_size: 
     model.compile(K.optimizers.Adam(schedule), K.losses.SparseCategoricalCrossentropy(from_logits=True))
     data = folder_dataset(train, size, batch_size, 1 / 127.5, -1.0, shuffle=True)
     clock = _steady_clock(K, WARMUP_STEPS)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     model.fit(data, epochs=epochs, verbose=0, callbacks=[clock])
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     result = {"images": images, "epochs": epochs, "batch_size": batch_size, "input": [size, size, 3], "alpha": alpha,
-              "params": int(model.count_params()), "fit_seconds": round(seconds, 2),
+              "params": int(model.count_params()), "fit_seconds": round(seconds, 2), "fit_cpu_seconds": round(cpu, 1),
               "images_per_s": round(images * epochs / seconds, 1)}
     if clock.steady_since is not None and steps * epochs > WARMUP_STEPS:
         # every batch after the first WARMUP_STEPS (the last one may be short: counted exactly)
@@ -90,10 +91,10 @@ def teacher_forward(folder: Path, teacher: Path, size: int, batch_size: int = 25
     train, _ = splits(folder)
     model = keras().models.load_model(teacher, compile=False)
     data = folder_dataset(train, size, batch_size, 1 / 255, 0.0, shuffle=False).map(lambda x, y: x)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     images = len(model.predict(data, verbose=0))
-    seconds = time.perf_counter() - start
-    return {"images": images, "input": [size, size, 3], "seconds": round(seconds, 2),
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"images": images, "input": [size, size, 3], "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 1),
             "images_per_s": round(images / seconds, 1)}
 
 
