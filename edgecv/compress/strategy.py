@@ -108,15 +108,23 @@ def _is_address(text) -> bool:
 class Distribution:
     """The strategy of this process and where this process sits in it."""
     name: str
-    strategy: Any  # tf.distribute.Strategy
+    strategy: Any  # tf.distribute.Strategy; None: TensorFlow's default one, looked up when first needed
     workers: int = 1
     worker_index: int = 0
     note: str = ""  # what was arranged, for the log
     task: ClusterTask | None = None  # multi_worker: this process in TF_CONFIG
 
+    def tf_strategy(self):
+        """The tf.distribute.Strategy to build and train under."""
+        if self.strategy is None:
+            from edgecv.tfcompat import tf
+
+            self.strategy = tf().distribute.get_strategy()
+        return self.strategy
+
     @property
     def replicas(self) -> int:
-        return int(self.strategy.num_replicas_in_sync)
+        return int(self.tf_strategy().num_replicas_in_sync)
 
     @property
     def is_chief(self) -> bool:
@@ -130,7 +138,7 @@ class Distribution:
     def describe(self) -> dict:
         """For report.json's environment.strategy."""
         return {"name": self.name, "replicas": self.replicas, "workers": self.workers,
-                "replica_devices": [str(d) for d in self.strategy.extended.worker_devices]}
+                "replica_devices": [str(d) for d in self.tf_strategy().extended.worker_devices]}
 
     # --- multi_worker coordination (no-ops with one worker)
     def check_same_run(self, fingerprint: str) -> None:
@@ -204,9 +212,7 @@ class Distribution:
 
 
 def _default() -> Distribution:
-    from edgecv.tfcompat import tf
-
-    return Distribution("default", tf().distribute.get_strategy())
+    return Distribution("default", None)  # TensorFlow is not even imported until a stage trains
 
 
 def _mirrored() -> Distribution:

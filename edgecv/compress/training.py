@@ -126,7 +126,7 @@ def fit(build_model, data, y=None, *, loss, epochs: int, batch_size: int, learni
     data = ArrayInput(data, y) if y is not None else data
     dist = active()
     plan = batch_plan(data.num_examples, batch_size, learning_rate, dist)
-    with dist.strategy.scope():
+    with dist.tf_strategy().scope():
         model = build_model()
         schedule = K.optimizers.schedules.CosineDecay(plan.learning_rate, decay_steps=max(1, plan.steps_per_epoch * epochs),
                                                       alpha=0.05)
