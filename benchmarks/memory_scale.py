@@ -218,7 +218,8 @@ def edgecv_source(commit: str | None, work: Path) -> tuple[dict, Path, dict]:
 
     if commit is None:
         dirty = bool(git("status", "--porcelain", "--", "edgecv"))
-        return {"tree": "working tree", "commit": git("rev-parse", "HEAD"), "edgecv_modified": dirty}, ROOT, dict(os.environ)
+        return ({"tree": "working tree", "label": "working-tree", "commit": git("rev-parse", "HEAD"),
+                 "edgecv_modified": dirty}, ROOT, dict(os.environ))
     full = git("rev-parse", "--verify", f"{commit}^{{commit}}")
     src = work / f"edgecv-{full[:12]}"
     if not (src / "edgecv" / "__init__.py").is_file():
@@ -229,7 +230,7 @@ def edgecv_source(commit: str | None, work: Path) -> tuple[dict, Path, dict]:
     # `python -m` puts the working directory first on sys.path: run from the snapshot, so its edgecv
     # is imported, not the checkout's; the benchmarks package still comes from the checkout
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    return {"tree": f"git archive of {full[:12]}", "commit": full, "edgecv_modified": False}, src, env
+    return {"tree": f"git archive of {full[:12]}", "label": full[:12], "commit": full, "edgecv_modified": False}, src, env
 
 
 # --- the steps
@@ -442,13 +443,14 @@ def main(argv: list[str] | None = None) -> None:
         m = manifests[n]
         run = {"images": n, "train_images": m["splits"]["train"], "test_images": m["splits"]["test"],
                "folder_bytes": m["bytes"], "folder_disk_bytes": m["disk_bytes"],
-               **compress(folders[n], teacher_path, work / "runs" / f"images-{n}", env, cwd)}
+               **compress(folders[n], teacher_path, work / "runs" / source["label"] / f"images-{n}", env, cwd)}
         result["runs"].append(run)
         write_json_atomic(args.out, result)  # what is done so far survives a later failure
     if not args.no_throughput:
         for run in result["runs"]:
             if run.get("exit") == 0:
-                bare = bare_throughput(folders[run["images"]], teacher_path, work / f"bare-{run['images']}.json", env, cwd)
+                out = work / "runs" / source["label"] / f"bare-{run['images']}.json"
+                bare = bare_throughput(folders[run["images"]], teacher_path, out, env, cwd)
                 run["throughput"] = {**throughput_row(run, bare), "bare_command": bare["command"]}
     result["load_after"] = _load()
     result["verdicts"] = verdicts(result)
