@@ -138,7 +138,16 @@ class Distribution:
     def describe(self) -> dict:
         """For report.json's environment.strategy."""
         return {"name": self.name, "replicas": self.replicas, "workers": self.workers,
-                "replica_devices": [str(d) for d in self.tf_strategy().extended.worker_devices]}
+                "replica_devices": self._replica_devices()}
+
+    def _replica_devices(self) -> list[str]:
+        try:
+            return [str(d) for d in self.tf_strategy().extended.worker_devices]
+        except RuntimeError:  # the default strategy has none: one replica on TF's default device
+            from edgecv.tfcompat import tf
+
+            devices = tf().config.list_logical_devices("GPU") or tf().config.list_logical_devices("CPU")
+            return [devices[0].name] if devices else []
 
     # --- multi_worker coordination (no-ops with one worker)
     def check_same_run(self, fingerprint: str) -> None:
