@@ -31,8 +31,8 @@ class OpenVINORunner(Runner):
         except RuntimeError as e:
             reason = _reason(e)
             culprit = path.with_suffix(".bin") if "bin file" in reason or "weights" in reason.lower() else path
-            raise ModelError(f"OpenVINO could not read {culprit} (truncated or corrupt? {reason}); "
-                             "re-export it with edgecv export") from None
+            raise ModelError(f"cannot load '{path}': OpenVINO could not read {culprit} (truncated or corrupt? "
+                             f"{reason}); re-export it with edgecv export") from None
         try:
             self._compiled = core.compile_model(self.model, "CPU", {
                 "INFERENCE_NUM_THREADS": self.num_threads, "INFERENCE_PRECISION_HINT": "f32",
