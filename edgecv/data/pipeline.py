@@ -69,9 +69,7 @@ def image_pipeline(split: ImageSplit, specs: list[PreprocessSpec], batch_size: i
         ds = ds.batch(batch_size).map(
             lambda xs, t: (tuple(_normalized(tf.cast(x, tf.float32), s) for x, s in zip(xs, specs)), t),
             num_parallel_calls=tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF  # sharded above
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)  # compress/training.py: fit turns tf.distribute's auto-sharding off
 
 
 def _array_batch(split: ImageSplit, specs, indices, y_all):
