@@ -165,13 +165,30 @@ MIRRORED = textwrap.dedent("""
     schedule = prune.make_schedule("polynomial", 0.0, 0.5, steps_per_epoch(len(x), 16) * 2, 5)
     pruned = fit(lambda: prune.wrap_for_pruning(model, schedule), x, y, loss=loss, epochs=2, batch_size=16,
                  learning_rate=1e-3, seed=0, description="prune", callbacks=prune.pruning_callbacks())
+    # the teacher online in each replica's step, on augmented batches, while a new student is pruned
+    from edgecv.compress.distill import OnlineTeacher
+    from edgecv.data import PreprocessSpec
+    from edgecv.data.augment import Augment
+    from edgecv.data.pipeline import DistillInput
+    from edgecv.data.sources import ImageSplit
+
+    split = ImageSplit(y, np.round(x * 255).astype("uint8"), None, 1)
+    spec = PreprocessSpec(16, 16, 1)
+    online = OnlineTeacher(lambda t: model(t, training=False), 4.0, 0.7)
+    student = fit(lambda: prune.wrap_for_pruning(build(), schedule), DistillInput(split, spec, spec, Augment(1.0, True, 0.2), 3),
+                  online_teacher=online, epochs=4, batch_size=16, learning_rate=1e-2, seed=0, description="online",
+                  callbacks=prune.pruning_callbacks())
+    student = prune.strip(student)
+    online_top1 = float(np.mean(student.predict(x, verbose=0).argmax(1) == y))
     print("RESULT " + json.dumps({**dist.describe(), "steps": steps_per_epoch(len(x), 16), "top1": top1,
-                                  "sparsity": prune.overall_sparsity(prune.strip(pruned))}))
+                                  "sparsity": prune.overall_sparsity(prune.strip(pruned)),
+                                  "online_top1": online_top1, "online_sparsity": prune.overall_sparsity(student)}))
 """)
 
 
 @pytest.mark.slow
 def test_mirrored_on_a_cpu_trains_two_replicas():
+    """fit with loss, with tfmot's pruning callback, and with the teacher online, under 2 replicas."""
     proc = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))[7:])
@@ -180,6 +197,8 @@ def test_mirrored_on_a_cpu_trains_two_replicas():
     assert result["top1"] > 0.9  # chance: 1/3
     assert result["sparsity"] == pytest.approx(0.5, abs=0.02)  # the pruning callback stepped under the strategy
     assert "global batch 32 = 16 x 2 replicas" in proc.stderr
+    # distilled from the online teacher in both replicas' steps (flip + mixup), pruned as it went
+    assert result["online_top1"] > 0.6 and result["online_sparsity"] == pytest.approx(0.5, abs=0.02)
 
 
 # --- multi_worker: two real `edgecv compress` processes on loopback

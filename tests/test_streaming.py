@@ -93,7 +93,8 @@ def test_teacher_min_top1_is_a_recipe_floor(tmp_path):
 @pytest.mark.slow
 def test_keras3_teacher_and_keras3_student_compress_end_to_end(tmp_path):
     """A Keras 3 teacher (.keras) and a Keras 3 student: the student is rebuilt in tf_keras with its
-    proof printed, trained, pruned, QAT'd and exported fully int8, above chance."""
+    proof printed, trained, pruned, QAT'd and exported fully int8, above chance. Augmentation is on,
+    so the Keras 3 teacher runs online inside every tf_keras training step (distill, prune, QAT)."""
     import json
 
     from benchmarks.model_kinds import keras3_classifier, keras3_student, sample
@@ -104,14 +105,19 @@ def test_keras3_teacher_and_keras3_student_compress_end_to_end(tmp_path):
     out = tmp_path / "run"
     proc = run_cli("compress", "--recipe", ".ci/gate/recipe.yaml", "--teacher", tmp_path / "teacher.keras",
                    "--set", f"student.path={tmp_path / 'student.keras'}", "--set", "student.batchnorm_momentum=0.9",
-                   "--set", "distill.epochs=3", "--set", "prune.epochs=1", "--out", out, timeout=1500,
-                   cwd=REPO)
+                   "--set", "distill.epochs=3", "--set", "prune.epochs=1", "--set", "distill.augment.flip=true",
+                   "--set", "distill.augment.crop_min_area=0.6", "--set", "distill.augment.mixup=0.2",
+                   "--out", out, timeout=1500, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "-[✓] student: Keras 3 .keras rebuilt in tf_keras, max |Δ output|" in proc.stdout + proc.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["teacher"]["kind"] == "Keras 3 .keras"
     rebuilt = report["stages"]["distill"]["result"]["user_model"]["rebuilt_in_tf_keras"]
     assert rebuilt["max_abs_diff"] <= 1e-4 and rebuilt["from"] == "Keras 3 .keras"
-    assert report["stages"]["distill"]["result"]["teacher_check"]["top1"] > 0.3
+    distill = report["stages"]["distill"]["result"]
+    assert distill["teacher_check"]["top1"] > 0.3
+    assert distill["teacher_logits"] == "online" and "mixup" in distill["augment"]
+    assert "teacher logits: online, on every augmented batch" in proc.stdout + proc.stderr
+    assert not list(out.rglob("teacher_train_logits.npy"))  # no cache where inputs are augmented
     int8 = next(a for a in report["artefacts"] if a["format"] == "tflite-int8")
     assert int8["fully_int8"] is True and int8["metrics"]["top1"] > 0.3  # ten classes: chance is 0.1

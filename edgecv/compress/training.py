@@ -112,12 +112,14 @@ class ArrayInput:
         return ds.batch(batch_size).prefetch(tfm.data.AUTOTUNE)
 
 
-def fit(build_model, data, y=None, *, loss, epochs: int, batch_size: int, learning_rate: float, seed: int,
-        description: str, callbacks=(), metrics=None):
+def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, learning_rate: float, seed: int,
+        description: str, callbacks=(), metrics=None, online_teacher=None):
     """Build (inside the strategy scope), compile and train a model; returns the trained model.
 
     `build_model` is a zero-argument callable so variables are created under the strategy.
     `data` is a TrainingInput (see ArrayInput), or arrays x with labels/targets `y`.
+    `online_teacher` (compress/distill.py: OnlineTeacher) instead of `loss`: the model distils from
+    a teacher run in every step; `data` then yields ((student x, teacher x), soft labels).
     `batch_size` and `learning_rate` are per replica (BatchPlan). Each worker reads only its shard
     of `data`; the progress bar shows on the chief, the other workers log each epoch.
     """
@@ -128,6 +130,8 @@ def fit(build_model, data, y=None, *, loss, epochs: int, batch_size: int, learni
     plan = batch_plan(data.num_examples, batch_size, learning_rate, dist)
     with dist.tf_strategy().scope():
         model = build_model()
+        if online_teacher is not None:
+            model = online_teacher.wrap(model)
         schedule = K.optimizers.schedules.CosineDecay(plan.learning_rate, decay_steps=max(1, plan.steps_per_epoch * epochs),
                                                       alpha=0.05)
         model.compile(optimizer=K.optimizers.Adam(schedule), loss=loss, metrics=metrics)
@@ -160,7 +164,7 @@ def fit(build_model, data, y=None, *, loss, epochs: int, batch_size: int, learni
     if dist.name != "default" and dist.is_chief:
         rate = f", {throughput.images_per_s:.0f} images/s" if throughput.images_per_s else ""
         console.print(f"    {description}: {dist.name}, {plan.describe(learning_rate)}{rate}", highlight=False)
-    return model
+    return model.student if online_teacher is not None else model
 
 
 def save_model(model, path) -> None:

@@ -122,6 +122,29 @@ class StreamingInput:
         return ds.map(lambda xs, y: (xs[0], y))
 
 
+class DistillInput:
+    """A TrainingInput for distilling with the teacher online: batches of ((student x, teacher x),
+    y) where both views come from one decode of each image, augmented consistently (Augment), and
+    y is the one-hot label (mixed where mixup mixes the images). The teacher runs on its view in
+    the training step (compress/distill.py: online_distiller)."""
+
+    def __init__(self, split: ImageSplit, student: PreprocessSpec, teacher: PreprocessSpec, augment,
+                 num_classes: int):
+        self.split, self.augment, self.num_classes = split, augment, num_classes
+        self.specs = [student] if teacher == student else [student, teacher]  # one view serves both
+        self.num_examples = len(split)
+
+    def dataset(self, batch_size: int, seed: int, shard: tuple[int, int] = (1, 0)):
+        tf = _tf()
+        ds = image_pipeline(self.split, self.specs, batch_size, seed=seed, shard=shard)
+
+        def augmented(xs, labels):
+            views, y = self.augment.apply(xs, labels, self.num_classes)
+            return (views[0], views[-1]), y
+
+        return ds.map(augmented, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
 def predict_split(predict, split: ImageSplit, spec: PreprocessSpec, batch_size: int = 256) -> np.ndarray:
     """`predict(float batch) -> scores` over a whole split, in order, one batch in memory at a time."""
     chunks = [np.asarray(predict(xs[0].numpy())) for xs, _ in image_pipeline(split, [spec], batch_size)]

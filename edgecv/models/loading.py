@@ -63,12 +63,14 @@ class LoadedModel:
 
     def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Scores for a float32 batch (already preprocessed the model's way), in inference mode."""
-        chunks = []
-        for start in range(0, len(images), batch_size):
-            x = tf().constant(np.asarray(images[start : start + batch_size], np.float32))
-            out = self.model(x) if self.framework == "saved_model" else self.model(x, training=False)
-            chunks.append(np.asarray(_single_output(out)))
+        chunks = [np.asarray(self.forward(tf().constant(np.asarray(images[start : start + batch_size], np.float32))))
+                  for start in range(0, len(images), batch_size)]
         return np.concatenate(chunks) if chunks else np.zeros((0, *self.output_shape[1:]), np.float32)
+
+    def forward(self, x):
+        """Scores for a float32 tensor, in inference mode; traceable inside a tf.function (the
+        online teacher runs in the student's training step)."""
+        return _single_output(self.model(x) if self.framework == "saved_model" else self.model(x, training=False))
 
     def serving_module(self):
         """A tf.Module whose `serve` maps a float32 (None, H, W, C) batch to scores, and whose

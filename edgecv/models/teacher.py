@@ -87,6 +87,15 @@ class Teacher:
             out = np.log(np.clip(out, 1e-7, 1.0))  # softmax(log p) == p: logits up to a constant
         return out
 
+    def logits_tensor(self, x):
+        """`logits_of` for a tensor inside a tf.function: the online teacher of a training step."""
+        from edgecv.tfcompat import tf
+
+        out = tf().cast(self.model.forward(x), "float32")
+        if self.outputs == "probabilities":
+            out = tf().math.log(tf().clip_by_value(out, 1e-7, 1.0))
+        return out
+
 
 def _outputs_probabilities(model: LoadedModel, out: np.ndarray) -> bool:
     """Softmax head, or outputs that look like probabilities on a probe batch (`out`)."""

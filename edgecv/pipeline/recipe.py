@@ -83,6 +83,14 @@ SCHEMA: dict = {
         "learning_rate": Field("float", 2e-3, "peak Adam learning rate (cosine decay)", min=0.0, max=MAX_LR),
         "temperature": Field("float", 4.0, "softmax temperature T of the soft targets", min=0.1, max=100.0),
         "alpha": Field("float", 0.7, "weight of the soft-target KL term; 1-alpha weighs hard-label CE", min=0.0, max=1.0),
+        "augment": {  # any of them on: the teacher runs online on the student's augmented batch
+            "crop_min_area": Field("float", 1.0, "random-resized crop: each crop covers at least this fraction of "
+                                   "the image (aspect 3/4-4/3), resized back; 1.0: off. Teacher and student see the "
+                                   "same region", min=0.05, max=1.0),
+            "flip": Field("bool", False, "random horizontal flip (off for data where left/right matters, e.g. text)"),
+            "mixup": Field("float", 0.0, "mixup: each image blended with another of the batch, weight ~ Beta(a, a) "
+                           "(0.2-0.4 usual); 0: off. Labels and both models' inputs are mixed alike", min=0.0, max=10.0),
+        },
     },
     "prune": {
         "enabled": Field("bool", True, "run magnitude pruning"),

@@ -38,17 +38,28 @@ def run_teacher(ctx: RunContext, out: Path) -> dict:
     return {"arch": t["arch"], "params": int(model.count_params()), "preprocessing": spec.to_dict()}
 
 
-def _kd_targets(ctx: RunContext, teacher_logits: np.ndarray) -> np.ndarray:
-    from edgecv.compress.distill import pack_targets
+def _augment(ctx: RunContext):
+    from edgecv.data.augment import Augment
 
-    return pack_targets(ctx.dataset.y_train, teacher_logits)
+    return Augment.from_recipe(ctx.recipe["distill"])
 
 
-def _kd_loss(ctx: RunContext):
-    from edgecv.compress.distill import make_kd_loss
+def _distillation(ctx: RunContext, teacher_logits: np.ndarray | None = None) -> tuple[object, dict]:
+    """(training input, fit's loss keywords) of every stage that distils (distill, prune, QAT).
+    Augmented inputs: the teacher runs online in each step on the student's batch. Otherwise its
+    logits are a cache, computed once by the distill stage (TEACHER_LOGITS) and packed with the labels."""
+    from edgecv.compress.distill import OnlineTeacher, make_kd_loss, pack_targets
 
-    d = ctx.recipe["distill"]
-    return make_kd_loss(d["temperature"], d["alpha"])
+    d, augment = ctx.recipe["distill"], _augment(ctx)
+    if augment.enabled:
+        from edgecv.data.pipeline import DistillInput
+
+        data = DistillInput(ctx.dataset.train, ctx.student_spec, ctx.teacher.spec, augment, ctx.dataset.num_classes)
+        return data, {"online_teacher": OnlineTeacher(ctx.teacher.logits_tensor, d["temperature"], d["alpha"])}
+    if teacher_logits is None:
+        teacher_logits = np.load(ctx.model_path("distill", TEACHER_LOGITS))
+    return (ctx.train_input(pack_targets(ctx.dataset.y_train, teacher_logits)),
+            {"loss": make_kd_loss(d["temperature"], d["alpha"])})
 
 
 def run_distill(ctx: RunContext, out: Path) -> dict:
@@ -59,8 +70,13 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
     check = ctx.teacher_check  # before an hour of distilling from a teacher at chance
     console.print(f"  -[✓] teacher: top-1 {check['top1']:.1%} on {check['samples']} held-out images "
                   f"(chance {check['chance']:.1%})", highlight=False)
-    teacher_logits = ctx.train_teacher_logits()
-    np.save(out / TEACHER_LOGITS, teacher_logits)
+    augment = _augment(ctx)
+    if augment.enabled:
+        teacher_logits, how = None, f"online, on every augmented batch ({augment.describe()})"
+    else:
+        teacher_logits, how = ctx.train_teacher_logits(), "computed once over the training set and cached (inputs not augmented)"
+        np.save(out / TEACHER_LOGITS, teacher_logits)
+    console.print(f"  teacher logits: {how}", highlight=False)
     user = ctx.user_student if s["path"] else None
     if user:
         from edgecv.models.user_model import stale_batchnorm_warning
@@ -75,20 +91,18 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
         return build_student(s["arch"], ctx.student_spec.input_shape, ds.num_classes, s["alpha"], s["dropout"],
                              s["minimalistic"])
 
-    model = fit(build, ctx.train_input(_kd_targets(ctx, teacher_logits)), loss=_kd_loss(ctx), epochs=d["epochs"],
-                batch_size=d["batch_size"], learning_rate=d["learning_rate"], seed=ctx.seed, description="distill")
+    data, loss = _distillation(ctx, teacher_logits)
+    model = fit(build, data, **loss, epochs=d["epochs"], batch_size=d["batch_size"], learning_rate=d["learning_rate"],
+                seed=ctx.seed, description="distill")
     save_model(model, out / FLOAT_MODEL)
     result = {"arch": "user model" if user else s["arch"], "params": int(model.count_params()),
               "teacher_outputs": ctx.teacher.outputs, "teacher_check": check, "temperature": d["temperature"],
-              "alpha": d["alpha"]}
+              "alpha": d["alpha"], "teacher_logits": "online" if augment.enabled else "cached",
+              "augment": augment.describe()}
     if user:
         result["user_model"] = {"path": s["path"], "lifted_input_layers": user.lifted, "flattened_models": user.flattened,
                                 "batchnorm_momentum": s["batchnorm_momentum"], "rebuilt_in_tf_keras": ctx.student_rebuild}
     return result
-
-
-def _teacher_logits(ctx: RunContext) -> np.ndarray:
-    return np.load(ctx.model_path("distill", TEACHER_LOGITS))
 
 
 def run_prune(ctx: RunContext, out: Path) -> dict:
@@ -98,8 +112,9 @@ def run_prune(ctx: RunContext, out: Path) -> dict:
     p, d = ctx.recipe["prune"], ctx.recipe["distill"]
     steps = ctx.steps_per_epoch(d["batch_size"]) * p["epochs"]
     schedule = prune.make_schedule(p["schedule"], p["initial_sparsity"], p["target_sparsity"], steps, p["frequency"])
-    model = fit(lambda: prune.wrap_for_pruning(ctx.load_model(ctx.model_path("distill")), schedule),
-                ctx.train_input(_kd_targets(ctx, _teacher_logits(ctx))), loss=_kd_loss(ctx), epochs=p["epochs"],
+    data, loss = _distillation(ctx)
+    model = fit(lambda: prune.wrap_for_pruning(ctx.load_model(ctx.model_path("distill")), schedule), data, **loss,
+                epochs=p["epochs"],
                 batch_size=d["batch_size"], learning_rate=p["learning_rate"], seed=ctx.seed, description="prune",
                 callbacks=prune.pruning_callbacks())
     stripped = prune.strip(model)
@@ -119,9 +134,9 @@ def run_quantize(ctx: RunContext, out: Path) -> dict:
 
     source = ctx.float_student_stage()
     pruned = source == "prune"
+    data, loss = _distillation(ctx)
     model = fit(lambda: prepare_qat(ctx.load_model(ctx.model_path(source)), pruned, q["keep_float"],
-                                      calibration=ctx.calibration_set()),
-                ctx.train_input(_kd_targets(ctx, _teacher_logits(ctx))), loss=_kd_loss(ctx), epochs=q["epochs"],
+                                      calibration=ctx.calibration_set()), data, **loss, epochs=q["epochs"],
                 batch_size=ctx.recipe["distill"]["batch_size"], learning_rate=q["learning_rate"], seed=ctx.seed,
                 description="quantize (QAT)")
     snap_biases(model)  # biases on the int8 file's int32 grid: the saved QAT model is what the file computes
