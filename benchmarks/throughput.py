@@ -51,7 +51,7 @@ def bare_fit(folder: Path, *, size: int, alpha: float, epochs: int, batch_size: 
     schedule = K.optimizers.schedules.CosineDecay(LEARNING_RATE, decay_steps=max(1, steps * epochs), alpha=0.05)
     model.compile(K.optimizers.Adam(schedule), K.losses.SparseCategoricalCrossentropy(from_logits=True))
     data = folder_dataset(train, size, batch_size, 1 / 127.5, -1.0, shuffle=True)
-    clock = _steady_clock(K, WARMUP_STEPS)
+    clock = steady_clock(K, WARMUP_STEPS)
     start, cpu = time.perf_counter(), time.process_time()
     model.fit(data, epochs=epochs, verbose=0, callbacks=[clock])
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -65,7 +65,7 @@ def bare_fit(folder: Path, *, size: int, alpha: float, epochs: int, batch_size: 
     return result
 
 
-def _steady_clock(K, warmup: int):
+def steady_clock(K, warmup: int):
     """A callback noting when training batch `warmup` ends (tracing and pipeline warm-up are behind
     by then) and when training ends."""
 
