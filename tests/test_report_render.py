@@ -48,6 +48,7 @@ def full_report(samples: int = 2000) -> dict:
     for a in r["artefacts"]:
         wrong = rng.random(samples) > a["metrics"]["top1"]
         a["predictions"] = np.where(wrong, (labels + rng.integers(1, 10, samples)) % 10, labels).tolist()
+    r["artefacts"][-1]["agreement_with_teacher"] = 0.9512  # newer reports: every artefact
     checks = r["stages"]["export"]["result"]["artefacts"]
     checks["tflite-int8"]["check"] = {"samples": 200, "top1_agreement": 0.995, "max_abs_diff": 0.465, "min_agreement": 0.95,
                                       "max_abs_diff_allowed": None, "passed": True}
@@ -135,18 +136,20 @@ def test_pareto_front_keeps_only_points_nothing_beats():
 
 def test_summary_table_marks_measured_estimated_parity_and_the_shipped_file():
     t = S.summary_table(full_report())
-    assert t.header == ["artefact", "format", "size", "gzip", "top-1", "Δ vs teacher", "rpi4 latency", "pixel-4 latency",
-                        "host latency", "parity"]
+    assert t.header == ["artefact", "format", "size", "gzip", "top-1", "Δ vs teacher", "agrees w/ teacher", "rpi4 latency",
+                        "pixel-4 latency", "host latency", "parity"]
     rows = {row[0].text: [c.text for c in row] for row in t.rows}
     assert rows["teacher"][4] == "93.34%" and rows["teacher"][-1] == "—"
     assert rows["student-int8.tflite ★"][2:6] == ["963 KB", "562 KB", "92.79%", "-0.55 pt"]
-    assert rows["student-int8.tflite ★"][6:9] == ["4.1 ms (est.)", "1.9 ms (est.)", "0.8 ms (measured)"]
-    assert rows["student-int8.tflite ★"][9] == "✓ 99.5% / 0.465"
-    assert rows["student-fp32.tflite"][7] == "—" and rows["student-fp32.tflite"][9].startswith("✗ 97.0%")
-    assert rows["student-qat"][6:] == ["—"] * 4  # Keras stage models: no latency, no parity check
+    last = t.rows[-1][0].text
+    assert rows[last][6] == "95.12%" and rows["student-qat"][6] == "—"  # an older report has no agreement
+    assert rows["student-int8.tflite ★"][7:10] == ["4.1 ms (est.)", "1.9 ms (est.)", "0.8 ms (measured)"]
+    assert rows["student-int8.tflite ★"][10] == "✓ 99.5% / 0.465"
+    assert rows["student-fp32.tflite"][8] == "—" and rows["student-fp32.tflite"][10].startswith("✗ 97.0%")
+    assert rows["student-qat"][7:] == ["—"] * 4  # Keras stage models: no latency, no parity check
     tones = {row[0].text: [c.tone for c in row] for row in t.rows}
-    assert tones["student-int8.tflite ★"][6:10] == ["estimated", "estimated", "measured", "pass"]
-    assert tones["student-fp32.tflite"][9] == "fail"
+    assert tones["student-int8.tflite ★"][7:11] == ["estimated", "estimated", "measured", "pass"]
+    assert tones["student-fp32.tflite"][10] == "fail"
 
 
 def test_older_report_summary_has_no_latency_columns_and_says_parity_was_not_recorded():

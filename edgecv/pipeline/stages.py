@@ -231,9 +231,11 @@ def run_evaluate(ctx: RunContext, out: Path) -> dict:
         rows.append({"name": name, "format": fmt, "path": str(shown), "size_bytes": size, "gzip_bytes": gz,
                      "metrics": classification_metrics(scores, y), "per_class_top1": classes["per_class_top1"],
                      **extra, "predictions": scores.argmax(1).astype(int).tolist()})
-    teacher_top1 = rows[0]["metrics"]["top1"]
+    teacher_top1, teacher_says = rows[0]["metrics"]["top1"], np.asarray(rows[0]["predictions"])
     for r in rows:
         r["delta_top1_vs_teacher"] = round(r["metrics"]["top1"] - teacher_top1, 5)
+        # what distillation optimises: how often the model picks the teacher's class, right or wrong
+        r["agreement_with_teacher"] = round(float(np.mean(np.asarray(r["predictions"]) == teacher_says)), 5)
     (out / "EVALUATED.txt").write_text(f"{len(rows)} models evaluated on {len(y)} held-out images\n")
     return {"artefacts": rows, "test_set_hash": ctx.dataset.test_set_hash(), "test_samples": int(len(y)),
             "test_labels": y.astype(int).tolist()}

@@ -136,25 +136,27 @@ def _top1(a: dict | None) -> float | None:
 # ---------------------------------------------------------------------------------------------- tables
 
 def summary_table(report: dict) -> Table:
-    """artefact | format | size | gzip | top-1 | Δ vs teacher | latency per device | parity: the one
-    table Markdown, HTML and the terminal summary all show."""
+    """artefact | format | size | gzip | top-1 | Δ vs teacher | agrees w/ teacher | latency per device |
+    parity: the one table Markdown, HTML and the terminal summary all show."""
     devices = profile_devices(report)
     latencies = artefact_latencies(report)
     ship = shipped_artefact(report)
-    header = ["artefact", "format", "size", "gzip", "top-1", "Δ vs teacher"] + [f"{d} latency" for d in devices] + ["parity"]
-    align = ["left", "left"] + ["right"] * (4 + len(devices)) + ["left"]
+    header = (["artefact", "format", "size", "gzip", "top-1", "Δ vs teacher", "agrees w/ teacher"]
+              + [f"{d} latency" for d in devices] + ["parity"])
+    align = ["left", "left"] + ["right"] * (5 + len(devices)) + ["left"]
     rows = []
     t = report.get("teacher") or {}
     if t.get("metrics"):
         rows.append([Cell("teacher"), Cell("keras"), Cell(_size(t.get("size_bytes"))), Cell(_size(t.get("gzip_bytes"))),
-                     Cell(_pct(t["metrics"].get("top1"))), Cell("—", "muted")]
+                     Cell(_pct(t["metrics"].get("top1"))), Cell("—", "muted"), Cell("—", "muted")]
                     + [Cell("—", "muted") for _ in devices] + [Cell("—", "muted")])
     for a in report.get("artefacts", []):
         delta = a.get("delta_top1_vs_teacher")
         shipped = ship is not None and a["name"] == ship["name"]
         rows.append([Cell(a["name"] + (" ★" if shipped else ""), "ship" if shipped else None), Cell(a["format"]),
                      Cell(_size(a.get("size_bytes"))), Cell(_size(a.get("gzip_bytes"))), Cell(_pct(_top1(a))),
-                     Cell("—" if delta is None else f"{delta * 100:+.2f} pt", None if delta is None or delta >= 0 else "worse")]
+                     Cell("—" if delta is None else f"{delta * 100:+.2f} pt", None if delta is None or delta >= 0 else "worse"),
+                     Cell(_pct(a.get("agreement_with_teacher")))]
                     + [format_latency(latencies.get(a["name"], {}).get(d)) for d in devices]
                     + [format_parity(report, a)])
     notes = []
