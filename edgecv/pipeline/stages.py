@@ -85,11 +85,24 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
         if warning:
             console.print(f"[yellow]warning:[/yellow] {warning}")
 
+    pretrained = {}
+
     def build():
         if user:
             return user.model
-        return build_student(s["arch"], ctx.student_spec.input_shape, ds.num_classes, s["alpha"], s["dropout"],
-                             s["minimalistic"])
+        model = build_student(s["arch"], ctx.student_spec.input_shape, ds.num_classes, s["alpha"], s["dropout"],
+                              s["minimalistic"])
+        if s["weights"] != "none":
+            from edgecv.models.pretrained import application_model, copy_pretrained
+
+            pretrained.update(copy_pretrained(application_model(s["arch"], s["alpha"], s["weights"]), model),
+                              weights=s["weights"])
+        return model
+
+    if s["weights"] != "none" and s["normalization"] != "symmetric":
+        console.print(f"[yellow]warning:[/yellow] student.weights={s['weights']}: the ImageNet weights were trained on "
+                      f"[-1, 1] inputs and student.normalization is {s['normalization']}; --set "
+                      "student.normalization=symmetric to start where they are good")
 
     data, loss = _distillation(ctx, teacher_logits)
     model = fit(build, data, **loss, epochs=d["epochs"], batch_size=d["batch_size"], learning_rate=d["learning_rate"],
@@ -98,7 +111,10 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
     result = {"arch": "user model" if user else s["arch"], "params": int(model.count_params()),
               "teacher_outputs": ctx.teacher.outputs, "teacher_check": check, "temperature": d["temperature"],
               "alpha": d["alpha"], "teacher_logits": "online" if augment.enabled else "cached",
-              "augment": augment.describe()}
+              "augment": augment.describe(), "pretrained": pretrained or None}
+    if pretrained:
+        console.print(f"  pretrained start: {pretrained['layers']} layers from {pretrained['from']} ({pretrained['weights']}), "
+                      f"first convolution {pretrained['first_conv']}", highlight=False)
     if user:
         result["user_model"] = {"path": s["path"], "lifted_input_layers": user.lifted, "flattened_models": user.flattened,
                                 "batchnorm_momentum": s["batchnorm_momentum"], "rebuilt_in_tf_keras": ctx.student_rebuild}
@@ -269,6 +285,14 @@ def check_recipe_consistency(recipe: dict) -> None:
     from edgecv.errors import MissingExtraError
     from edgecv.export.formats import FORMATS, missing_extra
 
+    from edgecv.models.pretrained import weights_problem
+
+    s = recipe["student"]
+    if s["weights"] != "none":
+        problem = ("student.weights is for edgecv's own students; with student.path the model brings its own weights"
+                   if s["path"] else weights_problem(s["arch"], s["alpha"], s["weights"]))
+        if problem:
+            raise RecipeError(problem)
     for fmt in recipe["export"]["formats"]:
         if FORMATS[fmt].quantized and not recipe["quantize"]["enabled"]:
             raise RecipeError(f"export.formats has {fmt} but quantize.enabled is false; enable quantize or drop {fmt}")

@@ -1,0 +1,112 @@
+"""Pretrained starts (recipe `student.weights`): keras.applications' ImageNet weights copied onto
+edgecv's own students, layer by layer.
+
+edgecv's students are built from plain layers (models/blocks.py) in keras.applications' layer
+order, so the weight-bearing layers (convolutions, depthwise convolutions, BatchNorms) pair up one
+to one; only the classifier is new. Weights do not depend on the input size, so any size takes
+them; a 1-channel student gets the first convolution summed over its 3 input channels (exact for a
+grey image fed as equal R, G and B). The application model is tf_keras' own (the training side
+never imports Keras 3); `imagenet` lets Keras download its weights file into ~/.keras/models, and a
+path reads that same file on a machine without internet.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgecv.errors import ModelError
+from edgecv.tfcompat import keras
+
+WEIGHTED = ("Conv2D", "DepthwiseConv2D", "BatchNormalization")  # the layers that pair up
+
+
+@dataclass(frozen=True)
+class PretrainedSource:
+    build: Callable  # (alpha, weights) -> the keras.applications model without its top
+    alphas: tuple  # widths Keras publishes ImageNet weights for
+    normalization: str  # the input range the weights were trained on (edgecv's names)
+    weights_file: str  # what Keras names the file it downloads ({alpha})
+
+
+def _mobilenet_v2(alpha: float, weights):
+    return keras().applications.MobileNetV2(input_shape=(224, 224, 3), alpha=alpha, include_top=False, weights=weights)
+
+
+# student arch -> where its pretrained weights come from
+PRETRAINED: dict[str, PretrainedSource] = {
+    "mobilenet_v2": PretrainedSource(_mobilenet_v2, (0.35, 0.5, 0.75, 1.0, 1.3, 1.4), "symmetric",
+                                     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_224_no_top.h5"),
+}
+
+
+def weights_problem(arch: str, alpha: float, weights: str) -> str | None:
+    """Why `student.weights` cannot be used with this student, or None (checked before training)."""
+    if weights == "none":
+        return None
+    if arch not in PRETRAINED:
+        return (f"student.weights={weights} needs a student with published ImageNet weights ({', '.join(PRETRAINED)}); "
+                f"{arch} has none yet: use student.weights=none")
+    source = PRETRAINED[arch]
+    if alpha not in source.alphas:
+        return (f"{arch} ImageNet weights exist for student.alpha in {', '.join(map(str, source.alphas))}, not {alpha:g}; "
+                "pick one of those or student.weights=none")
+    if weights != "imagenet" and not Path(weights).expanduser().is_file():
+        return (f"student.weights file '{weights}' does not exist; give the keras.applications weights file "
+                f"(e.g. {source.weights_file.format(alpha=alpha)}) or imagenet to download it")
+    return None
+
+
+def application_model(arch: str, alpha: float, weights: str):
+    """The keras.applications model holding the weights: downloaded by Keras, or read from a path."""
+    source = PRETRAINED[arch]
+    if weights == "imagenet":
+        try:
+            return source.build(alpha, "imagenet")
+        except Exception as e:  # no internet: Keras' download fails deep in urllib
+            raise ModelError(f"could not get {arch} ImageNet weights from Keras ({str(e).splitlines()[0][:120]}); on a "
+                             f"machine without internet download {source.weights_file.format(alpha=alpha)} elsewhere "
+                             "and give its path as student.weights") from None
+    model = source.build(alpha, None)
+    try:
+        model.load_weights(str(Path(weights).expanduser()))
+    except Exception as e:
+        raise ModelError(f"student.weights '{weights}' is not a {arch} alpha {alpha:g} weights file "
+                         f"({str(e).splitlines()[0][:160]})") from None
+    return model
+
+
+def _weighted_layers(model) -> list:
+    return [layer for layer in model.layers if type(layer).__name__ in WEIGHTED]
+
+
+def copy_pretrained(source, student) -> dict:
+    """Copy every convolution and BatchNorm of `source` (a keras.applications model) onto the
+    matching layer of `student`, in order; returns what was copied. One line naming the first layer
+    that does not match otherwise."""
+    theirs, ours = _weighted_layers(source), _weighted_layers(student)
+    if len(theirs) != len(ours):
+        raise ModelError(f"{source.name} has {len(theirs)} convolution/BatchNorm layers and the student {len(ours)}; "
+                         "their weights do not map onto each other")
+    adapted = None
+    for i, (src, dst) in enumerate(zip(theirs, ours)):
+        if type(src).__name__ != type(dst).__name__:
+            raise ModelError(f"layer {i}: {source.name}'s {src.name} is a {type(src).__name__}, the student's "
+                             f"{dst.name} a {type(dst).__name__}; their weights do not map")
+        weights = src.get_weights()
+        if i == 0 and weights[0].shape[2] != dst.get_weights()[0].shape[2]:
+            have, want = weights[0].shape[2], dst.get_weights()[0].shape[2]
+            if want != 1:
+                raise ModelError(f"the student's first convolution takes {want} channels; pretrained weights take "
+                                 f"{have} or 1")
+            weights[0] = weights[0].sum(axis=2, keepdims=True)  # grey = equal R, G, B
+            adapted = f"{dst.name}: summed over {have} input channels"
+        shapes = [w.shape for w in dst.get_weights()]
+        if [w.shape for w in weights] != shapes:
+            raise ModelError(f"layer {i}: {source.name}'s {src.name} has weights {[w.shape for w in weights]}, the "
+                             f"student's {dst.name} {shapes}; their weights do not map")
+        dst.set_weights(weights)
+    return {"from": source.name, "layers": len(ours), "first_conv": adapted or "as is",
+            "parameters": int(sum(np.prod(w.shape) for layer in ours for w in layer.get_weights()))}

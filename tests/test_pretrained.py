@@ -1,0 +1,87 @@
+"""Pretrained starts: keras.applications' MobileNetV2 weights copied onto edgecv's own student give
+the same features (no download: the application is built with weights=None and random BatchNorm
+statistics, so every copied number matters), for 3- and 1-channel students and from a weights file."""
+import numpy as np
+import pytest
+
+from edgecv.errors import ModelError
+from edgecv.models.pretrained import PRETRAINED, copy_pretrained, weights_problem
+from edgecv.models.students import build_student
+from edgecv.tfcompat import keras
+
+SIZE, ALPHA = 96, 0.35  # >= 64 px: edgecv's stem strides 2 as keras.applications' does, so outputs compare
+
+
+@pytest.fixture(scope="module")
+def application():
+    K = keras()
+    K.utils.set_random_seed(0)
+    app = K.applications.MobileNetV2(input_shape=(SIZE, SIZE, 3), alpha=ALPHA, include_top=False, weights=None,
+                                     pooling="avg")
+    rng = np.random.default_rng(0)
+    for layer in app.layers:  # BatchNorm statistics away from their 0/1 initial values
+        if type(layer).__name__ == "BatchNormalization":
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
+                               rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+    return app
+
+
+def _features(student, x):
+    K = keras()
+    pooled = K.Model(student.input, student.get_layer("pool").output)
+    return pooled.predict(x, verbose=0)
+
+
+def test_copied_weights_give_the_applications_features(application):
+    student = build_student("mobilenet_v2", (SIZE, SIZE, 3), 10, ALPHA, 0.2)
+    record = copy_pretrained(application, student)
+    x = np.random.default_rng(1).uniform(-1, 1, (4, SIZE, SIZE, 3)).astype(np.float32)
+    want = application.predict(x, verbose=0)
+    np.testing.assert_allclose(_features(student, x), want, atol=1e-4 * np.abs(want).max())
+    assert record["first_conv"] == "as is" and record["layers"] == 52 + 52  # convs and their BatchNorms
+
+
+def test_a_grey_student_gets_the_first_convolution_summed_over_rgb(application):
+    student = build_student("mobilenet_v2", (SIZE, SIZE, 1), 10, ALPHA, 0.2)
+    record = copy_pretrained(application, student)
+    grey = np.random.default_rng(2).uniform(-1, 1, (4, SIZE, SIZE, 1)).astype(np.float32)
+    want = application.predict(np.repeat(grey, 3, axis=-1), verbose=0)
+    np.testing.assert_allclose(_features(student, grey), want, atol=1e-4 * np.abs(want).max())
+    assert "summed over 3 input channels" in record["first_conv"]
+
+
+def test_a_weights_file_loads_for_any_input_size(application, tmp_path):
+    from edgecv.models.pretrained import application_model
+
+    path = tmp_path / "weights.h5"
+    application.save_weights(path)
+    student = build_student("mobilenet_v2", (32, 32, 1), 10, ALPHA, 0.2)  # a size and channels Keras has no weights for
+    copy_pretrained(application_model("mobilenet_v2", ALPHA, str(path)), student)
+    first = next(l for l in student.layers if type(l).__name__ == "Conv2D")
+    np.testing.assert_allclose(first.get_weights()[0], application.layers[1].get_weights()[0].sum(2, keepdims=True),
+                               rtol=1e-6)
+
+
+def test_a_student_that_does_not_map_is_one_line_naming_the_layer(application):
+    other = build_student("mobilenet_v2", (SIZE, SIZE, 3), 10, 0.5, 0.2)  # another width
+    with pytest.raises(ModelError, match="their weights do not map"):
+        copy_pretrained(application, other)
+
+
+def test_unusable_weights_settings_are_refused_before_training(tmp_path):
+    assert weights_problem("mobilenet_v2", 0.35, "none") is None
+    assert weights_problem("mobilenet_v2", 0.35, "imagenet") is None
+    assert "mobilenet_v2" in weights_problem("mobilenet_v3_small", 1.0, "imagenet")
+    assert "0.35, 0.5" in weights_problem("mobilenet_v2", 0.6, "imagenet")
+    assert "does not exist" in weights_problem("mobilenet_v2", 1.0, str(tmp_path / "missing.h5"))
+    assert PRETRAINED["mobilenet_v2"].normalization == "symmetric"
+
+
+def test_compress_refuses_bad_weights_with_one_line(tmp_path):
+    from tests.conftest import REPO, assert_user_error, run_cli
+
+    proc = run_cli("compress", "--out", tmp_path / "run", "--set", "student.weights=imagenet", "--set",
+                   "student.arch=efficientnet_b0", cwd=REPO)
+    assert_user_error(proc, "student.weights=imagenet", "student.weights=none")
+    assert not (tmp_path / "run").exists()
