@@ -18,13 +18,18 @@ def application():
     K.utils.set_random_seed(0)
     app = K.applications.MobileNetV2(input_shape=(SIZE, SIZE, 3), alpha=ALPHA, include_top=False, weights=None,
                                      pooling="avg")
+    _random_batchnorm(app)
+    return app
+
+
+def _random_batchnorm(app):
+    """BatchNorm statistics away from their 0/1 initial values, so copying them matters."""
     rng = np.random.default_rng(0)
-    for layer in app.layers:  # BatchNorm statistics away from their 0/1 initial values
+    for layer in app.layers:
         if type(layer).__name__ == "BatchNormalization":
             gamma, beta, mean, var = layer.get_weights()
             layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
                                rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
-    return app
 
 
 def _features(student, x):
@@ -51,6 +56,24 @@ def test_a_grey_student_gets_the_first_convolution_summed_over_rgb(application):
     assert "summed over 3 input channels" in record["first_conv"]
 
 
+@pytest.mark.parametrize("arch, application, minimalistic", [
+    ("mobilenet_v3_small", "MobileNetV3Small", False), ("mobilenet_v3_large", "MobileNetV3Large", False),
+    ("mobilenet_v3_small", "MobileNetV3Small", True)])
+def test_mobilenet_v3_weights_give_the_applications_features(arch, application, minimalistic, tmp_path):
+    from edgecv.models.pretrained import application_model
+
+    K = keras()
+    app = getattr(K.applications, application)(input_shape=(SIZE, SIZE, 3), include_top=False, weights=None,
+                                               pooling="avg", include_preprocessing=False, minimalistic=minimalistic)
+    _random_batchnorm(app)
+    app.save_weights(tmp_path / "weights.h5")  # through the registry's own builder, as a user's file is read
+    student = build_student(arch, (SIZE, SIZE, 3), 10, 1.0, 0.2, minimalistic)
+    copy_pretrained(application_model(arch, 1.0, str(tmp_path / "weights.h5"), minimalistic), student)
+    x = np.random.default_rng(3).uniform(-1, 1, (2, SIZE, SIZE, 3)).astype(np.float32)
+    want = app.predict(x, verbose=0)
+    np.testing.assert_allclose(_features(student, x), want, atol=1e-4 * np.abs(want).max())
+
+
 def test_a_weights_file_loads_for_any_input_size(application, tmp_path):
     from edgecv.models.pretrained import application_model
 
@@ -72,7 +95,9 @@ def test_a_student_that_does_not_map_is_one_line_naming_the_layer(application):
 def test_unusable_weights_settings_are_refused_before_training(tmp_path):
     assert weights_problem("mobilenet_v2", 0.35, "none") is None
     assert weights_problem("mobilenet_v2", 0.35, "imagenet") is None
-    assert "mobilenet_v2" in weights_problem("mobilenet_v3_small", 1.0, "imagenet")
+    assert "mobilenet_v2" in weights_problem("efficientnet_lite0", 1.0, "imagenet")
+    assert weights_problem("mobilenet_v3_small", 1.0, "imagenet", minimalistic=True) is None
+    assert "not 0.75" in weights_problem("mobilenet_v3_large", 0.75, "imagenet")  # its layers differ from Keras'
     assert "0.35, 0.5" in weights_problem("mobilenet_v2", 0.6, "imagenet")
     assert "does not exist" in weights_problem("mobilenet_v2", 1.0, str(tmp_path / "missing.h5"))
     assert PRETRAINED["mobilenet_v2"].normalization == "symmetric"

@@ -25,24 +25,44 @@ WEIGHTED = ("Conv2D", "DepthwiseConv2D", "BatchNormalization")  # the layers tha
 
 @dataclass(frozen=True)
 class PretrainedSource:
-    build: Callable  # (alpha, weights) -> the keras.applications model without its top
-    alphas: tuple  # widths Keras publishes ImageNet weights for
+    build: Callable  # (alpha, weights, minimalistic) -> the keras.applications model without its top
+    alphas: tuple  # widths whose layers match edgecv's student and have published ImageNet weights
     normalization: str  # the input range the weights were trained on (edgecv's names)
-    weights_file: str  # what Keras names the file it downloads ({alpha})
+    weights_file: str  # what Keras names the file it downloads ({alpha}, {minimalistic})
 
 
-def _mobilenet_v2(alpha: float, weights):
+def _mobilenet_v2(alpha: float, weights, minimalistic: bool):
     return keras().applications.MobileNetV2(input_shape=(224, 224, 3), alpha=alpha, include_top=False, weights=weights)
 
 
-# student arch -> where its pretrained weights come from
+def _mobilenet_v3(size: str):
+    def build(alpha: float, weights, minimalistic: bool):
+        app = getattr(keras().applications, f"MobileNetV3{size.title()}")
+        # without its Rescaling layer: the student takes [-1, 1] as the layers after it do
+        return app(input_shape=(224, 224, 3), alpha=alpha, minimalistic=minimalistic, include_top=False,
+                   weights=weights, include_preprocessing=False)
+
+    return build
+
+
+# student arch -> where its pretrained weights come from. MobileNetV3 at alpha 0.75 is left out:
+# keras.applications scales its expansions from the actual input channels, edgecv's from the
+# paper's table, so their layers differ (alpha 1.0 is the same network, minimalistic too).
 PRETRAINED: dict[str, PretrainedSource] = {
     "mobilenet_v2": PretrainedSource(_mobilenet_v2, (0.35, 0.5, 0.75, 1.0, 1.3, 1.4), "symmetric",
                                      "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_224_no_top.h5"),
+    "mobilenet_v3_small": PretrainedSource(_mobilenet_v3("small"), (1.0,), "symmetric",
+                                           "weights_mobilenet_v3_small{minimalistic}_224_{alpha}_float_no_top_v2.h5"),
+    "mobilenet_v3_large": PretrainedSource(_mobilenet_v3("large"), (1.0,), "symmetric",
+                                           "weights_mobilenet_v3_large{minimalistic}_224_{alpha}_float_no_top_v2.h5"),
 }
 
 
-def weights_problem(arch: str, alpha: float, weights: str) -> str | None:
+def weights_file(arch: str, alpha: float, minimalistic: bool = False) -> str:
+    return PRETRAINED[arch].weights_file.format(alpha=alpha, minimalistic="_minimalistic" if minimalistic else "")
+
+
+def weights_problem(arch: str, alpha: float, weights: str, minimalistic: bool = False) -> str | None:
     """Why `student.weights` cannot be used with this student, or None (checked before training)."""
     if weights == "none":
         return None
@@ -51,25 +71,25 @@ def weights_problem(arch: str, alpha: float, weights: str) -> str | None:
                 f"{arch} has none yet: use student.weights=none")
     source = PRETRAINED[arch]
     if alpha not in source.alphas:
-        return (f"{arch} ImageNet weights exist for student.alpha in {', '.join(map(str, source.alphas))}, not {alpha:g}; "
-                "pick one of those or student.weights=none")
+        return (f"{arch} ImageNet weights map onto edgecv's student for student.alpha "
+                f"{', '.join(map(str, source.alphas))}, not {alpha:g}; pick one of those or student.weights=none")
     if weights != "imagenet" and not Path(weights).expanduser().is_file():
         return (f"student.weights file '{weights}' does not exist; give the keras.applications weights file "
-                f"(e.g. {source.weights_file.format(alpha=alpha)}) or imagenet to download it")
+                f"(e.g. {weights_file(arch, alpha, minimalistic)}) or imagenet to download it")
     return None
 
 
-def application_model(arch: str, alpha: float, weights: str):
+def application_model(arch: str, alpha: float, weights: str, minimalistic: bool = False):
     """The keras.applications model holding the weights: downloaded by Keras, or read from a path."""
     source = PRETRAINED[arch]
     if weights == "imagenet":
         try:
-            return source.build(alpha, "imagenet")
+            return source.build(alpha, "imagenet", minimalistic)
         except Exception as e:  # no internet: Keras' download fails deep in urllib
             raise ModelError(f"could not get {arch} ImageNet weights from Keras ({str(e).splitlines()[0][:120]}); on a "
-                             f"machine without internet download {source.weights_file.format(alpha=alpha)} elsewhere "
+                             f"machine without internet download {weights_file(arch, alpha, minimalistic)} elsewhere "
                              "and give its path as student.weights") from None
-    model = source.build(alpha, None)
+    model = source.build(alpha, None, minimalistic)
     try:
         model.load_weights(str(Path(weights).expanduser()))
     except Exception as e:

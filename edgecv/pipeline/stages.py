@@ -95,7 +95,8 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
         if s["weights"] != "none":
             from edgecv.models.pretrained import application_model, copy_pretrained
 
-            pretrained.update(copy_pretrained(application_model(s["arch"], s["alpha"], s["weights"]), model),
+            pretrained.update(copy_pretrained(application_model(s["arch"], s["alpha"], s["weights"], s["minimalistic"]),
+                                              model),
                               weights=s["weights"])
         return model
 
@@ -290,7 +291,7 @@ def check_recipe_consistency(recipe: dict) -> None:
     s = recipe["student"]
     if s["weights"] != "none":
         problem = ("student.weights is for edgecv's own students; with student.path the model brings its own weights"
-                   if s["path"] else weights_problem(s["arch"], s["alpha"], s["weights"]))
+                   if s["path"] else weights_problem(s["arch"], s["alpha"], s["weights"], s["minimalistic"]))
         if problem:
             raise RecipeError(problem)
     for fmt in recipe["export"]["formats"]:
