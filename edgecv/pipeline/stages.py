@@ -131,9 +131,8 @@ def run_prune(ctx: RunContext, out: Path) -> dict:
     schedule = prune.make_schedule(p["schedule"], p["initial_sparsity"], p["target_sparsity"], steps, p["frequency"])
     data, loss = _distillation(ctx)
     model = fit(lambda: prune.wrap_for_pruning(ctx.load_model(ctx.model_path("distill")), schedule), data, **loss,
-                epochs=p["epochs"],
-                batch_size=d["batch_size"], learning_rate=p["learning_rate"], seed=ctx.seed, description="prune",
-                callbacks=prune.pruning_callbacks())
+                epochs=p["epochs"], batch_size=d["batch_size"], learning_rate=p["learning_rate"], seed=ctx.seed,
+                description="prune", callbacks=prune.pruning_callbacks())
     stripped = prune.strip(model)
     save_model(stripped, out / FLOAT_MODEL)
     return {"target_sparsity": p["target_sparsity"], "measured_sparsity": prune.overall_sparsity(stripped),
