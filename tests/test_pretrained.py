@@ -74,6 +74,30 @@ def test_mobilenet_v3_weights_give_the_applications_features(arch, application, 
     np.testing.assert_allclose(_features(student, x), want, atol=1e-4 * np.abs(want).max())
 
 
+def test_efficientnet_b0_weights_with_its_imagenet_normalisation_in_the_spec(tmp_path):
+    """keras.applications EfficientNet normalises inside the model; edgecv's student takes the same
+    numbers through its PreprocessSpec (what `edgecv eval` applies on a device)."""
+    from edgecv.models.pretrained import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, application_model, pretrained_spec
+
+    K = keras()
+    app = K.applications.EfficientNetB0(input_shape=(SIZE, SIZE, 3), include_top=False, weights=None, pooling="avg")
+    _random_batchnorm(app)
+    app.save_weights(tmp_path / "weights.h5")
+    student = build_student("efficientnet_b0", (SIZE, SIZE, 3), 10, 1.0, 0.2)
+    record = copy_pretrained(application_model("efficientnet_b0", 1.0, str(tmp_path / "weights.h5")), student)
+    assert record["layers"] == 130
+    pixels = np.random.default_rng(4).integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
+    # Keras' input computation for ImageNet weights, written out from its source (efficientnet.py)
+    mean, std = np.array(IMAGENET_MEAN_RGB), np.array(IMAGENET_STD_RGB)
+    normalised = ((pixels / 255.0 - mean) / std / np.sqrt(std)).astype(np.float32)
+    body = K.Model(app.get_layer("stem_conv_pad").input, app.output)  # after its normalisation layers
+    want = body.predict(normalised, verbose=0)
+    spec = pretrained_spec("efficientnet_b0", SIZE, 3, "unit")
+    np.testing.assert_allclose(_features(student, spec.apply(pixels)), want, atol=1e-4 * np.abs(want).max())
+    with pytest.raises(ModelError, match="student.channels=3"):
+        pretrained_spec("efficientnet_b0", SIZE, 1, "unit")
+
+
 def test_a_weights_file_loads_for_any_input_size(application, tmp_path):
     from edgecv.models.pretrained import application_model
 
@@ -96,6 +120,7 @@ def test_unusable_weights_settings_are_refused_before_training(tmp_path):
     assert weights_problem("mobilenet_v2", 0.35, "none") is None
     assert weights_problem("mobilenet_v2", 0.35, "imagenet") is None
     assert "mobilenet_v2" in weights_problem("efficientnet_lite0", 1.0, "imagenet")
+    assert weights_problem("efficientnet_b0", 1.0, "imagenet") is None
     assert weights_problem("mobilenet_v3_small", 1.0, "imagenet", minimalistic=True) is None
     assert "not 0.75" in weights_problem("mobilenet_v3_large", 0.75, "imagenet")  # its layers differ from Keras'
     assert "0.35, 0.5" in weights_problem("mobilenet_v2", 0.6, "imagenet")
@@ -107,6 +132,11 @@ def test_compress_refuses_bad_weights_with_one_line(tmp_path):
     from tests.conftest import REPO, assert_user_error, run_cli
 
     proc = run_cli("compress", "--out", tmp_path / "run", "--set", "student.weights=imagenet", "--set",
-                   "student.arch=efficientnet_b0", cwd=REPO)
+                   "student.arch=efficientnet_lite0", cwd=REPO)
     assert_user_error(proc, "student.weights=imagenet", "student.weights=none")
     assert not (tmp_path / "run").exists()
+    # a grey data set with efficientnet_b0's per-channel ImageNet normalisation: one line, nothing written
+    proc = run_cli("compress", "--out", tmp_path / "grey", "--set", "student.weights=imagenet", "--set",
+                   "student.arch=efficientnet_b0", "--set", "student.alpha=1.0", cwd=REPO)
+    assert_user_error(proc, "student.channels=3")
+    assert not (tmp_path / "grey").exists()

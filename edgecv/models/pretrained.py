@@ -23,12 +23,19 @@ from edgecv.tfcompat import keras
 WEIGHTED = ("Conv2D", "DepthwiseConv2D", "BatchNormalization")  # the layers that pair up
 
 
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)  # what keras.applications' EfficientNet normalises with
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+
+
 @dataclass(frozen=True)
 class PretrainedSource:
     build: Callable  # (alpha, weights, minimalistic) -> the keras.applications model without its top
     alphas: tuple  # widths whose layers match edgecv's student and have published ImageNet weights
     normalization: str  # the input range the weights were trained on (edgecv's names)
     weights_file: str  # what Keras names the file it downloads ({alpha}, {minimalistic})
+    # per-channel (scale, offset) after `normalization`, for applications that normalise inside the
+    # model: edgecv's students take no preprocessing layers, so it goes into the PreprocessSpec
+    channel_affine: tuple | None = None
 
 
 def _mobilenet_v2(alpha: float, weights, minimalistic: bool):
@@ -45,6 +52,19 @@ def _mobilenet_v3(size: str):
     return build
 
 
+def _efficientnet_b0(alpha: float, weights, minimalistic: bool):
+    return keras().applications.EfficientNetB0(input_shape=(224, 224, 3), include_top=False, weights=weights)
+
+
+def efficientnet_input_affine() -> tuple[tuple, tuple]:
+    """keras.applications EfficientNet with ImageNet weights computes, from [0, 255] pixels,
+    (x / 255 - mean) / std, then multiplies by 1 / sqrt(std) (a fix Keras applies for those weights,
+    tensorflow/tensorflow#49930): x * scale + offset per channel."""
+    scale = tuple(1 / (255 * s * s**0.5) for s in IMAGENET_STD_RGB)
+    offset = tuple(-m / (s * s**0.5) for m, s in zip(IMAGENET_MEAN_RGB, IMAGENET_STD_RGB))
+    return scale, offset
+
+
 # student arch -> where its pretrained weights come from. MobileNetV3 at alpha 0.75 is left out:
 # keras.applications scales its expansions from the actual input channels, edgecv's from the
 # paper's table, so their layers differ (alpha 1.0 is the same network, minimalistic too).
@@ -55,7 +75,23 @@ PRETRAINED: dict[str, PretrainedSource] = {
                                            "weights_mobilenet_v3_small{minimalistic}_224_{alpha}_float_no_top_v2.h5"),
     "mobilenet_v3_large": PretrainedSource(_mobilenet_v3("large"), (1.0,), "symmetric",
                                            "weights_mobilenet_v3_large{minimalistic}_224_{alpha}_float_no_top_v2.h5"),
+    "efficientnet_b0": PretrainedSource(_efficientnet_b0, (1.0,), "raw", "efficientnetb0_notop.h5",
+                                        channel_affine=efficientnet_input_affine()),
 }
+
+
+def pretrained_spec(arch: str, size: int, channels: int, normalization: str):
+    """The student's PreprocessSpec with pretrained weights: the application's own input
+    normalisation where it has one inside the model (EfficientNet), else the recipe's."""
+    from edgecv.data import PreprocessSpec
+
+    source = PRETRAINED[arch]
+    if source.channel_affine is None:
+        return PreprocessSpec(size, size, channels, normalization)
+    if channels != 3:
+        raise ModelError(f"{arch} ImageNet weights normalise R, G and B separately; --set student.channels=3 "
+                         "(grey images are repeated over three channels)")
+    return PreprocessSpec(size, size, 3, source.normalization, *source.channel_affine)
 
 
 def weights_file(arch: str, alpha: float, minimalistic: bool = False) -> str:

@@ -95,9 +95,10 @@ def _run_stages(recipe: dict, out: Path, resume: bool, force: bool, console: Con
     run.lock()  # held for the whole run: a second compress or --resume on it is refused meanwhile
     run.check(resume, force)
     ctx = RunContext(recipe, run, trust_model)
-    # Fail fast, before anything is written or trained: bad data, a teacher that cannot be
-    # loaded, does not fit the data or is no better than chance.
+    # Fail fast, before anything is written or trained: bad data, a student that cannot take it,
+    # a teacher that cannot be loaded, does not fit the data or is no better than chance.
     ds = ctx.dataset
+    ctx.student_spec
     if recipe["teacher"]["path"]:
         ctx.teacher_check
     run.open(resume, force)

@@ -82,6 +82,10 @@ class RunContext:
             h, w, c = user.model.input_shape[1:]
             return PreprocessSpec(h, w, c, s["normalization"], user.channel_scale, user.channel_offset)
         channels = s["channels"] or self.dataset.image_shape[-1]
+        if s["weights"] != "none":
+            from edgecv.models.pretrained import pretrained_spec
+
+            return pretrained_spec(s["arch"], s["input_size"], channels, s["normalization"])
         return PreprocessSpec(s["input_size"], s["input_size"], channels, s["normalization"])
 
     # --- the data, streamed: no split is ever held as float

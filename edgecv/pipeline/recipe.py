@@ -62,9 +62,10 @@ SCHEMA: dict = {
         "dropout": Field("float", 0.2, "dropout before the classifier", min=0.0, max=0.9),
         "minimalistic": Field("bool", False, "MobileNetV3 only: no squeeze-excite, ReLU instead of hard-swish, 3x3 kernels"),
         "weights": Field("str", "none", "the student's starting weights: none (random), imagenet (keras.applications' "
-                         "ImageNet weights, downloaded by Keras into ~/.keras/models; mobilenet_v2, mobilenet_v3_small/large at alpha 1), or the "
-                         "path of that weights file on a machine without internet; any input size and 1 or 3 channels. "
-                         "The weights expect student.normalization=symmetric"),
+                         "ImageNet weights, downloaded by Keras into ~/.keras/models; mobilenet_v2, mobilenet_v3_small/large and "
+                         "efficientnet_b0 at alpha 1), or the path of that weights file on a machine without internet; "
+                         "any input size. MobileNets expect student.normalization=symmetric; efficientnet_b0 brings its "
+                         "own ImageNet normalisation and needs student.channels=3"),
         "batchnorm_momentum": Field("float", None, "with student.path: set every BatchNorm's momentum (0.9 trains well on small data; keras.applications use 0.99-0.999); null keeps the model's own", min=0.0, max=0.9999, nullable=True),
     },
     "teacher": {

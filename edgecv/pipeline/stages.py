@@ -100,10 +100,17 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
                               weights=s["weights"])
         return model
 
-    if s["weights"] != "none" and s["normalization"] != "symmetric":
-        console.print(f"[yellow]warning:[/yellow] student.weights={s['weights']}: the ImageNet weights were trained on "
-                      f"[-1, 1] inputs and student.normalization is {s['normalization']}; --set "
-                      "student.normalization=symmetric to start where they are good")
+    if s["weights"] != "none":
+        from edgecv.models.pretrained import PRETRAINED
+
+        source = PRETRAINED[s["arch"]]
+        if source.channel_affine is not None:
+            console.print(f"  student input: ImageNet per-channel normalisation of {s['arch']}'s pretrained weights "
+                          "(in the recorded preprocessing; student.normalization does not apply)", highlight=False)
+        elif s["normalization"] != source.normalization:
+            console.print(f"[yellow]warning:[/yellow] student.weights={s['weights']}: the ImageNet weights were trained "
+                          f"on {source.normalization} inputs and student.normalization is {s['normalization']}; --set "
+                          f"student.normalization={source.normalization} to start where they are good")
 
     data, loss = _distillation(ctx, teacher_logits)
     model = fit(build, data, **loss, epochs=d["epochs"], batch_size=d["batch_size"], learning_rate=d["learning_rate"],
