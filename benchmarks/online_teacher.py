@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -164,8 +165,8 @@ def measure(folder: Path, teacher_path: Path, *, size: int, alpha: float, epochs
             "student": {"arch": "mobilenet_v2", "alpha": alpha, "input": list(student_spec.input_shape)},
             "teacher": {"path": str(teacher_path), "input": list(teacher.spec.input_shape)},
             "teacher_forward_alone": teacher_alone, "rows": rows, "machine": platform.processor() or platform.machine(),
-            "cpu_count": __import__("os").cpu_count(), "date": time.strftime("%Y-%m-%d"),
-            "load_average": [round(x, 2) for x in __import__("os").getloadavg()], "augment": list(AUGMENT),
+            "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
+            "load_average": [round(x, 2) for x in os.getloadavg()], "augment": list(AUGMENT),
             "seed": SEED, "numpy": np.__version__}
 
 

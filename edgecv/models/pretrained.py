@@ -22,7 +22,6 @@ from edgecv.tfcompat import keras
 
 WEIGHTED = ("Conv2D", "DepthwiseConv2D", "BatchNormalization")  # the layers that pair up
 
-
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)  # what keras.applications' EfficientNet normalises with
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 
@@ -78,6 +77,21 @@ PRETRAINED: dict[str, PretrainedSource] = {
     "efficientnet_b0": PretrainedSource(_efficientnet_b0, (1.0,), "raw", "efficientnetb0_notop.h5",
                                         channel_affine=efficientnet_input_affine()),
 }
+
+
+def input_note(arch: str, weights: str, normalization: str) -> tuple[str, str] | None:
+    """(kind, text) the run log says about the student's input with pretrained weights:
+    ("note", ...) where the application's own normalisation is used, ("warning", ...) where
+    student.normalization is not the range the weights were trained on, else None."""
+    source = PRETRAINED[arch]
+    if source.channel_affine is not None:
+        return "note", (f"student input: ImageNet per-channel normalisation of {arch}'s pretrained weights (in the "
+                        "recorded preprocessing; student.normalization does not apply)")
+    if normalization != source.normalization:
+        return "warning", (f"student.weights={weights}: the ImageNet weights were trained on {source.normalization} "
+                           f"inputs and student.normalization is {normalization}; --set "
+                           f"student.normalization={source.normalization} to start where they are good")
+    return None
 
 
 def pretrained_spec(arch: str, size: int, channels: int, normalization: str):
@@ -151,15 +165,14 @@ def copy_pretrained(source, student) -> dict:
         if type(src).__name__ != type(dst).__name__:
             raise ModelError(f"layer {i}: {source.name}'s {src.name} is a {type(src).__name__}, the student's "
                              f"{dst.name} a {type(dst).__name__}; their weights do not map")
-        weights = src.get_weights()
-        if i == 0 and weights[0].shape[2] != dst.get_weights()[0].shape[2]:
-            have, want = weights[0].shape[2], dst.get_weights()[0].shape[2]
+        weights, shapes = src.get_weights(), [w.shape for w in dst.get_weights()]
+        if i == 0 and weights[0].shape[2] != shapes[0][2]:
+            have, want = weights[0].shape[2], shapes[0][2]
             if want != 1:
                 raise ModelError(f"the student's first convolution takes {want} channels; pretrained weights take "
                                  f"{have} or 1")
             weights[0] = weights[0].sum(axis=2, keepdims=True)  # grey = equal R, G, B
             adapted = f"{dst.name}: summed over {have} input channels"
-        shapes = [w.shape for w in dst.get_weights()]
         if [w.shape for w in weights] != shapes:
             raise ModelError(f"layer {i}: {source.name}'s {src.name} has weights {[w.shape for w in weights]}, the "
                              f"student's {dst.name} {shapes}; their weights do not map")

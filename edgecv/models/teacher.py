@@ -82,18 +82,19 @@ class Teacher:
 
     def logits_of(self, x: np.ndarray) -> np.ndarray:
         """Teacher logits for a batch already preprocessed by `spec`."""
-        out = self.model.predict(x).astype(np.float32)
-        if self.outputs == "probabilities":
-            out = np.log(np.clip(out, 1e-7, 1.0))  # softmax(log p) == p: logits up to a constant
-        return out
+        return np.asarray(self._as_logits(self.model.predict(x)))
 
     def logits_tensor(self, x):
         """`logits_of` for a tensor inside a tf.function: the online teacher of a training step."""
+        return self._as_logits(self.model.forward(x))
+
+    def _as_logits(self, out):
+        """float32 logits from the model's scores (numpy or a tensor)."""
         from edgecv.tfcompat import tf
 
-        out = tf().cast(self.model.forward(x), "float32")
+        out = tf().cast(out, "float32")
         if self.outputs == "probabilities":
-            out = tf().math.log(tf().clip_by_value(out, 1e-7, 1.0))
+            out = tf().math.log(tf().clip_by_value(out, 1e-7, 1.0))  # softmax(log p) == p: logits up to a constant
         return out
 
 

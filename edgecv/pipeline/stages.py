@@ -101,16 +101,12 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
         return model
 
     if s["weights"] != "none":
-        from edgecv.models.pretrained import PRETRAINED
+        from edgecv.models.pretrained import input_note
 
-        source = PRETRAINED[s["arch"]]
-        if source.channel_affine is not None:
-            console.print(f"  student input: ImageNet per-channel normalisation of {s['arch']}'s pretrained weights "
-                          "(in the recorded preprocessing; student.normalization does not apply)", highlight=False)
-        elif s["normalization"] != source.normalization:
-            console.print(f"[yellow]warning:[/yellow] student.weights={s['weights']}: the ImageNet weights were trained "
-                          f"on {source.normalization} inputs and student.normalization is {s['normalization']}; --set "
-                          f"student.normalization={source.normalization} to start where they are good")
+        note = input_note(s["arch"], s["weights"], s["normalization"])
+        if note:
+            kind, text = note
+            console.print(f"[yellow]warning:[/yellow] {text}" if kind == "warning" else f"  {text}", highlight=False)
 
     data, loss = _distillation(ctx, teacher_logits)
     model = fit(build, data, **loss, epochs=d["epochs"], batch_size=d["batch_size"], learning_rate=d["learning_rate"],
