@@ -5,38 +5,22 @@ inside functions, so `edgecv eval`/`bench` never pull TensorFlow in.
 """
 from __future__ import annotations
 
-import os
 import sys
-from contextlib import contextmanager
 
 from edgecv.errors import MissingExtraError
+from edgecv.native_logs import native_stderr_silenced
 
 _HINT = "install the training extra: pip install 'edgecv[train]'"
-
-
-@contextmanager
-def _native_stderr_silenced():
-    """TensorFlow's C++ start-up lines (oneDNN notes, CUDA probing on machines without a GPU) are
-    written before TF_CPP_MIN_LOG_LEVEL applies; they would bury edgecv's own output."""
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def tf():
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     try:
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             import tensorflow
 
-            tensorflow.config.list_physical_devices()  # device probing logs here, silenced
+            tensorflow.config.list_physical_devices()  # device probing (CUDA on machines without a GPU) logs here
     except ImportError:
         raise MissingExtraError(f"this command needs TensorFlow; {_HINT}") from None
     return tensorflow

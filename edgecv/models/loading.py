@@ -134,6 +134,7 @@ def _layer_configs(path: Path) -> list[dict]:
     if path.is_dir():
         meta = path / "keras_metadata.pb"
         if meta.is_file():
+            tf_keras()  # imports TensorFlow with its native start-up lines silenced
             from tf_keras.protobuf import saved_metadata_pb2
 
             saved = saved_metadata_pb2.SavedMetadata()
@@ -182,6 +183,7 @@ def _refuse_code(path: Path, what: str, trust: bool) -> None:
 
 
 def _graph_ops(path: Path) -> set[str]:
+    tf()  # imports TensorFlow with its native start-up lines silenced
     from tensorflow.core.protobuf import saved_model_pb2
 
     saved = saved_model_pb2.SavedModel()

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.errors import MissingExtraError, ModelError
+from edgecv.native_logs import native_stderr_silenced
 from edgecv.runtime.base import InputSpec, Runner, default_threads, dequantize, quantize
 
 
@@ -42,8 +43,9 @@ class LiteRTRunner(Runner):
         self.path = path
         self.num_threads = num_threads or default_threads()
         try:
-            self._interp = _interpreter_class()(model_path=str(path), num_threads=self.num_threads)
-            self._interp.allocate_tensors()
+            with native_stderr_silenced():  # the delegate's "Created ... XNNPACK delegate" note
+                self._interp = _interpreter_class()(model_path=str(path), num_threads=self.num_threads)
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ModelError(f"cannot load '{path}' as a TFLite model ({str(e).splitlines()[0][:160]})") from None
         inp = self._interp.get_input_details()
