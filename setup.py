@@ -1,4 +1,4 @@
-"""Copies the top-level recipes/, devices/ and calibration/ folders into the wheel.
+"""Copies the top-level recipes/, devices/, calibration/ and teachers/ folders into the wheel.
 
 They live at the top of the repo (where people look for them) but an installed edgecv must find
 them without a checkout, so the build puts a copy under edgecv/_shipped/.
@@ -9,7 +9,7 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-SHIPPED = ("recipes", "devices", "calibration")
+SHIPPED = ("recipes", "devices", "calibration", "teachers")
 
 
 class BuildWithShippedData(build_py):

@@ -88,7 +88,7 @@ def main():
 
 @main.command()
 @click.option("--recipe", "-r", default="quickstart", show_default=True, help="shipped recipe name or a YAML path")
-@click.option("--teacher", "-t", type=click.Path(), help="trained Keras teacher (.keras, .h5, SavedModel dir); omit to train one")
+@click.option("--teacher", "-t", type=click.Path(), help="trained Keras teacher (.keras, .h5, SavedModel dir) or builtin:NAME (one edgecv ships); omit: the recipe's teacher.path, or train one")
 @click.option("--data", "-d", help="image folder (one subfolder per class), .npz, fashion-mnist or fashion-mnist-mini")
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="run directory [default: runs/<recipe>-<time>]")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a recipe key, e.g. prune.target_sparsity=0.6")

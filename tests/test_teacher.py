@@ -36,3 +36,23 @@ def test_class_mismatch_is_a_model_error(tiny_teacher_factory):
     path, _ = tiny_teacher_factory(num_classes=5)
     with pytest.raises(ModelError, match="teacher predicts 5 classes but the data has 10"):
         load_teacher(str(path), "unit", (28, 28, 1), 10)
+
+
+def test_builtin_teacher_is_strong_on_the_shipped_sample():
+    """The quickstart's shipped teacher loads through builtin:NAME and is good on held-out images it never saw."""
+    from edgecv.data import load_dataset
+    from edgecv.resources import builtin_model_path
+
+    ds = load_dataset("fashion-mnist-mini")
+    t = load_teacher(str(builtin_model_path("builtin:fashion-mnist-small-cnn")), "unit", ds.image_shape, ds.num_classes)
+    images = np.concatenate([batch for _, batch in ds.test.chunks(ds.image_shape[:2], 250)])
+    assert t.outputs == "logits"
+    assert (t.logits(images).argmax(1) == ds.y_test).mean() >= 0.9
+
+
+def test_unknown_builtin_teacher_names_the_shipped_ones(tmp_path):
+    from tests.conftest import assert_user_error, run_cli
+
+    proc = run_cli("compress", "--teacher", "builtin:resnet-imagenet", "--out", tmp_path / "run")
+    assert_user_error(proc, "no built-in teacher 'resnet-imagenet'", "builtin:fashion-mnist-small-cnn")
+    assert not (tmp_path / "run").exists()

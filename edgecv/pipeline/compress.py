@@ -15,13 +15,14 @@ from edgecv.data.pipeline import input_mode
 from edgecv.errors import RunDirError
 from edgecv.pipeline.recipe import apply_overrides, load_raw, validate
 from edgecv.pipeline.rundir import RunDir, recipe_hash
+from edgecv.resources import BUILTIN
 
 
 def resolve(recipe: str, overrides: list[str], teacher: str | None, data: str | None) -> dict:
     """The recipe with --set, --teacher and --data folded in (so the run's hash covers them)."""
     raw = apply_overrides(load_raw(recipe), overrides)
     if teacher:
-        raw.setdefault("teacher", {})["path"] = str(Path(teacher).resolve())
+        raw.setdefault("teacher", {})["path"] = teacher if teacher.startswith(BUILTIN) else str(Path(teacher).resolve())
     if data:
         is_named = data in ("fashion-mnist", "fashion-mnist-mini")
         raw.setdefault("data", {})["source"] = data if is_named else str(Path(data).resolve())

@@ -11,6 +11,7 @@ import numpy as np
 from edgecv.data import Dataset, PreprocessSpec, load_dataset
 from edgecv.data.sampling import balanced_indices
 from edgecv.pipeline.rundir import RunDir
+from edgecv.resources import BUILTIN, builtin_model_path
 
 FLOAT_MODEL = "model.keras"
 QAT_MODEL = "model_qat.h5"  # .h5: only it round-trips tfmot quantizer variables in tf_keras 2.21
@@ -150,7 +151,10 @@ class RunContext:
     # --- the teacher: trained by the `teacher` stage, or the user's
     def teacher_path(self) -> str:
         given = self.recipe["teacher"]["path"]
-        return given if given else str(self.run.stage_dir("teacher") / FLOAT_MODEL)
+        if not given:
+            return str(self.run.stage_dir("teacher") / FLOAT_MODEL)
+        builtin = builtin_model_path(given)
+        return str(builtin) if builtin else given
 
     @cached_property
     def teacher(self):
@@ -160,8 +164,10 @@ class RunContext:
         meta = self.run.stage_dir("teacher") / TEACHER_META
         if not self.recipe["teacher"]["path"] and meta.is_file():
             normalization = json.loads(meta.read_text())["normalization"]
+        given = self.recipe["teacher"]["path"]
+        edgecvs_own = not given or given.startswith(BUILTIN)  # trained by this run, or shipped with edgecv
         return load_teacher(self.teacher_path(), normalization, self.dataset.image_shape, self.dataset.num_classes,
-                            trust=self.trust_model or not self.recipe["teacher"]["path"])
+                            trust=self.trust_model or edgecvs_own)
 
     # --- models saved by earlier stages
     def model_path(self, stage: str, name: str = FLOAT_MODEL) -> Path:

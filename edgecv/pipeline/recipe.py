@@ -69,7 +69,7 @@ SCHEMA: dict = {
         "batchnorm_momentum": Field("float", None, "with student.path: set every BatchNorm's momentum (0.9 trains well on small data; keras.applications use 0.99-0.999); null keeps the model's own", min=0.0, max=0.9999, nullable=True),
     },
     "teacher": {
-        "path": Field("str", None, "trained Keras teacher (.keras, .h5, SavedModel dir); null trains one (overridden by --teacher)", nullable=True),
+        "path": Field("str", None, "trained Keras teacher (.keras, .h5, SavedModel dir, or builtin:NAME, one edgecv ships); null trains one (overridden by --teacher)", nullable=True),
         "normalization": Field("str", "unit", "value range the teacher expects", choices=tuple(NORMALIZATIONS)),
         "min_top1": Field("float", None, "stop before distilling when the teacher's top-1 on 500 held-out images is "
                           "below this (a teacher no better than chance always stops the run)", min=0.0, max=1.0,
