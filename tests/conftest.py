@@ -24,7 +24,24 @@ def assert_user_error(proc, *fragments):
     assert len(lines) == 1, err
     for f in fragments:
         assert f in lines[0], lines[0]
+    _record_user_error(proc, lines[0])
     return lines[0]
+
+
+def _record_user_error(proc, line: str) -> None:
+    """With EDGECV_ERROR_LOG=FILE, every checked refusal is appended there as a JSON line: the
+    test, the command, its exit code and its one line (benchmarks/bad_inputs.py tabulates them)."""
+    log = os.environ.get("EDGECV_ERROR_LOG")
+    if not log:
+        return
+    import json
+
+    args = [str(a) for a in proc.args] if isinstance(proc.args, (list, tuple)) else [str(proc.args)]
+    command = args[args.index("edgecv") + 1:] if "edgecv" in args else args
+    with open(log, "a") as f:
+        f.write(json.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0], "command": command,
+                            "exit": proc.returncode, "stderr_lines": len(proc.stderr.splitlines()),
+                            "line": line}) + "\n")
 
 
 @pytest.fixture(scope="session")
