@@ -241,7 +241,7 @@ def eval_cmd(artefact, data, threads, json_path):
 @click.option("--remote-edgecv", default="edgecv", show_default=True, help="the edgecv command on the remote device")
 @click.option("--ssh-identity", type=click.Path(), help="private key for --remote [default: ssh's own]")
 @click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE", help="extra ssh -o option for --remote")
-@click.option("--device", "device_id", help="profile ID of the device benched (tags the result, e.g. rpi4)")
+@click.option("--device", "device_id", help="profile ID or YAML of the device benched (tags the result with its ID, e.g. rpi4)")
 def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, remote_edgecv, ssh_identity, ssh_options,
               device_id):
     """Measure an artefact's latency with its own runtime: load time, first inference, then p50/p90/p99,
@@ -260,7 +260,7 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, remo
     if device_id:
         from edgecv.devices import load_profile
 
-        load_profile(device_id)  # an unknown ID fails before anything runs
+        device_id = load_profile(device_id).id  # an unknown ID fails before anything runs; a YAML tags as its id
     if remote:
         from edgecv.measure.remote import bench_remote
 
@@ -500,23 +500,28 @@ def devices():
 @devices.command("list")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def devices_list(as_json):
-    """The device profiles edgecv knows (devices/*.yaml).
+    """The device profiles edgecv knows: the shipped ones (devices/*.yaml) and the YAMLs in the
+    folders EDGECV_DEVICES names (separated by ':'), which replace a shipped profile of the same id.
 
-    Example: edgecv devices list
+    \b
+    Examples:
+      edgecv devices list
+      EDGECV_DEVICES=~/boards edgecv devices list | grep pixel
     """
-    from edgecv.devices import list_profiles
+    from edgecv.devices import list_profiles, profile_origin
 
     profiles = list_profiles()
     if as_json:
         click.echo(json.dumps([{"id": p.id, "name": p.name, "kind": p.kind, "soc": p.soc,
-                                "best_artefact": p.best_artefacts[0]["format"]} for p in profiles], indent=2))
+                                "best_artefact": p.best_artefacts[0]["format"], "from": profile_origin(p)}
+                               for p in profiles], indent=2))
         return
     from edgecv.report.terminal import print_table, text_table
 
-    table = text_table("id", "device", "CPU", "ships", "latency calibration", prose=("device", "CPU"))
+    table = text_table("id", "device", "CPU", "ships", "latency calibration", "from", prose=("device", "CPU"))
     for p in profiles:
         cpu = " + ".join(f"{c['count']}×{c['core']}" + (f" @{c['ghz']:g} GHz" if c["ghz"] else "") for c in p.cpu["clusters"])
-        table.add_row(p.id, p.name, cpu, p.best_artefacts[0]["format"], p.calibration["method"])
+        table.add_row(p.id, p.name, cpu, p.best_artefacts[0]["format"], p.calibration["method"], profile_origin(p))
     print_table(Console(), table)  # stdout: the listing is the output
 
 
@@ -534,14 +539,15 @@ def devices_show(device_id, as_json):
 
     from edgecv.devices import load_profile
 
-    profile = dataclasses.asdict(load_profile(device_id))
+    loaded = load_profile(device_id)
+    profile = dataclasses.asdict(loaded)
     try:
         from edgecv.measure.estimate import load_calibration
 
-        fitted = load_calibration()["devices"].get(device_id)
+        fitted = load_calibration()["devices"].get(loaded.id)
     except EdgecvError:
         fitted = None
-    profile["calibration"]["fitted"] = fitted or ("measured at run time on this machine" if device_id == "host" else None)
+    profile["calibration"]["fitted"] = fitted or ("measured at run time on this machine" if loaded.id == "host" else None)
     if as_json:
         click.echo(json.dumps(profile, indent=2))
     else:

@@ -258,3 +258,68 @@ def test_devices_do_not_import_tensorflow():
     code = ("import sys, edgecv.devices, edgecv.devices.host; edgecv.devices.list_profiles(); "
             "sys.exit(1 if 'tensorflow' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+# --- the user's own profiles ----------------------------------------------------------------------
+
+def _user_profile(folder, device_id="pixel-6", name="Google Pixel 6 (user profile)"):
+    """A user's profile: a shipped one copied under a new id, as someone adding a board would."""
+    data = raw("pixel-4")
+    data.update(id=device_id, name=name)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{device_id}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_edgecv_devices_folders_are_listed_beside_the_shipped_ones(tmp_path):
+    from tests.conftest import run_cli
+
+    path = _user_profile(tmp_path / "boards")
+    env = {"EDGECV_DEVICES": str(tmp_path / "boards")}
+    listing = json.loads(run_cli("devices", "list", "--json", env=env).stdout)
+    assert {"id": "pixel-6", "from": str(path)}.items() <= next(p for p in listing if p["id"] == "pixel-6").items()
+    assert next(p for p in listing if p["id"] == "rpi4")["from"] == "shipped"
+    piped = run_cli("devices", "list", env=env).stdout  # a pipe, as `| grep` reads it
+    assert any(" pixel-6 " in line and str(path) in line for line in piped.splitlines())  # id and path whole
+    shown = run_cli("devices", "show", "pixel-6", "--json", env=env)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["name"] == "Google Pixel 6 (user profile)"
+
+
+def test_a_user_profile_replaces_a_shipped_one_of_the_same_id(tmp_path, monkeypatch):
+    _user_profile(tmp_path, "rpi4", "my overclocked Pi 4")
+    monkeypatch.setenv("EDGECV_DEVICES", str(tmp_path))
+    assert load_profile("rpi4").name == "my overclocked Pi 4" and profile_ids().count("rpi4") == 1
+
+
+def test_edgecv_devices_naming_no_folder_is_one_line(tmp_path):
+    from tests.conftest import assert_user_error, run_cli
+
+    proc = run_cli("devices", "list", env={"EDGECV_DEVICES": str(tmp_path / "nowhere")})
+    assert_user_error(proc, "EDGECV_DEVICES names", "not a folder")
+
+
+def test_a_profile_by_path_tags_results_with_its_id(tmp_path):
+    from tests.conftest import run_cli
+
+    path = _user_profile(tmp_path)
+    out = tmp_path / "bench.json"
+    proc = run_cli("bench", REPO / "devices" / "reference" / "reference-int8.tflite", "--device", path, "--runs", "3",
+                   "--threads", "1", "--json", out)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["device"] == "pixel-6"
+
+
+def test_recipe_takes_profile_paths_and_refuses_a_missing_one(tmp_path):
+    from edgecv.errors import RecipeError
+    from edgecv.pipeline.compress import resolve
+
+    path = _user_profile(tmp_path)
+    os.chdir(tmp_path)  # a relative path, as typed; pytest's tmp_path cwd is restored by monkeypatch-free tests
+    try:
+        recipe = resolve("quickstart", ["profile.devices=[rpi4, ./pixel-6.yaml]"], None, None)
+    finally:
+        os.chdir(REPO)
+    assert recipe["profile"]["devices"] == ["rpi4", str(path)]  # absolute: --resume from elsewhere finds it
+    with pytest.raises(RecipeError, match="device profile '.*nope.yaml' not found"):
+        resolve("quickstart", [f"profile.devices=[{tmp_path / 'nope.yaml'}]"], None, None)

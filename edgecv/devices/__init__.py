@@ -7,6 +7,7 @@ one declarative table, PROFILE_FIELDS. Runs on the device: numpy/pyyaml/stdlib o
 from __future__ import annotations
 
 import copy
+import os
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,12 +253,34 @@ class DeviceProfile:
         return out
 
 
+USER_DEVICES_ENV = "EDGECV_DEVICES"  # folders of the user's profile YAMLs, os.pathsep-separated
+
+
 def profiles_dir() -> Path:
     return shipped_dir("devices")
 
 
+def user_profile_dirs() -> list[Path]:
+    """The folders EDGECV_DEVICES names, in order; one that is not a folder is an error."""
+    dirs = [Path(p).expanduser() for p in os.environ.get(USER_DEVICES_ENV, "").split(os.pathsep) if p.strip()]
+    for d in dirs:
+        if not d.is_dir():
+            raise DeviceError(f"{USER_DEVICES_ENV} names '{d}', which is not a folder; give folders of device "
+                              f"profile YAMLs, separated by '{os.pathsep}'")
+    return dirs
+
+
+def _profile_files() -> dict[str, Path]:
+    """id -> YAML: the user's folders first (a user profile may replace a shipped one of the same id)."""
+    found: dict[str, Path] = {}
+    for folder in [*user_profile_dirs(), profiles_dir()]:
+        for path in sorted(folder.glob("*.yaml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
 def profile_ids() -> list[str]:
-    return sorted(p.stem for p in profiles_dir().glob("*.yaml"))
+    return sorted(_profile_files())
 
 
 def read_profile_yaml(path: Path) -> dict:
@@ -274,27 +297,43 @@ def read_profile_yaml(path: Path) -> dict:
     return data
 
 
-def load_profile(device_id: str) -> DeviceProfile:
-    """A shipped profile by id (`host` is filled from this machine), or a profile YAML by path."""
-    if device_id == "host":
+def is_profile_path(device: str) -> bool:
+    return Path(device).suffix in (".yaml", ".yml")
+
+
+def load_profile(device: str) -> DeviceProfile:
+    """A profile by id (the user's EDGECV_DEVICES folders, then the shipped ones; `host` is filled
+    from this machine), or a profile YAML by path. Results are tagged with its `id` either way."""
+    if device == "host":
         from edgecv.devices.host import host_profile
 
         return host_profile()
-    given = Path(device_id)
-    if given.suffix in (".yaml", ".yml") and given.is_file():
-        path = given
-    else:
-        path = profiles_dir() / f"{device_id}.yaml"
+    if is_profile_path(device):
+        path = Path(device)
         if not path.is_file():
-            raise DeviceError(f"unknown device '{device_id}'; known: {', '.join(profile_ids())} "
-                              f"(or give the path of a profile YAML)")
+            raise DeviceError(f"device profile '{device}' not found; give the path of a profile YAML or a device id "
+                              f"({', '.join(profile_ids())})")
+    else:
+        path = _profile_files().get(device)
+        if path is None:
+            raise DeviceError(f"unknown device '{device}'; known: {', '.join(profile_ids())} (or give the path of a "
+                              f"profile YAML, or add its folder to {USER_DEVICES_ENV})")
     return DeviceProfile(**read_profile_yaml(path), path=str(path))
 
 
+def profile_origin(profile: DeviceProfile) -> str:
+    """Where a profile came from, for listings: shipped, or the user's file."""
+    if profile.path is None or Path(profile.path).parent == profiles_dir():
+        return "shipped"
+    return profile.path
+
+
 def list_profiles() -> list[DeviceProfile]:
-    """Every shipped profile, sorted by id; `host` filled from this machine."""
+    """Every known profile (the user's EDGECV_DEVICES folders and the shipped ones), sorted by id;
+    `host` filled from this machine."""
     return [load_profile(i) for i in profile_ids()]
 
 
-__all__ = ["DeviceProfile", "DeviceError", "PROFILE_FIELDS", "load_profile", "list_profiles", "validate_profile",
-           "profile_ids", "profiles_dir", "read_profile_yaml"]
+__all__ = ["DeviceProfile", "DeviceError", "PROFILE_FIELDS", "USER_DEVICES_ENV", "is_profile_path", "load_profile",
+           "list_profiles", "profile_ids", "profile_origin", "profiles_dir", "read_profile_yaml", "user_profile_dirs",
+           "validate_profile"]

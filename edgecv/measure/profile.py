@@ -49,9 +49,9 @@ def profile_artefact(path, device_ids: list[str], bench_files=()) -> dict:
         if bench["artefact"]["sha256"] != sha:
             raise EdgecvError(f"'{f}' measured {bench['artefact']['file']}, a different file from {path.name}; "
                               f"bench {path.name} itself")
-        if bench["device"] not in device_ids:
+        if bench["device"] not in {p.id for p in profiles}:
             raise EdgecvError(f"'{f}' was measured on '{bench['device']}', which is not among the --device IDs "
-                              f"({', '.join(device_ids)}); add --device {bench['device']}")
+                              f"({', '.join(p.id for p in profiles)}); add --device {bench['device']}")
     graph, calibration = read_tflite_graph(path), load_calibration()
     devices = []
     for profile in profiles:

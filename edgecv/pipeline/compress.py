@@ -12,6 +12,7 @@ from rich.console import Console
 from edgecv.progress import console as progress_console
 
 from edgecv.data.pipeline import input_mode
+from edgecv.devices import is_profile_path
 from edgecv.errors import RunDirError
 from edgecv.pipeline.recipe import apply_overrides, load_raw, validate
 from edgecv.pipeline.rundir import RunDir, recipe_hash
@@ -26,6 +27,10 @@ def resolve(recipe: str, overrides: list[str], teacher: str | None, data: str | 
     if data:
         is_named = data in ("fashion-mnist", "fashion-mnist-mini")
         raw.setdefault("data", {})["source"] = data if is_named else str(Path(data).resolve())
+    devices = (raw.get("profile") or {}).get("devices") if isinstance(raw.get("profile"), dict) else None
+    if isinstance(devices, list):  # a profile YAML by path: absolute, so --resume from elsewhere finds it
+        raw["profile"]["devices"] = [str(Path(d).resolve()) if isinstance(d, str) and is_profile_path(d) else d
+                                     for d in devices]
     return validate(raw)
 
 

@@ -70,7 +70,7 @@ def run_profile(ctx: RunContext, out: Path) -> dict:
 
     exported = ctx.run.result("export")["artefacts"]
     accuracy = {row["format"]: row["metrics"] for row in ctx.run.result("evaluate")["artefacts"]}
-    profiles = {d: load_profile(d) for d in ctx.recipe["profile"]["devices"]}
+    profiles = {p.id: p for p in map(load_profile, ctx.recipe["profile"]["devices"])}  # a YAML path reports as its id
     table, devices = _latency_table(ctx, out, profiles), {}
     for device_id, profile in profiles.items():
         preferred = [a["format"] for a in profile.best_artefacts]

@@ -14,7 +14,7 @@ import yaml
 
 from edgecv.compress.strategy import STRATEGIES
 from edgecv.data.preprocess import NORMALIZATIONS
-from edgecv.devices import profile_ids
+from edgecv.devices import load_profile
 from edgecv.errors import EdgecvError, RecipeError
 from edgecv.export.formats import FORMATS
 from edgecv.gate.checks import parse_check
@@ -129,8 +129,8 @@ SCHEMA: dict = {
     },
     "profile": {
         "devices": Field("list", ["rpi4", "pixel-4", "host"], "device profiles to pick an artefact for and report its "
-                         "accuracy and latency (measured on host, estimated elsewhere); see edgecv devices list",
-                         choices=tuple(profile_ids())),
+                         "accuracy and latency (measured on host, estimated elsewhere): ids (edgecv devices list, "
+                         "EDGECV_DEVICES folders too) or profile YAML paths", parse=load_profile),
     },
     "gates": {
         "checks": Field("list", ["top1 max-drop 0.5", "size max-increase 10%"],
