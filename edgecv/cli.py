@@ -521,7 +521,8 @@ def devices_list(as_json):
     table = text_table("id", "device", "CPU", "ships", "latency calibration", "from", prose=("device", "CPU"))
     for p in profiles:
         cpu = " + ".join(f"{c['count']}×{c['core']}" + (f" @{c['ghz']:g} GHz" if c["ghz"] else "") for c in p.cpu["clusters"])
-        table.add_row(p.id, p.name, cpu, p.best_artefacts[0]["format"], p.calibration["method"], profile_origin(p))
+        table.add_row(p.id, p.name, cpu, p.best_artefacts[0]["format"],
+                      p.calibration["method"] if p.calibration else "from CPU facts", profile_origin(p))
     print_table(Console(), table)  # stdout: the listing is the output
 
 
@@ -547,7 +548,13 @@ def devices_show(device_id, as_json):
         fitted = load_calibration()["devices"].get(loaded.id)
     except EdgecvError:
         fitted = None
-    profile["calibration"]["fitted"] = fitted or ("measured at run time on this machine" if loaded.id == "host" else None)
+    if profile["calibration"] is None:
+        profile["calibration"] = {"method": "from CPU facts", "fitted": None,
+                                  "note": "no figures of its own: edgecv profile prices it from the calibrated profile "
+                                          "with the same big core, scaled by clock, and says which"}
+    else:
+        profile["calibration"]["fitted"] = fitted or ("measured at run time on this machine" if loaded.id == "host"
+                                                      else None)
     if as_json:
         click.echo(json.dumps(profile, indent=2))
     else:

@@ -323,3 +323,35 @@ def test_recipe_takes_profile_paths_and_refuses_a_missing_one(tmp_path):
     assert recipe["profile"]["devices"] == ["rpi4", str(path)]  # absolute: --resume from elsewhere finds it
     with pytest.raises(RecipeError, match="device profile '.*nope.yaml' not found"):
         resolve("quickstart", [f"profile.devices=[{tmp_path / 'nope.yaml'}]"], None, None)
+
+
+def _facts_only(folder, device_id, like, clusters, threads=4):
+    """A user's profile with hardware facts only: no calibration block."""
+    data = raw(like)
+    data.update(id=device_id, name=device_id)
+    del data["calibration"]
+    data["cpu"]["clusters"] = clusters
+    data["threads"] = {"default": threads, "affinity": "big cores", "big_cores": list(range(threads))}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{device_id}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return folder / f"{device_id}.yaml"
+
+
+def test_a_profile_without_calibration_is_estimated_from_its_cpu_facts(tmp_path):
+    from edgecv.measure.profile import profile_artefact
+
+    reference = REPO / "devices" / "reference" / "reference-int8.tflite"
+    a76 = [{"core": "cortex-a76", "count": 4, "ghz": 2.4}, {"core": "cortex-a55", "count": 4, "ghz": 1.8}]
+    orange = _facts_only(tmp_path, "orange-pi-5", "rpi5", a76)
+    slower = _facts_only(tmp_path, "orange-pi-5-at-1.2ghz", "rpi5", [{"core": "cortex-a76", "count": 4, "ghz": 1.2}])
+    kryo = _facts_only(tmp_path, "kryo-phone", "pixel-4", [{"core": "kryo-585-gold", "count": 4, "ghz": 2.42}])
+    assert load_profile(str(orange)).calibration is None  # valid without one
+    rows = {d["device"]: d for d in profile_artefact(reference, ["rpi5", str(orange), str(slower), str(kryo)])["devices"]}
+    # the same core at the same clock as rpi5 (itself scaled from pixel-4 by clock): the same estimate
+    assert rows["orange-pi-5"]["latency_ms"] == pytest.approx(rows["rpi5"]["latency_ms"], rel=1e-6)
+    assert "same big core (cortex-a76) as pixel-4" in rows["orange-pi-5"]["estimated"]["calibration"]
+    assert rows["orange-pi-5-at-1.2ghz"]["latency_ms"] == pytest.approx(2 * rows["orange-pi-5"]["latency_ms"], rel=1e-6)
+    # a core edgecv has no figures for stands in as the anchor-fitted core with its dot-product support, and says so
+    how = rows["kryo-phone"]["estimated"]["calibration"]
+    assert "no figures for core 'kryo-585-gold'" in how and "cortex-a76 (pixel-4)" in how
+    assert all(r["source"] == "estimated" and r["estimated"]["threads"] == 4 for r in rows.values())

@@ -167,13 +167,13 @@ def _check(value: Any, spec: Any, key: str, source: str, is_host: bool) -> None:
 
 def _check_consistency(data: dict, source: str) -> None:
     """Rules across fields, after every field has the right type."""
-    cal = data["calibration"]
+    cal = data["calibration"] or {"method": "measured-reference", "runtime": None, "threads": None}  # none: no rules
     for need in CALIBRATION_NEEDS[cal["method"]]:
         if cal[need] is None:
             raise DeviceError(f"{source}: calibration method '{cal['method']}' needs 'calibration.{need}'; "
                               f"{PROFILE_FIELDS['calibration'][need].help}")
     reachable = {r["runtime"] for r in data["runtimes"]}
-    if cal["runtime"] not in reachable:
+    if cal["runtime"] is not None and cal["runtime"] not in reachable:
         raise DeviceError(f"{source}: 'calibration.runtime' is {cal['runtime']!r}, which is not in 'runtimes'; "
                           f"add it there or pick one of: {', '.join(sorted(reachable))}")
     for i, art in enumerate(data["best_artefacts"]):
@@ -204,10 +204,17 @@ def validate_profile(data: dict, source: str) -> None:
     """Raise DeviceError naming `source` and the key when `data` does not fit PROFILE_FIELDS.
 
     Only a `kind: host` profile may leave the host_fills fields null (devices/host.yaml is a template).
+    A profile may leave `calibration` out (set to None here): the estimator then prices it from its
+    CPU facts (edgecv/measure/estimate.py, scales_from_cpu_facts).
     """
     if not isinstance(data, dict):
         raise DeviceError(f"{source}: a device profile must be a mapping of keys, got {type(data).__name__}")
-    _check(data, PROFILE_FIELDS, "", source, is_host=data.get("kind") == "host")
+    data.setdefault("calibration", None)
+    if data["calibration"] is None:  # checked without the section
+        _check({k: v for k, v in data.items() if k != "calibration"},
+               {k: v for k, v in PROFILE_FIELDS.items() if k != "calibration"}, "", source, is_host=False)
+    else:
+        _check(data, PROFILE_FIELDS, "", source, is_host=data.get("kind") == "host")
     _check_consistency(data, source)
 
 
@@ -226,7 +233,7 @@ class DeviceProfile:
     threads: dict
     thermal: str
     best_artefacts: list
-    calibration: dict
+    calibration: dict | None  # None: no figures of its own, priced from its CPU facts
     sources: dict
     path: str | None = None  # the YAML it was read from
     facts: dict | None = None  # host only: machine_facts() it was filled from

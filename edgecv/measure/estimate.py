@@ -240,14 +240,63 @@ def estimate_for_device(graph, profile, calibration: dict | None = None) -> dict
         from edgecv.measure.host_calibration import host_scales
 
         device = host_scales(profile, calibration)
-    else:
-        if profile.id not in calibration["devices"]:
-            raise EdgecvError(f"device '{profile.id}' has no latency calibration in {CALIBRATION_FILE}; "
-                              "rerun python -m benchmarks.estimator_accuracy")
+    elif profile.calibration is not None and profile.id in calibration["devices"]:
         device = calibration["devices"][profile.id]
+    else:  # a user's profile: no figures of its own
+        device = scales_from_cpu_facts(profile, calibration)
     scale = device[precision]
     result = estimate_graph(graph, scale, calibration["op_weights"], precision, has_int8_dot(profile))
+    runtime = profile.calibration["runtime"] if profile.calibration else "litert"  # the figures are LiteRT's
     result.update(device=profile.id, precision=precision, graph_precision=graph.precision,
-                  runtime=profile.calibration["runtime"], threads=scale["threads"], calibration=scale["how"])
+                  runtime=runtime, threads=scale["threads"], calibration=scale["how"])
     return result
+
+
+# Which calibrated profile a new one is priced from when several share its core: a device fitted to
+# its own published rows first, then one scaled from such a device by clock, then by ncnn ratio.
+_METHOD_TRUST = {"anchors": 0, "same-core": 1, "ncnn-ratio": 2}
+
+
+def _stand_in(profile, calibrated: list) -> tuple[object, str]:
+    """The calibrated profile a profile without figures is priced from, and why that one."""
+    core = profile.big_cluster["core"]
+    same = sorted((p for p in calibrated if p.big_cluster["core"] == core),
+                  key=lambda p: (_METHOD_TRUST[p.calibration["method"]], p.id))
+    if same:
+        return same[0], f"same big core ({core}) as {same[0].id}"
+    dot = bool(profile.cpu["isa"]["dotprod"])
+    fitted = sorted((p for p in calibrated if p.calibration["method"] == "anchors" and bool(p.cpu["isa"]["dotprod"]) == dot),
+                    key=lambda p: p.id)
+    ref = fitted[0]
+    return ref, (f"edgecv has no figures for core '{core}': priced as {ref.big_cluster['core']} ({ref.id}), the "
+                 f"published-anchor core that, like this one, has {'' if dot else 'no '}int8 dot-product instructions")
+
+
+def scales_from_cpu_facts(profile, calibration: dict) -> dict:
+    """{precision: {ms_per_unit, threads, how}} for a profile edgecv has no figures for (a user's
+    board): the calibrated profile with the same big core (the profile's own calibration.reference
+    when it names one), or else the published-anchor core with the same int8 dot-product support,
+    scaled by big-core clock ratio: the same-core rule `benchmarks/estimator_accuracy.py` uses for
+    shipped profiles. The estimate is at that profile's thread count, which `how` states."""
+    from edgecv.devices import load_profile
+
+    calibrated = [p for p in (load_profile(i) for i in calibration["devices"]) if p.calibration is not None]
+    named = (profile.calibration or {}).get("reference")
+    if profile.calibration and profile.calibration["method"] == "same-core" and named in calibration["devices"]:
+        ref, why = load_profile(named), f"calibration.reference {named} (same core)"
+    else:
+        ref, why = _stand_in(profile, calibrated)
+    out = {}
+    for precision, entry in calibration["devices"][ref.id].items():
+        threads = entry["threads"]
+        mine, theirs = profile.big_cluster["ghz"], ref.big_cluster["ghz"]
+        if mine and theirs:
+            factor = big_core_ghz(ref, threads) / big_core_ghz(profile, min(threads, profile.cores))
+            clock = f"x {factor:.2f}, big-core clock ratio"
+        else:
+            factor, clock = 1.0, "not scaled: a clock is unknown"
+        out[precision] = {"ms_per_unit": entry["ms_per_unit"] * factor, "threads": min(threads, profile.cores),
+                          "how": f"from CPU facts: {why}; {ref.id}'s {precision} figure ({entry['how']}) {clock}; at "
+                                 f"{min(threads, profile.cores)} threads, as {ref.id}"}
+    return out
 
