@@ -526,6 +526,68 @@ def devices_list(as_json):
     print_table(Console(), table)  # stdout: the listing is the output
 
 
+@devices.command("references")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def devices_references(as_json):
+    """The reference models to bench on a device for `edgecv devices calibrate`.
+
+    \b
+    Example:
+      edgecv bench "$(edgecv devices references | head -1)" --remote ssh://me@opi5 --device opi5.yaml --json fp32.json
+    """
+    from edgecv.measure.device_calibration import reference_models
+
+    models = {p: str(path) for p, path in reference_models().items()}
+    click.echo(json.dumps(models, indent=2) if as_json else "\n".join(models.values()))
+
+
+@devices.command("calibrate")
+@click.argument("profile_path")
+@click.option("--measured", "bench_files", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="an edgecv bench --json result of a reference model on this device (repeatable: fp32 and int8)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def devices_calibrate(profile_path, bench_files, as_json):
+    """Give your own profile latency figures measured on its device: fits ms per cost unit from
+    `edgecv bench` results of the reference models (`edgecv devices references`) and writes them into
+    the profile's calibration block; `edgecv profile` uses them from then on.
+
+    \b
+    Example (three commands, from a machine that reaches the board over SSH):
+      for p in $(edgecv devices references); do
+        edgecv bench $p --remote ssh://me@opi5 --device ./orange-pi-5.yaml --json $(basename $p .tflite).json; done
+      edgecv devices calibrate ./orange-pi-5.yaml --measured reference-fp32.json --measured reference-int8.json
+      edgecv profile student-int8.tflite --device ./orange-pi-5.yaml
+    """
+    from edgecv.devices import load_profile, profile_origin
+    from edgecv.measure.device_calibration import calibration_block, fit_measured, reference_models, write_calibration
+    from edgecv.measure.estimate import estimate_for_device, load_calibration
+    from edgecv.measure.tflite_graph import read_tflite_graph
+
+    profile = load_profile(profile_path)
+    if profile.id == "host" or profile_origin(profile) == "shipped":
+        raise EdgecvError(f"'{profile.id}' is a shipped profile, which edgecv never edits; copy "
+                          f"{profile.path or 'devices/host.yaml'} to your own file (keep the id or change it with "
+                          "the file name) and calibrate the copy")
+    calibration = load_calibration()
+    fitted = fit_measured(profile, list(bench_files), calibration)
+    block = calibration_block(profile, fitted)
+    graphs = {p: read_tflite_graph(path) for p, path in reference_models().items() if p in fitted}
+    before = {p: estimate_for_device(g, profile, calibration) for p, g in graphs.items()}
+    write_calibration(Path(profile.path), block)
+    after_profile = load_profile(profile.path)
+    after = {p: estimate_for_device(g, after_profile, calibration) for p, g in graphs.items()}
+    rows = [{"precision": p, "before_ms": before[p]["ms"], "before": before[p]["calibration"], "after_ms": after[p]["ms"],
+             "after": after[p]["calibration"], "threads": after[p]["threads"]} for p in sorted(fitted)]
+    if as_json:
+        click.echo(json.dumps({"profile": profile.id, "path": profile.path, "calibration": block, "references": rows},
+                              indent=2))
+        return
+    console.print(f"Wrote the calibration of {profile.id} into {profile.path}:")
+    for r in rows:
+        console.print(f"  reference {r['precision']}: estimated {r['before_ms']:.3g} ms before ({r['before']}) -> "
+                      f"{r['after_ms']:.3g} ms now ({r['after']})", highlight=False)
+
+
 @devices.command("show")
 @click.argument("device_id")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")

@@ -355,3 +355,42 @@ def test_a_profile_without_calibration_is_estimated_from_its_cpu_facts(tmp_path)
     how = rows["kryo-phone"]["estimated"]["calibration"]
     assert "no figures for core 'kryo-585-gold'" in how and "cortex-a76 (pixel-4)" in how
     assert all(r["source"] == "estimated" and r["estimated"]["threads"] == 4 for r in rows.values())
+
+
+def test_devices_calibrate_writes_measured_figures_that_profile_then_uses(tmp_path):
+    """The three documented commands: bench the reference models tagged with the profile, calibrate,
+    profile. (The bench runs here; over SSH it is the same JSON, tests/test_bench.py.)"""
+    from tests.conftest import assert_user_error, run_cli
+
+    path = _facts_only(tmp_path, "orange-pi-5", "rpi5", [{"core": "cortex-a76", "count": 4, "ghz": 2.4}], threads=2)
+    path.write_text("# my board, measured in the lab\n" + path.read_text())
+    references = run_cli("devices", "references").stdout.split()
+    assert [os.path.basename(r) for r in references] == ["reference-fp32.tflite", "reference-int8.tflite"]
+    benches = []
+    for ref in references:
+        benches.append(tmp_path / (os.path.basename(ref) + ".json"))
+        proc = run_cli("bench", ref, "--device", path, "--threads", "1,2", "--runs", "20", "--json", benches[-1])
+        assert proc.returncode == 0, proc.stderr
+    proc = run_cli("devices", "calibrate", path, "--measured", benches[0], "--measured", benches[1], "--json")
+    assert proc.returncode == 0, proc.stderr
+    written = yaml.safe_load(path.read_text())["calibration"]
+    assert path.read_text().startswith("# my board, measured in the lab\n")  # the rest of the file kept as written
+    assert written["method"] == "measured-on-device" and set(written["measured"]) == {"fp32", "int8"}
+    rows = json.loads(proc.stdout)["references"]
+    assert all("from CPU facts" in r["before"] and "measured on the device" in r["after"] for r in rows)
+    # profile now prices the int8 reference at exactly its measured p50 at the profile's 2 threads
+    p50 = next(r["p50_ms"] for r in json.loads(benches[1].read_text())["results"] if r["threads"] == 2)
+    shown = json.loads(run_cli("profile", references[1], "--device", path, "--json").stdout)["devices"][0]
+    assert shown["device"] == "orange-pi-5" and shown["estimated"]["threads"] == 2
+    assert shown["latency_ms"] == pytest.approx(p50, rel=1e-6)
+    # what it refuses: a shipped profile, a bench of another file, a bench tagged with another device
+    assert_user_error(run_cli("devices", "calibrate", "rpi5", "--measured", benches[0]), "shipped profile", "copy")
+    other = json.loads(benches[0].read_text())
+    other["device"] = "rpi4"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert_user_error(run_cli("devices", "calibrate", path, "--measured", tmp_path / "other.json"),
+                      "measured on 'rpi4', not 'orange-pi-5'")
+    other.update(device="orange-pi-5", artefact={**other["artefact"], "sha256": "0" * 64, "file": "student.tflite"})
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert_user_error(run_cli("devices", "calibrate", path, "--measured", tmp_path / "other.json"),
+                      "not one of edgecv's reference models")

@@ -42,6 +42,7 @@ CALIBRATION_NEEDS = {
     "same-core": ("reference",),  # same CPU core as `reference`: scale its figures by big-core clock
     "ncnn-ratio": ("reference", "ncnn_device"),  # scale `reference` by the ratio of the two devices' ncnn rows
     "measured-reference": (),  # measure shipped reference models on the machine itself
+    "measured-on-device": ("measured",),  # `edgecv devices calibrate`: the reference models benched on the device
 }
 
 
@@ -54,6 +55,7 @@ class Field:
     host_fills: bool = False  # null in devices/host.yaml: host_profile() fills it from this machine
     item: Any = None  # list/map: a Field, or a dict of Fields, for each item
     min_items: int = 0
+    optional: bool = False  # the key may be left out (read as null)
 
 
 def _str(help: str, **kw) -> Field:
@@ -113,6 +115,12 @@ PROFILE_FIELDS: dict = {
         "reference": _str("same-core / ncnn-ratio: the profile id this one is scaled from", nullable=True),
         "ncnn_device": _str("`device` of this device's ncnn rows in published_latency.csv", nullable=True),
         "note": _str("what the calibration rests on and how far to trust it"),
+        "measured": Field("map", "measured-on-device: per precision {ms_per_unit, threads, how}, written by edgecv "
+                          "devices calibrate", nullable=True, optional=True, item={
+                              "ms_per_unit": Field("float", "milliseconds per cost unit"),
+                              "threads": Field("int", "threads it was measured at"),
+                              "how": _str("what it was fitted from"),
+                          }),
     },
     "sources": Field("map", "where each fact comes from: key -> citation", min_items=1, item=_str("citation")),
 }
@@ -139,6 +147,8 @@ def _check(value: Any, spec: Any, key: str, source: str, is_host: bool) -> None:
             if k not in spec:
                 raise DeviceError(f"{source}: unknown key '{prefix}{k}'; allowed here: {', '.join(spec)}")
         for k, sub in spec.items():
+            if k not in value and isinstance(sub, Field) and sub.optional:
+                continue
             if k not in value:
                 about = sub.help if isinstance(sub, Field) else "keys " + ", ".join(sub)
                 raise DeviceError(f"{source}: missing required key '{prefix}{k}' ({about}); add it")
@@ -169,7 +179,7 @@ def _check_consistency(data: dict, source: str) -> None:
     """Rules across fields, after every field has the right type."""
     cal = data["calibration"] or {"method": "measured-reference", "runtime": None, "threads": None}  # none: no rules
     for need in CALIBRATION_NEEDS[cal["method"]]:
-        if cal[need] is None:
+        if cal.get(need) is None:
             raise DeviceError(f"{source}: calibration method '{cal['method']}' needs 'calibration.{need}'; "
                               f"{PROFILE_FIELDS['calibration'][need].help}")
     reachable = {r["runtime"] for r in data["runtimes"]}

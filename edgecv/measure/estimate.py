@@ -236,10 +236,13 @@ def estimate_for_device(graph, profile, calibration: dict | None = None) -> dict
     """The estimate for one device profile: ms, how the device was calibrated, runtime, threads."""
     precision = cost_precision(graph)
     calibration = calibration or load_calibration()
+    measured = (profile.calibration or {}).get("measured") or {}  # edgecv devices calibrate wrote it
     if profile.id == "host":
         from edgecv.measure.host_calibration import host_scales
 
         device = host_scales(profile, calibration)
+    elif precision in measured:
+        device = measured
     elif profile.calibration is not None and profile.id in calibration["devices"]:
         device = calibration["devices"][profile.id]
     else:  # a user's profile: no figures of its own
