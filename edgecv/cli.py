@@ -235,52 +235,103 @@ def eval_cmd(artefact, data, threads, json_path):
 @click.option("--warmup", default=10, show_default=True, help="untimed runs before timing")
 @click.option("--runs", type=int, help="timed runs per thread count [default: >= 100 runs and >= 5 s]")
 @click.option("--duration", type=float, help="seconds of timed runs per thread count (instead of --runs)")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="write the result, every run's time included, here")
-@click.option("--remote", metavar="ssh://[user@]host[:port]", is_eager=True,  # read before --threads: its cores count
-              help="run on a device with edgecv installed, over SSH")
+@click.option("--json", "json_path", type=click.Path(path_type=Path),
+              help="write the result, every run's time included, here (several --remote: a folder, one <device>.json each)")
+@click.option("--remote", metavar="ssh://[user@]host[:port]", multiple=True, is_eager=True,  # read before --threads
+              help="run on a device with edgecv installed, over SSH; repeat it to bench several devices at once")
 @click.option("--remote-edgecv", default="edgecv", show_default=True, help="the edgecv command on the remote device")
 @click.option("--ssh-identity", type=click.Path(), help="private key for --remote [default: ssh's own]")
 @click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE", help="extra ssh -o option for --remote")
-@click.option("--device", "device_id", help="profile ID or YAML of the device benched (tags the result with its ID, e.g. rpi4)")
+@click.option("--device", "device_ids", multiple=True,
+              help="profile ID or YAML of the device benched (tags the result with its ID, e.g. rpi4); with several "
+                   "--remote, one per --remote in the same order")
 def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, remote_edgecv, ssh_identity, ssh_options,
-              device_id):
+              device_ids):
     """Measure an artefact's latency with its own runtime: load time, first inference, then p50/p90/p99,
     mean, std and throughput per thread count, every run's time kept in the JSON. Needs no TensorFlow.
+    With several --remote, the devices are benched in parallel into one table; a board that cannot be
+    reached is reported, the others still measured, and the exit code is 1.
 
     \b
     Examples:
       edgecv bench runs/exp1/stages/export/artefacts/student-int8.tflite --threads 1,2,4
       edgecv bench student-int8.tflite --remote ssh://pi@raspberrypi.local --device rpi4 --json rpi4.json
+      edgecv bench student-int8.tflite --remote ssh://pi@pi4 --device rpi4 --remote ssh://pi@pi5 --device rpi5 --json fleet/
     """
-    from edgecv.fileio import check_writable_file, output_errors, write_json_atomic
+    from edgecv.fileio import check_writable_dir, check_writable_file
 
     if runs is not None and duration is not None:
         raise click.UsageError("give --runs or --duration, not both")
-    check_writable_file(json_path, "--json")
-    if device_id:
+    fleet = len(remote) > 1
+    if device_ids and len(device_ids) != max(1, len(remote)):
+        raise EdgecvError(f"give one --device per --remote, in the same order ({len(remote)} --remote, "
+                          f"{len(device_ids)} --device)" if fleet else "give --device once")
+    if json_path:
+        (check_writable_dir if fleet else check_writable_file)(json_path, "--json")
+    if device_ids:
         from edgecv.devices import load_profile
 
-        device_id = load_profile(device_id).id  # an unknown ID fails before anything runs; a YAML tags as its id
+        device_ids = [load_profile(d).id for d in device_ids]  # an unknown ID fails before anything runs; a YAML tags as its id
     if remote:
-        from edgecv.measure.remote import bench_remote
+        from edgecv.measure.remote import bench_fleet
 
         args = ["--warmup", str(warmup)] + (["--threads", ",".join(map(str, threads))] if threads else [])
         args += (["--runs", str(runs)] if runs is not None else []) + (["--duration", str(duration)] if duration else [])
-        with console.status(f"benching {artefact.name} on {remote}"):
-            result = bench_remote(artefact, remote, args, remote_edgecv, ssh_identity, tuple(ssh_options), device_id)
-    else:
-        from edgecv.measure.bench import bench_artefact
-        from edgecv.progress import track_stages
+        targets = list(zip(remote, device_ids or [None] * len(remote)))
+        with console.status(f"benching {artefact.name} on {', '.join(remote)}"):
+            results, failures = bench_fleet(artefact, targets, args, remote_edgecv, ssh_identity, tuple(ssh_options))
+        if not fleet:
+            if failures:
+                raise EdgecvError(failures[0]["error"])
+            return _bench_done(results[0], json_path)
+        _fleet_done(results, failures, json_path)
+        if failures:
+            sys.exit(1)
+        return
+    from edgecv.measure.bench import bench_artefact
+    from edgecv.progress import track_stages
 
-        with track_stages("runs") as update:
-            result = bench_artefact(artefact, threads, warmup, runs, duration, progress=update)
-        if device_id:
-            result["device"] = device_id
+    with track_stages("runs") as update:
+        result = bench_artefact(artefact, threads, warmup, runs, duration, progress=update)
+    if device_ids:
+        result["device"] = device_ids[0]
+    _bench_done(result, json_path)
+
+
+def _bench_done(result: dict, json_path: Path | None) -> None:
+    from edgecv.fileio import output_errors, write_json_atomic
+
     print_bench(result)
     if json_path:
         with output_errors(json_path, "--json"):
             write_json_atomic(json_path, result)
         console.print(f"Written: {json_path}")
+
+
+def _fleet_done(results: list[dict], failures: list[dict], json_dir: Path | None) -> None:
+    """One table for every device benched, the failures under it, and a <device>.json each."""
+    from edgecv.fileio import output_errors, write_json_atomic
+    from edgecv.report.terminal import print_table, text_table
+
+    columns = ("device", "target", "CPU", "threads", "p50 ms", "p90 ms", "p99 ms", "runs")
+    table = text_table(*columns, right=("threads", "p50 ms", "p90 ms", "p99 ms", "runs"), prose=("CPU",),
+                       title=f"{results[0]['artefact']['file'] if results else 'bench'}: measured on "
+                             f"{len(results)} of {len(results) + len(failures)} devices, batch 1")
+    for result in results:
+        for r in result["results"]:
+            table.add_row(result["device"], result["remote"]["target"], result["machine"].get("cpu_model") or "?",
+                          str(r["threads"]), f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
+                          str(r["runs"]))
+    print_table(console, table)
+    for f in failures:
+        console.print(f"[red]✗ {f['device'] or f['target']}: not measured[/red]: {f['error']}", highlight=False)
+    if json_dir:
+        json_dir.mkdir(parents=True, exist_ok=True)
+        for result in results:
+            path = json_dir / f"{result['device']}.json"
+            with output_errors(path, "--json"):
+                write_json_atomic(path, result)
+        console.print(f"Written: {', '.join(str(json_dir / (r['device'] + '.json')) for r in results)}")
 
 
 def print_bench(result: dict) -> None:

@@ -27,15 +27,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_sshd(folder: Path):
-    """Start sshd in the foreground of a child process; returns (process, LocalSSHD)."""
+def start_sshd(folder: Path, client_key: Path | None = None):
+    """Start sshd in the foreground of a child process; returns (process, LocalSSHD). `client_key`: let
+    an existing client key in (a second board for the same user), instead of making one."""
     if not Path(SSHD).is_file():
         raise RuntimeError("sshd not found: apt-get install -y openssh-server (.ci/run does)")
     folder.mkdir(parents=True, exist_ok=True)
-    for key in ("host_key", "client_key"):
+    for key in ("host_key",) if client_key else ("host_key", "client_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / key)], check=True)
+    client_key = client_key or folder / "client_key"
     authorized = folder / "authorized_keys"
-    shutil.copy(folder / "client_key.pub", authorized)
+    shutil.copy(f"{client_key}.pub", authorized)
     authorized.chmod(0o600)
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation folder
@@ -58,4 +60,4 @@ def start_sshd(folder: Path):
         except OSError:
             time.sleep(0.1)
     options = (f"UserKnownHostsFile={folder / 'known_hosts'}", "StrictHostKeyChecking=accept-new", "LogLevel=ERROR")
-    return proc, LocalSSHD(f"ssh://{getpass.getuser()}@127.0.0.1:{port}", folder / "client_key", options)
+    return proc, LocalSSHD(f"ssh://{getpass.getuser()}@127.0.0.1:{port}", client_key, options)

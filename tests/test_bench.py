@@ -92,6 +92,31 @@ def test_remote_bench_errors_are_one_line(sshd, model):
     assert refused.exit_code == 2 and "failed" in refused.output and "Traceback" not in refused.output
 
 
+def test_a_fleet_is_benched_in_parallel_and_one_dead_board_does_not_sink_the_others(sshd, tmp_path, model):
+    """Two real sshd on loopback ports (the same user and key, as two boards would be) and one port
+    nothing listens on: two JSONs, one table, the dead board named, exit 1."""
+    from tests.sshd import start_sshd
+
+    proc, second = start_sshd(tmp_path / "sshd2", client_key=sshd.identity)
+    try:
+        ssh = ["--ssh-identity", sshd.identity] + [a for o in sshd.options for a in ("--ssh-option", o)]
+        out = tmp_path / "fleet"
+        result = invoke("bench", model, "--remote", sshd.url, "--device", "rpi4", "--remote", second.url, "--device",
+                        "rpi5", "--remote", "ssh://nobody@127.0.0.1:1", "--device", "pixel-4", "--remote-edgecv",
+                        EDGECV, "--threads", "1", "--runs", 8, "--json", out, *ssh)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert result.exit_code == 1, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["rpi4.json", "rpi5.json"]
+    benches = {p.stem: json.loads(p.read_text()) for p in out.iterdir()}
+    assert {d: b["remote"]["target"] for d, b in benches.items()} == {"rpi4": sshd.url, "rpi5": second.url}
+    assert all(b["results"][0]["runs"] == 8 for b in benches.values())
+    assert "measured on 2 of 3 devices" in result.output and "pixel-4: not measured" in result.output
+    mismatched = invoke("bench", model, "--remote", sshd.url, "--remote", second.url, "--device", "rpi4")
+    assert mismatched.exit_code == 2 and "one --device per --remote" in mismatched.output
+
+
 # --- the estimator ---------------------------------------------------------------------------
 
 def test_estimate_arithmetic_on_a_hand_built_graph(model):

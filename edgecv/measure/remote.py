@@ -121,3 +121,26 @@ def bench_remote(path, url: str, bench_args: list[str], remote_edgecv: str = "ed
     result["device"] = device or target.host
     result["remote"] = {"target": str(target), "remote_edgecv": remote_edgecv}
     return result
+
+
+def bench_fleet(path, targets: list[tuple[str, str | None]], bench_args: list[str], remote_edgecv: str = "edgecv",
+                identity: str | None = None, ssh_options: tuple[str, ...] = ()) -> tuple[list[dict], list[dict]]:
+    """Bench `path` on several devices at once, one SSH session each: `targets` is [(url, profile id
+    or None)]. Returns (results in the order given, failures as {target, device, error}); a board
+    that cannot be reached or fails is reported and does not stop the others."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tags = [device or parse_target(url).host for url, device in targets]  # a malformed URL fails first
+    twice = next((t for t in tags if tags.count(t) > 1), None)
+    if twice:
+        raise RemoteError(f"two --remote would both be tagged '{twice}'; give each its own --device, in the same order")
+    with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+        futures = [pool.submit(bench_remote, path, url, bench_args, remote_edgecv, identity, ssh_options, device)
+                   for url, device in targets]
+        results, failures = [], []
+        for (url, device), future in zip(targets, futures):
+            try:
+                results.append(future.result())
+            except EdgecvError as e:
+                failures.append({"target": url, "device": device, "error": str(e)})
+    return results, failures
