@@ -354,10 +354,12 @@ def print_bench(result: dict) -> None:
 
 @main.command("profile")
 @click.argument("artefact", type=click.Path(path_type=Path))
-@click.option("--device", "-D", "device_ids", multiple=True, required=True, help="device profile ID (repeatable); see edgecv devices list")
+@click.option("--device", "-D", "device_ids", multiple=True, required=True, help="device profile ID or YAML (repeatable); see edgecv devices list")
 @click.option("--measured", "bench_files", multiple=True, type=click.Path(path_type=Path), help="edgecv bench --json result of this file (repeatable)")
+@click.option("--threads", callback=_whole_numbers(), help="estimate at this many threads [default: each profile's "
+              "calibrated count]; other counts are scaled by Amdahl's law, fitted to published rows (stated in the output)")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
-def profile_cmd(artefact, device_ids, bench_files, as_json):
+def profile_cmd(artefact, device_ids, bench_files, threads, as_json):
     """Latency per device for a .tflite graph: estimated from its work (MACs, bytes, ops) with each
     profile's calibration, and measured where a bench result of this file on that device is given
     (measured wins; both are shown). Lists the five most expensive ops. Needs no TensorFlow.
@@ -366,12 +368,13 @@ def profile_cmd(artefact, device_ids, bench_files, as_json):
     Examples:
       edgecv profile student-int8.tflite --device rpi4 --device pixel-4 --device host
       edgecv profile student-int8.tflite -D rpi4 --measured rpi4-bench.json --json
+      edgecv profile student-int8.tflite -D ./my-board.yaml --threads 1
     """
     from edgecv.measure.profile import profile_artefact
     from edgecv.report.terminal import print_table, text_table
 
     with console.status(f"profiling {artefact.name}"):
-        result = profile_artefact(artefact, list(device_ids), list(bench_files))
+        result = profile_artefact(artefact, list(device_ids), list(bench_files), threads)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

@@ -221,3 +221,20 @@ def test_bench_profile_and_devices_run_without_tensorflow(model, tmp_path):
                              "--json"))["devices"]
     assert [d["source"] for d in devices] == ["estimated", "measured"]
     assert "measured here" in devices[1]["estimated"]["calibration"]  # host: reference models timed on this machine
+
+
+def test_profile_threads_scales_by_the_published_thread_comparison(model):
+    from edgecv.devices import load_profile
+    from edgecv.measure.estimate import amdahl_speedup, estimate_for_device, thread_scaling
+    from edgecv.measure.tflite_graph import read_tflite_graph
+
+    scaling = thread_scaling()
+    # Pixel 3a at 1 thread, clock-scaled, vs Pixel 3 at 4 threads: MobileNetV1 fp32, 88 ms x 2.0/2.8 vs 23.9 ms
+    assert amdahl_speedup(4, scaling["parallel_fraction"]) == pytest.approx(88 * 2.0 / 2.8 / 23.9, rel=1e-6)
+    graph, rpi4 = read_tflite_graph(model), load_profile("rpi4")
+    at4, at1 = estimate_for_device(graph, rpi4), estimate_for_device(graph, rpi4, threads=1)
+    assert at4["threads"] == 4 and at1["threads"] == 1
+    assert at1["ms"] / at4["ms"] == pytest.approx(amdahl_speedup(4, scaling["parallel_fraction"]), rel=1e-6)
+    assert "Amdahl's law" in at1["calibration"] and "Amdahl" not in at4["calibration"]
+    too_many = invoke("profile", model, "-D", "rpi4", "--threads", 8)
+    assert too_many.exit_code == 2 and "rpi4 has 4 cores" in too_many.output

@@ -232,8 +232,39 @@ def estimate_graph(graph, scale: dict, op_weights: dict, precision: str, dotprod
     }
 
 
-def estimate_for_device(graph, profile, calibration: dict | None = None) -> dict:
-    """The estimate for one device profile: ms, how the device was calibrated, runtime, threads."""
+# Big-core clocks (GHz) of the two anchor phones whose rows compare thread counts on one core type:
+# Pixel 3 (Snapdragon 845, Kryo 385 Gold = Cortex-A75 class, 2.8 GHz) and Pixel 3a (Snapdragon 670,
+# Kryo 360 Gold = Cortex-A75 class, 2.0 GHz); Qualcomm's product pages.
+THREAD_ANCHORS = {"one": ("pixel3a", 1, 2.0), "many": ("pixel3", 4, 2.8)}
+
+
+def thread_scaling(rows: list[AnchorRow] | None = None) -> dict:
+    """Amdahl's-law parallel fraction of a CPU inference, from the published rows of the same model
+    at 1 thread (Pixel 3a) and 4 threads (Pixel 3), the 1-thread time scaled to the 4-thread phone's
+    clock: the only like-for-like thread comparison in the anchor table."""
+    rows = rows if rows is not None else read_anchors()
+    (d1, n1, ghz1), (dn, n, ghzn) = THREAD_ANCHORS["one"], THREAD_ANCHORS["many"]
+    one = {(r.model, r.precision): r.latency_ms for r in rows if (r.device, r.runtime, r.threads) == (d1, "tflite", n1)}
+    many = {(r.model, r.precision): r.latency_ms for r in rows if (r.device, r.runtime, r.threads) == (dn, "tflite", n)}
+    pairs = sorted(set(one) & set(many))
+    if not pairs:
+        raise EdgecvError("the anchor table has no model at both 1 and 4 threads on one core type; "
+                          "thread scaling cannot be derived")
+    speedup = float(np.exp(np.mean([np.log(one[k] * ghz1 / ghzn / many[k]) for k in pairs])))
+    fraction = min(1.0, max(0.0, (1 - 1 / speedup) / (1 - 1 / n)))
+    names = ", ".join(f"{m} {p}" for m, p in pairs)
+    return {"parallel_fraction": fraction,
+            "how": f"Amdahl's law, parallel fraction {fraction:.2f}: published {names} at 1 thread ({d1}) and {n} "
+                   f"threads ({dn}), same core type, clock-normalised: {speedup:.2f}x at {n} threads"}
+
+
+def amdahl_speedup(threads: int, fraction: float) -> float:
+    return 1.0 / ((1.0 - fraction) + fraction / threads)
+
+
+def estimate_for_device(graph, profile, calibration: dict | None = None, threads: int | None = None) -> dict:
+    """The estimate for one device profile: ms, how the device was calibrated, runtime, threads.
+    `threads`: at that thread count instead of the calibration's, scaled by thread_scaling()."""
     precision = cost_precision(graph)
     calibration = calibration or load_calibration()
     measured = (profile.calibration or {}).get("measured") or {}  # edgecv devices calibrate wrote it
@@ -250,8 +281,19 @@ def estimate_for_device(graph, profile, calibration: dict | None = None) -> dict
     scale = device[precision]
     result = estimate_graph(graph, scale, calibration["op_weights"], precision, has_int8_dot(profile))
     runtime = profile.calibration["runtime"] if profile.calibration else "litert"  # the figures are LiteRT's
+    how = scale["how"]
+    if threads is not None and threads != scale["threads"]:
+        if threads > profile.cores:
+            raise EdgecvError(f"--threads {threads}: {profile.id} has {profile.cores} cores")
+        scaling = thread_scaling()
+        factor = (amdahl_speedup(scale["threads"], scaling["parallel_fraction"])
+                  / amdahl_speedup(threads, scaling["parallel_fraction"]))
+        result["ms"] *= factor
+        for op in result["top_ops"]:
+            op["ms"] *= factor
+        how += f"; x {factor:.2f} from {scale['threads']} to {threads} threads ({scaling['how']})"
     result.update(device=profile.id, precision=precision, graph_precision=graph.precision,
-                  runtime=runtime, threads=scale["threads"], calibration=scale["how"])
+                  runtime=runtime, threads=threads or scale["threads"], calibration=how)
     return result
 
 

@@ -31,7 +31,7 @@ def measured_for(benches: list[dict], device: str, threads: int) -> dict | None:
             "measured_at": bench["measured_at"]}
 
 
-def profile_artefact(path, device_ids: list[str], bench_files=()) -> dict:
+def profile_artefact(path, device_ids: list[str], bench_files=(), threads: int | None = None) -> dict:
     from edgecv.devices import load_profile
     from edgecv.measure.estimate import estimate_for_device, load_calibration
     from edgecv.measure.tflite_graph import read_tflite_graph
@@ -55,7 +55,7 @@ def profile_artefact(path, device_ids: list[str], bench_files=()) -> dict:
     graph, calibration = read_tflite_graph(path), load_calibration()
     devices = []
     for profile in profiles:
-        estimated = estimate_for_device(graph, profile, calibration)
+        estimated = estimate_for_device(graph, profile, calibration, threads)
         measured = measured_for(benches, profile.id, estimated["threads"])
         best = measured or estimated
         devices.append({"device": profile.id, "name": profile.name, "latency_ms": best["ms"], "source": best["source"],
