@@ -87,8 +87,23 @@ def test_non_run_folder_is_not_overwritten(tmp_path):
     assert (tmp_path / "mine.txt").read_text() == "keep me"
 
 
-@pytest.mark.parametrize("args", [["--help"], ["compress", "--help"], ["recipes", "--help"], ["recipes", "validate", "--help"],
-                                  ["recipes", "list", "--help"], ["recipes", "show", "--help"], ["recipes", "schema", "--help"]])
-def test_every_command_has_help_with_an_example(args):
-    proc = run_cli(*args)
-    assert proc.returncode == 0 and "Example" in proc.stdout, proc.stdout
+def _command_paths(group, prefix=()):
+    """Every command and group of the CLI, as the words that reach it."""
+    import click
+
+    for name, command in group.commands.items():
+        yield [*prefix, name]
+        if isinstance(command, click.Group):
+            yield from _command_paths(command, (*prefix, name))
+
+
+def test_every_command_has_help_with_an_example():
+    from click.testing import CliRunner
+
+    from edgecv.cli import main
+
+    paths = [[], *_command_paths(main)]
+    assert ["devices", "calibrate"] in paths and len(paths) > 15
+    for words in paths:
+        result = CliRunner().invoke(main, [*words, "--help"])
+        assert result.exit_code == 0 and "Example" in result.output, (words, result.output)
