@@ -16,8 +16,8 @@ def test_wheel_ships_recipes_and_sample_data(tmp_path):
     assert "edgecv/_shipped/recipes/mobilenetv2-int8.yaml" in names
     assert "edgecv/_shipped/calibration/fashion-mnist-mini.npz" in names
     assert "edgecv/_shipped/calibration/README.md" in names  # the MIT notice travels with the data
-    assert "edgecv/_shipped/teachers/fashion-mnist-small-cnn.keras" in names  # the quickstart's teacher
-    assert "edgecv/_shipped/teachers/fashion-mnist-small-cnn.json" in names  # how it was made
+    assert "edgecv/_shipped/teachers/fashion-mnist-resnet-half.keras" in names  # the quickstart's teacher
+    assert "edgecv/_shipped/teachers/fashion-mnist-resnet-half.json" in names  # how it was made
     assert not any(n.startswith("tests/") for n in names)
 
 

@@ -44,7 +44,7 @@ def test_builtin_teacher_is_strong_on_the_shipped_sample():
     from edgecv.resources import builtin_model_path
 
     ds = load_dataset("fashion-mnist-mini")
-    t = load_teacher(str(builtin_model_path("builtin:fashion-mnist-small-cnn")), "unit", ds.image_shape, ds.num_classes)
+    t = load_teacher(str(builtin_model_path("builtin:fashion-mnist-resnet-half")), "unit", ds.image_shape, ds.num_classes)
     images = np.concatenate([batch for _, batch in ds.test.chunks(ds.image_shape[:2], 250)])
     assert t.outputs == "logits"
     assert (t.logits(images).argmax(1) == ds.y_test).mean() >= 0.9
@@ -54,5 +54,5 @@ def test_unknown_builtin_teacher_names_the_shipped_ones(tmp_path):
     from tests.conftest import assert_user_error, run_cli
 
     proc = run_cli("compress", "--teacher", "builtin:resnet-imagenet", "--out", tmp_path / "run")
-    assert_user_error(proc, "no built-in teacher 'resnet-imagenet'", "builtin:fashion-mnist-small-cnn")
+    assert_user_error(proc, "no built-in teacher 'resnet-imagenet'", "builtin:fashion-mnist-resnet-half")
     assert not (tmp_path / "run").exists()

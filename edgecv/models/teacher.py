@@ -45,23 +45,34 @@ def _basic_block(K, x, filters: int, stride: int, name: str):
     return K.layers.ReLU(name=f"{name}_out")(K.layers.Add(name=f"{name}_add")([shortcut, y]))
 
 
-def resnet(input_shape, num_classes: int):
-    """A ResNet-style CNN for small images: a 32-channel stem, then one basic block per stage of
-    64, 128, 256 and 512 channels at 1/2 to 1/16 of the input size (ResNet-18's widths, one block
-    each; 4.9 M parameters, ~50 M MACs at 28x28). The benchmarks' reference teacher: big enough
-    to be worth compressing, cheap enough to train on 2 CPU cores (no block at full resolution)."""
+def _resnet(input_shape, num_classes: int, widths: tuple[int, ...], name: str):
+    """A ResNet-style CNN for small images: a stem of widths[0] // 2 channels, then one basic block
+    per stage of `widths` channels at 1/2 to 1/16 of the input size (no block at full resolution,
+    so it trains on 2 CPU cores)."""
     K = keras()
     inputs = K.Input(input_shape, name="image")
-    x = K.layers.Conv2D(32, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = K.layers.Conv2D(widths[0] // 2, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
     x = K.layers.ReLU(name="stem_relu")(K.layers.BatchNormalization(momentum=0.9, name="stem_bn")(x))
-    for i, (filters, stride) in enumerate(((64, 2), (128, 2), (256, 2), (512, 2))):
-        x = _basic_block(K, x, filters, stride, name=f"block{i}")
+    for i, filters in enumerate(widths):
+        x = _basic_block(K, x, filters, 2, name=f"block{i}")
     x = K.layers.GlobalAveragePooling2D(name="gap")(x)
     x = K.layers.Dropout(0.3, name="dropout")(x)
-    return K.Model(inputs, K.layers.Dense(num_classes, name="logits")(x), name="teacher_resnet")
+    return K.Model(inputs, K.layers.Dense(num_classes, name="logits")(x), name=name)
 
 
-TEACHER_ARCHS = {"small_cnn": small_cnn, "resnet": resnet}
+def resnet(input_shape, num_classes: int):
+    """ResNet-18's widths (64-512), one block each: 4.9 M parameters, ~50 M MACs at 28x28. The
+    benchmarks' reference teacher: big enough to be worth compressing."""
+    return _resnet(input_shape, num_classes, (64, 128, 256, 512), "teacher_resnet")
+
+
+def resnet_half(input_shape, num_classes: int):
+    """Half resnet's widths (32-256): 1.2 M parameters, a 4.9 MB float file; the quickstart's
+    built-in teacher (teachers/README.md)."""
+    return _resnet(input_shape, num_classes, (32, 64, 128, 256), "teacher_resnet_half")
+
+
+TEACHER_ARCHS = {"small_cnn": small_cnn, "resnet": resnet, "resnet_half": resnet_half}
 
 
 @dataclass
