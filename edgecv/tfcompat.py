@@ -21,6 +21,9 @@ def tf():
             import tensorflow
 
             tensorflow.config.list_physical_devices()  # device probing (CUDA on machines without a GPU) logs here
+        # TensorFlow's Python warnings (e.g. "triggered tf.function retracing" when the evaluate stage
+        # predicts a last, shorter batch) are about TensorFlow's internals, not the user's run
+        tensorflow.get_logger().setLevel("ERROR")
     except ImportError:
         raise MissingExtraError(f"this command needs TensorFlow; {_HINT}") from None
     return tensorflow
