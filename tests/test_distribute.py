@@ -16,7 +16,9 @@ WORKER_TIMEOUT = 900  # seconds for the whole two-worker run; both are killed pa
 
 # A tiny run: ~1,000 images, MobileNetV2-0.35 at 32 px, one epoch per student stage. Batches of 16
 # per replica keep enough optimizer steps (BatchNorm statistics settle) with the global batch doubled.
-TINY = ["--set", "data.max_train_samples=1000", "--set", "teacher.train.epochs=2", "--set", "teacher.train.batch_size=16",
+# teacher.path=null: the workers train the teacher too (the quickstart's own is shipped, builtin:)
+TINY = ["--set", "data.max_train_samples=1000", "--set", "teacher.path=null", "--set", "teacher.train.epochs=2",
+        "--set", "teacher.train.batch_size=16",
         "--set", "student.alpha=0.35", "--set", "student.input_size=32", "--set", "distill.epochs=1",
         "--set", "distill.batch_size=16", "--set", "prune.epochs=1", "--set", "quantize.epochs=1",
         "--set", "quantize.calibration_samples=50", "--set", "export.formats=[tflite-int8]",

@@ -256,7 +256,7 @@ def load_model(path: str | Path, what: str = "model", trust: bool = False) -> Lo
     """Load any supported model file with one clear error for everything else."""
     p = Path(path)
     if not p.exists():
-        hint = " (or leave --teacher out to train one)" if what == "teacher" else ""
+        hint = " (or leave --teacher out: the recipe's teacher.path, else edgecv trains one)" if what == "teacher" else ""
         raise ModelError(f"{what} file '{path}' not found; check the path{hint}")
     try:
         kind = model_kind(p)
