@@ -1,6 +1,7 @@
-"""End to end: a real (short) compress of the built-in quickstart (its shipped teacher, the shipped
-Fashion-MNIST sample), killed mid-stage and resumed, then checked for real accuracy and a fully-int8
-TFLite graph. (A teacher trained by the run: the CI recipe's runs in tests/test_gate_e2e.py.)"""
+"""End to end: a real (short) compress on the shipped Fashion-MNIST sample, killed mid-stage and
+resumed, then checked for real accuracy and a fully-int8 TFLite graph. The run trains its own teacher
+and a MobileNetV2-1.0 student (the settings these checks were tuned on), not the quickstart's
+shipped teacher and 0.5-wide student (tests/test_teacher.py loads that teacher)."""
 import json
 import signal
 import subprocess
@@ -14,7 +15,8 @@ from tests.conftest import REPO, assert_user_error, run_cli
 
 pytestmark = pytest.mark.slow
 
-SHORT = ["--set", "data.max_train_samples=1500", "--set", "distill.epochs=6",
+SHORT = ["--set", "data.max_train_samples=1500", "--set", "teacher.path=null", "--set", "teacher.train.epochs=4",
+         "--set", "student.alpha=1.0", "--set", "distill.epochs=6",
          "--set", "prune.epochs=2", "--set", "quantize.epochs=1", "--set", "quantize.calibration_samples=100",
          "--set", "export.formats=[tflite-int8,tflite-fp32,openvino-fp16,onnx]",
          "--set", "profile.devices=[rpi4,jetson-orin-nano,host,tests/data/orange-pi-5.yaml]"]  # the last: a user's board
@@ -44,11 +46,11 @@ def resumed_run(tmp_path_factory):
 
 def test_kill_mid_stage_then_resume_skips_finished_stages(resumed_run):
     killed = resumed_run["state_after_kill"]["stages"]
-    assert killed["teacher"]["status"] == "skipped" and killed["distill"]["status"] == "done"
+    assert killed["teacher"]["status"] == "done" and killed["distill"]["status"] == "done"
     assert "prune" not in killed  # it was running, not finished
     out = resumed_run["out"]
     log = resumed_run["resumed"].stderr
-    assert "teacher   skipped: a teacher was given" in log and "distill   done earlier" in log
+    assert "teacher   done earlier" in log and "distill   done earlier" in log
     assert (out / "stages" / "distill" / "model.keras").stat().st_mtime_ns == resumed_run["distill_mtime"]
     assert not list(out.glob(".*.partial"))
     state = json.loads((out / "state.json").read_text())
@@ -67,7 +69,7 @@ def test_report_has_real_accuracy_and_sizes(resumed_run):
     for fmt in ("tflite-fp32", "openvino-fp16", "onnx"):  # float exports score like the pruned Keras model
         name = checks[fmt]["file"]
         assert abs(by_name[name]["metrics"]["top1"] - by_name["student-pruned"]["metrics"]["top1"]) < 0.005
-    assert report["teacher"]["metrics"]["top1"] > 0.85  # the shipped teacher (10 classes: chance is 0.1)
+    assert report["teacher"]["metrics"]["top1"] > 0.5  # 10 classes: chance is 0.1
     int8, fp32 = by_name["student-int8.tflite"], by_name["student-fp32.tflite"]
     assert int8["metrics"]["top1"] > 0.4, int8
     assert abs(int8["metrics"]["top1"] - by_name["student-qat"]["metrics"]["top1"]) < 0.05
@@ -128,9 +130,9 @@ def test_profile_stage_ships_an_artefact_per_device_with_its_accuracy_and_latenc
     assert "from CPU facts: same big core (cortex-a76)" in opi["estimated"]["calibration"]
     report_path = resumed_run["out"] / "report.json"
     gate = run_cli("gate", "--baseline", report_path, "--candidate", report_path, "--check",
-                   "latency.orange-pi-5 max-increase 5%", "--json")
+                   "latency.orange-pi-5 max-increase 5%")
     assert gate.returncode == 0, gate.stdout + gate.stderr
-    assert "orange-pi-5" in gate.stdout
+    assert "latency.orange-pi-5" in gate.stdout + gate.stderr
 
 
 def test_existing_run_needs_resume_or_force(resumed_run):
