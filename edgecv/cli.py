@@ -589,7 +589,7 @@ def devices_references(as_json):
     Example:
       edgecv bench "$(edgecv devices references | head -1)" --remote ssh://me@opi5 --device opi5.yaml --json fp32.json
     """
-    from edgecv.measure.device_calibration import reference_models
+    from edgecv.measure.host_calibration import reference_models
 
     models = {p: str(path) for p, path in reference_models().items()}
     click.echo(json.dumps(models, indent=2) if as_json else "\n".join(models.values()))
@@ -613,8 +613,9 @@ def devices_calibrate(profile_path, bench_files, as_json):
       edgecv profile student-int8.tflite --device ./orange-pi-5.yaml
     """
     from edgecv.devices import load_profile, profile_origin
-    from edgecv.measure.device_calibration import calibration_block, fit_measured, reference_models, write_calibration
+    from edgecv.measure.device_calibration import calibration_block, fit_measured, write_calibration
     from edgecv.measure.estimate import estimate_for_device, load_calibration
+    from edgecv.measure.host_calibration import reference_models
     from edgecv.measure.tflite_graph import read_tflite_graph
 
     profile = load_profile(profile_path)

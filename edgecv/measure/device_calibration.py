@@ -2,8 +2,8 @@
 results of the shipped reference models (devices/reference/) measured on that device.
 
 The estimator prices a graph in cost units and a device runs a unit in `ms_per_unit` ms; a bench of
-a reference model whose cost is known gives that device's ms_per_unit directly (p50 / units), the
-same way `host` is calibrated at run time. The figures go into the profile's `calibration` block
+a reference model whose cost is known gives that device's ms_per_unit directly (p50 / units,
+host_calibration.ms_per_unit), as `host` is calibrated at run time. The figures go into the profile's `calibration` block
 (method measured-on-device), written atomically; the rest of the file, comments included, is kept.
 No TensorFlow: this runs on the device too.
 """
@@ -19,21 +19,12 @@ from edgecv.errors import DeviceError
 from edgecv.fileio import write_text_atomic
 
 
-def reference_models() -> dict[str, Path]:
-    """precision -> the shipped reference model's path."""
-    from edgecv.measure.estimate import PRECISIONS
-    from edgecv.measure.host_calibration import reference_model
-
-    return {p: reference_model(p) for p in PRECISIONS}
-
-
 def fit_measured(profile, bench_files: list, calibration: dict) -> dict:
     """{precision: {ms_per_unit, threads, how}} from bench JSONs of the reference models on `profile`'s
     device, at its default thread count (else the nearest one measured)."""
     from edgecv.measure.bench import file_sha256
-    from edgecv.measure.estimate import graph_features, has_int8_dot, units
+    from edgecv.measure.host_calibration import ms_per_unit, reference_models
     from edgecv.measure.profile import load_bench
-    from edgecv.measure.tflite_graph import read_tflite_graph
 
     by_sha = {file_sha256(path): (precision, path) for precision, path in reference_models().items()}
     threads = profile.threads["default"]
@@ -48,9 +39,8 @@ def fit_measured(profile, bench_files: list, calibration: dict) -> dict:
                               f"{profile.path or profile.id} so the result is tagged with the profile")
         precision, path = by_sha[bench["artefact"]["sha256"]]
         r = min(bench["results"], key=lambda r: abs(r["threads"] - threads))
-        cost = float(units(graph_features(read_tflite_graph(path)), calibration["op_weights"], precision,
-                           has_int8_dot(profile))[0])
-        fitted[precision] = {"ms_per_unit": r["p50_ms"] / cost, "threads": int(r["threads"]),
+        fitted[precision] = {"ms_per_unit": ms_per_unit(r["p50_ms"], path, precision, profile, calibration),
+                             "threads": int(r["threads"]),
                              "how": f"measured on the device: {path.name} p50 {r['p50_ms']:.3g} ms at {r['threads']} "
                                     f"threads over {r['runs']} runs ({Path(f).name}, {bench['measured_at'][:10]})"}
     return fitted
