@@ -125,6 +125,10 @@ PROFILE_FIELDS: dict = {
     "sources": Field("map", "where each fact comes from: key -> citation", min_items=1, item=_str("citation")),
 }
 
+# Top-level sections a profile may leave out (or null): without `calibration` the estimator prices
+# the profile from its CPU facts (edgecv/measure/estimate.py, scales_from_cpu_facts).
+OPTIONAL_SECTIONS = ("calibration",)
+
 _TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string",
                "list": "a list", "map": "a mapping"}
 
@@ -148,6 +152,8 @@ def _check(value: Any, spec: Any, key: str, source: str, is_host: bool) -> None:
                 raise DeviceError(f"{source}: unknown key '{prefix}{k}'; allowed here: {', '.join(spec)}")
         for k, sub in spec.items():
             if k not in value and isinstance(sub, Field) and sub.optional:
+                continue
+            if not key and k in OPTIONAL_SECTIONS and value.get(k) is None:
                 continue
             if k not in value:
                 about = sub.help if isinstance(sub, Field) else "keys " + ", ".join(sub)
@@ -177,15 +183,16 @@ def _check(value: Any, spec: Any, key: str, source: str, is_host: bool) -> None:
 
 def _check_consistency(data: dict, source: str) -> None:
     """Rules across fields, after every field has the right type."""
-    cal = data["calibration"] or {"method": "measured-reference", "runtime": None, "threads": None}  # none: no rules
-    for need in CALIBRATION_NEEDS[cal["method"]]:
-        if cal.get(need) is None:
-            raise DeviceError(f"{source}: calibration method '{cal['method']}' needs 'calibration.{need}'; "
-                              f"{PROFILE_FIELDS['calibration'][need].help}")
+    cal = data["calibration"]  # None: left out (OPTIONAL_SECTIONS), so no calibration rules apply
     reachable = {r["runtime"] for r in data["runtimes"]}
-    if cal["runtime"] is not None and cal["runtime"] not in reachable:
-        raise DeviceError(f"{source}: 'calibration.runtime' is {cal['runtime']!r}, which is not in 'runtimes'; "
-                          f"add it there or pick one of: {', '.join(sorted(reachable))}")
+    if cal is not None:
+        for need in CALIBRATION_NEEDS[cal["method"]]:
+            if cal.get(need) is None:
+                raise DeviceError(f"{source}: calibration method '{cal['method']}' needs 'calibration.{need}'; "
+                                  f"{PROFILE_FIELDS['calibration'][need].help}")
+        if cal["runtime"] not in reachable:
+            raise DeviceError(f"{source}: 'calibration.runtime' is {cal['runtime']!r}, which is not in 'runtimes'; "
+                              f"add it there or pick one of: {', '.join(sorted(reachable))}")
     for i, art in enumerate(data["best_artefacts"]):
         fmt, runtime = art["format"], art["runtime"]
         if runtime not in ARTEFACT_RUNTIMES[fmt]:
@@ -201,7 +208,7 @@ def _check_consistency(data: dict, source: str) -> None:
             raise DeviceError(f"{source}: 'cpu.clusters[{i}].count' is {cluster['count']}; a cluster has at least 1 core")
     cores = sum(c["count"] for c in clusters)
     threads = data["threads"]
-    for key, n in (("threads.default", threads["default"]), ("calibration.threads", cal["threads"])):
+    for key, n in (("threads.default", threads["default"]), ("calibration.threads", cal and cal["threads"])):
         if n is not None and not 1 <= n <= cores:
             raise DeviceError(f"{source}: '{key}' is {n}; it must be between 1 and the {cores} cores of cpu.clusters")
     # host big_cores are logical CPU numbers, which SMT puts beyond the core count
@@ -214,17 +221,13 @@ def validate_profile(data: dict, source: str) -> None:
     """Raise DeviceError naming `source` and the key when `data` does not fit PROFILE_FIELDS.
 
     Only a `kind: host` profile may leave the host_fills fields null (devices/host.yaml is a template).
-    A profile may leave `calibration` out (set to None here): the estimator then prices it from its
-    CPU facts (edgecv/measure/estimate.py, scales_from_cpu_facts).
+    A section in OPTIONAL_SECTIONS may be left out; it is set to None here.
     """
     if not isinstance(data, dict):
         raise DeviceError(f"{source}: a device profile must be a mapping of keys, got {type(data).__name__}")
-    data.setdefault("calibration", None)
-    if data["calibration"] is None:  # checked without the section
-        _check({k: v for k, v in data.items() if k != "calibration"},
-               {k: v for k, v in PROFILE_FIELDS.items() if k != "calibration"}, "", source, is_host=False)
-    else:
-        _check(data, PROFILE_FIELDS, "", source, is_host=data.get("kind") == "host")
+    for section in OPTIONAL_SECTIONS:
+        data.setdefault(section, None)
+    _check(data, PROFILE_FIELDS, "", source, is_host=data.get("kind") == "host")
     _check_consistency(data, source)
 
 
