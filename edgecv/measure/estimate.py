@@ -302,8 +302,11 @@ def estimate_for_device(graph, profile, calibration: dict | None = None, threads
 _METHOD_TRUST = {"anchors": 0, "same-core": 1, "ncnn-ratio": 2}
 
 
-def _stand_in(profile, calibrated: list) -> tuple[object, str]:
+def _stand_in(profile, calibration: dict) -> tuple[object, str]:
     """The calibrated profile a profile without figures is priced from, and why that one."""
+    from edgecv.devices import load_profile
+
+    calibrated = [p for p in (load_profile(i) for i in calibration["devices"]) if p.calibration is not None]
     core = profile.big_cluster["core"]
     same = sorted((p for p in calibrated if p.big_cluster["core"] == core),
                   key=lambda p: (_METHOD_TRUST[p.calibration["method"]], p.id))
@@ -325,12 +328,11 @@ def scales_from_cpu_facts(profile, calibration: dict) -> dict:
     shipped profiles. The estimate is at that profile's thread count, which `how` states."""
     from edgecv.devices import load_profile
 
-    calibrated = [p for p in (load_profile(i) for i in calibration["devices"]) if p.calibration is not None]
     named = (profile.calibration or {}).get("reference")
     if profile.calibration and profile.calibration["method"] == "same-core" and named in calibration["devices"]:
         ref, why = load_profile(named), f"calibration.reference {named} (same core)"
     else:
-        ref, why = _stand_in(profile, calibrated)
+        ref, why = _stand_in(profile, calibration)
     out = {}
     for precision, entry in calibration["devices"][ref.id].items():
         threads = entry["threads"]

@@ -27,7 +27,7 @@ def resolve(recipe: str, overrides: list[str], teacher: str | None, data: str | 
     if data:
         is_named = data in ("fashion-mnist", "fashion-mnist-mini")
         raw.setdefault("data", {})["source"] = data if is_named else str(Path(data).resolve())
-    devices = (raw.get("profile") or {}).get("devices") if isinstance(raw.get("profile"), dict) else None
+    devices = raw["profile"].get("devices") if isinstance(raw.get("profile"), dict) else None
     if isinstance(devices, list):  # a profile YAML by path: absolute, so --resume from elsewhere finds it
         raw["profile"]["devices"] = [str(Path(d).resolve()) if isinstance(d, str) and is_profile_path(d) else d
                                      for d in devices]
