@@ -347,6 +347,10 @@ def print_bench(result: dict) -> None:
                       f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['mean_ms']:.3f} ± {r['std_ms']:.3f}",
                       f"{r['throughput_ips']:.1f}", f"{r['runs']} (+{r['warmup_runs']} warm-up)")
     print_table(console, table)
+    from edgecv.measure.bench import delegation_summary
+
+    if delegation_summary(result["artefact"].get("delegation")):
+        console.print(delegation_summary(result["artefact"]["delegation"]), highlight=False)
     for when in ("throttled_before", "throttled_after"):
         if result.get(when) and result[when].get("flags"):
             console.print(f"[yellow]warning:[/yellow] {when.replace('_', ' ')}: {', '.join(result[when]['flags'])}")
@@ -378,8 +382,13 @@ def profile_cmd(artefact, device_ids, bench_files, threads, as_json):
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
+    from edgecv.measure.bench import delegation_summary
+
     graph = result["graph"]
     console.print(f"[b]{artefact.name}[/b]: {graph['ops']} ops, {graph['macs'] / 1e6:.1f} M MACs, {graph['precision']}")
+    if result.get("delegation"):
+        console.print(f"on this machine's {result['delegation']['runtime']}: {delegation_summary(result['delegation'])}",
+                      highlight=False)
     for d in result["devices"]:
         est, meas = d["estimated"], d["measured"]
         line = f"\n[b]{d['device']}[/b] ({d['name']}): estimated {est['ms']:.3g} ms ({est['runtime']}, {est['threads']} threads, {est['precision']}; {est['calibration']})"
