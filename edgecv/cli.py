@@ -171,7 +171,8 @@ def _format_choices() -> list[str]:
 def export_cmd(model, fmt, calibration, calibration_samples, out, normalization, check_samples, as_json, trust_model,
                force):
     """Export a Keras model, or a compress run directory's student, to one format, and check it
-    against the model it came from.
+    against the model it came from. Exit 0: written and checked; 1: written but the check failed (the
+    file is kept, marked failed in its metadata sidecar); 2: bad input.
 
     \b
     Examples:
@@ -185,6 +186,8 @@ def export_cmd(model, fmt, calibration, calibration_samples, out, normalization,
                                 console, force=force, trust_model=trust_model)
     if as_json:
         click.echo(json.dumps(record, indent=2))
+    if not record["check"]["passed"]:
+        sys.exit(1)  # a script or CI job must not take a file that fails its check for a good one
 
 
 @main.command("eval")

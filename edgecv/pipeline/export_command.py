@@ -14,7 +14,7 @@ from edgecv.fileio import check_writable_file
 from edgecv.report.loader import read_report
 from edgecv.runtime import artefact_files
 from edgecv.pipeline.context import FLOAT_MODEL, QAT_MODEL
-from edgecv.pipeline.exporting import check_line, export_artefact
+from edgecv.pipeline.exporting import check_line, export_artefact, failed_check_advice
 
 FEW_CALIBRATION = 200  # below this, int8 ranges start to depend on which images were drawn
 
@@ -61,7 +61,10 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
     console.print(f"[green]✓[/green] {fmt} written in {record['seconds']:.1f} s: {out} "
                   f"({record['size_bytes'] / 1e6:.2f} MB, from {Path(source).name})")
     console.print(check_line(fmt, record["check"]))
-    console.print(f"next: edgecv eval {out} --data {data or 'DATA'}")
+    if record["check"]["passed"]:
+        console.print(f"next: edgecv eval {out} --data {data or 'DATA'}")
+    else:
+        console.print(f"[red]✗ the {fmt} file failed its check[/red]: {failed_check_advice(fmt, out)}", highlight=False)
     return record
 
 

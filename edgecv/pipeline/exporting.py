@@ -46,9 +46,11 @@ def export_artefact(source: Path, out: Path, fmt: str, *, spec: PreprocessSpec, 
                     float_fallback=float_fallback, trust=trust_source)
     seconds = time.perf_counter() - start
     write_json_atomic(sidecar_path(out), metadata)
+    check = check_against_source(out, fmt, source, check_images, source_model, trust_source)
+    # the sidecar says whether the file passed: a failed file is kept (to inspect) but never looks checked
+    write_json_atomic(sidecar_path(out), {**metadata, "check": check})
     return {"format": fmt, "file": Path(out).name, "source": str(source), "source_sha256": metadata["source_sha256"],
-            "seconds": round(seconds, 2), "writer": writer,
-            "check": check_against_source(out, fmt, source, check_images, source_model, trust_source)}
+            "seconds": round(seconds, 2), "writer": writer, "check": check}
 
 
 def check_against_source(artefact: Path, fmt: str, source: Path, images: np.ndarray, source_model=None,
@@ -74,3 +76,14 @@ def check_line(fmt: str, check: dict) -> str:
     return (f"-[{'✓' if check['passed'] else '✗'}] {fmt}: top-1 agreement with the Keras model "
             f"{check['top1_agreement']:.1%} (≥ {check['min_agreement']:.1%}), max |Δ score| "
             f"{check['max_abs_diff']:.4g}{limit}, on {check['samples']} held-out images")
+
+
+def failed_check_advice(fmt: str, out: Path) -> str:
+    """What to do about an artefact whose check against its source failed."""
+    kept = f"{Path(out).name} is kept to inspect, marked failed in {sidecar_path(out).name}"
+    if FORMATS[fmt].quantized:
+        return (f"{kept}; int8 lost too much against the float model: quantize with QAT (edgecv compress, "
+                "quantize.mode: qat), calibrate on more or more typical images (--calibration-samples), or keep "
+                "the layers that quantize badly in float (quantize.keep_float)")
+    return (f"{kept}; a float file should compute what its model does: compare the two with edgecv eval, and "
+            "report the model's layers with this line if they differ")

@@ -166,7 +166,7 @@ def run_quantize(ctx: RunContext, out: Path) -> dict:
 
 def run_export(ctx: RunContext, out: Path) -> dict:
     from edgecv.export.formats import FORMATS
-    from edgecv.pipeline.exporting import check_line, export_artefact
+    from edgecv.pipeline.exporting import check_line, export_artefact, failed_check_advice
 
     formats = ctx.recipe["export"]["formats"]
     calibration = ctx.calibration_set()
@@ -189,6 +189,8 @@ def run_export(ctx: RunContext, out: Path) -> dict:
                                  source_model=loaded[source], trust_source=True)
         record["source"] = str(source.relative_to(ctx.run.root))
         console.print(check_line(fmt, record["check"]))
+        if not record["check"]["passed"]:
+            console.print(f"  [yellow]warning:[/yellow] {failed_check_advice(fmt, out / record['file'])}", highlight=False)
         written[fmt] = {k: v for k, v in record.items() if k != "format"}
     return {"artefacts": written, "calibration_samples": int(len(calibration))}
 
