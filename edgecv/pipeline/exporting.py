@@ -47,10 +47,11 @@ def export_artefact(source: Path, out: Path, fmt: str, *, spec: PreprocessSpec, 
     seconds = time.perf_counter() - start
     write_json_atomic(sidecar_path(out), metadata)
     check = check_against_source(out, fmt, source, check_images, source_model, trust_source)
+    held = open_runner(out).int8_summary() if fmt == "tflite-int8" else {}  # what the file really holds
     # the sidecar says whether the file passed: a failed file is kept (to inspect) but never looks checked
-    write_json_atomic(sidecar_path(out), {**metadata, "check": check})
+    write_json_atomic(sidecar_path(out), {**metadata, **held, "check": check})
     return {"format": fmt, "file": Path(out).name, "source": str(source), "source_sha256": metadata["source_sha256"],
-            "seconds": round(seconds, 2), "writer": writer, "check": check}
+            "seconds": round(seconds, 2), "writer": writer, **held, "check": check}
 
 
 def check_against_source(artefact: Path, fmt: str, source: Path, images: np.ndarray, source_model=None,

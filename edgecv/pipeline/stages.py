@@ -236,7 +236,7 @@ def _scores(ctx: RunContext, name: str, fmt: str, path: Path) -> tuple[np.ndarra
     counts = {t: dtypes.count(t) for t in sorted(set(dtypes))}
     extra.update(tensor_dtypes=counts, nonzero_params=runner.nonzero_params())
     if fmt == "tflite-int8":
-        extra["fully_int8"] = "float32" not in counts and runner.input.dtype == "int8" and runner.output_dtype == "int8"
+        extra.update(runner.int8_summary())
     return ctx.held_out_scores(runner.run, batch_size=bs), extra
 
 

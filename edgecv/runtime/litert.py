@@ -112,6 +112,25 @@ class LiteRTRunner(Runner):
         return {"delegate": "XNNPACK", "ops": len(graph_ops), "delegated": len(graph_ops) - len(left_out),
                 "partitions": sum(op["op_name"] == "DELEGATE" for op in plan.values()), "not_delegated": counts}
 
+    def float_ops(self) -> list[str]:
+        """The ops that compute in float ("CONV_2D: name of its output"): an op with a float32 input
+        or output. QUANTIZE/DEQUANTIZE at a float graph's edges count too: they mark float there."""
+        tensors = {d["index"]: d for d in self._interp.get_tensor_details()}
+        found = []
+        for op in self._interp._get_ops_details():
+            if op["op_name"] == "DELEGATE":
+                continue
+            used = [tensors[t] for t in [*op["inputs"], *op["outputs"]] if t >= 0]
+            if any(np.dtype(t["dtype"]) == np.float32 for t in used):
+                found.append(f"{op['op_name']}: {tensors[op['outputs'][0]]['name']}")
+        return found
+
+    def int8_summary(self) -> dict:
+        """fully_int8 (int8 input, output and every op) and the float ops: what an int8 file holds."""
+        float_ops = self.float_ops()
+        fully = not float_ops and self.input.dtype == "int8" and self.output_dtype == "int8"
+        return {"fully_int8": fully, "float_ops": float_ops}
+
     def tensor_dtypes(self) -> dict[str, str]:
         """Every tensor's name -> dtype: the proof that a graph is fully int8."""
         return {d["name"]: np.dtype(d["dtype"]).name for d in self._interp.get_tensor_details()}
