@@ -168,8 +168,11 @@ def _format_choices() -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="print the export record as JSON")
 @click.option("--trust-model", is_flag=True, help="let MODEL run its own code (Lambda layers) when loaded; only for files you trust")
 @click.option("--force", is_flag=True, help="overwrite an existing output file")
+@click.option("--max-drop", type=float, metavar="PTS",
+              help="tflite-int8 of a bare model: points of top-1 the int8 file may lose against the float model on "
+                   "held-out images; past that, the fewest ops that bring it back are kept in float")
 def export_cmd(model, fmt, calibration, calibration_samples, out, normalization, check_samples, as_json, trust_model,
-               force):
+               force, max_drop):
     """Export a Keras model, or a compress run directory's student, to one format, and check it
     against the model it came from. Exit 0: written and checked; 1: written but the check failed (the
     file is kept, marked failed in its metadata sidecar); 2: bad input.
@@ -179,15 +182,62 @@ def export_cmd(model, fmt, calibration, calibration_samples, out, normalization,
       edgecv export runs/exp1 --format openvino-fp16
       edgecv export model.keras --format tflite-int8 --calibration images/ -o model-int8.tflite
       edgecv export runs/exp1 --format onnx --json
+      edgecv export model.keras --format tflite-int8 --calibration images/ --max-drop 1.0
     """
     from edgecv.pipeline.export_command import run_export_command
 
     record = run_export_command(model, fmt, calibration, calibration_samples, out, normalization, check_samples,
-                                console, force=force, trust_model=trust_model)
+                                console, force=force, trust_model=trust_model, max_drop=max_drop)
     if as_json:
         click.echo(json.dumps(record, indent=2))
     if not record["check"]["passed"]:
         sys.exit(1)  # a script or CI job must not take a file that fails its check for a good one
+
+
+@main.command("quant-debug")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--calibration", "-c", help="images to quantize with and to compare on: folder, .npz, fashion-mnist[-mini] "
+              "[default for a run: its data]")
+@click.option("--samples", default=64, show_default=True, help="images the float and int8 ops are compared on")
+@click.option("--top", default=10, show_default=True, help="ops listed, worst first (--json lists every op)")
+@click.option("--normalization", type=click.Choice(["unit", "symmetric", "raw"]), default="unit", show_default=True,
+              help="pixel scaling the model expects (a bare Keras model; run directories record theirs)")
+@click.option("--json", "as_json", is_flag=True, help="print every op's figures as JSON")
+@click.option("--trust-model", is_flag=True, help="let MODEL run its own code (Lambda layers) when loaded; only for files you trust")
+def quant_debug_cmd(model, calibration, samples, top, normalization, as_json, trust_model):
+    """Which ops lose accuracy in INT8: each op of the int8 TFLite conversion run beside its float
+    op on the same inputs (TFLite's QuantizationDebugger), its output error in quantization steps
+    (RMSE / scale: about 0.29 is ideal rounding), the range its int8 grid spans, and the worst ops.
+    A bare Keras model is quantized post-training; a compress run directory's QAT model as it is.
+
+    \b
+    Examples:
+      edgecv quant-debug model.keras --calibration images/
+      edgecv quant-debug runs/exp1 --top 20
+      edgecv quant-debug model.keras -c fashion-mnist --json > layers.json
+    """
+    from edgecv.pipeline.export_command import run_quant_debug
+    from edgecv.report.terminal import print_table, text_table
+
+    with console.status(f"quantization debugging of {model.name}"):
+        result = run_quant_debug(model, calibration, samples, normalization, trust_model)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    worst = sorted(result["ops"], key=lambda r: -(r["rmse_steps"] or 0))[:top]
+    table = text_table("op", "output tensor", "error (steps)", "int8 range", "max |error|", right=("error (steps)", "max |error|"),
+                       prose=("output tensor",),
+                       title=f"{Path(result['source']).name} ({result['quantized_by']}): the {len(worst)} ops with the "
+                             f"largest int8 error of {len(result['ops'])}, on {result['samples']} images of {result['data']}")
+    for r in worst:
+        steps = "—" if r["rmse_steps"] is None else f"{r['rmse_steps']:.3f}" + (" ✗" if r["rmse_steps"] > result["suspect_above_steps"] else "")
+        table.add_row(r["op"], r["tensor"], steps, f"[{r['range'][0]:.4g}, {r['range'][1]:.4g}]", f"{r['max_abs_error']:.4g}")
+    print_table(console, table)
+    bad = [r for r in result["ops"] if (r["rmse_steps"] or 0) > result["suspect_above_steps"]]
+    console.print(f"error in steps: RMSE / scale of the op's int8 output against its float op fed the same inputs; "
+                  f"{result['ideal_rounding_steps']} is ideal rounding. {len(bad)} op(s) above "
+                  f"{result['suspect_above_steps']} (✗)" + (": keep them in float with edgecv export --max-drop, or "
+                                                         "train with QAT" if bad else "."), highlight=False)
 
 
 @main.command("eval")
