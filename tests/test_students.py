@@ -17,9 +17,12 @@ def tiny_data():
     return x[:96], y[:96], x[96:]
 
 
-# Lite1-3 are Lite0's code at other width/depth multipliers: Lite0 and Lite4 bracket them (the
-# compatibility matrix script runs all of them).
-QAT_TESTED = sorted(set(STUDENTS) - {"efficientnet_lite1", "efficientnet_lite2", "efficientnet_lite3"})
+# Lite1-4 are Lite0's code at other width/depth multipliers, MobileNetV3-Large is -Small's code with
+# another block table: Lite4 and Large run with `pytest -m long` (the compatibility matrix script
+# runs every family), the default run keeps to one of each code path.
+LONG = {"efficientnet_lite4", "mobilenet_v3_large"}
+QAT_TESTED = [pytest.param(a, marks=pytest.mark.long) if a in LONG else a
+              for a in sorted(set(STUDENTS) - {"efficientnet_lite1", "efficientnet_lite2", "efficientnet_lite3"})]
 
 
 @pytest.mark.parametrize("arch", QAT_TESTED)

@@ -156,7 +156,8 @@ def _print_steps(result: dict, console) -> None:
                              f"{result['images']} (host latency measured here, 1 s each)")
     for s in result["steps"]:
         table.add_row(str(s["step"]), str(len(s["float_ops"])), f"{s['top1']:.2%}", f"{s['drop_pt']:+.2f} pt",
-                      f"{s['size_bytes'] / 1e6:.3f} MB", f"{s['host_p50_ms']:.3f} ms", "yes" if s["kept"] else "stepped back",
+                      f"{s['size_bytes'] / 1e6:.3f} MB",
+                      "—" if s["host_p50_ms"] is None else f"{s['host_p50_ms']:.3f} ms", "yes" if s["kept"] else "stepped back",
                       s["tried"])
     print_table(console, table)
     if not result["float_nodes"]:
