@@ -25,14 +25,18 @@ def models(tmp_path_factory):
     return root
 
 
+def export_with_max_drop(model, out, max_drop: str) -> dict:
+    proc = run_cli("export", model, "--format", "tflite-int8", "--calibration", "fashion-mnist-mini",
+                   "--max-drop", max_drop, "-o", out, "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout[proc.stdout.index("{"):])
+
+
 def test_max_drop_keeps_the_fewest_ops_float_and_the_file_proves_it(models):
     from edgecv.runtime import LiteRTRunner
 
     out = models / "wide-int8.tflite"
-    proc = run_cli("export", models / "wide.keras", "--format", "tflite-int8", "--calibration", "fashion-mnist-mini",
-                   "--max-drop", "1.0", "-o", out, "--json")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    record = json.loads(proc.stdout[proc.stdout.index("{"):])
+    record = export_with_max_drop(models / "wide.keras", out, "1.0")
     control = record["accuracy_control"]
     plain, final = control["steps"][0], next(s for s in reversed(control["steps"]) if s["kept"])
     assert control["float_top1"] > 0.5  # a real classifier (10 classes)
@@ -64,11 +68,7 @@ def test_quant_debug_names_the_op_that_loses_information(models):
 
 
 def test_max_drop_on_a_model_that_quantizes_well_changes_nothing(models):
-    out = models / "good-int8.tflite"
-    proc = run_cli("export", models / "good.keras", "--format", "tflite-int8", "--calibration", "fashion-mnist-mini",
-                   "--max-drop", "2.0", "-o", out, "--json")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    record = json.loads(proc.stdout[proc.stdout.index("{"):])
+    record = export_with_max_drop(models / "good.keras", models / "good-int8.tflite", "2.0")
     assert record["accuracy_control"]["float_nodes"] == [] and len(record["accuracy_control"]["steps"]) == 1
     assert record["fully_int8"] and record["float_ops"] == []
 
