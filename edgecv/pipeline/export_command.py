@@ -111,9 +111,6 @@ def run_quant_debug(model: Path, calibration: str | None, samples: int, normaliz
             "suspect_above_steps": SUSPECT_STEPS, "ops": stats}
 
 
-ACCURACY_SAMPLES = 1000  # held-out images (test split, class-balanced) --max-drop measures top-1 on
-
-
 def _check_max_drop(max_drop: float, fmt: str, is_run: bool, calibration: str | None) -> None:
     import math
 
@@ -133,7 +130,7 @@ def _accuracy_control(source: Path, out: Path, spec, class_names, calib, check, 
                       max_drop: float, trust: bool, console) -> dict:
     """Top-1 of the plain int8 file against the float model on held-out images; when it drops more
     than `max_drop` points, the search for the fewest float ops (pipeline/quant_search.py)."""
-    from edgecv.pipeline.quant_search import search_float_ops
+    from edgecv.pipeline.quant_search import ACCURACY_SAMPLES, search_float_ops
 
     ds = load_dataset(data, image_size=max(spec.height, spec.width))
     x_eval, y_eval = ds.test.sample(ACCURACY_SAMPLES, 2, spec)

@@ -28,6 +28,7 @@ SUSPECT_STEPS = 0.5  # an op's output error above this many steps is more than r
 WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL"}
 EDGE_OPS = {"QUANTIZE", "DEQUANTIZE", "DELEGATE"}
 MAX_STEPS = 8
+ACCURACY_SAMPLES = 1000  # held-out images (test split, class-balanced) top-1 is measured on
 MIN_GAIN_PT = 0.1  # a group that raises top-1 by less is stepped back
 
 
@@ -73,14 +74,14 @@ def host_ms(path: Path) -> float:
 
 def search_float_ops(source: Path, plain_int8: Path, calibration: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray,
                      float_top1: float, max_drop_pt: float, *, trust: bool = False, debug_samples: int = 64,
-                     progress=lambda text: None) -> dict:
+                     quantized_by: str = "post-training", progress=lambda text: None) -> dict:
     """Steps from `plain_int8` (the fully int8 file of `source`) to the first file within
     `max_drop_pt` points of `float_top1`. Returns the float ops chosen (empty when the plain file is
     within budget already), every step tried, and whether the budget was met."""
     plain_top1 = top1_of(plain_int8, x_eval, y_eval)
     start = {"step": 0, "float_ops": [], "top1": plain_top1, "drop_pt": round((float_top1 - plain_top1) * 100, 3),
              "size_bytes": plain_int8.stat().st_size, "host_p50_ms": None, "kept": True,
-             "tried": "fully int8 (post-training)"}
+             "tried": f"fully int8 ({quantized_by})"}
     result = {"float_top1": float_top1, "max_drop_pt": max_drop_pt, "steps": [start], "float_nodes": []}
     if start["drop_pt"] <= max_drop_pt:  # within budget: the check costs two evaluations, nothing more
         return {**result, "within_budget": True, "stats": None}

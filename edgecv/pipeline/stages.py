@@ -187,12 +187,40 @@ def run_export(ctx: RunContext, out: Path) -> dict:
                                  class_names=ctx.dataset.class_names, calibration=calibration, check_images=check,
                                  float_fallback=bool(ctx.recipe["quantize"]["keep_float"]),
                                  source_model=loaded[source], trust_source=True)
+        if fmt == "tflite-int8" and ctx.recipe["quantize"]["max_drop"] is not None:
+            record = _accuracy_controlled(ctx, record, source, out, loaded, calibration, check)
         record["source"] = str(source.relative_to(ctx.run.root))
         console.print(check_line(fmt, record["check"]))
         if not record["check"]["passed"]:
             console.print(f"  [yellow]warning:[/yellow] {failed_check_advice(fmt, out / record['file'])}", highlight=False)
         written[fmt] = {k: v for k, v in record.items() if k != "format"}
     return {"artefacts": written, "calibration_samples": int(len(calibration))}
+
+
+def _accuracy_controlled(ctx: RunContext, record: dict, source: Path, out: Path, loaded: dict, calibration, check):
+    """quantize.max_drop: the int8 file's top-1 against the float student's on held-out images; past
+    the budget, the fewest ops kept in float (pipeline/quant_search.py) and the file written again."""
+    from edgecv.pipeline.exporting import export_artefact
+    from edgecv.pipeline.quant_search import ACCURACY_SAMPLES, search_float_ops
+
+    x, y = ctx.held_out_sample(ACCURACY_SAMPLES, 2)
+    float_model = ctx.load_model(ctx.model_path(ctx.float_student_stage()))
+    float_top1 = float(np.mean(float_model.predict(x, batch_size=256, verbose=0).argmax(1) == y))
+    path = out / record["file"]
+    control = search_float_ops(source, path, calibration, x, y, float_top1, ctx.recipe["quantize"]["max_drop"],
+                               trust=True, quantized_by="QAT" if source.name == QAT_MODEL else "post-training",
+                               progress=lambda text: console.print(f"  max_drop: {text}"))
+    control.update(samples=int(len(x)), float_model=ctx.float_student_stage())
+    control.pop("stats")  # quant-debug prints them; the report keeps the steps
+    if control["float_nodes"]:
+        record = export_artefact(source, path, "tflite-int8", spec=ctx.student_spec, class_names=ctx.dataset.class_names,
+                                 calibration=calibration, check_images=check, source_model=loaded[source],
+                                 trust_source=True, float_nodes=control["float_nodes"])
+    last = next(s for s in reversed(control["steps"]) if s["kept"])
+    console.print(f"  max_drop {control['max_drop_pt']:g} pt: int8 {last['drop_pt']:+.2f} pt vs the float student "
+                  f"with {len(control['float_nodes'])} op(s) in float" + ("" if control["within_budget"] else
+                                                                          " [yellow](budget not met)[/yellow]"))
+    return {**record, "accuracy_control": control}
 
 
 def _file_size(path: Path) -> tuple[int, int]:
