@@ -1,6 +1,6 @@
 """Accuracy-controlled INT8 on a model made to quantize badly, and on a student that quantizes well.
 
-    python -m benchmarks.quant_fallback [--student RUN/stages/prune/model.keras]
+    python -m benchmarks.quant_fallback [--student RUN]
 
 1. Trains a small CNN on Fashion-MNIST (28x28x1, pixels / 255) and makes one of its conv
    channels span a huge range: the channel is scaled x1000 and the next conv's weights reading it
@@ -66,9 +66,9 @@ def widen_one_channel(model) -> None:
     model.get_layer("conv2").set_weights([k2, b2])
 
 
-def export_max_drop(model: Path, out: Path, max_drop: float | None) -> tuple[dict, float, str]:
+def export_max_drop(model: Path, out: Path, max_drop: float | None, normalization: str = "unit") -> tuple[dict, float, str]:
     argv = [sys.executable, "-m", "edgecv", "export", str(model), "--format", "tflite-int8", "--calibration",
-            "fashion-mnist", "-o", str(out), "--force", "--json"]
+            "fashion-mnist", "--normalization", normalization, "-o", str(out), "--force", "--json"]
     argv += ["--max-drop", str(max_drop)] if max_drop is not None else []
     start = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
@@ -92,8 +92,8 @@ def held_types(path: Path) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--student", type=Path, help="a float student (.keras) that quantizes well, e.g. a "
-                        "compress run's stages/prune/model.keras, at 28x28x1 input")
+    parser.add_argument("--student", type=Path, help="a compress run on Fashion-MNIST whose float student "
+                        "(stages/prune/model.keras) quantizes well, e.g. one of benchmarks.run's runs")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".cache" / "quant_fallback")
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
@@ -115,9 +115,13 @@ def main():
               "wide_range": {"command": command, "wall_s": wall, "control": _steps(record["accuracy_control"]),
                              "file": held_types(args.work / "wide-range-int8.tflite"), "check": record["check"]}}
     if args.student:
-        plain, plain_wall, _ = export_max_drop(args.student, args.work / "student-int8.tflite", None)
-        controlled, controlled_wall, command = export_max_drop(args.student, args.work / "student-int8.tflite", 1.0)
-        result["student"] = {"model": str(args.student), "command": command, "export_wall_s": plain_wall,
+        student = args.student / "stages" / "prune" / "model.keras"
+        report = json.loads((args.student / "report.json").read_text())
+        norm = report["preprocessing"]["student"]["normalization"]
+        plain, plain_wall, _ = export_max_drop(student, args.work / "student-int8.tflite", None, norm)
+        controlled, controlled_wall, command = export_max_drop(student, args.work / "student-int8.tflite", 1.0, norm)
+        result["student"] = {"model": f"{args.student.name}/stages/prune/model.keras", "command": command,
+                             "export_wall_s": plain_wall,
                              "with_max_drop_wall_s": controlled_wall,
                              "control": _steps(controlled["accuracy_control"]),
                              "file": held_types(args.work / "student-int8.tflite")}

@@ -68,7 +68,7 @@ def test_report_has_real_accuracy_and_sizes(resumed_run):
     checks = report["stages"]["export"]["result"]["artefacts"]
     assert all(checks[f]["check"]["passed"] for f in ("tflite-fp32", "openvino-fp16", "onnx")), checks
     control = checks["tflite-int8"]["accuracy_control"]  # quantize.max_drop: the plain int8 file measured first
-    assert control["steps"][0]["tried"] == "fully int8 (QAT)" and control["samples"] == 1000
+    assert control["steps"][0]["tried"] == "int8 (QAT)" and control["samples"] == 1000
     if control["steps"][0]["drop_pt"] <= 5:  # QAT's int8 file is within budget: nothing kept float
         assert control["float_nodes"] == [] and by_name["student-int8.tflite"]["float_ops"] == []
     for fmt in ("tflite-fp32", "openvino-fp16", "onnx"):  # float exports score like the pruned Keras model

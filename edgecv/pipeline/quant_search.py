@@ -74,21 +74,24 @@ def host_ms(path: Path) -> float:
 
 def search_float_ops(source: Path, plain_int8: Path, calibration: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray,
                      float_top1: float, max_drop_pt: float, *, trust: bool = False, debug_samples: int = 64,
-                     quantized_by: str = "post-training", progress=lambda text: None) -> dict:
-    """Steps from `plain_int8` (the fully int8 file of `source`) to the first file within
-    `max_drop_pt` points of `float_top1`. Returns the float ops chosen (empty when the plain file is
-    within budget already), every step tried, and whether the budget was met."""
+                     quantized_by: str = "post-training", kept_float: list[str] = (),
+                     progress=lambda text: None) -> dict:
+    """Steps from `plain_int8` (the int8 file of `source`, float only at `kept_float`, op output
+    names a recipe keeps float anyway) to the first file within `max_drop_pt` points of
+    `float_top1`. Returns the float ops chosen (`kept_float` only when the plain file is within
+    budget already), every step tried, and whether the budget was met."""
     plain_top1 = top1_of(plain_int8, x_eval, y_eval)
-    start = {"step": 0, "float_ops": [], "top1": plain_top1, "drop_pt": round((float_top1 - plain_top1) * 100, 3),
+    start = {"step": 0, "float_ops": list(kept_float), "top1": plain_top1, "drop_pt": round((float_top1 - plain_top1) * 100, 3),
              "size_bytes": plain_int8.stat().st_size, "host_p50_ms": None, "kept": True,
-             "tried": f"fully int8 ({quantized_by})"}
-    result = {"float_top1": float_top1, "max_drop_pt": max_drop_pt, "steps": [start], "float_nodes": []}
+             "tried": f"int8 ({quantized_by})" + (f", {len(kept_float)} op(s) kept float by the recipe" if kept_float
+                                                  else "")}
+    result = {"float_top1": float_top1, "max_drop_pt": max_drop_pt, "steps": [start], "float_nodes": list(kept_float)}
     if start["drop_pt"] <= max_drop_pt:  # within budget: the check costs two evaluations, nothing more
         return {**result, "within_budget": True, "stats": None}
     start["host_p50_ms"] = host_ms(plain_int8)  # the baseline the steps' latency cost is read against
     progress("measuring each op's quantization error")
     stats = int8_layer_statistics(source, calibration, debug_samples, trust=trust)
-    graph, chosen, best = int8_graph(plain_int8), [], start
+    graph, chosen, best = int8_graph(plain_int8), list(kept_float), start
     with tempfile.TemporaryDirectory(prefix="edgecv-max-drop.") as scratch:
         for suspect in suspects(stats)[:MAX_STEPS]:
             group = [t for t in float_group(suspect["tensor"], graph) if t not in chosen]
@@ -111,3 +114,16 @@ def search_float_ops(source: Path, plain_int8: Path, calibration: np.ndarray, x_
                 if step["drop_pt"] <= max_drop_pt:
                     break
     return {**result, "float_nodes": chosen, "within_budget": best["drop_pt"] <= max_drop_pt, "stats": stats}
+
+
+def ops_of_layers(graph: dict, layers: list[str]) -> dict[str, list[str]]:
+    """{Keras layer name: the op outputs of the int8 file that belong to it}. The converter names an
+    op's output by the layers it came from ("model/gap/Mean", "model/quant_conv1/Relu;model/quant_conv1/BiasAdd");
+    a QAT-wrapped layer appears as quant_<name>."""
+    import re
+
+    found = {}
+    for layer in layers:
+        names = {layer, f"quant_{layer}"}
+        found[layer] = [t for t in graph if names & set(re.split(r"[/;]", t))]
+    return found

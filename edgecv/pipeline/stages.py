@@ -187,6 +187,8 @@ def run_export(ctx: RunContext, out: Path) -> dict:
                                  class_names=ctx.dataset.class_names, calibration=calibration, check_images=check,
                                  float_fallback=bool(ctx.recipe["quantize"]["keep_float"]),
                                  source_model=loaded[source], trust_source=True)
+        if fmt == "tflite-int8" and ctx.recipe["quantize"]["keep_float"]:
+            record = _kept_float(ctx, record, source, out, loaded, calibration, check)
         if fmt == "tflite-int8" and ctx.recipe["quantize"]["max_drop"] is not None:
             record = _accuracy_controlled(ctx, record, source, out, loaded, calibration, check)
         record["source"] = str(source.relative_to(ctx.run.root))
@@ -195,6 +197,26 @@ def run_export(ctx: RunContext, out: Path) -> dict:
             console.print(f"  [yellow]warning:[/yellow] {failed_check_advice(fmt, out / record['file'])}", highlight=False)
         written[fmt] = {k: v for k, v in record.items() if k != "format"}
     return {"artefacts": written, "calibration_samples": int(len(calibration))}
+
+
+def _kept_float(ctx: RunContext, record: dict, source: Path, out: Path, loaded: dict, calibration, check):
+    """quantize.keep_float: QAT left those layers unquantized, but the converter may still quantize
+    their ops; the file is written again with them denylisted, so it holds them in float."""
+    from edgecv.pipeline.exporting import export_artefact
+    from edgecv.pipeline.quant_search import int8_graph, ops_of_layers
+
+    layers = ctx.recipe["quantize"]["keep_float"]
+    ops = ops_of_layers(int8_graph(out / record["file"]), layers)
+    nodes = [t for tensors in ops.values() for t in tensors]
+    if nodes:
+        record = export_artefact(source, out / record["file"], "tflite-int8", spec=ctx.student_spec,
+                                 class_names=ctx.dataset.class_names, calibration=calibration, check_images=check,
+                                 float_fallback=True, source_model=loaded[source], trust_source=True, float_nodes=nodes)
+    missing = [layer for layer, tensors in ops.items() if not tensors]
+    if missing:  # fused into the op before them (a ReLU into its conv): float only with that op
+        console.print(f"  [yellow]warning:[/yellow] quantize.keep_float: no op of the int8 file is named after "
+                      f"{', '.join(missing)} (fused into a neighbour); they are not float in the file", highlight=False)
+    return {**record, "keep_float": {"layers": layers, "float_nodes": nodes, "not_found": missing}}
 
 
 def _accuracy_controlled(ctx: RunContext, record: dict, source: Path, out: Path, loaded: dict, calibration, check):
@@ -207,15 +229,18 @@ def _accuracy_controlled(ctx: RunContext, record: dict, source: Path, out: Path,
     float_model = ctx.load_model(ctx.model_path(ctx.float_student_stage()))
     float_top1 = float(np.mean(float_model.predict(x, batch_size=256, verbose=0).argmax(1) == y))
     path = out / record["file"]
+    kept = (record.get("keep_float") or {}).get("float_nodes", [])
     control = search_float_ops(source, path, calibration, x, y, float_top1, ctx.recipe["quantize"]["max_drop"],
+                               kept_float=kept,
                                trust=True, quantized_by="QAT" if source.name == QAT_MODEL else "post-training",
                                progress=lambda text: console.print(f"  max_drop: {text}"))
     control.update(samples=int(len(x)), float_model=ctx.float_student_stage())
     control.pop("stats")  # quant-debug prints them; the report keeps the steps
-    if control["float_nodes"]:
-        record = export_artefact(source, path, "tflite-int8", spec=ctx.student_spec, class_names=ctx.dataset.class_names,
-                                 calibration=calibration, check_images=check, source_model=loaded[source],
-                                 trust_source=True, float_nodes=control["float_nodes"])
+    if len(control["float_nodes"]) > len(kept):
+        record = {**export_artefact(source, path, "tflite-int8", spec=ctx.student_spec,
+                                    class_names=ctx.dataset.class_names, calibration=calibration, check_images=check,
+                                    source_model=loaded[source], trust_source=True, float_fallback=bool(kept),
+                                    float_nodes=control["float_nodes"]), **({"keep_float": record["keep_float"]} if kept else {})}
     last = next(s for s in reversed(control["steps"]) if s["kept"])
     console.print(f"  max_drop {control['max_drop_pt']:g} pt: int8 {last['drop_pt']:+.2f} pt vs the float student "
                   f"with {len(control['float_nodes'])} op(s) in float" + ("" if control["within_budget"] else
