@@ -88,3 +88,15 @@ def test_max_drop_needs_tflite_int8_and_labelled_data(models):
                       "--max-drop", "tflite-int8")
     assert_user_error(run_cli("export", models / "good.keras", "--format", "tflite-int8", "--max-drop", "1"),
                       "--calibration")
+
+
+def test_openvino_int8_max_drop_goes_through_nncf_accuracy_control(models):
+    """OpenVINO INT8 of a float model: NNCF's own accuracy control reverts quantizers on the IR."""
+    out = models / "ov" / "wide.xml"
+    proc = run_cli("export", models / "wide.keras", "--format", "openvino-int8", "--calibration", "fashion-mnist-mini",
+                   "--max-drop", "1.0", "-o", out, "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    c = json.loads(proc.stdout[proc.stdout.index("{"):])["writer"]["nncf_accuracy_control"]
+    assert c["validation_samples"] == 1000 and c["max_drop_pt"] == 1.0
+    assert c["drop_pt"] <= 1.0 + 0.3, c  # NNCF's own bar (it stops at its max_drop on the same images)
+    assert c["fake_quantize_nodes"] < c["fake_quantize_nodes_plain"] or c["plain_int8_top1"] >= c["float_top1"] - 0.01, c

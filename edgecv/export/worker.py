@@ -26,12 +26,14 @@ from edgecv.runtime import artefact_files
 
 def export(model_path: Path, out_path: Path, fmt: str, calibration: np.ndarray | None = None, *,
            metadata: dict | None = None, float_fallback: bool = False, trust: bool = False,
-           float_nodes: list[str] | None = None, timeout_s: int = 1800) -> dict:
+           float_nodes: list[str] | None = None, validation: tuple | None = None, max_drop: float | None = None,
+           timeout_s: int = 1800) -> dict:
     """Write `model_path` (any model file models/loading.py reads) as `fmt` to `out_path`; returns what the writer
     reports. `float_fallback` lets TFLite ops without an int8 kernel stay float (layers a recipe
     keeps out of QAT); otherwise an int8 graph is integer-only or the export fails. `float_nodes`
-    (tflite-int8: op output tensor names) are left out of quantization. `trust`: the file may run
-    its own code when loaded (--trust-model, or edgecv's own stage models)."""
+    (tflite-int8: op output tensor names) are left out of quantization. `validation` (images,
+    labels) with `max_drop` (points): openvino-int8 by NNCF's accuracy control. `trust`: the file
+    may run its own code when loaded (--trust-model, or edgecv's own stage models)."""
     spec = FORMATS[fmt]
     out_path = Path(out_path)
     check_target(fmt, out_path)
@@ -44,7 +46,11 @@ def export(model_path: Path, out_path: Path, fmt: str, calibration: np.ndarray |
         scratch = Path(scratch)
         job = {"task": "export", "model": str(model_path), "out": str(scratch / out_path.name), "format": fmt,
                "metadata": json.dumps(metadata, sort_keys=True) if metadata else None,
-               "float_fallback": float_fallback, "float_nodes": list(float_nodes or []), "trust": trust}
+               "float_fallback": float_fallback, "float_nodes": list(float_nodes or []), "trust": trust,
+               "validation": None, "max_drop": max_drop}
+        if validation is not None:
+            job["validation"] = str(scratch / "validation.npz")
+            np.savez(job["validation"], x=validation[0].astype(np.float32), y=validation[1])
         report = _run_job_in_child(job, scratch, calibration, timeout_s, f"export of {Path(model_path).name} to {fmt}")
         produced = artefact_files(Path(job["out"]))
         if not all(f.is_file() and f.stat().st_size > 0 for f in produced):
@@ -132,6 +138,9 @@ def _run_job(job_path: str) -> None:
         else:
             writer = importlib.import_module(FORMATS[job["format"]].writer)
             options = {"float_nodes": job["float_nodes"]} if job["float_nodes"] else {}  # TFLite's writer only
+            if job["validation"]:  # OpenVINO's writer only
+                with np.load(job["validation"]) as v:
+                    options.update(validation=(v["x"], v["y"]), max_drop=job["max_drop"])
             report = writer.write(model, Path(job["out"]), job["format"], calibration, job["metadata"],
                                   float_fallback=job["float_fallback"], **options)
     Path(job["report"]).write_text(json.dumps(report or {}))

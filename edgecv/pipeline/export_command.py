@@ -54,11 +54,20 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
     if calib is not None and spec_fmt.needs_calibration and len(calib) < FEW_CALIBRATION:
         console.print(f"[yellow]warning:[/yellow] {len(calib)} calibration images; int8 ranges are more stable with "
                       f"{FEW_CALIBRATION}+ (--calibration-samples)")
+    nncf_control = {}
+    if max_drop is not None and fmt == "openvino-int8":  # NNCF's own accuracy control searches the IR
+        nncf_control = {"validation": _held_out(data, spec), "max_drop": max_drop}
     with console.status(f"exporting {fmt}"):
         record = export_artefact(Path(source), Path(out), fmt, spec=spec, class_names=class_names, calibration=calib,
                                  check_images=check, source_model=keras_model,
-                                 trust_source=is_run or trust_model)  # a run's stage models are edgecv's own
-    if max_drop is not None:
+                                 trust_source=is_run or trust_model, **nncf_control)  # a run's models are edgecv's own
+    if nncf_control:
+        c = record["writer"]["nncf_accuracy_control"]
+        console.print(f"NNCF accuracy control (--max-drop {max_drop:g}): float {c['float_top1']:.2%}, plain int8 "
+                      f"{c['plain_int8_top1']:.2%}, written {c['int8_top1']:.2%} ({c['drop_pt']:+.2f} pt) on "
+                      f"{c['validation_samples']} held-out images; {c['fake_quantize_nodes']} of "
+                      f"{c['fake_quantize_nodes_plain']} quantizers kept", highlight=False)
+    elif max_drop is not None:
         record["accuracy_control"] = _accuracy_control(Path(source), Path(out), spec, class_names, calib, check,
                                                        keras_model, data, max_drop, trust_model, console)
         if record["accuracy_control"]["float_nodes"]:
@@ -116,9 +125,9 @@ def _check_max_drop(max_drop: float, fmt: str, is_run: bool, calibration: str | 
 
     if not math.isfinite(max_drop) or max_drop < 0:
         raise DataError(f"--max-drop takes points of top-1 >= 0, e.g. 1.0; got {max_drop}")
-    if fmt != "tflite-int8":
-        raise DataError(f"--max-drop searches which ops to keep float in a tflite-int8 file, not {fmt}; "
-                        "use --format tflite-int8")
+    if fmt not in ("tflite-int8", "openvino-int8"):
+        raise DataError(f"--max-drop keeps ops in float in a tflite-int8 or openvino-int8 file, not {fmt}; "
+                        "use --format tflite-int8 or openvino-int8")
     if is_run:
         raise DataError("--max-drop works on post-training int8 of a bare Keras model; a run's int8 file comes "
                         "from its QAT model: pass the model file (e.g. RUN/stages/prune/model.keras) instead")
@@ -126,19 +135,26 @@ def _check_max_drop(max_drop: float, fmt: str, is_run: bool, calibration: str | 
         raise DataError("--max-drop needs labelled images: pass --calibration DATA (its held-out split measures top-1)")
 
 
+def _held_out(data: str, spec) -> tuple:
+    """(images, labels): the class-balanced held-out images --max-drop measures top-1 on."""
+    from edgecv.pipeline.quant_search import ACCURACY_SAMPLES
+
+    ds = load_dataset(data, image_size=max(spec.height, spec.width))
+    return ds.test.sample(ACCURACY_SAMPLES, 2, spec)
+
+
 def _accuracy_control(source: Path, out: Path, spec, class_names, calib, check, keras_model, data: str,
                       max_drop: float, trust: bool, console) -> dict:
     """Top-1 of the plain int8 file against the float model on held-out images; when it drops more
     than `max_drop` points, the search for the fewest float ops (pipeline/quant_search.py)."""
-    from edgecv.pipeline.quant_search import ACCURACY_SAMPLES, search_float_ops
+    from edgecv.pipeline.quant_search import search_float_ops
 
-    ds = load_dataset(data, image_size=max(spec.height, spec.width))
-    x_eval, y_eval = ds.test.sample(ACCURACY_SAMPLES, 2, spec)
+    x_eval, y_eval = _held_out(data, spec)
     float_top1 = float(np.mean(keras_model.predict(x_eval).argmax(1) == y_eval))
     with console.status("accuracy control") as status:
         result = search_float_ops(source, out, calib, x_eval, y_eval, float_top1, max_drop, trust=trust,
                                   progress=lambda text: status.update(f"accuracy control: {text}"))
-    result.update(samples=int(len(x_eval)), images=f"{len(x_eval)} held-out images of {ds.source}")
+    result.update(samples=int(len(x_eval)), images=f"{len(x_eval)} held-out images of {data}")
     _print_steps(result, console)
     return result
 

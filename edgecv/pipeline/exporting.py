@@ -29,7 +29,8 @@ def model_sha256(path) -> str:
 
 def export_artefact(source: Path, out: Path, fmt: str, *, spec: PreprocessSpec, class_names: list[str],
                     calibration: np.ndarray | None, check_images: np.ndarray, float_fallback: bool = False,
-                    source_model=None, trust_source: bool = False, float_nodes: list[str] | None = None) -> dict:
+                    source_model=None, trust_source: bool = False, float_nodes: list[str] | None = None,
+                    validation: tuple | None = None, max_drop: float | None = None) -> dict:
     """`calibration` and `check_images` are preprocessed float images. `source_model`: the loaded
     model (models/loading.LoadedModel), if the caller has it (else it is loaded for the check).
     `trust_source`: the source may run its own code when loaded (--trust-model, or edgecv's own)."""
@@ -43,7 +44,8 @@ def export_artefact(source: Path, out: Path, fmt: str, *, spec: PreprocessSpec, 
                 "source_sha256": model_sha256(source)}
     start = time.perf_counter()
     writer = export(source, out, fmt, calibration if fmt_spec.needs_calibration else None, metadata=metadata,
-                    float_fallback=float_fallback, trust=trust_source, float_nodes=float_nodes)
+                    float_fallback=float_fallback, trust=trust_source, float_nodes=float_nodes,
+                    validation=validation, max_drop=max_drop)
     seconds = time.perf_counter() - start
     write_json_atomic(sidecar_path(out), metadata)
     check = check_against_source(out, fmt, source, check_images, source_model, trust_source)
