@@ -560,6 +560,93 @@ def _rebench(base: dict, cand: dict, baseline: Path, candidate: Path, artefact, 
                                  progress=lambda n: update("rebench, interleaved A/B", n))
 
 
+@main.command("drift")
+@click.argument("run_or_reference", type=click.Path(path_type=Path), metavar="RUN_OR_REFERENCE")
+@click.option("--data", "-d", "field", required=True,
+              help="field images: a folder (images directly inside, or one subfolder per class) or an .npz (x or x_test, optional y)")
+@click.option("--artefact", type=click.Path(path_type=Path),
+              help="the model file [default: the one the reference records, in the run or next to the reference]")
+@click.option("--psi-warn", default=0.1, show_default=True, help="population stability index that warns")
+@click.option("--psi-alert", default=0.25, show_default=True, help="population stability index that alerts")
+@click.option("--alpha", default=0.01, show_default=True, help="significance level of the tests, after the Holm correction")
+@click.option("--threads", callback=_whole_numbers(local_cores=True), help="runtime threads [default: min(4, cores)]")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="write the findings as JSON here")
+@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), help="write Markdown here (e.g. $GITHUB_STEP_SUMMARY)")
+@click.option("--junit", "junit_path", type=click.Path(path_type=Path), help="write JUnit XML here (one test case per finding)")
+def drift_cmd(run_or_reference, field, artefact, psi_warn, psi_alert, alpha, threads, json_path, markdown_path, junit_path):
+    """Tell when field images no longer look like the data the model was tested on.
+
+    Compares field images with the drift reference `edgecv compress` stores (statistics of up to
+    2,000 held-out images and the shipped artefact's answers on them): brightness, contrast,
+    sharpness, saturation and the model's confidence and predicted classes, each by population
+    stability index and a two-sample test; and names preprocessing mistakes (inputs scaled to
+    [0, 1], BGR for RGB, inverted pixels, another image size). With labelled field data, also the
+    accuracy. Exit 0: no drift; 1: drift (an alert); 2: bad input. Needs no TensorFlow.
+
+    \b
+    Examples:
+      edgecv drift runs/exp1 --data field_capture.npz
+      edgecv drift drift_reference.npz --artefact student-int8.tflite --data /var/captures/ --junit drift.xml
+      edgecv drift runs/exp1 --data labelled_field/ --markdown "$GITHUB_STEP_SUMMARY" --psi-alert 0.3
+    """
+    from edgecv.fileio import check_writable_file, output_errors, write_json_atomic, write_text_atomic
+    from edgecv.measure.drift import Thresholds
+
+    # every output is checked first: a path that cannot be written is exit 2, never a verdict and exit 1
+    for path, option in ((junit_path, "--junit"), (markdown_path, "--markdown"), (json_path, "--json")):
+        check_writable_file(path, option)
+    thresholds = Thresholds(psi_warn, psi_alert, alpha).check()
+    from edgecv.data.field import load_field
+    from edgecv.errors import DriftError
+    from edgecv.gate.render import drift_details, render_drift_junit, render_drift_markdown, render_drift_table
+    from edgecv.measure.bench import file_sha256
+    from edgecv.measure.drift import compare, load_reference, observe_field
+    from edgecv.progress import track_count
+    from edgecv.report.terminal import print_table, wide
+    from edgecv.runtime import open_runner
+
+    reference_path, recorded = _drift_reference(run_or_reference)
+    reference = load_reference(reference_path)
+    artefact = artefact or recorded or reference_path.parent / reference.header["artefact"]
+    if not artefact.is_file():
+        raise DriftError(f"the artefact {artefact} the reference was built from is not there; pass it with --artefact PATH")
+    if file_sha256(artefact) != reference.header["artefact_sha256"]:
+        raise DriftError(f"{artefact} is not the artefact the reference was built from ({reference.header['artefact']}, "
+                         f"sha256 {reference.header['artefact_sha256'][:12]}...); pass that file with --artefact")
+    field_set = load_field(field)
+    runner = open_runner(artefact, threads)
+    with track_count(f"drift {Path(field).name}") as advance:
+        observed = observe_field(runner, reference.spec, field_set, reference.header["class_names"], progress=advance)
+    result = compare(reference, observed, field_set, thresholds)
+    out = wide(Console())  # the verdict is the output: stdout, wide enough for a CI log
+    print_table(out, render_drift_table(result.to_dict()))
+    for line in drift_details(result.to_dict()):
+        out.print(line, markup=False, highlight=False)
+    for path, option, write in (
+            (junit_path, "--junit", lambda p: write_text_atomic(p, render_drift_junit(result.to_dict()))),
+            (markdown_path, "--markdown", lambda p: write_text_atomic(p, render_drift_markdown(result.to_dict()))),
+            (json_path, "--json", lambda p: write_json_atomic(p, result.to_dict()))):
+        if path:
+            with output_errors(path, option):
+                write(path)
+    sys.exit(1 if result.drift else 0)
+
+
+def _drift_reference(run_or_reference: Path) -> tuple[Path, Path | None]:
+    """(the reference file, the artefact the run recorded for it or None) of a run directory or a reference path."""
+    from edgecv.errors import DriftError
+    from edgecv.report.loader import read_report
+
+    if not run_or_reference.is_dir():
+        return run_or_reference, None
+    report = read_report(run_or_reference, DriftError)
+    entry = ((report.get("stages") or {}).get("evaluate") or {}).get("result", {}).get("drift_reference")
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("path", "artefact")):
+        raise DriftError(f"{run_or_reference} records no drift reference (runs before edgecv wrote one, or with no "
+                         "exported artefact); rerun `edgecv compress`, or pass a drift_reference.npz")
+    return run_or_reference / entry["path"], run_or_reference / entry["artefact"]
+
+
 @main.command("report")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="RUN_DIR [RUN_DIR ...]")
 @click.option("--out", "-o", type=click.Path(path_type=Path),

@@ -296,8 +296,12 @@ def _scores(ctx: RunContext, name: str, fmt: str, path: Path) -> tuple[np.ndarra
 def run_evaluate(ctx: RunContext, out: Path) -> dict:
     y = ctx.dataset.y_test
     rows = []
+    shipped = _drift_artefact(ctx)
+    shipped_scores = None
     for name, fmt, path in track(_models_to_evaluate(ctx), "evaluate", label=lambda m: m[0]):
         scores, extra = _scores(ctx, name, fmt, path)
+        if fmt == shipped:
+            shipped_scores = scores  # the drift reference reuses them: its images are not run again
         size, gz = _file_size(path)
         shown = path.relative_to(ctx.run.root) if path.is_relative_to(ctx.run.root) else path
         classes = per_class(scores, y, ctx.dataset.class_names)
@@ -311,8 +315,33 @@ def run_evaluate(ctx: RunContext, out: Path) -> dict:
         # what distillation optimises: how often the model picks the teacher's class, right or wrong
         r["agreement_with_teacher"] = round(float(np.mean(np.asarray(r["predictions"]) == teacher_says)), 5)
     (out / "EVALUATED.txt").write_text(f"{len(rows)} models evaluated on {len(y)} held-out images\n")
-    return {"artefacts": rows, "test_set_hash": ctx.dataset.test_set_hash(), "test_samples": int(len(y)),
-            "test_labels": y.astype(int).tolist()}
+    result = {"artefacts": rows, "test_set_hash": ctx.dataset.test_set_hash(), "test_samples": int(len(y)),
+              "test_labels": y.astype(int).tolist()}
+    if shipped:
+        result["drift_reference"] = _write_drift_reference(ctx, out, shipped, shipped_scores)
+    return result
+
+
+def _drift_artefact(ctx: RunContext) -> str | None:
+    """The export format `edgecv drift` compares field images through: the int8 TFLite a device
+    most likely runs, else the first exported; None when nothing was exported."""
+    exported = list(ctx.run.result("export").get("artefacts", {}))
+    return "tflite-int8" if "tflite-int8" in exported else next(iter(exported), None)
+
+
+def _write_drift_reference(ctx: RunContext, out: Path, fmt: str, scores: np.ndarray) -> dict:
+    """drift_reference.npz: statistics of up to REFERENCE_IMAGES class-balanced held-out images and the
+    shipped artefact's answers on them (its held-out scores, computed above)."""
+    from edgecv.measure.drift import REFERENCE_FILE, build_reference, save_reference
+    from edgecv.runtime import open_runner
+
+    path = ctx.run.stage_dir("export", "artefacts") / ctx.run.result("export")["artefacts"][fmt]["file"]
+    reference = build_reference(path, ctx.dataset.test, open_runner(path), source=ctx.dataset.source, seed=ctx.seed,
+                                scores=scores)
+    save_reference(out / REFERENCE_FILE, reference)
+    stage_folder = ctx.run.stage_dir("evaluate").relative_to(ctx.run.root)
+    return {"path": str(stage_folder / REFERENCE_FILE), "artefact": str(path.relative_to(ctx.run.root)),
+            "format": fmt, "images": reference.header["images"]}
 
 
 @dataclass(frozen=True)
