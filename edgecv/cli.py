@@ -168,23 +168,76 @@ def _format_choices() -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="print the export record as JSON")
 @click.option("--trust-model", is_flag=True, help="let MODEL run its own code (Lambda layers) when loaded; only for files you trust")
 @click.option("--force", is_flag=True, help="overwrite an existing output file")
+@click.option("--max-drop", type=float, metavar="PTS",
+              help="tflite-int8 of a bare model: points of top-1 the int8 file may lose against the float model on "
+                   "held-out images; past that, the fewest ops that bring it back are kept in float")
 def export_cmd(model, fmt, calibration, calibration_samples, out, normalization, check_samples, as_json, trust_model,
-               force):
+               force, max_drop):
     """Export a Keras model, or a compress run directory's student, to one format, and check it
-    against the model it came from.
+    against the model it came from. Exit 0: written and checked; 1: written but the check failed (the
+    file is kept, marked failed in its metadata sidecar); 2: bad input.
 
     \b
     Examples:
       edgecv export runs/exp1 --format openvino-fp16
       edgecv export model.keras --format tflite-int8 --calibration images/ -o model-int8.tflite
       edgecv export runs/exp1 --format onnx --json
+      edgecv export model.keras --format tflite-int8 --calibration images/ --max-drop 1.0
     """
     from edgecv.pipeline.export_command import run_export_command
 
     record = run_export_command(model, fmt, calibration, calibration_samples, out, normalization, check_samples,
-                                console, force=force, trust_model=trust_model)
+                                console, force=force, trust_model=trust_model, max_drop=max_drop)
     if as_json:
         click.echo(json.dumps(record, indent=2))
+    if not record["check"]["passed"]:
+        sys.exit(1)  # a script or CI job must not take a file that fails its check for a good one
+
+
+@main.command("quant-debug")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--calibration", "-c", help="images to quantize with and to compare on: folder, .npz, fashion-mnist[-mini] "
+              "[default for a run: its data]")
+@click.option("--samples", default=64, show_default=True, help="images the float and int8 ops are compared on")
+@click.option("--top", default=10, show_default=True, help="ops listed, worst first (--json lists every op)")
+@click.option("--normalization", type=click.Choice(["unit", "symmetric", "raw"]), default="unit", show_default=True,
+              help="pixel scaling the model expects (a bare Keras model; run directories record theirs)")
+@click.option("--json", "as_json", is_flag=True, help="print every op's figures as JSON")
+@click.option("--trust-model", is_flag=True, help="let MODEL run its own code (Lambda layers) when loaded; only for files you trust")
+def quant_debug_cmd(model, calibration, samples, top, normalization, as_json, trust_model):
+    """Which ops lose accuracy in INT8: each op of the int8 TFLite conversion run beside its float
+    op on the same inputs (TFLite's QuantizationDebugger), its output error in quantization steps
+    (RMSE / scale: about 0.29 is ideal rounding), the range its int8 grid spans, and the worst ops.
+    A bare Keras model is quantized post-training; a compress run directory's QAT model as it is.
+
+    \b
+    Examples:
+      edgecv quant-debug model.keras --calibration images/
+      edgecv quant-debug runs/exp1 --top 20
+      edgecv quant-debug model.keras -c fashion-mnist --json > layers.json
+    """
+    from edgecv.pipeline.export_command import run_quant_debug
+    from edgecv.report.terminal import print_table, text_table
+
+    with console.status(f"quantization debugging of {model.name}"):
+        result = run_quant_debug(model, calibration, samples, normalization, trust_model)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    worst = sorted(result["ops"], key=lambda r: -(r["rmse_steps"] or 0))[:top]
+    table = text_table("op", "output tensor", "error (steps)", "int8 range", "max |error|", right=("error (steps)", "max |error|"),
+                       prose=("output tensor",),
+                       title=f"{Path(result['source']).name} ({result['quantized_by']}): the {len(worst)} ops with the "
+                             f"largest int8 error of {len(result['ops'])}, on {result['samples']} images of {result['data']}")
+    for r in worst:
+        steps = "—" if r["rmse_steps"] is None else f"{r['rmse_steps']:.3f}" + (" ✗" if r["rmse_steps"] > result["suspect_above_steps"] else "")
+        table.add_row(r["op"], r["tensor"], steps, f"[{r['range'][0]:.4g}, {r['range'][1]:.4g}]", f"{r['max_abs_error']:.4g}")
+    print_table(console, table)
+    bad = [r for r in result["ops"] if (r["rmse_steps"] or 0) > result["suspect_above_steps"]]
+    console.print(f"error in steps: RMSE / scale of the op's int8 output against its float op fed the same inputs; "
+                  f"{result['ideal_rounding_steps']} is ideal rounding. {len(bad)} op(s) above "
+                  f"{result['suspect_above_steps']} (✗)" + (": keep them in float with edgecv export --max-drop, or "
+                                                         "train with QAT" if bad else "."), highlight=False)
 
 
 @main.command("eval")
@@ -347,6 +400,10 @@ def print_bench(result: dict) -> None:
                       f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['mean_ms']:.3f} ± {r['std_ms']:.3f}",
                       f"{r['throughput_ips']:.1f}", f"{r['runs']} (+{r['warmup_runs']} warm-up)")
     print_table(console, table)
+    from edgecv.measure.bench import delegation_summary
+
+    if delegation_summary(result["artefact"].get("delegation")):
+        console.print(delegation_summary(result["artefact"]["delegation"]), highlight=False)
     for when in ("throttled_before", "throttled_after"):
         if result.get(when) and result[when].get("flags"):
             console.print(f"[yellow]warning:[/yellow] {when.replace('_', ' ')}: {', '.join(result[when]['flags'])}")
@@ -378,8 +435,13 @@ def profile_cmd(artefact, device_ids, bench_files, threads, as_json):
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
+    from edgecv.measure.bench import delegation_summary
+
     graph = result["graph"]
     console.print(f"[b]{artefact.name}[/b]: {graph['ops']} ops, {graph['macs'] / 1e6:.1f} M MACs, {graph['precision']}")
+    if result.get("delegation"):
+        console.print(f"on this machine's {result['delegation']['runtime']}: {delegation_summary(result['delegation'])}",
+                      highlight=False)
     for d in result["devices"]:
         est, meas = d["estimated"], d["measured"]
         line = f"\n[b]{d['device']}[/b] ({d['name']}): estimated {est['ms']:.3g} ms ({est['runtime']}, {est['threads']} threads, {est['precision']}; {est['calibration']})"
@@ -496,6 +558,93 @@ def _rebench(base: dict, cand: dict, baseline: Path, candidate: Path, artefact, 
     with track_stages("pairs") as update:
         return bench_interleaved(files["baseline"], files["candidate"], threads=threads,
                                  progress=lambda n: update("rebench, interleaved A/B", n))
+
+
+@main.command("drift")
+@click.argument("run_or_reference", type=click.Path(path_type=Path), metavar="RUN_OR_REFERENCE")
+@click.option("--data", "-d", "field", required=True,
+              help="field images: a folder (images directly inside, or one subfolder per class) or an .npz (x or x_test, optional y)")
+@click.option("--artefact", type=click.Path(path_type=Path),
+              help="the model file [default: the one the reference records, in the run or next to the reference]")
+@click.option("--psi-warn", default=0.1, show_default=True, help="population stability index that warns")
+@click.option("--psi-alert", default=0.25, show_default=True, help="population stability index that alerts")
+@click.option("--alpha", default=0.01, show_default=True, help="significance level of the tests, after the Holm correction")
+@click.option("--threads", callback=_whole_numbers(local_cores=True), help="runtime threads [default: min(4, cores)]")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="write the findings as JSON here")
+@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), help="write Markdown here (e.g. $GITHUB_STEP_SUMMARY)")
+@click.option("--junit", "junit_path", type=click.Path(path_type=Path), help="write JUnit XML here (one test case per finding)")
+def drift_cmd(run_or_reference, field, artefact, psi_warn, psi_alert, alpha, threads, json_path, markdown_path, junit_path):
+    """Tell when field images no longer look like the data the model was tested on.
+
+    Compares field images with the drift reference `edgecv compress` stores (statistics of up to
+    2,000 held-out images and the shipped artefact's answers on them): brightness, contrast,
+    sharpness, saturation and the model's confidence and predicted classes, each by population
+    stability index and a two-sample test; and names preprocessing mistakes (inputs scaled to
+    [0, 1], BGR for RGB, inverted pixels, another image size). With labelled field data, also the
+    accuracy. Exit 0: no drift; 1: drift (an alert); 2: bad input. Needs no TensorFlow.
+
+    \b
+    Examples:
+      edgecv drift runs/exp1 --data field_capture.npz
+      edgecv drift drift_reference.npz --artefact student-int8.tflite --data /var/captures/ --junit drift.xml
+      edgecv drift runs/exp1 --data labelled_field/ --markdown "$GITHUB_STEP_SUMMARY" --psi-alert 0.3
+    """
+    from edgecv.fileio import check_writable_file, output_errors, write_json_atomic, write_text_atomic
+    from edgecv.measure.drift import Thresholds
+
+    # every output is checked first: a path that cannot be written is exit 2, never a verdict and exit 1
+    for path, option in ((junit_path, "--junit"), (markdown_path, "--markdown"), (json_path, "--json")):
+        check_writable_file(path, option)
+    thresholds = Thresholds(psi_warn, psi_alert, alpha).check()
+    from edgecv.data.field import load_field
+    from edgecv.errors import DriftError
+    from edgecv.gate.render import drift_details, render_drift_junit, render_drift_markdown, render_drift_table
+    from edgecv.measure.bench import file_sha256
+    from edgecv.measure.drift import compare, load_reference, observe_field
+    from edgecv.progress import track_count
+    from edgecv.report.terminal import print_table, wide
+    from edgecv.runtime import open_runner
+
+    reference_path, recorded = _drift_reference(run_or_reference)
+    reference = load_reference(reference_path)
+    artefact = artefact or recorded or reference_path.parent / reference.header["artefact"]
+    if not artefact.is_file():
+        raise DriftError(f"the artefact {artefact} the reference was built from is not there; pass it with --artefact PATH")
+    if file_sha256(artefact) != reference.header["artefact_sha256"]:
+        raise DriftError(f"{artefact} is not the artefact the reference was built from ({reference.header['artefact']}, "
+                         f"sha256 {reference.header['artefact_sha256'][:12]}...); pass that file with --artefact")
+    field_set = load_field(field)
+    runner = open_runner(artefact, threads)
+    with track_count(f"drift {Path(field).name}") as advance:
+        observed = observe_field(runner, reference.spec, field_set, reference.header["class_names"], progress=advance)
+    result = compare(reference, observed, field_set, thresholds)
+    out = wide(Console())  # the verdict is the output: stdout, wide enough for a CI log
+    print_table(out, render_drift_table(result.to_dict()))
+    for line in drift_details(result.to_dict()):
+        out.print(line, markup=False, highlight=False)
+    for path, option, write in (
+            (junit_path, "--junit", lambda p: write_text_atomic(p, render_drift_junit(result.to_dict()))),
+            (markdown_path, "--markdown", lambda p: write_text_atomic(p, render_drift_markdown(result.to_dict()))),
+            (json_path, "--json", lambda p: write_json_atomic(p, result.to_dict()))):
+        if path:
+            with output_errors(path, option):
+                write(path)
+    sys.exit(1 if result.drift else 0)
+
+
+def _drift_reference(run_or_reference: Path) -> tuple[Path, Path | None]:
+    """(the reference file, the artefact the run recorded for it or None) of a run directory or a reference path."""
+    from edgecv.errors import DriftError
+    from edgecv.report.loader import read_report
+
+    if not run_or_reference.is_dir():
+        return run_or_reference, None
+    report = read_report(run_or_reference, DriftError)
+    entry = ((report.get("stages") or {}).get("evaluate") or {}).get("result", {}).get("drift_reference")
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("path", "artefact")):
+        raise DriftError(f"{run_or_reference} records no drift reference (runs before edgecv wrote one, or with no "
+                         "exported artefact); rerun `edgecv compress`, or pass a drift_reference.npz")
+    return run_or_reference / entry["path"], run_or_reference / entry["artefact"]
 
 
 @main.command("report")

@@ -49,3 +49,7 @@ class OutputError(EdgecvError):
 
 class DistributeError(EdgecvError):
     """Distributed training cannot start or go on: a bad TF_CONFIG, workers running different recipes, a worker lost."""
+
+
+class DriftError(EdgecvError):
+    """Bad drift input: a missing or corrupt drift reference, an artefact other than the one it describes, bad thresholds."""

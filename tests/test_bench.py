@@ -35,6 +35,10 @@ def test_bench_json_has_every_run_and_the_machine(model, tmp_path):
     assert bench["artefact"]["runtime"] == "litert" and bench["artefact"]["input"]["shape"] == [32, 32, 3]
     assert bench["machine"]["cpu_model"] and bench["machine"]["cores_logical"] >= 1
     assert [r["threads"] for r in bench["results"]] == [1, 2]
+    # a float CNN: XNNPACK takes every op, in one partition (tests/test_students.py has one it does not)
+    assert bench["artefact"]["delegation"] == {"delegate": "XNNPACK", "ops": 4, "delegated": 4, "partitions": 1,
+                                               "not_delegated": {}}, bench["artefact"]["delegation"]
+    assert "XNNPACK runs 4 of 4 ops in 1 partition(s)" in result.output
     for r in bench["results"]:
         assert r["runs"] == len(r["times_ms"]) == 30 and r["warmup_runs"] == 3
         assert 0 < r["min_ms"] <= r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] <= r["max_ms"]
@@ -217,8 +221,10 @@ def test_bench_profile_and_devices_run_without_tensorflow(model, tmp_path):
 
     cli("bench", model, "--runs", 20, "--json", tmp_path / "b.json")
     cli("devices", "list")
-    devices = json.loads(cli("profile", model, "--device", "rpi4", "--device", "host", "--measured", tmp_path / "b.json",
-                             "--json"))["devices"]
+    profile = json.loads(cli("profile", model, "--device", "rpi4", "--device", "host", "--measured", tmp_path / "b.json",
+                             "--json"))
+    devices = profile["devices"]
+    assert profile["delegation"]["partitions"] == 1 and profile["delegation"]["runtime"].startswith("ai-edge-litert")
     assert [d["source"] for d in devices] == ["estimated", "measured"]
     assert "measured here" in devices[1]["estimated"]["calibration"]  # host: reference models timed on this machine
 

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow
 SHORT = ["--set", "data.max_train_samples=1500", "--set", "teacher.path=null", "--set", "teacher.train.epochs=4",
          "--set", "student.alpha=1.0", "--set", "distill.epochs=6",
          "--set", "prune.epochs=2", "--set", "quantize.epochs=1", "--set", "quantize.calibration_samples=100",
+         "--set", "quantize.max_drop=5",
          "--set", "export.formats=[tflite-int8,tflite-fp32,openvino-fp16,onnx]",
          "--set", "profile.devices=[rpi4,jetson-orin-nano,host,tests/data/orange-pi-5.yaml]"]  # the last: a user's board
 
@@ -66,6 +67,10 @@ def test_report_has_real_accuracy_and_sizes(resumed_run):
     assert {by_name[n]["runtime"] for n in ("student-fp16.xml", "student-fp32.onnx")} == {"openvino", "onnxruntime"}
     checks = report["stages"]["export"]["result"]["artefacts"]
     assert all(checks[f]["check"]["passed"] for f in ("tflite-fp32", "openvino-fp16", "onnx")), checks
+    control = checks["tflite-int8"]["accuracy_control"]  # quantize.max_drop: the plain int8 file measured first
+    assert control["steps"][0]["tried"] == "int8 (QAT)" and control["samples"] == 1000
+    if control["steps"][0]["drop_pt"] <= 5:  # QAT's int8 file is within budget: nothing kept float
+        assert control["float_nodes"] == [] and by_name["student-int8.tflite"]["float_ops"] == []
     for fmt in ("tflite-fp32", "openvino-fp16", "onnx"):  # float exports score like the pruned Keras model
         name = checks[fmt]["file"]
         assert abs(by_name[name]["metrics"]["top1"] - by_name["student-pruned"]["metrics"]["top1"]) < 0.005
@@ -175,8 +180,8 @@ def test_export_and_eval_a_run_directory(resumed_run, tmp_path):
     """`edgecv export RUN` takes the QAT student for int8 formats, and the run's data and labels."""
     out = resumed_run["out"]
     proc = run_cli("export", out, "--format", "onnx-int8", "--json")
-    assert proc.returncode == 0, proc.stderr
-    record = json.loads(proc.stdout)
+    record = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert proc.returncode == (0 if record["check"]["passed"] else 1), proc.stderr  # 1: written, check failed
     assert record["source"].endswith("model_qat.h5") and record["writer"]["quantize_linear_nodes"] > 0
     assert record["check"]["samples"] == 200 and record["check"]["top1_agreement"] >= 0.9
     artefact = out / "exports" / "student-onnx-int8.onnx"

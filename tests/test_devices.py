@@ -32,7 +32,7 @@ CALIBRATION = {
 BEST_FIRST = {"rpi4": ["tflite-int8", "openvino-fp16", "tflite-fp32"], "rpi5": ["tflite-int8", "openvino-fp16", "tflite-fp32"],
               "jetson-orin-nano": ["onnx", "tflite-int8"], "jetson-nano": ["onnx", "tflite-int8"],
               "pixel-4": ["tflite-int8", "tflite-fp16"], "pixel-7": ["tflite-int8", "tflite-fp16"],
-              "android-a55": ["tflite-int8", "tflite-fp16"], "host": ["openvino-int8", "tflite-int8", "onnx"]}
+              "android-a55": ["tflite-int8", "tflite-fp16"], "host": ["openvino-int8", "tflite-int8", "onnx", "tflite-fp32"]}
 
 
 def raw(device_id):
@@ -231,7 +231,7 @@ def test_host_profile_on_an_arm_big_little_machine():
     assert p.cpu["clusters"] == [{"core": "cortex-a76", "count": 4, "ghz": 2.4}, {"core": "cortex-a55", "count": 4, "ghz": 1.8}]
     assert p.threads["big_cores"] == [4, 5, 6, 7] and "CPUs 4-7 are the fastest" in p.threads["affinity"]
     assert p.cpu["isa"]["dotprod"] and p.soc == "Some Board"
-    assert [a["format"] for a in p.best_artefacts] == ["tflite-int8", "openvino-fp16"]
+    assert [a["format"] for a in p.best_artefacts] == ["tflite-int8", "openvino-fp16", "tflite-fp32"]
 
 
 def test_decode_throttled():
@@ -394,3 +394,25 @@ def test_devices_calibrate_writes_measured_figures_that_profile_then_uses(tmp_pa
     (tmp_path / "other.json").write_text(json.dumps(other))
     assert_user_error(run_cli("devices", "calibrate", path, "--measured", tmp_path / "other.json"),
                       "not one of edgecv's reference models")
+
+
+def test_ship_choice_takes_the_faster_file_within_the_accuracy_bar_and_says_why():
+    from edgecv.pipeline.profiling import ship_choice
+
+    def lat(ms, source="measured"):
+        return {"ms": ms, "source": source}
+
+    int8, fp32 = ("tflite-int8", "litert", 0.9214, lat(0.341)), ("tflite-fp32", "litert", 0.9186, lat(0.191))
+    assert ship_choice([int8, fp32], 0.5) == ("tflite-fp32", "faster here than tflite-int8: 0.191 ms measured vs "
+                                              "0.341 ms measured, top-1 91.86% vs 92.14% (within the 0.5 pt bar)")
+    assert ship_choice([int8, fp32], 0.1) == ("tflite-int8", None)  # the float file is 0.28 pt less accurate
+    fast_int8 = ("tflite-int8", "litert", 0.9214, lat(0.132))
+    assert ship_choice([fast_int8, fp32], 0.5) == ("tflite-int8", None)
+    lossy = ("tflite-int8", "litert", 0.85, lat(0.1))
+    fmt, why = ship_choice([lossy, fp32], 0.5)
+    assert fmt == "tflite-fp32" and why.startswith("tflite-int8 is 6.86 pt below the most accurate artefact")
+    # estimates price every format on the profile's runtime: a TensorRT ONNX file is not raced against them
+    onnx_trt = ("onnx", "tensorrt", 0.9186, lat(2.0, "estimated"))
+    assert ship_choice([onnx_trt, ("tflite-int8", "litert", 0.9214, lat(1.0, "estimated"))], 0.5) == ("onnx", None)
+    unknown = ("tflite-fp32", "litert", 0.9200, {"ms": None, "source": None})
+    assert ship_choice([int8, unknown], 0.5) == ("tflite-int8", None)

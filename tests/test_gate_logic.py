@@ -12,6 +12,7 @@ import xmlschema
 from rich.console import Console
 
 from edgecv.errors import EdgecvError, GateError
+from edgecv.gate.checks import ALIASES
 from edgecv.fileio import write_json_atomic, write_text_atomic
 from edgecv.gate import (checks_from_recipe, drop_ci, load_report, mcnemar_p, parse_check, render_json, render_junit,
                          render_markdown, render_table, run_gate)
@@ -87,9 +88,13 @@ def only(result):
     ("class.Bag max-drop 2", "class.Bag", "max-drop", 2.0, False),
     ("class.T-shirt/top max-drop 3", "class.T-shirt/top", "max-drop", 3.0, False),
     ("class.Ankle boot >= 0.8", "class.Ankle boot", ">=", 80.0, False),
+    ("fully_int8", "float_ops", "<=", 0.0, False),
+    ("float_ops <= 2", "float_ops", "<=", 2.0, False),
+    ("float_ops max-increase 0", "float_ops", "max-increase", 0.0, False),
 ])
 def test_every_check_form_parses(text, metric, op, value, relative):
     check = parse_check(text)
+    text = ALIASES.get(text, text)  # fully_int8 is 'float_ops <= 0'
     assert (check.metric, check.op, check.relative) == (metric, op, relative)
     assert check.value == pytest.approx(value)
     assert check.name == f"{metric} {op} {text.split(op)[-1].strip()}"
@@ -370,6 +375,20 @@ def test_size_checks():
     assert not rel.passed and rel.detail == "+6.0% (+58.6 KB) > +5%" and rel.limit == "≤ +5%"
     assert absolute.passed and absolute.detail == "+58.6 KB (+6.0%) within +100 KB"
     assert gz.passed and gz.detail.startswith("+2.5%")
+
+
+def test_fully_int8_and_float_op_checks():
+    """A device whose NPU takes only full-int8 graphs: the gate reads the float ops the int8 file holds."""
+    floaty = ["HARD_SWISH: block1/hs", "SOFTMAX: probs"]
+    base, cand = pair()
+    base["artefacts"][1]["float_ops"], cand["artefacts"][1]["float_ops"] = [], floaty
+    full, le2, increase = run_gate(base, cand, ["fully_int8", "float_ops <= 2", "float_ops max-increase 0"]).checks
+    assert full.name == "float_ops <= 0" and not full.passed and full.detail == "2 ops > 0 ops"
+    assert le2.passed and not increase.passed and increase.detail == "+2 ops > +0 ops"
+    assert run_gate(cand, base, ["fully_int8", "float_ops max-increase 0"]).passed
+    del cand["artefacts"][1]["float_ops"]  # an older report, or another format
+    with pytest.raises(GateError, match="records no float_ops"):
+        run_gate(base, cand, ["fully_int8"])
 
 
 @pytest.mark.parametrize("cand_ms, passes", [(10.5, True), (11.5, False), (8.0, True)])

@@ -150,3 +150,23 @@ def test_keras3_and_saved_model_sources_export_and_pass_their_check(keras3_model
 
         runner = LiteRTRunner(out)
         assert runner.input.dtype == "int8" and runner.output_dtype == "int8"
+
+
+@pytest.mark.slow
+def test_a_failed_export_check_exits_1_and_marks_the_kept_file(keras3_models, tmp_path):
+    """The plain SavedModel is a least-squares fit over raw pixels whose weights one int8 scale per
+    tensor cannot hold: its int8 file agrees with it on few images. That must not look like success."""
+    import json
+
+    root, _, _ = keras3_models
+    out = tmp_path / "plain-int8.tflite"
+    proc = run_cli("export", root / "plain_sm", "--format", "tflite-int8", "--calibration", "fashion-mnist-mini",
+                   "-o", out, "--json", timeout=900)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    record = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert not record["check"]["passed"] and record["check"]["top1_agreement"] < 0.95, record["check"]
+    assert "failed its check" in proc.stdout + proc.stderr and "quantize.mode: qat" in proc.stdout + proc.stderr
+    assert "next: edgecv eval" not in proc.stdout + proc.stderr
+    assert out.is_file()  # kept to inspect, and marked failed beside it
+    sidecar = json.loads(out.with_name(out.name + ".json").read_text())
+    assert sidecar["check"] == record["check"]

@@ -7,7 +7,7 @@ def test_device_modules_do_not_import_tensorflow():
     code = (
         "import sys, edgecv.runtime, edgecv.measure.accuracy, edgecv.data, edgecv.report.report, edgecv.cli, "
         "edgecv.pipeline.recipe, edgecv.export.formats, edgecv.export.worker, edgecv.runtime.openvino, "
-        "edgecv.runtime.onnx, edgecv.measure.evaluate; "
+        "edgecv.runtime.onnx, edgecv.measure.evaluate, edgecv.measure.drift, edgecv.data.field, edgecv.gate.render; "
         "bad = [m for m in ('tensorflow', 'tf_keras', 'tensorflow_model_optimization') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -17,9 +17,12 @@ def tiny_data():
     return x[:96], y[:96], x[96:]
 
 
-# Lite1-3 are Lite0's code at other width/depth multipliers: Lite0 and Lite4 bracket them (the
-# compatibility matrix script runs all of them).
-QAT_TESTED = sorted(set(STUDENTS) - {"efficientnet_lite1", "efficientnet_lite2", "efficientnet_lite3"})
+# Lite1-4 are Lite0's code at other width/depth multipliers, MobileNetV3-Large is -Small's code with
+# another block table: Lite4 and Large run with `pytest -m long` (the compatibility matrix script
+# runs every family), the default run keeps to one of each code path.
+LONG = {"efficientnet_lite4", "mobilenet_v3_large"}
+QAT_TESTED = [pytest.param(a, marks=pytest.mark.long) if a in LONG else a
+              for a in sorted(set(STUDENTS) - {"efficientnet_lite1", "efficientnet_lite2", "efficientnet_lite3"})]
 
 
 @pytest.mark.parametrize("arch", QAT_TESTED)
@@ -220,3 +223,30 @@ def test_depthwise_batchnorm_and_relu6_are_fused_before_qat(tmp_path):
     step = runner._out["quantization"][0]
     assert np.abs(int8 - qat).max() <= step * 1.01  # the int8 file computes what QAT simulated
 
+
+
+def test_hard_swish_is_lowered_to_int8_ops_xnnpack_runs(tmp_path):
+    """An int8 HARD_SWISH is not an op LiteRT's XNNPACK delegate takes: it runs on the built-in
+    kernel and splits the graph (what made int8 MobileNetV3 slower than float). QAT lowers it to
+    ADD/MUL, which XNNPACK runs, and the int8 file still computes what QAT simulated."""
+    from edgecv.compress.quantize import prepare_qat
+    from edgecv.export.worker import export
+    from edgecv.models.layers import HardSwish
+    from edgecv.runtime import LiteRTRunner
+    from edgecv.tfcompat import keras
+
+    K = keras()
+    inp = K.Input((8, 8, 4))
+    x = K.layers.BatchNormalization(name="bn")(K.layers.Conv2D(16, 1, use_bias=False, name="c1")(inp))
+    x = K.layers.Conv2D(8, 1, name="c2")(HardSwish(name="hs")(x))
+    model = K.Model(inp, K.layers.Dense(3)(K.layers.GlobalAveragePooling2D()(x)))
+    x = np.random.default_rng(0).normal(0, 2, (64, 8, 8, 4)).astype(np.float32)
+    model.save(tmp_path / "float.keras")
+    export(tmp_path / "float.keras", tmp_path / "ptq.tflite", "tflite-int8", x)  # post-training: HARD_SWISH stays
+    ptq = LiteRTRunner(tmp_path / "ptq.tflite").delegation()
+    assert ptq["not_delegated"] == {"HARD_SWISH": 1} and ptq["partitions"] == 2, ptq
+    runner, int8, qat = _ops_and_agreement(prepare_qat(model, False, calibration=x), x, tmp_path)
+    assert "HARD_SWISH" not in runner.op_names()
+    d = runner.delegation()
+    assert d["not_delegated"] == {} and d["partitions"] == 1 and d["delegated"] == d["ops"], d
+    assert (int8.argmax(1) == qat.argmax(1)).mean() >= 0.95

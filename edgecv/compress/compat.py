@@ -57,7 +57,7 @@ def check_model(build, x_train, y_train, x_test, workdir: Path, *, y_test=None, 
         "qat_top1": round(float(np.mean(qat_pred == y_test)), 4),
         "int8_top1": round(float(np.mean(int8_pred == y_test)), 4)}
     return {**accuracy,
-        "fully_int8": "float32" not in dtypes and runner.input.dtype == "int8" and runner.output_dtype == "int8",
+        "fully_int8": runner.int8_summary()["fully_int8"],
         "tensor_dtypes": sorted(dtypes),
         "sparsity_pruned": prune.overall_sparsity(pruned),
         "sparsity_int8_tflite": round(1 - sum(np.count_nonzero(w) for w in kernels) / max(1, sum(w.size for w in kernels)), 4),

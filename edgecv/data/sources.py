@@ -228,11 +228,16 @@ def _checked(ds: Dataset) -> Dataset:
     return ds
 
 
-def _as_nhwc_uint8(x: np.ndarray, name: str) -> np.ndarray:
+def _as_nhwc(x: np.ndarray, name: str) -> np.ndarray:
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
         raise DataError(f"{name} must be images shaped (N, H, W) or (N, H, W, 1|3), got {x.shape}")
+    return x
+
+
+def _as_nhwc_uint8(x: np.ndarray, name: str) -> np.ndarray:
+    x = _as_nhwc(x, name)
     if x.dtype != np.uint8:
         if np.issubdtype(x.dtype, np.floating) and x.size and float(x.max()) <= 1.0:
             x = x * 255.0  # float images in [0, 1]
@@ -390,22 +395,26 @@ def _too_large(f: Path) -> DataError:
                      "Pillow's decompression-bomb limit); resize it, e.g. to 1024x1024 or less")
 
 
-def _folder_channels(files: list[Path]) -> int:
-    """1 when every image is greyscale, else 3. Reads every file's header (not its pixels), so an
+def image_headers(files: list) -> list[tuple[str, tuple[int, int]]]:
+    """(Pillow mode, (height, width)) of each file, from its header (not its pixels), so an
     unreadable file or a decompression bomb is named now, not in the middle of training."""
     from PIL import Image, UnidentifiedImageError
 
-    channels = 1
+    headers = []
     for f in files:
         try:
             with Image.open(f) as im:
-                if im.mode not in ("L", "I;16", "1"):
-                    channels = 3
+                headers.append((im.mode, (im.height, im.width)))
         except (UnidentifiedImageError, OSError) as e:
             raise DataError(f"cannot read image {f} ({e}); remove or replace it") from None
         except Image.DecompressionBombError:
             raise _too_large(f) from None
-    return channels
+    return headers
+
+
+def _folder_channels(files: list[Path]) -> int:
+    """1 when every image is greyscale, else 3."""
+    return 1 if all(mode in ("L", "I;16", "1") for mode, _ in image_headers(files)) else 3
 
 
 def _load_image_folder(root: Path, holdout: float, seed: int) -> Dataset:

@@ -101,7 +101,8 @@ PROFILE_FIELDS: dict = {
         "big_cores": Field("list", "CPU numbers of the fastest cores", host_fills=True, item=Field("int", "CPU number")),
     },
     "thermal": _str("thermal behaviour that affects benchmarks"),
-    "best_artefacts": Field("list", "artefacts in order of preference; the pipeline ships the first one the run exported",
+    "best_artefacts": Field("list", "artefacts in order of preference; the pipeline ships the first one the run exported within the "
+                            "accuracy bar, or a later one of the same runtime that runs faster (pipeline/profiling.ship_choice)",
                             min_items=1, item={
                                 "format": _str("artefact format", choices=tuple(ARTEFACT_RUNTIMES)),
                                 "runtime": _str("runtime that runs it here", choices=RUNTIMES),

@@ -13,7 +13,9 @@ import numpy as np
 
 
 def write(model, out: Path, fmt: str, calibration: np.ndarray | None, metadata: str | None,
-          float_fallback: bool = False) -> dict:  # float_fallback: TFLite only (OpenVINO/ONNX keep any op)
+          float_fallback: bool = False, validation: tuple | None = None, max_drop: float | None = None) -> dict:
+    """float_fallback: TFLite only (OpenVINO/ONNX keep any op). `validation` (images, labels) and
+    `max_drop` (points of top-1): openvino-int8 from a float model through NNCF's accuracy control."""
     import openvino as ov
 
     from edgecv.tfcompat import tf
@@ -31,9 +33,14 @@ def write(model, out: Path, fmt: str, calibration: np.ndarray | None, metadata: 
         if calibration is None:
             raise ValueError("openvino-int8 from a float model needs calibration images")
         dataset = nncf.Dataset(list(calibration), lambda image: image[None].astype(np.float32))
-        ov_model = nncf.quantize(ov_model, dataset, subset_size=len(calibration),
-                                 preset=nncf.QuantizationPreset.PERFORMANCE)
-        details = {"fake_quantize_nodes": _fake_quantize_count(ov_model), "nncf_ptq_samples": len(calibration)}
+        if max_drop is None:
+            ov_model = nncf.quantize(ov_model, dataset, subset_size=len(calibration),
+                                     preset=nncf.QuantizationPreset.PERFORMANCE)
+            details = {"fake_quantize_nodes": _fake_quantize_count(ov_model), "nncf_ptq_samples": len(calibration)}
+        else:
+            ov_model, control = _accuracy_controlled(ov_model, dataset, validation, max_drop, len(calibration))
+            details = {"fake_quantize_nodes": _fake_quantize_count(ov_model), "nncf_ptq_samples": len(calibration),
+                       "nncf_accuracy_control": control}
     if metadata:
         ov_model.set_rt_info(metadata, ["edgecv", "metadata"])
     ov.save_model(ov_model, str(out), compress_to_fp16=fmt == "openvino-fp16")
@@ -42,3 +49,30 @@ def write(model, out: Path, fmt: str, calibration: np.ndarray | None, metadata: 
 
 def _fake_quantize_count(ov_model) -> int:
     return sum(op.get_type_name() == "FakeQuantize" for op in ov_model.get_ops())
+
+
+def _top1(compiled, pairs) -> tuple[float, list[float]]:
+    hits = [float(np.argmax(compiled([x[None].astype(np.float32)])[0]) == y) for x, y in pairs]
+    return float(np.mean(hits)), hits
+
+
+def _accuracy_controlled(ov_model, calibration, validation: tuple, max_drop: float, samples: int):
+    """NNCF's quantize_with_accuracy_control: post-training int8, then quantizers reverted to float,
+    most harmful first, until top-1 on the held-out `validation` images is within `max_drop` points."""
+    import nncf
+    import openvino as ov
+
+    pairs = list(zip(*validation))
+    float_top1, _ = _top1(ov.compile_model(ov_model, "CPU"), pairs)
+    plain = nncf.quantize(ov_model, calibration, subset_size=samples, preset=nncf.QuantizationPreset.PERFORMANCE)
+    plain_top1, _ = _top1(ov.compile_model(plain, "CPU"), pairs)
+    quantized = nncf.quantize_with_accuracy_control(
+        ov_model, calibration, nncf.Dataset(pairs, lambda pair: pair[0][None].astype(np.float32)),
+        validation_fn=_top1, max_drop=max_drop / 100, drop_type=nncf.DropType.ABSOLUTE, subset_size=samples,
+        preset=nncf.QuantizationPreset.PERFORMANCE)
+    int8_top1, _ = _top1(ov.compile_model(quantized, "CPU"), pairs)
+    return quantized, {"max_drop_pt": max_drop, "validation_samples": len(pairs), "float_top1": float_top1,
+                       "plain_int8_top1": plain_top1, "int8_top1": int8_top1,
+                       "drop_pt": round((float_top1 - int8_top1) * 100, 3),
+                       "fake_quantize_nodes_plain": _fake_quantize_count(plain),
+                       "fake_quantize_nodes": _fake_quantize_count(quantized)}

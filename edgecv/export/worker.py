@@ -26,11 +26,14 @@ from edgecv.runtime import artefact_files
 
 def export(model_path: Path, out_path: Path, fmt: str, calibration: np.ndarray | None = None, *,
            metadata: dict | None = None, float_fallback: bool = False, trust: bool = False,
+           float_nodes: list[str] | None = None, validation: tuple | None = None, max_drop: float | None = None,
            timeout_s: int = 1800) -> dict:
     """Write `model_path` (any model file models/loading.py reads) as `fmt` to `out_path`; returns what the writer
     reports. `float_fallback` lets TFLite ops without an int8 kernel stay float (layers a recipe
-    keeps out of QAT); otherwise an int8 graph is integer-only or the export fails. `trust`: the
-    file may run its own code when loaded (--trust-model, or edgecv's own stage models)."""
+    keeps out of QAT); otherwise an int8 graph is integer-only or the export fails. `float_nodes`
+    (tflite-int8: op output tensor names) are left out of quantization. `validation` (images,
+    labels) with `max_drop` (points): openvino-int8 by NNCF's accuracy control. `trust`: the file
+    may run its own code when loaded (--trust-model, or edgecv's own stage models)."""
     spec = FORMATS[fmt]
     out_path = Path(out_path)
     check_target(fmt, out_path)
@@ -41,27 +44,44 @@ def export(model_path: Path, out_path: Path, fmt: str, calibration: np.ndarray |
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=f".{out_path.name}.") as scratch:
         scratch = Path(scratch)
-        job = {"model": str(model_path), "out": str(scratch / out_path.name), "format": fmt,
+        job = {"task": "export", "model": str(model_path), "out": str(scratch / out_path.name), "format": fmt,
                "metadata": json.dumps(metadata, sort_keys=True) if metadata else None,
-               "float_fallback": float_fallback, "calibration": None, "report": str(scratch / "report.json"),
-               "trust": trust}
-        if calibration is not None:
-            job["calibration"] = str(scratch / "calibration.npy")
-            np.save(job["calibration"], calibration.astype(np.float32), allow_pickle=False)
-        (scratch / "job.json").write_text(json.dumps(job))
-        try:
-            proc = run_worker(scratch / "job.json", timeout_s)
-        except subprocess.TimeoutExpired:
-            raise ConversionError(f"export to {fmt} did not finish in {timeout_s} s") from None
-        if proc.returncode != 0:
-            raise ConversionError(f"export of {Path(model_path).name} to {fmt} failed: {_why(proc)}")
+               "float_fallback": float_fallback, "float_nodes": list(float_nodes or []), "trust": trust,
+               "validation": None, "max_drop": max_drop}
+        if validation is not None:
+            job["validation"] = str(scratch / "validation.npz")
+            np.savez(job["validation"], x=validation[0].astype(np.float32), y=validation[1])
+        report = _run_job_in_child(job, scratch, calibration, timeout_s, f"export of {Path(model_path).name} to {fmt}")
         produced = artefact_files(Path(job["out"]))
         if not all(f.is_file() and f.stat().st_size > 0 for f in produced):
             raise ConversionError(f"export to {fmt} produced no (or an empty) file")
-        report = json.loads(Path(job["report"]).read_text())
         for made, final in reversed(list(zip(produced, artefact_files(out_path)))):
             os.replace(made, final)  # the .bin lands before the .xml that names it
     return report
+
+
+def int8_layer_statistics(model_path: Path, calibration: np.ndarray, samples: int = 64, *, trust: bool = False,
+                          timeout_s: int = 1800) -> list[dict]:
+    """Per op of the model's int8 TFLite conversion, its quantization error (export/tflite.layer_statistics)."""
+    with tempfile.TemporaryDirectory(prefix="edgecv-quant-debug.") as scratch:
+        job = {"task": "layer-statistics", "model": str(model_path), "samples": int(samples), "trust": trust}
+        return _run_job_in_child(job, Path(scratch), calibration, timeout_s,
+                                 f"quantization debugging of {Path(model_path).name}")
+
+
+def _run_job_in_child(job: dict, scratch: Path, calibration: np.ndarray | None, timeout_s: int, what: str):
+    job.update(report=str(scratch / "report.json"), calibration=None)
+    if calibration is not None:
+        job["calibration"] = str(scratch / "calibration.npy")
+        np.save(job["calibration"], calibration.astype(np.float32), allow_pickle=False)
+    (scratch / "job.json").write_text(json.dumps(job))
+    try:
+        proc = run_worker(scratch / "job.json", timeout_s)
+    except subprocess.TimeoutExpired:
+        raise ConversionError(f"{what} did not finish in {timeout_s} s") from None
+    if proc.returncode != 0:
+        raise ConversionError(f"{what} failed: {_why(proc)}")
+    return json.loads(Path(job["report"]).read_text())
 
 
 def run_worker(job: Path, timeout_s: float) -> subprocess.CompletedProcess:
@@ -111,9 +131,18 @@ def _run_job(job_path: str) -> None:
     model = loaded.model if loaded.framework == "tf_keras" else loaded.serving_module()
     with custom_objects_scope():  # the writers trace the model (QAT wrappers, edgecv layers)
         calibration = np.load(job["calibration"]) if job["calibration"] else None
-        writer = importlib.import_module(FORMATS[job["format"]].writer)
-        report = writer.write(model, Path(job["out"]), job["format"], calibration, job["metadata"],
-                              float_fallback=job["float_fallback"])
+        if job["task"] == "layer-statistics":
+            from edgecv.export.tflite import layer_statistics
+
+            report = layer_statistics(model, calibration, job["samples"])
+        else:
+            writer = importlib.import_module(FORMATS[job["format"]].writer)
+            options = {"float_nodes": job["float_nodes"]} if job["float_nodes"] else {}  # TFLite's writer only
+            if job["validation"]:  # OpenVINO's writer only
+                with np.load(job["validation"]) as v:
+                    options.update(validation=(v["x"], v["y"]), max_drop=job["max_drop"])
+            report = writer.write(model, Path(job["out"]), job["format"], calibration, job["metadata"],
+                                  float_fallback=job["float_fallback"], **options)
     Path(job["report"]).write_text(json.dumps(report or {}))
 
 

@@ -6,10 +6,13 @@ A check is `<metric> <operator> <value>`:
     size <= 3MB       gzip_size <= 900KB                     size max-increase 5%
     latency.rpi4 <= 25ms                latency.rpi4 max-increase 10%   latency.host max-increase 2ms
     per-class max-drop 2                class.T-shirt/top max-drop 3
+    fully_int8                          float_ops <= 2        float_ops max-increase 0
 
 Accuracies (top1, top5, class.<name>, per-class) take `>=` and `max-drop` (percentage points);
 sizes (size, gzip_size: 1024-based B/KB/MB/GB, a plain number is bytes) and latencies
 (latency.<device>: ms, the unit optional) take `<=` and `max-increase` (in % or in the unit).
+float_ops (the ops an int8 TFLite file computes in float) takes `<=` and `max-increase` in ops;
+`fully_int8` alone means `float_ops <= 0` (a device whose NPU only takes full-int8 graphs).
 """
 from __future__ import annotations
 
@@ -19,13 +22,15 @@ from dataclasses import dataclass, replace
 from edgecv.errors import GateError
 from edgecv.gate.units import SIZE_UNITS
 
-ACCURACY, SIZE, LATENCY = "accuracy", "size", "latency"
-UNIT_OF = {ACCURACY: "%", SIZE: "B", LATENCY: "ms"}
+ACCURACY, SIZE, LATENCY, COUNT = "accuracy", "size", "latency", "count"
+UNIT_OF = {ACCURACY: "%", SIZE: "B", LATENCY: "ms", COUNT: "ops"}
+ALIASES = {"fully_int8": "float_ops <= 0"}
 OPERATORS = (">=", "<=", "max-drop", "max-increase")
 EXAMPLES = {
     ACCURACY: ("top1 >= 0.90", "top1 >= 90%", "top1 max-drop 0.5", "per-class max-drop 2"),
     SIZE: ("size <= 3MB", "gzip_size <= 900KB", "size max-increase 5%", "size max-increase 100KB"),
     LATENCY: ("latency.rpi4 <= 25ms", "latency.rpi4 max-increase 10%", "latency.host max-increase 2ms"),
+    COUNT: ("fully_int8", "float_ops <= 2", "float_ops max-increase 0"),
 }
 _ALL_EXAMPLES = ("top1 >= 0.90", "top1 max-drop 0.5", "per-class max-drop 2", "size <= 3MB",
                  "latency.rpi4 max-increase 10%")
@@ -40,6 +45,8 @@ _UNITS = {
     (SIZE, "max-increase"): {"": 1.0, **_SIZE, "%": _RELATIVE},
     (LATENCY, "<="): {"": 1.0, "ms": 1.0},
     (LATENCY, "max-increase"): {"": 1.0, "ms": 1.0, "%": _RELATIVE},
+    (COUNT, "<="): {"": 1.0, "ops": 1.0},
+    (COUNT, "max-increase"): {"": 1.0, "ops": 1.0},
 }
 
 # greedy metric: the operator is the last one, so class names may contain anything before it
@@ -83,6 +90,8 @@ def metric_kind(metric: str) -> str | None:
         return SIZE
     if metric.startswith("latency.") and metric != "latency.":
         return LATENCY
+    if metric == "float_ops":
+        return COUNT
     return None
 
 
@@ -104,6 +113,7 @@ def parse_check(text: str) -> Check:
     if not isinstance(text, str) or not text.strip():
         raise _bad(str(text), "empty check")
     text = text.strip()
+    text = ALIASES.get(text.lower(), text)
     m = _CHECK.fullmatch(text)
     if not m:
         raise _bad(text, "no operator: write '<metric> <operator> <value>' with " + ", ".join(OPERATORS))
@@ -112,7 +122,7 @@ def parse_check(text: str) -> Check:
     kind = metric_kind(metric)
     if kind is None:
         raise _bad(text, f"unknown metric '{metric}' (metrics: top1, top5, size, gzip_size, latency.<device>, "
-                         "class.<class name>, per-class)")
+                         "class.<class name>, per-class, float_ops; or fully_int8 alone)")
     units = _UNITS.get((kind, op))
     if units is None:
         raise _bad(text, f"{metric} does not take '{op}' (accuracies take >= and max-drop; sizes and latencies "

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgecv.errors import GateError
-from edgecv.gate.checks import LATENCY, Check, parse_checks
+from edgecv.gate.checks import COUNT, LATENCY, Check, parse_checks
 from edgecv.gate.stats import PairedTest, paired_test
 from edgecv.gate.units import format_delta, format_value
 from edgecv.report.loader import check_report, read_report
@@ -213,7 +213,16 @@ class _Gate:
             return self._number(side, "size_bytes" if metric == "size" else "gzip_bytes")
         if metric.startswith("class."):
             return 100 * self._class_accuracy(side, metric.removeprefix("class."))
+        if metric == "float_ops":
+            return self._float_ops(side)
         return self._latency(side, metric.removeprefix("latency."))
+
+    def _float_ops(self, side: str) -> float:
+        ops = self.art[side].get("float_ops")
+        if not isinstance(ops, list):
+            raise GateError(f"the {side} report's artefact '{self.art[side]['name']}' records no float_ops: only "
+                            "tflite-int8 artefacts of edgecv 0.1+ reports do; gate --artefact tflite-int8")
+        return float(len(ops))
 
     def class_names(self) -> list[str]:
         for report in self.reports.values():
@@ -364,19 +373,20 @@ class _Gate:
             method = self._latency_method(device)
             ratio = (self._rebench_for(device) or {}).get("median_ratio")  # measured: the median of paired ratios
         else:
-            method, ratio = "file sizes in both reports", None
-        if ratio is None:
-            if baseline <= 0:
-                raise GateError(f"{check.metric} of the baseline is {baseline}: no increase can be measured from it")
+            method, ratio = ("file sizes in both reports" if check.kind != COUNT else "float ops of both files"), None
+        if ratio is None and baseline > 0:
             ratio = candidate / baseline
-        relative = f"{(ratio - 1) * 100:+.1f}%"
+        elif ratio is None and check.relative:
+            raise GateError(f"{check.metric} of the baseline is {baseline}: no increase can be measured from it")
+        relative = None if ratio is None else f"{(ratio - 1) * 100:+.1f}%"
         absolute = format_delta(candidate - baseline, unit)
         if check.relative:
             passed = (ratio - 1) * 100 <= check.value + _EPS
             limit, shown = f"+{check.value:g}%", f"{relative} ({absolute})"
-        else:
+        else:  # an absolute limit needs no ratio (a baseline of 0 float ops is the usual case)
             passed = candidate - baseline <= check.value + _EPS
-            limit, shown = "+" + format_value(check.value, unit), f"{absolute} ({relative})"
+            limit = "+" + format_value(check.value, unit)
+            shown = absolute if relative is None else f"{absolute} ({relative})"
         return self._result(check, baseline, candidate, limit=f"≤ {limit}", passed=passed, method=method,
                             detail=f"{shown} {'within' if passed else '>'} {limit}")
 

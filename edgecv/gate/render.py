@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import socket
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from rich.table import Table
@@ -71,27 +72,112 @@ def render_markdown(result: GateResult) -> str:
 
 def render_junit(result: GateResult, *, timestamp: datetime | None = None, hostname: str | None = None) -> str:
     """JUnit XML (the Ant/Jenkins junit-10 dialect CI servers read): one testcase per check."""
-    n, failures = str(len(result.checks)), str(sum(not c.passed for c in result.checks))
+    cases = [JUnitCase(c.name, f"{c.detail}\nmethod: {c.method}", None if c.passed else c.detail,
+                       f"baseline {format_value(c.baseline, c.unit)}, candidate {format_value(c.candidate, c.unit)}, "
+                       f"limit {c.limit}\nmethod: {c.method}") for c in result.checks]
+    properties = (("baseline_artefact", result.artefact["baseline"]),
+                  ("candidate_artefact", result.artefact["candidate"]), ("alpha", f"{result.alpha:g}"))
+    return junit_xml("edgecv gate", "edgecv.gate", cases, properties, result.notes, failure_type="regression",
+                     timestamp=timestamp, hostname=hostname)
+
+
+@dataclass
+class JUnitCase:
+    name: str
+    output: str  # system-out
+    failure: str | None = None  # the failure message; None: passed
+    failure_text: str = ""
+
+
+def junit_xml(suite_name: str, classname: str, cases: list[JUnitCase], properties, notes: list[str], *,
+              failure_type: str, timestamp: datetime | None = None, hostname: str | None = None) -> str:
+    """One JUnit testsuite (the junit-10 dialect, tests/junit.xsd): a testcase per case."""
+    n, failures = str(len(cases)), str(sum(c.failure is not None for c in cases))
     stamp = (timestamp or datetime.now(timezone.utc)).isoformat(timespec="seconds")
-    root = ET.Element("testsuites", name="edgecv gate", tests=n, failures=failures, errors="0", time="0")
-    suite = ET.SubElement(root, "testsuite", name="edgecv gate", tests=n, failures=failures, errors="0",
+    root = ET.Element("testsuites", name=suite_name, tests=n, failures=failures, errors="0", time="0")
+    suite = ET.SubElement(root, "testsuite", name=suite_name, tests=n, failures=failures, errors="0",
                           skipped="0", time="0", timestamp=stamp, hostname=hostname or socket.gethostname())
     props = ET.SubElement(suite, "properties")
-    for name, value in (("baseline_artefact", result.artefact["baseline"]),
-                        ("candidate_artefact", result.artefact["candidate"]), ("alpha", f"{result.alpha:g}")):
+    for name, value in properties:
         ET.SubElement(props, "property", name=name, value=value)
-    for c in result.checks:
-        case = ET.SubElement(suite, "testcase", classname="edgecv.gate", name=c.name, time="0")
-        if not c.passed:
-            failure = ET.SubElement(case, "failure", message=c.detail, type="regression")
-            failure.text = (f"baseline {format_value(c.baseline, c.unit)}, candidate "
-                            f"{format_value(c.candidate, c.unit)}, limit {c.limit}\nmethod: {c.method}")
-        ET.SubElement(case, "system-out").text = f"{c.detail}\nmethod: {c.method}"
-    if result.notes:
-        ET.SubElement(suite, "system-out").text = "\n".join(result.notes)
+    for c in cases:
+        case = ET.SubElement(suite, "testcase", classname=classname, name=c.name, time="0")
+        if c.failure is not None:
+            ET.SubElement(case, "failure", message=c.failure, type=failure_type).text = c.failure_text
+        ET.SubElement(case, "system-out").text = c.output
+    if notes:
+        ET.SubElement(suite, "system-out").text = "\n".join(notes)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
 def render_json(result: GateResult) -> dict:
     return result.to_dict()
+
+
+# --- `edgecv drift`: its result as a dict (edgecv.measure.drift.DriftResult.to_dict), rendered the gate's way
+
+DRIFT_MARKS = {"ok": "✅ ok", "warn": "⚠️ warn", "alert": "❌ ALERT"}
+DRIFT_HEADER = ("finding", "reference", "field", "PSI", "p (Holm)", "result", "detail")
+
+
+def drift_verdict(result: dict) -> str:
+    return "DRIFT ❌" if result["drift"] else "NO DRIFT ✅"
+
+
+def _drift_summary(result: dict) -> str:
+    ref, field = result["reference"], result["field"]
+    th = result["thresholds"]
+    return (f"{field['images']} field images ({field['source']}) vs {ref['images']} reference images of "
+            f"{ref['source']}, through {ref['artefact']}; PSI warn {th['psi_warn']:g}, alert {th['psi_alert']:g}; "
+            f"α = {th['alpha']:g}")
+
+
+def _drift_cells(f: dict) -> list[str]:
+    number = lambda v, spec: "—" if v is None else format(v, spec)  # noqa: E731
+    return [f["check"], f["reference"], f["field"], number(f["psi"], ".3f"), number(f["p_holm"], ".2g"),
+            DRIFT_MARKS[f["status"]], f["detail"]]
+
+
+def render_drift_table(result: dict) -> Table:
+    """A row per finding; the detail (what moved, by how much) goes below it: see drift_details()."""
+    table = Table(title=f"edgecv drift: {drift_verdict(result)}", caption=_drift_summary(result))
+    for h in DRIFT_HEADER[:-1]:
+        table.add_column(h, justify="right" if h in ("PSI", "p (Holm)") else "left", no_wrap=True)
+    for f in result["findings"]:
+        table.add_row(*(Text(s) for s in _drift_cells(f)[:-1]),
+                      style={"alert": "red", "warn": "yellow"}.get(f["status"]))
+    return table
+
+
+def drift_details(result: dict) -> list[str]:
+    """One line per finding and the notes, then the verdict."""
+    marks = {"ok": "✅", "warn": "⚠️", "alert": "❌"}
+    lines = [f"{marks[f['status']]} {f['check']}: {f['detail']}" for f in result["findings"]]
+    return lines + [f"note: {n}" for n in result["notes"]] + [drift_verdict(result)]
+
+
+def render_drift_markdown(result: dict) -> str:
+    lines = [f"## edgecv drift: {drift_verdict(result)}", "", _md(_drift_summary(result)), "",
+             "| " + " | ".join(DRIFT_HEADER) + " |", "|---|--:|--:|--:|--:|---|---|"]
+    for f in result["findings"]:
+        cells = [_md(s) for s in _drift_cells(f)]
+        cells[-1] += f"<br><sub>{_md(f['method'])}</sub>"
+        lines.append("| " + " | ".join(cells) + " |")
+    if result["notes"]:
+        lines += ["", "**Notes**", ""] + [f"- {_md(n)}" for n in result["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def render_drift_junit(result: dict, *, timestamp: datetime | None = None, hostname: str | None = None) -> str:
+    """A testcase per finding; an alert is a failure (a warning passes, its detail in system-out)."""
+    cases = [JUnitCase(f["check"], f"{f['status']}: {f['detail']}\nmethod: {f['method']}",
+                       f["detail"] if f["status"] == "alert" else None,
+                       f"reference {f['reference']}, field {f['field']}\nmethod: {f['method']}")
+             for f in result["findings"]]
+    ref, th = result["reference"], result["thresholds"]
+    properties = (("artefact", ref["artefact"]), ("reference_source", str(ref["source"])),
+                  ("field_source", result["field"]["source"]), ("psi_warn", f"{th['psi_warn']:g}"),
+                  ("psi_alert", f"{th['psi_alert']:g}"), ("alpha", f"{th['alpha']:g}"))
+    return junit_xml("edgecv drift", "edgecv.drift", cases, properties, result["notes"], failure_type="drift",
+                     timestamp=timestamp, hostname=hostname)

@@ -24,6 +24,8 @@ def format_value(value: float | None, unit: str) -> str:
         return f"{value:.2f}%"
     if unit == "B":
         return human_size(value)
+    if unit == "ops":  # a count
+        return f"{value:g} ops"
     return f"{sig3(value)} {unit}"
 
 

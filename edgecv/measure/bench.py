@@ -74,6 +74,18 @@ def _measure(path: Path, threads: int, warmup: int, runs: int | None, duration: 
             "runs": len(times), **percentiles(times), "times_ms": [round(t, 6) for t in times]}, runner
 
 
+def delegation_summary(d: dict | None) -> str | None:
+    """One line on what the runtime's delegate ran, with the ops it left out (None: nothing to say)."""
+    if not d:
+        return None
+    line = f"{d['delegate']} runs {d['delegated']} of {d['ops']} ops in {d['partitions']} partition(s)"
+    if not d["not_delegated"]:
+        return line
+    left = ", ".join(f"{op} x{n}" for op, n in d["not_delegated"].items())
+    return (f"{line}; left to LiteRT's built-in kernels: {left} (slower kernels, and each cut in the graph costs a "
+            "hand-over; an int8 file with such ops can be slower than its float one)")
+
+
 def bench_artefact(path, threads: list[int] | None = None, warmup: int = WARMUP_RUNS, runs: int | None = None,
                    duration: float | None = None, progress=lambda label, n: None) -> dict:
     """Measure `path` at each thread count (default: the runtime's default). Returns the bench
@@ -100,7 +112,8 @@ def bench_artefact(path, threads: list[int] | None = None, warmup: int = WARMUP_
         "source": "measured",
         "artefact": {"file": path.name, "size_bytes": path.stat().st_size, "sha256": file_sha256(path),
                      "runtime": runner.runtime, "runtime_version": runner.version(),
-                     "input": {"shape": list(runner.input.shape), "dtype": runner.input.dtype}},
+                     "input": {"shape": list(runner.input.shape), "dtype": runner.input.dtype},
+                     "delegation": runner.delegation()},
         "settings": {"warmup_runs": warmup, "runs": runs, "duration_s": duration,
                      "default_stop": None if runs or duration else f">= {MIN_RUNS} runs and >= {MIN_SECONDS:g} s",
                      "batch": 1, "input": "uniform [0, 1) float32, seed 0, set once before timing"},

@@ -63,4 +63,17 @@ def profile_artefact(path, device_ids: list[str], bench_files=(), threads: int |
     return {"artefact": {"file": path.name, "sha256": sha, "size_bytes": path.stat().st_size},
             "graph": {"ops": len(graph.ops), "macs": graph.total_macs, "precision": graph.precision,
                       "input_shape": list(graph.input_shape), "input_dtype": graph.input_dtype},
-            "devices": devices}
+            "devices": devices, "delegation": _host_delegation(path)}
+
+
+def _host_delegation(path: Path) -> dict | None:
+    """What this machine's LiteRT delegates of the graph (devices with the same LiteRT build take the
+    same ops); None where no LiteRT runtime is installed."""
+    from edgecv.errors import MissingExtraError
+    from edgecv.runtime.litert import LiteRTRunner
+
+    try:
+        runner = LiteRTRunner(path, 1)
+    except MissingExtraError:
+        return None
+    return {**runner.delegation(), "runtime": runner.version()}

@@ -14,18 +14,20 @@ from edgecv.fileio import check_writable_file
 from edgecv.report.loader import read_report
 from edgecv.runtime import artefact_files
 from edgecv.pipeline.context import FLOAT_MODEL, QAT_MODEL
-from edgecv.pipeline.exporting import check_line, export_artefact
+from edgecv.pipeline.exporting import check_line, export_artefact, failed_check_advice
 
 FEW_CALIBRATION = 200  # below this, int8 ranges start to depend on which images were drawn
 
 
 def run_export_command(model: Path, fmt: str, calibration: str | None, calibration_samples: int, out: Path | None,
                        normalization: str, check_samples: int, console, force: bool = False,
-                       trust_model: bool = False) -> dict:
+                       trust_model: bool = False, max_drop: float | None = None) -> dict:
     spec_fmt = FORMATS[fmt]
     if not model.exists():
         raise ModelError(f"'{model}' not found; pass a Keras model (.keras, .h5, SavedModel folder) or a compress run directory")
     is_run = model.is_dir() and (model / "state.json").is_file()
+    if max_drop is not None:
+        _check_max_drop(max_drop, fmt, is_run, calibration)
     if is_run:
         source, spec, class_names, data, out = _from_run(model, fmt, calibration, out)
         keras_model, num_classes = None, len(class_names)
@@ -52,17 +54,133 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
     if calib is not None and spec_fmt.needs_calibration and len(calib) < FEW_CALIBRATION:
         console.print(f"[yellow]warning:[/yellow] {len(calib)} calibration images; int8 ranges are more stable with "
                       f"{FEW_CALIBRATION}+ (--calibration-samples)")
+    nncf_control = {}
+    if max_drop is not None and fmt == "openvino-int8":  # NNCF's own accuracy control searches the IR
+        nncf_control = {"validation": _held_out(data, spec), "max_drop": max_drop}
     with console.status(f"exporting {fmt}"):
         record = export_artefact(Path(source), Path(out), fmt, spec=spec, class_names=class_names, calibration=calib,
                                  check_images=check, source_model=keras_model,
-                                 trust_source=is_run or trust_model)  # a run's stage models are edgecv's own
+                                 trust_source=is_run or trust_model, **nncf_control)  # a run's models are edgecv's own
+    if nncf_control:
+        c = record["writer"]["nncf_accuracy_control"]
+        console.print(f"NNCF accuracy control (--max-drop {max_drop:g}): float {c['float_top1']:.2%}, plain int8 "
+                      f"{c['plain_int8_top1']:.2%}, written {c['int8_top1']:.2%} ({c['drop_pt']:+.2f} pt) on "
+                      f"{c['validation_samples']} held-out images; {c['fake_quantize_nodes']} of "
+                      f"{c['fake_quantize_nodes_plain']} quantizers kept", highlight=False)
+    elif max_drop is not None:
+        record["accuracy_control"] = _accuracy_control(Path(source), Path(out), spec, class_names, calib, check,
+                                                       keras_model, data, max_drop, trust_model, console)
+        if record["accuracy_control"]["float_nodes"]:
+            record = {**export_artefact(Path(source), Path(out), fmt, spec=spec, class_names=class_names,
+                                        calibration=calib, check_images=check, source_model=keras_model,
+                                        trust_source=trust_model, float_nodes=record["accuracy_control"]["float_nodes"]),
+                      "accuracy_control": record["accuracy_control"]}
     record.update(calibration_samples=None if calib is None or not spec_fmt.needs_calibration else int(len(calib)),
                   check_images=note, path=str(out), size_bytes=sum(f.stat().st_size for f in artefact_files(out)))
     console.print(f"[green]✓[/green] {fmt} written in {record['seconds']:.1f} s: {out} "
                   f"({record['size_bytes'] / 1e6:.2f} MB, from {Path(source).name})")
     console.print(check_line(fmt, record["check"]))
-    console.print(f"next: edgecv eval {out} --data {data or 'DATA'}")
+    if record["check"]["passed"]:
+        console.print(f"next: edgecv eval {out} --data {data or 'DATA'}")
+    else:
+        console.print(f"[red]✗ the {fmt} file failed its check[/red]: {failed_check_advice(fmt, out)}", highlight=False)
     return record
+
+
+def run_quant_debug(model: Path, calibration: str | None, samples: int, normalization: str,
+                    trust_model: bool = False) -> dict:
+    """`edgecv quant-debug`: each op's int8 quantization error for a bare Keras model (post-training
+    int8) or a compress run (its QAT model, else its float student)."""
+    from edgecv.export.worker import int8_layer_statistics
+    from edgecv.pipeline.quant_search import IDEAL_ROUNDING_STEPS, SUSPECT_STEPS
+
+    if not model.exists():
+        raise ModelError(f"'{model}' not found; pass a Keras model (.keras, .h5, SavedModel folder) or a compress run directory")
+    if samples < 1:
+        raise DataError(f"--samples must be 1 or more, got {samples}")
+    is_run = model.is_dir() and (model / "state.json").is_file()
+    if is_run:
+        source, spec, _, data, _ = _from_run(model, "tflite-int8", calibration, None)
+        class_names = None
+    else:
+        if not calibration:
+            raise DataError("quant-debug needs calibration images: pass --calibration DATA (an image folder, .npz or "
+                            "fashion-mnist)")
+        from edgecv.models.loading import load_model
+
+        keras_model = load_model(model, trust=trust_model)
+        h, w, c = keras_model.input_shape[1:]
+        spec, source, data, class_names = PreprocessSpec(h, w, c, normalization), model, calibration, None
+    check_source(data)
+    ds = load_dataset(data, image_size=max(spec.height, spec.width))
+    calib, _ = ds.train.sample(max(samples, FEW_CALIBRATION), 0, spec)
+    stats = int8_layer_statistics(Path(source), calib, samples, trust=is_run or trust_model)
+    return {"model": str(model), "source": str(source), "quantized_by": "QAT model" if str(source).endswith(QAT_MODEL)
+            else "post-training int8", "samples": samples, "data": ds.source, "ideal_rounding_steps": IDEAL_ROUNDING_STEPS,
+            "suspect_above_steps": SUSPECT_STEPS, "ops": stats}
+
+
+def _check_max_drop(max_drop: float, fmt: str, is_run: bool, calibration: str | None) -> None:
+    import math
+
+    if not math.isfinite(max_drop) or max_drop < 0:
+        raise DataError(f"--max-drop takes points of top-1 >= 0, e.g. 1.0; got {max_drop}")
+    if fmt not in ("tflite-int8", "openvino-int8"):
+        raise DataError(f"--max-drop keeps ops in float in a tflite-int8 or openvino-int8 file, not {fmt}; "
+                        "use --format tflite-int8 or openvino-int8")
+    if is_run:
+        raise DataError("--max-drop works on post-training int8 of a bare Keras model; a run's int8 file comes "
+                        "from its QAT model: pass the model file (e.g. RUN/stages/prune/model.keras) instead")
+    if not calibration:
+        raise DataError("--max-drop needs labelled images: pass --calibration DATA (its held-out split measures top-1)")
+
+
+def _held_out(data: str, spec) -> tuple:
+    """(images, labels): the class-balanced held-out images --max-drop measures top-1 on."""
+    from edgecv.pipeline.quant_search import ACCURACY_SAMPLES
+
+    ds = load_dataset(data, image_size=max(spec.height, spec.width))
+    return ds.test.sample(ACCURACY_SAMPLES, 2, spec)
+
+
+def _accuracy_control(source: Path, out: Path, spec, class_names, calib, check, keras_model, data: str,
+                      max_drop: float, trust: bool, console) -> dict:
+    """Top-1 of the plain int8 file against the float model on held-out images; when it drops more
+    than `max_drop` points, the search for the fewest float ops (pipeline/quant_search.py)."""
+    from edgecv.pipeline.quant_search import search_float_ops
+
+    x_eval, y_eval = _held_out(data, spec)
+    float_top1 = float(np.mean(keras_model.predict(x_eval).argmax(1) == y_eval))
+    with console.status("accuracy control") as status:
+        result = search_float_ops(source, out, calib, x_eval, y_eval, float_top1, max_drop, trust=trust,
+                                  progress=lambda text: status.update(f"accuracy control: {text}"))
+    result.update(samples=int(len(x_eval)), images=f"{len(x_eval)} held-out images of {data}")
+    _print_steps(result, console)
+    return result
+
+
+def _print_steps(result: dict, console) -> None:
+    from edgecv.report.terminal import print_table, text_table
+
+    table = text_table("step", "float ops", "top-1", "drop vs float", "size", "host p50 1 thread", "kept", "tried",
+                       right=("step", "float ops", "top-1", "drop vs float", "size", "host p50 1 thread"),
+                       prose=("tried",),
+                       title=f"--max-drop {result['max_drop_pt']:g}: float model {result['float_top1']:.2%} on "
+                             f"{result['images']} (host latency measured here, 1 s each)")
+    for s in result["steps"]:
+        table.add_row(str(s["step"]), str(len(s["float_ops"])), f"{s['top1']:.2%}", f"{s['drop_pt']:+.2f} pt",
+                      f"{s['size_bytes'] / 1e6:.3f} MB",
+                      "—" if s["host_p50_ms"] is None else f"{s['host_p50_ms']:.3f} ms", "yes" if s["kept"] else "stepped back",
+                      s["tried"])
+    print_table(console, table)
+    if not result["float_nodes"]:
+        console.print(f"within {result['max_drop_pt']:g} pt fully int8: nothing kept in float", highlight=False)
+    elif result["within_budget"]:
+        console.print(f"kept in float: {', '.join(result['float_nodes'])}", highlight=False)
+    else:
+        console.print(f"[yellow]warning:[/yellow] no file within {result['max_drop_pt']:g} pt after "
+                      f"{len(result['steps']) - 1} steps; the best one is written (kept in float: "
+                      f"{', '.join(result['float_nodes']) or 'nothing'}); try QAT (edgecv compress)", highlight=False)
 
 
 def _check_out(out: Path, force: bool) -> None:

@@ -29,7 +29,8 @@ def model_sha256(path) -> str:
 
 def export_artefact(source: Path, out: Path, fmt: str, *, spec: PreprocessSpec, class_names: list[str],
                     calibration: np.ndarray | None, check_images: np.ndarray, float_fallback: bool = False,
-                    source_model=None, trust_source: bool = False) -> dict:
+                    source_model=None, trust_source: bool = False, float_nodes: list[str] | None = None,
+                    validation: tuple | None = None, max_drop: float | None = None) -> dict:
     """`calibration` and `check_images` are preprocessed float images. `source_model`: the loaded
     model (models/loading.LoadedModel), if the caller has it (else it is loaded for the check).
     `trust_source`: the source may run its own code when loaded (--trust-model, or edgecv's own)."""
@@ -43,12 +44,16 @@ def export_artefact(source: Path, out: Path, fmt: str, *, spec: PreprocessSpec, 
                 "source_sha256": model_sha256(source)}
     start = time.perf_counter()
     writer = export(source, out, fmt, calibration if fmt_spec.needs_calibration else None, metadata=metadata,
-                    float_fallback=float_fallback, trust=trust_source)
+                    float_fallback=float_fallback, trust=trust_source, float_nodes=float_nodes,
+                    validation=validation, max_drop=max_drop)
     seconds = time.perf_counter() - start
     write_json_atomic(sidecar_path(out), metadata)
+    check = check_against_source(out, fmt, source, check_images, source_model, trust_source)
+    held = open_runner(out).int8_summary() if fmt == "tflite-int8" else {}  # what the file really holds
+    # the sidecar says whether the file passed: a failed file is kept (to inspect) but never looks checked
+    write_json_atomic(sidecar_path(out), {**metadata, **held, "check": check})
     return {"format": fmt, "file": Path(out).name, "source": str(source), "source_sha256": metadata["source_sha256"],
-            "seconds": round(seconds, 2), "writer": writer,
-            "check": check_against_source(out, fmt, source, check_images, source_model, trust_source)}
+            "seconds": round(seconds, 2), "writer": writer, **held, "check": check}
 
 
 def check_against_source(artefact: Path, fmt: str, source: Path, images: np.ndarray, source_model=None,
@@ -74,3 +79,14 @@ def check_line(fmt: str, check: dict) -> str:
     return (f"-[{'✓' if check['passed'] else '✗'}] {fmt}: top-1 agreement with the Keras model "
             f"{check['top1_agreement']:.1%} (≥ {check['min_agreement']:.1%}), max |Δ score| "
             f"{check['max_abs_diff']:.4g}{limit}, on {check['samples']} held-out images")
+
+
+def failed_check_advice(fmt: str, out: Path) -> str:
+    """What to do about an artefact whose check against its source failed."""
+    kept = f"{Path(out).name} is kept to inspect, marked failed in {sidecar_path(out).name}"
+    if FORMATS[fmt].quantized:
+        return (f"{kept}; int8 lost too much against the float model: quantize with QAT (edgecv compress, "
+                "quantize.mode: qat), calibrate on more or more typical images (--calibration-samples), or keep "
+                "the layers that quantize badly in float (quantize.keep_float)")
+    return (f"{kept}; a float file should compute what its model does: compare the two with edgecv eval, and "
+            "report the model's layers with this line if they differ")

@@ -65,6 +65,51 @@ def _quoted(cell: dict) -> dict:
     return {"ms": best["ms"], "source": best["source"], "threads": best["threads"], **extra}
 
 
+DEFAULT_ACCURACY_BAR_PT = 0.5  # the default gate's 'top1 max-drop 0.5'
+
+
+def accuracy_bar(recipe: dict) -> float:
+    """Points of top-1 a faster artefact may lose against the most accurate one: the recipe's
+    'top1 max-drop' gate where it has one."""
+    from edgecv.gate.checks import parse_check
+
+    drops = [c.value for c in map(parse_check, recipe["gates"]["checks"]) if c.metric == "top1" and c.op == "max-drop"]
+    return min(drops) if drops else DEFAULT_ACCURACY_BAR_PT
+
+
+def ship_choice(candidates: list[tuple], bar_pt: float) -> tuple[str, str | None]:
+    """candidates: (format, runtime, top-1, quoted latency) in the profile's order of preference.
+    Returns the format to ship, and why when that is not simply the profile's first choice.
+
+    The first in the profile's order within `bar_pt` points of the most accurate artefact, unless
+    another within the bar runs faster on a like-for-like latency: the same runtime (estimates
+    price every format on the profile's calibrated runtime, so only its own formats compare), or
+    both measured. An int8 file can run slower than its float one where the runtime leaves int8 ops
+    to slow kernels, and it can lose too much accuracy; either way the report says so."""
+    best_top1 = max(c[2] for c in candidates)
+    within = [c for c in candidates if c[2] >= best_top1 - bar_pt / 100 - 1e-12]
+    base = within[0]
+
+    def comparable(c):
+        both_measured = c[3]["source"] == base[3]["source"] == "measured"
+        return c[3]["ms"] is not None and base[3]["ms"] is not None and (c[1] == base[1] or both_measured)
+
+    faster = [c for c in within if comparable(c) and c[3]["ms"] < base[3]["ms"]]
+    chosen = min(faster, key=lambda c: c[3]["ms"]) if faster else base
+    first = candidates[0]
+    if chosen is first:
+        return first[0], None
+    reasons = []
+    if first not in within:
+        reasons.append(f"{first[0]} is {(best_top1 - first[2]) * 100:.2f} pt below the most accurate artefact, more "
+                       f"than the {bar_pt:g} pt accuracy bar")
+    if chosen is not base:
+        fast, slow = chosen[3], base[3]
+        reasons.append(f"faster here than {base[0]}: {fast['ms']:.3g} ms {fast['source']} vs {slow['ms']:.3g} ms "
+                       f"{slow['source']}, top-1 {chosen[2]:.2%} vs {base[2]:.2%} (within the {bar_pt:g} pt bar)")
+    return chosen[0], "; ".join(reasons)
+
+
 def run_profile(ctx: RunContext, out: Path) -> dict:
     from edgecv.devices import load_profile
 
@@ -72,18 +117,22 @@ def run_profile(ctx: RunContext, out: Path) -> dict:
     accuracy = {row["format"]: row["metrics"] for row in ctx.run.result("evaluate")["artefacts"]}
     profiles = {p.id: p for p in map(load_profile, ctx.recipe["profile"]["devices"])}  # a YAML path reports as its id
     table, devices = _latency_table(ctx, out, profiles), {}
+    bar = accuracy_bar(ctx.recipe)
     for device_id, profile in profiles.items():
         preferred = [a["format"] for a in profile.best_artefacts]
-        fmt = next((f for f in preferred if f in exported), None)
-        if fmt is None:
+        candidates = [(a["format"], a["runtime"], accuracy[a["format"]]["top1"],
+                       _quoted(table[exported[a["format"]]["file"]][device_id]))
+                      for a in profile.best_artefacts if a["format"] in exported]
+        if not candidates:
             devices[device_id] = {"artefact": None, "why": f"this run exported none of {device_id}'s formats "
                                   f"({', '.join(preferred)}); add one to export.formats"}
             console.print(f"  [yellow]{device_id}: no artefact for it[/yellow] ({devices[device_id]['why']})")
             continue
+        fmt, why = ship_choice(candidates, bar)
         cell = table[exported[fmt]["file"]][device_id]
         quoted = _quoted(cell)
         entry = {"artefact": exported[fmt]["file"], "format": fmt,
-                 "why": next(a["why"] for a in profile.best_artefacts if a["format"] == fmt),
+                 "why": why or next(a["why"] for a in profile.best_artefacts if a["format"] == fmt),
                  "top1": accuracy[fmt]["top1"], "accuracy_source": "evaluate stage: this artefact with its own runtime",
                  "estimated": cell["estimated"], "measured": cell["measured"],
                  "latency_ms": quoted["ms"], "latency_source": quoted["source"]}

@@ -113,6 +113,9 @@ SCHEMA: dict = {
         "learning_rate": Field("float", 2e-4, "Adam learning rate for QAT", min=0.0, max=MAX_LR),
         "calibration_samples": Field("int", 300, "class-balanced training images for the converter's representative dataset", min=10, max=MAX_CALIBRATION),
         "keep_float": Field("list", [], "layers QAT leaves unquantized (for layers that cannot be); the int8 TFLite may then keep float ops"),
+        "max_drop": Field("float", None, "points of top-1 the int8 TFLite may lose against the float student on "
+                          "1,000 held-out images; past that, the fewest ops that bring it back stay float in the file "
+                          "(listed in the report); null: no search", min=0.0, max=100.0, nullable=True),
     },
     "export": {
         "formats": Field("list", ["tflite-int8", "tflite-fp32"], "artefacts to write", choices=tuple(FORMATS)),

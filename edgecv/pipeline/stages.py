@@ -166,7 +166,7 @@ def run_quantize(ctx: RunContext, out: Path) -> dict:
 
 def run_export(ctx: RunContext, out: Path) -> dict:
     from edgecv.export.formats import FORMATS
-    from edgecv.pipeline.exporting import check_line, export_artefact
+    from edgecv.pipeline.exporting import check_line, export_artefact, failed_check_advice
 
     formats = ctx.recipe["export"]["formats"]
     calibration = ctx.calibration_set()
@@ -187,10 +187,65 @@ def run_export(ctx: RunContext, out: Path) -> dict:
                                  class_names=ctx.dataset.class_names, calibration=calibration, check_images=check,
                                  float_fallback=bool(ctx.recipe["quantize"]["keep_float"]),
                                  source_model=loaded[source], trust_source=True)
+        if fmt == "tflite-int8" and ctx.recipe["quantize"]["keep_float"]:
+            record = _kept_float(ctx, record, source, out, loaded, calibration, check)
+        if fmt == "tflite-int8" and ctx.recipe["quantize"]["max_drop"] is not None:
+            record = _accuracy_controlled(ctx, record, source, out, loaded, calibration, check)
         record["source"] = str(source.relative_to(ctx.run.root))
         console.print(check_line(fmt, record["check"]))
+        if not record["check"]["passed"]:
+            console.print(f"  [yellow]warning:[/yellow] {failed_check_advice(fmt, out / record['file'])}", highlight=False)
         written[fmt] = {k: v for k, v in record.items() if k != "format"}
     return {"artefacts": written, "calibration_samples": int(len(calibration))}
+
+
+def _kept_float(ctx: RunContext, record: dict, source: Path, out: Path, loaded: dict, calibration, check):
+    """quantize.keep_float: QAT left those layers unquantized, but the converter may still quantize
+    their ops; the file is written again with them denylisted, so it holds them in float."""
+    from edgecv.pipeline.exporting import export_artefact
+    from edgecv.pipeline.quant_search import int8_graph, ops_of_layers
+
+    layers = ctx.recipe["quantize"]["keep_float"]
+    ops = ops_of_layers(int8_graph(out / record["file"]), layers)
+    nodes = [t for tensors in ops.values() for t in tensors]
+    if nodes:
+        record = export_artefact(source, out / record["file"], "tflite-int8", spec=ctx.student_spec,
+                                 class_names=ctx.dataset.class_names, calibration=calibration, check_images=check,
+                                 float_fallback=True, source_model=loaded[source], trust_source=True, float_nodes=nodes)
+    missing = [layer for layer, tensors in ops.items() if not tensors]
+    if missing:  # fused into the op before them (a ReLU into its conv): float only with that op
+        console.print(f"  [yellow]warning:[/yellow] quantize.keep_float: no op of the int8 file is named after "
+                      f"{', '.join(missing)} (fused into a neighbour); they are not float in the file", highlight=False)
+    return {**record, "keep_float": {"layers": layers, "float_nodes": nodes, "not_found": missing}}
+
+
+def _accuracy_controlled(ctx: RunContext, record: dict, source: Path, out: Path, loaded: dict, calibration, check):
+    """quantize.max_drop: the int8 file's top-1 against the float student's on held-out images; past
+    the budget, the fewest ops kept in float (pipeline/quant_search.py) and the file written again."""
+    from edgecv.pipeline.exporting import export_artefact
+    from edgecv.pipeline.quant_search import ACCURACY_SAMPLES, search_float_ops
+
+    x, y = ctx.held_out_sample(ACCURACY_SAMPLES, 2)
+    float_model = ctx.load_model(ctx.model_path(ctx.float_student_stage()))
+    float_top1 = float(np.mean(float_model.predict(x, batch_size=256, verbose=0).argmax(1) == y))
+    path = out / record["file"]
+    kept = (record.get("keep_float") or {}).get("float_nodes", [])
+    control = search_float_ops(source, path, calibration, x, y, float_top1, ctx.recipe["quantize"]["max_drop"],
+                               kept_float=kept,
+                               trust=True, quantized_by="QAT" if source.name == QAT_MODEL else "post-training",
+                               progress=lambda text: console.print(f"  max_drop: {text}"))
+    control.update(samples=int(len(x)), float_model=ctx.float_student_stage())
+    control.pop("stats")  # quant-debug prints them; the report keeps the steps
+    if len(control["float_nodes"]) > len(kept):
+        record = {**export_artefact(source, path, "tflite-int8", spec=ctx.student_spec,
+                                    class_names=ctx.dataset.class_names, calibration=calibration, check_images=check,
+                                    source_model=loaded[source], trust_source=True, float_fallback=bool(kept),
+                                    float_nodes=control["float_nodes"]), **({"keep_float": record["keep_float"]} if kept else {})}
+    last = next(s for s in reversed(control["steps"]) if s["kept"])
+    console.print(f"  max_drop {control['max_drop_pt']:g} pt: int8 {last['drop_pt']:+.2f} pt vs the float student "
+                  f"with {len(control['float_nodes'])} op(s) in float" + ("" if control["within_budget"] else
+                                                                          " [yellow](budget not met)[/yellow]"))
+    return {**record, "accuracy_control": control}
 
 
 def _file_size(path: Path) -> tuple[int, int]:
@@ -234,15 +289,19 @@ def _scores(ctx: RunContext, name: str, fmt: str, path: Path) -> tuple[np.ndarra
     counts = {t: dtypes.count(t) for t in sorted(set(dtypes))}
     extra.update(tensor_dtypes=counts, nonzero_params=runner.nonzero_params())
     if fmt == "tflite-int8":
-        extra["fully_int8"] = "float32" not in counts and runner.input.dtype == "int8" and runner.output_dtype == "int8"
+        extra.update(runner.int8_summary())
     return ctx.held_out_scores(runner.run, batch_size=bs), extra
 
 
 def run_evaluate(ctx: RunContext, out: Path) -> dict:
     y = ctx.dataset.y_test
     rows = []
+    shipped = _drift_artefact(ctx)
+    shipped_scores = None
     for name, fmt, path in track(_models_to_evaluate(ctx), "evaluate", label=lambda m: m[0]):
         scores, extra = _scores(ctx, name, fmt, path)
+        if fmt == shipped:
+            shipped_scores = scores  # the drift reference reuses them: its images are not run again
         size, gz = _file_size(path)
         shown = path.relative_to(ctx.run.root) if path.is_relative_to(ctx.run.root) else path
         classes = per_class(scores, y, ctx.dataset.class_names)
@@ -256,8 +315,33 @@ def run_evaluate(ctx: RunContext, out: Path) -> dict:
         # what distillation optimises: how often the model picks the teacher's class, right or wrong
         r["agreement_with_teacher"] = round(float(np.mean(np.asarray(r["predictions"]) == teacher_says)), 5)
     (out / "EVALUATED.txt").write_text(f"{len(rows)} models evaluated on {len(y)} held-out images\n")
-    return {"artefacts": rows, "test_set_hash": ctx.dataset.test_set_hash(), "test_samples": int(len(y)),
-            "test_labels": y.astype(int).tolist()}
+    result = {"artefacts": rows, "test_set_hash": ctx.dataset.test_set_hash(), "test_samples": int(len(y)),
+              "test_labels": y.astype(int).tolist()}
+    if shipped:
+        result["drift_reference"] = _write_drift_reference(ctx, out, shipped, shipped_scores)
+    return result
+
+
+def _drift_artefact(ctx: RunContext) -> str | None:
+    """The export format `edgecv drift` compares field images through: the int8 TFLite a device
+    most likely runs, else the first exported; None when nothing was exported."""
+    exported = list(ctx.run.result("export").get("artefacts", {}))
+    return "tflite-int8" if "tflite-int8" in exported else next(iter(exported), None)
+
+
+def _write_drift_reference(ctx: RunContext, out: Path, fmt: str, scores: np.ndarray) -> dict:
+    """drift_reference.npz: statistics of up to REFERENCE_IMAGES class-balanced held-out images and the
+    shipped artefact's answers on them (its held-out scores, computed above)."""
+    from edgecv.measure.drift import REFERENCE_FILE, build_reference, save_reference
+    from edgecv.runtime import open_runner
+
+    path = ctx.run.stage_dir("export", "artefacts") / ctx.run.result("export")["artefacts"][fmt]["file"]
+    reference = build_reference(path, ctx.dataset.test, open_runner(path), source=ctx.dataset.source, seed=ctx.seed,
+                                scores=scores)
+    save_reference(out / REFERENCE_FILE, reference)
+    stage_folder = ctx.run.stage_dir("evaluate").relative_to(ctx.run.root)
+    return {"path": str(stage_folder / REFERENCE_FILE), "artefact": str(path.relative_to(ctx.run.root)),
+            "format": fmt, "images": reference.header["images"]}
 
 
 @dataclass(frozen=True)

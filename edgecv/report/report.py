@@ -47,7 +47,10 @@ def build_report(recipe: dict, state: dict, data: dict, student_spec: dict, teac
                  teacher_outputs: str, teacher_trained: bool, teacher_kind: str | None = None,
                  devices: list[dict] | None = None, strategy: dict | None = None) -> dict:
     stages = {name: dict(s) for name, s in state["stages"].items()}
-    stages.get("evaluate", {}).pop("result", None)  # its rows are the report's "artefacts"
+    evaluate = stages.get("evaluate", {})
+    drift_reference = evaluate.pop("result", {}).get("drift_reference")  # its rows are the report's "artefacts"
+    if drift_reference:  # what `edgecv drift RUN` reads
+        evaluate["result"] = {"drift_reference": drift_reference}
     evaluation = state["stages"].get("evaluate", {}).get("result", {})
     artefacts = evaluation.get("artefacts", [])
     teacher = next((a for a in artefacts if a["name"] == "teacher"), None)

@@ -32,6 +32,10 @@ class Runner:
         what a latency benchmark times (input quantization and copies left out where the runtime allows)."""
         return lambda: self.run(images)
 
+    def delegation(self) -> dict | None:
+        """Which ops the runtime's accelerated path runs and which fall back (runtimes that delegate)."""
+        return None
+
     def run_batched(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         return np.concatenate([self.run(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
 

@@ -87,6 +87,50 @@ class LiteRTRunner(Runner):
         self._interp.set_tensor(self._in["index"], x)
         return self._interp.invoke
 
+    def delegation(self) -> dict:
+        """What LiteRT's default delegate (XNNPACK on CPU) took: the graph's ops, how many it runs,
+        the partitions it split the graph into, and the ops left to LiteRT's own kernels by name.
+        A left-out op runs on the slower built-in kernel and cuts the graph: each partition boundary
+        hands tensors back and forth (int8 HARD_SWISH did that 19 times in MobileNetV3-Small).
+
+        The interpreter lists the replaced ops beside the delegate nodes; the plan that really runs
+        is found by walking back from the outputs: a tensor a delegate node produces is its work."""
+        ops = self._interp._get_ops_details()
+        producer = {}
+        for op in sorted(ops, key=lambda o: o["op_name"] == "DELEGATE"):  # a delegate's outputs are its own
+            for t in op["outputs"]:
+                producer[t] = op
+        plan, wanted = {}, [d["index"] for d in self._interp.get_output_details()]
+        while wanted:
+            op = producer.get(wanted.pop())
+            if op is not None and op["index"] not in plan:
+                plan[op["index"]] = op
+                wanted.extend(t for t in op["inputs"] if t >= 0)
+        graph_ops = [op for op in ops if op["op_name"] != "DELEGATE"]
+        left_out = [op["op_name"] for op in plan.values() if op["op_name"] != "DELEGATE"]
+        counts = {name: left_out.count(name) for name in sorted(set(left_out))}
+        return {"delegate": "XNNPACK", "ops": len(graph_ops), "delegated": len(graph_ops) - len(left_out),
+                "partitions": sum(op["op_name"] == "DELEGATE" for op in plan.values()), "not_delegated": counts}
+
+    def float_ops(self) -> list[str]:
+        """The ops that compute in float ("CONV_2D: name of its output"): an op with a float32 input
+        or output. QUANTIZE/DEQUANTIZE at a float graph's edges count too: they mark float there."""
+        tensors = {d["index"]: d for d in self._interp.get_tensor_details()}
+        found = []
+        for op in self._interp._get_ops_details():
+            if op["op_name"] == "DELEGATE":
+                continue
+            used = [tensors[t] for t in [*op["inputs"], *op["outputs"]] if t >= 0]
+            if any(np.dtype(t["dtype"]) == np.float32 for t in used):
+                found.append(f"{op['op_name']}: {tensors[op['outputs'][0]]['name']}")
+        return found
+
+    def int8_summary(self) -> dict:
+        """fully_int8 (int8 input, output and every op) and the float ops: what an int8 file holds."""
+        float_ops = self.float_ops()
+        fully = not float_ops and self.input.dtype == "int8" and self.output_dtype == "int8"
+        return {"fully_int8": fully, "float_ops": float_ops}
+
     def tensor_dtypes(self) -> dict[str, str]:
         """Every tensor's name -> dtype: the proof that a graph is fully int8."""
         return {d["name"]: np.dtype(d["dtype"]).name for d in self._interp.get_tensor_details()}

@@ -1,0 +1,445 @@
+"""`edgecv drift`: do the images a device sees still look like the data its model was tested on?
+
+A reference, built when the model is shipped (the compress evaluate stage), keeps per-image
+statistics of up to a couple of thousand held-out images as the artefact sees them (uint8 pixel
+values after resizing, before normalisation) and the artefact's answers on them. Field images go
+through the same artefact and the same statistics; each statistic is compared with a population
+stability index (the size of the shift) and a two-sample test (whether it is more than sampling
+noise), and the field data is checked for the preprocessing mistakes that look like drift.
+numpy + scipy + the artefact's runtime: no TensorFlow, this runs on the device.
+"""
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from edgecv import __version__
+from edgecv.data import PreprocessSpec
+from edgecv.data.field import UNLABELLED, FieldSet, most_common_size
+from edgecv.data.preprocess import adapt_channels, resize_bilinear
+from edgecv.data.sampling import balanced_indices
+from edgecv.data.sources import ImageSplit, image_headers
+from edgecv.errors import DataError, DriftError
+from edgecv.fileio import atomic_path
+from edgecv.measure.bench import file_sha256
+from edgecv.runtime import Runner, load_metadata
+
+REFERENCE_FILE = "drift_reference.npz"
+REFERENCE_FORMAT = 1  # bumped when the arrays or the header change meaning
+REFERENCE_IMAGES = 2000  # enough for KS and 10-bin PSI to resolve small shifts; ~100 KB stored
+INPUT_STATISTICS = ("brightness", "contrast", "sharpness", "saturation")
+OUTPUT_STATISTICS = ("confidence", "entropy")
+PSI_BINS = 10
+PSI_FLOOR = 1e-4  # a bin empty on one side would make the index infinite; this caps its term
+LAPLACIAN = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], np.float32)
+SOFTMAX_TOLERANCE = 0.02  # rows summing to 1 within this are probabilities already (int8 outputs round)
+# The mismatch checks compare mean pixel values 0..255 per channel; below this gap the readings (as
+# given, or swapped / inverted) are too close to tell apart.
+CHANNEL_GAP = 5.0
+WILSON_LEVEL = 0.95
+STATUSES = ("ok", "warn", "alert")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    psi_warn: float = 0.1
+    psi_alert: float = 0.25
+    alpha: float = 0.01  # after the Holm correction across the family of tests
+
+    def check(self) -> "Thresholds":
+        if not 0 < self.psi_warn < self.psi_alert:
+            raise DriftError(f"--psi-warn ({self.psi_warn:g}) must be above 0 and below --psi-alert "
+                             f"({self.psi_alert:g}); the usual pair is 0.1 and 0.25")
+        if not 0 < self.alpha < 1:
+            raise DriftError(f"--alpha must lie between 0 and 1, got {self.alpha:g}; the usual level is 0.01")
+        return self
+
+
+@dataclass
+class Observation:
+    """Per-image statistics of a set of images and the artefact's answers on them (float32, one row each)."""
+
+    statistics: dict[str, np.ndarray]  # INPUT_STATISTICS + OUTPUT_STATISTICS
+    channel_means: np.ndarray  # (n, C): tells RGB from BGR
+    predicted: np.ndarray  # (n,) class index
+    labels: np.ndarray  # (n,) class index, UNLABELLED where unknown
+
+    def __len__(self) -> int:
+        return len(self.predicted)
+
+    @property
+    def labelled(self) -> bool:
+        return bool(len(self.labels)) and bool(np.all(self.labels != UNLABELLED))
+
+
+@dataclass
+class Reference:
+    header: dict  # artefact, artefact_sha256, preprocessing, class_names, images, source, original_size, ...
+    observation: Observation
+
+    @property
+    def spec(self) -> PreprocessSpec:
+        return PreprocessSpec.from_dict(self.header["preprocessing"])
+
+
+# --- statistics -------------------------------------------------------------------------------------
+
+def model_view(images: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Pixel values (float32, N x height x width x channels) as the artefact receives them before
+    normalisation: the channels and size PreprocessSpec.apply gives, values as they were given."""
+    x = adapt_channels(np.asarray(images, np.float32), spec.channels)
+    return resize_bilinear(x, spec.height, spec.width)
+
+
+def image_statistics(view: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """({brightness, contrast, sharpness, saturation}: (n,) each, channel means (n, C)) of model_view images."""
+    grey = (adapt_channels(view, 1) if view.shape[-1] == 3 else view)[..., 0]
+    lap = sum(LAPLACIAN[i, j] * grey[:, i : grey.shape[1] - 2 + i, j : grey.shape[2] - 2 + j]
+              for i in range(3) for j in range(3) if LAPLACIAN[i, j])
+    if view.shape[-1] == 3:  # HSV saturation: how far the channels spread, relative to the brightest
+        top, bottom = view.max(-1), view.min(-1)
+        saturation = np.where(top > 0, (top - bottom) / np.where(top > 0, top, 1), 0).mean((1, 2))
+    else:
+        saturation = np.zeros(len(view))
+    stats = {"brightness": grey.mean((1, 2)), "contrast": grey.std((1, 2)),
+             "sharpness": lap.var((1, 2)) if grey.shape[1] > 2 and grey.shape[2] > 2 else np.zeros(len(view)),
+             "saturation": saturation}
+    return {k: v.astype(np.float32) for k, v in stats.items()}, view.mean((1, 2)).astype(np.float32)
+
+
+def probabilities(scores: np.ndarray) -> np.ndarray:
+    """The scores as class probabilities: as they are when rows already sum to 1, else softmax (logits)."""
+    scores = np.asarray(scores, np.float64)
+    if np.all(scores >= 0) and np.allclose(scores.sum(1), 1.0, atol=SOFTMAX_TOLERANCE):
+        return scores / scores.sum(1, keepdims=True)
+    shifted = np.exp(scores - scores.max(1, keepdims=True))
+    return shifted / shifted.sum(1, keepdims=True)
+
+
+def output_statistics(scores: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """({confidence: max probability, entropy: nats}, predicted class) per image."""
+    p = probabilities(scores)
+    entropy = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0), axis=1)
+    return {"confidence": p.max(1).astype(np.float32), "entropy": entropy.astype(np.float32)}, p.argmax(1)
+
+
+def observe(runner: Runner, spec: PreprocessSpec, batches, *, scores: np.ndarray | None = None,
+            progress=lambda n: None) -> Observation:
+    """Statistics of `batches` ((indices, images) as ImageSplit.chunks yields) and the runner's answers;
+    `scores`: the answers already computed for those indices (the runner is not run again)."""
+    parts: dict[str, list] = {"channel_means": [], "predicted": []}
+    for idx, images in batches:
+        view = model_view(images, spec)
+        stats, means = image_statistics(view)
+        outputs, predicted = output_statistics(scores[idx] if scores is not None else runner.run(spec.apply(view)))
+        for name, values in {**stats, **outputs, "channel_means": means, "predicted": predicted}.items():
+            parts.setdefault(name, []).append(values)
+        progress(len(images))
+    if not parts["predicted"]:
+        raise DataError("no images to observe; give at least one image")
+    joined = {k: np.concatenate(v) for k, v in parts.items()}
+    return Observation({k: joined[k] for k in INPUT_STATISTICS + OUTPUT_STATISTICS}, joined["channel_means"],
+                       joined["predicted"].astype(np.int64), np.full(len(joined["predicted"]), UNLABELLED, np.int64))
+
+
+def observe_field(runner: Runner, spec: PreprocessSpec, field_set: FieldSet, class_names: list[str],
+                  progress=lambda n: None) -> Observation:
+    """The field images through the artefact, labels mapped onto the artefact's classes."""
+    obs = observe(runner, spec, field_set.images.chunks((spec.height, spec.width)), progress=progress)
+    if field_set.labelled:
+        obs.labels = _model_labels(field_set, class_names)
+    return obs
+
+
+def _model_labels(field_set: FieldSet, class_names: list[str]) -> np.ndarray:
+    """Field labels as the artefact's class indices: by name, or as numbers when either side is unnamed."""
+    names, labels = field_set.class_names, field_set.images.labels
+    if class_names and all(n in class_names for n in names):
+        return np.array([class_names.index(names[y]) for y in labels], np.int64)
+    numbered = all(n.isdigit() for n in names) or not class_names or all(n.isdigit() for n in class_names)
+    classes = len(class_names) if class_names else None
+    if numbered and (classes is None or labels.max() < classes):
+        return labels.astype(np.int64)
+    raise DataError(f"the classes of '{field_set.source}' ({', '.join(names[:5])}...) are not classes the artefact "
+                    f"predicts ({', '.join(class_names[:5])}...); name the class subfolders as the artefact's classes")
+
+
+# --- the reference ----------------------------------------------------------------------------------
+
+def build_reference(artefact, split: ImageSplit, runner: Runner, *, source: str, max_images: int = REFERENCE_IMAGES,
+                    seed: int = 0, scores: np.ndarray | None = None, progress=lambda n: None) -> Reference:
+    """Up to `max_images` class-balanced images of a labelled held-out `split` through `artefact`.
+    `scores`: the artefact's scores on the whole split, in order, where the caller has them already."""
+    artefact = Path(artefact)
+    meta = load_metadata(artefact, runner)
+    spec = PreprocessSpec.from_dict(meta["preprocessing"])
+    chosen = np.sort(balanced_indices(split.labels, min(max_images, len(split)), seed))  # read files forwards
+    sample = split.subset(chosen)
+    obs = observe(runner, spec, sample.chunks((spec.height, spec.width)), progress=progress,
+                  scores=None if scores is None else np.asarray(scores)[chosen])
+    obs.labels = sample.labels.astype(np.int64)
+    original = (tuple(sample.array.shape[1:3]) if sample.array is not None
+                else most_common_size(size for _, size in image_headers(sample.files)))
+    header = {"format": REFERENCE_FORMAT, "edgecv": __version__,
+              "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "artefact": artefact.name, "artefact_sha256": file_sha256(artefact),
+              "preprocessing": spec.to_dict(), "class_names": meta.get("class_names") or [],
+              "images": len(obs), "source": source, "original_size": list(original) if original else None,
+              "seed": seed}
+    return Reference(header, obs)
+
+
+def save_reference(path, reference: Reference) -> None:
+    """One .npz: the arrays and a JSON header, written atomically (a reader never sees half of it)."""
+    obs = reference.observation
+    arrays = {f"stat_{k}": v.astype(np.float32) for k, v in obs.statistics.items()}
+    arrays.update(channel_means=obs.channel_means.astype(np.float32), predicted=obs.predicted.astype(np.int16),
+                  labels=obs.labels.astype(np.int16), header=np.array(json.dumps(reference.header)))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: savez would append .npz to the name
+        np.savez_compressed(f, **arrays)
+
+
+def load_reference(path) -> Reference:
+    path = Path(path)
+    rebuild = "rebuild it with `edgecv compress` (its evaluate stage writes it) or pass the right file"
+    if not path.is_file():
+        raise DriftError(f"drift reference {path} not found; pass a compress run directory or its "
+                         f"stages/evaluate/{REFERENCE_FILE}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            header = json.loads(str(z["header"]))
+            statistics = {k: z[f"stat_{k}"].astype(np.float32) for k in INPUT_STATISTICS + OUTPUT_STATISTICS}
+            obs = Observation(statistics, z["channel_means"].astype(np.float32), z["predicted"].astype(np.int64),
+                              z["labels"].astype(np.int64))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+        raise DriftError(f"{path} is not a readable drift reference ({type(e).__name__}: {e}); {rebuild}") from None
+    if not isinstance(header, dict) or header.get("format") != REFERENCE_FORMAT:
+        raise DriftError(f"{path} is a drift reference of another format ({header.get('format') if isinstance(header, dict) else header!r}, "
+                         f"this edgecv reads {REFERENCE_FORMAT}); {rebuild}")
+    rows = {len(v) for v in (*obs.statistics.values(), obs.channel_means, obs.predicted, obs.labels)}
+    if rows != {header.get("images")} or not header.get("images"):
+        raise DriftError(f"{path} is malformed: its arrays do not all hold the {header.get('images')} images its "
+                         f"header names; {rebuild}")
+    try:
+        PreprocessSpec.from_dict(header["preprocessing"])
+    except (KeyError, TypeError, ValueError, DataError) as e:
+        raise DriftError(f"{path} is malformed: no usable preprocessing ({e}); {rebuild}") from None
+    return Reference(header, obs)
+
+
+# --- the tests --------------------------------------------------------------------------------------
+
+def psi_from_proportions(reference: np.ndarray, field_: np.ndarray) -> float:
+    """Population stability index sum((f - r) ln(f / r)) over bins; empty bins floored at PSI_FLOOR."""
+    r, f = np.maximum(reference, PSI_FLOOR), np.maximum(field_, PSI_FLOOR)
+    return float(np.sum((f - r) * np.log(f / r)))
+
+
+def psi(reference: np.ndarray, field_: np.ndarray, bins: int = PSI_BINS) -> float:
+    """PSI of a continuous statistic over `bins` bins cut at the reference's quantiles (equal-mass
+    bins; tied quantiles, as in a statistic that is often 0, merge)."""
+    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+    counts = [np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1) / len(v)
+              for v in (reference, field_)]
+    return psi_from_proportions(*counts)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm-adjusted p-values: a family of tests at level alpha wrongly flags any of them with
+    probability at most alpha, whatever their dependence."""
+    p = np.asarray(p_values, np.float64)
+    adjusted, running = np.empty_like(p), 0.0
+    for rank, i in enumerate(np.argsort(p, kind="stable")):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))  # step-down: never below an earlier one
+        adjusted[i] = running
+    return adjusted
+
+
+def ks_p(reference: np.ndarray, field_: np.ndarray) -> float:
+    from scipy.stats import ks_2samp
+
+    return float(ks_2samp(reference, field_).pvalue)
+
+
+def class_shift(reference_predicted: np.ndarray, field_predicted: np.ndarray, classes: int) -> tuple[float, float]:
+    """(PSI, chi-square p) of the predicted-class mix; classes neither side predicts are left out
+    (their expected count would be 0)."""
+    from scipy.stats import chi2_contingency
+
+    counts = np.stack([np.bincount(reference_predicted, minlength=classes),
+                       np.bincount(field_predicted, minlength=classes)])
+    index = psi_from_proportions(*(counts / counts.sum(1, keepdims=True)))
+    seen = counts[:, counts.sum(0) > 0]
+    p = 1.0 if seen.shape[1] < 2 else float(chi2_contingency(seen, correction=False).pvalue)
+    return index, p
+
+
+def wilson_interval(correct: int, n: int, level: float = WILSON_LEVEL) -> tuple[float, float]:
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + level / 2))
+    p, denominator = correct / n, 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def grade(index: float, p_adjusted: float, thresholds: Thresholds) -> str:
+    """alert: a shift at least psi_alert that is not sampling noise (p < alpha after Holm); warn: a
+    significant shift at least psi_warn, or a large one too few images confirm. Requiring both keeps
+    false alarms rare: a small field sample inflates PSI, a large one makes trivial shifts significant."""
+    significant = p_adjusted < thresholds.alpha
+    if index >= thresholds.psi_alert and significant:
+        return "alert"
+    if index >= thresholds.psi_warn and (significant or index >= thresholds.psi_alert):
+        return "warn"
+    return "ok"
+
+
+@dataclass
+class Finding:
+    check: str
+    status: str  # ok | warn | alert
+    reference: str = ""
+    field: str = ""
+    psi: float | None = None
+    p_holm: float | None = None
+    detail: str = ""
+    method: str = ""
+
+
+@dataclass
+class DriftResult:
+    findings: list[Finding]
+    reference: dict  # the reference's header
+    field_source: str
+    field_images: int
+    thresholds: Thresholds
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def drift(self) -> bool:
+        return any(f.status == "alert" for f in self.findings)
+
+    def to_dict(self) -> dict:
+        return {"drift": self.drift, "thresholds": asdict(self.thresholds),
+                "reference": {k: self.reference.get(k) for k in ("artefact", "artefact_sha256", "source", "images",
+                                                                  "created_at")},
+                "field": {"source": self.field_source, "images": self.field_images},
+                "findings": [asdict(f) for f in self.findings], "notes": self.notes}
+
+
+def compare(reference: Reference, field_obs: Observation, field_set: FieldSet, thresholds: Thresholds) -> DriftResult:
+    """Every statistic tested, the preprocessing mismatch checks, and accuracy where both sides have labels."""
+    ref, spec = reference.observation, reference.spec
+    names = [n for n in INPUT_STATISTICS if n != "saturation" or spec.channels == 3] + ["confidence"]
+    indices = [psi(ref.statistics[n], field_obs.statistics[n]) for n in names]
+    p_values = [ks_p(ref.statistics[n], field_obs.statistics[n]) for n in names]
+    classes = max(len(reference.header.get("class_names") or []), int(ref.predicted.max()) + 1,
+                  int(field_obs.predicted.max()) + 1)  # the artefact's classes, or what it was seen to predict
+    class_index, class_p = class_shift(ref.predicted, field_obs.predicted, classes)
+    adjusted = holm(p_values + [class_p])  # one family: any false alarm among them at most alpha
+    findings = []
+    for name, index, p, p_adj in zip(names, indices, p_values, adjusted):
+        r, f = ref.statistics[name], field_obs.statistics[name]
+        findings.append(Finding(name, grade(index, p_adj, thresholds), _median(r), _median(f), float(index),
+                                float(p_adj), f"median {_median(r)} → {_median(f)} ({_change(r, f)}); "
+                                f"PSI {index:.3f}, KS p {p:.2g} (Holm {p_adj:.2g})",
+                                "PSI over 10 reference-quantile bins; two-sample Kolmogorov-Smirnov, Holm-corrected"))
+    findings.append(_class_finding(reference, field_obs, classes, (class_index, class_p, adjusted[-1]), thresholds))
+    findings += _mismatch_findings(reference, field_obs, field_set)
+    if field_obs.labelled and ref.labelled:
+        findings.append(_accuracy_finding(ref, field_obs))
+    notes = []
+    if len(field_obs) < 100:
+        notes.append(f"only {len(field_obs)} field images: only large shifts can be told from sampling noise; "
+                     "capture a few hundred")
+    return DriftResult(findings, reference.header, field_set.source, len(field_obs), thresholds, notes)
+
+
+def _median(values: np.ndarray) -> str:
+    return f"{float(np.median(values)):.4g}"
+
+
+def _change(reference: np.ndarray, field_: np.ndarray) -> str:
+    r, f = float(np.median(reference)), float(np.median(field_))
+    return f"×{f / r:.2f}" if r else f"{f - r:+.3g}"
+
+
+def _class_finding(reference: Reference, field_obs: Observation, classes: int, tested: tuple[float, float, float],
+                   thresholds: Thresholds) -> Finding:
+    """tested: (PSI, chi-square p, its Holm-adjusted p)."""
+    (index, p, p_adj), names = tested, reference.header.get("class_names") or []
+    r = np.bincount(reference.observation.predicted, minlength=classes) / len(reference.observation)
+    f = np.bincount(field_obs.predicted, minlength=classes) / len(field_obs)
+    moved = int(np.argmax(np.abs(f - r)))
+    label = names[moved] if moved < len(names) else str(moved)
+    return Finding("predicted class", grade(index, p_adj, thresholds), f"{r[moved]:.1%} {label}", f"{f[moved]:.1%} {label}",
+                   float(index), float(p_adj), f"largest change: '{label}' predicted for {r[moved]:.1%} → "
+                   f"{f[moved]:.1%} of images; PSI {index:.3f}, chi-square p {p:.2g} (Holm {p_adj:.2g})",
+                   "PSI over classes; chi-square test of the two predicted-class counts, Holm-corrected")
+
+
+def _accuracy_finding(ref: Observation, field_obs: Observation) -> Finding:
+    """Field top-1 against the reference's held-out top-1, each with a Wilson interval: alert when
+    the field interval lies wholly below the reference's, warn when its estimate does."""
+    counts = [(int(np.sum(o.predicted == o.labels)), len(o)) for o in (ref, field_obs)]
+    (r_lo, r_hi), (f_lo, f_hi) = (wilson_interval(*c) for c in counts)
+    r_top1, f_top1 = (k / n for k, n in counts)
+    status = "alert" if f_hi < r_lo else "warn" if f_top1 < r_lo else "ok"
+    return Finding("accuracy (labelled)", status, f"{r_top1:.1%}", f"{f_top1:.1%}", None, None,
+                   f"top-1 {r_top1:.1%} [{r_lo:.1%}, {r_hi:.1%}] held out → {f_top1:.1%} [{f_lo:.1%}, {f_hi:.1%}] "
+                   f"on {counts[1][1]} labelled field images",
+                   f"top-1 with {WILSON_LEVEL:.0%} Wilson intervals; alert when they do not overlap")
+
+
+def _mismatch_findings(reference: Reference, field_obs: Observation, field_set: FieldSet) -> list[Finding]:
+    """The preprocessing mistakes that look like drift, each named with its likely cause."""
+    ref, found = reference.observation, []
+    norm = reference.spec.normalization
+    r_bright = float(np.mean(ref.statistics["brightness"]))
+    r_means, f_means = ref.channel_means.mean(0), field_obs.channel_means.mean(0)
+    gap = lambda a, b: float(np.abs(a - b).max()) if a.shape == b.shape else math.inf  # noqa: E731
+    if field_set.unit_scaled and r_bright > 1.0:
+        found.append(Finding("input scale", "alert", "pixels 0..255", "floats in [0, 1]", detail=(
+            f"inputs look scaled to [0, 1]; the model expects raw pixels 0..255 and applies its own normalisation "
+            f"('{norm}'): capture the camera's uint8 pixels, before any division by 255"),
+            method=f"field .npz float values all within [0, 1]; reference mean brightness {r_bright:.1f}"))
+    elif gap(f_means, r_means) > CHANNEL_GAP and gap(f_means, 255 - r_means) < gap(f_means, r_means) / 4:
+        found.append(Finding("inverted pixels", "alert", _channels(r_means), _channels(f_means), detail=(
+            "the field's channel means are about 255 minus the reference's: the pixels look inverted (255 − x); "
+            "check the camera's or the capture's colour mapping"),
+            method="mean of each channel against the reference's and its inverse"))
+    if reference.spec.channels == 3 and field_obs.channel_means.shape[-1] == 3:
+        direct, swapped = gap(f_means, r_means), gap(f_means[::-1], r_means)
+        if direct > CHANNEL_GAP and swapped < direct / 2:
+            found.append(Finding("channel order", "alert", _channels(r_means), _channels(f_means), detail=(
+                "BGR given where the model takes RGB: the field channel means match the reference's only with the "
+                "channel order reversed; convert (e.g. OpenCV's cv2.cvtColor(img, cv2.COLOR_BGR2RGB)) before inference"),
+                method="mean of each channel against the reference's, as given and reversed"))
+    r_size, f_size = reference.header.get("original_size"), field_set.original_size
+    if r_size and f_size and tuple(r_size) != tuple(f_size):
+        r_aspect, f_aspect = r_size[1] / r_size[0], f_size[1] / f_size[0]
+        stretched = abs(f_aspect / r_aspect - 1) > 0.05
+        found.append(Finding("image size", "warn" if stretched else "ok", _size(r_size), _size(f_size), detail=(
+            f"field images are {_size(f_size)} (aspect {f_aspect:.2f}), the reference's were {_size(r_size)} "
+            f"(aspect {r_aspect:.2f}): " + ("resizing to the model's input stretches them differently; crop to the "
+                                            "reference's aspect before resizing" if stretched else
+                                            "same aspect, resized to the model's input")),
+            method="most common image size, width x height"))
+    return found
+
+
+def _channels(means: np.ndarray) -> str:
+    return ("RGB " if len(means) == 3 else "grey ") + "/".join(f"{v:.0f}" for v in means)
+
+
+def _size(size) -> str:
+    return f"{size[1]}x{size[0]}"
+

@@ -1,0 +1,129 @@
+"""Accuracy-controlled INT8: when a post-training int8 file loses more top-1 than allowed against
+its float model, keep the fewest ops in float that bring it back within the budget.
+
+1. TFLite's QuantizationDebugger runs the float and the int8 op side by side and gives each op's
+   output error in quantization steps (export/tflite.layer_statistics); ops well above ideal
+   rounding (~0.29 steps) are the suspects, worst first.
+2. Keeping an op in float only helps when what it reads is float too: the int8 tensor before it
+   has already lost what a wide range of values cost. So a suspect goes float with its inputs'
+   producers, back through the ops that only move values (pooling, reshapes, concatenation) to
+   and including the previous op with weights.
+3. One suspect at a time: the file is rewritten with those ops denylisted (the converter leaves
+   them float; `float_ops` of the written file proves it), top-1 re-measured on held-out images
+   the calibration never saw; a group that does not raise top-1 is stepped back. The search stops
+   at the first file within the budget.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgecv.export.worker import export, int8_layer_statistics
+from edgecv.runtime import LiteRTRunner
+
+IDEAL_ROUNDING_STEPS = 0.29  # RMSE of rounding to a grid, in steps: 1/sqrt(12)
+SUSPECT_STEPS = 0.5  # an op's output error above this many steps is more than rounding
+WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL"}
+EDGE_OPS = {"QUANTIZE", "DEQUANTIZE", "DELEGATE"}
+MAX_STEPS = 8
+ACCURACY_SAMPLES = 1000  # held-out images (test split, class-balanced) top-1 is measured on
+MIN_GAIN_PT = 0.1  # a group that raises top-1 by less is stepped back
+
+
+def suspects(stats: list[dict]) -> list[dict]:
+    """The ops whose output error is more than rounding, worst first."""
+    found = [r for r in stats if r["rmse_steps"] is not None and r["rmse_steps"] > SUSPECT_STEPS]
+    return sorted(found, key=lambda r: -r["rmse_steps"])
+
+
+def int8_graph(path: Path) -> dict[str, tuple[str, list[str]]]:
+    """{op output tensor name: (op, names of the tensors it reads that some op produces)}."""
+    interp = LiteRTRunner(path, 1)._interp
+    names = {d["index"]: d["name"] for d in interp.get_tensor_details()}
+    ops = [op for op in interp._get_ops_details() if op["op_name"] not in EDGE_OPS]
+    produced = {t for op in ops for t in op["outputs"]}
+    return {names[op["outputs"][0]]: (op["op_name"], [names[t] for t in op["inputs"] if t in produced]) for op in ops}
+
+
+def float_group(tensor: str, graph: dict) -> list[str]:
+    """The op producing `tensor` and what it reads, back to and including the previous ops with weights."""
+    group, todo = [tensor], list(graph.get(tensor, ("", []))[1])
+    while todo:
+        name = todo.pop()
+        if name in group or name not in graph:
+            continue
+        group.append(name)
+        op, inputs = graph[name]
+        if op not in WEIGHTED_OPS:
+            todo.extend(inputs)
+    return group
+
+
+def top1_of(path: Path, x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(LiteRTRunner(path, 2).run_batched(x, 256).argmax(1) == y))
+
+
+def host_ms(path: Path) -> float:
+    """p50 at 1 thread, measured here for a second: what a step costs in latency, roughly."""
+    from edgecv.measure.bench import bench_artefact
+
+    return float(bench_artefact(path, [1], duration=1.0)["results"][0]["p50_ms"])
+
+
+def search_float_ops(source: Path, plain_int8: Path, calibration: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray,
+                     float_top1: float, max_drop_pt: float, *, trust: bool = False, debug_samples: int = 64,
+                     quantized_by: str = "post-training", kept_float: list[str] = (),
+                     progress=lambda text: None) -> dict:
+    """Steps from `plain_int8` (the int8 file of `source`, float only at `kept_float`, op output
+    names a recipe keeps float anyway) to the first file within `max_drop_pt` points of
+    `float_top1`. Returns the float ops chosen (`kept_float` only when the plain file is within
+    budget already), every step tried, and whether the budget was met."""
+    plain_top1 = top1_of(plain_int8, x_eval, y_eval)
+    start = {"step": 0, "float_ops": list(kept_float), "top1": plain_top1, "drop_pt": round((float_top1 - plain_top1) * 100, 3),
+             "size_bytes": plain_int8.stat().st_size, "host_p50_ms": None, "kept": True,
+             "tried": f"int8 ({quantized_by})" + (f", {len(kept_float)} op(s) kept float by the recipe" if kept_float
+                                                  else "")}
+    result = {"float_top1": float_top1, "max_drop_pt": max_drop_pt, "steps": [start], "float_nodes": list(kept_float)}
+    if start["drop_pt"] <= max_drop_pt:  # within budget: the check costs two evaluations, nothing more
+        return {**result, "within_budget": True, "stats": None}
+    start["host_p50_ms"] = host_ms(plain_int8)  # the baseline the steps' latency cost is read against
+    progress("measuring each op's quantization error")
+    stats = int8_layer_statistics(source, calibration, debug_samples, trust=trust)
+    graph, chosen, best = int8_graph(plain_int8), list(kept_float), start
+    with tempfile.TemporaryDirectory(prefix="edgecv-max-drop.") as scratch:
+        for suspect in suspects(stats)[:MAX_STEPS]:
+            group = [t for t in float_group(suspect["tensor"], graph) if t not in chosen]
+            if not group:
+                continue
+            trial = Path(scratch) / f"step{len(result['steps'])}.tflite"
+            progress(f"step {len(result['steps'])}: {suspect['op']} ({suspect['rmse_steps']:.2f} steps) and "
+                     f"{len(group) - 1} op(s) feeding it in float")
+            export(source, trial, "tflite-int8", calibration, float_nodes=chosen + group, trust=trust)
+            top1 = top1_of(trial, x_eval, y_eval)
+            kept = (top1 - best["top1"]) * 100 >= MIN_GAIN_PT
+            step = {"step": len(result["steps"]), "float_ops": chosen + group, "top1": top1,
+                    "drop_pt": round((float_top1 - top1) * 100, 3), "size_bytes": trial.stat().st_size,
+                    "host_p50_ms": host_ms(trial), "kept": kept,
+                    "tried": f"{suspect['op']} {suspect['tensor']} ({suspect['rmse_steps']:.2f} steps) with "
+                             f"{len(group) - 1} op(s) feeding it"}
+            result["steps"].append(step)
+            if kept:
+                chosen, best = chosen + group, step
+                if step["drop_pt"] <= max_drop_pt:
+                    break
+    return {**result, "float_nodes": chosen, "within_budget": best["drop_pt"] <= max_drop_pt, "stats": stats}
+
+
+def ops_of_layers(graph: dict, layers: list[str]) -> dict[str, list[str]]:
+    """{Keras layer name: the op outputs of the int8 file that belong to it}. The converter names an
+    op's output by the layers it came from ("model/gap/Mean", "model/quant_conv1/Relu;model/quant_conv1/BiasAdd");
+    a QAT-wrapped layer appears as quant_<name>."""
+    import re
+
+    found = {}
+    for layer in layers:
+        names = {layer, f"quant_{layer}"}
+        found[layer] = [t for t in graph if names & set(re.split(r"[/;]", t))]
+    return found

@@ -1,0 +1,102 @@
+"""Accuracy-controlled INT8 on a real model made to quantize badly: edgecv quant-debug names the
+ops that lose information, edgecv export --max-drop keeps the fewest of them in float until top-1
+is back within the budget, and the written file's tensor types prove it."""
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks.quant_fallback import small_cnn, widen_one_channel
+from tests.conftest import assert_user_error, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from edgecv.data import load_dataset
+
+    root = tmp_path_factory.mktemp("accuracy-control")
+    ds = load_dataset("fashion-mnist-mini", image_size=28)
+    model = small_cnn(ds.train.array.astype(np.float32) / 255.0, ds.train.labels, epochs=4)
+    model.save(root / "good.keras")
+    widen_one_channel(model)  # the same float function; one conv output spans 1000x the range
+    model.save(root / "wide.keras")
+    return root
+
+
+def export_with_max_drop(model, out, max_drop: str) -> dict:
+    proc = run_cli("export", model, "--format", "tflite-int8", "--calibration", "fashion-mnist-mini",
+                   "--max-drop", max_drop, "-o", out, "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout[proc.stdout.index("{"):])
+
+
+def test_max_drop_keeps_the_fewest_ops_float_and_the_file_proves_it(models):
+    from edgecv.runtime import LiteRTRunner
+
+    out = models / "wide-int8.tflite"
+    record = export_with_max_drop(models / "wide.keras", out, "1.0")
+    control = record["accuracy_control"]
+    plain, final = control["steps"][0], next(s for s in reversed(control["steps"]) if s["kept"])
+    assert control["float_top1"] > 0.5  # a real classifier (10 classes)
+    assert plain["drop_pt"] >= 3.0, control["steps"]  # plain post-training int8 loses a lot
+    assert control["within_budget"] and final["drop_pt"] <= 1.0, control["steps"]
+    # the ops kept float are conv1's and conv2's chain, not the model
+    assert len(control["float_nodes"]) <= 4 and any("conv1" in n for n in control["float_nodes"]), control
+    runner = LiteRTRunner(out)
+    held = runner.int8_summary()
+    assert not held["fully_int8"] and held == {k: record[k] for k in ("fully_int8", "float_ops")}
+    float_outputs = {op.split(": ", 1)[1] for op in held["float_ops"]}
+    assert set(control["float_nodes"]) <= float_outputs
+    dtypes = runner.tensor_dtypes()
+    assert any(n.startswith("model/conv3") and t == "int8" for n, t in dtypes.items()), dtypes  # the rest stays int8
+    assert record["check"]["passed"]
+
+
+def test_quant_debug_names_the_op_that_loses_information(models):
+    proc = run_cli("quant-debug", models / "wide.keras", "--calibration", "fashion-mnist-mini", "--json")
+    assert proc.returncode == 0, proc.stderr
+    ops = json.loads(proc.stdout)["ops"]
+    worst = max(ops, key=lambda r: r["rmse_steps"] or 0)
+    assert "conv2" in worst["tensor"] and worst["rmse_steps"] > 1.0, ops
+    conv1 = next(r for r in ops if "conv1" in r["tensor"])
+    assert conv1["range"][1] > 10 * next(r for r in ops if "conv3" in r["tensor"])["range"][1]  # the wide range
+    table = run_cli("quant-debug", models / "wide.keras", "--calibration", "fashion-mnist-mini", "--top", "3")
+    shown = table.stdout + table.stderr
+    assert table.returncode == 0 and "✗" in shown and "0.29 is ideal rounding" in shown
+
+
+def test_max_drop_on_a_model_that_quantizes_well_changes_nothing(models):
+    record = export_with_max_drop(models / "good.keras", models / "good-int8.tflite", "2.0")
+    assert record["accuracy_control"]["float_nodes"] == [] and len(record["accuracy_control"]["steps"]) == 1
+    assert record["fully_int8"] and record["float_ops"] == []
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--max-drop", "-1"], ["--max-drop takes points", ">= 0"]),
+    (["--max-drop", "nan"], ["--max-drop takes points"]),
+])
+def test_bad_max_drop_values_are_refused(models, args, fragments):
+    proc = run_cli("export", models / "good.keras", "--format", "tflite-int8", "--calibration", "fashion-mnist-mini",
+                   "-o", models / "x.tflite", *args)
+    assert_user_error(proc, *fragments)
+
+
+def test_max_drop_needs_tflite_int8_and_labelled_data(models):
+    assert_user_error(run_cli("export", models / "good.keras", "--format", "onnx", "--max-drop", "1"),
+                      "--max-drop", "tflite-int8")
+    assert_user_error(run_cli("export", models / "good.keras", "--format", "tflite-int8", "--max-drop", "1"),
+                      "--calibration")
+
+
+def test_openvino_int8_max_drop_goes_through_nncf_accuracy_control(models):
+    """OpenVINO INT8 of a float model: NNCF's own accuracy control reverts quantizers on the IR."""
+    out = models / "ov" / "wide.xml"
+    proc = run_cli("export", models / "wide.keras", "--format", "openvino-int8", "--calibration", "fashion-mnist-mini",
+                   "--max-drop", "1.0", "-o", out, "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    c = json.loads(proc.stdout[proc.stdout.index("{"):])["writer"]["nncf_accuracy_control"]
+    assert c["validation_samples"] == 1000 and c["max_drop_pt"] == 1.0
+    assert c["drop_pt"] <= 1.0 + 0.3, c  # NNCF's own bar (it stops at its max_drop on the same images)
+    assert c["fake_quantize_nodes"] < c["fake_quantize_nodes_plain"] or c["plain_int8_top1"] >= c["float_top1"] - 0.01, c

@@ -1,0 +1,173 @@
+"""`edgecv drift`: field images against the reference compress stores, through a real .tflite file
+(built without TensorFlow) and LiteRT; synthetic images made with numpy."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xmlschema
+
+from edgecv.data import PreprocessSpec
+from edgecv.data.field import load_field
+from edgecv.data.preprocess import resize_bilinear
+from edgecv.data.sources import ImageSplit
+from edgecv.measure.drift import (REFERENCE_FILE, Thresholds, build_reference, compare, holm, load_reference,
+                                  observe_field, psi, psi_from_proportions, save_reference, wilson_interval)
+from edgecv.runtime import open_runner, sidecar_path
+from tests.conftest import BLOCK_TENSORFLOW, assert_user_error, run_cli
+from tests.tflite_builder import build_small_cnn
+
+JUNIT_XSD = Path(__file__).with_name("junit.xsd")
+SPEC = PreprocessSpec(16, 16, 3, "unit")
+CLASSES = [f"class{i}" for i in range(5)]
+
+
+def textures(n, seed, size=32):
+    """Smooth random colour textures (a coarse random grid upsampled) with a warm cast: red above blue."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 1, (n, 4, 4, 3)).astype(np.float32)
+    smooth = resize_bilinear(coarse, size, size)
+    level = rng.uniform(70, 170, (n, 1, 1, 1))  # per-image brightness
+    cast = np.array([1.25, 1.0, 0.7], np.float32)
+    return np.clip(level * (0.5 + smooth) * cast, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """A run's drift reference beside its artefact: {"dir", "model", "reference", "runner"}."""
+    root = tmp_path_factory.mktemp("drift")
+    model = root / "student-int8.tflite"
+    model.write_bytes(build_small_cnn(16, 16, 3, filters=6, classes=len(CLASSES), seed=3))
+    sidecar_path(model).write_text(json.dumps({"class_names": CLASSES, "preprocessing": SPEC.to_dict()}))
+    runner = open_runner(model, 1)
+    images = textures(1000, seed=0)
+    labels = runner.run(SPEC.apply(images)).argmax(1)  # the model is right on its held-out images
+    reference = build_reference(model, ImageSplit(labels, images), runner, source="synthetic held-out")
+    save_reference(root / REFERENCE_FILE, reference)
+    return {"dir": root, "model": model, "reference": root / REFERENCE_FILE, "runner": runner}
+
+
+def field_npz(path, x, y=None):
+    np.savez(path, x=x, **({} if y is None else {"y": y}))
+    return path
+
+
+def drift_of(shipped, path, thresholds=Thresholds()):
+    """compare() in this process: the same code the command runs, without a process start."""
+    reference = load_reference(shipped["reference"])
+    field_set = load_field(str(path))
+    observed = observe_field(shipped["runner"], reference.spec, field_set, reference.header["class_names"])
+    return compare(reference, observed, field_set, thresholds)
+
+
+def finding(result, check):
+    return next(f for f in result.findings if f.check == check)
+
+
+def test_psi_holm_and_wilson_on_known_numbers():
+    # (0.25 - 0.5) ln(0.5) + (0.75 - 0.5) ln(1.5)
+    assert psi_from_proportions(np.array([0.5, 0.5]), np.array([0.25, 0.75])) == pytest.approx(0.27465, abs=1e-5)
+    same = np.random.default_rng(0).normal(size=5000)
+    assert psi(same, same) == pytest.approx(0.0)
+    # Holm: sorted p x (m, m-1, ...), kept monotone, capped at 1
+    assert holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert holm([0.3, 0.4]) == pytest.approx([0.6, 0.6])
+    lo, hi = wilson_interval(50, 100)
+    assert (lo, hi) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+    from edgecv.measure.drift import ks_p
+
+    shifted = same + 0.5
+    assert ks_p(same, shifted) < 1e-10 and ks_p(same[:2500], same[2500:]) > 0.01
+
+
+def test_reference_is_compact_and_round_trips(shipped):
+    reference = load_reference(shipped["reference"])
+    assert reference.header["images"] == 1000 and reference.header["original_size"] == [32, 32]
+    assert reference.header["artefact"] == "student-int8.tflite" and len(reference.header["artefact_sha256"]) == 64
+    assert shipped["reference"].stat().st_size < 300 * 1024
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_same_distribution_is_no_drift(shipped, tmp_path, seed):
+    result = drift_of(shipped, field_npz(tmp_path / "field.npz", textures(300, seed=seed)))
+    assert not result.drift, [f for f in result.findings if f.status != "ok"]
+
+
+def test_darker_field_is_drift_naming_brightness(shipped, tmp_path):
+    dark = (textures(300, seed=7) * 0.6).astype(np.uint8)
+    proc = run_cli("drift", shipped["reference"], "--data", field_npz(tmp_path / "dark.npz", dark))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert any(line.startswith("❌ brightness") for line in proc.stdout.splitlines()), proc.stdout
+    assert "DRIFT ❌" in proc.stdout
+
+
+def test_bgr_and_unit_scaled_inputs_are_named(shipped, tmp_path):
+    bgr = drift_of(shipped, field_npz(tmp_path / "bgr.npz", textures(300, seed=8)[..., ::-1]))
+    assert bgr.drift and "BGR given where the model takes RGB" in finding(bgr, "channel order").detail
+    scaled = drift_of(shipped, field_npz(tmp_path / "unit.npz", textures(300, seed=9).astype(np.float32) / 255))
+    assert scaled.drift and "inputs look scaled to [0, 1]" in finding(scaled, "input scale").detail
+    inverted = drift_of(shipped, field_npz(tmp_path / "inv.npz", 255 - textures(300, seed=10)))
+    assert inverted.drift and finding(inverted, "inverted pixels").status == "alert"
+    same = drift_of(shipped, field_npz(tmp_path / "same.npz", textures(300, seed=11)))
+    assert not {f.check for f in same.findings} & {"channel order", "input scale", "inverted pixels"}
+
+
+def test_class_mix_shift_moves_the_predicted_class_finding(shipped, tmp_path):
+    pool = textures(3000, seed=12)
+    predicted = shipped["runner"].run(SPEC.apply(pool)).argmax(1)
+    common = np.bincount(predicted).argmax()  # the random model's favourite class becomes the rare one
+    skewed = np.concatenate([pool[predicted != common][:250], pool[predicted == common][:50]])
+    shifted = finding(drift_of(shipped, field_npz(tmp_path / "skew.npz", skewed)), "predicted class")
+    balanced = finding(drift_of(shipped, field_npz(tmp_path / "pool.npz", pool[:300])), "predicted class")
+    assert shifted.status != "ok" and shifted.psi > balanced.psi and balanced.status == "ok"
+
+
+def test_labelled_field_reports_accuracy(shipped, tmp_path):
+    x = textures(300, seed=13)
+    right = shipped["runner"].run(SPEC.apply(x)).argmax(1)
+    fine = finding(drift_of(shipped, field_npz(tmp_path / "right.npz", x, right)), "accuracy (labelled)")
+    wrong = finding(drift_of(shipped, field_npz(tmp_path / "wrong.npz", x, (right + 1) % len(CLASSES))),
+                    "accuracy (labelled)")
+    assert (fine.status, fine.field, wrong.status, wrong.field) == ("ok", "100.0%", "alert", "0.0%")
+
+
+def test_outputs_and_an_image_folder_without_tensorflow(shipped, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "captures"
+    folder.mkdir()
+    for i, img in enumerate(textures(120, seed=14, size=40)):
+        Image.fromarray(img).save(folder / f"{i:03d}.png")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW, "drift", shipped["reference"], "--data", folder,
+                           "--json", out / "d.json", "--junit", out / "d.xml", "--markdown", out / "d.md"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode in (0, 1), proc.stderr
+    record = json.loads((out / "d.json").read_text())
+    assert record["drift"] == (proc.returncode == 1) and record["field"]["images"] == 120
+    size = next(f for f in record["findings"] if f["check"] == "image size")
+    assert size["field"] == "40x40" and size["status"] == "ok"  # same aspect, another size
+    xmlschema.XMLSchema(str(JUNIT_XSD)).validate(out / "d.xml")
+    assert (out / "d.md").read_text().startswith("## edgecv drift: ")
+
+
+def test_bad_inputs_are_one_line(shipped, tmp_path):
+    good = field_npz(tmp_path / "f.npz", textures(20, seed=15))
+    assert_user_error(run_cli("drift", tmp_path / "nothing.npz", "--data", good), "not found")
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(shipped["reference"].read_bytes()[:500])
+    assert_user_error(run_cli("drift", corrupt, "--data", good, "--artefact", shipped["model"]), "drift reference")
+    (tmp_path / "empty").mkdir()
+    assert_user_error(run_cli("drift", shipped["reference"], "--data", tmp_path / "empty"), "no PNG or JPEG")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    proc = run_cli("drift", shipped["reference"], "--data", good, "--json", blocker / "d.json")
+    assert_user_error(proc, "--json")
+    assert_user_error(run_cli("drift", shipped["reference"], "--data", good, "--psi-warn", "0.3"), "--psi-warn")
+    lone = tmp_path / "lone" / REFERENCE_FILE
+    lone.parent.mkdir()
+    lone.write_bytes(shipped["reference"].read_bytes())
+    assert_user_error(run_cli("drift", lone, "--data", good), "--artefact")
+    assert_user_error(run_cli("drift", tmp_path, "--data", good), "report.json")
