@@ -205,18 +205,28 @@ def _kept_float(ctx: RunContext, record: dict, source: Path, out: Path, loaded: 
     from edgecv.pipeline.exporting import export_artefact
     from edgecv.pipeline.quant_search import int8_graph, ops_of_layers
 
+    from edgecv.errors import ConversionError
+
     layers = ctx.recipe["quantize"]["keep_float"]
     ops = ops_of_layers(int8_graph(out / record["file"]), layers)
     nodes = [t for tensors in ops.values() for t in tensors]
+    kept = {"layers": layers, "float_nodes": nodes, "not_found": [layer for layer, tensors in ops.items() if not tensors]}
     if nodes:
-        record = export_artefact(source, out / record["file"], "tflite-int8", spec=ctx.student_spec,
-                                 class_names=ctx.dataset.class_names, calibration=calibration, check_images=check,
-                                 float_fallback=True, source_model=loaded[source], trust_source=True, float_nodes=nodes)
-    missing = [layer for layer, tensors in ops.items() if not tensors]
-    if missing:  # fused into the op before them (a ReLU into its conv): float only with that op
+        try:
+            record = export_artefact(source, out / record["file"], "tflite-int8", spec=ctx.student_spec,
+                                     class_names=ctx.dataset.class_names, calibration=calibration, check_images=check,
+                                     float_fallback=True, source_model=loaded[source], trust_source=True,
+                                     float_nodes=nodes)
+        except ConversionError as e:  # the converter's debugger refuses some graphs: keep the file as it is
+            kept.update(float_nodes=[], not_enforced=str(e))
+            console.print(f"  [yellow]warning:[/yellow] quantize.keep_float: the int8 file could not be written with "
+                          f"{', '.join(layers)} denylisted ({e}); it holds what the converter chose (its float_ops "
+                          "say which)", highlight=False)
+    if kept["not_found"]:  # fused into the op before them (a ReLU into its conv): float only with that op
         console.print(f"  [yellow]warning:[/yellow] quantize.keep_float: no op of the int8 file is named after "
-                      f"{', '.join(missing)} (fused into a neighbour); they are not float in the file", highlight=False)
-    return {**record, "keep_float": {"layers": layers, "float_nodes": nodes, "not_found": missing}}
+                      f"{', '.join(kept['not_found'])} (fused into a neighbour); they are not float in the file",
+                      highlight=False)
+    return {**record, "keep_float": kept}
 
 
 def _accuracy_controlled(ctx: RunContext, record: dict, source: Path, out: Path, loaded: dict, calibration, check):
