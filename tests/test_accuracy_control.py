@@ -50,18 +50,23 @@ def test_max_drop_keeps_the_fewest_ops_float_and_the_file_proves_it(models):
     float_outputs = {op.split(": ", 1)[1] for op in held["float_ops"]}
     assert set(control["float_nodes"]) <= float_outputs
     dtypes = runner.tensor_dtypes()
-    assert any(n.startswith("model/conv3") and t == "int8" for n, t in dtypes.items()), dtypes  # the rest stays int8
+    assert any("/conv3/" in n and t == "int8" for n, t in dtypes.items()), dtypes  # the rest stays int8
     assert record["check"]["passed"]
 
 
-def test_quant_debug_names_the_op_that_loses_information(models):
-    proc = run_cli("quant-debug", models / "wide.keras", "--calibration", "fashion-mnist-mini", "--json")
+def quant_debug_ops(model) -> list[dict]:
+    proc = run_cli("quant-debug", model, "--calibration", "fashion-mnist-mini", "--json")
     assert proc.returncode == 0, proc.stderr
-    ops = json.loads(proc.stdout)["ops"]
+    return json.loads(proc.stdout)["ops"]
+
+
+def test_quant_debug_names_the_op_that_loses_information(models):
+    ops = quant_debug_ops(models / "wide.keras")
     worst = max(ops, key=lambda r: r["rmse_steps"] or 0)
     assert "conv2" in worst["tensor"] and worst["rmse_steps"] > 1.0, ops
-    conv1 = next(r for r in ops if "conv1" in r["tensor"])
-    assert conv1["range"][1] > 10 * next(r for r in ops if "conv3" in r["tensor"])["range"][1]  # the wide range
+    conv1_range = next(r for r in ops if "/conv1/" in r["tensor"])["range"][1]
+    good_range = next(r for r in quant_debug_ops(models / "good.keras") if "/conv1/" in r["tensor"])["range"][1]
+    assert conv1_range > 100 * good_range, (conv1_range, good_range)  # the channel x1000 sets the grid
     table = run_cli("quant-debug", models / "wide.keras", "--calibration", "fashion-mnist-mini", "--top", "3")
     shown = table.stdout + table.stderr
     assert table.returncode == 0 and "✗" in shown and "0.29 is ideal rounding" in shown
@@ -95,8 +100,11 @@ def test_openvino_int8_max_drop_goes_through_nncf_accuracy_control(models):
     out = models / "ov" / "wide.xml"
     proc = run_cli("export", models / "wide.keras", "--format", "openvino-int8", "--calibration", "fashion-mnist-mini",
                    "--max-drop", "1.0", "-o", out, "--json")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    c = json.loads(proc.stdout[proc.stdout.index("{"):])["writer"]["nncf_accuracy_control"]
+    record = json.loads(proc.stdout[proc.stdout.index("{"):])
+    # NNCF bounds the top-1 drop; the post-export check asks 95 % agreement with the float model, which a
+    # weak model can miss at equal accuracy: then exit 1, as for any failed check
+    assert proc.returncode == (0 if record["check"]["passed"] else 1), proc.stdout + proc.stderr
+    c = record["writer"]["nncf_accuracy_control"]
     assert c["validation_samples"] == 1000 and c["max_drop_pt"] == 1.0
     assert c["drop_pt"] <= 1.0 + 0.3, c  # NNCF's own bar (it stops at its max_drop on the same images)
     assert c["fake_quantize_nodes"] < c["fake_quantize_nodes_plain"] or c["plain_int8_top1"] >= c["float_top1"] - 0.01, c
