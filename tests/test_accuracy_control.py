@@ -42,6 +42,9 @@ def test_max_drop_keeps_the_fewest_ops_float_and_the_file_proves_it(models):
     assert control["float_top1"] > 0.5  # a real classifier (10 classes)
     assert plain["drop_pt"] >= 3.0, control["steps"]  # plain post-training int8 loses a lot
     assert control["within_budget"] and final["drop_pt"] <= 1.0, control["steps"]
+    # what each step costs: size, host latency measured, device latency estimated
+    assert final["size_bytes"] > plain["size_bytes"] and final["host_p50_ms"] > 0
+    assert set(final["estimated_ms"]) == {"rpi4", "pixel-4"} and all(v > 0 for v in final["estimated_ms"].values())
     # the ops kept float are conv1's and conv2's chain, not the model
     assert len(control["float_nodes"]) <= 4 and any("conv1" in n for n in control["float_nodes"]), control
     runner = LiteRTRunner(out)

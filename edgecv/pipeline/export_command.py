@@ -162,15 +162,21 @@ def _accuracy_control(source: Path, out: Path, spec, class_names, calib, check, 
 def _print_steps(result: dict, console) -> None:
     from edgecv.report.terminal import print_table, text_table
 
-    table = text_table("step", "float ops", "top-1", "drop vs float", "size", "host p50 1 thread", "kept", "tried",
-                       right=("step", "float ops", "top-1", "drop vs float", "size", "host p50 1 thread"),
+    devices = list((result["steps"][-1].get("estimated_ms") or {}))
+    estimated = [f"{d} est." for d in devices]
+    table = text_table("step", "float ops", "top-1", "drop vs float", "size", "host p50 1 thread", *estimated, "kept",
+                       "tried", right=("step", "float ops", "top-1", "drop vs float", "size", "host p50 1 thread",
+                                       *estimated),
                        prose=("tried",),
                        title=f"--max-drop {result['max_drop_pt']:g}: float model {result['float_top1']:.2%} on "
-                             f"{result['images']} (host latency measured here, 1 s each)")
+                             f"{result['images']} (host latency measured here, 1 s each; devices estimated by "
+                             "edgecv's cost model)")
     for s in result["steps"]:
         table.add_row(str(s["step"]), str(len(s["float_ops"])), f"{s['top1']:.2%}", f"{s['drop_pt']:+.2f} pt",
                       f"{s['size_bytes'] / 1e6:.3f} MB",
-                      "—" if s["host_p50_ms"] is None else f"{s['host_p50_ms']:.3f} ms", "yes" if s["kept"] else "stepped back",
+                      "—" if s["host_p50_ms"] is None else f"{s['host_p50_ms']:.3f} ms",
+                      *[f"{(s.get('estimated_ms') or {})[d]:.3g} ms" if d in (s.get("estimated_ms") or {}) else "—"
+                        for d in devices], "yes" if s["kept"] else "stepped back",
                       s["tried"])
     print_table(console, table)
     if not result["float_nodes"]:

@@ -72,10 +72,24 @@ def host_ms(path: Path) -> float:
     return float(bench_artefact(path, [1], duration=1.0)["results"][0]["p50_ms"])
 
 
+ESTIMATED_ON = ("rpi4", "pixel-4")  # what a step costs on devices, where the caller names none
+
+
+def device_ms(path: Path, devices) -> dict[str, float]:
+    """{device id: estimated ms} of the file (edgecv's cost model at each profile's default threads)."""
+    from edgecv.devices import load_profile
+    from edgecv.measure.estimate import estimate_for_device, load_calibration
+    from edgecv.measure.tflite_graph import read_tflite_graph
+
+    graph, calibration = read_tflite_graph(path), load_calibration()
+    return {p.id: round(estimate_for_device(graph, p, calibration)["ms"], 4)
+            for p in map(load_profile, devices) if p.id != "host"}  # the host is measured
+
+
 def search_float_ops(source: Path, plain_int8: Path, calibration: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray,
                      float_top1: float, max_drop_pt: float, *, trust: bool = False, debug_samples: int = 64,
                      quantized_by: str = "post-training", kept_float: list[str] = (),
-                     progress=lambda text: None) -> dict:
+                     devices=ESTIMATED_ON, progress=lambda text: None) -> dict:
     """Steps from `plain_int8` (the int8 file of `source`, float only at `kept_float`, op output
     names a recipe keeps float anyway) to the first file within `max_drop_pt` points of
     `float_top1`. Returns the float ops chosen (`kept_float` only when the plain file is within
@@ -88,7 +102,8 @@ def search_float_ops(source: Path, plain_int8: Path, calibration: np.ndarray, x_
     result = {"float_top1": float_top1, "max_drop_pt": max_drop_pt, "steps": [start], "float_nodes": list(kept_float)}
     if start["drop_pt"] <= max_drop_pt:  # within budget: the check costs two evaluations, nothing more
         return {**result, "within_budget": True, "stats": None}
-    start["host_p50_ms"] = host_ms(plain_int8)  # the baseline the steps' latency cost is read against
+    # the baseline the steps' latency cost is read against
+    start.update(host_p50_ms=host_ms(plain_int8), estimated_ms=device_ms(plain_int8, devices))
     progress("measuring each op's quantization error")
     stats = int8_layer_statistics(source, calibration, debug_samples, trust=trust)
     graph, chosen, best = int8_graph(plain_int8), list(kept_float), start
@@ -105,7 +120,7 @@ def search_float_ops(source: Path, plain_int8: Path, calibration: np.ndarray, x_
             kept = (top1 - best["top1"]) * 100 >= MIN_GAIN_PT
             step = {"step": len(result["steps"]), "float_ops": chosen + group, "top1": top1,
                     "drop_pt": round((float_top1 - top1) * 100, 3), "size_bytes": trial.stat().st_size,
-                    "host_p50_ms": host_ms(trial), "kept": kept,
+                    "host_p50_ms": host_ms(trial), "estimated_ms": device_ms(trial, devices), "kept": kept,
                     "tried": f"{suspect['op']} {suspect['tensor']} ({suspect['rmse_steps']:.2f} steps) with "
                              f"{len(group) - 1} op(s) feeding it"}
             result["steps"].append(step)

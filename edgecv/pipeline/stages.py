@@ -241,7 +241,7 @@ def _accuracy_controlled(ctx: RunContext, record: dict, source: Path, out: Path,
     path = out / record["file"]
     kept = (record.get("keep_float") or {}).get("float_nodes", [])
     control = search_float_ops(source, path, calibration, x, y, float_top1, ctx.recipe["quantize"]["max_drop"],
-                               kept_float=kept,
+                               kept_float=kept, devices=ctx.recipe["profile"]["devices"],
                                trust=True, quantized_by="QAT" if source.name == QAT_MODEL else "post-training",
                                progress=lambda text: console.print(f"  max_drop: {text}"))
     control.update(samples=int(len(x)), float_model=ctx.float_student_stage())
