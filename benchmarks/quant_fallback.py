@@ -143,13 +143,17 @@ def markdown(r: dict) -> str:
     lines = [f"`python -m benchmarks.quant_fallback` on {r['machine']['cpu_model']} ({r['machine']['cores_logical']} "
              f"cores), {r['measured_at'][:10]}. Model: {r['model']['arch']}, {r['model']['epochs']} epochs on "
              f"{r['model']['train_images']:,} Fashion-MNIST images. Top-1 on {c['samples']} held-out test images "
-             f"(never used for calibration); host p50 at 1 thread **measured** here (1 s of runs each).",
+             f"(never used for calibration); host p50 at 1 thread **measured** here (1 s of runs each); rpi4 "
+             "and pixel-4 **estimated** by edgecv's cost model.",
              "", f"`{w['command']}` ({w['wall_s']:.0f} s in all):", "",
-             "| step | ops kept in float | top-1 | drop vs float | size | host p50 | kept |", "|---|---|---|---|---|---|---|"]
+             "| step | ops kept in float | top-1 | drop vs float | size | host p50 | rpi4 est. | pixel-4 est. | kept |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for s in c["steps"]:
         ms = "—" if s["host_p50_ms"] is None else f"{s['host_p50_ms']:.3f} ms"
+        est = s.get("estimated_ms") or {}
+        devices = " | ".join(f"{est[d]:.3g} ms" if d in est else "—" for d in ("rpi4", "pixel-4"))
         lines.append(f"| {s['step']} | {len(s['float_ops'])} | {s['top1']:.2%} | {s['drop_pt']:+.2f} pt | "
-                     f"{s['size_bytes'] / 1024:.1f} KB | {ms} | {'yes' if s['kept'] else 'stepped back'} |")
+                     f"{s['size_bytes'] / 1024:.1f} KB | {ms} | {devices} | {'yes' if s['kept'] else 'stepped back'} |")
     f = w["file"]
     lines += ["", f"Float model {c['float_top1']:.2%}. The written file: {f['int8_ops']} of {f['ops']} ops int8, "
               f"float: {', '.join(f'`{o}`' for o in f['float_ops'])} (read back from its tensor types). "
