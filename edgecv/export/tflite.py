@@ -78,10 +78,9 @@ def layer_statistics(model, calibration: np.ndarray, samples: int) -> list[dict]
     debugger.layer_statistics_dump(dump)
     rows = []
     for r in csv.DictReader(io.StringIO(dump.getvalue())):
-        scale, mse = float(r["scale"]), float(r["mean_squared_error"])
-        rows.append({"op": r["op_name"], "tensor": r["tensor_name"], "scale": scale, "zero_point": int(float(r["zero_point"])),
-                     "range": [round((-128 - int(float(r["zero_point"]))) * scale, 6),
-                               round((127 - int(float(r["zero_point"]))) * scale, 6)],
+        scale, mse, zero_point = float(r["scale"]), float(r["mean_squared_error"]), int(float(r["zero_point"]))
+        rows.append({"op": r["op_name"], "tensor": r["tensor_name"], "scale": scale, "zero_point": zero_point,
+                     "range": [round((-128 - zero_point) * scale, 6), round((127 - zero_point) * scale, 6)],
                      "rmse_steps": round(mse ** 0.5 / scale, 4) if scale > 0 else None,
                      "max_abs_error": round(float(r["max_abs_error"]), 6), "elements": int(float(r["num_elements"]))})
     return rows

@@ -48,23 +48,24 @@ def export_artefact(source: Path, out: Path, fmt: str, *, spec: PreprocessSpec, 
                     validation=validation, max_drop=max_drop)
     seconds = time.perf_counter() - start
     write_json_atomic(sidecar_path(out), metadata)
-    check = check_against_source(out, fmt, source, check_images, source_model, trust_source)
-    held = open_runner(out).int8_summary() if fmt == "tflite-int8" else {}  # what the file really holds
+    runner = open_runner(out)
+    check = check_against_source(runner, fmt, source, check_images, source_model, trust_source)
+    held = runner.int8_summary() if fmt == "tflite-int8" else {}  # what the file really holds
     # the sidecar says whether the file passed: a failed file is kept (to inspect) but never looks checked
     write_json_atomic(sidecar_path(out), {**metadata, **held, "check": check})
     return {"format": fmt, "file": Path(out).name, "source": str(source), "source_sha256": metadata["source_sha256"],
             "seconds": round(seconds, 2), "writer": writer, **held, "check": check}
 
 
-def check_against_source(artefact: Path, fmt: str, source: Path, images: np.ndarray, source_model=None,
+def check_against_source(runner, fmt: str, source: Path, images: np.ndarray, source_model=None,
                          trust_source: bool = False) -> dict:
-    """Top-1 agreement and max |score difference| of an artefact vs its source model."""
+    """Top-1 agreement and max |score difference| of an artefact (its opened runner) vs its source model."""
     if source_model is None:
         from edgecv.models.loading import load_model
 
         source_model = load_model(source, trust=trust_source)
     reference = source_model.predict(images)
-    scores = open_runner(artefact).run_batched(images)
+    scores = runner.run_batched(images)
     agreement = float(np.mean(scores.argmax(1) == reference.argmax(1)))
     max_diff = float(np.abs(scores - reference).max())
     spec = FORMATS[fmt]

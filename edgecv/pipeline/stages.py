@@ -202,10 +202,9 @@ def run_export(ctx: RunContext, out: Path) -> dict:
 def _kept_float(ctx: RunContext, record: dict, source: Path, out: Path, loaded: dict, calibration, check):
     """quantize.keep_float: QAT left those layers unquantized, but the converter may still quantize
     their ops; the file is written again with them denylisted, so it holds them in float."""
+    from edgecv.errors import ConversionError
     from edgecv.pipeline.exporting import export_artefact
     from edgecv.pipeline.quant_search import int8_graph, ops_of_layers
-
-    from edgecv.errors import ConversionError
 
     layers = ctx.recipe["quantize"]["keep_float"]
     ops = ops_of_layers(int8_graph(out / record["file"]), layers)
@@ -247,10 +246,11 @@ def _accuracy_controlled(ctx: RunContext, record: dict, source: Path, out: Path,
     control.update(samples=int(len(x)), float_model=ctx.float_student_stage())
     control.pop("stats")  # quant-debug prints them; the report keeps the steps
     if len(control["float_nodes"]) > len(kept):
-        record = {**export_artefact(source, path, "tflite-int8", spec=ctx.student_spec,
+        rewritten = export_artefact(source, path, "tflite-int8", spec=ctx.student_spec,
                                     class_names=ctx.dataset.class_names, calibration=calibration, check_images=check,
                                     source_model=loaded[source], trust_source=True, float_fallback=bool(kept),
-                                    float_nodes=control["float_nodes"]), **({"keep_float": record["keep_float"]} if kept else {})}
+                                    float_nodes=control["float_nodes"])
+        record = {**rewritten, **({"keep_float": record["keep_float"]} if kept else {})}
     last = next(s for s in reversed(control["steps"]) if s["kept"])
     console.print(f"  max_drop {control['max_drop_pt']:g} pt: int8 {last['drop_pt']:+.2f} pt vs the float student "
                   f"with {len(control['float_nodes'])} op(s) in float" + ("" if control["within_budget"] else
