@@ -85,7 +85,7 @@ def held_types(path: Path) -> dict:
     from edgecv.runtime import LiteRTRunner
 
     runner = LiteRTRunner(path)
-    ops = [o for o in runner._interp._get_ops_details() if o["op_name"] != "DELEGATE"]
+    ops = [o for o in runner.op_names() if o != "DELEGATE"]
     summary = runner.int8_summary()
     return {**summary, "ops": len(ops), "int8_ops": len(ops) - len(summary["float_ops"])}
 

@@ -26,7 +26,6 @@ from edgecv.runtime import LiteRTRunner
 IDEAL_ROUNDING_STEPS = 0.29  # RMSE of rounding to a grid, in steps: 1/sqrt(12)
 SUSPECT_STEPS = 0.5  # an op's output error above this many steps is more than rounding
 WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL"}
-EDGE_OPS = {"QUANTIZE", "DEQUANTIZE", "DELEGATE"}
 MAX_STEPS = 8
 ACCURACY_SAMPLES = 1000  # held-out images (test split, class-balanced) top-1 is measured on
 MIN_GAIN_PT = 0.1  # a group that raises top-1 by less is stepped back
@@ -40,11 +39,7 @@ def suspects(stats: list[dict]) -> list[dict]:
 
 def int8_graph(path: Path) -> dict[str, tuple[str, list[str]]]:
     """{op output tensor name: (op, names of the tensors it reads that some op produces)}."""
-    interp = LiteRTRunner(path, 1)._interp
-    names = {d["index"]: d["name"] for d in interp.get_tensor_details()}
-    ops = [op for op in interp._get_ops_details() if op["op_name"] not in EDGE_OPS]
-    produced = {t for op in ops for t in op["outputs"]}
-    return {names[op["outputs"][0]]: (op["op_name"], [names[t] for t in op["inputs"] if t in produced]) for op in ops}
+    return LiteRTRunner(path, 1).op_graph()
 
 
 def float_group(tensor: str, graph: dict) -> list[str]:

@@ -131,6 +131,14 @@ class LiteRTRunner(Runner):
         fully = not float_ops and self.input.dtype == "int8" and self.output_dtype == "int8"
         return {"fully_int8": fully, "float_ops": float_ops}
 
+    def op_graph(self) -> dict[str, tuple[str, list[str]]]:
+        """{op output tensor name: (op, names of the tensors it reads that another op produces)}, the
+        graph's own ops in order (QUANTIZE/DEQUANTIZE at its edges and delegate nodes left out)."""
+        names = {d["index"]: d["name"] for d in self._interp.get_tensor_details()}
+        ops = [op for op in self._interp._get_ops_details() if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE", "DELEGATE")]
+        produced = {t for op in ops for t in op["outputs"]}
+        return {names[op["outputs"][0]]: (op["op_name"], [names[t] for t in op["inputs"] if t in produced]) for op in ops}
+
     def tensor_dtypes(self) -> dict[str, str]:
         """Every tensor's name -> dtype: the proof that a graph is fully int8."""
         return {d["name"]: np.dtype(d["dtype"]).name for d in self._interp.get_tensor_details()}
