@@ -28,8 +28,10 @@ def models(tmp_path_factory):
 def export_with_max_drop(model, out, max_drop: str) -> dict:
     proc = run_cli("export", model, "--format", "tflite-int8", "--calibration", "fashion-mnist-mini",
                    "--max-drop", max_drop, "-o", out, "--json")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return json.loads(proc.stdout[proc.stdout.index("{"):])
+    record = json.loads(proc.stdout[proc.stdout.index("{"):])
+    # exit 1: the file is written but its agreement check failed (a weak model's borderline images can flip)
+    assert proc.returncode == (0 if record["check"]["passed"] else 1), proc.stdout + proc.stderr
+    return record
 
 
 def test_max_drop_keeps_the_fewest_ops_float_and_the_file_proves_it(models):
