@@ -290,16 +290,20 @@ def eval_cmd(artefact, data, threads, json_path):
 @click.option("--duration", type=float, help="seconds of timed runs per thread count (instead of --runs)")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
               help="write the result, every run's time included, here (several --remote: a folder, one <device>.json each)")
-@click.option("--remote", metavar="ssh://[user@]host[:port]", multiple=True, is_eager=True,  # read before --threads
-              help="run on a device with edgecv installed, over SSH; repeat it to bench several devices at once")
+@click.option("--remote", metavar="ssh://[user@]host[:port] | adb://[SERIAL]", multiple=True, is_eager=True,  # read before --threads
+              help="run on a device with edgecv installed, over SSH, or on an Android phone over adb with LiteRT's "
+                   "benchmark_model (--benchmark-model); repeat it to bench several devices at once")
+@click.option("--benchmark-model", type=click.Path(path_type=Path), metavar="PATH",
+              help="for adb://: LiteRT's benchmark_model binary built for the phone (android_arm64); pushed with the "
+                   "artefact, run on the profile's big cores")
 @click.option("--remote-edgecv", default="edgecv", show_default=True, help="the edgecv command on the remote device")
 @click.option("--ssh-identity", type=click.Path(), help="private key for --remote [default: ssh's own]")
 @click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE", help="extra ssh -o option for --remote")
 @click.option("--device", "device_ids", multiple=True,
               help="profile ID or YAML of the device benched (tags the result with its ID, e.g. rpi4); with several "
                    "--remote, one per --remote in the same order")
-def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, remote_edgecv, ssh_identity, ssh_options,
-              device_ids):
+def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, benchmark_model, remote_edgecv, ssh_identity,
+              ssh_options, device_ids):
     """Measure an artefact's latency with its own runtime: load time, first inference, then p50/p90/p99,
     mean, std and throughput per thread count, every run's time kept in the JSON. Needs no TensorFlow.
     With several --remote, the devices are benched in parallel into one table; a board that cannot be
@@ -310,6 +314,7 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, remo
       edgecv bench runs/exp1/stages/export/artefacts/student-int8.tflite --threads 1,2,4
       edgecv bench student-int8.tflite --remote ssh://pi@raspberrypi.local --device rpi4 --json rpi4.json
       edgecv bench student-int8.tflite --remote ssh://pi@pi4 --device rpi4 --remote ssh://pi@pi5 --device rpi5 --json fleet/
+      edgecv bench student-int8.tflite --remote adb:// --benchmark-model ./benchmark_model --device pixel-4
     """
     from edgecv.fileio import check_writable_dir, check_writable_file
 
@@ -321,18 +326,22 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, remo
                           f"{len(device_ids)} --device)" if fleet else "give --device once")
     if json_path:
         (check_writable_dir if fleet else check_writable_file)(json_path, "--json")
+    profiles = []
     if device_ids:
         from edgecv.devices import load_profile
 
-        device_ids = [load_profile(d).id for d in device_ids]  # an unknown ID fails before anything runs; a YAML tags as its id
+        profiles = [load_profile(d) for d in device_ids]  # an unknown ID fails before anything runs; a YAML tags as its id
+    if benchmark_model is not None and not any(r.startswith("adb://") for r in remote):
+        raise EdgecvError("--benchmark-model is for --remote adb://SERIAL (an Android phone); a local or ssh:// bench "
+                          "uses edgecv's own runtime")
     if remote:
         from edgecv.measure.remote import bench_fleet
 
-        args = ["--warmup", str(warmup)] + (["--threads", ",".join(map(str, threads))] if threads else [])
-        args += (["--runs", str(runs)] if runs is not None else []) + (["--duration", str(duration)] if duration else [])
-        targets = list(zip(remote, device_ids or [None] * len(remote)))
+        settings = {"threads": threads, "warmup": warmup, "runs": runs, "duration": duration}
+        targets = list(zip(remote, profiles or [None] * len(remote)))
         with console.status(f"benching {artefact.name} on {', '.join(remote)}"):
-            results, failures = bench_fleet(artefact, targets, args, remote_edgecv, ssh_identity, tuple(ssh_options))
+            results, failures = bench_fleet(artefact, targets, settings, remote_edgecv, ssh_identity, tuple(ssh_options),
+                                            benchmark_model)
         if not fleet:
             if failures:
                 raise EdgecvError(failures[0]["error"])
@@ -346,8 +355,8 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, remo
 
     with track_stages("runs") as update:
         result = bench_artefact(artefact, threads, warmup, runs, duration, progress=update)
-    if device_ids:
-        result["device"] = device_ids[0]
+    if profiles:
+        result["device"] = profiles[0].id
     _bench_done(result, json_path)
 
 
@@ -373,8 +382,7 @@ def _fleet_done(results: list[dict], failures: list[dict], json_dir: Path | None
     for result in results:
         for r in result["results"]:
             table.add_row(result["device"], result["remote"]["target"], result["machine"].get("cpu_model") or "?",
-                          str(r["threads"]), f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
-                          str(r["runs"]))
+                          str(r["threads"]), _ms(r["p50_ms"]), _ms(r["p90_ms"]), _ms(r["p99_ms"]), str(r["runs"]))
     print_table(console, table)
     for f in failures:
         console.print(f"[red]✗ {f['device'] or f['target']}: not measured[/red]: {f['error']}", highlight=False)
@@ -387,6 +395,10 @@ def _fleet_done(results: list[dict], failures: list[dict], json_dir: Path | None
         console.print(f"Written: {', '.join(str(json_dir / (r['device'] + '.json')) for r in results)}")
 
 
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"  # None: the bench tool gave no such figure (adb's benchmark_model)
+
+
 def print_bench(result: dict) -> None:
     from edgecv.report.terminal import print_table, text_table
 
@@ -396,14 +408,21 @@ def print_bench(result: dict) -> None:
                        title=f"{result['artefact']['file']}: measured on {result['device']} ({machine.get('cpu_model') or machine.get('arch')}), "
                              f"{result['artefact']['runtime_version']}, batch 1")
     for r in result["results"]:
-        table.add_row(str(r["threads"]), f"{r['load_ms']:.1f}", f"{r['first_inference_ms']:.2f}", f"{r['p50_ms']:.3f}",
-                      f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['mean_ms']:.3f} ± {r['std_ms']:.3f}",
+        table.add_row(str(r["threads"]), f"{r['load_ms']:.1f}", f"{r['first_inference_ms']:.2f}", _ms(r["p50_ms"]),
+                      _ms(r["p90_ms"]), _ms(r["p99_ms"]), f"{r['mean_ms']:.3f} ± {r['std_ms']:.3f}",
                       f"{r['throughput_ips']:.1f}", f"{r['runs']} (+{r['warmup_runs']} warm-up)")
     print_table(console, table)
     from edgecv.measure.bench import delegation_summary
 
     if delegation_summary(result["artefact"].get("delegation")):
         console.print(delegation_summary(result["artefact"]["delegation"]), highlight=False)
+    if result.get("percentiles"):  # adb's benchmark_model: no per-run times
+        console.print(f"percentiles: {result['percentiles']}", highlight=False)
+    for r in result["results"]:
+        if r.get("xnnpack"):
+            console.print(f"{r['threads']} threads: XNNPACK took {'the whole graph' if r['xnnpack']['graph'] == 'all' else 'part of the graph'}"
+                          + (f" ({r['xnnpack']['delegate_kernels']} delegate kernels)" if r['xnnpack']['delegate_kernels'] else ""),
+                          highlight=False)
     for when in ("throttled_before", "throttled_after"):
         if result.get(when) and result[when].get("flags"):
             console.print(f"[yellow]warning:[/yellow] {when.replace('_', ' ')}: {', '.join(result[when]['flags'])}")
@@ -446,7 +465,7 @@ def profile_cmd(artefact, device_ids, bench_files, threads, as_json):
         est, meas = d["estimated"], d["measured"]
         line = f"\n[b]{d['device']}[/b] ({d['name']}): estimated {est['ms']:.3g} ms ({est['runtime']}, {est['threads']} threads, {est['precision']}; {est['calibration']})"
         if meas:
-            line += f"\n  measured p50 {meas['ms']:.3g} ms ({meas['runs']} runs, {meas['threads']} threads, {meas['runtime']}) ← used"
+            line += f"\n  measured {meas['figure']} {meas['ms']:.3g} ms ({meas['runs']} runs, {meas['threads']} threads, {meas['runtime']}) ← used"
         console.print(line)
         table = text_table("op", "tensor", "estimated ms", "share", "MMACs", right=("estimated ms", "share", "MMACs"),
                            title=f"most expensive ops on {d['device']} (estimated)")

@@ -106,8 +106,9 @@ def test_a_fleet_is_benched_in_parallel_and_one_dead_board_does_not_sink_the_oth
         ssh = ["--ssh-identity", sshd.identity] + [a for o in sshd.options for a in ("--ssh-option", o)]
         out = tmp_path / "fleet"
         result = invoke("bench", model, "--remote", sshd.url, "--device", "rpi4", "--remote", second.url, "--device",
-                        "rpi5", "--remote", "ssh://nobody@127.0.0.1:1", "--device", "pixel-4", "--remote-edgecv",
-                        EDGECV, "--threads", "1", "--runs", 8, "--json", out, *ssh)
+                        "rpi5", "--remote", "ssh://nobody@127.0.0.1:1", "--device", "pixel-4", "--remote", "adb://",
+                        "--device", "pixel-7", "--benchmark-model", "/bin/true",  # an ELF; no phone is attached here
+                        "--remote-edgecv", EDGECV, "--threads", "1", "--runs", 8, "--json", out, *ssh)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -116,7 +117,8 @@ def test_a_fleet_is_benched_in_parallel_and_one_dead_board_does_not_sink_the_oth
     benches = {p.stem: json.loads(p.read_text()) for p in out.iterdir()}
     assert {d: b["remote"]["target"] for d, b in benches.items()} == {"rpi4": sshd.url, "rpi5": second.url}
     assert all(b["results"][0]["runs"] == 8 for b in benches.values())
-    assert "measured on 2 of 3 devices" in result.output and "pixel-4: not measured" in result.output
+    assert "measured on 2 of 4 devices" in result.output and "pixel-4: not measured" in result.output
+    assert "pixel-7: not measured" in result.output and "no Android device is attached" in result.output
     mismatched = invoke("bench", model, "--remote", sshd.url, "--remote", second.url, "--device", "rpi4")
     assert mismatched.exit_code == 2 and "one --device per --remote" in mismatched.output
 

@@ -32,6 +32,12 @@ def percentiles(times_ms: list[float]) -> dict:
             "throughput_ips": float(1000.0 / t.mean())}
 
 
+def typical_ms(result: dict) -> tuple[str, float]:
+    """A bench row's typical latency: its p50, else its mean (adb's benchmark_model keeps no per-run
+    times and prints a median only in some builds). Returns (which figure, ms)."""
+    return ("p50", result["p50_ms"]) if result.get("p50_ms") is not None else ("mean", result["mean_ms"])
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -17,6 +17,7 @@ import yaml
 
 from edgecv.errors import DeviceError
 from edgecv.fileio import write_text_atomic
+from edgecv.measure.bench import typical_ms
 
 
 def fit_measured(profile, bench_files: list, calibration: dict) -> dict:
@@ -39,9 +40,10 @@ def fit_measured(profile, bench_files: list, calibration: dict) -> dict:
                               f"{profile.path or profile.id} so the result is tagged with the profile")
         precision, path = by_sha[bench["artefact"]["sha256"]]
         r = min(bench["results"], key=lambda r: abs(r["threads"] - threads))
-        fitted[precision] = {"ms_per_unit": ms_per_unit(r["p50_ms"], path, precision, profile, calibration),
+        figure, ms = typical_ms(r)
+        fitted[precision] = {"ms_per_unit": ms_per_unit(ms, path, precision, profile, calibration),
                              "threads": int(r["threads"]),
-                             "how": f"measured on the device: {path.name} p50 {r['p50_ms']:.3g} ms at {r['threads']} "
+                             "how": f"measured on the device: {path.name} {figure} {ms:.3g} ms at {r['threads']} "
                                     f"threads over {r['runs']} runs ({Path(f).name}, {bench['measured_at'][:10]})"}
     return fitted
 

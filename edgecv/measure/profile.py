@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from edgecv.errors import EdgecvError
-from edgecv.measure.bench import SCHEMA as BENCH_SCHEMA, file_sha256
+from edgecv.measure.bench import SCHEMA as BENCH_SCHEMA, file_sha256, typical_ms
 
 
 def load_bench(path) -> dict:
@@ -26,7 +26,8 @@ def measured_for(benches: list[dict], device: str, threads: int) -> dict | None:
     if not results:
         return None
     bench, r = min(results, key=lambda br: abs(br[1]["threads"] - threads))
-    return {"source": "measured", "ms": r["p50_ms"], "p90_ms": r["p90_ms"], "threads": r["threads"], "runs": r["runs"],
+    figure, ms = typical_ms(r)
+    return {"source": "measured", "ms": ms, "figure": figure, "p90_ms": r["p90_ms"], "threads": r["threads"], "runs": r["runs"],
             "runtime": bench["artefact"]["runtime_version"], "machine": bench["machine"].get("cpu_model"),
             "measured_at": bench["measured_at"]}
 

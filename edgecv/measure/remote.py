@@ -123,24 +123,55 @@ def bench_remote(path, url: str, bench_args: list[str], remote_edgecv: str = "ed
     return result
 
 
-def bench_fleet(path, targets: list[tuple[str, str | None]], bench_args: list[str], remote_edgecv: str = "edgecv",
-                identity: str | None = None, ssh_options: tuple[str, ...] = ()) -> tuple[list[dict], list[dict]]:
-    """Bench `path` on several devices at once, one SSH session each: `targets` is [(url, profile id
+def ssh_bench_args(settings: dict) -> list[str]:
+    """`edgecv bench` options for the device's own edgecv, from {threads, warmup, runs, duration}."""
+    args = ["--warmup", str(settings["warmup"])]
+    args += ["--threads", ",".join(map(str, settings["threads"]))] if settings.get("threads") else []
+    args += ["--runs", str(settings["runs"])] if settings.get("runs") is not None else []
+    return args + (["--duration", str(settings["duration"])] if settings.get("duration") else [])
+
+
+def bench_target(path, url: str, settings: dict, device=None, remote_edgecv: str = "edgecv", identity: str | None = None,
+                 ssh_options: tuple[str, ...] = (), benchmark_model=None) -> dict:
+    """Bench `path` on one target: ssh:// (edgecv installed there) or adb:// (an Android phone with
+    LiteRT's benchmark_model). `device`: the DeviceProfile given for it, or None."""
+    from edgecv.measure.android import bench_adb, is_adb_target
+
+    if is_adb_target(url):
+        return bench_adb(path, url, benchmark_model, settings, device)
+    return bench_remote(path, url, ssh_bench_args(settings), remote_edgecv, identity, ssh_options,
+                        device.id if device else None)
+
+
+def target_tag(url: str, device=None) -> str:
+    """What a target's result is tagged with: the profile id given, else the host name or adb serial."""
+    from edgecv.measure.android import is_adb_target, parse_adb_target
+
+    if device is not None:
+        return device.id
+    if is_adb_target(url):
+        return parse_adb_target(url) or "android"
+    return parse_target(url).host
+
+
+def bench_fleet(path, targets: list[tuple], settings: dict, remote_edgecv: str = "edgecv", identity: str | None = None,
+                ssh_options: tuple[str, ...] = (), benchmark_model=None) -> tuple[list[dict], list[dict]]:
+    """Bench `path` on several devices at once, one session each: `targets` is [(url, DeviceProfile
     or None)]. Returns (results in the order given, failures as {target, device, error}); a board
     that cannot be reached or fails is reported and does not stop the others."""
     from concurrent.futures import ThreadPoolExecutor
 
-    tags = [device or parse_target(url).host for url, device in targets]  # a malformed URL fails first
+    tags = [target_tag(url, device) for url, device in targets]  # a malformed URL fails first
     twice = next((t for t in tags if tags.count(t) > 1), None)
     if twice:
         raise RemoteError(f"two --remote would both be tagged '{twice}'; give each its own --device, in the same order")
     with ThreadPoolExecutor(max_workers=len(targets)) as pool:
-        futures = [pool.submit(bench_remote, path, url, bench_args, remote_edgecv, identity, ssh_options, device)
-                   for url, device in targets]
+        futures = [pool.submit(bench_target, path, url, settings, device, remote_edgecv, identity, ssh_options,
+                               benchmark_model) for url, device in targets]
         results, failures = [], []
         for (url, device), future in zip(targets, futures):
             try:
                 results.append(future.result())
             except EdgecvError as e:
-                failures.append({"target": url, "device": device, "error": str(e)})
+                failures.append({"target": url, "device": device.id if device else None, "error": str(e)})
     return results, failures
