@@ -89,7 +89,7 @@ def test_a_keras3_teacher_online_teaches_a_tf_keras_student():
     data = DistillInput(split, spec, teacher.spec, Augment(0.5, True, 0.2), 10)
     student = fit(lambda: build_student("mobilenet_v2", spec.input_shape, 10, 0.35, 0.0, False), data,
                   online_teacher=OnlineTeacher(teacher.logits_tensor, 4.0, 0.7), epochs=8, batch_size=64,
-                  learning_rate=2e-3, seed=0, description="distill")
+                  learning_rate=2e-3, seed=0, description="distill", warmup_epochs=1.0)  # as the patient preset
     assert student.name != "online_distiller" and student.input_shape[1:] == (32, 32, 1)
     held_out = ds.test.subset(np.arange(300))
     xs = spec.apply(held_out.read(np.arange(300), (32, 32)))

@@ -21,6 +21,24 @@ def test_defaults_fill_missing_keys():
     assert r["teacher"]["path"] is None
 
 
+def test_a_distill_preset_fills_only_the_keys_the_recipe_leaves_out():
+    from edgecv.pipeline.recipe import DISTILL_PRESETS
+
+    quick = validate({})["distill"]
+    assert quick["preset"] == "quick" and quick["augment"]["mixup"] == 0.0 and quick["warmup_epochs"] == 0.0
+    patient = validate({"distill": {"preset": "patient"}})["distill"]
+    assert {k: patient[k] for k in ("epochs", "warmup_epochs", "alpha")} == {
+        k: DISTILL_PRESETS["patient"][k] for k in ("epochs", "warmup_epochs", "alpha")}
+    assert patient["augment"] == DISTILL_PRESETS["patient"]["augment"]  # the teacher then runs online
+    mine = validate(apply_overrides({"distill": {"epochs": 12}},
+                                    ["distill.preset=patient", "distill.augment.flip=false"]))["distill"]
+    assert mine["epochs"] == 12 and mine["augment"]["flip"] is False and mine["augment"]["mixup"] == 0.2
+    with pytest.raises(RecipeError, match="'distill.preset' has 'slow'; allowed values: quick, patient"):
+        validate({"distill": {"preset": "slow"}})
+    with pytest.raises(RecipeError, match="distill.warmup_epochs"):
+        validate({"distill": {"warmup_epochs": float("nan")}})
+
+
 @pytest.mark.parametrize("raw, fragment", [
     ({"prune": {"target_sparsty": 0.5}}, "unknown recipe key 'prune.target_sparsty'"),
     ({"bogus": 1}, "unknown recipe key 'bogus'"),

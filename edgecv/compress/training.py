@@ -113,13 +113,14 @@ class ArrayInput:
 
 
 def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, learning_rate: float, seed: int,
-        description: str, callbacks=(), metrics=None, online_teacher=None):
+        description: str, callbacks=(), metrics=None, online_teacher=None, warmup_epochs: float = 0.0):
     """Build (inside the strategy scope), compile and train a model; returns the trained model.
 
     `build_model` is a zero-argument callable so variables are created under the strategy.
     `data` is a TrainingInput (see ArrayInput), or arrays x with labels/targets `y`.
     `online_teacher` (compress/distill.py: OnlineTeacher) instead of `loss`: the model distils from
     a teacher run in every step; `data` then yields ((student x, teacher x), soft labels).
+    `warmup_epochs`: the learning rate rises linearly from 0 over these epochs before its cosine decay.
     `batch_size` and `learning_rate` are per replica (BatchPlan). Each worker reads only its shard
     of `data`; the progress bar shows on the chief, the other workers log each epoch.
     """
@@ -132,8 +133,13 @@ def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, l
         model = build_model()
         if online_teacher is not None:
             model = online_teacher.wrap(model)
-        schedule = K.optimizers.schedules.CosineDecay(plan.learning_rate, decay_steps=max(1, plan.steps_per_epoch * epochs),
-                                                      alpha=0.05)
+        total = max(1, plan.steps_per_epoch * epochs)
+        warm = min(total - 1, round(plan.steps_per_epoch * warmup_epochs))
+        if warm > 0:  # linear from 0 to the peak, then cosine: long runs at a high peak start gently
+            schedule = K.optimizers.schedules.CosineDecay(0.0, decay_steps=total - warm, alpha=0.05,
+                                                          warmup_target=plan.learning_rate, warmup_steps=warm)
+        else:
+            schedule = K.optimizers.schedules.CosineDecay(plan.learning_rate, decay_steps=total, alpha=0.05)
         model.compile(optimizer=K.optimizers.Adam(schedule), loss=loss, metrics=metrics)
 
     def per_worker_dataset(context):

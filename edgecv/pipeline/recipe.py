@@ -35,6 +35,31 @@ class Field:
     parse: Callable[[Any], Any] | None = None  # validates each value (each item of a list); raises EdgecvError
 
 
+# Distillation presets: the values a preset gives the `distill` keys a recipe leaves out (a key the
+# recipe sets wins). quick: the teacher's logits computed once, no augmentation, a short schedule.
+# patient: "a good teacher is patient and consistent" (Beyer et al., CVPR 2022): teacher and student
+# see the same augmented batch (the teacher runs online), soft targets only, a long warmed-up cosine
+# schedule. BENCHMARKS.md "Patient distillation" has what it measured.
+DISTILL_PRESETS = {
+    "quick": {},
+    "patient": {"epochs": 30, "warmup_epochs": 1.0, "alpha": 1.0,
+                "augment": {"crop_min_area": 0.64, "flip": True, "mixup": 0.2}},
+}
+
+
+def with_preset(raw: dict) -> dict:
+    """`raw` with its distill preset's values under the keys it leaves out (an unknown preset is left
+    for validation to name)."""
+    distill = raw.get("distill")
+    if not isinstance(distill, dict) or distill.get("preset") not in DISTILL_PRESETS:
+        return raw
+    preset = DISTILL_PRESETS[distill["preset"]]
+    merged = {**preset, **distill}
+    if isinstance(distill.get("augment"), dict) and "augment" in preset:
+        merged["augment"] = {**preset["augment"], **distill["augment"]}
+    return {**raw, "distill": merged}
+
+
 # Upper bounds no real run comes near: they catch a typo (an extra zero, 1e23) before hours of training.
 MAX_SEED = 2**31 - 1  # TensorFlow and NumPy both take it
 MAX_EPOCHS = 10_000
@@ -82,10 +107,15 @@ SCHEMA: dict = {
         },
     },
     "distill": {
+        "preset": Field("str", "quick", "quick: teacher logits computed once, no augmentation; patient: teacher "
+                        "and student on the same augmented batch (crop, flip, mixup), soft targets only, 30 warmed-up "
+                        "epochs. A preset fills only the distill keys the recipe leaves out", choices=tuple(DISTILL_PRESETS)),
         "epochs": Field("int", 10, "distillation epochs", min=1, max=MAX_EPOCHS),
         "batch_size": Field("int", 64, "batch size of distill, prune and quantize (per replica, see "
                             "distribute.strategy)", min=1, max=MAX_BATCH),
         "learning_rate": Field("float", 2e-3, "peak Adam learning rate (cosine decay)", min=0.0, max=MAX_LR),
+        "warmup_epochs": Field("float", 0.0, "epochs over which the learning rate rises linearly from 0 to its peak "
+                               "before the cosine decay", min=0.0, max=MAX_EPOCHS),
         "temperature": Field("float", 4.0, "softmax temperature T of the soft targets", min=0.1, max=100.0),
         "alpha": Field("float", 0.7, "weight of the soft-target KL term; 1-alpha weighs hard-label CE", min=0.0, max=1.0),
         "augment": {  # any of them on: the teacher runs online on the student's augmented batch
@@ -206,6 +236,8 @@ def validate(raw: Any, schema: dict = SCHEMA, prefix: str = "") -> dict:
     if not isinstance(raw, dict):
         where = f"'{prefix[:-1]}'" if prefix else "the recipe"
         raise RecipeError(f"{where} must be a mapping of keys, got {type(raw).__name__}")
+    if schema is SCHEMA:
+        raw = with_preset(raw)
     out = {}
     for key in raw:
         if key not in schema:

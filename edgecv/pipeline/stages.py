@@ -110,11 +110,12 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
 
     data, loss = _distillation(ctx, teacher_logits)
     model = fit(build, data, **loss, epochs=d["epochs"], batch_size=d["batch_size"], learning_rate=d["learning_rate"],
-                seed=ctx.seed, description="distill")
+                seed=ctx.seed, description="distill", warmup_epochs=d["warmup_epochs"])
     save_model(model, out / FLOAT_MODEL)
     result = {"arch": "user model" if user else s["arch"], "params": int(model.count_params()),
               "teacher_outputs": ctx.teacher.outputs, "teacher_check": check, "temperature": d["temperature"],
-              "alpha": d["alpha"], "teacher_logits": "online" if augment.enabled else "cached",
+              "alpha": d["alpha"], "preset": d["preset"], "warmup_epochs": d["warmup_epochs"], "epochs": d["epochs"],
+              "teacher_logits": "online" if augment.enabled else "cached",
               "augment": augment.describe(), "pretrained": pretrained or None}
     if pretrained:
         console.print(f"  pretrained start: {pretrained['layers']} layers from {pretrained['from']} ({pretrained['weights']}), "
