@@ -464,6 +464,8 @@ def profile_cmd(artefact, device_ids, bench_files, threads, as_json):
     for d in result["devices"]:
         est, meas = d["estimated"], d["measured"]
         line = f"\n[b]{d['device']}[/b] ({d['name']}): estimated {est['ms']:.3g} ms ({est['runtime']}, {est['threads']} threads, {est['precision']}; {est['calibration']})"
+        if est.get("caveat"):
+            line += f"\n  [yellow]caveat:[/yellow] {est['caveat']}"
         if meas:
             line += f"\n  measured {meas['figure']} {meas['ms']:.3g} ms ({meas['runs']} runs, {meas['threads']} threads, {meas['runtime']}) ← used"
         console.print(line)
