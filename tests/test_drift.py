@@ -89,6 +89,15 @@ def test_reference_is_compact_and_round_trips(shipped):
     assert shipped["reference"].stat().st_size < 300 * 1024
 
 
+def test_a_reference_without_an_embedding_still_works_and_says_what_it_misses(shipped, tmp_path):
+    reference = load_reference(shipped["reference"])
+    reference.embedding = None  # as edgecv wrote them before it stored one
+    save_reference(tmp_path / REFERENCE_FILE, reference)
+    result = drift_of({**shipped, "reference": tmp_path / REFERENCE_FILE}, field_npz(tmp_path / "f.npz", textures(200, 30)))
+    assert "image layout (embedding)" not in {f.check for f in result.findings}
+    assert any("no image embedding" in n for n in result.notes)
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_same_distribution_is_no_drift(shipped, tmp_path, seed):
     result = drift_of(shipped, field_npz(tmp_path / "field.npz", textures(300, seed=seed)))
@@ -122,6 +131,26 @@ def test_class_mix_shift_moves_the_predicted_class_finding(shipped, tmp_path):
     shifted = finding(drift_of(shipped, field_npz(tmp_path / "skew.npz", skewed)), "predicted class")
     balanced = finding(drift_of(shipped, field_npz(tmp_path / "pool.npz", pool[:300])), "predicted class")
     assert shifted.status != "ok" and shifted.psi > balanced.psi and balanced.status == "ok"
+
+
+def test_a_mirrored_scene_keeps_its_statistics_and_the_embedding_flags_it(shipped, tmp_path):
+    """Scenes lit from the left (a ramp across each texture): mirrored, every summary statistic stays,
+    and only the thumbnails' principal axes see the layout change."""
+    ramp = np.linspace(1.3, 0.7, 32, dtype=np.float32)[None, None, :, None]
+    lit = lambda n, seed: np.clip(textures(n, seed) * ramp, 0, 255).astype(np.uint8)  # noqa: E731
+    runner = shipped["runner"]
+    reference = build_reference(shipped["model"], ImageSplit(runner.run(SPEC.apply(lit(1000, 20))).argmax(1),
+                                                             lit(1000, 20)), runner, source="lit from the left")
+    save_reference(tmp_path / REFERENCE_FILE, reference)
+    lit_shipped = {**shipped, "reference": tmp_path / REFERENCE_FILE}
+    assert load_reference(tmp_path / REFERENCE_FILE).embedding.basis.shape == (8, 64)
+    same = drift_of(lit_shipped, field_npz(tmp_path / "same.npz", lit(300, 21)))
+    mirrored = drift_of(lit_shipped, field_npz(tmp_path / "mirrored.npz", lit(300, 22)[:, :, ::-1]))
+    assert finding(same, "image layout (embedding)").status == "ok" and not same.drift
+    layout = finding(mirrored, "image layout (embedding)")
+    assert layout.status == "alert" and mirrored.drift, layout
+    for stat in ("brightness", "contrast", "saturation"):  # what the embedding adds
+        assert finding(mirrored, stat).status == "ok", finding(mirrored, stat)
 
 
 def test_labelled_field_reports_accuracy(shipped, tmp_path):

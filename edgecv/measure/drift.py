@@ -44,6 +44,8 @@ SOFTMAX_TOLERANCE = 0.02  # rows summing to 1 within this are probabilities alre
 CHANNEL_GAP = 5.0
 WILSON_LEVEL = 0.95
 STATUSES = ("ok", "warn", "alert")
+THUMBNAIL = 8  # the embedding's input: an 8x8 grey thumbnail, area-averaged from the model's view
+EMBEDDING_DIMS = 8  # principal components of the reference's thumbnails kept (~0.1 KB per 4 images)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Observation:
     channel_means: np.ndarray  # (n, C): tells RGB from BGR
     predicted: np.ndarray  # (n,) class index
     labels: np.ndarray  # (n,) class index, UNLABELLED where unknown
+    thumbnails: np.ndarray | None = None  # (n, THUMBNAIL**2) as observed; a loaded reference keeps only projections
 
     def __len__(self) -> int:
         return len(self.predicted)
@@ -79,9 +82,37 @@ class Observation:
 
 
 @dataclass
+class Embedding:
+    """PCA of the reference's thumbnails: what the images look like beyond their summary statistics
+    (a flipped or rotated scene keeps its brightness and contrast, not its layout)."""
+
+    mean: np.ndarray  # (THUMBNAIL**2,)
+    basis: np.ndarray  # (k, THUMBNAIL**2), unit rows
+    explained: np.ndarray  # (k,) share of the thumbnails' variance each component holds
+    reference: np.ndarray  # (n, k) the reference images' coordinates
+
+    def project(self, thumbnails: np.ndarray) -> np.ndarray:
+        return ((thumbnails - self.mean) @ self.basis.T).astype(np.float32)
+
+
+def fit_embedding(thumbnails: np.ndarray, dims: int = EMBEDDING_DIMS) -> Embedding:
+    x = np.asarray(thumbnails, np.float64)
+    mean = x.mean(0)
+    _, singular, vt = np.linalg.svd(x - mean, full_matrices=False)
+    k = min(dims, len(singular))
+    variance = singular ** 2
+    explained = variance[:k] / variance.sum() if variance.sum() > 0 else np.zeros(k)
+    basis = vt[:k].astype(np.float32)
+    emb = Embedding(mean.astype(np.float32), basis, explained.astype(np.float32), np.zeros((len(x), k), np.float32))
+    emb.reference = emb.project(x.astype(np.float32))
+    return emb
+
+
+@dataclass
 class Reference:
     header: dict  # artefact, artefact_sha256, preprocessing, class_names, images, source, original_size, ...
     observation: Observation
+    embedding: Embedding | None = None  # None: a reference written before edgecv stored one
 
     @property
     def spec(self) -> PreprocessSpec:
@@ -113,6 +144,15 @@ def image_statistics(view: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarra
     return {k: v.astype(np.float32) for k, v in stats.items()}, view.mean((1, 2)).astype(np.float32)
 
 
+def thumbnails(view: np.ndarray) -> np.ndarray:
+    """(n, THUMBNAIL**2) grey thumbnails of model_view images: resized to 4x the thumbnail, then
+    averaged over 4x4 blocks (a plain bilinear shrink would alias)."""
+    grey = adapt_channels(view, 1) if view.shape[-1] == 3 else view
+    side = 4 * THUMBNAIL
+    small = resize_bilinear(grey, side, side)[..., 0]
+    return small.reshape(len(view), THUMBNAIL, 4, THUMBNAIL, 4).mean((2, 4)).reshape(len(view), -1).astype(np.float32)
+
+
 def probabilities(scores: np.ndarray) -> np.ndarray:
     """The scores as class probabilities: as they are when rows already sum to 1, else softmax (logits)."""
     scores = np.asarray(scores, np.float64)
@@ -138,14 +178,16 @@ def observe(runner: Runner, spec: PreprocessSpec, batches, *, scores: np.ndarray
         view = model_view(images, spec)
         stats, means = image_statistics(view)
         outputs, predicted = output_statistics(scores[idx] if scores is not None else runner.run(spec.apply(view)))
-        for name, values in {**stats, **outputs, "channel_means": means, "predicted": predicted}.items():
+        for name, values in {**stats, **outputs, "channel_means": means, "predicted": predicted,
+                             "thumbnails": thumbnails(view)}.items():
             parts.setdefault(name, []).append(values)
         progress(len(images))
     if not parts["predicted"]:
         raise DataError("no images to observe; give at least one image")
     joined = {k: np.concatenate(v) for k, v in parts.items()}
     return Observation({k: joined[k] for k in INPUT_STATISTICS + OUTPUT_STATISTICS}, joined["channel_means"],
-                       joined["predicted"].astype(np.int64), np.full(len(joined["predicted"]), UNLABELLED, np.int64))
+                       joined["predicted"].astype(np.int64), np.full(len(joined["predicted"]), UNLABELLED, np.int64),
+                       joined["thumbnails"])
 
 
 def observe_field(runner: Runner, spec: PreprocessSpec, field_set: FieldSet, class_names: list[str],
@@ -191,8 +233,8 @@ def build_reference(artefact, split: ImageSplit, runner: Runner, *, source: str,
               "artefact": artefact.name, "artefact_sha256": file_sha256(artefact),
               "preprocessing": spec.to_dict(), "class_names": meta.get("class_names") or [],
               "images": len(obs), "source": source, "original_size": list(original) if original else None,
-              "seed": seed}
-    return Reference(header, obs)
+              "seed": seed, "embedding": f"PCA of {THUMBNAIL}x{THUMBNAIL} grey thumbnails, {EMBEDDING_DIMS} components"}
+    return Reference(header, obs, fit_embedding(obs.thumbnails))
 
 
 def save_reference(path, reference: Reference) -> None:
@@ -201,6 +243,10 @@ def save_reference(path, reference: Reference) -> None:
     arrays = {f"stat_{k}": v.astype(np.float32) for k, v in obs.statistics.items()}
     arrays.update(channel_means=obs.channel_means.astype(np.float32), predicted=obs.predicted.astype(np.int16),
                   labels=obs.labels.astype(np.int16), header=np.array(json.dumps(reference.header)))
+    if reference.embedding is not None:
+        emb = reference.embedding
+        arrays.update(embedding_mean=emb.mean, embedding_basis=emb.basis, embedding_explained=emb.explained,
+                      embedding=emb.reference)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: savez would append .npz to the name
         np.savez_compressed(f, **arrays)
 
@@ -217,12 +263,16 @@ def load_reference(path) -> Reference:
             statistics = {k: z[f"stat_{k}"].astype(np.float32) for k in INPUT_STATISTICS + OUTPUT_STATISTICS}
             obs = Observation(statistics, z["channel_means"].astype(np.float32), z["predicted"].astype(np.int64),
                               z["labels"].astype(np.int64))
+            embedding = (Embedding(*(z[k].astype(np.float32) for k in ("embedding_mean", "embedding_basis",
+                                                                        "embedding_explained", "embedding")))
+                         if "embedding_basis" in z.files else None)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
         raise DriftError(f"{path} is not a readable drift reference ({type(e).__name__}: {e}); {rebuild}") from None
     if not isinstance(header, dict) or header.get("format") != REFERENCE_FORMAT:
         raise DriftError(f"{path} is a drift reference of another format ({header.get('format') if isinstance(header, dict) else header!r}, "
                          f"this edgecv reads {REFERENCE_FORMAT}); {rebuild}")
-    rows = {len(v) for v in (*obs.statistics.values(), obs.channel_means, obs.predicted, obs.labels)}
+    rows = {len(v) for v in (*obs.statistics.values(), obs.channel_means, obs.predicted, obs.labels,
+                             *([] if embedding is None else [embedding.reference]))}
     if rows != {header.get("images")} or not header.get("images"):
         raise DriftError(f"{path} is malformed: its arrays do not all hold the {header.get('images')} images its "
                          f"header names; {rebuild}")
@@ -230,7 +280,10 @@ def load_reference(path) -> Reference:
         PreprocessSpec.from_dict(header["preprocessing"])
     except (KeyError, TypeError, ValueError, DataError) as e:
         raise DriftError(f"{path} is malformed: no usable preprocessing ({e}); {rebuild}") from None
-    return Reference(header, obs)
+    if embedding is not None and (embedding.basis.shape[1:] != (THUMBNAIL ** 2,) or embedding.mean.shape != (THUMBNAIL ** 2,)
+                                  or embedding.reference.shape[1:] != embedding.basis.shape[:1]):
+        raise DriftError(f"{path} is malformed: its embedding arrays do not fit together; {rebuild}")
+    return Reference(header, obs, embedding)
 
 
 # --- the tests --------------------------------------------------------------------------------------
@@ -344,7 +397,9 @@ def compare(reference: Reference, field_obs: Observation, field_set: FieldSet, t
     classes = max(len(reference.header.get("class_names") or []), int(ref.predicted.max()) + 1,
                   int(field_obs.predicted.max()) + 1)  # the artefact's classes, or what it was seen to predict
     class_index, class_p = class_shift(ref.predicted, field_obs.predicted, classes)
-    adjusted = holm(p_values + [class_p])  # one family: any false alarm among them at most alpha
+    layout = _embedding_shift(reference.embedding, field_obs)
+    family = p_values + [class_p] + ([layout[2]] if layout else [])
+    adjusted = holm(family)  # one family: any false alarm among them at most alpha
     findings = []
     for name, index, p, p_adj in zip(names, indices, p_values, adjusted):
         r, f = ref.statistics[name], field_obs.statistics[name]
@@ -352,11 +407,16 @@ def compare(reference: Reference, field_obs: Observation, field_set: FieldSet, t
                                 float(p_adj), f"median {_median(r)} → {_median(f)} ({_change(r, f)}); "
                                 f"PSI {index:.3f}, KS p {p:.2g} (Holm {p_adj:.2g})",
                                 "PSI over 10 reference-quantile bins; two-sample Kolmogorov-Smirnov, Holm-corrected"))
-    findings.append(_class_finding(reference, field_obs, classes, (class_index, class_p, adjusted[-1]), thresholds))
+    findings.append(_class_finding(reference, field_obs, classes, (class_index, class_p, adjusted[len(names)]),
+                                   thresholds))
+    if layout:
+        findings.append(_embedding_finding(reference.embedding, layout, float(adjusted[-1]), thresholds))
     findings += _mismatch_findings(reference, field_obs, field_set)
     if field_obs.labelled and ref.labelled:
         findings.append(_accuracy_finding(ref, field_obs))
-    notes = []
+    notes = [] if layout or field_obs.thumbnails is None else [
+        "the reference holds no image embedding (made before edgecv stored one): layout changes such as flips "
+        "and rotations show only through the model's answers; a reference edgecv compress writes now holds one"]
     if len(field_obs) < 100:
         notes.append(f"only {len(field_obs)} field images: only large shifts can be told from sampling noise; "
                      "capture a few hundred")
@@ -384,6 +444,33 @@ def _class_finding(reference: Reference, field_obs: Observation, classes: int, t
                    float(index), float(p_adj), f"largest change: '{label}' predicted for {r[moved]:.1%} → "
                    f"{f[moved]:.1%} of images; PSI {index:.3f}, chi-square p {p:.2g} (Holm {p_adj:.2g})",
                    "PSI over classes; chi-square test of the two predicted-class counts, Holm-corrected")
+
+
+def _embedding_shift(embedding: Embedding | None, field_obs: Observation) -> tuple[int, float, float, float] | None:
+    """(component, its PSI, the family's p: the smallest per-component KS p, Bonferroni over the
+    components, and that component's KS p) for the field's thumbnails on the reference's PCA axes;
+    None without an embedding."""
+    if embedding is None or field_obs.thumbnails is None:
+        return None
+    field_coords = embedding.project(field_obs.thumbnails)
+    k = embedding.basis.shape[0]
+    indices = [psi(embedding.reference[:, j], field_coords[:, j]) for j in range(k)]
+    p_values = [ks_p(embedding.reference[:, j], field_coords[:, j]) for j in range(k)]
+    worst = int(np.argmax(indices))
+    return worst, float(indices[worst]), min(1.0, k * min(p_values)), float(p_values[worst])
+
+
+def _embedding_finding(embedding: Embedding, layout: tuple, p_adj: float, thresholds: Thresholds) -> Finding:
+    component, index, p_family, p_component = layout
+    k = embedding.basis.shape[0]
+    share = float(embedding.explained[component])
+    return Finding("image layout (embedding)", grade(index, p_adj, thresholds), f"component {component + 1}",
+                   f"PSI {index:.3f}", index, p_adj,
+                   f"largest shift on principal component {component + 1} of {k} ({share:.0%} of the thumbnails' "
+                   f"variance): PSI {index:.3f}, KS p {p_component:.2g}; smallest KS p of the {k} x {k} "
+                   f"(Bonferroni) {p_family:.2g} (Holm {p_adj:.2g})",
+                   f"field {THUMBNAIL}x{THUMBNAIL} grey thumbnails on the reference's {k} principal axes; PSI and "
+                   "two-sample Kolmogorov-Smirnov per axis, Bonferroni over axes, Holm with the other tests")
 
 
 def _accuracy_finding(ref: Observation, field_obs: Observation) -> Finding:
