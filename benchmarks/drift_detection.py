@@ -106,7 +106,7 @@ def rows(obs, idx: np.ndarray):
     from edgecv.measure.drift import Observation
 
     return Observation({k: v[idx] for k, v in obs.statistics.items()}, obs.channel_means[idx], obs.predicted[idx],
-                       obs.labels[idx])
+                       obs.labels[idx], obs.thumbnails[idx])
 
 
 def field_set(pixels: np.ndarray, labels: np.ndarray, class_names: list[str], source: str):
