@@ -600,7 +600,8 @@ def drift_cmd(run_or_reference, field, artefact, psi_warn, psi_alert, alpha, thr
     Compares field images with the drift reference `edgecv compress` stores (statistics of up to
     2,000 held-out images and the shipped artefact's answers on them): brightness, contrast,
     sharpness, saturation and the model's confidence and predicted classes, each by population
-    stability index and a two-sample test; and names preprocessing mistakes (inputs scaled to
+    stability index and a two-sample test, and the layout of its thumbnails on the reference's
+    principal axes (mirrored or rotated scenes); and names preprocessing mistakes (inputs scaled to
     [0, 1], BGR for RGB, inverted pixels, another image size). With labelled field data, also the
     accuracy. Exit 0: no drift; 1: drift (an alert); 2: bad input. Needs no TensorFlow.
 
@@ -651,6 +652,56 @@ def drift_cmd(run_or_reference, field, artefact, psi_warn, psi_alert, alpha, thr
             with output_errors(path, option):
                 write(path)
     sys.exit(1 if result.drift else 0)
+
+
+@main.command("drift-reference")
+@click.argument("artefact", type=click.Path(path_type=Path))
+@click.option("--data", "-d", "held_out", required=True,
+              help="held-out images the model was tested on: a folder (one subfolder per class, or images directly "
+                   "inside) or an .npz (x or x_test, optional y)")
+@click.option("--out", "-o", type=click.Path(path_type=Path), help="the reference file [default: drift_reference.npz "
+              "beside the artefact]")
+@click.option("--max-images", default=2000, show_default=True, help="class-balanced images it describes")
+@click.option("--seed", default=0, show_default=True, help="which images are drawn")
+@click.option("--threads", callback=_whole_numbers(local_cores=True), help="runtime threads [default: min(4, cores)]")
+def drift_reference_cmd(artefact, held_out, out, max_images, seed, threads):
+    """Build the drift reference of a model shipped without one (before edgecv stored it, or an
+    artefact exported with `edgecv export`), from held-out images, as compress's evaluate stage
+    does. Needs no TensorFlow: it can run on the device.
+
+    
+    Examples:
+      edgecv drift-reference student-int8.tflite --data heldout/        # writes drift_reference.npz beside it
+      edgecv drift-reference model.xml --data test.npz --out ref.npz && edgecv drift ref.npz --artefact model.xml --data field/
+    """
+    from edgecv.data.field import load_field
+    from edgecv.errors import DriftError
+    from edgecv.fileio import check_writable_file, output_errors
+    from edgecv.measure.drift import REFERENCE_FILE, build_reference, model_labels, save_reference
+    from edgecv.progress import track_count
+    from edgecv.runtime import load_metadata, open_runner
+
+    if not artefact.is_file():
+        raise DriftError(f"artefact '{artefact}' not found; pass the model file the device runs")
+    if max_images < 50:
+        raise DriftError(f"--max-images {max_images} is too few for the tests to tell a shift from noise; give 200 or more")
+    out = out or artefact.parent / REFERENCE_FILE
+    check_writable_file(out, "--out")
+    runner = open_runner(artefact, threads)
+    meta = load_metadata(artefact, runner)
+    held = load_field(held_out)
+    split = held.images
+    if held.labelled:  # labels as the artefact's classes, so field accuracy can be set against them
+        split = type(split)(model_labels(held, meta.get("class_names") or []), split.array, split.files, split.channels)
+    with track_count(f"reference {Path(held_out).name}") as advance:
+        reference = build_reference(artefact, split, runner, source=str(held_out), max_images=max_images, seed=seed,
+                                    progress=advance)
+    with output_errors(out, "--out"):
+        save_reference(out, reference)
+    labelled = "labelled" if held.labelled else "unlabelled: no accuracy comparison later"
+    console.print(f"[green]✓[/green] drift reference of {artefact.name}: {reference.header['images']} images "
+                  f"({labelled}), {out.stat().st_size / 1024:.0f} KB: {out}")
+    console.print(f"next: edgecv drift {out} --artefact {artefact} --data FIELD")
 
 
 def _drift_reference(run_or_reference: Path) -> tuple[Path, Path | None]:

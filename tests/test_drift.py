@@ -153,6 +153,33 @@ def test_a_mirrored_scene_keeps_its_statistics_and_the_embedding_flags_it(shippe
         assert finding(mirrored, stat).status == "ok", finding(mirrored, stat)
 
 
+def test_a_reference_built_afterwards_for_a_shipped_model(shipped, tmp_path):
+    """`edgecv drift-reference`: a model shipped without a reference gets one from held-out images,
+    without TensorFlow, and `edgecv drift` then works with it."""
+    model = tmp_path / "shipped" / "student-int8.tflite"
+    model.parent.mkdir()
+    model.write_bytes(shipped["model"].read_bytes())
+    sidecar_path(model).write_bytes(sidecar_path(shipped["model"]).read_bytes())
+    x = textures(600, seed=40)
+    held = field_npz(tmp_path / "held.npz", x, shipped["runner"].run(SPEC.apply(x)).argmax(1))
+    def device_cli(*args):  # as on a device: `pip install edgecv` alone, TensorFlow blocked
+        return subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW, *map(str, args)], capture_output=True, text=True,
+                              timeout=300)
+
+    made = device_cli("drift-reference", model, "--data", held, "--max-images", 500)
+    assert made.returncode == 0, made.stdout + made.stderr
+    reference = load_reference(model.parent / REFERENCE_FILE)
+    assert reference.header["images"] == 500 and reference.observation.labelled and reference.embedding is not None
+    fresh = device_cli("drift", model.parent / REFERENCE_FILE, "--data", field_npz(tmp_path / "f.npz", textures(300, 41)))
+    dark = device_cli("drift", model.parent / REFERENCE_FILE, "--data",
+                      field_npz(tmp_path / "d.npz", (textures(300, 42) * 0.6).astype(np.uint8)))
+    assert (fresh.returncode, dark.returncode) == (0, 1), fresh.stdout + fresh.stderr + dark.stdout
+    assert_user_error(run_cli("drift-reference", tmp_path / "none.tflite", "--data", held), "not found")
+    assert_user_error(run_cli("drift-reference", model, "--data", held, "--max-images", 10), "too few")
+    (tmp_path / "file").write_text("")
+    assert_user_error(run_cli("drift-reference", model, "--data", held, "--out", tmp_path / "file" / "r.npz"), "--out")
+
+
 def test_labelled_field_reports_accuracy(shipped, tmp_path):
     x = textures(300, seed=13)
     right = shipped["runner"].run(SPEC.apply(x)).argmax(1)

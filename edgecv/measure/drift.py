@@ -195,11 +195,11 @@ def observe_field(runner: Runner, spec: PreprocessSpec, field_set: FieldSet, cla
     """The field images through the artefact, labels mapped onto the artefact's classes."""
     obs = observe(runner, spec, field_set.images.chunks((spec.height, spec.width)), progress=progress)
     if field_set.labelled:
-        obs.labels = _model_labels(field_set, class_names)
+        obs.labels = model_labels(field_set, class_names)
     return obs
 
 
-def _model_labels(field_set: FieldSet, class_names: list[str]) -> np.ndarray:
+def model_labels(field_set: FieldSet, class_names: list[str]) -> np.ndarray:
     """Field labels as the artefact's class indices: by name, or as numbers when either side is unnamed."""
     names, labels = field_set.class_names, field_set.images.labels
     if class_names and all(n in class_names for n in names):
