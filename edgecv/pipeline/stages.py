@@ -251,7 +251,8 @@ def _accuracy_controlled(ctx: RunContext, record: dict, source: Path, out: Path,
                                     class_names=ctx.dataset.class_names, calibration=calibration, check_images=check,
                                     source_model=loaded[source], trust_source=True, float_fallback=bool(kept),
                                     float_nodes=control["float_nodes"])
-        record = {**rewritten, **({"keep_float": record["keep_float"]} if kept else {})}
+        # keep_float's record stays, also when the converter refused it (not_enforced): the report says so
+        record = {**rewritten, **({"keep_float": record["keep_float"]} if "keep_float" in record else {})}
     last = next(s for s in reversed(control["steps"]) if s["kept"])
     console.print(f"  max_drop {control['max_drop_pt']:g} pt: int8 {last['drop_pt']:+.2f} pt vs the float student "
                   f"with {len(control['float_nodes'])} op(s) in float" + ("" if control["within_budget"] else
