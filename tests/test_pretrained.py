@@ -110,6 +110,35 @@ def test_a_weights_file_loads_for_any_input_size(application, tmp_path):
                                rtol=1e-6)
 
 
+@pytest.mark.parametrize("saved_as", ["weights", "model"])
+def test_efficientnet_lite_weights_come_from_a_keras_h5_file(tmp_path, saved_as):
+    """EfficientNet-Lite has no keras.applications model: its weights come from a Keras .h5 (a port of
+    Google's checkpoint, here one saved from another Lite0 with random BatchNorm statistics), read as
+    arrays in the saving model's layer order; a grey student gets the first convolution summed."""
+    from edgecv.models.pretrained import application_model
+
+    K = keras()
+    K.utils.set_random_seed(1)
+    source = build_student("efficientnet_lite0", (64, 64, 3), 1000, 1.0, 0.2)
+    _random_batchnorm(source)
+    path = tmp_path / f"efficientnet_lite0_{saved_as}.h5"
+    (source.save_weights if saved_as == "weights" else source.save)(str(path))
+    K.utils.set_random_seed(2)
+    student = build_student("efficientnet_lite0", (64, 64, 3), 10, 1.0, 0.2)  # another head, other random start
+    record = copy_pretrained(application_model("efficientnet_lite0", 1.0, str(path)), student)
+    assert record["from"] == path.name and record["first_conv"] == "as is"
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 64, 64, 3)).astype(np.float32)
+    np.testing.assert_allclose(_features(student, x), _features(source, x), rtol=1e-4, atol=1e-5)
+    grey = build_student("efficientnet_lite0", (48, 48, 1), 10, 1.0, 0.2)
+    assert "summed over 3" in copy_pretrained(application_model("efficientnet_lite0", 1.0, str(path)), grey)["first_conv"]
+    (tmp_path / "not.h5").write_text("a checkpoint index, not an .h5")
+    with pytest.raises(ModelError, match="not a Keras .h5 weights file of efficientnet_lite0"):
+        application_model("efficientnet_lite0", 1.0, str(tmp_path / "not.h5"))
+    with pytest.raises(ModelError, match="their weights do not map"):
+        copy_pretrained(application_model("efficientnet_lite0", 1.0, str(path)),
+                        build_student("efficientnet_lite1", (64, 64, 3), 10, 1.0, 0.2))
+
+
 def test_a_student_that_does_not_map_is_one_line_naming_the_layer(application):
     other = build_student("mobilenet_v2", (SIZE, SIZE, 3), 10, 0.5, 0.2)  # another width
     with pytest.raises(ModelError, match="their weights do not map"):
@@ -119,7 +148,8 @@ def test_a_student_that_does_not_map_is_one_line_naming_the_layer(application):
 def test_unusable_weights_settings_are_refused_before_training(tmp_path):
     assert weights_problem("mobilenet_v2", 0.35, "none") is None
     assert weights_problem("mobilenet_v2", 0.35, "imagenet") is None
-    assert "mobilenet_v2" in weights_problem("efficientnet_lite0", 1.0, "imagenet")
+    assert "a Keras .h5 weights file" in weights_problem("efficientnet_lite0", 1.0, "imagenet")
+    assert "mobilenet_v2" in weights_problem("resnet", 1.0, "imagenet")
     assert weights_problem("efficientnet_b0", 1.0, "imagenet") is None
     assert weights_problem("mobilenet_v3_small", 1.0, "imagenet", minimalistic=True) is None
     assert "not 0.75" in weights_problem("mobilenet_v3_large", 0.75, "imagenet")  # its layers differ from Keras'

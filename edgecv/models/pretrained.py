@@ -1,5 +1,6 @@
 """Pretrained starts (recipe `student.weights`): keras.applications' ImageNet weights copied onto
-edgecv's own students, layer by layer.
+edgecv's own students, layer by layer; for EfficientNet-Lite, which keras.applications lacks, the
+weights of a Keras .h5 file given by path (read as arrays: no code in it runs).
 
 edgecv's students are built from plain layers (models/blocks.py) in keras.applications' layer
 order, so the weight-bearing layers (convolutions, depthwise convolutions, BatchNorms) pair up one
@@ -28,7 +29,8 @@ IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class PretrainedSource:
-    build: Callable  # (alpha, weights, minimalistic) -> the keras.applications model without its top
+    build: Callable | None  # (alpha, weights, minimalistic) -> the keras.applications model without its top;
+    # None: no keras.applications model (EfficientNet-Lite): weights only from a Keras .h5 file by path
     alphas: tuple  # widths whose layers match edgecv's student and have published ImageNet weights
     normalization: str  # the input range the weights were trained on (edgecv's names)
     weights_file: str  # what Keras names the file it downloads ({alpha}, {minimalistic})
@@ -76,6 +78,12 @@ PRETRAINED: dict[str, PretrainedSource] = {
                                            "weights_mobilenet_v3_large{minimalistic}_224_{alpha}_float_no_top_v2.h5"),
     "efficientnet_b0": PretrainedSource(_efficientnet_b0, (1.0,), "raw", "efficientnetb0_notop.h5",
                                         channel_affine=efficientnet_input_affine()),
+    # Google publishes EfficientNet-Lite as TF checkpoints (tensorflow/tpu); Keras ports of them keep
+    # keras.applications' EfficientNet layer order without squeeze-excite, as edgecv's student does,
+    # and were trained on (x - 127) / 128 inputs: edgecv's symmetric range
+    **{f"efficientnet_lite{i}": PretrainedSource(None, (1.0,), "symmetric", f"efficientnet_lite{i}_notop.h5 (a Keras "
+                                                 f"port of the tensorflow/tpu EfficientNet-Lite{i} checkpoint)")
+       for i in range(5)},
 }
 
 
@@ -120,7 +128,11 @@ def weights_problem(arch: str, alpha: float, weights: str, minimalistic: bool = 
         return (f"student.weights={weights} needs a student with published ImageNet weights ({', '.join(PRETRAINED)}); "
                 f"{arch} has none yet: use student.weights=none")
     source = PRETRAINED[arch]
-    if alpha not in source.alphas:
+    if source.build is None:  # EfficientNet-Lite: its width is in its name, its weights only from a file
+        if weights == "imagenet":
+            return (f"student.weights=imagenet: {arch} has no ImageNet weights Keras can download; give the path of "
+                    f"a Keras .h5 weights file of it (e.g. {weights_file(arch, alpha)}), or student.weights=none")
+    elif alpha not in source.alphas:
         return (f"{arch} ImageNet weights map onto edgecv's student for student.alpha "
                 f"{', '.join(map(str, source.alphas))}, not {alpha:g}; pick one of those or student.weights=none")
     if weights != "imagenet" and not Path(weights).expanduser().is_file():
@@ -132,6 +144,8 @@ def weights_problem(arch: str, alpha: float, weights: str, minimalistic: bool = 
 def application_model(arch: str, alpha: float, weights: str, minimalistic: bool = False):
     """The keras.applications model holding the weights: downloaded by Keras, or read from a path."""
     source = PRETRAINED[arch]
+    if source.build is None:
+        return h5_layers(Path(weights).expanduser(), arch)
     if weights == "imagenet":
         try:
             return source.build(alpha, "imagenet", minimalistic)
@@ -148,34 +162,75 @@ def application_model(arch: str, alpha: float, weights: str, minimalistic: bool 
     return model
 
 
-def _weighted_layers(model) -> list:
-    return [layer for layer in model.layers if type(layer).__name__ in WEIGHTED]
+@dataclass
+class WeightFile:
+    """The convolution and BatchNorm weights of a Keras .h5 file, in the saving model's layer order."""
+
+    name: str
+    layers: list  # (kind, layer name, [arrays])
+
+
+def h5_layers(path: Path, arch: str) -> WeightFile:
+    """Read a Keras .h5 weights file (or a whole-model .h5) as arrays only: no layer is built and no
+    code in the file runs. Convolutions, depthwise convolutions and BatchNorms are kept, in the order
+    the saving model listed its layers (`layer_names`; h5py itself would list them alphabetically)."""
+    import h5py
+
+    def text(values):
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+    try:
+        with h5py.File(path, "r") as f:
+            root = f["model_weights"] if "model_weights" in f else f
+            layers = []
+            for name in text(root.attrs["layer_names"]):
+                weight_names = text(root[name].attrs.get("weight_names", []))
+                arrays = [np.asarray(root[name][w]) for w in weight_names]
+                short = {w.split("/")[-1].split(":")[0] for w in weight_names}
+                if "depthwise_kernel" in short:
+                    layers.append(("DepthwiseConv2D", name, arrays))
+                elif "moving_mean" in short:
+                    layers.append(("BatchNormalization", name, arrays))
+                elif "kernel" in short and arrays[0].ndim == 4:
+                    layers.append(("Conv2D", name, arrays))
+    except (OSError, KeyError, ValueError, IndexError) as e:
+        raise ModelError(f"student.weights '{path}' is not a Keras .h5 weights file of {arch} ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:120]}); give the .h5 (TF checkpoints are not read)") from None
+    return WeightFile(path.name, layers)
+
+
+def _weighted_layers(source) -> list:
+    """(kind, name, weights or a layer to get them from) of a Keras model's or a WeightFile's layers."""
+    if isinstance(source, WeightFile):
+        return source.layers
+    return [(type(layer).__name__, layer.name, layer) for layer in source.layers if type(layer).__name__ in WEIGHTED]
 
 
 def copy_pretrained(source, student) -> dict:
-    """Copy every convolution and BatchNorm of `source` (a keras.applications model) onto the
-    matching layer of `student`, in order; returns what was copied. One line naming the first layer
-    that does not match otherwise."""
+    """Copy every convolution and BatchNorm of `source` (a keras.applications model, or a WeightFile)
+    onto the matching layer of `student`, in order; returns what was copied. One line naming the
+    first layer that does not match otherwise."""
     theirs, ours = _weighted_layers(source), _weighted_layers(student)
     if len(theirs) != len(ours):
         raise ModelError(f"{source.name} has {len(theirs)} convolution/BatchNorm layers and the student {len(ours)}; "
                          "their weights do not map onto each other")
     adapted = None
-    for i, (src, dst) in enumerate(zip(theirs, ours)):
-        if type(src).__name__ != type(dst).__name__:
-            raise ModelError(f"layer {i}: {source.name}'s {src.name} is a {type(src).__name__}, the student's "
-                             f"{dst.name} a {type(dst).__name__}; their weights do not map")
-        weights, shapes = src.get_weights(), [w.shape for w in dst.get_weights()]
+    for i, ((kind, name, src), (dst_kind, dst_name, dst)) in enumerate(zip(theirs, ours)):
+        if kind != dst_kind:
+            raise ModelError(f"layer {i}: {source.name}'s {name} is a {kind}, the student's {dst_name} a {dst_kind}; "
+                             "their weights do not map")
+        weights = list(src) if isinstance(src, list) else src.get_weights()
+        shapes = [w.shape for w in dst.get_weights()]
         if i == 0 and weights[0].shape[2] != shapes[0][2]:
             have, want = weights[0].shape[2], shapes[0][2]
             if want != 1:
                 raise ModelError(f"the student's first convolution takes {want} channels; pretrained weights take "
                                  f"{have} or 1")
             weights[0] = weights[0].sum(axis=2, keepdims=True)  # grey = equal R, G, B
-            adapted = f"{dst.name}: summed over {have} input channels"
+            adapted = f"{dst_name}: summed over {have} input channels"
         if [w.shape for w in weights] != shapes:
-            raise ModelError(f"layer {i}: {source.name}'s {src.name} has weights {[w.shape for w in weights]}, the "
-                             f"student's {dst.name} {shapes}; their weights do not map")
+            raise ModelError(f"layer {i}: {source.name}'s {name} has weights {[w.shape for w in weights]}, the "
+                             f"student's {dst_name} {shapes}; their weights do not map")
         dst.set_weights(weights)
     return {"from": source.name, "layers": len(ours), "first_conv": adapted or "as is",
-            "parameters": int(sum(np.prod(w.shape) for layer in ours for w in layer.get_weights()))}
+            "parameters": int(sum(np.prod(w.shape) for _, _, layer in ours for w in layer.get_weights()))}

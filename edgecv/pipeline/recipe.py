@@ -90,7 +90,8 @@ SCHEMA: dict = {
                          "ImageNet weights, downloaded by Keras into ~/.keras/models; mobilenet_v2, mobilenet_v3_small/large and "
                          "efficientnet_b0 at alpha 1), or the path of that weights file on a machine without internet; "
                          "any input size. MobileNets expect student.normalization=symmetric; efficientnet_b0 brings its "
-                         "own ImageNet normalisation and needs student.channels=3"),
+                         "own ImageNet normalisation and needs student.channels=3; efficientnet_lite0-4: the path of a "
+                         "Keras .h5 of it (a port of Google's checkpoint), read as arrays"),
         "batchnorm_momentum": Field("float", None, "with student.path: set every BatchNorm's momentum (0.9 trains well on small data; keras.applications use 0.99-0.999); null keeps the model's own", min=0.0, max=0.9999, nullable=True),
     },
     "teacher": {
