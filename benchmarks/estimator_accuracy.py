@@ -9,9 +9,8 @@
 2. Counts each graph's work and fits the cost model to every TFLite row; writes
    devices/calibration.json (op weights, and ms per cost unit for every device profile).
 3. Leave-one-out: predicts each TFLite row from a fit to all the others.
-4. Host: estimates three models for this machine (calibrated on devices/reference/: the reference
-   model at 128 and at 32 px, for its compute and per-op figures) and measures them with `edgecv
-   bench`'s code, side by side.
+4. Host: estimates three models for this machine (calibrated on devices/reference/) and measures
+   them with `edgecv bench`'s code, side by side.
 Writes benchmarks/results/estimator_accuracy.json and the section between the ESTIMATOR markers
 in BENCHMARKS.md.
 """
@@ -47,7 +46,7 @@ def build(name: str, size: int):
         "mobilenet_v3_large_1.0": lambda: apps.MobileNetV3Large(include_preprocessing=False, **common),
         "mobilenet_v3_small_1.0": lambda: apps.MobileNetV3Small(include_preprocessing=False, **common),
         "efficientnet_b0": lambda: apps.EfficientNetB0(**common),
-        "reference": lambda: build_student("mobilenet_v2", shape, 10, alpha=0.35),  # 128 px; 32 px: op-overhead heavy
+        "reference": lambda: build_student("mobilenet_v2", shape, 10, alpha=0.35),
     }
     if name.startswith("efficientnet_lite"):
         return build_student(name, shape, 1000)
@@ -181,12 +180,12 @@ def main():
     rows = read_anchors()
     calibration, loo, cross = fit_and_validate(rows, args.cache)
     write_json_atomic(CALIBRATION, calibration)
+    reference = tflite_files("reference", 128, args.cache)
     REFERENCE.mkdir(parents=True, exist_ok=True)
-    for size, suffix in ((128, ""), (32, "-32px")):  # the host's compute and per-op figures (host_calibration)
-        for precision, path in tflite_files("reference", size, args.cache).items():
-            target = REFERENCE / f"reference-{precision}{suffix}.tflite"
-            if not target.is_file():  # kept stable once committed: the host cache is keyed on its hash
-                target.write_bytes(path.read_bytes())
+    for precision, path in reference.items():
+        target = REFERENCE / f"reference-{precision}.tflite"
+        if not target.is_file():  # kept stable once committed: the host cache is keyed on its hash
+            target.write_bytes(path.read_bytes())
     result = {"leave_one_out": loo, "ncnn_cross_check": cross, "calibration": calibration}
     if not args.skip_host:
         result["host"] = host_side_by_side(args.cache)

@@ -168,32 +168,6 @@ def test_fit_recovers_a_known_cost_model():
     np.testing.assert_allclose(predicted, [r.latency_ms for r in rows], rtol=0.05)
 
 
-def test_the_host_fit_separates_compute_from_per_op_overhead():
-    """The host is timed on the reference model at 128 and at 32 px (same ops, a quarter of the work):
-    times made from a known compute rate and per-op cost give both back; a negative per-op cost
-    (timing noise) falls back to compute alone."""
-    from edgecv.devices.host import host_profile
-    from edgecv.measure.estimate import COMPUTE_ONLY, estimate_graph, graph_features, load_calibration
-    from edgecv.measure.host_calibration import compute_and_overhead, cost_units, overhead_reference, reference_model
-    from edgecv.measure.tflite_graph import read_tflite_graph
-
-    host, calibration = host_profile(), load_calibration()
-    weights = {**calibration["op_weights"], **COMPUTE_ONLY}
-    for precision in ("fp32", "int8"):
-        large, small = reference_model(precision), overhead_reference(precision)
-        ops = graph_features(read_tflite_graph(large))[-1]
-        assert ops == graph_features(read_tflite_graph(small))[-1]  # the same graph at two sizes
-        a, b = 12.0, 0.002  # ms per unit, ms per op
-        t = {p: a * cost_units(p, precision, host, weights) + b * ops for p in (large, small)}
-        assert compute_and_overhead((large, t[large]), (small, t[small]), precision, host, calibration) == (
-            pytest.approx(a), pytest.approx(b))
-        scale = {"ms_per_unit": a, "ms_per_op": b, "threads": 2, "how": "test"}
-        assert estimate_graph(read_tflite_graph(large), scale, calibration["op_weights"], precision,
-                              True)["ms"] == pytest.approx(t[large])
-        noisy = compute_and_overhead((large, t[large]), (small, t[large]), precision, host, calibration)
-        assert noisy == (pytest.approx(t[large] / cost_units(large, precision, host, weights)), 0.0)
-
-
 def test_every_profile_has_a_calibration_and_estimates_are_marked():
     from edgecv.devices import list_profiles
     from edgecv.measure.estimate import load_calibration

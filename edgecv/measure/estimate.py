@@ -30,7 +30,6 @@ CALIBRATION_FILE = "calibration.json"
 ANCHORS_FILE = Path("anchors") / "published_latency.csv"
 REFERENCE_DIR = "reference"  # devices/reference/: models the host is calibrated on at run time
 TOP_OPS = 5
-COMPUTE_ONLY = {"ops": 0.0}  # op weights for a device with its own ms_per_op (the host): no per-op units
 # Dot-product support of the anchor table's devices (big cores): Cortex-A75/A76 implement the
 # Armv8.2 SDOT/UDOT instructions, the Cortex-A72 (Armv8.0) does not.
 ANCHOR_DOTPROD = {"pixel3": True, "pixel3a": True, "pixel4": True, "rpi4-arm64": False}
@@ -221,11 +220,7 @@ def load_calibration() -> dict:
 def estimate_graph(graph, scale: dict, op_weights: dict, precision: str, dotprod: bool) -> dict:
     """ms for `graph` given a device's ms_per_unit entry for `precision` and the op weights; with
     the five most expensive ops."""
-    if "ms_per_op" in scale:  # the host: its per-op overhead measured, not priced in ARM-fitted units
-        op_weights, per_op_ms = {**op_weights, **COMPUTE_ONLY}, scale["ms_per_op"]
-    else:
-        per_op_ms = 0.0
-    per_op = [(op, scale["ms_per_unit"] * float(units(op_features(op), op_weights, precision, dotprod)[0]) + per_op_ms)
+    per_op = [(op, scale["ms_per_unit"] * float(units(op_features(op), op_weights, precision, dotprod)[0]))
               for op in graph.ops]
     total = sum(ms for _, ms in per_op)
     top = sorted(per_op, key=lambda p: -p[1])[:TOP_OPS]

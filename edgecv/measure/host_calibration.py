@@ -1,10 +1,7 @@
 """Calibrating the `host` profile at run time: no one publishes latencies for the machine edgecv
-happens to run on, so its figures come from measuring the shipped reference models here
-(devices/reference/). The op weights were fitted to ARM phones and boards, whose per-op overhead
-differs from an x86 host's XNNPACK; so the host is measured on the same MobileNetV2-0.35 at two
-sizes, 128 px (mostly compute) and 32 px (the same 64 ops on 1/16 of the work, mostly per-op
-overhead), and gets two figures per precision: ms per unit of compute and ms per op. The result is
-cached per machine, thread count and runtime version."""
+happens to run on, so its ms_per_unit comes from measuring the shipped reference models here
+(devices/reference/, one fp32 and one int8 .tflite) and dividing by their cost units. The result
+is cached per machine, thread count and runtime version."""
 from __future__ import annotations
 
 import json
@@ -29,16 +26,6 @@ def reference_model(precision: str) -> Path:
     return path
 
 
-def overhead_reference(precision: str) -> Path:
-    """The 32 px twin of reference_model(precision): the host's per-op overhead is fitted from the pair."""
-    from edgecv.measure.estimate import REFERENCE_DIR
-
-    path = shipped_dir("devices") / REFERENCE_DIR / f"reference-{precision}-32px.tflite"
-    if not path.is_file():
-        raise EdgecvError(f"the host reference model {path} is missing; reinstall edgecv")
-    return path
-
-
 def reference_models() -> dict[str, Path]:
     """precision -> the shipped reference model: what `host` is calibrated on here, and what a user
     benches on a board for `edgecv devices calibrate`."""
@@ -49,32 +36,12 @@ def reference_models() -> dict[str, Path]:
 
 def ms_per_unit(p50_ms: float, path: Path, precision: str, profile, calibration: dict) -> float:
     """A device's ms per cost unit from one reference model's measured p50 on it."""
-    return p50_ms / cost_units(path, precision, profile, calibration["op_weights"])
-
-
-def cost_units(path: Path, precision: str, profile, op_weights: dict) -> float:
     from edgecv.measure.estimate import graph_features, has_int8_dot, units
     from edgecv.measure.tflite_graph import read_tflite_graph
 
-    return float(units(graph_features(read_tflite_graph(path)), op_weights, precision, has_int8_dot(profile))[0])
-
-
-def compute_and_overhead(large: tuple[Path, float], small: tuple[Path, float], precision: str, profile,
-                         calibration: dict) -> tuple[float, float]:
-    """(ms per compute unit, ms per op) from two graphs with the same ops and different work:
-    p50 = a x compute units + b x ops, solved for a and b. b is kept >= 0 (timing noise on a fast
-    machine could make it negative); then a alone explains the large graph, as before."""
-    from edgecv.measure.estimate import COMPUTE_ONLY, graph_features
-    from edgecv.measure.tflite_graph import read_tflite_graph
-
-    weights = {**calibration["op_weights"], **COMPUTE_ONLY}
-    (c1, t1), (c2, t2) = ((cost_units(p, precision, profile, weights), t) for p, t in (large, small))
-    n1, n2 = (float(graph_features(read_tflite_graph(p))[-1]) for p in (large[0], small[0]))
-    a = (t1 - t2 * n1 / n2) / (c1 - c2 * n1 / n2)
-    b = (t1 - a * c1) / n1
-    if a <= 0 or b < 0:
-        return t1 / c1, 0.0
-    return a, b
+    cost = float(units(graph_features(read_tflite_graph(path)), calibration["op_weights"], precision,
+                       has_int8_dot(profile))[0])
+    return p50_ms / cost
 
 
 def _cache_path() -> Path:
@@ -90,9 +57,9 @@ def host_scales(profile, calibration: dict) -> dict:
     from edgecv.runtime import LiteRTRunner
 
     facts, threads = profile.facts or machine_facts(), profile.threads["default"]
-    models = {p: (reference_model(p), overhead_reference(p)) for p in reference_models()}
+    models = reference_models()
     key = json.dumps([facts.get("cpu_model"), facts.get("cores_logical"), threads, LiteRTRunner.version(), __version__,
-                      {p: [file_sha256(m) for m in pair] for p, pair in models.items()}, calibration.get("op_weights")])
+                      {p: file_sha256(m) for p, m in models.items()}, calibration.get("op_weights")])
     cache = _cache_path()
     try:
         cached = json.loads(cache.read_text())
@@ -101,13 +68,11 @@ def host_scales(profile, calibration: dict) -> dict:
     except (OSError, ValueError):
         pass
     scales = {}
-    for precision, (large, small) in models.items():
-        runs = {path: bench_artefact(path, [threads], warmup=5, runs=None, duration=REFERENCE_SECONDS)["results"][0]
-                for path in (large, small)}
-        a, b = compute_and_overhead(*((path, r["p50_ms"]) for path, r in runs.items()), precision, profile, calibration)
-        measured = ", ".join(f"{p.name} p50 {r['p50_ms']:.3f} ms over {r['runs']} runs" for p, r in runs.items())
-        scales[precision] = {"ms_per_unit": a, "ms_per_op": b, "threads": threads,
-                             "how": f"host: measured here ({measured}): {a:.3g} ms per compute unit + {b * 1000:.3g} us per op"}
+    for precision, path in models.items():
+        bench = bench_artefact(path, [threads], warmup=5, runs=None, duration=REFERENCE_SECONDS)
+        p50 = bench["results"][0]["p50_ms"]
+        scales[precision] = {"ms_per_unit": ms_per_unit(p50, path, precision, profile, calibration), "threads": threads,
+                             "how": f"host: {path.name} measured here (p50 {p50:.2f} ms over {bench['results'][0]['runs']} runs)"}
     try:
         write_json_atomic(cache, {"key": key, "scales": scales})
     except OSError:
