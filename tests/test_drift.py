@@ -243,3 +243,27 @@ def test_mmd_sees_a_joint_change_that_no_single_axis_shows():
     mmd_same, p_same = mmd_test(reference, same)
     assert p_turned < 0.01 < p_same and mmd_turned > 10 * mmd_same
     assert mmd_test(reference, turned) == (mmd_turned, p_turned)  # seeded: a rerun gives the same p
+
+
+def test_field_capture_keeps_a_bounded_sample_that_drift_reads(shipped, tmp_path):
+    """The in-app helper: about `rate` of the frames kept, never more than `keep` on disk, lossless
+    PNGs that `edgecv drift` takes as a field folder; a normalised float frame is refused."""
+    from PIL import Image
+
+    from edgecv.errors import DataError
+    from edgecv.measure.capture import FieldCapture
+
+    frames = textures(3000, seed=30)
+    capture = FieldCapture(tmp_path / "captures", rate=0.1, keep=200, seed=0)
+    kept = [(i, p) for i, p in enumerate(capture.offer(f) for f in frames) if p is not None]
+    assert 240 < len(kept) < 360  # ~300 of 3,000 kept
+    assert sorted((tmp_path / "captures").iterdir()) == [p for _, p in kept[-200:]]  # the newest 200
+    last, path = kept[-1]
+    assert np.array_equal(np.asarray(Image.open(path)), frames[last])  # lossless
+    result = drift_of(shipped, tmp_path / "captures")
+    assert result.field_images == 200 and not result.drift, [f for f in result.findings if f.status != "ok"]
+    restarted = FieldCapture(tmp_path / "captures", rate=1.0, keep=200)  # an app restart still honours keep
+    restarted.offer(frames[0])
+    assert len(list((tmp_path / "captures").iterdir())) == 200
+    with pytest.raises(DataError, match="uint8"):
+        restarted.offer(frames[0].astype(np.float32) / 255)
