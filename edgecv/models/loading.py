@@ -30,6 +30,7 @@ CODE_LAYERS = ("Lambda",)
 # Graph ops a SavedModel could use to touch the machine when called (its graph is data otherwise).
 IO_OPS = ("WriteFile", "DeleteFile", "PyFunc", "PyFuncStateless", "EagerPyFunc")
 TRUST_HINT = "pass --trust-model if you wrote this file yourself and trust its code"
+PREDICT_VALUES = 1 << 18  # input floats per eager batch: 256 images at 32x32x1, 64 from 64x64x1 up
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,10 @@ class LoadedModel:
     def layers(self) -> list:
         return list(getattr(self.model, "layers", []))
 
-    def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    def predict(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Scores for a float32 batch (already preprocessed the model's way), in inference mode."""
+        if batch_size is None:  # eager: small images pay per-call dispatch, not compute, so batch them wider
+            batch_size = max(64, min(256, PREDICT_VALUES // max(1, int(np.prod(images.shape[1:])))))
         chunks = [np.asarray(self.forward(tf().constant(np.asarray(images[start : start + batch_size], np.float32))))
                   for start in range(0, len(images), batch_size)]
         return np.concatenate(chunks) if chunks else np.zeros((0, *self.output_shape[1:]), np.float32)

@@ -2,6 +2,7 @@
 student, with the run's preprocessing, labels and data)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -149,12 +150,14 @@ def _accuracy_control(source: Path, out: Path, spec, class_names, calib, check, 
     than `max_drop` points, the search for the fewest float ops (pipeline/quant_search.py)."""
     from edgecv.pipeline.quant_search import search_float_ops
 
+    start = time.perf_counter()
     x_eval, y_eval = _held_out(data, spec)
     float_top1 = float(np.mean(keras_model.predict(x_eval).argmax(1) == y_eval))
     with console.status("accuracy control") as status:
         result = search_float_ops(source, out, calib, x_eval, y_eval, float_top1, max_drop, trust=trust,
                                   progress=lambda text: status.update(f"accuracy control: {text}"))
-    result.update(samples=int(len(x_eval)), images=f"{len(x_eval)} held-out images of {data}")
+    result.update(samples=int(len(x_eval)), images=f"{len(x_eval)} held-out images of {data}",
+                  seconds=round(time.perf_counter() - start, 2))
     _print_steps(result, console)
     return result
 
