@@ -66,11 +66,16 @@ def quant_debug_ops(model) -> list[dict]:
 
 
 def test_quant_debug_names_the_op_that_loses_information(models):
-    ops = quant_debug_ops(models / "wide.keras")
-    worst = max(ops, key=lambda r: r["rmse_steps"] or 0)
-    assert "conv2" in worst["tensor"] and worst["rmse_steps"] > 1.0, ops
-    conv1_range = next(r for r in ops if "/conv1/" in r["tensor"])["range"][1]
-    good_range = next(r for r in quant_debug_ops(models / "good.keras") if "/conv1/" in r["tensor"])["range"][1]
+    """conv2 reads conv1's output, whose int8 grid the x1000 channel coarsens: its error is among the
+    worst and far above the same op's in the unwidened model (which op downstream ranks first, conv2
+    or the pooling that averages its error, depends on the 4-epoch training)."""
+    ops, good_ops = quant_debug_ops(models / "wide.keras"), quant_debug_ops(models / "good.keras")
+    op = lambda rows, layer: next(r for r in rows if f"/{layer}/" in r["tensor"])  # noqa: E731
+    ranked = sorted(ops, key=lambda r: r["rmse_steps"] or 0, reverse=True)
+    conv2, good_conv2 = op(ops, "conv2"), op(good_ops, "conv2")
+    assert conv2 in ranked[:2] and conv2["rmse_steps"] > 1.0, ranked
+    assert conv2["rmse_steps"] > 3 * good_conv2["rmse_steps"], (conv2, good_conv2)
+    conv1_range, good_range = op(ops, "conv1")["range"][1], op(good_ops, "conv1")["range"][1]
     assert conv1_range > 100 * good_range, (conv1_range, good_range)  # the channel x1000 sets the grid
     table = run_cli("quant-debug", models / "wide.keras", "--calibration", "fashion-mnist-mini", "--top", "3")
     shown = table.stdout + table.stderr
