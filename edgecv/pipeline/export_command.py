@@ -50,14 +50,15 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
         h, w, c = keras_model.input_shape[1:]
         spec, source, data, class_names = PreprocessSpec(h, w, c, normalization), model, calibration, None
         num_classes = int(keras_model.output_shape[-1])
-    calib, check, class_names, note = _images(data, spec, class_names, num_classes, calibration_samples,
+    ds = load_dataset(data, image_size=max(spec.height, spec.width)) if data else None  # once: --max-drop reads it too
+    calib, check, class_names, note = _images(ds, data, spec, class_names, num_classes, calibration_samples,
                                               check_samples, source)
     if calib is not None and spec_fmt.needs_calibration and len(calib) < FEW_CALIBRATION:
         console.print(f"[yellow]warning:[/yellow] {len(calib)} calibration images; int8 ranges are more stable with "
                       f"{FEW_CALIBRATION}+ (--calibration-samples)")
     nncf_control = {}
     if max_drop is not None and fmt == "openvino-int8":  # NNCF's own accuracy control searches the IR
-        nncf_control = {"validation": _held_out(data, spec), "max_drop": max_drop}
+        nncf_control = {"validation": _held_out(ds, spec), "max_drop": max_drop}
     with console.status(f"exporting {fmt}"):
         record = export_artefact(Path(source), Path(out), fmt, spec=spec, class_names=class_names, calibration=calib,
                                  check_images=check, source_model=keras_model,
@@ -69,8 +70,8 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
                       f"{c['validation_samples']} held-out images; {c['fake_quantize_nodes']} of "
                       f"{c['fake_quantize_nodes_plain']} quantizers kept", highlight=False)
     elif max_drop is not None:
-        record["accuracy_control"] = _accuracy_control(Path(source), Path(out), spec, class_names, calib, check,
-                                                       keras_model, data, max_drop, trust_model, console)
+        record["accuracy_control"] = _accuracy_control(Path(source), Path(out), spec, calib, keras_model, ds, data,
+                                                       max_drop, trust_model, console)
         if record["accuracy_control"]["float_nodes"]:
             record = {**export_artefact(Path(source), Path(out), fmt, spec=spec, class_names=class_names,
                                         calibration=calib, check_images=check, source_model=keras_model,
@@ -136,22 +137,21 @@ def _check_max_drop(max_drop: float, fmt: str, is_run: bool, calibration: str | 
         raise DataError("--max-drop needs labelled images: pass --calibration DATA (its held-out split measures top-1)")
 
 
-def _held_out(data: str, spec) -> tuple:
+def _held_out(ds, spec) -> tuple:
     """(images, labels): the class-balanced held-out images --max-drop measures top-1 on."""
     from edgecv.pipeline.quant_search import ACCURACY_SAMPLES
 
-    ds = load_dataset(data, image_size=max(spec.height, spec.width))
     return ds.test.sample(ACCURACY_SAMPLES, 2, spec)
 
 
-def _accuracy_control(source: Path, out: Path, spec, class_names, calib, check, keras_model, data: str,
-                      max_drop: float, trust: bool, console) -> dict:
+def _accuracy_control(source: Path, out: Path, spec, calib, keras_model, ds, data: str, max_drop: float, trust: bool,
+                      console) -> dict:
     """Top-1 of the plain int8 file against the float model on held-out images; when it drops more
     than `max_drop` points, the search for the fewest float ops (pipeline/quant_search.py)."""
     from edgecv.pipeline.quant_search import search_float_ops
 
     start = time.perf_counter()
-    x_eval, y_eval = _held_out(data, spec)
+    x_eval, y_eval = _held_out(ds, spec)
     float_top1 = float(np.mean(keras_model.predict(x_eval).argmax(1) == y_eval))
     with console.status("accuracy control") as status:
         result = search_float_ops(source, out, calib, x_eval, y_eval, float_top1, max_drop, trust=trust,
@@ -215,15 +215,15 @@ def _from_run(run: Path, fmt: str, calibration: str | None, out: Path | None):
     return source, spec, report["data"]["class_names"], calibration or report["recipe"]["data"]["source"], out
 
 
-def _images(data: str | None, spec: PreprocessSpec, class_names, num_classes: int, n_calib: int, n_check: int,
+def _images(ds, data: str | None, spec: PreprocessSpec, class_names, num_classes: int, n_calib: int, n_check: int,
             source):
-    """(calibration images, check images, class names, what the check images are)."""
-    if not data:  # a float format with no data: the check still compares scores, on random pixels
+    """(calibration images, check images, class names, what the check images are) from `ds`, the
+    dataset loaded from `data` (None without data)."""
+    if ds is None:  # a float format with no data: the check still compares scores, on random pixels
         rng = np.random.default_rng(0)
         check = spec.apply(rng.integers(0, 256, (n_check, spec.height, spec.width, spec.channels), dtype=np.uint8))
         names = class_names or [str(i) for i in range(num_classes)]
         return None, check, names, f"{n_check} random images (no --calibration data)"
-    ds = load_dataset(data, image_size=max(spec.height, spec.width))
     if ds.num_classes != num_classes:
         raise DataError(f"'{data}' has {ds.num_classes} classes but {Path(source).name} predicts {num_classes}; "
                         "calibrate with the data it was trained on")
