@@ -37,7 +37,7 @@ def test_bench_json_has_every_run_and_the_machine(model, tmp_path):
     assert [r["threads"] for r in bench["results"]] == [1, 2]
     # a float CNN: XNNPACK takes every op, in one partition (tests/test_students.py has one it does not)
     assert bench["artefact"]["delegation"] == {"delegate": "XNNPACK", "ops": 4, "delegated": 4, "partitions": 1,
-                                               "not_delegated": {}}, bench["artefact"]["delegation"]
+                                               "not_delegated": {}, "not_delegated_ops": []}, bench["artefact"]["delegation"]
     assert "XNNPACK runs 4 of 4 ops in 1 partition(s)" in result.output
     for r in bench["results"]:
         assert r["runs"] == len(r["times_ms"]) == 30 and r["warmup_runs"] == 3
@@ -246,3 +246,53 @@ def test_profile_threads_scales_by_the_published_thread_comparison(model):
     assert "Amdahl's law" in at1["calibration"] and "Amdahl" not in at4["calibration"]
     too_many = invoke("profile", model, "-D", "rpi4", "--threads", 8)
     assert too_many.exit_code == 2 and "rpi4 has 4 cores" in too_many.output
+
+
+def test_host_weight_fit_recovers_known_weights():
+    from edgecv.measure.host_calibration import HOST_TERMS, fit_host_weights
+
+    rng = np.random.default_rng(0)
+    terms = rng.uniform(0.0, 1.0, (12, len(HOST_TERMS))) * [0.3, 0.01, 0.05, 80, 0.001]
+    truth = np.array([20.0, 60.0, 12.0, 5e-5, 2000.0])
+    np.testing.assert_allclose(fit_host_weights(terms, terms @ truth), truth, rtol=1e-6)
+
+
+def test_delegation_names_the_ops_left_out_by_graph_index():
+    from edgecv.measure.host_calibration import host_reference_set
+    from edgecv.measure.tflite_graph import read_tflite_graph
+    from edgecv.runtime import LiteRTRunner
+
+    for precision, left_out in (("int8", {"HARD_SWISH"}), ("fp32", set())):
+        path = host_reference_set(precision)["hard_swish"]
+        delegation = LiteRTRunner(path, 1).delegation()
+        ops = {op.index: op.op for op in read_tflite_graph(path).ops}
+        assert {ops[i] for i in delegation["not_delegated_ops"]} == left_out
+        assert len(delegation["not_delegated_ops"]) == sum(delegation["not_delegated"].values())
+
+
+def test_host_is_fitted_to_its_references_and_prices_ops_outside_xnnpack(tmp_path, monkeypatch):
+    """The host's own cost model: fitted here (at 1 thread, cached), scaled to 2 threads by a
+    measured speed-up, and charging LiteRT's built-in kernels for int8 HARD_SWISH."""
+    from edgecv.devices import load_profile
+    from edgecv.measure.estimate import estimate_for_device
+    from edgecv.measure.host_calibration import HOST_TERMS, host_reference_set, host_scales
+    from edgecv.measure.tflite_graph import read_tflite_graph
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    host = load_profile("host")
+    scales = host_scales(host, 1)
+    for precision, scale in scales.items():
+        assert scale["threads"] == 1 and "fitted here to 6 reference models" in scale["how"]
+        assert len(scale["fit"]) == len(host_reference_set(precision)) >= len(HOST_TERMS) + 1
+        assert all(w >= 0 for w in scale["op_weights"].values()) and scale["op_weights"]["dense_gmac"] > 0
+    assert scales["int8"]["fallback_ms_per_gb"] > 0  # the built-in HARD_SWISH costs something XNNPACK's would not
+    assert (tmp_path / "edgecv" / "host-calibration.json").is_file()
+    assert host_scales(host, 1) == scales  # cached: the same figures, not a re-measurement
+
+    graph = read_tflite_graph(host_reference_set("int8")["hard_swish"])
+    priced = estimate_for_device(graph, host, threads=1)
+    as_if_delegated = sum(op["ms"] for op in priced["top_ops"])  # top ops are the HARD_SWISHes here
+    assert any(op["op"] == "HARD_SWISH" for op in priced["top_ops"][:1]) and as_if_delegated <= priced["ms"]
+    if host.cores >= 2:
+        two = estimate_for_device(graph, host, threads=2)
+        assert two["threads"] == 2 and "speed-up of dense_heavy measured here" in two["calibration"]

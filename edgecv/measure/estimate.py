@@ -8,8 +8,9 @@ much cheaper there, depthwise and memory traffic do not) and one for cores witho
 every device's ms_per_unit are fitted only to published TFLite latencies
 (devices/anchors/published_latency.csv) by `python -m benchmarks.estimator_accuracy`, which writes
 devices/calibration.json. Devices without TFLite rows are scaled from one that has them, by core
-clock (same core) or by their published ncnn latency ratio; `host` is calibrated at run time by
-measuring the shipped reference models. Never imports TensorFlow: this runs on the device.
+clock (same core) or by their published ncnn latency ratio; `host` gets its own op weights, fitted
+at run time to the shipped reference models timed on it (host_calibration). Never imports
+TensorFlow: this runs on the device.
 """
 from __future__ import annotations
 
@@ -59,7 +60,9 @@ def has_int8_dot(profile) -> bool:
 
 def units(features: np.ndarray, op_weights: dict, precision: str, dotprod: bool) -> np.ndarray:
     """Cost units of rows of features (N, 4)."""
-    dense = 1.0 if precision == "fp32" else op_weights["int8_dense_dotprod" if dotprod else "int8_dense_no_dotprod"]
+    # dense_gmac: only the host's own fit (host_calibration) prices fp32 dense work other than 1 unit
+    dense = (op_weights.get("dense_gmac", 1.0) if precision == "fp32"
+             else op_weights["int8_dense_dotprod" if dotprod else "int8_dense_no_dotprod"])
     k = np.array([dense, op_weights["depthwise_gmac"], op_weights["activation_gb"], op_weights["ops"]])
     return np.atleast_2d(features) @ k
 
@@ -217,11 +220,19 @@ def load_calibration() -> dict:
     return json.loads(path.read_text())
 
 
-def estimate_graph(graph, scale: dict, op_weights: dict, precision: str, dotprod: bool) -> dict:
+def estimate_graph(graph, scale: dict, op_weights: dict, precision: str, dotprod: bool,
+                   not_delegated: list[int] | None = None) -> dict:
     """ms for `graph` given a device's ms_per_unit entry for `precision` and the op weights; with
-    the five most expensive ops."""
-    per_op = [(op, scale["ms_per_unit"] * float(units(op_features(op), op_weights, precision, dotprod)[0]))
-              for op in graph.ops]
+    the five most expensive ops. Ops in `not_delegated` (indices) also pay the scale's
+    fallback_ms_per_gb on their activation bytes, where the scale has one (the host's does)."""
+    fallback = scale.get("fallback_ms_per_gb", 0.0)
+    left = set(not_delegated or ())
+
+    def op_ms(op) -> float:
+        ms = scale["ms_per_unit"] * float(units(op_features(op), op_weights, precision, dotprod)[0])
+        return ms + (fallback * op.activation_bytes / 1e9 if op.index in left else 0.0)
+
+    per_op = [(op, op_ms(op)) for op in graph.ops]
     total = sum(ms for _, ms in per_op)
     top = sorted(per_op, key=lambda p: -p[1])[:TOP_OPS]
     return {
@@ -266,12 +277,16 @@ def estimate_for_device(graph, profile, calibration: dict | None = None, threads
     """The estimate for one device profile: ms, how the device was calibrated, runtime, threads.
     `threads`: at that thread count instead of the calibration's, scaled by thread_scaling()."""
     precision = cost_precision(graph)
+    if threads is not None and threads > profile.cores:
+        raise EdgecvError(f"--threads {threads}: {profile.id} has {profile.cores} cores")
     calibration = calibration or load_calibration()
     measured = (profile.calibration or {}).get("measured") or {}  # edgecv devices calibrate wrote it
-    if profile.id == "host":
-        from edgecv.measure.host_calibration import host_scales
+    not_delegated = None
+    if profile.id == "host":  # fitted here at the thread count asked for: no thread scaling to assume
+        from edgecv.measure.host_calibration import host_not_delegated, host_scales
 
-        device = host_scales(profile, calibration)
+        device = host_scales(profile, threads)
+        not_delegated = host_not_delegated(graph)
     elif precision in measured:
         device = measured
     elif profile.calibration is not None and profile.id in calibration["devices"]:
@@ -279,12 +294,11 @@ def estimate_for_device(graph, profile, calibration: dict | None = None, threads
     else:  # a user's profile: no figures of its own
         device = scales_from_cpu_facts(profile, calibration)
     scale = device[precision]
-    result = estimate_graph(graph, scale, calibration["op_weights"], precision, has_int8_dot(profile))
+    result = estimate_graph(graph, scale, scale.get("op_weights") or calibration["op_weights"], precision,
+                            has_int8_dot(profile), not_delegated)
     runtime = profile.calibration["runtime"] if profile.calibration else "litert"  # the figures are LiteRT's
     how = scale["how"]
     if threads is not None and threads != scale["threads"]:
-        if threads > profile.cores:
-            raise EdgecvError(f"--threads {threads}: {profile.id} has {profile.cores} cores")
         scaling = thread_scaling()
         factor = (amdahl_speedup(scale["threads"], scaling["parallel_fraction"])
                   / amdahl_speedup(threads, scaling["parallel_fraction"]))

@@ -1,19 +1,34 @@
 """Calibrating the `host` profile at run time: no one publishes latencies for the machine edgecv
-happens to run on, so its ms_per_unit comes from measuring the shipped reference models here
-(devices/reference/, one fp32 and one int8 .tflite) and dividing by their cost units. The result
-is cached per machine, thread count and runtime version."""
+happens to run on, so the host gets its own cost model, fitted here. The shipped reference models
+(devices/reference/: the MobileNetV2 reference a board is calibrated on, and devices/reference/host/,
+small graphs that each lean on one term of the cost model: dense GMACs, depthwise GMACs, activation
+bytes, per-op overhead, squeeze-and-excite, an op XNNPACK leaves to LiteRT's built-in kernels) are
+timed on this machine at the thread count asked for, and the term weights are fitted to them (non-
+negative least squares on relative error), at 1 thread; other thread counts scale it by a measured
+speed-up (_at_threads). Why not the ARM-fitted weights scaled by one reference:
+they priced x86's dense GEMMs, depthwise convolutions and memory traffic in ARM's proportions, and
+missed the host by 25-62 % on 224 px models (BENCHMARKS.md). The fit is cached per machine, thread
+count, runtime and reference set."""
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from edgecv import __version__
 from edgecv.errors import EdgecvError
 from edgecv.fileio import write_json_atomic
 from edgecv.resources import shipped_dir
 
-REFERENCE_SECONDS = 2.0
+REFERENCE_SECONDS = 1.0
+HOST_REFERENCE_DIR = "host"  # devices/reference/host/<shape>-<precision>.tflite
+# The host cost model's terms: the estimator's features, and the activation bytes of ops the
+# delegate leaves to LiteRT's built-in kernels (int8 HARD_SWISH there cost 15x XNNPACK's int8 price
+# per activation byte on an EPYC core, benchmarks/results/estimator_accuracy.json).
+HOST_TERMS = ("dense_gmac", "depthwise_gmac", "activation_gb", "ops", "fallback_gb")
+THREAD_REFERENCE = "dense_heavy"  # the longest-running reference (~6 ms fp32 on an EPYC core): thread speed-up
 
 
 def reference_model(precision: str) -> Path:
@@ -27,11 +42,25 @@ def reference_model(precision: str) -> Path:
 
 
 def reference_models() -> dict[str, Path]:
-    """precision -> the shipped reference model: what `host` is calibrated on here, and what a user
-    benches on a board for `edgecv devices calibrate`."""
+    """precision -> the shipped reference model: what a user benches on a board for
+    `edgecv devices calibrate`, and one of the host's reference set."""
     from edgecv.measure.estimate import PRECISIONS
 
     return {p: reference_model(p) for p in PRECISIONS}
+
+
+def host_reference_set(precision: str) -> dict[str, Path]:
+    """shape name -> .tflite: everything the host's cost model at `precision` is fitted to."""
+    from edgecv.measure.estimate import REFERENCE_DIR
+
+    folder = shipped_dir("devices") / REFERENCE_DIR / HOST_REFERENCE_DIR
+    suffix = f"-{precision}.tflite"
+    files = {"mobilenet_v2_0.35": reference_model(precision)}
+    files.update({f.name[: -len(suffix)]: f for f in sorted(folder.glob(f"*{suffix}"))})
+    if len(files) < len(HOST_TERMS) + 1:
+        raise EdgecvError(f"the host reference models in {folder} are missing; reinstall edgecv "
+                          "(or run python -m benchmarks.estimator_accuracy in a checkout)")
+    return files
 
 
 def ms_per_unit(p50_ms: float, path: Path, precision: str, profile, calibration: dict) -> float:
@@ -44,37 +73,131 @@ def ms_per_unit(p50_ms: float, path: Path, precision: str, profile, calibration:
     return p50_ms / cost
 
 
+def fallback_gb(graph, not_delegated_ops) -> float:
+    """Activation GB read and written by the ops the delegate left to the built-in kernels."""
+    left = set(not_delegated_ops or ())
+    return sum(op.activation_bytes for op in graph.ops if op.index in left) / 1e9
+
+
+def host_terms(graph, not_delegated_ops) -> np.ndarray:
+    from edgecv.measure.estimate import graph_features
+
+    return np.append(graph_features(graph), fallback_gb(graph, not_delegated_ops))
+
+
+def fit_host_weights(terms: np.ndarray, measured_ms: np.ndarray) -> np.ndarray:
+    """ms per unit of each HOST_TERMS term, >= 0, minimising the squared relative error."""
+    from scipy.optimize import nnls
+
+    weights, _ = nnls(terms / measured_ms[:, None], np.ones(len(measured_ms)))
+    return weights
+
+
+def as_scale(weights: np.ndarray, threads: int, how: str, fit: list[dict]) -> dict:
+    """A fitted host weight vector in the estimator's form: ms_per_unit 1 (units are ms), its own
+    op weights, and the price of a byte outside the delegate."""
+    dense, depthwise, activation, per_op, fallback = (float(w) for w in weights)
+    return {"ms_per_unit": 1.0, "threads": threads, "how": how, "fallback_ms_per_gb": fallback, "fit": fit,
+            "op_weights": {"dense_gmac": dense, "depthwise_gmac": depthwise, "activation_gb": activation,
+                           "ops": per_op, "int8_dense_dotprod": dense, "int8_dense_no_dotprod": dense}}
+
+
 def _cache_path() -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(root) / "edgecv" / "host-calibration.json"
 
 
-def host_scales(profile, calibration: dict) -> dict:
-    """{precision: {ms_per_unit, threads, how}} for this machine at the host profile's default
-    threads, measured once and cached."""
-    from edgecv.devices.host import machine_facts
-    from edgecv.measure.bench import bench_artefact, file_sha256
+def _read_cache() -> dict:
+    try:
+        return json.loads(_cache_path().read_text()).get("entries") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _fit_precision(precision: str) -> dict:
+    """The host's cost model at `precision` and 1 thread (stable timings), fitted to the references."""
+    from edgecv.measure.tflite_graph import read_tflite_graph
     from edgecv.runtime import LiteRTRunner
 
-    facts, threads = profile.facts or machine_facts(), profile.threads["default"]
-    models = reference_models()
+    threads = 1
+    names, terms, measured, runs = [], [], [], []
+    for name, path in host_reference_set(precision).items():
+        p50, n = _bench_p50(path, threads)
+        left = LiteRTRunner(path, threads).delegation()["not_delegated_ops"]
+        names.append(name)
+        terms.append(host_terms(read_tflite_graph(path), left))
+        measured.append(p50)
+        runs.append(n)
+    terms, measured = np.array(terms), np.array(measured)
+    weights = fit_host_weights(terms, measured)
+    fitted = terms @ weights
+    fit = [{"model": n, "measured_ms": float(m), "fitted_ms": float(f), "runs": r}
+           for n, m, f, r in zip(names, measured, fitted, runs)]
+    worst = float(np.max(np.abs(fitted / measured - 1)))
+    how = (f"host: cost model fitted here to {len(names)} reference models (devices/reference/) timed at 1 thread, "
+           f"p50 over >= {REFERENCE_SECONDS:g} s each; worst fit error {worst:.0%}")
+    return as_scale(weights, threads, how, fit)
+
+
+def _bench_p50(path: Path, threads: int) -> tuple[float, int]:
+    from edgecv.measure.bench import bench_artefact
+
+    result = bench_artefact(path, [threads], warmup=5, runs=None, duration=REFERENCE_SECONDS)["results"][0]
+    return result["p50_ms"], result["runs"]
+
+
+def _at_threads(scale: dict, precision: str, threads: int) -> dict:
+    """The 1-thread fit at `threads`: the work XNNPACK spreads over threads (GMACs and activation
+    bytes) divided by the speed-up measured here on the largest reference; per-op overhead and
+    the built-in kernels (single-threaded) kept. Why not a fit at N threads: sub-millisecond
+    references time bimodally at 2 threads on a shared VM (BENCHMARKS.md, bench stability)."""
+    path = host_reference_set(precision)[THREAD_REFERENCE]
+    one = next(f for f in scale["fit"] if f["model"] == THREAD_REFERENCE)["measured_ms"]
+    many, runs = _bench_p50(path, threads)
+    speedup = one / many
+    weights = dict(scale["op_weights"])
+    for term in ("dense_gmac", "depthwise_gmac", "activation_gb", "int8_dense_dotprod", "int8_dense_no_dotprod"):
+        weights[term] /= speedup
+    how = (f"{scale['how']}; at {threads} threads its GMAC and memory terms / {speedup:.2f}, the speed-up of "
+           f"{THREAD_REFERENCE} measured here ({one:.2f} ms at 1 thread, {many:.2f} ms over {runs} runs at {threads})")
+    return {**scale, "op_weights": weights, "threads": threads, "how": how, "thread_speedup": speedup}
+
+
+def host_scales(profile, threads: int | None = None) -> dict:
+    """{precision: scale} for this machine at `threads` (default: the host profile's), each scale
+    with its own op weights (as_scale): fitted at 1 thread, scaled to `threads` by a measured
+    speed-up; measured once per thread count and cached."""
+    from edgecv.devices.host import machine_facts
+    from edgecv.measure.bench import file_sha256
+    from edgecv.measure.estimate import PRECISIONS
+    from edgecv.runtime import LiteRTRunner
+
+    facts, threads = profile.facts or machine_facts(), threads or profile.threads["default"]
+    files = {p: {n: file_sha256(f) for n, f in host_reference_set(p).items()} for p in PRECISIONS}
     key = json.dumps([facts.get("cpu_model"), facts.get("cores_logical"), threads, LiteRTRunner.version(), __version__,
-                      {p: file_sha256(m) for p, m in models.items()}, calibration.get("op_weights")])
+                      files, HOST_TERMS])
     cache = _cache_path()
+    entries = _read_cache()
+    if key in entries:
+        return entries[key]
+    scales = {p: _fit_precision(p) for p in PRECISIONS} if threads == 1 else {
+        p: _at_threads(scale, p, threads) for p, scale in host_scales(profile, 1).items()}
+    entries = _read_cache()  # the 1-thread fit may just have been added
+    entries[key] = scales
     try:
-        cached = json.loads(cache.read_text())
-        if cached.get("key") == key:
-            return cached["scales"]
-    except (OSError, ValueError):
-        pass
-    scales = {}
-    for precision, path in models.items():
-        bench = bench_artefact(path, [threads], warmup=5, runs=None, duration=REFERENCE_SECONDS)
-        p50 = bench["results"][0]["p50_ms"]
-        scales[precision] = {"ms_per_unit": ms_per_unit(p50, path, precision, profile, calibration), "threads": threads,
-                             "how": f"host: {path.name} measured here (p50 {p50:.2f} ms over {bench['results'][0]['runs']} runs)"}
-    try:
-        write_json_atomic(cache, {"key": key, "scales": scales})
+        write_json_atomic(cache, {"schema": "edgecv.host-calibration/2", "entries": entries})
     except OSError:
         pass  # a read-only home only costs a re-measurement next time
     return scales
+
+
+def host_not_delegated(graph) -> list[int]:
+    """Op indices of `graph` this machine's LiteRT leaves out of XNNPACK (none where the file
+    cannot be opened here)."""
+    from edgecv.errors import MissingExtraError, ModelError
+    from edgecv.runtime import LiteRTRunner
+
+    try:
+        return LiteRTRunner(Path(graph.path), 1).delegation()["not_delegated_ops"]
+    except (MissingExtraError, ModelError, ValueError, RuntimeError):
+        return []

@@ -63,8 +63,8 @@ def profile_artefact(path, device_ids: list[str], bench_files=(), threads: int |
                         "estimated": estimated, "measured": measured})
     delegation = _host_delegation(path)
     caveat = unpriced_ops_caveat(delegation)
-    for d in devices:
-        d["estimated"]["caveat"] = caveat
+    for d in devices:  # the host's own fit prices built-in kernels (host_calibration); other devices' do not
+        d["estimated"]["caveat"] = None if d["device"] == "host" else caveat
     return {"artefact": {"file": path.name, "sha256": sha, "size_bytes": path.stat().st_size},
             "graph": {"ops": len(graph.ops), "macs": graph.total_macs, "precision": graph.precision,
                       "input_shape": list(graph.input_shape), "input_dtype": graph.input_dtype},
@@ -72,15 +72,16 @@ def profile_artefact(path, device_ids: list[str], bench_files=(), threads: int |
 
 
 def unpriced_ops_caveat(delegation: dict | None) -> str | None:
-    """What the estimate leaves out when XNNPACK does not take every op: the cost model is fitted to
-    fully delegated graphs, so ops on LiteRT's built-in kernels, and the hand-overs between
-    partitions, are priced as if XNNPACK ran them. None when there is nothing to say."""
+    """What a device's estimate leaves out when XNNPACK does not take every op: the published rows
+    the devices are fitted to are fully delegated graphs, so ops on LiteRT's built-in kernels, and
+    the hand-overs between partitions, are priced as if XNNPACK ran them (the host is fitted to a
+    reference with such ops and prices them). None when there is nothing to say."""
     if not delegation or not delegation["not_delegated"]:
         return None
     left = ", ".join(f"{op} x{n}" for op, n in delegation["not_delegated"].items())
     return (f"{left} outside XNNPACK ({delegation['partitions']} partitions) on {delegation['runtime']}: priced as if "
-            "XNNPACK ran them, so the file is likely slower than estimated (BENCHMARKS.md, host estimate vs "
-            "measurement: int8 MobileNetV3-Small with HARD_SWISH); bench it on the device")
+            "XNNPACK ran them, so the file is likely slower than estimated (the host's estimate, fitted to a reference "
+            "with such ops, prices them; BENCHMARKS.md, latency estimator); bench it on the device")
 
 
 def _host_delegation(path: Path) -> dict | None:

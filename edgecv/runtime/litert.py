@@ -110,7 +110,9 @@ class LiteRTRunner(Runner):
         left_out = [op["op_name"] for op in plan.values() if op["op_name"] != "DELEGATE"]
         counts = {name: left_out.count(name) for name in sorted(set(left_out))}
         return {"delegate": "XNNPACK", "ops": len(graph_ops), "delegated": len(graph_ops) - len(left_out),
-                "partitions": sum(op["op_name"] == "DELEGATE" for op in plan.values()), "not_delegated": counts}
+                "partitions": sum(op["op_name"] == "DELEGATE" for op in plan.values()), "not_delegated": counts,
+                # the graph's own op indices (the .tflite's operator order; the estimator prices these)
+                "not_delegated_ops": sorted(i for i, op in plan.items() if op["op_name"] != "DELEGATE")}
 
     def float_ops(self) -> list[str]:
         """The ops that compute in float ("CONV_2D: name of its output"): an op with a float32 input
