@@ -802,24 +802,32 @@ def devices_list(as_json):
 
 
 @devices.command("references")
+@click.option("--all", "every", is_flag=True,
+              help="all twelve reference models: calibrate then fits the device a cost model of its own, as the "
+                   "host gets, instead of one figure per precision (about a minute of benches)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def devices_references(as_json):
+def devices_references(every, as_json):
     """The reference models to bench on a device for `edgecv devices calibrate`.
 
     \b
     Example:
       edgecv bench "$(edgecv devices references | head -1)" --remote ssh://me@opi5 --device opi5.yaml --json fp32.json
     """
-    from edgecv.measure.host_calibration import reference_models
+    from edgecv.measure.estimate import PRECISIONS
+    from edgecv.measure.host_calibration import host_reference_set, reference_models
 
-    models = {p: str(path) for p, path in reference_models().items()}
+    if every:
+        models = {f"{p}/{name}": str(path) for p in PRECISIONS for name, path in host_reference_set(p).items()}
+    else:
+        models = {p: str(path) for p, path in reference_models().items()}
     click.echo(json.dumps(models, indent=2) if as_json else "\n".join(models.values()))
 
 
 @devices.command("calibrate")
 @click.argument("profile_path")
 @click.option("--measured", "bench_files", multiple=True, required=True, type=click.Path(path_type=Path),
-              help="an edgecv bench --json result of a reference model on this device (repeatable: fp32 and int8)")
+              help="an edgecv bench --json result of a reference model on this device, or a folder of them "
+                   "(repeatable: fp32 and int8)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def devices_calibrate(profile_path, bench_files, as_json):
     """Give your own profile latency figures measured on its device: fits ms per cost unit from
@@ -832,6 +840,8 @@ def devices_calibrate(profile_path, bench_files, as_json):
         edgecv bench $p --remote ssh://me@opi5 --device ./orange-pi-5.yaml --json $(basename $p .tflite).json; done
       edgecv devices calibrate ./orange-pi-5.yaml --measured reference-fp32.json --measured reference-int8.json
       edgecv profile student-int8.tflite --device ./orange-pi-5.yaml
+    With `edgecv devices references --all` (twelve benches, written into one folder, then
+    `--measured FOLDER`) the board gets a cost model of its own, as the host does.
     """
     from edgecv.devices import load_profile, profile_origin
     from edgecv.measure.device_calibration import calibration_block, fit_measured, write_calibration
@@ -845,7 +855,8 @@ def devices_calibrate(profile_path, bench_files, as_json):
                           f"{profile.path or 'devices/host.yaml'} to your own file (keep the id or change it with "
                           "the file name) and calibrate the copy")
     calibration = load_calibration()
-    fitted = fit_measured(profile, list(bench_files), calibration)
+    files = [f for given in bench_files for f in (sorted(given.glob("*.json")) if given.is_dir() else [given])]
+    fitted = fit_measured(profile, files, calibration)
     block = calibration_block(profile, fitted)
     graphs = {p: read_tflite_graph(path) for p, path in reference_models().items() if p in fitted}
     before = {p: estimate_for_device(g, profile, calibration) for p, g in graphs.items()}

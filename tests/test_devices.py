@@ -396,6 +396,44 @@ def test_devices_calibrate_writes_measured_figures_that_profile_then_uses(tmp_pa
                       "not one of edgecv's reference models")
 
 
+def test_devices_calibrate_with_every_reference_fits_the_board_a_cost_model_of_its_own(tmp_path):
+    """`devices references --all` benched into one folder, `calibrate --measured FOLDER`: the board
+    gets op weights and a price for ops outside XNNPACK, and its int8 HARD_SWISH estimate loses the
+    caveat that such ops are priced as if XNNPACK ran them."""
+    from click.testing import CliRunner
+
+    from edgecv.cli import main
+
+    def invoke(*args):
+        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    path = _facts_only(tmp_path, "my-board", "rpi5", [{"core": "cortex-a76", "count": 4, "ghz": 2.4}], threads=1)
+    listed = json.loads(invoke("devices", "references", "--all", "--json").output)
+    assert len(listed) == 12 and {k.split("/")[0] for k in listed} == {"fp32", "int8"}
+    benches = tmp_path / "benches"
+    benches.mkdir()
+    for key, ref in listed.items():
+        out = benches / (key.replace("/", "-") + ".json")
+        result = invoke("bench", ref, "--device", path, "--threads", "1", "--runs", "20", "--json", out)
+        assert result.exit_code == 0, result.output
+    result = invoke("devices", "calibrate", path, "--measured", benches, "--json")
+    assert result.exit_code == 0, result.output
+    measured = yaml.safe_load(path.read_text())["calibration"]["measured"]
+    for precision in ("fp32", "int8"):
+        assert "fitted to 6 reference models" in measured[precision]["how"] and measured[precision]["threads"] == 1
+        assert set(measured[precision]["op_weights"]) >= {"dense_gmac", "depthwise_gmac", "activation_gb", "ops"}
+    hard_swish = next(v for k, v in listed.items() if k == "int8/hard_swish")
+    shown = json.loads(invoke("profile", hard_swish, "--device", path, "--json").output)["devices"][0]
+    assert shown["device"] == "my-board" and shown["estimated"]["fallback_priced"]
+    assert shown["estimated"]["caveat"] is None and shown["estimated"]["top_ops"][0]["op"] == "HARD_SWISH"
+    # half a set is refused with what to bench
+    for f in list(benches.glob("int8-*.json"))[:3]:
+        f.unlink()
+    partial = [f for f in benches.glob("int8-*.json") if "mobilenet_v2" not in f.name]
+    refused = invoke("devices", "calibrate", path, *[a for f in partial for a in ("--measured", f)])
+    assert refused.exit_code == 2 and "bench the rest" in refused.output
+
+
 def test_ship_choice_takes_the_faster_file_within_the_accuracy_bar_and_says_why():
     from edgecv.pipeline.profiling import ship_choice
 

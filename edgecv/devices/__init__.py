@@ -121,6 +121,11 @@ PROFILE_FIELDS: dict = {
                               "ms_per_unit": Field("float", "milliseconds per cost unit"),
                               "threads": Field("int", "threads it was measured at"),
                               "how": _str("what it was fitted from"),
+                              "op_weights": Field("map", "the device's own cost model (ms per GMAC, GB, op), fitted "
+                                                  "to benches of every reference model", optional=True,
+                                                  item=Field("float", "ms per unit of the term")),
+                              "fallback_ms_per_gb": Field("float", "ms per GB read and written by ops XNNPACK leaves "
+                                                          "to LiteRT's built-in kernels", optional=True),
                           }),
     },
     "sources": Field("map", "where each fact comes from: key -> citation", min_items=1, item=_str("citation")),

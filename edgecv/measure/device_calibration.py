@@ -2,8 +2,9 @@
 results of the shipped reference models (devices/reference/) measured on that device.
 
 The estimator prices a graph in cost units and a device runs a unit in `ms_per_unit` ms; a bench of
-a reference model whose cost is known gives that device's ms_per_unit directly (p50 / units,
-host_calibration.ms_per_unit), as `host` is calibrated at run time. The figures go into the profile's `calibration` block
+the board reference model, whose cost is known, gives that device's ms_per_unit directly (p50 /
+units, host_calibration.ms_per_unit). Benches of all the reference models (`devices references
+--all`) give the device a cost model of its own, fitted as the host's is (host_calibration.fit_scale). The figures go into the profile's `calibration` block
 (method measured-on-device), written atomically; the rest of the file, comments included, is kept.
 No TensorFlow: this runs on the device too.
 """
@@ -20,16 +21,28 @@ from edgecv.fileio import write_text_atomic
 from edgecv.measure.bench import typical_ms
 
 
-def fit_measured(profile, bench_files: list, calibration: dict) -> dict:
-    """{precision: {ms_per_unit, threads, how}} from bench JSONs of the reference models on `profile`'s
-    device, at its default thread count (else the nearest one measured)."""
+def reference_files() -> dict[str, tuple[str, str, Path]]:
+    """sha256 -> (precision, reference name, path) of every shipped reference model."""
     from edgecv.measure.bench import file_sha256
-    from edgecv.measure.host_calibration import ms_per_unit, reference_models
+    from edgecv.measure.estimate import PRECISIONS
+    from edgecv.measure.host_calibration import host_reference_set
+
+    return {file_sha256(path): (precision, name, path)
+            for precision in PRECISIONS for name, path in host_reference_set(precision).items()}
+
+
+def fit_measured(profile, bench_files: list, calibration: dict) -> dict:
+    """{precision: scale} from bench JSONs of the reference models on `profile`'s device, at its
+    default thread count (else the nearest one measured). A precision with all of
+    `edgecv devices references --all` measured gets a cost model of its own (op weights and the
+    price of ops outside XNNPACK, as the host does); one with only the board reference gets one
+    ms_per_unit figure for the shared op weights."""
+    from edgecv.measure.host_calibration import BOARD_REFERENCE, fit_scale, host_reference_set, ms_per_unit
     from edgecv.measure.profile import load_bench
 
-    by_sha = {file_sha256(path): (precision, path) for precision, path in reference_models().items()}
+    by_sha = reference_files()
     threads = profile.threads["default"]
-    fitted = {}
+    measured: dict[str, dict] = {}
     for f in bench_files:
         bench = load_bench(f)
         if bench["artefact"]["sha256"] not in by_sha:
@@ -38,13 +51,34 @@ def fit_measured(profile, bench_files: list, calibration: dict) -> dict:
         if bench["device"] != profile.id:
             raise DeviceError(f"'{f}' was measured on '{bench['device']}', not '{profile.id}'; bench with --device "
                               f"{profile.path or profile.id} so the result is tagged with the profile")
-        precision, path = by_sha[bench["artefact"]["sha256"]]
+        precision, name, path = by_sha[bench["artefact"]["sha256"]]
         r = min(bench["results"], key=lambda r: abs(r["threads"] - threads))
         figure, ms = typical_ms(r)
-        fitted[precision] = {"ms_per_unit": ms_per_unit(ms, path, precision, profile, calibration),
-                             "threads": int(r["threads"]),
-                             "how": f"measured on the device: {path.name} {figure} {ms:.3g} ms at {r['threads']} "
-                                    f"threads over {r['runs']} runs ({Path(f).name}, {bench['measured_at'][:10]})"}
+        measured.setdefault(precision, {})[name] = {"ms": ms, "figure": figure, "result": r, "path": path,
+                                                    "file": Path(f).name, "at": bench["measured_at"][:10]}
+    fitted = {}
+    for precision, by_name in measured.items():
+        counts = {m["result"]["threads"] for m in by_name.values()}
+        if len(counts) > 1:
+            raise DeviceError(f"the {precision} reference benches were measured at different thread counts "
+                              f"({', '.join(map(str, sorted(counts)))}); bench them all with the same --threads")
+        at = counts.pop()
+        if set(by_name) == set(host_reference_set(precision)):
+            timings = {n: (m["ms"], m["result"]["runs"]) for n, m in by_name.items()}
+            fitted[precision] = fit_scale(precision, timings, at, f"measured on the device ({len(by_name)} benches, "
+                                                                   f"{min(m['at'] for m in by_name.values())})")
+            del fitted[precision]["fit"]  # the profile keeps the figures; the command prints the fit
+            continue
+        board = by_name.get(BOARD_REFERENCE)
+        if board is None:
+            missing = sorted(set(host_reference_set(precision)) - set(by_name))
+            raise DeviceError(f"the {precision} benches cover {len(by_name)} of the reference models; bench the rest "
+                              f"({', '.join(missing)}) or at least reference-{precision}.tflite")
+        fitted[precision] = {"ms_per_unit": ms_per_unit(board["ms"], board["path"], precision, profile, calibration),
+                             "threads": int(at),
+                             "how": f"measured on the device: {board['path'].name} {board['figure']} {board['ms']:.3g} "
+                                    f"ms at {at} threads over {board['result']['runs']} runs ({board['file']}, "
+                                    f"{board['at']})"}
     return fitted
 
 

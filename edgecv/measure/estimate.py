@@ -281,12 +281,10 @@ def estimate_for_device(graph, profile, calibration: dict | None = None, threads
         raise EdgecvError(f"--threads {threads}: {profile.id} has {profile.cores} cores")
     calibration = calibration or load_calibration()
     measured = (profile.calibration or {}).get("measured") or {}  # edgecv devices calibrate wrote it
-    not_delegated = None
     if profile.id == "host":  # fitted here at the thread count asked for: no thread scaling to assume
-        from edgecv.measure.host_calibration import host_not_delegated, host_scales
+        from edgecv.measure.host_calibration import host_scales
 
         device = host_scales(profile, threads)
-        not_delegated = host_not_delegated(graph)
     elif precision in measured:
         device = measured
     elif profile.calibration is not None and profile.id in calibration["devices"]:
@@ -294,8 +292,14 @@ def estimate_for_device(graph, profile, calibration: dict | None = None, threads
     else:  # a user's profile: no figures of its own
         device = scales_from_cpu_facts(profile, calibration)
     scale = device[precision]
+    not_delegated = None
+    if scale.get("fallback_ms_per_gb"):  # a fit to the full reference set prices ops outside XNNPACK
+        from edgecv.measure.host_calibration import litert_not_delegated
+
+        not_delegated = litert_not_delegated(graph)
     result = estimate_graph(graph, scale, scale.get("op_weights") or calibration["op_weights"], precision,
                             has_int8_dot(profile), not_delegated)
+    result["fallback_priced"] = "op_weights" in scale
     runtime = profile.calibration["runtime"] if profile.calibration else "litert"  # the figures are LiteRT's
     how = scale["how"]
     if threads is not None and threads != scale["threads"]:

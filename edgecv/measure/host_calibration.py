@@ -28,6 +28,7 @@ HOST_REFERENCE_DIR = "host"  # devices/reference/host/<shape>-<precision>.tflite
 # delegate leaves to LiteRT's built-in kernels (int8 HARD_SWISH there cost 15x XNNPACK's int8 price
 # per activation byte on an EPYC core, benchmarks/results/estimator_accuracy.json).
 HOST_TERMS = ("dense_gmac", "depthwise_gmac", "activation_gb", "ops", "fallback_gb")
+BOARD_REFERENCE = "mobilenet_v2_0.35"  # host_reference_set's name for reference-<precision>.tflite
 THREAD_REFERENCE = "dense_heavy"  # the longest-running reference (~6 ms fp32 on an EPYC core): thread speed-up
 
 
@@ -55,7 +56,7 @@ def host_reference_set(precision: str) -> dict[str, Path]:
 
     folder = shipped_dir("devices") / REFERENCE_DIR / HOST_REFERENCE_DIR
     suffix = f"-{precision}.tflite"
-    files = {"mobilenet_v2_0.35": reference_model(precision)}
+    files = {BOARD_REFERENCE: reference_model(precision)}
     files.update({f.name[: -len(suffix)]: f for f in sorted(folder.glob(f"*{suffix}"))})
     if len(files) < len(HOST_TERMS) + 1:
         raise EdgecvError(f"the host reference models in {folder} are missing; reinstall edgecv "
@@ -114,29 +115,32 @@ def _read_cache() -> dict:
         return {}
 
 
-def _fit_precision(precision: str) -> dict:
-    """The host's cost model at `precision` and 1 thread (stable timings), fitted to the references."""
+def fit_scale(precision: str, measured: dict[str, tuple[float, int]], threads: int, where: str) -> dict:
+    """The cost model at `precision` fitted to measured p50s ({reference name: (ms, runs)}, every
+    model of host_reference_set) of the reference models on one machine, in the estimator's form
+    (as_scale). Which ops fall out of XNNPACK is read here: the same LiteRT build delegates the
+    same ops on every CPU."""
     from edgecv.measure.tflite_graph import read_tflite_graph
     from edgecv.runtime import LiteRTRunner
 
-    threads = 1
-    names, terms, measured, runs = [], [], [], []
-    for name, path in host_reference_set(precision).items():
-        p50, n = _bench_p50(path, threads)
-        left = LiteRTRunner(path, threads).delegation()["not_delegated_ops"]
-        names.append(name)
-        terms.append(host_terms(read_tflite_graph(path), left))
-        measured.append(p50)
-        runs.append(n)
-    terms, measured = np.array(terms), np.array(measured)
-    weights = fit_host_weights(terms, measured)
+    names = list(host_reference_set(precision).items())
+    terms = np.array([host_terms(read_tflite_graph(path), LiteRTRunner(path, 1).delegation()["not_delegated_ops"])
+                      for _, path in names])
+    ms = np.array([measured[name][0] for name, _ in names])
+    weights = fit_host_weights(terms, ms)
     fitted = terms @ weights
-    fit = [{"model": n, "measured_ms": float(m), "fitted_ms": float(f), "runs": r}
-           for n, m, f, r in zip(names, measured, fitted, runs)]
-    worst = float(np.max(np.abs(fitted / measured - 1)))
-    how = (f"host: cost model fitted here to {len(names)} reference models (devices/reference/) timed at 1 thread, "
-           f"p50 over >= {REFERENCE_SECONDS:g} s each; worst fit error {worst:.0%}")
+    fit = [{"model": name, "measured_ms": float(m), "fitted_ms": float(f), "runs": measured[name][1]}
+           for (name, _), m, f in zip(names, ms, fitted)]
+    worst = float(np.max(np.abs(fitted / ms - 1)))
+    how = (f"{where}: cost model fitted to {len(names)} reference models (devices/reference/) timed at {threads} "
+           f"thread(s); worst fit error {worst:.0%}")
     return as_scale(weights, threads, how, fit)
+
+
+def _fit_precision(precision: str) -> dict:
+    """The host's cost model at `precision` and 1 thread (stable timings), fitted to the references."""
+    measured = {name: _bench_p50(path, 1) for name, path in host_reference_set(precision).items()}
+    return fit_scale(precision, measured, 1, f"host: measured here, p50 over >= {REFERENCE_SECONDS:g} s each")
 
 
 def _bench_p50(path: Path, threads: int) -> tuple[float, int]:
@@ -191,9 +195,9 @@ def host_scales(profile, threads: int | None = None) -> dict:
     return scales
 
 
-def host_not_delegated(graph) -> list[int]:
+def litert_not_delegated(graph) -> list[int]:
     """Op indices of `graph` this machine's LiteRT leaves out of XNNPACK (none where the file
-    cannot be opened here)."""
+    cannot be opened here); devices with the same LiteRT build leave out the same ops."""
     from edgecv.errors import MissingExtraError, ModelError
     from edgecv.runtime import LiteRTRunner
 

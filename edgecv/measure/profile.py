@@ -63,8 +63,8 @@ def profile_artefact(path, device_ids: list[str], bench_files=(), threads: int |
                         "estimated": estimated, "measured": measured})
     delegation = _host_delegation(path)
     caveat = unpriced_ops_caveat(delegation)
-    for d in devices:  # the host's own fit prices built-in kernels (host_calibration); other devices' do not
-        d["estimated"]["caveat"] = None if d["device"] == "host" else caveat
+    for d in devices:  # a fit to the full reference set prices built-in kernels (host_calibration)
+        d["estimated"]["caveat"] = None if d["estimated"]["fallback_priced"] else caveat
     return {"artefact": {"file": path.name, "sha256": sha, "size_bytes": path.stat().st_size},
             "graph": {"ops": len(graph.ops), "macs": graph.total_macs, "precision": graph.precision,
                       "input_shape": list(graph.input_shape), "input_dtype": graph.input_dtype},
