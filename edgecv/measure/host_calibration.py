@@ -3,9 +3,9 @@ happens to run on, so the host gets its own cost model, fitted here. The shipped
 (devices/reference/: the MobileNetV2 reference a board is calibrated on, and devices/reference/host/,
 small graphs that each lean on one term of the cost model: dense GMACs, depthwise GMACs, activation
 bytes, per-op overhead, squeeze-and-excite, an op XNNPACK leaves to LiteRT's built-in kernels) are
-timed on this machine at the thread count asked for, and the term weights are fitted to them (non-
-negative least squares on relative error), at 1 thread; other thread counts scale it by a measured
-speed-up (_at_threads). Why not the ARM-fitted weights scaled by one reference:
+timed on this machine at 1 thread, and the term weights are fitted to them (non-negative least
+squares on relative error); other thread counts scale the fit by a measured speed-up
+(_at_threads). Why not the ARM-fitted weights scaled by one reference:
 they priced x86's dense GEMMs, depthwise convolutions and memory traffic in ARM's proportions, and
 missed the host by 25-62 % on 224 px models (BENCHMARKS.md). The fit is cached per machine, thread
 count, runtime and reference set."""
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -184,6 +185,9 @@ def host_scales(profile, threads: int | None = None) -> dict:
     entries = _read_cache()
     if key in entries:
         return entries[key]
+    if threads == 1:  # the one slow step of a first `edgecv profile` on a machine: say why it waits
+        print(f"edgecv: fitting this machine's latency model to {len(HOST_TERMS) + 1} reference models per precision "
+              f"(once; about {2 * (len(HOST_TERMS) + 1) * REFERENCE_SECONDS + 1:.0f} s)", file=sys.stderr, flush=True)
     scales = {p: _fit_precision(p) for p in PRECISIONS} if threads == 1 else {
         p: _at_threads(scale, p, threads) for p, scale in host_scales(profile, 1).items()}
     entries = _read_cache()  # the 1-thread fit may just have been added
