@@ -4,8 +4,9 @@ results of the shipped reference models (devices/reference/) measured on that de
 The estimator prices a graph in cost units and a device runs a unit in `ms_per_unit` ms; a bench of
 the board reference model, whose cost is known, gives that device's ms_per_unit directly (p50 /
 units, host_calibration.ms_per_unit). Benches of all the reference models (`devices references
---all`) give the device a cost model of its own, fitted as the host's is (host_calibration.fit_scale). The figures go into the profile's `calibration` block
-(method measured-on-device), written atomically; the rest of the file, comments included, is kept.
+--all`) give the device a cost model of its own, fitted as the host's is (host_calibration.fit_scale).
+The figures go into the profile's `calibration` block (method measured-on-device), written
+atomically; the rest of the file, comments included, is kept.
 No TensorFlow: this runs on the device too.
 """
 from __future__ import annotations

@@ -273,9 +273,12 @@ def amdahl_speedup(threads: int, fraction: float) -> float:
     return 1.0 / ((1.0 - fraction) + fraction / threads)
 
 
-def estimate_for_device(graph, profile, calibration: dict | None = None, threads: int | None = None) -> dict:
+def estimate_for_device(graph, profile, calibration: dict | None = None, threads: int | None = None,
+                        not_delegated: list[int] | None = None) -> dict:
     """The estimate for one device profile: ms, how the device was calibrated, runtime, threads.
-    `threads`: at that thread count instead of the calibration's, scaled by thread_scaling()."""
+    `threads`: at that thread count instead of the calibration's, scaled by thread_scaling().
+    `not_delegated`: the op indices LiteRT leaves out of XNNPACK, where the caller has read them
+    (else read here when the device's cost model prices them)."""
     precision = cost_precision(graph)
     if threads is not None and threads > profile.cores:
         raise EdgecvError(f"--threads {threads}: {profile.id} has {profile.cores} cores")
@@ -292,8 +295,7 @@ def estimate_for_device(graph, profile, calibration: dict | None = None, threads
     else:  # a user's profile: no figures of its own
         device = scales_from_cpu_facts(profile, calibration)
     scale = device[precision]
-    not_delegated = None
-    if scale.get("fallback_ms_per_gb"):  # a fit to the full reference set prices ops outside XNNPACK
+    if scale.get("fallback_ms_per_gb") and not_delegated is None:  # a full-reference fit prices ops outside XNNPACK
         from edgecv.measure.host_calibration import litert_not_delegated
 
         not_delegated = litert_not_delegated(graph)

@@ -199,13 +199,26 @@ def host_scales(profile, threads: int | None = None) -> dict:
     return scales
 
 
-def litert_not_delegated(graph) -> list[int]:
-    """Op indices of `graph` this machine's LiteRT leaves out of XNNPACK (none where the file
-    cannot be opened here); devices with the same LiteRT build leave out the same ops."""
-    from edgecv.errors import MissingExtraError, ModelError
+def litert_delegation(path: Path) -> dict | None:
+    """What this machine's LiteRT delegates of the graph (LiteRTRunner.delegation, with the runtime
+    version; devices with the same LiteRT build take the same ops); None where no LiteRT runtime is
+    installed."""
+    from edgecv.errors import MissingExtraError
     from edgecv.runtime import LiteRTRunner
 
     try:
-        return LiteRTRunner(Path(graph.path), 1).delegation()["not_delegated_ops"]
-    except (MissingExtraError, ModelError, ValueError, RuntimeError):
+        runner = LiteRTRunner(path, 1)
+    except MissingExtraError:
+        return None
+    return {**runner.delegation(), "runtime": runner.version()}
+
+
+def litert_not_delegated(graph) -> list[int]:
+    """Op indices of `graph` this machine's LiteRT leaves out of XNNPACK (none where the file
+    cannot be opened here)."""
+    from edgecv.errors import ModelError
+
+    try:
+        return (litert_delegation(Path(graph.path)) or {}).get("not_delegated_ops", [])
+    except ModelError:
         return []

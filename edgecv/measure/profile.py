@@ -35,6 +35,7 @@ def measured_for(benches: list[dict], device: str, threads: int) -> dict | None:
 def profile_artefact(path, device_ids: list[str], bench_files=(), threads: int | None = None) -> dict:
     from edgecv.devices import load_profile
     from edgecv.measure.estimate import estimate_for_device, load_calibration
+    from edgecv.measure.host_calibration import litert_delegation
     from edgecv.measure.tflite_graph import read_tflite_graph
 
     path = Path(path)
@@ -54,14 +55,15 @@ def profile_artefact(path, device_ids: list[str], bench_files=(), threads: int |
             raise EdgecvError(f"'{f}' was measured on '{bench['device']}', which is not among the --device IDs "
                               f"({', '.join(p.id for p in profiles)}); add --device {bench['device']}")
     graph, calibration = read_tflite_graph(path), load_calibration()
+    delegation = litert_delegation(path)  # read once: the caveat below and every device's fallback pricing
+    not_delegated = (delegation or {}).get("not_delegated_ops", [])
     devices = []
     for profile in profiles:
-        estimated = estimate_for_device(graph, profile, calibration, threads)
+        estimated = estimate_for_device(graph, profile, calibration, threads, not_delegated)
         measured = measured_for(benches, profile.id, estimated["threads"])
         best = measured or estimated
         devices.append({"device": profile.id, "name": profile.name, "latency_ms": best["ms"], "source": best["source"],
                         "estimated": estimated, "measured": measured})
-    delegation = _host_delegation(path)
     caveat = unpriced_ops_caveat(delegation)
     for d in devices:  # a fit to the full reference set prices built-in kernels (host_calibration)
         d["estimated"]["caveat"] = None if d["estimated"]["fallback_priced"] else caveat
@@ -82,16 +84,3 @@ def unpriced_ops_caveat(delegation: dict | None) -> str | None:
     return (f"{left} outside XNNPACK ({delegation['partitions']} partitions) on {delegation['runtime']}: priced as if "
             "XNNPACK ran them, so the file is likely slower than estimated (the host's estimate, fitted to a reference "
             "with such ops, prices them; BENCHMARKS.md, latency estimator); bench it on the device")
-
-
-def _host_delegation(path: Path) -> dict | None:
-    """What this machine's LiteRT delegates of the graph (devices with the same LiteRT build take the
-    same ops); None where no LiteRT runtime is installed."""
-    from edgecv.errors import MissingExtraError
-    from edgecv.runtime.litert import LiteRTRunner
-
-    try:
-        runner = LiteRTRunner(path, 1)
-    except MissingExtraError:
-        return None
-    return {**runner.delegation(), "runtime": runner.version()}
