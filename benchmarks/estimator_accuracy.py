@@ -71,13 +71,14 @@ def _hard_swish(k, shape):
     """1x1 convolutions each followed by x * relu6(x + 3) / 6, which the converter writes as one
     HARD_SWISH op: in int8 XNNPACK leaves it to LiteRT's built-in kernel, so this prices ops that
     fall out of the delegate."""
-    import tensorflow as tf
+    from edgecv.tfcompat import tf
 
+    relu6 = tf().nn.relu6
     x = inputs = k.Input(shape)
     x = k.layers.Conv2D(16, 3, strides=2, padding="same")(x)
     for _ in range(6):
         x = k.layers.Conv2D(16, 1)(x)
-        x = x * tf.nn.relu6(x + 3.0) * (1.0 / 6.0)
+        x = x * relu6(x + 3.0) * (1.0 / 6.0)
     x = k.layers.GlobalAveragePooling2D()(x)
     return k.Model(inputs, k.layers.Dense(10)(x))
 
@@ -101,10 +102,9 @@ def _squeeze_excite(k, shape):
 
 # Shapes the host's own op weights are fitted to at run time (devices/reference/, with the
 # MobileNetV2-0.35 `reference`): each leans on one term of the cost model.
-HOST_REFERENCES = {"dense_heavy": _dense_heavy, "depthwise_heavy": _depthwise_heavy,
-                   "many_small_ops": _many_small_ops, "hard_swish": _hard_swish, "squeeze_excite": _squeeze_excite}
-HOST_REFERENCE_SIZES = {"dense_heavy": 96, "depthwise_heavy": 160, "many_small_ops": 32, "hard_swish": 96,
-                        "squeeze_excite": 64}
+HOST_REFERENCES = {"dense_heavy": (_dense_heavy, 96), "depthwise_heavy": (_depthwise_heavy, 160),
+                   "many_small_ops": (_many_small_ops, 32), "hard_swish": (_hard_swish, 96),
+                   "squeeze_excite": (_squeeze_excite, 64)}  # name: (builder, input size)
 
 
 def build(name: str, size: int):
@@ -121,7 +121,7 @@ def build(name: str, size: int):
         "mobilenet_v3_small_1.0": lambda: apps.MobileNetV3Small(include_preprocessing=False, **common),
         "efficientnet_b0": lambda: apps.EfficientNetB0(**common),
         "reference": lambda: build_student("mobilenet_v2", shape, 10, alpha=0.35),
-        **{name: (lambda b=builder: b(keras(), shape)) for name, builder in HOST_REFERENCES.items()},
+        **{name: (lambda b=builder: b(keras(), shape)) for name, (builder, _) in HOST_REFERENCES.items()},
     }
     if name.startswith("efficientnet_lite"):
         return build_student(name, shape, 1000)
@@ -183,7 +183,7 @@ def ship_references(cache: Path) -> None:
     kept once committed: a user's profile and the host cache are keyed on their hashes."""
     targets = {"reference": (128, REFERENCE / "reference-{}.tflite")}
     targets.update({name: (size, REFERENCE / "host" / f"{name}-{{}}.tflite")
-                    for name, size in HOST_REFERENCE_SIZES.items()})
+                    for name, (_, size) in HOST_REFERENCES.items()})
     for name, (size, pattern) in targets.items():
         for precision, path in tflite_files(name, size, cache).items():
             target = Path(str(pattern).format(precision))
