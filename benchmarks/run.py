@@ -13,6 +13,8 @@
    gzipped, host latency p50 at 1 and 2 threads (`edgecv bench`'s code), the estimated latency on
    rpi4 and pixel-4 (`edgecv profile`'s estimator), and the wall time of the pipeline that made it.
    Separately: INT8 vs FP32 TFLite MobileNetV2 1.0 at 224x224 (random weights), p50 at 1 and 2 threads.
+5. The ablation (benchmarks/ablation.py) on the MobileNetV3-Small run, before any latency is taken:
+   its distillation rerun as consistent distillation, its pruning rerun in one epoch (about 30 min more).
 
 Every training and conversion step is its own process, measured by wall clock. Latencies are taken
 after all training, one model at a time, on an otherwise idle machine. Writes
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import baselines
+from benchmarks import ablation, baselines
 from benchmarks.comparison import markdown, targets
 from benchmarks.sections import replace_section
 from edgecv.fileio import gzip_size, write_json_atomic
@@ -44,6 +46,7 @@ BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 THREADS = (1, 2)
 DEVICES = ("rpi4", "pixel-4")
 STUDENT_INPUT = 32
+ABLATION_RECIPE = "mobilenetv3-small-int8"  # the best student: benchmarks.ablation reruns its stages one change at a time
 
 
 @dataclass
@@ -236,9 +239,11 @@ def main():
     s = QUICK if args.quick else FULL
     started = time.perf_counter()
     teacher_meta, files = run_pipelines(s, args.cache)
+    ablated = ablation.ablate(args.cache / s.name / "runs" / ABLATION_RECIPE)  # training first, latencies at the end
     rows = measure(files, s)
     result = {"name": s.name, "settings": asdict(s), "command": "python -m benchmarks.run" + (" --quick" if args.quick else ""),
-              "teacher": teacher_meta, "results": rows, "int8_vs_fp32_224": int8_speedup(args.cache, s.bench_seconds)}
+              "teacher": teacher_meta, "results": rows, "int8_vs_fp32_224": int8_speedup(args.cache, s.bench_seconds),
+              "ablation": ablated}
     result.update(machine_and_versions(), total_wall_s=round(time.perf_counter() - started, 1))
     result["targets"] = targets(result)
     write_json_atomic(RESULTS / f"{s.name}.json", result)
@@ -251,6 +256,11 @@ def publish(result: dict) -> None:
     if result["name"] == FULL.name:
         replace_section(BENCHMARKS_MD, "FASHION-MNIST", text, "edgecv vs by hand on Fashion-MNIST")
     print(text)
+    if "ablation" in result:  # results from before the ablation was part of the run have none
+        if result["name"] == FULL.name:
+            ablation.publish(result["ablation"])
+        else:
+            print(ablation.markdown(result["ablation"]))
 
 
 if __name__ == "__main__":
