@@ -71,3 +71,17 @@ def test_markdown_says_measured_and_estimated_and_shows_every_row():
     assert "| small int8 | int8 | 93.00% | -0.40 pt | 900 KB |" in text
     assert "0.13 (500)" in text  # p50 with its number of runs
     assert "✗" not in text
+
+
+def test_ablation_consistent_variant_is_the_patient_preset_at_the_runs_epochs():
+    """benchmarks.ablation changes one thing: the distillation's teacher and augmentation, not its length."""
+    from benchmarks.ablation import consistent_overrides
+    from edgecv.pipeline.compress import resolve
+    from edgecv.pipeline.recipe import DISTILL_PRESETS
+
+    run = resolve("mobilenetv3-small-int8", ["distill.epochs=12"], None, None)
+    changed = resolve("mobilenetv3-small-int8", ["distill.epochs=12", *consistent_overrides(run)], None, None)
+    patient = DISTILL_PRESETS["patient"]
+    assert changed["distill"]["epochs"] == 12 and changed["distill"]["augment"] == patient["augment"]
+    assert changed["distill"]["alpha"] == patient["alpha"] and changed["distill"]["warmup_epochs"] == patient["warmup_epochs"]
+    assert {k: v for k, v in changed.items() if k != "distill"} == {k: v for k, v in run.items() if k != "distill"}
