@@ -147,3 +147,14 @@ def test_example_workflow_uses_real_edgecv_options():
         helptext = run_cli(sub, "--help").stdout
         for option in re.findall(r"(?<!\S)(--[a-z][a-z-]*)", command):
             assert option in helptext, f"{option} is not an option of edgecv {sub}"
+
+
+def test_this_commit_passes_the_committed_ci_baseline(runs):
+    """edgecv's own CI gate, as examples/github-actions.yml runs one: a fresh compress of
+    .ci/gate/recipe.yaml (the fixture's base run) against .ci/gate/baseline.json with the recipe's
+    tolerances, JUnit and Markdown written. A change that makes the CI student worse fails here."""
+    junit, md = runs["root"] / "ci-gate-junit.xml", runs["root"] / "ci-gate.md"
+    proc = gate("--baseline", REPO / ".ci" / "gate" / "baseline.json", "--candidate", runs["base"],
+                "--junit", junit, "--markdown", md)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PASS" in proc.stdout and "<testsuite" in junit.read_text() and "top1" in md.read_text()
