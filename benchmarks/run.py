@@ -1,6 +1,6 @@
 """edgecv against doing it by hand, on the full Fashion-MNIST, in one run on one machine.
 
-    python -m benchmarks.run            # the full benchmark: about 2 h on 2 cores (101 min on 2026-12-02)
+    python -m benchmarks.run            # the full benchmark: about 2.5 h on 2 cores with the ablation (101 min without it on 2026-12-02)
     python -m benchmarks.run --quick    # a smoke check of the same steps, two of the three students
 
 1. Trains the reference teacher (a ResNet-style CNN, edgecv's `resnet` teacher arch, 4.9 M
