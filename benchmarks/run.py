@@ -14,7 +14,7 @@
    rpi4 and pixel-4 (`edgecv profile`'s estimator), and the wall time of the pipeline that made it.
    Separately: INT8 vs FP32 TFLite MobileNetV2 1.0 at 224x224 (random weights), p50 at 1 and 2 threads.
 5. The ablation (benchmarks/ablation.py) on the MobileNetV3-Small run, before any latency is taken:
-   its distillation rerun as consistent distillation, its pruning rerun in one epoch (about 30 min more).
+   its distillation rerun as consistent distillation, its pruning rerun in one epoch (30-45 min more).
 
 Every training and conversion step is its own process, measured by wall clock. Latencies are taken
 after all training, one model at a time, on an otherwise idle machine. Writes
