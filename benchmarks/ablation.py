@@ -85,17 +85,18 @@ def ablate(run: Path) -> dict:
 
     stages = report["stages"]
     epochs = recipe["distill"]["epochs"]
-    augmented = recipe["distill"]["augment"] != AUGMENTATION_OFF
-    pairs = [{
-        "change": "distillation",
-        "baseline": {"what": f"the run's: {'online teacher on augmented batches' if augmented else 'teacher logits computed once, no augmentation'}, {epochs} epoch{'s' * (epochs != 1)}",
-                     "top1": top1["student-float"], "wall_s": stages["distill"]["wall_s"]},
-        # a run that already distils consistently is compared with augmentation off (logits computed once)
-        "variant": {"what": f"cached teacher logits, augmentation off, {epochs} epoch{'s' * (epochs != 1)}",
-                    **rerun(_flat_overrides("distill.augment.", AUGMENTATION_OFF))} if augmented else
-                   {"what": f"consistent: online teacher on the student's augmented batch (patient preset), {epochs} epoch{'s' * (epochs != 1)}",
-                    **rerun(consistent_overrides(recipe))},
-        "measured_on": "the distilled float student"}]
+    length = f"{epochs} epoch{'s' * (epochs != 1)}"
+    if recipe["distill"]["augment"] != AUGMENTATION_OFF:  # already consistent: compare with logits computed once
+        run_is = "online teacher on augmented batches"
+        variant = (f"cached teacher logits, augmentation off, {length}", _flat_overrides("distill.augment.", AUGMENTATION_OFF))
+    else:
+        run_is = "teacher logits computed once, no augmentation"
+        variant = (f"consistent: online teacher on the student's augmented batch (patient preset), {length}",
+                   consistent_overrides(recipe))
+    pairs = [{"change": "distillation", "measured_on": "the distilled float student",
+              "baseline": {"what": f"the run's: {run_is}, {length}", "top1": top1["student-float"],
+                           "wall_s": stages["distill"]["wall_s"]},
+              "variant": {"what": variant[0], **rerun(variant[1])}}]
     prune_epochs = recipe["prune"]["epochs"]
     if not recipe["prune"]["enabled"] or prune_epochs == 1:
         pairs.append({"change": "pruning", "measured_on": "the pruned float student",
