@@ -1,6 +1,6 @@
 """edgecv against doing it by hand, on the full Fashion-MNIST, in one run on one machine.
 
-    python -m benchmarks.run            # the full benchmark: about 2.5 h on 2 cores with the ablation (101 min without it on 2026-12-02)
+    python -m benchmarks.run            # the full benchmark: about 2.5-3 h on 2 cores with the ablation (not yet run whole; 101 min without it on 2026-12-02)
     python -m benchmarks.run --quick    # a smoke check of the same steps, two of the three students
 
 1. Trains the reference teacher (a ResNet-style CNN, edgecv's `resnet` teacher arch, 4.9 M
@@ -14,7 +14,8 @@
    rpi4 and pixel-4 (`edgecv profile`'s estimator), and the wall time of the pipeline that made it.
    Separately: INT8 vs FP32 TFLite MobileNetV2 1.0 at 224x224 (random weights), p50 at 1 and 2 threads.
 5. The ablation (benchmarks/ablation.py) on the MobileNetV3-Small run, before any latency is taken:
-   its distillation rerun as consistent distillation, its pruning rerun in one epoch (30-45 min more).
+   its distillation rerun as consistent distillation, its pruning rerun in one epoch (47 min on 2026-12-03,
+   sharing the cores with other work).
 
 Every training and conversion step is its own process, measured by wall clock. Latencies are taken
 after all training, one model at a time, on an otherwise idle machine. Writes
