@@ -813,11 +813,10 @@ def devices_references(every, as_json):
     Example:
       edgecv bench "$(edgecv devices references | head -1)" --remote ssh://me@opi5 --device opi5.yaml --json fp32.json
     """
-    from edgecv.measure.estimate import PRECISIONS
-    from edgecv.measure.host_calibration import host_reference_set, reference_models
+    from edgecv.measure.host_calibration import all_reference_models, reference_models
 
     if every:
-        models = {f"{p}/{name}": str(path) for p in PRECISIONS for name, path in host_reference_set(p).items()}
+        models = {f"{p}/{name}": str(path) for (p, name), path in all_reference_models().items()}
     else:
         models = {p: str(path) for p, path in reference_models().items()}
     click.echo(json.dumps(models, indent=2) if as_json else "\n".join(models.values()))

@@ -25,11 +25,9 @@ from edgecv.measure.bench import typical_ms
 def reference_files() -> dict[str, tuple[str, str, Path]]:
     """sha256 -> (precision, reference name, path) of every shipped reference model."""
     from edgecv.measure.bench import file_sha256
-    from edgecv.measure.estimate import PRECISIONS
-    from edgecv.measure.host_calibration import host_reference_set
+    from edgecv.measure.host_calibration import all_reference_models
 
-    return {file_sha256(path): (precision, name, path)
-            for precision in PRECISIONS for name, path in host_reference_set(precision).items()}
+    return {file_sha256(path): (precision, name, path) for (precision, name), path in all_reference_models().items()}
 
 
 def fit_measured(profile, bench_files: list, calibration: dict) -> dict:

@@ -65,6 +65,13 @@ def host_reference_set(precision: str) -> dict[str, Path]:
     return files
 
 
+def all_reference_models() -> dict[tuple[str, str], Path]:
+    """(precision, shape name) -> .tflite: every reference model, as `edgecv devices references --all` lists them."""
+    from edgecv.measure.estimate import PRECISIONS
+
+    return {(p, name): path for p in PRECISIONS for name, path in host_reference_set(p).items()}
+
+
 def ms_per_unit(p50_ms: float, path: Path, precision: str, profile, calibration: dict) -> float:
     """A device's ms per cost unit from one reference model's measured p50 on it."""
     from edgecv.measure.estimate import graph_features, has_int8_dot, units
