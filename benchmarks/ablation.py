@@ -3,6 +3,7 @@ same seed, teacher and data as a finished `edgecv compress` run (the benchmark's
 
     python -m benchmarks.ablation RUN        # RUN: a compress run directory, e.g.
                                             # benchmarks/.cache/fashion-mnist/runs/mobilenetv3-small-int8
+    python -m benchmarks.ablation RUN --resume  # keep the reruns an interrupted one finished
 
 `python -m benchmarks.run` calls the same code on its MobileNetV3-Small run. Each pair compares the
 run's own stage result (read from its report: top-1 on the held-out images) with that stage rerun
@@ -23,8 +24,8 @@ Writes benchmarks/results/ablation.json and the ABLATION section of BENCHMARKS.m
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,6 +33,7 @@ import yaml
 
 from benchmarks.sections import replace_section
 from benchmarks.seed_spread import stage_top1
+from benchmarks.steplog import StepLog
 from edgecv.fileio import write_json_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,18 +72,26 @@ def cached_imagenet_weights(recipe: dict) -> Path | None:
     return path if path.is_file() else None
 
 
-def ablate(run: Path) -> dict:
-    """Every pair for one finished run (see the module docstring)."""
+def ablate(run: Path, log: StepLog) -> dict:
+    """Every pair for one finished run (see the module docstring). With a step log (benchmarks.run's),
+    a rerun it holds finished for the same run report and overrides is not trained again."""
     recipe_path = run / "recipe.yaml"
     recipe = yaml.safe_load(recipe_path.read_text())
-    report = json.loads((run / "report.json").read_text())
+    report_text = (run / "report.json").read_text()
+    report = json.loads(report_text)
     top1 = {a["name"]: a["metrics"]["top1"] for a in report["artefacts"]}
     seed = recipe["seed"]
 
     def rerun(overrides: list[str], prune_from: Path | None = None) -> dict:
-        start = time.perf_counter()
-        value = stage_top1(str(recipe_path), overrides, None, seed, prune_from)
-        return {"top1": round(value, 4), "wall_s": round(time.perf_counter() - start, 1), "overrides": overrides}
+        key = f"ablation {run.name}: " + " ".join(overrides)
+        # a new run report (the compress ran again) means a new baseline: rerun the variant too
+        settings = {"report_sha256": hashlib.sha256(report_text.encode()).hexdigest(), "seed": seed,
+                    "overrides": overrides, "prune_from": str(prune_from) if prune_from else None}
+        if not (done := log.done(key, settings)):
+            with log.timing(key, settings) as record:
+                record["top1"] = round(stage_top1(str(recipe_path), overrides, None, seed, prune_from), 4)
+            done = log.steps[key]
+        return {"top1": done["top1"], "wall_s": round(done["wall_s"] + done["interrupted_s"], 1), "overrides": overrides}
 
     stages = report["stages"]
     epochs = recipe["distill"]["epochs"]
@@ -153,10 +163,11 @@ def publish(result: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="a finished `edgecv compress` run directory")
+    parser.add_argument("--resume", action="store_true", help="keep the reruns an interrupted ablation of this run finished")
     args = parser.parse_args(argv)
     if not (args.run / "report.json").is_file():
         raise SystemExit(f"{args.run} has no report.json: give a finished compress run")
-    publish(ablate(args.run))
+    publish(ablate(args.run, StepLog(args.run.parent / f"ablation-{args.run.name}-steps.json", args.resume)))
 
 
 if __name__ == "__main__":

@@ -69,6 +69,16 @@ def _wall(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
+def _resumed(result: dict) -> str:
+    """How a run continued with --resume came about (results from before step logs have none)."""
+    steps = result.get("steps", {}).values()
+    interrupted = sum(s["interrupted_s"] for s in steps)
+    commits = result.get("commits", [])
+    parts = ([f"{_wall(interrupted)} of it in attempts that were interrupted and resumed"] if interrupted else []) + \
+            ([f"its steps ran on commits {', '.join(commits)}"] if len(commits) > 1 else [])
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def markdown(result: dict) -> str:
     rows, env, machine = _rows(result), result["environment"], result["machine"]
     teacher, ptq = rows["teacher"], rows["by-hand PTQ"]
@@ -81,7 +91,7 @@ def markdown(result: dict) -> str:
     lines = [
         f"`{result['command']}` on {machine['cpu_model']} ({machine['cores_logical']} cores, "
         f"{machine['memory_gb']:g} GB, {machine['os']}), {result['measured_at'][:10]}; {versions}. "
-        f"Total wall time {_wall(result['total_wall_s'])}. Results: `benchmarks/results/{result['name']}.json`.",
+        f"Total wall time {_wall(result['total_wall_s'])}{_resumed(result)}. Results: `benchmarks/results/{result['name']}.json`.",
         "",
         f"Data: Fashion-MNIST from Debian's `dataset-fashion-mnist`, 60,000 training images"
         f"{'' if not result['settings']['train_samples'] else ' (' + str(result['settings']['train_samples']) + ' for QAT and edgecv)'}"

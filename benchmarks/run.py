@@ -2,6 +2,7 @@
 
     python -m benchmarks.run            # the full benchmark: about 2.5-3 h on 2 cores with the ablation (not yet run whole; 101 min without it on 2026-12-02)
     python -m benchmarks.run --quick    # a smoke check of the same steps, two of the three students
+    python -m benchmarks.run --resume   # continue an interrupted run: finished steps are kept (benchmarks/steplog.py)
 
 1. Trains the reference teacher (a ResNet-style CNN, edgecv's `resnet` teacher arch, 4.9 M
    parameters, 28x28x1 input, pixels / 255, seed 0), or reuses it from benchmarks/.cache.
@@ -18,7 +19,10 @@
    sharing the cores with other work).
 
 Every training and conversion step is its own process, measured by wall clock. Latencies are taken
-after all training, one model at a time, on an otherwise idle machine. Writes
+after all training, one model at a time, on an otherwise idle machine. With --resume, steps recorded
+as finished in <cache>/<name>/steps.json with the same command are skipped, an interrupted
+`edgecv compress` continues with its own --resume, and the time an interrupted step used is counted in
+its wall time; accuracy and latency are always measured again, together, at the end. Writes
 benchmarks/results/<name>.json (fashion-mnist or fashion-mnist-quick); the full run also
 regenerates the FASHION-MNIST section of BENCHMARKS.md (`--render RESULT_JSON` redoes only that).
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -39,6 +44,7 @@ import numpy as np
 from benchmarks import ablation, baselines
 from benchmarks.comparison import markdown, targets
 from benchmarks.sections import replace_section
+from benchmarks.steplog import StepLog
 from edgecv.fileio import gzip_size, write_json_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,21 +95,29 @@ QUICK = Settings(
     bench_seconds=1.0)
 
 
-def step(label: str, argv: list[str]) -> float:
-    """Run one pipeline as its own process (output shown as it goes); returns its wall time."""
-    print(f"\n== {label}\n$ {shlex.join(argv)}", flush=True)
-    start = time.perf_counter()
-    proc = subprocess.run(argv, cwd=ROOT)
-    if proc.returncode != 0:
-        raise SystemExit(f"benchmark step '{label}' failed (exit {proc.returncode}); its output is above")
-    return round(time.perf_counter() - start, 1)
+def step(log: StepLog, label: str, argv: list[str], resume_argv: list[str] | None = None) -> float:
+    """Run one pipeline as its own process (output shown as it goes), or skip it if the log has it
+    finished with the same command; returns its wall time, interrupted attempts included.
+    resume_argv: how to continue an attempt that was interrupted (else it starts over)."""
+    settings = [str(a) for a in argv[1:]]  # not the interpreter's path: a new venv is the same step
+    if done := log.done(label, settings):
+        print(f"\n== {label}: finished earlier ({done['finished_at']}, {done['wall_s']:.0f} s), kept", flush=True)
+        return round(done["wall_s"] + done["interrupted_s"], 1)
+    if resume_argv is not None and log.resumable(label, settings):
+        argv = resume_argv
+    print(f"\n== {label}\n$ {shlex.join(map(str, argv))}", flush=True)
+    with log.timing(label, settings):
+        proc = subprocess.run(argv, cwd=ROOT)
+        if proc.returncode != 0:
+            raise SystemExit(f"benchmark step '{label}' failed (exit {proc.returncode}); its output is above")
+    return round(log.steps[label]["wall_s"] + log.steps[label]["interrupted_s"], 1)
 
 
 def python_m(module: str, *args) -> list[str]:
     return [sys.executable, "-m", module, *map(str, args)]
 
 
-def teacher(s: Settings, cache: Path) -> tuple[Path, dict]:
+def teacher(s: Settings, cache: Path, log: StepLog) -> tuple[Path, dict]:
     """The cached reference teacher, trained first if missing; with how and when it was trained."""
     import hashlib
     import inspect
@@ -115,10 +129,11 @@ def teacher(s: Settings, cache: Path) -> tuple[Path, dict]:
     subset = f"n{s.teacher_train_samples}" if s.teacher_train_samples else "all"
     path = cache / f"teacher-resnet-e{s.teacher_epochs}-{subset}-{hashlib.sha256(code.encode()).hexdigest()[:8]}.keras"
     meta_path = path.with_suffix(".json")
-    if path.is_file() and meta_path.is_file():
-        return path, {**json.loads(meta_path.read_text()), "cached": True}
+    label = "reference teacher (ResNet-style CNN)"
+    if path.is_file() and meta_path.is_file():  # trained by an earlier invocation of this --resume'd run: not cached
+        return path, {**json.loads(meta_path.read_text()), "cached": label not in log.steps}
     extra = ["--train-samples", s.teacher_train_samples] if s.teacher_train_samples else []
-    wall = step("reference teacher (ResNet-style CNN)",
+    wall = step(log, label,
                 python_m("benchmarks.baselines", "teacher", "--out", path, "--epochs", s.teacher_epochs, *extra))
     meta = {"arch": "resnet", "epochs": s.teacher_epochs, "train_samples": s.teacher_train_samples or 60000,
             "wall_s": wall, "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -126,11 +141,10 @@ def teacher(s: Settings, cache: Path) -> tuple[Path, dict]:
     return path, {**meta, "cached": False}
 
 
-def run_pipelines(s: Settings, cache: Path) -> tuple[dict, list[dict]]:
+def run_pipelines(s: Settings, cache: Path, log: StepLog) -> tuple[dict, list[dict]]:
     """Every pipeline; returns the teacher's facts and one entry per .tflite to measure."""
     work = cache / s.name
-    work.mkdir(parents=True, exist_ok=True)
-    teacher_path, teacher_meta = teacher(s, cache)
+    teacher_path, teacher_meta = teacher(s, cache, log)
     files = []
     subset = ["--train-samples", s.train_samples] if s.train_samples else []
     for kind, label, extra in (("fp32", "teacher FP32 TFLite (TFLiteConverter)", []),
@@ -138,7 +152,7 @@ def run_pipelines(s: Settings, cache: Path) -> tuple[dict, list[dict]]:
                                ("qat", "by hand: tfmot quantize_model QAT of the teacher",
                                 ["--epochs", s.qat_epochs, *subset])):
         out = work / f"teacher-{kind}.tflite"
-        wall = step(label, python_m("benchmarks.baselines", kind, "--teacher", teacher_path, "--out", out, *extra))
+        wall = step(log, label, python_m("benchmarks.baselines", kind, "--teacher", teacher_path, "--out", out, *extra))
         files.append({"name": {"fp32": "teacher", "ptq": "by-hand PTQ", "qat": "by-hand tfmot QAT"}[kind],
                       "pipeline": label, "precision": "fp32" if kind == "fp32" else "int8", "path": out, "wall_s": wall})
     for recipe, overrides in s.students.items():
@@ -146,7 +160,8 @@ def run_pipelines(s: Settings, cache: Path) -> tuple[dict, list[dict]]:
         sets = {**s.common, **overrides, **({"data.max_train_samples": s.train_samples} if s.train_samples else {})}
         argv = python_m("edgecv", "compress", "-r", recipe, "-t", teacher_path, "-d", "fashion-mnist", "-o", run_dir,
                         "--force", *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")])
-        wall = step(f"edgecv {recipe}", argv)
+        # an interrupted compress continues from its finished stages (the run folder checks it is the same recipe)
+        wall = step(log, f"edgecv {recipe}", argv, [a if a != "--force" else "--resume" for a in argv])
         report = json.loads((run_dir / "report.json").read_text())
         top1 = {a["name"]: a["metrics"]["top1"] for a in report["artefacts"]}
         command = "edgecv " + shlex.join(argv[3:]).replace(str(teacher_path), "TEACHER").replace(str(run_dir), "RUN")
@@ -232,23 +247,39 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smoke check: small training subsets, 1 epoch each")
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / ".cache",
                         help="where the teacher, the runs and the converted files live")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the steps an earlier, interrupted run of the same mode finished (see <cache>/<name>/steps.json)")
     parser.add_argument("--render", type=Path, metavar="RESULT_JSON",
                         help="only rewrite BENCHMARKS.md from an earlier run's results/<name>.json")
     args = parser.parse_args()
     if args.render:
         return publish(json.loads(args.render.read_text()))
     s = QUICK if args.quick else FULL
+    log = StepLog(args.cache / s.name / "steps.json", args.resume)
+    signal.signal(signal.SIGTERM, _interrupt)  # a session or job ending: record the time the step used, as for Ctrl-C
+    try:
+        teacher_meta, files = run_pipelines(s, args.cache, log)
+        ablated = ablation.ablate(args.cache / s.name / "runs" / ABLATION_RECIPE, log)  # training first, latencies at the end
+    except KeyboardInterrupt:
+        raise SystemExit(f"benchmarks.run: interrupted; finished steps are kept in {log.path}: rerun with "
+                         f"`python -m benchmarks.run{' --quick' if args.quick else ''} --resume` to continue")
     started = time.perf_counter()
-    teacher_meta, files = run_pipelines(s, args.cache)
-    ablated = ablation.ablate(args.cache / s.name / "runs" / ABLATION_RECIPE)  # training first, latencies at the end
     rows = measure(files, s)
     result = {"name": s.name, "settings": asdict(s), "command": "python -m benchmarks.run" + (" --quick" if args.quick else ""),
               "teacher": teacher_meta, "results": rows, "int8_vs_fp32_224": int8_speedup(args.cache, s.bench_seconds),
               "ablation": ablated}
-    result.update(machine_and_versions(), total_wall_s=round(time.perf_counter() - started, 1))
+    # every step's wall (interrupted attempts included) plus this invocation's measuring; a cached
+    # teacher's training is not in it (the tables say when and how long it trained)
+    trained_s = sum(v["wall_s"] + v["interrupted_s"] for v in log.steps.values())
+    result.update(machine_and_versions(), total_wall_s=round(trained_s + time.perf_counter() - started, 1),
+                  steps=log.steps, commits=log.commits())
     result["targets"] = targets(result)
     write_json_atomic(RESULTS / f"{s.name}.json", result)
     publish(result)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def publish(result: dict) -> None:

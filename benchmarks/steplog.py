@@ -1,0 +1,83 @@
+"""The finished steps of a long benchmark, kept beside its work so `--resume` can skip them.
+
+A full `python -m benchmarks.run` trains for hours on 2 cores; a session, a reboot or Ctrl-C can end
+it half way. Each step (a training process, an ablation rerun) is recorded here when it finishes:
+its wall time, the command or settings it ran with, and the commit it ran on. A resumed run skips a
+step only when its recorded settings are the same; one whose settings changed runs again. Time spent
+in a step that was interrupted is kept too (`interrupted_s`), so the reported wall times say what
+the results really cost, not only the last attempt.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edgecv.fileio import write_json_atomic
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def source_commit() -> dict:
+    """HEAD and whether edgecv/ or benchmarks/ differ from it: what a step's numbers came from."""
+    def git(*args) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD")[:12] or "unknown",
+            "modified": bool(git("status", "--porcelain", "--", "edgecv", "benchmarks", "recipes"))}
+
+
+class StepLog:
+    def __init__(self, path: Path, resume: bool):
+        self.path = path
+        try:
+            self.steps = json.loads(path.read_text())["steps"] if resume and path.is_file() else {}
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise SystemExit(f"{path} is not a step log benchmarks.run wrote; delete it to start over")
+        self._commit = source_commit()
+        self._save()  # a fresh (not resumed) run starts with an empty log
+
+    def done(self, key: str, settings) -> dict | None:
+        """The recorded step if it finished with these settings."""
+        step = self.steps.get(key)
+        return step if step and step.get("settings") == settings and "wall_s" in step else None
+
+    def resumable(self, key: str, settings) -> bool:
+        """An earlier attempt with these settings started and did not finish."""
+        step = self.steps.get(key)
+        return bool(step) and step.get("settings") == settings and "wall_s" not in step
+
+    @contextmanager
+    def timing(self, key: str, settings):
+        """Time one step; on success record it, on an interrupt or failure keep the time it used.
+
+        Yields a dict: the step may add results to it (they are stored with the wall time)."""
+        earlier = self.steps.get(key, {})
+        spent = earlier.get("interrupted_s", 0.0) if earlier.get("settings") == settings else 0.0
+        self.steps[key] = {"settings": settings, "interrupted_s": spent, "started_at": _now(), **self._commit}
+        self._save()
+        extra: dict = {}
+        start = time.perf_counter()
+        try:
+            yield extra
+        except BaseException:
+            self.steps[key]["interrupted_s"] = round(spent + time.perf_counter() - start, 1)
+            self._save()
+            raise
+        self.steps[key].update(extra, wall_s=round(time.perf_counter() - start, 1), finished_at=_now())
+        self._save()
+
+    def commits(self) -> list[str]:
+        """The commits the recorded steps ran on (more than one: the run was resumed after a change)."""
+        return sorted({s["commit"] + ("+modified" if s.get("modified") else "") for s in self.steps.values()})
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.path, {"steps": self.steps})
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
