@@ -469,10 +469,11 @@ def profile_cmd(artefact, device_ids, bench_files, threads, as_json):
         if meas:
             line += f"\n  measured {meas['figure']} {meas['ms']:.3g} ms ({meas['runs']} runs, {meas['threads']} threads, {meas['runtime']}) ← used"
         console.print(line)
+        # tensor names run long (fused-op chains): folded at a narrow terminal, never cut
         table = text_table("op", "tensor", "estimated ms", "share", "MMACs", right=("estimated ms", "share", "MMACs"),
-                           title=f"most expensive ops on {d['device']} (estimated)")
+                           prose=("tensor",), title=f"most expensive ops on {d['device']} (estimated)")
         for op in est["top_ops"]:
-            table.add_row(f"#{op['index']} {op['op']}", op["name"][-48:], f"{op['ms']:.3g}", f"{op['share']:.0%}", f"{op['macs'] / 1e6:.1f}")
+            table.add_row(f"#{op['index']} {op['op']}", op["name"], f"{op['ms']:.3g}", f"{op['share']:.0%}", f"{op['macs'] / 1e6:.1f}")
         print_table(console, table)
 
 
@@ -872,6 +873,40 @@ def devices_calibrate(profile_path, bench_files, as_json):
     for r in rows:
         console.print(f"  reference {r['precision']}: estimated {r['before_ms']:.3g} ms before ({r['before']}) -> "
                       f"{r['after_ms']:.3g} ms now ({r['after']})", highlight=False)
+
+
+@devices.command("new")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--like", "like", required=True, help="the profile whose hardware facts to start from (an id or a YAML path)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def devices_new(path, like, as_json):
+    """Start a profile for your own board from the closest known one: its hardware facts are copied
+    into PATH (the file name is the new id), its calibration is not, so estimates come from the CPU
+    facts you edit until `edgecv devices calibrate` measures the board.
+
+    \b
+    Example:
+      edgecv devices new ./orange-pi-5.yaml --like rpi5   # then edit the cores and clocks
+      edgecv profile student-int8.tflite --device ./orange-pi-5.yaml
+    """
+    from edgecv.devices import is_profile_path, load_profile, new_profile_text
+    from edgecv.errors import OutputError
+    from edgecv.fileio import check_writable_file, output_errors, write_text_atomic
+
+    if not is_profile_path(str(path)):
+        raise OutputError(f"{path}: a profile file ends in .yaml; give e.g. ./{path.name}.yaml")
+    if path.exists():
+        raise OutputError(f"{path} already exists; edit it, or give a new file name (it becomes the profile id)")
+    check_writable_file(path, "PATH")
+    text = new_profile_text(like, path)
+    with output_errors(path, "PATH"):
+        write_text_atomic(path, text)
+    profile = load_profile(str(path))  # what every other command will read
+    if as_json:
+        click.echo(json.dumps({"profile": profile.id, "path": str(path), "like": like}, indent=2))
+        return
+    click.echo(f"Wrote {path} (profile '{profile.id}', facts copied from '{like}'). Edit its hardware facts, then:\n"
+               f"  edgecv devices show {path}\n  edgecv profile MODEL.tflite --device {path}")
 
 
 @devices.command("show")

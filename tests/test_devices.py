@@ -326,15 +326,35 @@ def test_recipe_takes_profile_paths_and_refuses_a_missing_one(tmp_path):
 
 
 def _facts_only(folder, device_id, like, clusters, threads=4):
-    """A user's profile with hardware facts only: no calibration block."""
-    data = raw(like)
-    data.update(id=device_id, name=device_id)
-    del data["calibration"]
+    """A user's profile as `edgecv devices new` starts it (hardware facts only, no calibration block),
+    its CPU then edited."""
+    from edgecv.devices import new_profile_text
+
+    path = folder / f"{device_id}.yaml"
+    data = yaml.safe_load(new_profile_text(like, path))
     data["cpu"]["clusters"] = clusters
     data["threads"] = {"default": threads, "affinity": "big cores", "big_cores": list(range(threads))}
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{device_id}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    return folder / f"{device_id}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_devices_new_copies_a_profiles_facts_but_not_its_calibration(tmp_path):
+    from tests.conftest import assert_user_error, run_cli
+
+    path = tmp_path / "orange-pi-5.yaml"
+    proc = run_cli("devices", "new", path, "--like", "rpi5")
+    assert proc.returncode == 0, proc.stderr
+    assert path.read_text().startswith("# orange-pi-5: hardware facts copied from edgecv's 'rpi5' profile")
+    mine, rpi5 = load_profile(str(path)), load_profile("rpi5")
+    assert mine.id == "orange-pi-5" and mine.calibration is None and (mine.cpu, mine.threads) == (rpi5.cpu, rpi5.threads)
+    estimate = json.loads(run_cli("profile", REPO / "devices" / "reference" / "reference-int8.tflite",
+                                  "--device", path, "--json").stdout)["devices"][0]
+    assert estimate["device"] == "orange-pi-5" and "from CPU facts" in estimate["estimated"]["calibration"]
+    assert_user_error(run_cli("devices", "new", path, "--like", "rpi5"), "already exists")
+    assert_user_error(run_cli("devices", "new", tmp_path / "x.yaml", "--like", "host"), "--like host")
+    assert_user_error(run_cli("devices", "new", tmp_path / "x.yml", "--like", "nope"), "unknown device 'nope'")
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["orange-pi-5.yaml"]  # nothing half-written
 
 
 def test_a_profile_without_calibration_is_estimated_from_its_cpu_facts(tmp_path):

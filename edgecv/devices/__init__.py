@@ -347,6 +347,31 @@ def load_profile(device: str) -> DeviceProfile:
     return DeviceProfile(**read_profile_yaml(path), path=str(path))
 
 
+
+
+def new_profile_text(like: str, path: Path) -> str:
+    """The YAML of a new user profile at `path` (its id: the file name) with the hardware facts of
+    profile `like`, to be edited to the user's board. Without the source's calibration, a new
+    profile is priced from its CPU facts until `edgecv devices calibrate` gives it figures of its own."""
+    if like == "host":
+        raise DeviceError("--like host: the host profile is filled from this machine at run time; copy a board's "
+                          f"profile ({', '.join(i for i in profile_ids() if i != 'host')})")
+    source = load_profile(like)
+    data = read_profile_yaml(Path(source.path))
+    new_id = Path(path).stem
+    # not copied: the figures fitted for the other board, and its citations (the facts are the user's now)
+    data = {"id": new_id, "name": new_id, **{k: v for k, v in data.items() if k not in ("id", "name", "calibration")},
+            "sources": {"copied": f"hardware facts copied from edgecv's {source.id} profile ({source.name}); "
+                                  "replace with your board's datasheet"}}
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    validate_profile(copy.deepcopy(data), str(path))  # it fills defaults in: the file keeps only what was copied
+    header = (f"# {new_id}: hardware facts copied from edgecv's '{source.id}' profile ({source.name}) by `edgecv devices "
+              f"new`.\n# Edit them to match your board (cores, clocks, ISA, memory, threads). There is no calibration "
+              f"block:\n# `edgecv profile` prices it from its CPU facts and says how, until `edgecv devices calibrate` "
+              f"writes\n# figures measured on the board (see `edgecv devices calibrate --help`).\n")
+    return header + text
+
+
 def profile_origin(profile: DeviceProfile) -> str:
     """Where a profile came from, for listings: shipped, or the user's file."""
     if profile.path is None or Path(profile.path).parent == profiles_dir():
@@ -361,5 +386,5 @@ def list_profiles() -> list[DeviceProfile]:
 
 
 __all__ = ["DeviceProfile", "DeviceError", "PROFILE_FIELDS", "USER_DEVICES_ENV", "is_profile_path", "load_profile",
-           "list_profiles", "profile_ids", "profile_origin", "profiles_dir", "read_profile_yaml", "user_profile_dirs",
+           "list_profiles", "new_profile_text", "profile_ids", "profile_origin", "profiles_dir", "read_profile_yaml", "user_profile_dirs",
            "validate_profile"]
