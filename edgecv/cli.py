@@ -770,6 +770,7 @@ def devices():
     Examples:
       edgecv devices list
       edgecv devices show rpi4
+      edgecv devices new ./orange-pi-5.yaml --like rpi5
     """
 
 
@@ -783,6 +784,7 @@ def devices_list(as_json):
     Examples:
       edgecv devices list
       EDGECV_DEVICES=~/boards edgecv devices list | grep pixel
+      edgecv devices new ~/boards/orange-pi-5.yaml --like rpi5   # a board not listed
     """
     from edgecv.devices import list_profiles, profile_origin
 
@@ -800,6 +802,8 @@ def devices_list(as_json):
         table.add_row(p.id, p.name, cpu, p.best_artefacts[0]["format"],
                       p.calibration["method"] if p.calibration else "from CPU facts", profile_origin(p))
     print_table(Console(), table)  # stdout: the listing is the output
+    # the hint on stderr: `| grep` and `| wc -l` read the table alone
+    click.echo("Your board is not listed? edgecv devices new ./my-board.yaml --like CLOSEST_ID", err=True)
 
 
 @devices.command("references")
