@@ -27,7 +27,8 @@ def source_commit() -> dict:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
     return {"commit": git("rev-parse", "HEAD")[:12] or "unknown",
-            "modified": bool(git("status", "--porcelain", "--", "edgecv", "benchmarks", "recipes"))}
+            # tracked files only: results and caches written under benchmarks/ are not code changes
+            "modified": bool(git("status", "--porcelain", "--untracked-files=no", "--", "edgecv", "benchmarks", "recipes"))}
 
 
 class StepLog:
@@ -37,7 +38,6 @@ class StepLog:
             self.steps = json.loads(path.read_text())["steps"] if resume and path.is_file() else {}
         except (json.JSONDecodeError, KeyError, TypeError):
             raise SystemExit(f"{path} is not a step log benchmarks.run wrote; delete it to start over")
-        self._commit = source_commit()
         self._save()  # a fresh (not resumed) run starts with an empty log
 
     def done(self, key: str, settings) -> dict | None:
@@ -57,7 +57,8 @@ class StepLog:
         Yields a dict: the step may add results to it (they are stored with the wall time)."""
         earlier = self.steps.get(key, {})
         spent = earlier.get("interrupted_s", 0.0) if earlier.get("settings") == settings else 0.0
-        self.steps[key] = {"settings": settings, "interrupted_s": spent, "started_at": _now(), **self._commit}
+        # the code as the step starts: a long run may see commits land while it trains
+        self.steps[key] = {"settings": settings, "interrupted_s": spent, "started_at": _now(), **source_commit()}
         self._save()
         extra: dict = {}
         start = time.perf_counter()
