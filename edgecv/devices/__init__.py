@@ -347,8 +347,6 @@ def load_profile(device: str) -> DeviceProfile:
     return DeviceProfile(**read_profile_yaml(path), path=str(path))
 
 
-
-
 def new_profile_text(like: str, path: Path) -> str:
     """The YAML of a new user profile at `path` (its id: the file name) with the hardware facts of
     profile `like`, to be edited to the user's board. Without the source's calibration, a new
