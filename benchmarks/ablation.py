@@ -81,17 +81,18 @@ def ablate(run: Path, log: StepLog) -> dict:
     report = json.loads(report_text)
     top1 = {a["name"]: a["metrics"]["top1"] for a in report["artefacts"]}
     seed = recipe["seed"]
+    # a new run report (the compress ran again) means a new baseline: its reruns are redone too
+    report_sha256 = hashlib.sha256(report_text.encode()).hexdigest()
 
     def rerun(overrides: list[str], prune_from: Path | None = None) -> dict:
         key = f"ablation {run.name}: " + " ".join(overrides)
-        # a new run report (the compress ran again) means a new baseline: rerun the variant too
-        settings = {"report_sha256": hashlib.sha256(report_text.encode()).hexdigest(), "seed": seed,
-                    "overrides": overrides, "prune_from": str(prune_from) if prune_from else None}
+        settings = {"report_sha256": report_sha256, "seed": seed, "overrides": overrides,
+                    "prune_from": str(prune_from) if prune_from else None}
         if not (done := log.done(key, settings)):
             with log.timing(key, settings) as record:
                 record["top1"] = round(stage_top1(str(recipe_path), overrides, None, seed, prune_from), 4)
             done = log.steps[key]
-        return {"top1": done["top1"], "wall_s": round(done["wall_s"] + done["interrupted_s"], 1), "overrides": overrides}
+        return {"top1": done["top1"], "wall_s": log.spent_s(done), "overrides": overrides}
 
     stages = report["stages"]
     epochs = recipe["distill"]["epochs"]

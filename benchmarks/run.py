@@ -102,7 +102,7 @@ def step(log: StepLog, label: str, argv: list[str], resume_argv: list[str] | Non
     settings = [str(a) for a in argv[1:]]  # not the interpreter's path: a new venv is the same step
     if done := log.done(label, settings):
         print(f"\n== {label}: finished earlier ({done['finished_at']}, {done['wall_s']:.0f} s), kept", flush=True)
-        return round(done["wall_s"] + done["interrupted_s"], 1)
+        return log.spent_s(done)
     if resume_argv is not None and log.resumable(label, settings):
         argv = resume_argv
     print(f"\n== {label}\n$ {shlex.join(map(str, argv))}", flush=True)
@@ -110,7 +110,7 @@ def step(log: StepLog, label: str, argv: list[str], resume_argv: list[str] | Non
         proc = subprocess.run(argv, cwd=ROOT)
         if proc.returncode != 0:
             raise SystemExit(f"benchmark step '{label}' failed (exit {proc.returncode}); its output is above")
-    return round(log.steps[label]["wall_s"] + log.steps[label]["interrupted_s"], 1)
+    return log.spent_s(log.steps[label])
 
 
 def python_m(module: str, *args) -> list[str]:
@@ -270,7 +270,7 @@ def main():
               "ablation": ablated}
     # every step's wall (interrupted attempts included) plus this invocation's measuring; a cached
     # teacher's training is not in it (the tables say when and how long it trained)
-    trained_s = sum(v["wall_s"] + v["interrupted_s"] for v in log.steps.values())
+    trained_s = sum(map(log.spent_s, log.steps.values()))
     result.update(machine_and_versions(), total_wall_s=round(trained_s + time.perf_counter() - started, 1),
                   steps=log.steps, commits=log.commits())
     result["targets"] = targets(result)

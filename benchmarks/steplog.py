@@ -71,6 +71,11 @@ class StepLog:
         self.steps[key].update(extra, wall_s=round(time.perf_counter() - start, 1), finished_at=_now())
         self._save()
 
+    @staticmethod
+    def spent_s(step: dict) -> float:
+        """What a finished step cost: its wall time plus the attempts that were interrupted."""
+        return round(step["wall_s"] + step["interrupted_s"], 1)
+
     def commits(self) -> list[str]:
         """The commits the recorded steps ran on (more than one: the run was resumed after a change)."""
         return sorted({s["commit"] + ("+modified" if s.get("modified") else "") for s in self.steps.values()})

@@ -893,7 +893,7 @@ def devices_new(path, like, as_json):
       edgecv devices new ./orange-pi-5.yaml --like rpi5   # then edit the cores and clocks
       edgecv profile student-int8.tflite --device ./orange-pi-5.yaml
     """
-    from edgecv.devices import is_profile_path, load_profile, new_profile_text
+    from edgecv.devices import is_profile_path, new_profile_text
     from edgecv.errors import OutputError
     from edgecv.fileio import check_writable_file, output_errors, write_text_atomic
 
@@ -904,12 +904,11 @@ def devices_new(path, like, as_json):
     check_writable_file(path, "PATH")
     text = new_profile_text(like, path)
     with output_errors(path, "PATH"):
-        write_text_atomic(path, text)
-    profile = load_profile(str(path))  # what every other command will read
+        write_text_atomic(path, text)  # validated by new_profile_text, as every other command will read it
     if as_json:
-        click.echo(json.dumps({"profile": profile.id, "path": str(path), "like": like}, indent=2))
+        click.echo(json.dumps({"profile": path.stem, "path": str(path), "like": like}, indent=2))
         return
-    click.echo(f"Wrote {path} (profile '{profile.id}', facts copied from '{like}'). Edit its hardware facts, then:\n"
+    click.echo(f"Wrote {path} (profile '{path.stem}', facts copied from '{like}'). Edit its hardware facts, then:\n"
                f"  edgecv devices show {path}\n  edgecv profile MODEL.tflite --device {path}")
 
 
