@@ -160,8 +160,11 @@ def run_pipelines(s: Settings, cache: Path, log: StepLog) -> tuple[dict, list[di
         sets = {**s.common, **overrides, **({"data.max_train_samples": s.train_samples} if s.train_samples else {})}
         argv = python_m("edgecv", "compress", "-r", recipe, "-t", teacher_path, "-d", "fashion-mnist", "-o", run_dir,
                         "--force", *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")])
-        # an interrupted compress continues from its finished stages (the run folder checks it is the same recipe)
-        wall = step(log, f"edgecv {recipe}", argv, [a if a != "--force" else "--resume" for a in argv])
+        # an interrupted compress continues from its finished stages, if that attempt got as far as starting its
+        # run folder (the folder checks it is the same recipe); one interrupted earlier starts over
+        resume = [a if a != "--force" else "--resume" for a in argv]
+        started = log.wrote_since_start(f"edgecv {recipe}", run_dir / "state.json")
+        wall = step(log, f"edgecv {recipe}", argv, resume if started else None)
         report = json.loads((run_dir / "report.json").read_text())
         top1 = {a["name"]: a["metrics"]["top1"] for a in report["artefacts"]}
         command = "edgecv " + shlex.join(argv[3:]).replace(str(teacher_path), "TEACHER").replace(str(run_dir), "RUN")

@@ -50,6 +50,12 @@ class StepLog:
         step = self.steps.get(key)
         return bool(step) and step.get("settings") == settings and "wall_s" not in step
 
+    def wrote_since_start(self, key: str, path: Path) -> bool:
+        """The file was written after the step's last attempt started (so that attempt made it)."""
+        started = self.steps.get(key, {}).get("started_at")
+        return bool(started) and path.is_file() and (
+            datetime.fromtimestamp(path.stat().st_mtime, timezone.utc) >= datetime.fromisoformat(started))
+
     @contextmanager
     def timing(self, key: str, settings):
         """Time one step; on success record it, on an interrupt or failure keep the time it used.
