@@ -19,20 +19,35 @@ def tiny_data():
 
 # Lite1-4 are Lite0's code at other width/depth multipliers, MobileNetV3-Large is -Small's code with
 # another block table: Lite4 and Large run with `pytest -m long` (the compatibility matrix script
-# runs every family), the default run keeps to one of each code path.
-LONG = {"efficientnet_lite4", "mobilenet_v3_large"}
+# runs every family), the default run keeps to one of each code path. B0 (16 blocks, 329 s in CI)
+# runs with -m long too; its code path is tested at a third of its depth below.
+LONG = {"efficientnet_lite4", "mobilenet_v3_large", "efficientnet_b0"}
 QAT_TESTED = [pytest.param(a, marks=pytest.mark.long) if a in LONG else a
               for a in sorted(set(STUDENTS) - {"efficientnet_lite1", "efficientnet_lite2", "efficientnet_lite3"})]
 
 
 @pytest.mark.parametrize("arch", QAT_TESTED)
 def test_family_prunes_quantizes_and_converts_fully_int8(arch, tiny_data, tmp_path):
+    alpha = 0.35 if arch.startswith("mobilenet") else 0.5
+    assert_prunes_quantizes_and_converts_fully_int8(lambda: build_student(arch, (32, 32, 1), 3, alpha, 0.0),
+                                                    tiny_data, tmp_path)
+
+
+def test_efficientnet_b0_blocks_prune_quantize_and_convert_fully_int8(tiny_data, tmp_path):
+    """B0's own code (swish, sigmoid squeeze-excite, the MBConv with both) at depth 0.3: ceil(0.3 x
+    repeats) blocks a stage, 8 instead of 16, so the default run keeps B0's path at a fraction of the time."""
+    from edgecv.models.efficientnet import _efficientnet
+
+    build = lambda: _efficientnet((32, 32, 1), 3, 0.5, 0.3, 0.0, False, "efficientnet_b0")  # noqa: E731
+    assert sum(type(layer).__name__ == "Multiply" for layer in build().layers) == 8  # one squeeze-excite a block
+    assert_prunes_quantizes_and_converts_fully_int8(build, tiny_data, tmp_path)
+
+
+def assert_prunes_quantizes_and_converts_fully_int8(build, tiny_data, tmp_path):
     from edgecv.compress.compat import check_model
 
     x_train, y_train, x_test = tiny_data
-    alpha = 0.35 if arch.startswith("mobilenet") else 0.5
-    row = check_model(lambda: build_student(arch, (32, 32, 1), 3, alpha, 0.0), x_train, y_train, x_test, tmp_path,
-                      float_epochs=3, batch_size=16)
+    row = check_model(build, x_train, y_train, x_test, tmp_path, float_epochs=3, batch_size=16)
     assert row["fully_int8"], row
     assert row["tensor_dtypes"] == ["int32", "int8"] or set(row["tensor_dtypes"]) <= {"int8", "int32"}, row
     assert abs(row["sparsity_pruned"] - 0.5) <= 0.01, row
