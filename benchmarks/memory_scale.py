@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 from benchmarks.make_image_folder import make_folder
+from benchmarks.steplog import python_m
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -234,10 +235,6 @@ def edgecv_source(commit: str | None, work: Path) -> tuple[dict, Path, dict]:
 
 
 # --- the steps
-
-def python_m(module: str, *args) -> list[str]:
-    return [sys.executable, "-m", module, *map(str, args)]
-
 
 def teacher(work: Path, env: dict, cwd: Path) -> tuple[Path, dict]:
     """The cached folder teacher, trained first (in its own process) if missing."""

@@ -33,7 +33,6 @@ import json
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -44,7 +43,7 @@ import numpy as np
 from benchmarks import ablation, baselines
 from benchmarks.comparison import markdown, targets
 from benchmarks.sections import replace_section
-from benchmarks.steplog import StepLog
+from benchmarks.steplog import StepLog, python_m
 from edgecv.fileio import gzip_size, write_json_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,10 +112,6 @@ def step(log: StepLog, label: str, argv: list[str], resume_argv: list[str] | Non
     return log.spent_s(log.steps[label])
 
 
-def python_m(module: str, *args) -> list[str]:
-    return [sys.executable, "-m", module, *map(str, args)]
-
-
 def teacher(s: Settings, cache: Path, log: StepLog) -> tuple[Path, dict]:
     """The cached reference teacher, trained first if missing; with how and when it was trained."""
     import hashlib
@@ -131,7 +126,7 @@ def teacher(s: Settings, cache: Path, log: StepLog) -> tuple[Path, dict]:
     meta_path = path.with_suffix(".json")
     label = "reference teacher (ResNet-style CNN)"
     if path.is_file() and meta_path.is_file():  # trained by an earlier invocation of this --resume'd run: not cached
-        return path, {**json.loads(meta_path.read_text()), "cached": label not in log.steps}
+        return path, {**json.loads(meta_path.read_text()), "cached": not log.kept(label)}
     extra = ["--train-samples", s.teacher_train_samples] if s.teacher_train_samples else []
     wall = step(log, label,
                 python_m("benchmarks.baselines", "teacher", "--out", path, "--epochs", s.teacher_epochs, *extra))
@@ -273,9 +268,8 @@ def main():
               "ablation": ablated}
     # every step's wall (interrupted attempts included) plus this invocation's measuring; a cached
     # teacher's training is not in it (the tables say when and how long it trained)
-    trained_s = sum(map(log.spent_s, log.steps.values()))
-    result.update(machine_and_versions(), total_wall_s=round(trained_s + time.perf_counter() - started, 1),
-                  steps=log.steps, commits=log.commits())
+    result.update(machine_and_versions(), total_wall_s=round(log.total_s() + time.perf_counter() - started, 1),
+                  steps=log.finished(), commits=log.commits())
     result["targets"] = targets(result)
     write_json_atomic(RESULTS / f"{s.name}.json", result)
     publish(result)

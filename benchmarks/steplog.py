@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -19,6 +20,11 @@ from pathlib import Path
 from edgecv.fileio import write_json_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def python_m(module: str, *args) -> list[str]:
+    """A step's command: this interpreter running `module` (each step is its own process)."""
+    return [sys.executable, "-m", module, *map(str, args)]
 
 
 def source_commit() -> dict:
@@ -39,11 +45,25 @@ class StepLog:
         except (json.JSONDecodeError, KeyError, TypeError):
             raise SystemExit(f"{path} is not a step log benchmarks.run wrote; delete it to start over")
         self._save()  # a fresh (not resumed) run starts with an empty log
+        # the steps this invocation ran or kept: a resumed run's totals and commits count only these,
+        # not a step left in the log by earlier settings (a student since dropped, an unfinished attempt)
+        self.used: list[str] = []
 
     def done(self, key: str, settings) -> dict | None:
-        """The recorded step if it finished with these settings."""
+        """The recorded step if it finished with these settings (it then counts as this run's)."""
         step = self.steps.get(key)
-        return step if step and step.get("settings") == settings and "wall_s" in step else None
+        if step and step.get("settings") == settings and "wall_s" in step:
+            self._use(key)
+            return step
+        return None
+
+    def kept(self, key: str) -> bool:
+        """Whether the step finished earlier in this run, whatever its settings (counts it as this run's)."""
+        return bool(self.done(key, self.steps.get(key, {}).get("settings")))
+
+    def _use(self, key: str) -> None:
+        if key not in self.used:
+            self.used.append(key)
 
     def resumable(self, key: str, settings) -> bool:
         """An earlier attempt with these settings started and did not finish."""
@@ -63,6 +83,7 @@ class StepLog:
         Yields a dict: the step may add results to it (they are stored with the wall time)."""
         earlier = self.steps.get(key, {})
         spent = earlier.get("interrupted_s", 0.0) if earlier.get("settings") == settings else 0.0
+        self._use(key)
         # the code as the step starts: a long run may see commits land while it trains
         self.steps[key] = {"settings": settings, "interrupted_s": spent, "started_at": _now(), **source_commit()}
         self._save()
@@ -82,9 +103,17 @@ class StepLog:
         """What a finished step cost: its wall time plus the attempts that were interrupted."""
         return round(step["wall_s"] + step["interrupted_s"], 1)
 
+    def finished(self) -> dict[str, dict]:
+        """This run's finished steps, in the order it reached them."""
+        return {k: self.steps[k] for k in self.used if "wall_s" in self.steps[k]}
+
+    def total_s(self) -> float:
+        """What this run's finished steps cost, interrupted attempts included."""
+        return round(sum(map(self.spent_s, self.finished().values())), 1)
+
     def commits(self) -> list[str]:
-        """The commits the recorded steps ran on (more than one: the run was resumed after a change)."""
-        return sorted({s["commit"] + ("+modified" if s.get("modified") else "") for s in self.steps.values()})
+        """The commits this run's steps ran on (more than one: the run was resumed after a change)."""
+        return sorted({s["commit"] + ("+modified" if s.get("modified") else "") for s in self.finished().values()})
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

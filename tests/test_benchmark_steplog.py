@@ -46,3 +46,17 @@ def test_a_log_that_is_not_a_step_log_is_refused_in_one_line(tmp_path):
     (tmp_path / "steps.json").write_text("[1, 2")
     with pytest.raises(SystemExit, match="delete it to start over"):
         StepLog(tmp_path / "steps.json", resume=True)
+
+
+def test_a_resumed_runs_totals_count_only_its_own_finished_steps(tmp_path):
+    marker = tmp_path / "ran"
+    log = StepLog(tmp_path / "steps.json", resume=False)
+    step(log, "kept", touch(marker))
+    step(log, "dropped since", touch(marker))  # e.g. a student a later invocation no longer trains
+    with pytest.raises(SystemExit):
+        step(log, "unfinished", [sys.executable, "-c", "raise SystemExit(3)"])
+
+    resumed = StepLog(tmp_path / "steps.json", resume=True)
+    step(resumed, "kept", touch(marker))
+    assert list(resumed.finished()) == ["kept"] and resumed.kept("kept") and not resumed.kept("unfinished")
+    assert resumed.total_s() == resumed.spent_s(resumed.steps["kept"]) and len(resumed.commits()) == 1
