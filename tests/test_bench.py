@@ -271,8 +271,8 @@ def test_delegation_names_the_ops_left_out_by_graph_index():
 
 
 def test_host_is_fitted_to_its_references_and_prices_ops_outside_xnnpack(tmp_path, monkeypatch):
-    """The host's own cost model: fitted here (at 1 thread, cached), scaled to 2 threads by a
-    measured speed-up, and charging LiteRT's built-in kernels for int8 HARD_SWISH."""
+    """The host's own cost model: fitted here (at 1 thread, cached), scaled to 2 threads by the
+    speed-ups measured per term, and charging LiteRT's built-in kernels for int8 HARD_SWISH."""
     from edgecv.devices import load_profile
     from edgecv.measure.estimate import estimate_for_device, estimate_graph
     from edgecv.measure.host_calibration import HOST_TERMS, host_reference_set, host_scales
@@ -296,4 +296,9 @@ def test_host_is_fitted_to_its_references_and_prices_ops_outside_xnnpack(tmp_pat
     assert priced["top_ops"][0]["op"] == "HARD_SWISH" and priced["ms"] > as_if_delegated["ms"]
     if host.cores >= 2:
         two = estimate_for_device(graph, host, threads=2)
-        assert two["threads"] == 2 and "speed-up of dense_heavy measured here" in two["calibration"]
+        assert two["threads"] == 2 and "dense_heavy" in two["calibration"]
+        # every term the fit prices gets a speed-up of its own, the built-in kernels' included
+        int8_at_two = host_scales(host, 2)["int8"]
+        assert set(int8_at_two["thread_speedups"]) == {t for t in HOST_TERMS if t == "fallback_gb" or
+                                                       scales["int8"]["op_weights"][t] > 0} >= {"fallback_gb"}
+        assert all(v > 0 for v in int8_at_two["thread_speedups"].values())

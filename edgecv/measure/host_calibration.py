@@ -4,8 +4,8 @@ happens to run on, so the host gets its own cost model, fitted here. The shipped
 small graphs that each lean on one term of the cost model: dense GMACs, depthwise GMACs, activation
 bytes, per-op overhead, squeeze-and-excite, an op XNNPACK leaves to LiteRT's built-in kernels) are
 timed on this machine at 1 thread, and the term weights are fitted to them (non-negative least
-squares on relative error); other thread counts scale the fit by a measured speed-up
-(_at_threads). Why not the ARM-fitted weights scaled by one reference:
+squares on relative error); other thread counts scale each term by the speed-up measured on the
+reference models that exercise it (_at_threads). Why not the ARM-fitted weights scaled by one reference:
 they priced x86's dense GEMMs, depthwise convolutions and memory traffic in ARM's proportions, and
 missed the host by 25-62 % on 224 px models (BENCHMARKS.md). The fit is cached per machine, thread
 count, runtime and reference set."""
@@ -30,7 +30,6 @@ HOST_REFERENCE_DIR = "host"  # devices/reference/host/<shape>-<precision>.tflite
 # per activation byte on an EPYC core, benchmarks/results/estimator_accuracy.json).
 HOST_TERMS = ("dense_gmac", "depthwise_gmac", "activation_gb", "ops", "fallback_gb")
 BOARD_REFERENCE = "mobilenet_v2_0.35"  # host_reference_set's name for reference-<precision>.tflite
-THREAD_REFERENCE = "dense_heavy"  # the longest-running reference (~6 ms fp32 on an EPYC core): thread speed-up
 
 
 def reference_model(precision: str) -> Path:
@@ -126,19 +125,14 @@ def _read_cache() -> dict:
 def fit_scale(precision: str, measured: dict[str, tuple[float, int]], threads: int, where: str) -> dict:
     """The cost model at `precision` fitted to measured p50s ({reference name: (ms, runs)}, every
     model of host_reference_set) of the reference models on one machine, in the estimator's form
-    (as_scale). Which ops fall out of XNNPACK is read here: the same LiteRT build delegates the
-    same ops on every CPU."""
-    from edgecv.measure.tflite_graph import read_tflite_graph
-    from edgecv.runtime import LiteRTRunner
-
-    names = list(host_reference_set(precision).items())
-    terms = np.array([host_terms(read_tflite_graph(path), LiteRTRunner(path, 1).delegation()["not_delegated_ops"])
-                      for _, path in names])
-    ms = np.array([measured[name][0] for name, _ in names])
+    (as_scale)."""
+    by_name = reference_terms(precision)
+    names, terms = list(by_name), np.array(list(by_name.values()))
+    ms = np.array([measured[name][0] for name in names])
     weights = fit_host_weights(terms, ms)
     fitted = terms @ weights
     fit = [{"model": name, "measured_ms": float(m), "fitted_ms": float(f), "runs": measured[name][1]}
-           for (name, _), m, f in zip(names, ms, fitted)]
+           for name, m, f in zip(names, ms, fitted)]
     worst = float(np.max(np.abs(fitted / ms - 1)))
     how = (f"{where}: cost model fitted to {len(names)} reference models (devices/reference/) timed at {threads} "
            f"thread(s); worst fit error {worst:.0%}")
@@ -158,21 +152,46 @@ def _bench_p50(path: Path, threads: int) -> tuple[float, int]:
     return result["p50_ms"], result["runs"]
 
 
+def reference_terms(precision: str) -> dict[str, np.ndarray]:
+    """reference name -> its HOST_TERMS values. Which ops fall out of XNNPACK is read here: the same
+    LiteRT build delegates the same ops on every CPU."""
+    from edgecv.measure.tflite_graph import read_tflite_graph
+    from edgecv.runtime import LiteRTRunner
+
+    return {name: host_terms(read_tflite_graph(path), LiteRTRunner(path, 1).delegation()["not_delegated_ops"])
+            for name, path in host_reference_set(precision).items()}
+
+
 def _at_threads(scale: dict, precision: str, threads: int) -> dict:
-    """The 1-thread fit at `threads`: the work XNNPACK spreads over threads (GMACs and activation
-    bytes) divided by the speed-up measured here on the largest reference; per-op overhead and
-    the built-in kernels (single-threaded) kept. Why not a fit at N threads: sub-millisecond
-    references time bimodally at 2 threads on a shared VM (BENCHMARKS.md, bench stability)."""
-    path = host_reference_set(precision)[THREAD_REFERENCE]
-    one = next(f for f in scale["fit"] if f["model"] == THREAD_REFERENCE)["measured_ms"]
-    many, runs = _bench_p50(path, threads)
-    speedup = one / many
-    weights = dict(scale["op_weights"])
-    for term in ("dense_gmac", "depthwise_gmac", "activation_gb", "int8_dense_dotprod", "int8_dense_no_dotprod"):
-        weights[term] /= speedup
-    how = (f"{scale['how']}; at {threads} threads its GMAC and memory terms / {speedup:.2f}, the speed-up of "
-           f"{THREAD_REFERENCE} measured here ({one:.2f} ms at 1 thread, {many:.2f} ms over {runs} runs at {threads})")
-    return {**scale, "op_weights": weights, "threads": threads, "how": how, "thread_speedup": speedup}
+    """The 1-thread fit at `threads`, each term divided by its own speed-up: the reference models'
+    speed-ups measured here at `threads`, averaged with weights = the ms each spends on that term in
+    the fit. So a term is scaled by the models that exercise it, and the long references, which time
+    steadily, outweigh the sub-millisecond ones, which time bimodally at 2 threads on a shared VM
+    (why there is no fit at N threads). One speed-up for every term (dense_heavy's 1.80x) overrated
+    what a second thread gives real models, whose depthwise, memory and small ops scale less: they
+    gained 1.62-1.66x, fp32 (BENCHMARKS.md)."""
+    fitted = np.array([*(scale["op_weights"][t] for t in HOST_TERMS[:-1]), scale["fallback_ms_per_gb"]])
+    parts = {name: terms * fitted for name, terms in reference_terms(precision).items()}  # ms per term, 1 thread
+    at_one = {f["model"]: f["measured_ms"] for f in scale["fit"]}
+    timed = {name: _bench_p50(path, threads) for name, path in host_reference_set(precision).items()}
+    slowdown = {name: timed[name][0] / at_one[name] for name in parts}
+    speedups = {}
+    for k, term in enumerate(HOST_TERMS):
+        spent = sum(p[k] for p in parts.values())
+        if spent > 0:  # a term the fit priced at 0 needs no speed-up
+            speedups[term] = float(spent / sum(parts[name][k] * slowdown[name] for name in parts))
+    weights, fallback = dict(scale["op_weights"]), scale["fallback_ms_per_gb"] / speedups.get("fallback_gb", 1.0)
+    for term in HOST_TERMS[:-1]:
+        weights[term] /= speedups.get(term, 1.0)
+    weights["int8_dense_dotprod"] = weights["int8_dense_no_dotprod"] = weights["dense_gmac"]
+    how = (f"{scale['how']}; at {threads} threads each term / its speed-up ("
+           + ", ".join(f"{term} {v:.2f}" for term, v in speedups.items())
+           + "): the reference models' speed-ups measured here, weighted by the ms each spends on the term ("
+           + ", ".join(f"{name} {at_one[name]:.3f} -> {ms:.3f} ms over {runs} runs"
+                       for name, (ms, runs) in timed.items())
+           + ")")
+    return {**scale, "op_weights": weights, "fallback_ms_per_gb": fallback, "threads": threads, "how": how,
+            "thread_speedups": {term: round(v, 3) for term, v in speedups.items()}}
 
 
 def host_scales(profile, threads: int | None = None) -> dict:
@@ -187,14 +206,15 @@ def host_scales(profile, threads: int | None = None) -> dict:
     facts, threads = profile.facts or machine_facts(), threads or profile.threads["default"]
     files = {p: {n: file_sha256(f) for n, f in host_reference_set(p).items()} for p in PRECISIONS}
     key = json.dumps([facts.get("cpu_model"), facts.get("cores_logical"), threads, LiteRTRunner.version(), __version__,
-                      files, HOST_TERMS])
+                      files, HOST_TERMS] + (["speed-up per term"] if threads > 1 else []))  # 1-thread fits still valid
     cache = _cache_path()
     entries = _read_cache()
     if key in entries:
         return entries[key]
-    if threads == 1:  # the one slow step of a first `edgecv profile` on a machine: say why it waits
-        print(f"edgecv: fitting this machine's latency model to {len(HOST_TERMS) + 1} reference models per precision "
-              f"(once; about {2 * (len(HOST_TERMS) + 1) * REFERENCE_SECONDS + 1:.0f} s)", file=sys.stderr, flush=True)
+    # the one slow step of a first `edgecv profile` on a machine (and thread count): say why it waits
+    print(f"edgecv: {'fitting' if threads == 1 else f'scaling to {threads} threads'} this machine's latency model: "
+          f"{len(HOST_TERMS) + 1} reference models per precision timed (once; about "
+          f"{2 * (len(HOST_TERMS) + 1) * REFERENCE_SECONDS + 1:.0f} s)", file=sys.stderr, flush=True)
     scales = {p: _fit_precision(p) for p in PRECISIONS} if threads == 1 else {
         p: _at_threads(scale, p, threads) for p, scale in host_scales(profile, 1).items()}
     entries = _read_cache()  # the 1-thread fit may just have been added
