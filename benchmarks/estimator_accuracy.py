@@ -261,8 +261,9 @@ def markdown(result: dict) -> str:
                  for t in sorted({r["threads"] for r in result["host"]})}
         lines += [f"Host estimate vs host measurement ({machine.get('cpu_model')}, {machine.get('cores_logical')} cores). "
                   "Estimated: the host's own cost model, fitted at run time to the reference models in devices/reference/ "
-                  "(none of them is a model below) timed here at 1 thread, and at more threads each term divided by the "
-                  "reference models' speed-ups, weighted by the ms each spends on it; measured: `edgecv bench` p50 (>= 100 runs and >= 5 s). Worst error "
+                  "(none of them is a model below) timed here at 1 thread, and at more threads each term divided "
+                  "by the reference models' speed-ups, weighted by the ms each spends on it; measured: `edgecv bench` "
+                  "p50 (>= 100 runs and >= 5 s). Worst error "
                   + ", ".join(f"at {t} thread{'s' if t > 1 else ''} **{w:.1%}**" for t, w in worst.items())
                   + " (target: within 25 %).", "",
                   "| model | input | precision | threads | estimated ms | measured p50 ms (runs) | error |",
