@@ -211,12 +211,13 @@ def host_scales(profile, threads: int | None = None) -> dict:
     entries = _read_cache()
     if key in entries:
         return entries[key]
+    at_one = host_scales(profile, 1) if threads > 1 else None  # N threads scale the 1-thread fit
     # the one slow step of a first `edgecv profile` on a machine (and thread count): say why it waits
     print(f"edgecv: {'fitting' if threads == 1 else f'scaling to {threads} threads'} this machine's latency model: "
           f"{len(HOST_TERMS) + 1} reference models per precision timed (once; about "
           f"{2 * (len(HOST_TERMS) + 1) * REFERENCE_SECONDS + 1:.0f} s)", file=sys.stderr, flush=True)
-    scales = {p: _fit_precision(p) for p in PRECISIONS} if threads == 1 else {
-        p: _at_threads(scale, p, threads) for p, scale in host_scales(profile, 1).items()}
+    scales = {p: _fit_precision(p) for p in PRECISIONS} if at_one is None else {
+        p: _at_threads(scale, p, threads) for p, scale in at_one.items()}
     entries = _read_cache()  # the 1-thread fit may just have been added
     entries[key] = scales
     try:
