@@ -110,6 +110,11 @@ def as_scale(weights: np.ndarray, threads: int, how: str, fit: list[dict]) -> di
                            "ops": per_op, "int8_dense_dotprod": dense, "int8_dense_no_dotprod": dense}}
 
 
+def host_weights(scale: dict) -> np.ndarray:
+    """as_scale's inverse: the weight vector, in HOST_TERMS order."""
+    return np.array([*(scale["op_weights"][t] for t in HOST_TERMS[:-1]), scale["fallback_ms_per_gb"]])
+
+
 def _cache_path() -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(root) / "edgecv" / "host-calibration.json"
@@ -170,27 +175,22 @@ def _at_threads(scale: dict, precision: str, threads: int) -> dict:
     (why there is no fit at N threads). One speed-up for every term (dense_heavy's 1.80x) overrated
     what a second thread gives real models, whose depthwise, memory and small ops scale less: they
     gained 1.62-1.66x, fp32 (BENCHMARKS.md)."""
-    fitted = np.array([*(scale["op_weights"][t] for t in HOST_TERMS[:-1]), scale["fallback_ms_per_gb"]])
+    fitted = host_weights(scale)
     parts = {name: terms * fitted for name, terms in reference_terms(precision).items()}  # ms per term, 1 thread
     at_one = {f["model"]: f["measured_ms"] for f in scale["fit"]}
     timed = {name: _bench_p50(path, threads) for name, path in host_reference_set(precision).items()}
-    slowdown = {name: timed[name][0] / at_one[name] for name in parts}
-    speedups = {}
-    for k, term in enumerate(HOST_TERMS):
-        spent = sum(p[k] for p in parts.values())
-        if spent > 0:  # a term the fit priced at 0 needs no speed-up
-            speedups[term] = float(spent / sum(parts[name][k] * slowdown[name] for name in parts))
-    weights, fallback = dict(scale["op_weights"]), scale["fallback_ms_per_gb"] / speedups.get("fallback_gb", 1.0)
-    for term in HOST_TERMS[:-1]:
-        weights[term] /= speedups.get(term, 1.0)
-    weights["int8_dense_dotprod"] = weights["int8_dense_no_dotprod"] = weights["dense_gmac"]
+    spent = sum(parts.values())
+    slowed = sum(parts[name] * (timed[name][0] / at_one[name]) for name in parts)
+    # a term the fit priced at 0 needs no speed-up
+    speedup = np.divide(spent, slowed, out=np.ones_like(spent), where=spent > 0)
+    speedups = {term: float(v) for term, v, ms in zip(HOST_TERMS, speedup, spent) if ms > 0}
     how = (f"{scale['how']}; at {threads} threads each term / its speed-up ("
            + ", ".join(f"{term} {v:.2f}" for term, v in speedups.items())
            + "): the reference models' speed-ups measured here, weighted by the ms each spends on the term ("
            + ", ".join(f"{name} {at_one[name]:.3f} -> {ms:.3f} ms over {runs} runs"
                        for name, (ms, runs) in timed.items())
            + ")")
-    return {**scale, "op_weights": weights, "fallback_ms_per_gb": fallback, "threads": threads, "how": how,
+    return {**as_scale(fitted / speedup, threads, how, scale["fit"]),
             "thread_speedups": {term: round(v, 3) for term, v in speedups.items()}}
 
 
