@@ -90,6 +90,38 @@ def test_int8_format_from_qat_keeps_its_quantization(fmt, models):
         assert set(LiteRTRunner(out).tensor_dtypes().values()) <= {"int8", "int32"}
 
 
+def test_tflite_from_the_traced_call_is_the_file_from_keras_model(models):
+    """export/keras_module.py converts a module of the model's traced call, not the saved model
+    (a quarter of the time): the file must be what from_keras_model writes, signature names included."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgecv.export.tflite import _converter
+    from edgecv.models.loading import load_model
+    from edgecv.models.quantize_configs import custom_objects_scope
+    from edgecv.tfcompat import tf
+
+    model = load_model(models["qat"], trust=True).model
+    calibration = np.random.default_rng(0).random((16, 24, 24, 1), np.float32)
+    with custom_objects_scope():
+        converter = _converter(model, "tflite-int8", calibration, False)
+        by_keras = tf().lite.TFLiteConverter.from_keras_model(model)  # the same settings, the slow way
+        for key in ("optimizations", "representative_dataset", "inference_input_type", "inference_output_type"):
+            setattr(by_keras, key, getattr(converter, key))
+        by_keras.target_spec.supported_ops = converter.target_spec.supported_ops
+        fast, slow = converter.convert(), by_keras.convert()
+    fast_i, slow_i = Interpreter(model_content=fast), Interpreter(model_content=slow)
+    assert fast_i.get_signature_list() == slow_i.get_signature_list() == {
+        "serving_default": {"inputs": [model.input_names[0]], "outputs": [model.output_names[0]]}}
+    assert len(fast) == len(slow)
+    assert [d["dtype"] for d in fast_i.get_tensor_details()] == [d["dtype"] for d in slow_i.get_tensor_details()]
+    images = np.random.default_rng(1).integers(-128, 128, (4, 1, 24, 24, 1), dtype=np.int8)
+    outputs = []
+    for interpreter in (fast_i, slow_i):
+        runner = interpreter.get_signature_runner()
+        outputs.append([next(iter(runner(**{model.input_names[0]: x}).values())) for x in images])
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
 def test_openvino_int8_from_a_float_model_is_nncf_post_training(models):
     out = models["root"] / "out" / "ptq.xml"
     record = _export(models["float"], "openvino-int8", out, str(models["npz"]), "--calibration-samples", "150")

@@ -1,9 +1,10 @@
 """OpenVINO IR writer (runs in the export worker process, beside TensorFlow).
 
-The Keras model goes through a SavedModel into `openvino.convert_model`. A QAT model's fake-quant
-ops become FakeQuantize nodes, so openvino-int8 from QAT keeps the trained ranges; from a float
-model, openvino-int8 is NNCF post-training quantization on the calibration images. fp16 stores
-fp16 weights (the CPU plugin still computes in fp32; ARM boards without int8 want it)."""
+A tf_keras model goes through a SavedModel of its traced call (export/keras_module.py) into
+`openvino.convert_model`. A QAT model's fake-quant ops become FakeQuantize nodes, so openvino-int8
+from QAT keeps the trained ranges; from a float model, openvino-int8 is NNCF post-training
+quantization on the calibration images. fp16 stores fp16 weights (the CPU plugin still computes in
+fp32; ARM boards without int8 want it)."""
 from __future__ import annotations
 
 import tempfile
@@ -18,11 +19,16 @@ def write(model, out: Path, fmt: str, calibration: np.ndarray | None, metadata: 
     `max_drop` (points of top-1): openvino-int8 from a float model through NNCF's accuracy control."""
     import openvino as ov
 
+    from edgecv.export.keras_module import traced_module
     from edgecv.tfcompat import tf
 
-    if hasattr(model, "layers"):  # a tf_keras model
+    if hasattr(model, "layers"):  # a tf_keras model: saved as its traced call (export/keras_module.py), not whole
+        module = traced_module(model)
         with tempfile.TemporaryDirectory() as saved:
-            tf().saved_model.save(model, saved)
+            if module is None:  # more than one input or output
+                tf().saved_model.save(model, saved)
+            else:
+                tf().saved_model.save(module, saved, signatures=module.serve)
             ov_model = ov.convert_model(saved)
     else:  # a serving module (Keras 3 model, SavedModel signature): its signature is on disk already
         ov_model = ov.convert_model(model.saved_model_dir)

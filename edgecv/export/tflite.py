@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecv.export.keras_module import traced_module
 from edgecv.runtime.litert import METADATA_NAME
 
 
@@ -16,8 +17,10 @@ def _converter(model, fmt: str, calibration: np.ndarray | None, float_fallback: 
     from edgecv.tfcompat import tf
 
     tfm = tf()
-    if hasattr(model, "layers"):  # a tf_keras model
-        converter = _from_tf_keras(tfm, model)
+    if hasattr(model, "layers"):  # a tf_keras model: as its traced call (export/keras_module.py)
+        module = traced_module(model)
+        converter = (tfm.lite.TFLiteConverter.from_keras_model(model) if module is None else  # several inputs/outputs
+                     tfm.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module))
     else:  # a serving module (Keras 3 model, SavedModel signature): models/loading.LoadedModel.serving_module
         converter = tfm.lite.TFLiteConverter.from_concrete_functions([model.serve.get_concrete_function()], model)
     if fmt == "tflite-int8":
@@ -38,25 +41,6 @@ def _converter(model, fmt: str, calibration: np.ndarray | None, float_fallback: 
     elif fmt != "tflite-fp32":
         raise SystemExit(f"unknown TFLite format {fmt}")
     return converter
-
-
-def _from_tf_keras(tfm, model):
-    """A converter for a tf_keras model. `from_keras_model` first saves the whole model as a
-    SavedModel, retracing every layer's call for it: 35-40 s of a 44 s int8 conversion of the
-    quickstart's QAT student, 17 of 18 s of its fp32 one. A module holding only the model's traced
-    call and its weights converts to the same graph (same ops, same outputs, same signature names)
-    in a quarter of that."""
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        return tfm.lite.TFLiteConverter.from_keras_model(model)
-    image, output_name = model.inputs[0], model.output_names[0]
-
-    @tfm.function(input_signature=[tfm.TensorSpec(image.shape, image.dtype, name=model.input_names[0])])
-    def serve(x):
-        return {output_name: model(x, training=False)}
-
-    module = tfm.Module()
-    module.serve, module.weights = serve, list(model.weights)  # tracked, so the save finds every variable
-    return tfm.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], module)
 
 
 def _debugger(model, calibration: np.ndarray, float_nodes=(), samples: int | None = None):
