@@ -2,26 +2,45 @@
 ops that lose information, edgecv export --max-drop keeps the fewest of them in float until top-1
 is back within the budget, and the written file's tensor types prove it."""
 import json
+import os
+import subprocess
+import sys
 
-import numpy as np
 import pytest
 
-from benchmarks.quant_fallback import small_cnn, widen_one_channel
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import REPO, assert_user_error, run_cli
 
 pytestmark = pytest.mark.slow
 
 
+# Trained in a child process with TensorFlow's op determinism on (it is global to a process): the same
+# model on every run and in any test order. Undetermined, a weaker draw of the 4-epoch model once
+# needed 6 ops kept float where the test allows 4. Seed 1, because seed 0's model leaves conv2's error
+# at 0.92 quantization steps, under test_quant_debug's bar of 1.
+FIXTURE_SCRIPT = """
+import sys
+from pathlib import Path
+import numpy as np
+from edgecv.data import load_dataset  # edgecv first: it selects tf_keras before TensorFlow loads
+from edgecv.tfcompat import keras, tf
+from benchmarks.quant_fallback import small_cnn, widen_one_channel
+tf().config.experimental.enable_op_determinism()
+keras().utils.set_random_seed(1)
+root = Path(sys.argv[1])
+ds = load_dataset("fashion-mnist-mini", image_size=28)
+model = small_cnn(ds.train.array.astype(np.float32) / 255.0, ds.train.labels, epochs=4, seed=1)
+model.save(root / "good.keras")
+widen_one_channel(model)  # the same float function; one conv output spans 1000x the range
+model.save(root / "wide.keras")
+"""
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from edgecv.data import load_dataset
-
     root = tmp_path_factory.mktemp("accuracy-control")
-    ds = load_dataset("fashion-mnist-mini", image_size=28)
-    model = small_cnn(ds.train.array.astype(np.float32) / 255.0, ds.train.labels, epochs=4)
-    model.save(root / "good.keras")
-    widen_one_channel(model)  # the same float function; one conv output spans 1000x the range
-    model.save(root / "wide.keras")
+    proc = subprocess.run([sys.executable, "-c", FIXTURE_SCRIPT, str(root)], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     return root
 
 
