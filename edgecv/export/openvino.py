@@ -25,10 +25,7 @@ def write(model, out: Path, fmt: str, calibration: np.ndarray | None, metadata: 
     if hasattr(model, "layers"):  # a tf_keras model: saved as its traced call (export/keras_module.py), not whole
         module = traced_module(model)
         with tempfile.TemporaryDirectory() as saved:
-            if module is None:  # more than one input or output
-                tf().saved_model.save(model, saved)
-            else:
-                tf().saved_model.save(module, saved, signatures=module.serve)
+            tf().saved_model.save(module, saved, signatures=module.serve)
             ov_model = ov.convert_model(saved)
     else:  # a serving module (Keras 3 model, SavedModel signature): its signature is on disk already
         ov_model = ov.convert_model(model.saved_model_dir)

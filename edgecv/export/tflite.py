@@ -17,12 +17,10 @@ def _converter(model, fmt: str, calibration: np.ndarray | None, float_fallback: 
     from edgecv.tfcompat import tf
 
     tfm = tf()
-    if hasattr(model, "layers"):  # a tf_keras model: as its traced call (export/keras_module.py)
-        module = traced_module(model)
-        converter = (tfm.lite.TFLiteConverter.from_keras_model(model) if module is None else  # several inputs/outputs
-                     tfm.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module))
-    else:  # a serving module (Keras 3 model, SavedModel signature): models/loading.LoadedModel.serving_module
-        converter = tfm.lite.TFLiteConverter.from_concrete_functions([model.serve.get_concrete_function()], model)
+    # a tf_keras model as its traced call (export/keras_module.py); any other model comes as a serving
+    # module already (Keras 3 model, SavedModel signature: models/loading.LoadedModel.serving_module)
+    module = traced_module(model) if hasattr(model, "layers") else model
+    converter = tfm.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
     if fmt == "tflite-int8":
         converter.optimizations = [tfm.lite.Optimize.DEFAULT]
         # QAT models carry their ranges, but the converter still asks for a representative
