@@ -55,3 +55,12 @@ def eager_context():
     from tensorflow.python.eager import context
 
     return context.context()
+
+
+def coordination_protos():
+    """The coordination service's config messages (CoordinatedJob), private in TensorFlow like
+    `eager_context`; compress/strategy.py configures the service with them."""
+    tf()
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+
+    return coordination_config_pb2

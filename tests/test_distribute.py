@@ -139,6 +139,29 @@ def test_workers_with_different_recipes_both_stop_with_one_line(tmp_path):
     assert "multi_worker run stopped on worker 1 of 2: worker 2 of 2 failed" in logs[0].splitlines()[-1]
 
 
+def test_multi_worker_waits_longer_than_tensorflows_10_s_for_a_silent_worker():
+    """TensorFlow's 10 s heartbeat timeout declared both workers of a CI run dead while two training
+    processes shared 2 cores; edgecv configures the coordination service with its own timeout first,
+    and MultiWorkerMirroredStrategy keeps it."""
+    script = textwrap.dedent("""
+        from edgecv.compress.strategy import select
+        from edgecv.tfcompat import eager_context
+        note = select("multi_worker").note
+        config = eager_context().coordination_service
+        print("RESULT", config.heartbeat_timeout_in_ms, config.service_leader, config.coordinated_job_list[0].num_tasks)
+        print("NOTE", note)
+    """)
+    env = {**os.environ, "TF_CONFIG": _tf_config(_free_ports(1), 0)}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from edgecv.compress.strategy import HEARTBEAT_TIMEOUT_MS
+
+    result = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT ")).split()[1:]
+    assert result == [str(HEARTBEAT_TIMEOUT_MS), "/job:worker/replica:0/task:0", "1"]
+    assert HEARTBEAT_TIMEOUT_MS > 10_000
+    assert f"a worker silent for {HEARTBEAT_TIMEOUT_MS // 1000} s counts as lost" in proc.stdout  # said on start
+
+
 # --- mirrored: a CPU split into 2 logical devices, through fit, with tfmot's pruning callback
 
 MIRRORED = textwrap.dedent("""
@@ -236,6 +259,11 @@ def test_two_workers_train_together_and_the_chief_writes_the_run(tmp_path):
     # a worker that failed and said so (Distribution.abort)
     ("Collective ops is aborted by: Error reported from /job:worker/task:1: worker 2 of 2 failed: DataError: no "
      "images [type.googleapis.com/tensorflow.CoordinationServiceError='x']", "worker 2 of 2 failed: DataError: no images"),
+    # a worker silent past the heartbeat timeout (as a CI run printed it)
+    ("Collective ops is aborted by: Unexpected heartbeat request from an already-in-error task: "
+     "/job:worker/replica:0/task:1 with existing error: UNAVAILABLE: Task /job:worker/replica:0/task:1 heartbeat "
+     "timeout. This indicates that the remote task has failed [type.googleapis.com/tensorflow.CoordinationServiceError='']",
+     "heard nothing from worker:1 (127.0.0.1:6) for 120 s"),
     ("Barrier failed because: task is set to ERROR: INTERNAL: worker 1 of 2 failed: OutputError: disk full "
      "[type.googleapis.com/tensorflow.CoordinationServiceError='x']. Barrier Id: edgecv/run-done",
      "worker 1 of 2 failed: OutputError: disk full"),

@@ -31,6 +31,9 @@ _DONE_BARRIER = "edgecv/run-done"
 _DONE_TIMEOUT_MS = 7 * 24 * 3600 * 1000  # the chief's export, evaluation and profiling after training
 _RECIPE_KEY = "edgecv/recipe-hash"
 _RECIPE_TIMEOUT_MS = 10 * 60 * 1000  # the chief publishes it right after the cluster is up
+# TensorFlow's default (10 s) declared both workers of a CI run dead after the prune stage, when two
+# training processes shared 2 cores; a crashed worker still fails collectives at once (connection refused)
+HEARTBEAT_TIMEOUT_MS = 120 * 1000
 TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                      '"task": {"type": "worker", "index": 0}}\' (index 1 on the second machine)')
 
@@ -206,8 +209,12 @@ class Distribution:
         me = (self.task.task_type, self.task.task_index) if self.task else None
         others = [(job, int(i)) for job, i in re.findall(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)", text)
                   if (job, int(i)) != me]
+        silent = re.search(r"Task /job:(\w+)/(?:replica:\d+/)?task:(\d+) heartbeat timeout", text)
         if reported:
             cause = reported.group(1).strip()
+        elif silent and self.task:
+            cause = (f"the coordination service heard nothing from {self.task.describe_task(silent[1], int(silent[2]))} "
+                     f"for {HEARTBEAT_TIMEOUT_MS // 1000} s (it crashed, hung, or its machine was overloaded)")
         elif others and self.task:
             cause = f"{self.task.describe_task(*others[0])} stopped or cannot be reached"
         elif "coordination service" in text:
@@ -251,6 +258,7 @@ def _multi_worker() -> Distribution:
                   f"(TF_CONFIG task {task.task_type}:{task.task_index}); waiting for every worker at "
                   f"{', '.join(task.addresses)}", highlight=False)
     tfm = tf()
+    _configure_coordination(task)
     try:
         # gradients all-reduced in packs, not one collective per tensor (hundreds of small ones a step)
         options = tfm.distribute.experimental.CommunicationOptions(bytes_per_pack=GRADIENT_PACK_BYTES)
@@ -261,7 +269,21 @@ def _multi_worker() -> Distribution:
     role = "chief: writes the run directory" if task.worker_index == 0 else "trains only; the chief writes the run"
     return Distribution("multi_worker", strategy, workers=task.workers, worker_index=task.worker_index, task=task,
                         note=f"{task.workers} workers connected, {strategy.num_replicas_in_sync} replicas; this is "
-                             f"{resolver.task_type}:{resolver.task_id}, {role}")
+                             f"{resolver.task_type}:{resolver.task_id}, {role}; a worker silent for "
+                             f"{HEARTBEAT_TIMEOUT_MS // 1000} s counts as lost")
+
+
+def _configure_coordination(task: ClusterTask) -> None:
+    """The coordination service MultiWorkerMirroredStrategy would configure, with a longer heartbeat
+    timeout (it keeps one configured before it, and has no option for the timeout)."""
+    from edgecv.tfcompat import coordination_protos, eager_context
+
+    jobs = {"chief": int(task.has_chief), "worker": task.workers - int(task.has_chief)}
+    leader = "/job:chief/replica:0/task:0" if task.has_chief else "/job:worker/replica:0/task:0"
+    eager_context().configure_coordination_service(
+        service_type="standalone", service_leader=leader, heartbeat_timeout_in_ms=HEARTBEAT_TIMEOUT_MS,
+        coordinated_jobs=[coordination_protos().CoordinatedJob(name=name, num_tasks=n)
+                          for name, n in jobs.items() if n])
 
 
 # name -> builder; `distribute.strategy` in the recipe picks one
