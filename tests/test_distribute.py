@@ -2,6 +2,7 @@
 devices, and two real `edgecv compress` worker processes training together over loopback."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -102,10 +103,11 @@ def test_the_batch_plan_scales_with_the_replicas():
     assert (plan.global_batch, plan.steps_per_epoch, plan.learning_rate) == (32, 32, 2e-3)
 
 
-def _run_workers(tmp_path, args_per_worker, timeout):
+def _run_workers(tmp_path, args_per_worker, timeout, pause=None):
     """Start one `edgecv compress` per argument list, TF_CONFIG on free loopback ports; wait for all
     of them (killing every one still running when one fails or time runs out); returns
-    ([exit codes], [logs], [private TMPDIRs])."""
+    ([exit codes], [logs], [private TMPDIRs]). pause=(worker, text, seconds): once that worker's log
+    shows the text, freeze it (SIGSTOP) for that long, as an overloaded machine would."""
     ports = _free_ports(len(args_per_worker))
     private = [tmp_path / f"tmp{i}" for i in range(len(ports))]
     logs, procs = [tmp_path / f"worker{i}.log" for i in range(len(ports))], []
@@ -118,10 +120,17 @@ def _run_workers(tmp_path, args_per_worker, timeout):
                                               stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO))
         deadline = time.time() + timeout
         while any(p.poll() is None for p in procs) and time.time() < deadline:
+            if pause and procs[pause[0]].poll() is None and pause[1] in logs[pause[0]].read_text():
+                os.kill(procs[pause[0]].pid, signal.SIGSTOP)
+                time.sleep(pause[2])
+                os.kill(procs[pause[0]].pid, signal.SIGCONT)
+                pause = None
             if any(p.poll() not in (None, 0) for p in procs):
                 time.sleep(30)  # the others should stop by themselves; killed below if not
                 break
             time.sleep(1)
+        if pause and all(p.poll() == 0 for p in procs):
+            raise AssertionError(f"worker {pause[0]} never logged {pause[1]!r}, so it was not paused")
     finally:
         for p in procs:
             if p.poll() is None:
@@ -230,8 +239,11 @@ def test_mirrored_on_a_cpu_trains_two_replicas():
 
 @pytest.mark.slow
 def test_two_workers_train_together_and_the_chief_writes_the_run(tmp_path):
+    """...even when one worker freezes for 30 s mid-training (TensorFlow's own 10 s heartbeat timeout
+    stopped both workers then; so did a CI run on a busy machine)."""
     out = tmp_path / "run"
-    codes, text, private = _run_workers(tmp_path, [["--out", out, *TINY]] * 2, timeout=WORKER_TIMEOUT)
+    codes, text, private = _run_workers(tmp_path, [["--out", out, *TINY]] * 2, timeout=WORKER_TIMEOUT,
+                                        pause=(1, "teacher epoch 1/2", 30))
     assert codes == [0, 0], "\n\n".join(t[-4000:] for t in text)
 
     chief, worker = text
@@ -263,6 +275,9 @@ def test_two_workers_train_together_and_the_chief_writes_the_run(tmp_path):
     ("Collective ops is aborted by: Unexpected heartbeat request from an already-in-error task: "
      "/job:worker/replica:0/task:1 with existing error: UNAVAILABLE: Task /job:worker/replica:0/task:1 heartbeat "
      "timeout. This indicates that the remote task has failed [type.googleapis.com/tensorflow.CoordinationServiceError='']",
+     "heard nothing from worker:1 (127.0.0.1:6) for 120 s"),
+    ("Collective ops is aborted by: Error reported from /job:worker/task:1: The following tasks are unhealthy (stopped "
+     "sending heartbeats):\n/job:worker/replica:0/task:1\nThe tasks have crashed. Check the task logs",
      "heard nothing from worker:1 (127.0.0.1:6) for 120 s"),
     ("Barrier failed because: task is set to ERROR: INTERNAL: worker 1 of 2 failed: OutputError: disk full "
      "[type.googleapis.com/tensorflow.CoordinationServiceError='x']. Barrier Id: edgecv/run-done",

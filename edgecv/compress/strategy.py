@@ -32,7 +32,8 @@ _DONE_TIMEOUT_MS = 7 * 24 * 3600 * 1000  # the chief's export, evaluation and pr
 _RECIPE_KEY = "edgecv/recipe-hash"
 _RECIPE_TIMEOUT_MS = 10 * 60 * 1000  # the chief publishes it right after the cluster is up
 # TensorFlow's default (10 s) declared both workers of a CI run dead after the prune stage, when two
-# training processes shared 2 cores; a crashed worker still fails collectives at once (connection refused)
+# training processes shared 2 cores. The price: a worker killed without a word (SIGKILL, out of memory)
+# stops the others only after this long (measured: 141 s after a SIGKILL, with 120 s)
 HEARTBEAT_TIMEOUT_MS = 120 * 1000
 TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                      '"task": {"type": "worker", "index": 0}}\' (index 1 on the second machine)')
@@ -209,12 +210,15 @@ class Distribution:
         me = (self.task.task_type, self.task.task_index) if self.task else None
         others = [(job, int(i)) for job, i in re.findall(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)", text)
                   if (job, int(i)) != me]
-        silent = re.search(r"Task /job:(\w+)/(?:replica:\d+/)?task:(\d+) heartbeat timeout", text)
-        if reported:
+        # the coordination service's two wordings for a task past the heartbeat timeout
+        silent = re.search(r"Task /job:(\w+)/(?:replica:\d+/)?task:(\d+) heartbeat timeout|stopped sending "
+                           r"heartbeats\):\s*/job:(\w+)/(?:replica:\d+/)?task:(\d+)", text)
+        if silent and self.task:
+            job, index = (silent[1], silent[2]) if silent[1] else (silent[3], silent[4])
+            cause = (f"the coordination service heard nothing from {self.task.describe_task(job, int(index))} for "
+                     f"{HEARTBEAT_TIMEOUT_MS // 1000} s (it crashed, hung, or its machine was overloaded)")
+        elif reported:
             cause = reported.group(1).strip()
-        elif silent and self.task:
-            cause = (f"the coordination service heard nothing from {self.task.describe_task(silent[1], int(silent[2]))} "
-                     f"for {HEARTBEAT_TIMEOUT_MS // 1000} s (it crashed, hung, or its machine was overloaded)")
         elif others and self.task:
             cause = f"{self.task.describe_task(*others[0])} stopped or cannot be reached"
         elif "coordination service" in text:
