@@ -195,14 +195,19 @@ class Distribution:
             pass
 
     def peer_failure(self, error: BaseException) -> DistributeError | None:
-        """The one-line error for a TensorFlow error another worker's failure caused here, else None."""
+        """The one-line error for a TensorFlow error another worker's failure caused here, else None.
+        The TensorFlow error may sit under another: loading a model under the strategy broadcasts its
+        variables, and load_model turns any failure into a ModelError (raised from it)."""
         if self.workers == 1:
             return None
         from edgecv.tfcompat import tf
 
         errors = tf().errors
-        if not isinstance(error, (errors.UnavailableError, errors.InternalError, errors.AbortedError,
-                                  errors.CancelledError, errors.DeadlineExceededError)):
+        cluster = (errors.UnavailableError, errors.InternalError, errors.AbortedError, errors.CancelledError,
+                   errors.DeadlineExceededError)
+        while error is not None and not isinstance(error, cluster):
+            error = error.__cause__ or error.__context__
+        if error is None:
             return None
         text = str(error)
         reported = re.search(r"(?:Error reported from \S+?:|task is set to ERROR: \w+:) (.+?)(?: \[type\.googleapis|$)",

@@ -277,20 +277,10 @@ def load_model(path: str | Path, what: str = "model", trust: bool = False) -> Lo
     except ModelError:
         raise
     except Exception as e:
-        if _lost_worker(e):  # not the file's fault: compress names the lost worker (Distribution.peer_failure)
-            raise
         raise ModelError(f"cannot load {what} '{path}' as a {MODEL_KINDS[kind].label} ({_first_line(e)}); "
                          "re-save it with model.save('model.keras') from the Keras that trained it") from None
     input_shape, output_shape = _shapes(model, kind, what, path)
     return LoadedModel(model, kind, str(p), input_shape, output_shape)
-
-
-def _lost_worker(error: Exception) -> bool:
-    """Under multi_worker, creating a model's variables broadcasts them to the other workers; these
-    TensorFlow errors mean that broadcast failed, not that the file is bad."""
-    errors = tf().errors
-    return isinstance(error, (errors.AbortedError, errors.UnavailableError, errors.CancelledError,
-                              errors.DeadlineExceededError))
 
 
 def _shapes(model, kind: str, what: str, path) -> tuple[tuple, tuple]:
