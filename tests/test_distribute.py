@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from edgecv.errors import RecipeError
 from tests.conftest import REPO, assert_user_error, run_cli
 
 WORKER_TIMEOUT = 900  # seconds for the whole two-worker run; both are killed past it
@@ -150,25 +151,32 @@ def test_workers_with_different_recipes_both_stop_with_one_line(tmp_path):
 
 def test_multi_worker_waits_longer_than_tensorflows_10_s_for_a_silent_worker():
     """TensorFlow's 10 s heartbeat timeout declared both workers of a CI run dead while two training
-    processes shared 2 cores; edgecv configures the coordination service with its own timeout first,
-    and MultiWorkerMirroredStrategy keeps it."""
+    processes shared 2 cores; edgecv configures the coordination service with its own timeout first
+    (the recipe's distribute.heartbeat_timeout_s), and MultiWorkerMirroredStrategy keeps it."""
+    from edgecv.compress.strategy import HEARTBEAT_TIMEOUT_S
+    from edgecv.pipeline.recipe import validate
+
+    assert validate({})["distribute"]["heartbeat_timeout_s"] == HEARTBEAT_TIMEOUT_S > 10
+    with pytest.raises(RecipeError, match="heartbeat_timeout_s"):
+        validate({"distribute": {"heartbeat_timeout_s": 5}})
     script = textwrap.dedent("""
+        import sys
         from edgecv.compress.strategy import select
         from edgecv.tfcompat import eager_context
-        note = select("multi_worker").note
+        options = {"heartbeat_timeout_s": int(sys.argv[1])} if len(sys.argv) > 1 else None
+        note = select("multi_worker", options).note
         config = eager_context().coordination_service
         print("RESULT", config.heartbeat_timeout_in_ms, config.service_leader, config.coordinated_job_list[0].num_tasks)
         print("NOTE", note)
     """)
     env = {**os.environ, "TF_CONFIG": _tf_config(_free_ports(1), 0)}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    from edgecv.compress.strategy import HEARTBEAT_TIMEOUT_MS
-
-    result = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT ")).split()[1:]
-    assert result == [str(HEARTBEAT_TIMEOUT_MS), "/job:worker/replica:0/task:0", "1"]
-    assert HEARTBEAT_TIMEOUT_MS > 10_000
-    assert f"a worker silent for {HEARTBEAT_TIMEOUT_MS // 1000} s counts as lost" in proc.stdout  # said on start
+    for args, seconds in (([], HEARTBEAT_TIMEOUT_S), (["45"], 45)):
+        proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, cwd=REPO,
+                              env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        result = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT ")).split()[1:]
+        assert result == [str(seconds * 1000), "/job:worker/replica:0/task:0", "1"]
+        assert f"a worker silent for {seconds} s counts as lost" in proc.stdout  # said on start
 
 
 # --- mirrored: a CPU split into 2 logical devices, through fit, with tfmot's pruning callback

@@ -31,10 +31,11 @@ _DONE_BARRIER = "edgecv/run-done"
 _DONE_TIMEOUT_MS = 7 * 24 * 3600 * 1000  # the chief's export, evaluation and profiling after training
 _RECIPE_KEY = "edgecv/recipe-hash"
 _RECIPE_TIMEOUT_MS = 10 * 60 * 1000  # the chief publishes it right after the cluster is up
-# TensorFlow's default (10 s) declared both workers of a CI run dead after the prune stage, when two
-# training processes shared 2 cores. The price: a worker killed without a word (SIGKILL, out of memory)
-# stops the others only after this long (measured: 141 s after a SIGKILL, with 120 s)
-HEARTBEAT_TIMEOUT_MS = 120 * 1000
+# distribute.heartbeat_timeout_s's default. TensorFlow's own (10 s) declared both workers of a CI run
+# dead after the prune stage, when two training processes shared 2 cores. The price: a worker killed
+# without a word (SIGKILL, out of memory) stops the others only after this long (measured: 141 s
+# after a SIGKILL, with 120 s)
+HEARTBEAT_TIMEOUT_S = 120
 TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                      '"task": {"type": "worker", "index": 0}}\' (index 1 on the second machine)')
 
@@ -117,6 +118,7 @@ class Distribution:
     worker_index: int = 0
     note: str = ""  # what was arranged, for the log
     task: ClusterTask | None = None  # multi_worker: this process in TF_CONFIG
+    heartbeat_timeout_s: int = HEARTBEAT_TIMEOUT_S  # multi_worker: a worker silent this long is lost
 
     def tf_strategy(self):
         """The tf.distribute.Strategy to build and train under."""
@@ -221,7 +223,7 @@ class Distribution:
         if silent and self.task:
             job, index = (silent[1], silent[2]) if silent[1] else (silent[3], silent[4])
             cause = (f"the coordination service heard nothing from {self.task.describe_task(job, int(index))} for "
-                     f"{HEARTBEAT_TIMEOUT_MS // 1000} s (it crashed, hung, or its machine was overloaded)")
+                     f"{self.heartbeat_timeout_s} s (it crashed, hung, or its machine was overloaded)")
         elif reported:
             cause = reported.group(1).strip()
         elif others and self.task:
@@ -236,11 +238,11 @@ class Distribution:
                                "(every worker must run the same command and reach the TF_CONFIG addresses)")
 
 
-def _default() -> Distribution:
+def _default(options: dict) -> Distribution:
     return Distribution("default", None)  # TensorFlow is not even imported until a stage trains
 
 
-def _mirrored() -> Distribution:
+def _mirrored(options: dict) -> Distribution:
     from edgecv.tfcompat import tf
 
     tfm = tf()
@@ -258,7 +260,7 @@ def _mirrored() -> Distribution:
                              "sharing the same cores (a correctness check, not a speed-up)")
 
 
-def _multi_worker() -> Distribution:
+def _multi_worker(options: dict) -> Distribution:
     from edgecv.progress import console
     from edgecv.tfcompat import tf
 
@@ -267,7 +269,8 @@ def _multi_worker() -> Distribution:
                   f"(TF_CONFIG task {task.task_type}:{task.task_index}); waiting for every worker at "
                   f"{', '.join(task.addresses)}", highlight=False)
     tfm = tf()
-    _configure_coordination(task)
+    heartbeat_timeout_s = options.get("heartbeat_timeout_s", HEARTBEAT_TIMEOUT_S)
+    _configure_coordination(task, heartbeat_timeout_s)
     try:
         # gradients all-reduced in packs, not one collective per tensor (hundreds of small ones a step)
         options = tfm.distribute.experimental.CommunicationOptions(bytes_per_pack=GRADIENT_PACK_BYTES)
@@ -277,12 +280,13 @@ def _multi_worker() -> Distribution:
     resolver = strategy.cluster_resolver
     role = "chief: writes the run directory" if task.worker_index == 0 else "trains only; the chief writes the run"
     return Distribution("multi_worker", strategy, workers=task.workers, worker_index=task.worker_index, task=task,
+                        heartbeat_timeout_s=heartbeat_timeout_s,
                         note=f"{task.workers} workers connected, {strategy.num_replicas_in_sync} replicas; this is "
                              f"{resolver.task_type}:{resolver.task_id}, {role}; a worker silent for "
-                             f"{HEARTBEAT_TIMEOUT_MS // 1000} s counts as lost")
+                             f"{heartbeat_timeout_s} s counts as lost (distribute.heartbeat_timeout_s)")
 
 
-def _configure_coordination(task: ClusterTask) -> None:
+def _configure_coordination(task: ClusterTask, heartbeat_timeout_s: int) -> None:
     """The coordination service MultiWorkerMirroredStrategy would configure, with a longer heartbeat
     timeout (it keeps one configured before it, and has no option for the timeout)."""
     from edgecv.tfcompat import coordination_protos, eager_context
@@ -290,13 +294,13 @@ def _configure_coordination(task: ClusterTask) -> None:
     jobs = {"chief": int(task.has_chief), "worker": task.workers - int(task.has_chief)}
     leader = "/job:chief/replica:0/task:0" if task.has_chief else "/job:worker/replica:0/task:0"
     eager_context().configure_coordination_service(
-        service_type="standalone", service_leader=leader, heartbeat_timeout_in_ms=HEARTBEAT_TIMEOUT_MS,
+        service_type="standalone", service_leader=leader, heartbeat_timeout_in_ms=heartbeat_timeout_s * 1000,
         coordinated_jobs=[coordination_protos().CoordinatedJob(name=name, num_tasks=n)
                           for name, n in jobs.items() if n])
 
 
-# name -> builder; `distribute.strategy` in the recipe picks one
-STRATEGIES: dict[str, Callable[[], Distribution]] = {
+# name -> builder of the recipe's distribute section; `distribute.strategy` picks one
+STRATEGIES: dict[str, Callable[[dict], Distribution]] = {
     "default": _default,
     "mirrored": _mirrored,
     "multi_worker": _multi_worker,
@@ -305,8 +309,9 @@ STRATEGIES: dict[str, Callable[[], Distribution]] = {
 _active: Distribution | None = None
 
 
-def select(name: str) -> Distribution:
-    """Create the process's strategy (once); selecting a different one later is a bug."""
+def select(name: str, options: dict | None = None) -> Distribution:
+    """Create the process's strategy (once) from the recipe's distribute section (`options`; absent
+    keys take their defaults); selecting a different one later is a bug."""
     global _active
     if _active is not None:
         if _active.name != name:
@@ -314,7 +319,7 @@ def select(name: str) -> Distribution:
         return _active
     if name not in STRATEGIES:
         raise DistributeError(f"unknown distribute.strategy '{name}'; choose one of: {', '.join(STRATEGIES)}")
-    _active = STRATEGIES[name]()
+    _active = STRATEGIES[name](options or {})
     return _active
 
 

@@ -51,7 +51,7 @@ def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool =
     if recipe["distribute"]["strategy"] == "multi_worker" and resume:
         raise RunDirError("--resume does not work with distribute.strategy=multi_worker (the other workers keep no "
                           "earlier state); rerun with --force to start over")
-    dist = select(recipe["distribute"]["strategy"])  # before TensorFlow runs any op
+    dist = select(recipe["distribute"]["strategy"], recipe["distribute"])  # before TensorFlow runs any op
     if dist.note:
         console.print(f"  distribute: {dist.name}, {dist.note}", highlight=False)
     try:

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import yaml
 
-from edgecv.compress.strategy import STRATEGIES
+from edgecv.compress.strategy import HEARTBEAT_TIMEOUT_S, STRATEGIES
 from edgecv.data.preprocess import NORMALIZATIONS
 from edgecv.devices import load_profile
 from edgecv.errors import EdgecvError, RecipeError
@@ -160,6 +160,10 @@ SCHEMA: dict = {
                           "multi_worker (the machines in the TF_CONFIG environment variable; run the same command on "
                           "each, the chief writes the run). Batch sizes are per replica; the global batch and the "
                           "learning rates scale with the replicas", choices=tuple(STRATEGIES)),
+        "heartbeat_timeout_s": Field("int", HEARTBEAT_TIMEOUT_S, "multi_worker: a worker the others hear nothing from "
+                                     "for this long counts as lost and the run stops with a line naming it. Lower finds "
+                                     "a killed worker sooner; TensorFlow's own 10 s lost busy workers on a shared "
+                                     "2-core machine", min=10, max=24 * 3600),
     },
     "profile": {
         "devices": Field("list", ["rpi4", "pixel-4", "host"], "device profiles to pick an artefact for and report its "
