@@ -276,6 +276,9 @@ def load_model(path: str | Path, what: str = "model", trust: bool = False) -> Lo
         model = MODEL_KINDS[kind].load(p, trust)
     except ModelError:
         raise
+    except (MemoryError, tf().errors.ResourceExhaustedError) as e:  # the file is fine: the machine is full
+        raise ModelError(f"ran out of memory loading {what} '{path}' ({_first_line(e)}); free memory (close other "
+                         "processes) or load it on a machine with more") from None
     except Exception as e:
         raise ModelError(f"cannot load {what} '{path}' as a {MODEL_KINDS[kind].label} ({_first_line(e)}); "
                          "re-save it with model.save('model.keras') from the Keras that trained it") from None
