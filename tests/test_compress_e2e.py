@@ -1,7 +1,7 @@
 """End to end: a real (short) compress on the shipped Fashion-MNIST sample, killed mid-stage and
 resumed, then checked for real accuracy and a fully-int8 TFLite graph. The run trains its own teacher
 and a MobileNetV2-1.0 student (the settings these checks were tuned on), not the quickstart's
-shipped teacher and 0.5-wide student (tests/test_teacher.py loads that teacher)."""
+shipped teacher and MobileNetV3-Small student (tests/test_teacher.py loads that teacher)."""
 import json
 import signal
 import subprocess
@@ -16,7 +16,7 @@ from tests.conftest import REPO, assert_user_error, run_cli
 pytestmark = pytest.mark.slow
 
 SHORT = ["--set", "data.max_train_samples=1500", "--set", "teacher.path=null", "--set", "teacher.train.epochs=4",
-         "--set", "student.alpha=1.0", "--set", "distill.epochs=6",
+         "--set", "student.arch=mobilenet_v2", "--set", "student.alpha=1.0", "--set", "distill.epochs=6",
          "--set", "prune.epochs=2", "--set", "quantize.epochs=1", "--set", "quantize.calibration_samples=100",
          "--set", "quantize.max_drop=5",
          "--set", "export.formats=[tflite-int8,tflite-fp32,openvino-fp16,onnx]",

@@ -21,7 +21,8 @@ WORKER_TIMEOUT = 900  # seconds for the whole two-worker run; both are killed pa
 # teacher.path=null: the workers train the teacher too (the quickstart's own is shipped, builtin:)
 TINY = ["--set", "data.max_train_samples=1000", "--set", "teacher.path=null", "--set", "teacher.train.epochs=2",
         "--set", "teacher.train.batch_size=16",
-        "--set", "student.alpha=0.35", "--set", "student.input_size=32", "--set", "distill.epochs=1",
+        "--set", "student.arch=mobilenet_v2", "--set", "student.alpha=0.35", "--set", "student.input_size=32",
+        "--set", "distill.epochs=1",
         "--set", "distill.batch_size=16", "--set", "prune.epochs=1", "--set", "quantize.epochs=1",
         "--set", "quantize.calibration_samples=50", "--set", "export.formats=[tflite-int8]",
         "--set", "profile.devices=[rpi4]", "--set", "distribute.strategy=multi_worker"]
