@@ -273,8 +273,8 @@ def _multi_worker(options: dict) -> Distribution:
     _configure_coordination(task, heartbeat_timeout_s)
     try:
         # gradients all-reduced in packs, not one collective per tensor (hundreds of small ones a step)
-        options = tfm.distribute.experimental.CommunicationOptions(bytes_per_pack=GRADIENT_PACK_BYTES)
-        strategy = tfm.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        communication = tfm.distribute.experimental.CommunicationOptions(bytes_per_pack=GRADIENT_PACK_BYTES)
+        strategy = tfm.distribute.MultiWorkerMirroredStrategy(communication_options=communication)
     except RuntimeError as e:
         raise RuntimeError(f"distribute.strategy=multi_worker must be selected before TensorFlow runs any op ({e})") from e
     resolver = strategy.cluster_resolver
