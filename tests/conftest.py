@@ -69,6 +69,29 @@ def tiny_teacher_factory(tmp_path_factory):
     return make
 
 
+@pytest.fixture
+def model_whose_loader_raises(tmp_path, monkeypatch):
+    """A real tf_keras .keras file whose loader (models/loading.MODEL_KINDS) raises what the test
+    gives: `make(lambda: error)` returns the file's path, for load_model's error lines."""
+    from dataclasses import replace
+
+    from edgecv.models import loading
+    from edgecv.tfcompat import keras
+
+    def make(raise_error):
+        K = keras()
+        path = tmp_path / "m.keras"
+        K.Sequential([K.Input((4,)), K.layers.Dense(2)]).save(path)
+
+        def load(p, trust):
+            raise raise_error()
+
+        monkeypatch.setitem(loading.MODEL_KINDS, "tf_keras-keras", replace(loading.MODEL_KINDS["tf_keras-keras"], load=load))
+        return path
+
+    return make
+
+
 def synthetic_images(n, size=16, channels=1, classes=3, seed=0):
     """Learnable synthetic classes: stripes of a class-specific orientation plus noise."""
     rng = np.random.default_rng(seed)

@@ -307,27 +307,18 @@ def test_another_workers_failure_becomes_one_line(text, cause):
 
 @pytest.mark.parametrize("error, lost_worker", [("AbortedError", True), ("UnavailableError", True),
                                                ("InvalidArgumentError", False)])
-def test_a_lost_worker_while_loading_a_model_is_not_blamed_on_the_file(tmp_path, monkeypatch, error, lost_worker):
+def test_a_lost_worker_while_loading_a_model_is_not_blamed_on_the_file(model_whose_loader_raises, error, lost_worker):
     """Under multi_worker, loading a stage's model broadcasts its variables to the other workers. When
     one is lost, load_model's 'cannot load ... re-save it' (raised from TensorFlow's error) must become
     the lost-worker line (a CI run printed the former); any other load failure stays a ModelError."""
-    from dataclasses import replace
-
     from edgecv.compress.strategy import Distribution, parse_tf_config
     from edgecv.errors import ModelError
     from edgecv.models import loading
-    from edgecv.tfcompat import keras as tf_keras
     from edgecv.tfcompat import tf
 
-    K = tf_keras()
-    path = tmp_path / "m.keras"
-    K.Sequential([K.Input((4,)), K.layers.Dense(2)]).save(path)
-
-    def fail(p, trust):
-        raise getattr(tf().errors, error)(None, None, "Collective ops is aborted by: failed to connect to all "
-                                                      "addresses\nfrom remote target /job:worker/replica:0/task:1")
-
-    monkeypatch.setitem(loading.MODEL_KINDS, "tf_keras-keras", replace(loading.MODEL_KINDS["tf_keras-keras"], load=fail))
+    path = model_whose_loader_raises(lambda: getattr(tf().errors, error)(
+        None, None, "Collective ops is aborted by: failed to connect to all addresses\nfrom remote target "
+                    "/job:worker/replica:0/task:1"))
     with pytest.raises(ModelError, match="re-save it") as raised:
         loading.load_model(path)
     dist = Distribution("multi_worker", strategy=None, workers=2, worker_index=0,

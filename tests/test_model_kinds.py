@@ -65,25 +65,18 @@ def test_two_output_model_is_refused_naming_its_outputs(tmp_path):
 
 
 @pytest.mark.parametrize("error", ["MemoryError", "ResourceExhaustedError"])
-def test_running_out_of_memory_while_loading_is_not_blamed_on_the_file(tmp_path, monkeypatch, error):
+def test_running_out_of_memory_while_loading_is_not_blamed_on_the_file(model_whose_loader_raises, error):
     """A model too big for the machine's free memory is a full machine, not a bad file: the line
     says so instead of 'cannot load ... re-save it'."""
-    from dataclasses import replace
-
     from edgecv.models import loading
-    from edgecv.tfcompat import keras as tf_keras
     from edgecv.tfcompat import tf
 
-    K = tf_keras()
-    path = tmp_path / "m.keras"
-    K.Sequential([K.Input((4,)), K.layers.Dense(2)]).save(path)
-
-    def fail(p, trust):
+    def out_of_memory():
         if error == "MemoryError":
-            raise MemoryError()
-        raise tf().errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[4096,4096]")
+            return MemoryError()
+        return tf().errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[4096,4096]")
 
-    monkeypatch.setitem(loading.MODEL_KINDS, "tf_keras-keras", replace(loading.MODEL_KINDS["tf_keras-keras"], load=fail))
+    path = model_whose_loader_raises(out_of_memory)
     with pytest.raises(ModelError) as raised:
         loading.load_model(path, "teacher")
     line = str(raised.value)
