@@ -58,6 +58,19 @@ def test_bench_duration_and_bad_arguments(model, tmp_path):
     assert unknown.exit_code == 2 and "rpi4" in unknown.output  # the known IDs are listed
 
 
+def test_rounds_time_every_item_in_every_round_and_take_the_median(model, tmp_path):
+    from edgecv.measure.bench import bench_rounds
+
+    wider = tmp_path / "wider.tflite"
+    wider.write_bytes(build_small_cnn(h=32, w=32, c=3, filters=64))
+    rounds_done = []
+    timed = bench_rounds([(model, 1), (wider, 2)], rounds=3, seconds=0.1, warmup=1, progress=rounds_done.append)
+    assert rounds_done == [1, 2, 3] and [t["threads"] for t in timed] == [1, 2]
+    for t in timed:
+        assert len(t["round_p50s_ms"]) == 3 and all(v > 0 for v in t["round_p50s_ms"]) and t["runs"] >= 3
+        assert t["p50_ms"] == float(np.median(t["round_p50s_ms"]))
+
+
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
     from tests.sshd import start_sshd

@@ -133,6 +133,30 @@ def bench_artefact(path, threads: list[int] | None = None, warmup: int = WARMUP_
     }
 
 
+def bench_rounds(items: list[tuple[Path, int]], rounds: int, seconds: float, warmup: int = WARMUP_RUNS,
+                 progress=lambda done: None) -> list[dict]:
+    """Time several (artefact, threads) items round-robin: in each of `rounds` rounds every item runs
+    for `seconds`. An item's figure is the median of its per-round p50s. Why: on a shared VM the
+    speed changes for seconds at a time (a 0.5 s block of MobileNetV3-Small at 2 threads measured
+    0.90-1.84 ms in 80 s on 2026-12-04), so one block's p50 can land wholly in a slow
+    spell; rounds spread over the whole set's time cannot all land in one. Returns per item:
+    p50_ms (that median), round_p50s_ms, runs, threads."""
+    ready = [_ready(Path(path), threads, warmup)[:2] for path, threads in items]
+    round_p50s, runs = [[] for _ in items], [0] * len(items)
+    for done in range(rounds):
+        for i, (_, call) in enumerate(ready):
+            times, began = [], time.perf_counter()
+            while time.perf_counter() - began < seconds and len(times) < MAX_RUNS:
+                t0 = time.perf_counter()
+                call()
+                times.append((time.perf_counter() - t0) * 1000)
+            round_p50s[i].append(float(np.median(times)))
+            runs[i] += len(times)
+        progress(done + 1)
+    return [{"p50_ms": float(np.median(p50s)), "round_p50s_ms": p50s, "runs": n, "threads": runner.num_threads}
+            for (runner, _), p50s, n in zip(ready, round_p50s, runs)]
+
+
 def bench_interleaved(baseline, candidate, threads: int | None = None, warmup: int = WARMUP_RUNS,
                       pairs: int = MIN_RUNS, min_seconds: float = 2 * MIN_SECONDS, progress=lambda n: None) -> dict:
     """Time two artefacts alternately on this machine (A B, B A, A B, ...) until there are at least

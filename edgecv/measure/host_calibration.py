@@ -23,7 +23,8 @@ from edgecv.errors import EdgecvError
 from edgecv.fileio import write_json_atomic
 from edgecv.resources import shipped_dir
 
-REFERENCE_SECONDS = 1.0
+REFERENCE_SECONDS = 1.2  # per reference model, in REFERENCE_ROUNDS rounds (bench_rounds)
+REFERENCE_ROUNDS = 4
 HOST_REFERENCE_DIR = "host"  # devices/reference/host/<shape>-<precision>.tflite
 # The host cost model's terms: the estimator's features, and the activation bytes of ops the
 # delegate leaves to LiteRT's built-in kernels (int8 HARD_SWISH there cost 15x XNNPACK's int8 price
@@ -146,15 +147,19 @@ def fit_scale(precision: str, measured: dict[str, tuple[float, int]], threads: i
 
 def _fit_precision(precision: str) -> dict:
     """The host's cost model at `precision` and 1 thread (stable timings), fitted to the references."""
-    measured = {name: _bench_p50(path, 1) for name, path in host_reference_set(precision).items()}
-    return fit_scale(precision, measured, 1, f"host: measured here, p50 over >= {REFERENCE_SECONDS:g} s each")
+    return fit_scale(precision, _time_references(precision, 1), 1,
+                     f"host: measured here, each reference's p50 the median of {REFERENCE_ROUNDS} round-robin "
+                     f"rounds ({REFERENCE_SECONDS:g} s per reference in all)")
 
 
-def _bench_p50(path: Path, threads: int) -> tuple[float, int]:
-    from edgecv.measure.bench import bench_artefact
+def _time_references(precision: str, threads: int) -> dict[str, tuple[float, int]]:
+    """{reference name: (ms, runs)} of host_reference_set at `threads`, timed round-robin (bench_rounds)."""
+    from edgecv.measure.bench import bench_rounds
 
-    result = bench_artefact(path, [threads], warmup=5, runs=None, duration=REFERENCE_SECONDS)["results"][0]
-    return result["p50_ms"], result["runs"]
+    files = host_reference_set(precision)
+    timed = bench_rounds([(path, threads) for path in files.values()], REFERENCE_ROUNDS,
+                         REFERENCE_SECONDS / REFERENCE_ROUNDS, warmup=5)
+    return {name: (t["p50_ms"], t["runs"]) for name, t in zip(files, timed)}
 
 
 def reference_terms(precision: str) -> dict[str, np.ndarray]:
@@ -178,7 +183,7 @@ def _at_threads(scale: dict, precision: str, threads: int) -> dict:
     fitted = host_weights(scale)
     parts = {name: terms * fitted for name, terms in reference_terms(precision).items()}  # ms per term, 1 thread
     at_one = {f["model"]: f["measured_ms"] for f in scale["fit"]}
-    timed = {name: _bench_p50(path, threads) for name, path in host_reference_set(precision).items()}
+    timed = _time_references(precision, threads)
     spent = sum(parts.values())
     slowed = sum(parts[name] * (timed[name][0] / at_one[name]) for name in parts)
     # a term the fit priced at 0 needs no speed-up
@@ -206,7 +211,7 @@ def host_scales(profile, threads: int | None = None) -> dict:
     facts, threads = profile.facts or machine_facts(), threads or profile.threads["default"]
     files = {p: {n: file_sha256(f) for n, f in host_reference_set(p).items()} for p in PRECISIONS}
     key = json.dumps([facts.get("cpu_model"), facts.get("cores_logical"), threads, LiteRTRunner.version(), __version__,
-                      files, HOST_TERMS] + (["speed-up per term"] if threads > 1 else []))  # 1-thread fits still valid
+                      files, HOST_TERMS, f"{REFERENCE_ROUNDS} rounds"] + (["speed-up per term"] if threads > 1 else []))
     cache = _cache_path()
     entries = _read_cache()
     if key in entries:
