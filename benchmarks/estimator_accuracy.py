@@ -192,24 +192,32 @@ def ship_references(cache: Path) -> None:
                 target.write_bytes(path.read_bytes())
 
 
+HOST_ROUNDS = 3  # each host row benched this many times, round-robin over the table
+
+
 def host_side_by_side(cache: Path) -> list[dict]:
+    """Each host row estimated, then measured with `edgecv bench`'s code and default stop rule in
+    HOST_ROUNDS round-robin rounds over all rows; the measured figure is the median of the rounds'
+    p50s: a slow spell of this VM (seconds long) then moves one round, not the row."""
     from edgecv.devices.host import host_profile
     from edgecv.measure.bench import bench_artefact
     from edgecv.measure.estimate import estimate_for_device
     from edgecv.measure.tflite_graph import read_tflite_graph
 
     host = host_profile()
+    rows = [(threads, name, size, precision, path) for threads in sorted({1, host.threads["default"]})
+            for name, size in HOST_MODELS for precision, path in tflite_files(name, size, cache).items()]
+    estimates = [estimate_for_device(read_tflite_graph(path), host, threads=threads) for threads, *_, path in rows]
+    rounds = [[bench_artefact(path, [threads])["results"][0] for threads, *_, path in rows] for _ in range(HOST_ROUNDS)]
     out = []
-    for threads in sorted({1, host.threads["default"]}):
-        for name, size in HOST_MODELS:
-            for precision, path in tflite_files(name, size, cache).items():
-                estimate = estimate_for_device(read_tflite_graph(path), host, threads=threads)
-                measured = bench_artefact(path, [threads])["results"][0]
-                out.append({"model": name, "input": size, "precision": precision, "threads": threads,
-                            "estimated_ms": estimate["ms"], "measured_p50_ms": measured["p50_ms"],
-                            "runs": measured["runs"], "error": estimate["ms"] / measured["p50_ms"] - 1,
-                            "calibration": estimate["calibration"]})
-                print(json.dumps(out[-1]), flush=True)
+    for i, ((threads, name, size, precision, _), estimate) in enumerate(zip(rows, estimates)):
+        p50s = [r[i]["p50_ms"] for r in rounds]
+        measured = float(np.median(p50s))
+        out.append({"model": name, "input": size, "precision": precision, "threads": threads,
+                    "estimated_ms": estimate["ms"], "measured_p50_ms": measured, "round_p50s_ms": p50s,
+                    "runs": sum(r[i]["runs"] for r in rounds), "error": estimate["ms"] / measured - 1,
+                    "calibration": estimate["calibration"]})
+        print(json.dumps(out[-1]), flush=True)
     return out
 
 
@@ -262,15 +270,17 @@ def markdown(result: dict) -> str:
         lines += [f"Host estimate vs host measurement ({machine.get('cpu_model')}, {machine.get('cores_logical')} cores). "
                   "Estimated: the host's own cost model, fitted at run time to the reference models in devices/reference/ "
                   "(none of them is a model below) timed here at 1 thread, and at more threads each term divided "
-                  "by the reference models' speed-ups, weighted by the ms each spends on it; measured: `edgecv bench` "
-                  "p50 (>= 100 runs and >= 5 s). Worst error "
+                  "by the reference models' speed-ups, weighted by the ms each spends on it; measured: the median of "
+                  f"{HOST_ROUNDS} `edgecv bench` p50s (each >= 100 runs and >= 5 s), taken in round-robin rounds over "
+                  "the table's rows, with every round's p50 in brackets. Worst error "
                   + ", ".join(f"at {t} thread{'s' if t > 1 else ''} **{w:.1%}**" for t, w in worst.items())
                   + " (target: within 25 %).", "",
-                  "| model | input | precision | threads | estimated ms | measured p50 ms (runs) | error |",
+                  "| model | input | precision | threads | estimated ms | measured p50 ms (each round; runs in all) | error |",
                   "|---|---|---|---|---|---|---|"]
         for r in result["host"]:
             lines.append(f"| {r['model']} | {r['input']} | {r['precision']} | {r['threads']} | {r['estimated_ms']:.2f} | "
-                         f"{r['measured_p50_ms']:.2f} ({r['runs']}) | {r['error']:+.1%} |")
+                         f"{r['measured_p50_ms']:.2f} ({', '.join(f'{v:.2f}' for v in r['round_p50s_ms'])}; {r['runs']}) | "
+                         f"{r['error']:+.1%} |")
         fits = [f for f in result["host_fits"] if f["threads"] == 1]
         lines += ["", "The host's fit at 1 thread: each reference model's measured p50 / fitted ms "
                   "(`host_calibration.py`; the first `edgecv profile` on a machine makes it and caches it):", "",
