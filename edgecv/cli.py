@@ -121,7 +121,7 @@ def compress(recipe, teacher, data, out, overrides, resume, force, as_json, trus
 def print_summary(report: dict, out: Path) -> None:
     """The report's summary table (the one report.md and report.html show), then the next commands."""
     from edgecv.report.report import REPORT_HTML, REPORT_JSON, REPORT_MD
-    from edgecv.report.summary import profile_devices, ship_table, shipped_artefact, summary_table
+    from edgecv.report.summary import recipe_devices, ship_table, shipped_artefact, summary_table
     from edgecv.report.terminal import print_table, rich_table
 
     title = f"edgecv: {report['recipe']['name']}  ({report['data']['test_samples']} held-out images)"
@@ -136,7 +136,7 @@ def print_summary(report: dict, out: Path) -> None:
     paths = [out / name for name in (REPORT_JSON, REPORT_MD, REPORT_HTML) if (out / name).exists()]
     console.print("Report: " + ", ".join(str(p) for p in paths), highlight=False, markup=False, soft_wrap=True)
     ship = shipped_artefact(report)
-    devices = profile_devices(report) or ["rpi4", "pixel-4"]
+    devices = recipe_devices(report) or ["rpi4", "pixel-4"]  # a user profile by its path: `--device` finds it
     console.print("[bold]Next:[/]")
     if ship:
         console.print(f"  edgecv bench {out / ship['path']} --threads 1,2,4", highlight=False, markup=False,

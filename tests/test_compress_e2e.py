@@ -138,6 +138,9 @@ def test_profile_stage_ships_an_artefact_per_device_with_its_accuracy_and_latenc
     opi = devices["orange-pi-5"]
     assert opi["format"] == "tflite-int8" and opi["latency_source"] == "estimated"
     assert "from CPU facts: same big core (cortex-a76)" in opi["estimated"]["calibration"]
+    # one column per device, named by id (not also by the path the recipe gave)
+    header = next(line for line in (resumed_run["out"] / "report.md").read_text().splitlines() if "parity |" in line)
+    assert "| orange-pi-5 latency |" in header and ".yaml" not in header, header
     report_path = resumed_run["out"] / "report.json"
     gate = run_cli("gate", "--baseline", report_path, "--candidate", report_path, "--check",
                    "latency.orange-pi-5 max-increase 5%")

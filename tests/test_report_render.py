@@ -363,3 +363,15 @@ def test_report_package_renders_without_tensorflow(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert (run / "report_files" / "accuracy_vs_latency.png").is_file()
+
+
+def test_a_user_profile_given_by_path_is_one_column_named_by_its_id():
+    """profile.devices may name a profile YAML by path; the profile stage keys its results by the
+    profile's id, and the tables follow those. `Next:` commands keep the path (--device takes it)."""
+    user = "/boards/orange-pi-5.yaml"
+    report = {"recipe": {"profile": {"devices": ["host", user]}}}
+    assert S.profile_devices(report) == ["host"]  # no profile results yet: the path names no column
+    report["stages"] = {"profile": {"result": {"devices": {"host": {}, "orange-pi-5": {}},
+                                               "latency": {"student-int8.tflite": {"host": {}, "orange-pi-5": {}}}}}}
+    assert S.profile_devices(report) == ["host", "orange-pi-5"]
+    assert S.recipe_devices(report) == ["host", user]

@@ -8,6 +8,7 @@ profile stage's latency per artefact) are used when present and left out otherwi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -54,12 +55,19 @@ def shipped_artefact(report: dict) -> dict | None:
 
 
 def profile_devices(report: dict) -> list[str]:
-    """Device IDs the profile stage covered, in the recipe's order."""
+    """Device IDs the profile stage covered, in the recipe's order (the stage keys its results by
+    profile id). Without its results, the recipe's entries that are IDs: an entry may be a profile
+    YAML's path, whose id only the profile stage read."""
     result = _profile_result(report)
-    ids = list((report.get("recipe", {}).get("profile") or {}).get("devices") or [])
+    ids = []
     for more in (result.get("devices") or {}), *((result.get("latency") or {}).values()):
         ids += [d for d in more if d not in ids]
-    return ids
+    return ids or [d for d in recipe_devices(report) if Path(d).suffix not in (".yaml", ".yml")]
+
+
+def recipe_devices(report: dict) -> list[str]:
+    """The recipe's profile.devices as written: IDs and profile YAML paths (what `--device` takes)."""
+    return list((report.get("recipe", {}).get("profile") or {}).get("devices") or [])
 
 
 def _profile_result(report: dict) -> dict:
