@@ -283,6 +283,16 @@ def test_delegation_names_the_ops_left_out_by_graph_index():
         assert len(delegation["not_delegated_ops"]) == sum(delegation["not_delegated"].values())
 
 
+def test_an_estimate_says_when_the_machine_s_speed_moved_while_its_references_were_timed():
+    from edgecv.measure.host_calibration import unsteady_note
+
+    steady = {"dense_heavy": {"round_p50s_ms": [2.90, 2.95, 3.00, 2.94]}}
+    assert unsteady_note(steady) == ""
+    moved = {**steady, "squeeze_excite": {"round_p50s_ms": [0.31, 0.30, 0.47, 0.32]}}
+    note = unsteady_note(moved)
+    assert "squeeze_excite: rounds from 0.300 to 0.470 ms, +57%" in note and "bench at the thread count you ship" in note
+
+
 def test_host_is_fitted_to_its_references_and_prices_ops_outside_xnnpack(tmp_path, monkeypatch):
     """The host's own cost model: fitted here (at 1 thread, cached), scaled to 2 threads by the
     speed-ups measured per term, and charging LiteRT's built-in kernels for int8 HARD_SWISH."""

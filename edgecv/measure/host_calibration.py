@@ -25,6 +25,9 @@ from edgecv.resources import shipped_dir
 
 REFERENCE_SECONDS = 1.2  # per reference model, in REFERENCE_ROUNDS rounds (bench_rounds)
 REFERENCE_ROUNDS = 4
+# One reference's rounds further apart than this: the machine's speed moved while it was timed (on
+# this VM at 2 threads, MobileNetV3-Small fp32 took 1.0 or 1.5 ms by the minute: BENCHMARKS.md).
+UNSTEADY = 0.25
 HOST_REFERENCE_DIR = "host"  # devices/reference/host/<shape>-<precision>.tflite
 # The host cost model's terms: the estimator's features, and the activation bytes of ops the
 # delegate leaves to LiteRT's built-in kernels (int8 HARD_SWISH there cost 15x XNNPACK's int8 price
@@ -147,19 +150,34 @@ def fit_scale(precision: str, measured: dict[str, tuple[float, int]], threads: i
 
 def _fit_precision(precision: str) -> dict:
     """The host's cost model at `precision` and 1 thread (stable timings), fitted to the references."""
-    return fit_scale(precision, _time_references(precision, 1), 1,
-                     f"host: measured here, each reference's p50 the median of {REFERENCE_ROUNDS} round-robin "
-                     f"rounds ({REFERENCE_SECONDS:g} s per reference in all)")
+    timed = _time_references(precision, 1)
+    scale = fit_scale(precision, {name: (t["p50_ms"], t["runs"]) for name, t in timed.items()}, 1,
+                      f"host: measured here, each reference's p50 the median of {REFERENCE_ROUNDS} round-robin "
+                      f"rounds ({REFERENCE_SECONDS:g} s per reference in all)")
+    return {**scale, "how": scale["how"] + unsteady_note(timed)}
 
 
-def _time_references(precision: str, threads: int) -> dict[str, tuple[float, int]]:
-    """{reference name: (ms, runs)} of host_reference_set at `threads`, timed round-robin (bench_rounds)."""
+def _time_references(precision: str, threads: int) -> dict[str, dict]:
+    """{reference name: bench_rounds' entry (p50_ms, round_p50s_ms, runs)} of host_reference_set at
+    `threads`, timed round-robin."""
     from edgecv.measure.bench import bench_rounds
 
     files = host_reference_set(precision)
     timed = bench_rounds([(path, threads) for path in files.values()], REFERENCE_ROUNDS,
                          REFERENCE_SECONDS / REFERENCE_ROUNDS, warmup=5)
-    return {name: (t["p50_ms"], t["runs"]) for name, t in zip(files, timed)}
+    return dict(zip(files, timed))
+
+
+def unsteady_note(timed: dict[str, dict]) -> str:
+    """What to add to an estimate's `how` when one reference's rounds lay more than UNSTEADY apart:
+    this machine's speed moved while it was timed, and its estimates are as uncertain ('' if not)."""
+    name, worst = max(timed.items(), key=lambda item: max(item[1]["round_p50s_ms"]) / min(item[1]["round_p50s_ms"]))
+    low, high = min(worst["round_p50s_ms"]), max(worst["round_p50s_ms"])
+    if high / low - 1 <= UNSTEADY:
+        return ""
+    return (f"; this machine's speed moved while it was timed ({name}: rounds from {low:.3f} to {high:.3f} ms, "
+            f"+{high / low - 1:.0%}; a shared VM?), so an estimate here can be off by as much: bench at the thread "
+            "count you ship")
 
 
 def reference_terms(precision: str) -> dict[str, np.ndarray]:
@@ -185,16 +203,16 @@ def _at_threads(scale: dict, precision: str, threads: int) -> dict:
     at_one = {f["model"]: f["measured_ms"] for f in scale["fit"]}
     timed = _time_references(precision, threads)
     spent = sum(parts.values())
-    slowed = sum(parts[name] * (timed[name][0] / at_one[name]) for name in parts)
+    slowed = sum(parts[name] * (timed[name]["p50_ms"] / at_one[name]) for name in parts)
     # a term the fit priced at 0 needs no speed-up
     speedup = np.divide(spent, slowed, out=np.ones_like(spent), where=spent > 0)
     speedups = {term: float(v) for term, v, ms in zip(HOST_TERMS, speedup, spent) if ms > 0}
     how = (f"{scale['how']}; at {threads} threads each term / its speed-up ("
            + ", ".join(f"{term} {v:.2f}" for term, v in speedups.items())
            + "): the reference models' speed-ups measured here, weighted by the ms each spends on the term ("
-           + ", ".join(f"{name} {at_one[name]:.3f} -> {ms:.3f} ms over {runs} runs"
-                       for name, (ms, runs) in timed.items())
-           + ")")
+           + ", ".join(f"{name} {at_one[name]:.3f} -> {t['p50_ms']:.3f} ms over {t['runs']} runs"
+                       for name, t in timed.items())
+           + ")" + unsteady_note(timed))
     return {**as_scale(fitted / speedup, threads, how, scale["fit"]),
             "thread_speedups": {term: round(v, 3) for term, v in speedups.items()}}
 
