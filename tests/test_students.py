@@ -265,3 +265,18 @@ def test_hard_swish_is_lowered_to_int8_ops_xnnpack_runs(tmp_path):
     d = runner.delegation()
     assert d["not_delegated"] == {} and d["partitions"] == 1 and d["delegated"] == d["ops"], d
     assert (int8.argmax(1) == qat.argmax(1)).mean() >= 0.95
+
+
+def test_minimalistic_is_read_by_mobilenet_v3_only_and_a_recipe_asking_it_of_another_arch_is_told():
+    from edgecv.models.students import MINIMALISTIC_ARCHS, minimalistic_note
+
+    def layer_types(arch, minimalistic):
+        return sorted(type(layer).__name__ for layer in build_student(arch, (32, 32, 3), 10, 0.35,
+                                                                         minimalistic=minimalistic).layers)
+
+    for arch in ("mobilenet_v2", *MINIMALISTIC_ARCHS):
+        changed = layer_types(arch, True) != layer_types(arch, False)
+        assert changed == (arch in MINIMALISTIC_ARCHS), arch
+        assert (minimalistic_note(arch, True) is None) == (arch in MINIMALISTIC_ARCHS)
+        assert minimalistic_note(arch, False) is None
+    assert "mobilenet_v2 is built as usual" in minimalistic_note("mobilenet_v2", True)

@@ -36,6 +36,18 @@ STUDENTS = {
 }
 
 
+MINIMALISTIC_ARCHS = ("mobilenet_v3_small", "mobilenet_v3_large")  # the builders that read `minimalistic`
+
+
+def minimalistic_note(arch: str, minimalistic: bool) -> str | None:
+    """What to tell a user whose recipe asks for a minimalistic student the arch has no such variant of
+    (e.g. the quickstart's MobileNetV3 recipe with --set student.arch=mobilenet_v2)."""
+    if minimalistic and arch not in MINIMALISTIC_ARCHS:
+        return (f"student.minimalistic applies to {' and '.join(MINIMALISTIC_ARCHS)} only; {arch} is built as "
+                "usual (set student.minimalistic=false to silence this)")
+    return None
+
+
 def build_student(arch: str, input_shape, num_classes: int, alpha: float = 1.0, dropout: float | None = 0.2,
                   minimalistic: bool = False):
     kwargs = {"alpha": alpha, "minimalistic": minimalistic}

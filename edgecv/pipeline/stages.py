@@ -64,7 +64,7 @@ def _distillation(ctx: RunContext, teacher_logits: np.ndarray | None = None) -> 
 
 def run_distill(ctx: RunContext, out: Path) -> dict:
     from edgecv.compress.training import fit, save_model
-    from edgecv.models.students import build_student
+    from edgecv.models.students import build_student, minimalistic_note
 
     s, d, ds = ctx.recipe["student"], ctx.recipe["distill"], ctx.dataset
     check = ctx.teacher_check  # before an hour of distilling from a teacher at chance
@@ -100,6 +100,8 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
                               weights=s["weights"])
         return model
 
+    if not user and (note := minimalistic_note(s["arch"], s["minimalistic"])):
+        console.print(f"  note: {note}", highlight=False)
     if s["weights"] != "none":
         from edgecv.models.pretrained import input_note
 
