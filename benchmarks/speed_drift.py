@@ -21,17 +21,8 @@ DEFAULT_MODEL = ROOT / "benchmarks" / ".cache" / "estimator" / "mobilenet_v3_sma
 THREADS = (1, 2)
 
 
-def block_median_ms(call, seconds: float) -> float:
-    times, began = [], time.perf_counter()
-    while time.perf_counter() - began < seconds:
-        t0 = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - t0) * 1000)
-    return float(np.median(times))
-
-
 def main():
-    from edgecv.measure.bench import _ready
+    from edgecv.measure.bench import _ready, time_calls
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="?", type=Path, default=DEFAULT_MODEL)
@@ -47,7 +38,7 @@ def main():
     while time.monotonic() < end:
         began = time.monotonic()
         for t, call in calls.items():
-            samples[t].append(block_median_ms(call, args.block))
+            samples[t].append(float(np.median(time_calls(call, args.block))))
         print(time.strftime("%H:%M:%S"), "  ".join(f"{t} thread(s) {samples[t][-1]:.3f} ms" for t in THREADS), flush=True)
         time.sleep(max(0.0, args.every - (time.monotonic() - began)))
     print(f"{args.model.name}, {len(samples[1])} samples of {args.block:g} s: "

@@ -133,6 +133,16 @@ def bench_artefact(path, threads: list[int] | None = None, warmup: int = WARMUP_
     }
 
 
+def time_calls(call, seconds: float) -> list[float]:
+    """ms of each call() made for `seconds` (at least one call, at most MAX_RUNS)."""
+    times, began = [], time.perf_counter()
+    while time.perf_counter() - began < seconds and len(times) < MAX_RUNS:
+        t0 = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
 def bench_rounds(items: list[tuple[Path, int]], rounds: int, seconds: float, warmup: int = WARMUP_RUNS,
                  progress=lambda done: None) -> list[dict]:
     """Time several (artefact, threads) items round-robin: in each of `rounds` rounds every item runs
@@ -145,11 +155,7 @@ def bench_rounds(items: list[tuple[Path, int]], rounds: int, seconds: float, war
     round_p50s, runs = [[] for _ in items], [0] * len(items)
     for done in range(rounds):
         for i, (_, call) in enumerate(ready):
-            times, began = [], time.perf_counter()
-            while time.perf_counter() - began < seconds and len(times) < MAX_RUNS:
-                t0 = time.perf_counter()
-                call()
-                times.append((time.perf_counter() - t0) * 1000)
+            times = time_calls(call, seconds)
             round_p50s[i].append(float(np.median(times)))
             runs[i] += len(times)
         progress(done + 1)
