@@ -22,7 +22,7 @@ THREADS = (1, 2)
 
 
 def main():
-    from edgecv.measure.bench import _ready, time_calls
+    from edgecv.measure.bench import ready_runner, time_calls
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="?", type=Path, default=DEFAULT_MODEL)
@@ -32,7 +32,7 @@ def main():
     args = parser.parse_args()
     if not args.model.is_file():
         raise SystemExit(f"{args.model} not found; run python -m benchmarks.estimator_accuracy first, or give a .tflite")
-    calls = {t: _ready(args.model, t, warmup=10)[1] for t in THREADS}
+    calls = {t: ready_runner(args.model, t, warmup=10)[1] for t in THREADS}
     samples = {t: [] for t in THREADS}
     end = time.monotonic() + args.seconds
     while time.monotonic() < end:

@@ -46,7 +46,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _ready(path: Path, threads: int | None, warmup: int) -> tuple:
+def ready_runner(path: Path, threads: int | None, warmup: int) -> tuple:
     """Load `path`, time its load and first inference, warm it up; returns (runner, call, load ms, first ms)."""
     start = time.perf_counter()
     runner = open_runner(path, num_threads=threads)
@@ -62,7 +62,7 @@ def _ready(path: Path, threads: int | None, warmup: int) -> tuple:
 
 
 def _measure(path: Path, threads: int, warmup: int, runs: int | None, duration: float | None, progress) -> tuple:
-    runner, call, load_ms, first_ms = _ready(path, threads, warmup)
+    runner, call, load_ms, first_ms = ready_runner(path, threads, warmup)
     if runs is not None:
         min_runs, min_seconds, max_runs = runs, 0.0, runs
     elif duration is not None:
@@ -151,7 +151,7 @@ def bench_rounds(items: list[tuple[Path, int]], rounds: int, seconds: float, war
     0.90-1.84 ms in 80 s on 2026-12-04), so one block's p50 can land wholly in a slow
     spell; rounds spread over the whole set's time cannot all land in one. Returns per item:
     p50_ms (that median), round_p50s_ms, runs, threads."""
-    ready = [_ready(Path(path), threads, warmup)[:2] for path, threads in items]
+    ready = [ready_runner(Path(path), threads, warmup)[:2] for path, threads in items]
     round_p50s, runs = [[] for _ in items], [0] * len(items)
     for done in range(rounds):
         for i, (_, call) in enumerate(ready):
@@ -172,8 +172,8 @@ def bench_interleaved(baseline, candidate, threads: int | None = None, warmup: i
     from edgecv.devices.host import machine_facts
 
     a, b = Path(baseline), Path(candidate)
-    runner_a, call_a, *_ = _ready(a, threads, warmup)
-    runner_b, call_b, *_ = _ready(b, threads, warmup)
+    runner_a, call_a, *_ = ready_runner(a, threads, warmup)
+    runner_b, call_b, *_ = ready_runner(b, threads, warmup)
     times_a, times_b = [], []
     began = time.perf_counter()
     while len(times_a) < pairs or time.perf_counter() - began < min_seconds:
