@@ -81,7 +81,7 @@ def main():
 
     \b
     Example:
-      edgecv compress                      # quickstart: trains a teacher on a Fashion-MNIST sample
+      edgecv compress                      # quickstart: distils the shipped teacher on a Fashion-MNIST sample
       edgecv compress --recipe mobilenetv2-int8 --teacher model.keras --data images/ --out runs/exp1
     """
 
@@ -101,7 +101,7 @@ def compress(recipe, teacher, data, out, overrides, resume, force, as_json, trus
 
     \b
     Examples:
-      edgecv compress                                  # built-in quickstart (~8 min on 2 cores)
+      edgecv compress                                  # built-in quickstart (5-6 min on 2 cores: README)
       edgecv compress -r mobilenetv2-int8 -t my_model.keras -d my_images/ -o runs/exp1
       edgecv compress -r quickstart --set prune.target_sparsity=0.6 -o runs/sparse60
       edgecv compress -o runs/exp1 --resume            # continue after a crash or Ctrl-C
