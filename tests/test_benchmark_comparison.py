@@ -109,3 +109,16 @@ def test_a_longer_run_without_the_tfmot_baseline_is_judged_and_published(tmp_pat
     assert longer["distill.epochs"] > full["distill.epochs"]
     assert {k: v for k, v in longer.items() if k != "distill.epochs"} == {k: v for k, v in full.items() if k != "distill.epochs"}
     assert not run.LONGER.ablation and "qat" not in run.LONGER.baselines
+
+
+def test_the_flip_mode_changes_only_the_augmentation_and_has_its_own_section():
+    """`python -m benchmarks.run --flip` is the full run's best student with the teacher online on
+    flipped images and nothing else changed; like --longer it publishes into its own section."""
+    from benchmarks import run
+
+    flip, full = run.FLIP.students["mobilenetv3-small-int8"], run.FULL.students["mobilenetv3-small-int8"]
+    assert flip == {**full, "distill.augment.flip": "true"}
+    assert not run.FLIP.ablation and "qat" not in run.FLIP.baselines
+    sections = [s.section for s in (run.FULL, *run.MODES.values()) if s.section]
+    assert len({marker for marker, _ in sections}) == len(sections)  # no two modes write the same section
+    assert run.QUICK.section is None  # a smoke check never overwrites BENCHMARKS.md
