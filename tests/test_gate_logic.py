@@ -14,8 +14,8 @@ from rich.console import Console
 from edgecv.errors import EdgecvError, GateError
 from edgecv.gate.checks import ALIASES
 from edgecv.fileio import write_json_atomic, write_text_atomic
-from edgecv.gate import (checks_from_recipe, drop_ci, load_report, mcnemar_p, parse_check, render_json, render_junit,
-                         render_markdown, render_table, run_gate)
+from edgecv.gate import (checks_from_recipe, drop_ci, load_report, mcnemar_p, paired_standard_error, parse_check,
+                         render_json, render_junit, render_markdown, render_table, run_gate)
 
 CLASSES = ["T-shirt/top", "Trouser", "Bag"]
 JUNIT_XSD = Path(__file__).with_name("junit.xsd")
@@ -164,6 +164,10 @@ def test_drop_ci_is_the_wald_interval():
     assert (lo, hi) == (pytest.approx(0.08 - 1.959964 * 0.0337046, abs=1e-6),
                         pytest.approx(0.08 + 1.959964 * 0.0337046, abs=1e-6))
     assert drop_ci(0, 0, 50) == (0.0, 0.0)
+    # the report's "± x pt" is the same standard error, and it counts only the images the models disagree on
+    assert paired_standard_error(10, 2, 100) == pytest.approx(0.0337046, abs=1e-6)
+    assert paired_standard_error(10, 2, 100_000) < paired_standard_error(10, 2, 100)
+    assert paired_standard_error(0, 0, 50) == 0.0
 
 
 # -- accuracy verdicts ---------------------------------------------------------------------------

@@ -152,6 +152,22 @@ def test_summary_table_marks_measured_estimated_parity_and_the_shipped_file():
     assert tones["student-fp32.tflite"][10] == "fail"
 
 
+def test_a_difference_from_the_teacher_carries_its_standard_error_where_the_report_has_it():
+    """Newer reports store each artefact's paired standard error of Δ vs teacher: the summary, the
+    headline and the comparison table show it as "± x pt" with a note on reading it; older reports
+    show the difference alone."""
+    r = full_report()
+    ship = S.shipped_artefact(r)
+    ship["delta_top1_se"] = 0.00213
+    rows = {row[0].text: row[5].text for row in S.summary_table(r).rows}
+    assert rows["student-int8.tflite ★"] == "-0.55 ± 0.21 pt" and rows["student-qat"].endswith(" pt") and "±" not in rows["student-qat"]
+    assert S.DELTA_LEGEND in S.summary_table(r).notes
+    assert "-0.55 ± 0.21 pt vs teacher" in S.headline(r)
+    compared = S.comparison_table([("a", r), ("b", old_report())])
+    assert [row[5].text for row in compared.rows] == ["-0.55 ± 0.21 pt", "-0.55 pt"] and S.DELTA_LEGEND in compared.notes
+    assert S.DELTA_LEGEND not in S.summary_table(old_report()).notes
+
+
 def test_older_report_summary_has_no_latency_columns_and_says_parity_was_not_recorded():
     t = S.summary_table(old_report())
     assert not any("latency" in h for h in t.header)

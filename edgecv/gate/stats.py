@@ -52,9 +52,14 @@ def drop_ci(b: int, c: int, n: int, level: float = 0.95) -> tuple[float, float]:
     b + c = 0, where the exact McNemar p-value is the better guide.
     """
     d = (b - c) / n
-    z = NormalDist().inv_cdf(0.5 + level / 2)
-    half = z * math.sqrt(max(0.0, b + c - (b - c) ** 2 / n)) / n
+    half = NormalDist().inv_cdf(0.5 + level / 2) * paired_standard_error(b, c, n)
     return d - half, d + half
+
+
+def paired_standard_error(b: int, c: int, n: int) -> float:
+    """Standard error of the paired accuracy difference (b − c)/n (a fraction): sqrt(b + c − (b − c)²/n)/n,
+    from the discordant images only (see drop_ci)."""
+    return math.sqrt(max(0.0, b + c - (b - c) ** 2 / n)) / n if n else 0.0
 
 
 @dataclass(frozen=True)

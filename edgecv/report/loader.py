@@ -99,6 +99,7 @@ def _artefact_problem(art, where: str) -> str | None:
               (art.get("size_bytes"), "size_bytes", _count), (art.get("gzip_bytes"), "gzip_bytes", _count),
               (art.get("predictions"), "predictions", _indices), (art.get("per_class_top1"), "per_class_top1", dict),
               (art.get("delta_top1_vs_teacher"), "delta_top1_vs_teacher", _number),
+              (art.get("delta_top1_se"), "delta_top1_se", _fraction),
               (art.get("agreement_with_teacher"), "agreement_with_teacher", _fraction)]
     per_class = art.get("per_class_top1")
     checks += [(v, f"per_class_top1.{k}", _fraction) for k, v in (per_class.items() if isinstance(per_class, dict) else ())]

@@ -141,6 +141,20 @@ def _top1(a: dict | None) -> float | None:
     return ((a or {}).get("metrics") or {}).get("top1")
 
 
+def delta_text(a: dict) -> str:
+    """Δ top-1 vs the teacher in points, with its paired standard error where the report has it:
+    "-0.09 ± 0.21 pt" / "-0.09 pt" / "—"."""
+    delta, se = a.get("delta_top1_vs_teacher"), a.get("delta_top1_se")
+    if delta is None:
+        return "—"
+    return f"{delta * 100:+.2f}" + ("" if se is None else f" ± {se * 100:.2f}") + " pt"
+
+
+# how to read "± x pt" next to a difference from the teacher
+DELTA_LEGEND = ("Δ vs teacher ± its standard error: both models on the same held-out images, so only the images "
+                "they disagree on count; a difference within about two standard errors can be the images' luck")
+
+
 # ---------------------------------------------------------------------------------------------- tables
 
 def summary_table(report: dict) -> Table:
@@ -163,7 +177,7 @@ def summary_table(report: dict) -> Table:
         shipped = ship is not None and a["name"] == ship["name"]
         rows.append([Cell(a["name"] + (" ★" if shipped else ""), "ship" if shipped else None), Cell(a["format"]),
                      Cell(_size(a.get("size_bytes"))), Cell(_size(a.get("gzip_bytes"))), Cell(_pct(_top1(a))),
-                     Cell("—" if delta is None else f"{delta * 100:+.2f} pt", None if delta is None or delta >= 0 else "worse"),
+                     Cell(delta_text(a), None if delta is None or delta >= 0 else "worse"),
                      Cell(_pct(a.get("agreement_with_teacher")))]
                     + [format_latency(latencies.get(a["name"], {}).get(d)) for d in devices]
                     + [format_parity(report, a)])
@@ -171,6 +185,8 @@ def summary_table(report: dict) -> Table:
     if ship:
         notes.append(f"★ {ship['name']}: the artefact the confusion matrix shows"
                      + (" (the int8 TFLite file)" if ship["format"] == "tflite-int8" else " (the first exported file)"))
+    if any(a.get("delta_top1_se") is not None for a in report.get("artefacts", [])):
+        notes.append(DELTA_LEGEND)
     if devices:
         notes.append(LATENCY_LEGEND)
     notes.append(PARITY_LEGEND)
@@ -339,7 +355,7 @@ def headline(report: dict) -> list[str]:
         return []
     facts = [f"{ship['name']} ({ship['format']})", f"top-1 {_pct(_top1(ship))}"]
     if ship.get("delta_top1_vs_teacher") is not None:
-        facts.append(f"{ship['delta_top1_vs_teacher'] * 100:+.2f} pt vs teacher")
+        facts.append(f"{delta_text(ship)} vs teacher")
     facts.append(f"{_size(ship.get('size_bytes'))} ({_size(ship.get('gzip_bytes'))} gzip)")
     t = report.get("teacher") or {}
     if t.get("size_bytes") and ship.get("size_bytes"):
@@ -365,17 +381,18 @@ def comparison_table(runs: list[tuple[str, dict]]) -> Table:
         st = (r.get("recipe") or {}).get("student") or {}
         student = st.get("arch", "?") + (f" α{st['alpha']}" if st.get("alpha") is not None else "") \
             + (f" {st['input_size']}px" if st.get("input_size") else "")
-        delta = ship.get("delta_top1_vs_teacher")
         lat = artefact_latencies(r).get(ship.get("name"), {})
         rows.append([Cell(label), Cell((r.get("recipe") or {}).get("name", "?")), Cell(student),
                      Cell(f"{ship.get('name', '—')} ({ship.get('format', '—')})", "ship"), Cell(_pct(_top1(ship))),
-                     Cell("—" if delta is None else f"{delta * 100:+.2f} pt"), Cell(_size(ship.get("size_bytes"))),
+                     Cell(delta_text(ship)), Cell(_size(ship.get("size_bytes"))),
                      Cell(_size(ship.get("gzip_bytes")))] + [format_latency(lat.get(d)) for d in devices])
     notes = []
     hashes = {(r.get("data") or {}).get("test_set_hash") for _, r in runs}
     if len(hashes) > 1:
         notes.append("the runs were evaluated on different held-out sets (data.test_set_hash differs): their accuracies "
                      "are not directly comparable")
+    if any((shipped_artefact(r) or {}).get("delta_top1_se") is not None for _, r in runs):
+        notes.append(DELTA_LEGEND)
     if devices:
         notes.append(LATENCY_LEGEND)
     return Table(header, align, rows, notes)
