@@ -27,8 +27,8 @@ after all training, one model at a time, on an otherwise idle machine. With --re
 as finished in <cache>/<name>/steps.json with the same command are skipped, an interrupted
 `edgecv compress` continues with its own --resume, and the time an interrupted step used is counted in
 its wall time; accuracy and latency are always measured again, together, at the end. Writes
-benchmarks/results/<name>.json (fashion-mnist or fashion-mnist-quick); the full run also
-regenerates the FASHION-MNIST section of BENCHMARKS.md (`--render RESULT_JSON` redoes only that).
+benchmarks/results/<name>.json (fashion-mnist, -quick, -longer or -flip); every mode but --quick also
+regenerates its own section of BENCHMARKS.md (`--render RESULT_JSON` redoes only that).
 """
 from __future__ import annotations
 

@@ -11,6 +11,6 @@ from edgecv.gate.stats import PairedTest, drop_ci, mcnemar_p, paired_standard_er
 
 __all__ = [
     "Check", "CheckResult", "GateResult", "PairedTest", "checks_from_recipe", "drop_ci", "gated_artefacts", "load_report", "mcnemar_p",
-    "paired_standard_error", "paired_test", "parse_check", "parse_checks", "render_json", "render_junit", "render_markdown", "render_table",
-    "run_gate", "validate_report",
+    "paired_standard_error", "paired_test", "parse_check", "parse_checks", "render_json", "render_junit", "render_markdown",
+    "render_table", "run_gate", "validate_report",
 ]
