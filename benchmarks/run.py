@@ -121,8 +121,8 @@ FLIP = Settings(
     bench_seconds=None, baselines=("fp32", "ptq"), ablation=False,
     section=("FASHION-MNIST-FLIP", "The best student distilled on flipped images"))
 
-# the command-line flag of each mode (none: the full run)
-MODES = {"quick": QUICK, "longer": LONGER, "flip": FLIP}
+# every mode by its command-line flag (None: no flag, the full run)
+MODES = {None: FULL, "quick": QUICK, "longer": LONGER, "flip": FLIP}
 
 
 def step(log: StepLog, label: str, argv: list[str], resume_argv: list[str] | None = None) -> float:
@@ -292,7 +292,7 @@ def main():
     args = parser.parse_args()
     if args.render:
         return publish(json.loads(args.render.read_text()))
-    s = MODES.get(args.mode, FULL)
+    s = MODES[args.mode]
     command = "python -m benchmarks.run" + (f" --{args.mode}" if args.mode else "")
     log = StepLog(args.cache / s.name / "steps.json", args.resume)
     signal.signal(signal.SIGTERM, _interrupt)  # a session or job ending: record the time the step used, as for Ctrl-C
@@ -324,7 +324,7 @@ def _interrupt(signum, frame):
 def publish(result: dict) -> None:
     """Print the tables; a mode with a section also writes them into BENCHMARKS.md (a smoke check never does)."""
     text = markdown(result)
-    section = next((s.section for s in (FULL, *MODES.values()) if s.name == result["name"]), None)
+    section = next((s.section for s in MODES.values() if s.name == result["name"]), None)
     if section:
         marker, heading = section
         replace_section(BENCHMARKS_MD, marker, text, heading)

@@ -14,8 +14,8 @@ from rich.console import Console
 from edgecv.errors import EdgecvError, GateError
 from edgecv.gate.checks import ALIASES
 from edgecv.fileio import write_json_atomic, write_text_atomic
-from edgecv.gate import (checks_from_recipe, drop_ci, load_report, mcnemar_p, paired_standard_error, parse_check,
-                         render_json, render_junit, render_markdown, render_table, run_gate)
+from edgecv.gate import (checks_from_recipe, drop_ci, load_report, mcnemar_p, paired_standard_error, paired_test,
+                         parse_check, render_json, render_junit, render_markdown, render_table, run_gate)
 
 CLASSES = ["T-shirt/top", "Trouser", "Bag"]
 JUNIT_XSD = Path(__file__).with_name("junit.xsd")
@@ -168,6 +168,9 @@ def test_drop_ci_is_the_wald_interval():
     assert paired_standard_error(10, 2, 100) == pytest.approx(0.0337046, abs=1e-6)
     assert paired_standard_error(10, 2, 100_000) < paired_standard_error(10, 2, 100)
     assert paired_standard_error(0, 0, 50) == 0.0
+    base = [True] * 10 + [False] * 2 + [True] * 88  # 10 only the baseline gets right, 2 only the candidate
+    cand = [False] * 10 + [True] * 2 + [True] * 88
+    assert paired_test(base, cand).standard_error == paired_standard_error(10, 2, 100)
 
 
 # -- accuracy verdicts ---------------------------------------------------------------------------

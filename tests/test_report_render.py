@@ -160,7 +160,8 @@ def test_a_difference_from_the_teacher_carries_its_standard_error_where_the_repo
     ship = S.shipped_artefact(r)
     ship["delta_top1_se"] = 0.00213
     rows = {row[0].text: row[5].text for row in S.summary_table(r).rows}
-    assert rows["student-int8.tflite ★"] == "-0.55 ± 0.21 pt" and rows["student-qat"].endswith(" pt") and "±" not in rows["student-qat"]
+    assert rows["student-int8.tflite ★"] == "-0.55 ± 0.21 pt"
+    assert rows["student-qat"].endswith(" pt") and "±" not in rows["student-qat"]
     assert S.DELTA_LEGEND in S.summary_table(r).notes
     assert "-0.55 ± 0.21 pt vs teacher" in S.headline(r)
     compared = S.comparison_table([("a", r), ("b", old_report())])

@@ -78,6 +78,11 @@ class PairedTest:
     def drop(self) -> float:
         return (self.b - self.c) / self.n
 
+    @property
+    def standard_error(self) -> float:
+        """Of the drop (a fraction): what the choice of held-out images alone could move it by."""
+        return paired_standard_error(self.b, self.c, self.n)
+
 
 def paired_test(baseline_correct, candidate_correct, alpha: float = 0.05) -> PairedTest:
     """Compare per-image correctness (equal-length boolean arrays) of a baseline and a candidate."""

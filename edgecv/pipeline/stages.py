@@ -10,7 +10,7 @@ import numpy as np
 
 from edgecv.errors import RecipeError
 from edgecv.fileio import gzip_size, write_json_atomic
-from edgecv.gate.stats import paired_standard_error, paired_test
+from edgecv.gate.stats import paired_test
 from edgecv.measure.accuracy import classification_metrics
 from edgecv.measure.evaluate import per_class
 from edgecv.progress import console, track
@@ -325,13 +325,14 @@ def run_evaluate(ctx: RunContext, out: Path) -> dict:
                      "metrics": classification_metrics(scores, y), "per_class_top1": classes["per_class_top1"],
                      **extra, "predictions": scores.argmax(1).astype(int).tolist()})
     teacher_top1, teacher_says = rows[0]["metrics"]["top1"], np.asarray(rows[0]["predictions"])
+    teacher_right = teacher_says == y
     for r in rows:
+        says = np.asarray(r["predictions"])
         r["delta_top1_vs_teacher"] = round(r["metrics"]["top1"] - teacher_top1, 5)
         # how much of that difference the choice of held-out images alone could make (both on the same images)
-        paired = paired_test(teacher_says == y, np.asarray(r["predictions"]) == y)
-        r["delta_top1_se"] = round(paired_standard_error(paired.b, paired.c, paired.n), 5)
+        r["delta_top1_se"] = round(paired_test(teacher_right, says == y).standard_error, 5)
         # what distillation optimises: how often the model picks the teacher's class, right or wrong
-        r["agreement_with_teacher"] = round(float(np.mean(np.asarray(r["predictions"]) == teacher_says)), 5)
+        r["agreement_with_teacher"] = round(float(np.mean(says == teacher_says)), 5)
     (out / "EVALUATED.txt").write_text(f"{len(rows)} models evaluated on {len(y)} held-out images\n")
     result = {"artefacts": rows, "test_set_hash": ctx.dataset.test_set_hash(), "test_samples": int(len(y)),
               "test_labels": y.astype(int).tolist()}
