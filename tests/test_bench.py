@@ -325,3 +325,36 @@ def test_host_is_fitted_to_its_references_and_prices_ops_outside_xnnpack(tmp_pat
         assert set(int8_at_two["thread_speedups"]) == {t for t in HOST_TERMS if t == "fallback_gb" or
                                                        scales["int8"]["op_weights"][t] > 0} >= {"fallback_gb"}
         assert all(v > 0 for v in int8_at_two["thread_speedups"].values())
+
+
+def test_int8_dense_work_is_counted_on_amx_tiles_where_the_cpu_has_amx():
+    """On a Xeon with AMX-INT8, XNNPACK's int8 GEMMs take 16 rows x 64 x 64 channels at a time: four
+    1x1 convolutions of 8 to 64 channels all took 0.23 ms there (BENCHMARKS.md). The host fit counts
+    int8 dense work that way on such a CPU only, and records it in the scale the estimate reads."""
+    from edgecv.measure.estimate import AMX_TILE_MACS, DENSE_MACS, amx_tile_macs, estimate_graph
+    from edgecv.measure.host_calibration import dense_count, fit_scale, host_reference_set, reference_terms
+    from edgecv.measure.tflite_graph import read_tflite_graph
+
+    amx, avx512 = {"isa": {"amx_int8": True, "avx512_vnni": True}}, {"isa": {"avx512_vnni": True}}
+    assert dense_count("int8", amx) == AMX_TILE_MACS
+    assert dense_count("fp32", amx) == dense_count("int8", avx512) == dense_count("int8", None) == DENSE_MACS
+
+    graph = read_tflite_graph(host_reference_set("int8")["many_small_ops"])
+    pointwise = [op for op in graph.ops if op.op == "CONV_2D" and op.input_shapes[1][1:3] == (1, 1)]
+    assert pointwise and all(op.input_shapes[1] == (8, 1, 1, 8) for op in pointwise)
+    rows = int(np.prod(pointwise[0].output_shape[:-1]))  # 8x8 map: 64 rows, 4 tiles of 16
+    assert pointwise[0].macs == rows * 8 * 8 and amx_tile_macs(pointwise[0]) == rows * 64 * 64
+    adds = [op for op in graph.ops if op.op == "ADD"]
+    assert all(amx_tile_macs(op) == op.macs for op in adds)  # only int8 GEMMs are tiled
+    fp32 = read_tflite_graph(host_reference_set("fp32")["many_small_ops"])
+    assert all(amx_tile_macs(op) == op.macs for op in fp32.ops)
+
+    # a fit that counts tiles: recorded in the scale, said in `how`, and priced that way by the estimate
+    truth = np.array([20.0, 60.0, 12.0, 1e-3, 2000.0])
+    measured = {n: (float(t @ truth), 100) for n, t in reference_terms("int8", AMX_TILE_MACS).items()}
+    tiled = fit_scale("int8", measured, 1, "test", AMX_TILE_MACS)
+    assert tiled["dense_macs"] == AMX_TILE_MACS and "AMX tiles" in tiled["how"]
+    np.testing.assert_allclose([f["fitted_ms"] for f in tiled["fit"]], [f["measured_ms"] for f in tiled["fit"]], rtol=1e-4)
+    as_macs = {**tiled, "dense_macs": DENSE_MACS}
+    priced = [estimate_graph(graph, s, s["op_weights"], "int8", True)["ms"] for s in (tiled, as_macs)]
+    assert priced[0] > priced[1]

@@ -36,14 +36,41 @@ TOP_OPS = 5
 ANCHOR_DOTPROD = {"pixel3": True, "pixel3a": True, "pixel4": True, "rpi4-arm64": False}
 
 
-def op_features(op) -> np.ndarray:
-    dense = op.macs if op.op_class in ("conv", "fully_connected") else 0
+# How a fit counts dense work: MACs, or (int8 on an x86 CPU with AMX-INT8) the MACs of the AMX tiles
+# XNNPACK runs them on: its int8 GEMMs there take 16 output rows x 64 output channels x 64 input
+# channels at a time, so a 1x1 convolution of 8 to 64 channels costs the same (0.23 ms for four of
+# them on a 56x56 map, on a Xeon with AMX: BENCHMARKS.md, "The host table on another machine").
+DENSE_MACS, AMX_TILE_MACS = "macs", "amx tiles"
+AMX_TILE = (16, 64, 64)  # output rows, output channels, input channels per tile step
+
+
+def _round_up(n: int, step: int) -> int:
+    return -(-n // step) * step
+
+
+def amx_tile_macs(op) -> int:
+    """The MACs an int8 CONV_2D or FULLY_CONNECTED costs on AMX tiles: rows, output and input
+    channels each rounded up to the tile; other ops, their MACs."""
+    if op.op not in ("CONV_2D", "FULLY_CONNECTED") or op.dtype != "int8" or len(op.input_shapes) < 2:
+        return op.macs
+    rows, cout, cin = AMX_TILE
+    weights, out = op.input_shapes[1], op.output_shape
+    taps = weights[1] * weights[2] if op.op == "CONV_2D" else 1
+    return (_round_up(int(np.prod(out[:-1])), rows) * _round_up(int(out[-1]), cout)
+            * taps * _round_up(int(weights[-1]), cin))
+
+
+def op_features(op, dense_macs: str = DENSE_MACS) -> np.ndarray:
+    dense = 0
+    if op.op_class in ("conv", "fully_connected"):
+        dense = amx_tile_macs(op) if dense_macs == AMX_TILE_MACS else op.macs
     depthwise = op.macs if op.op_class == "depthwise" else 0
     return np.array([dense / 1e9, depthwise / 1e9, op.activation_bytes / 1e9, 1.0])
 
 
-def graph_features(graph) -> np.ndarray:
-    return np.sum([op_features(op) for op in graph.ops], axis=0) if graph.ops else np.zeros(len(FEATURES))
+def graph_features(graph, dense_macs: str = DENSE_MACS) -> np.ndarray:
+    return (np.sum([op_features(op, dense_macs) for op in graph.ops], axis=0) if graph.ops
+            else np.zeros(len(FEATURES)))
 
 
 def cost_precision(graph) -> str:
@@ -227,9 +254,10 @@ def estimate_graph(graph, scale: dict, op_weights: dict, precision: str, dotprod
     fallback_ms_per_gb on their activation bytes, where the scale has one (the host's does)."""
     fallback = scale.get("fallback_ms_per_gb", 0.0)
     left = set(not_delegated or ())
+    dense_macs = scale.get("dense_macs", DENSE_MACS)  # as the scale was fitted
 
     def op_ms(op) -> float:
-        ms = scale["ms_per_unit"] * float(units(op_features(op), op_weights, precision, dotprod)[0])
+        ms = scale["ms_per_unit"] * float(units(op_features(op, dense_macs), op_weights, precision, dotprod)[0])
         return ms + (fallback * op.activation_bytes / 1e9 if op.index in left else 0.0)
 
     per_op = [(op, op_ms(op)) for op in graph.ops]

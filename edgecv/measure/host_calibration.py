@@ -21,6 +21,7 @@ import numpy as np
 from edgecv import __version__
 from edgecv.errors import EdgecvError
 from edgecv.fileio import write_json_atomic
+from edgecv.measure.estimate import AMX_TILE_MACS, DENSE_MACS
 from edgecv.resources import shipped_dir
 
 REFERENCE_SECONDS = 1.2  # per reference model, in REFERENCE_ROUNDS rounds (bench_rounds)
@@ -91,10 +92,17 @@ def fallback_gb(graph, not_delegated_ops) -> float:
     return sum(op.activation_bytes for op in graph.ops if op.index in left) / 1e9
 
 
-def host_terms(graph, not_delegated_ops) -> np.ndarray:
+def host_terms(graph, not_delegated_ops, dense_macs: str = DENSE_MACS) -> np.ndarray:
     from edgecv.measure.estimate import graph_features
 
-    return np.append(graph_features(graph), fallback_gb(graph, not_delegated_ops))
+    return np.append(graph_features(graph, dense_macs), fallback_gb(graph, not_delegated_ops))
+
+
+def dense_count(precision: str, facts: dict | None) -> str:
+    """How the host's fit at `precision` counts dense work (estimate.DENSE_MACS or AMX_TILE_MACS):
+    on AMX tiles for int8 where the CPU has AMX-INT8, which XNNPACK's int8 GEMMs then run on."""
+    amx = bool(((facts or {}).get("isa") or {}).get("amx_int8"))
+    return AMX_TILE_MACS if precision == "int8" and amx else DENSE_MACS
 
 
 def fit_host_weights(terms: np.ndarray, measured_ms: np.ndarray) -> np.ndarray:
@@ -105,11 +113,12 @@ def fit_host_weights(terms: np.ndarray, measured_ms: np.ndarray) -> np.ndarray:
     return weights
 
 
-def as_scale(weights: np.ndarray, threads: int, how: str, fit: list[dict]) -> dict:
+def as_scale(weights: np.ndarray, threads: int, how: str, fit: list[dict], dense_macs: str = DENSE_MACS) -> dict:
     """A fitted host weight vector in the estimator's form: ms_per_unit 1 (units are ms), its own
-    op weights, and the price of a byte outside the delegate."""
+    op weights, the price of a byte outside the delegate, and how dense work was counted."""
     dense, depthwise, activation, per_op, fallback = (float(w) for w in weights)
     return {"ms_per_unit": 1.0, "threads": threads, "how": how, "fallback_ms_per_gb": fallback, "fit": fit,
+            "dense_macs": dense_macs,
             "op_weights": {"dense_gmac": dense, "depthwise_gmac": depthwise, "activation_gb": activation,
                            "ops": per_op, "int8_dense_dotprod": dense, "int8_dense_no_dotprod": dense}}
 
@@ -131,11 +140,12 @@ def _read_cache() -> dict:
         return {}
 
 
-def fit_scale(precision: str, measured: dict[str, tuple[float, int]], threads: int, where: str) -> dict:
+def fit_scale(precision: str, measured: dict[str, tuple[float, int]], threads: int, where: str,
+              dense_macs: str = DENSE_MACS) -> dict:
     """The cost model at `precision` fitted to measured p50s ({reference name: (ms, runs)}, every
     model of host_reference_set) of the reference models on one machine, in the estimator's form
-    (as_scale)."""
-    by_name = reference_terms(precision)
+    (as_scale); dense work counted as dense_count says."""
+    by_name = reference_terms(precision, dense_macs)
     names, terms = list(by_name), np.array(list(by_name.values()))
     ms = np.array([measured[name][0] for name in names])
     weights = fit_host_weights(terms, ms)
@@ -145,15 +155,17 @@ def fit_scale(precision: str, measured: dict[str, tuple[float, int]], threads: i
     worst = float(np.max(np.abs(fitted / ms - 1)))
     how = (f"{where}: cost model fitted to {len(names)} reference models (devices/reference/) timed at {threads} "
            f"thread(s); worst fit error {worst:.0%}")
-    return as_scale(weights, threads, how, fit)
+    if dense_macs == AMX_TILE_MACS:
+        how += "; int8 dense work counted on AMX tiles (16 rows x 64 x 64 channels: this CPU has AMX-INT8)"
+    return as_scale(weights, threads, how, fit, dense_macs)
 
 
-def _fit_precision(precision: str) -> dict:
+def _fit_precision(precision: str, facts: dict) -> dict:
     """The host's cost model at `precision` and 1 thread (stable timings), fitted to the references."""
     timed = _time_references(precision, 1)
     scale = fit_scale(precision, {name: (t["p50_ms"], t["runs"]) for name, t in timed.items()}, 1,
                       f"host: measured here, each reference's p50 the median of {REFERENCE_ROUNDS} round-robin "
-                      f"rounds ({REFERENCE_SECONDS:g} s per reference in all)")
+                      f"rounds ({REFERENCE_SECONDS:g} s per reference in all)", dense_count(precision, facts))
     return {**scale, "how": scale["how"] + unsteady_note(timed)}
 
 
@@ -180,13 +192,14 @@ def unsteady_note(timed: dict[str, dict]) -> str:
             "count you ship")
 
 
-def reference_terms(precision: str) -> dict[str, np.ndarray]:
+def reference_terms(precision: str, dense_macs: str = DENSE_MACS) -> dict[str, np.ndarray]:
     """reference name -> its HOST_TERMS values. Which ops fall out of XNNPACK is read here: the same
     LiteRT build delegates the same ops on every CPU."""
     from edgecv.measure.tflite_graph import read_tflite_graph
     from edgecv.runtime import LiteRTRunner
 
-    return {name: host_terms(read_tflite_graph(path), LiteRTRunner(path, 1).delegation()["not_delegated_ops"])
+    return {name: host_terms(read_tflite_graph(path), LiteRTRunner(path, 1).delegation()["not_delegated_ops"],
+                             dense_macs)
             for name, path in host_reference_set(precision).items()}
 
 
@@ -199,7 +212,9 @@ def _at_threads(scale: dict, precision: str, threads: int) -> dict:
     what a second thread gives real models, whose depthwise, memory and small ops scale less: they
     gained 1.62-1.66x, fp32 (BENCHMARKS.md)."""
     fitted = host_weights(scale)
-    parts = {name: terms * fitted for name, terms in reference_terms(precision).items()}  # ms per term, 1 thread
+    dense_macs = scale.get("dense_macs", DENSE_MACS)
+    # ms per term, 1 thread
+    parts = {name: terms * fitted for name, terms in reference_terms(precision, dense_macs).items()}
     at_one = {f["model"]: f["measured_ms"] for f in scale["fit"]}
     timed = _time_references(precision, threads)
     spent = sum(parts.values())
@@ -213,7 +228,7 @@ def _at_threads(scale: dict, precision: str, threads: int) -> dict:
            + ", ".join(f"{name} {at_one[name]:.3f} -> {t['p50_ms']:.3f} ms over {t['runs']} runs"
                        for name, t in timed.items())
            + ")" + unsteady_note(timed))
-    return {**as_scale(fitted / speedup, threads, how, scale["fit"]),
+    return {**as_scale(fitted / speedup, threads, how, scale["fit"], dense_macs),
             "thread_speedups": {term: round(v, 3) for term, v in speedups.items()}}
 
 
@@ -229,7 +244,8 @@ def host_scales(profile, threads: int | None = None) -> dict:
     facts, threads = profile.facts or machine_facts(), threads or profile.threads["default"]
     files = {p: {n: file_sha256(f) for n, f in host_reference_set(p).items()} for p in PRECISIONS}
     key = json.dumps([facts.get("cpu_model"), facts.get("cores_logical"), threads, LiteRTRunner.version(), __version__,
-                      files, HOST_TERMS, f"{REFERENCE_ROUNDS} rounds"] + (["speed-up per term"] if threads > 1 else []))
+                      files, HOST_TERMS, f"{REFERENCE_ROUNDS} rounds", [dense_count(p, facts) for p in PRECISIONS]]
+                     + (["speed-up per term"] if threads > 1 else []))
     cache = _cache_path()
     entries = _read_cache()
     if key in entries:
@@ -239,7 +255,7 @@ def host_scales(profile, threads: int | None = None) -> dict:
     print(f"edgecv: {'fitting' if threads == 1 else f'scaling to {threads} threads'} this machine's latency model: "
           f"{len(HOST_TERMS) + 1} reference models per precision timed (once; about "
           f"{2 * (len(HOST_TERMS) + 1) * REFERENCE_SECONDS + 1:.0f} s)", file=sys.stderr, flush=True)
-    scales = {p: _fit_precision(p) for p in PRECISIONS} if at_one is None else {
+    scales = {p: _fit_precision(p, facts) for p in PRECISIONS} if at_one is None else {
         p: _at_threads(scale, p, threads) for p, scale in at_one.items()}
     entries = _read_cache()  # the 1-thread fit may just have been added
     entries[key] = scales
