@@ -1,6 +1,6 @@
 """Fit edgecv's latency estimator to published device latencies and report its leave-one-out error.
 
-    python -m benchmarks.estimator_accuracy [--cache DIR] [--skip-host | --host-only]
+    python -m benchmarks.estimator_accuracy [--cache DIR] [--skip-host | --host-only | --other-host [--note TEXT]]
 
 1. Rebuilds every architecture named in devices/anchors/published_latency.csv at its input size
    (MobileNetV1/V2/V3 and EfficientNetB0 from keras.applications, EfficientNet-Lite from edgecv's
@@ -11,7 +11,9 @@
 3. Leave-one-out: predicts each TFLite row from a fit to all the others.
 4. Host: estimates three 224 px models for this machine (the host's cost model is fitted at run
    time to devices/reference/, which none of the three is in) and measures them with `edgecv
-   bench`'s code, side by side, at 1 thread and the host's default.
+   bench`'s code, side by side, at 1 thread and the host's default. `--other-host` measures another
+   machine's table and keeps it beside this one's (benchmarks/weightless.py carries the three models
+   to a machine without TensorFlow).
 Writes benchmarks/results/estimator_accuracy.json and the section between the ESTIMATOR markers
 in BENCHMARKS.md.
 """
@@ -185,11 +187,13 @@ def ship_references(cache: Path) -> None:
     targets.update({name: (size, REFERENCE / "host" / f"{name}-{{}}.tflite")
                     for name, (_, size) in HOST_REFERENCES.items()})
     for name, (size, pattern) in targets.items():
+        wanted = {p: Path(str(pattern).format(p)) for p in ("fp32", "int8")}
+        if all(target.is_file() for target in wanted.values()):
+            continue  # nothing to convert: a machine without TensorFlow can still measure the host
         for precision, path in tflite_files(name, size, cache).items():
-            target = Path(str(pattern).format(precision))
-            if not target.is_file():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(path.read_bytes())
+            if not wanted[precision].is_file():
+                wanted[precision].parent.mkdir(parents=True, exist_ok=True)
+                wanted[precision].write_bytes(path.read_bytes())
 
 
 HOST_ROUNDS = 3  # each host row benched this many times, round-robin over the table
@@ -233,6 +237,34 @@ def host_fits() -> list[dict]:
             for t in sorted({1, host.threads["default"]}) for p, scale in host_scales(host, t).items()]
 
 
+def host_markdown(rows: list[dict], host_fits: list[dict], machine: dict) -> list[str]:
+    """One machine's host estimate vs measurement table, and the host fit it used."""
+    worst = {t: max(abs(r["error"]) for r in rows if r["threads"] == t) for t in sorted({r["threads"] for r in rows})}
+    lines = [f"Host estimate vs host measurement ({machine.get('cpu_model')}, {machine.get('cores_logical')} cores). "
+             "Estimated: the host's own cost model, fitted at run time to the reference models in devices/reference/ "
+             "(none of them is a model below) timed here at 1 thread, and at more threads each term divided "
+             "by the reference models' speed-ups, weighted by the ms each spends on it; measured: the median of "
+             f"{HOST_ROUNDS} `edgecv bench` p50s (each >= 100 runs and >= 5 s), taken in round-robin rounds over "
+             "the table's rows, with every round's p50 in brackets. Worst error "
+             + ", ".join(f"at {t} thread{'s' if t > 1 else ''} **{w:.1%}**" for t, w in worst.items())
+             + " (target: within 25 %).", "",
+             "| model | input | precision | threads | estimated ms | measured p50 ms (each round; runs in all) | error |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['input']} | {r['precision']} | {r['threads']} | {r['estimated_ms']:.2f} | "
+                     f"{r['measured_p50_ms']:.2f} ({', '.join(f'{v:.2f}' for v in r['round_p50s_ms'])}; {r['runs']}) | "
+                     f"{r['error']:+.1%} |")
+    fits = [f for f in host_fits if f["threads"] == 1]
+    lines += ["", "The host's fit at 1 thread: each reference model's measured p50 / fitted ms "
+              "(`host_calibration.py`; the first `edgecv profile` on a machine makes it and caches it):", "",
+              "| precision | " + " | ".join(f["model"] for f in fits[0]["fit"]) + " |",
+              "|---|" + "---|" * len(fits[0]["fit"])]
+    for f in fits:
+        lines.append(f"| {f['precision']} | " + " | ".join(
+            f"{x['measured_ms']:.3f} / {x['fitted_ms']:.3f}" for x in f["fit"]) + " |")
+    return lines + [""] + [f"- {f['precision']}, {f['threads']} threads: {f['how']}." for f in host_fits if f["threads"] != 1]
+
+
 def markdown(result: dict) -> str:
     loo = result["leave_one_out"]
     errors = [abs(r["error"]) for r in loo if r["error"] is not None]
@@ -264,33 +296,10 @@ def markdown(result: dict) -> str:
     lines += ["", f"Structure cross-check on the ncnn rows ({cross['rows']}): EfficientNetB0 / MobileNetV2 latency "
                   f"published {cross['published_ratio']:.2f}×, estimated {cross['estimated_ratio']:.2f}×.", ""]
     if result.get("host"):
-        machine = result["host_machine"]
-        worst = {t: max(abs(r["error"]) for r in result["host"] if r["threads"] == t)
-                 for t in sorted({r["threads"] for r in result["host"]})}
-        lines += [f"Host estimate vs host measurement ({machine.get('cpu_model')}, {machine.get('cores_logical')} cores). "
-                  "Estimated: the host's own cost model, fitted at run time to the reference models in devices/reference/ "
-                  "(none of them is a model below) timed here at 1 thread, and at more threads each term divided "
-                  "by the reference models' speed-ups, weighted by the ms each spends on it; measured: the median of "
-                  f"{HOST_ROUNDS} `edgecv bench` p50s (each >= 100 runs and >= 5 s), taken in round-robin rounds over "
-                  "the table's rows, with every round's p50 in brackets. Worst error "
-                  + ", ".join(f"at {t} thread{'s' if t > 1 else ''} **{w:.1%}**" for t, w in worst.items())
-                  + " (target: within 25 %).", "",
-                  "| model | input | precision | threads | estimated ms | measured p50 ms (each round; runs in all) | error |",
-                  "|---|---|---|---|---|---|---|"]
-        for r in result["host"]:
-            lines.append(f"| {r['model']} | {r['input']} | {r['precision']} | {r['threads']} | {r['estimated_ms']:.2f} | "
-                         f"{r['measured_p50_ms']:.2f} ({', '.join(f'{v:.2f}' for v in r['round_p50s_ms'])}; {r['runs']}) | "
-                         f"{r['error']:+.1%} |")
-        fits = [f for f in result["host_fits"] if f["threads"] == 1]
-        lines += ["", "The host's fit at 1 thread: each reference model's measured p50 / fitted ms "
-                  "(`host_calibration.py`; the first `edgecv profile` on a machine makes it and caches it):", "",
-                  "| precision | " + " | ".join(f["model"] for f in fits[0]["fit"]) + " |",
-                  "|---|" + "---|" * len(fits[0]["fit"])]
-        for f in fits:
-            lines.append(f"| {f['precision']} | " + " | ".join(
-                f"{x['measured_ms']:.3f} / {x['fitted_ms']:.3f}" for x in f["fit"]) + " |")
-        lines += [""] + [f"- {f['precision']}, {f['threads']} threads: {f['how']}."
-                         for f in result["host_fits"] if f["threads"] != 1]
+        lines += host_markdown(result["host"], result["host_fits"], result["host_machine"])
+    for other in result.get("other_hosts", []):
+        lines += ["", "### The host table on another machine", ""] + ([other["note"], ""] if other.get("note") else [])
+        lines += host_markdown(other["host"], other["host_fits"], other["host_machine"])
     lines += ["", "Device calibration (ms per cost unit, from `devices/calibration.json`):", "",
               "| device | fp32 ms/unit | int8 ms/unit | threads | how |", "|---|---|---|---|---|"]
     for device, scales in result["calibration"]["devices"].items():
@@ -309,15 +318,25 @@ def main():
     parser.add_argument("--skip-host", action="store_true", help="fit and validate only; no host measurements")
     parser.add_argument("--host-only", action="store_true",
                         help="re-measure the host table only; the fit and leave-one-out come from the last results")
+    parser.add_argument("--other-host", action="store_true",
+                        help="like --host-only, but this machine's table is kept beside the main one (replacing "
+                             "an earlier table of the same CPU and core count), which stays as it is")
+    parser.add_argument("--note", default="", help="--other-host: one sentence on how this machine was measured")
     args = parser.parse_args()
-    if args.host_only:
+    if args.host_only or args.other_host:
         result = json.loads(RESULTS.read_text())
     else:
         calibration, loo, cross = fit_and_validate(read_anchors(), args.cache)
         write_json_atomic(CALIBRATION, calibration)
         result = {"leave_one_out": loo, "ncnn_cross_check": cross, "calibration": calibration}
     ship_references(args.cache)
-    if not args.skip_host:
+    if args.other_host:
+        table = {"host": host_side_by_side(args.cache), "host_fits": host_fits(), "host_machine": machine_facts(),
+                 "note": args.note}
+        machine = lambda m: (m.get("cpu_model"), m.get("cores_logical"))  # noqa: E731
+        result["other_hosts"] = [o for o in result.get("other_hosts", [])
+                                 if machine(o["host_machine"]) != machine(table["host_machine"])] + [table]
+    elif not args.skip_host:
         result["host"] = host_side_by_side(args.cache)
         result["host_fits"] = host_fits()
         result["host_machine"] = machine_facts()

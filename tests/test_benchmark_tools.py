@@ -1,0 +1,38 @@
+"""The helpers that measure the host table on a machine without TensorFlow: weightless .tflite
+files and the estimator's second-machine table."""
+import gzip
+import json
+
+import numpy as np
+
+from benchmarks import estimator_accuracy, weightless
+from edgecv.measure.estimate import graph_features
+from edgecv.measure.host_calibration import host_reference_set
+from edgecv.measure.tflite_graph import read_tflite_graph
+from edgecv.runtime import LiteRTRunner
+
+
+def test_a_stripped_then_refilled_file_keeps_its_graph_and_runs(tmp_path):
+    source = host_reference_set("int8")["dense_heavy"]
+    stripped = tmp_path / source.name
+    weightless.strip(source, stripped)
+    # zeroed weights compress to almost nothing: what lets three 224 px models travel in 64 MiB
+    assert len(gzip.compress(stripped.read_bytes())) < len(gzip.compress(source.read_bytes())) / 5
+    weightless.refill(stripped, seed=0)
+    before, after = read_tflite_graph(source), read_tflite_graph(stripped)
+    np.testing.assert_array_equal(graph_features(before), graph_features(after))
+    assert [(o.op, o.dtype, o.output_shape) for o in before.ops] == [(o.op, o.dtype, o.output_shape) for o in after.ops]
+    assert stripped.read_bytes() != source.read_bytes()
+    runner = LiteRTRunner(stripped, 1)  # a valid file LiteRT runs, with XNNPACK taking what it took before
+    assert runner.delegation()["not_delegated_ops"] == LiteRTRunner(source, 1).delegation()["not_delegated_ops"]
+
+
+def test_another_machine_s_host_table_is_rendered_beside_the_main_one():
+    result = json.loads(estimator_accuracy.RESULTS.read_text())
+    main = {k: result[k] for k in ("host", "host_fits", "host_machine")}
+    other = {**main, "host_machine": {**result["host_machine"], "cpu_model": "Some Xeon", "cores_logical": 16},
+             "note": "Measured elsewhere."}
+    text = estimator_accuracy.markdown({**result, "other_hosts": [other]})
+    assert text.count("Host estimate vs host measurement (") == 2
+    assert "\n\n### The host table on another machine\n\nMeasured elsewhere.\n\n" in text
+    assert "(Some Xeon, 16 cores)" in text
