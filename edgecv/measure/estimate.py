@@ -39,7 +39,7 @@ ANCHOR_DOTPROD = {"pixel3": True, "pixel3a": True, "pixel4": True, "rpi4-arm64":
 # How a fit counts dense work: MACs, or (int8 on an x86 CPU with AMX-INT8) the MACs of the AMX tiles
 # XNNPACK runs them on: its int8 GEMMs there take 16 output rows x 64 output channels x 64 input
 # channels at a time, so a 1x1 convolution of 8 to 64 channels costs the same (0.23 ms for four of
-# them on a 56x56 map, on a Xeon with AMX: BENCHMARKS.md, "The host table on another machine").
+# them on a 56x56 map, on a Xeon with AMX: BENCHMARKS.md, "Convolution cost by channel count").
 DENSE_MACS, AMX_TILE_MACS = "macs", "amx tiles"
 AMX_TILE = (16, 64, 64)  # output rows, output channels, input channels per tile step
 

@@ -21,7 +21,7 @@ import numpy as np
 from edgecv import __version__
 from edgecv.errors import EdgecvError
 from edgecv.fileio import write_json_atomic
-from edgecv.measure.estimate import AMX_TILE_MACS, DENSE_MACS
+from edgecv.measure.estimate import AMX_TILE_MACS, DENSE_MACS, graph_features
 from edgecv.resources import shipped_dir
 
 REFERENCE_SECONDS = 1.2  # per reference model, in REFERENCE_ROUNDS rounds (bench_rounds)
@@ -93,8 +93,6 @@ def fallback_gb(graph, not_delegated_ops) -> float:
 
 
 def host_terms(graph, not_delegated_ops, dense_macs: str = DENSE_MACS) -> np.ndarray:
-    from edgecv.measure.estimate import graph_features
-
     return np.append(graph_features(graph, dense_macs), fallback_gb(graph, not_delegated_ops))
 
 
@@ -115,10 +113,11 @@ def fit_host_weights(terms: np.ndarray, measured_ms: np.ndarray) -> np.ndarray:
 
 def as_scale(weights: np.ndarray, threads: int, how: str, fit: list[dict], dense_macs: str = DENSE_MACS) -> dict:
     """A fitted host weight vector in the estimator's form: ms_per_unit 1 (units are ms), its own
-    op weights, the price of a byte outside the delegate, and how dense work was counted."""
+    op weights, the price of a byte outside the delegate, and how dense work was counted where that
+    is not in MACs (only the host's own fit counts AMX tiles: a board's profile never holds the key)."""
     dense, depthwise, activation, per_op, fallback = (float(w) for w in weights)
-    return {"ms_per_unit": 1.0, "threads": threads, "how": how, "fallback_ms_per_gb": fallback, "fit": fit,
-            "dense_macs": dense_macs,
+    counted = {"dense_macs": dense_macs} if dense_macs != DENSE_MACS else {}
+    return {"ms_per_unit": 1.0, "threads": threads, "how": how, "fallback_ms_per_gb": fallback, "fit": fit, **counted,
             "op_weights": {"dense_gmac": dense, "depthwise_gmac": depthwise, "activation_gb": activation,
                            "ops": per_op, "int8_dense_dotprod": dense, "int8_dense_no_dotprod": dense}}
 
