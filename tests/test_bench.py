@@ -354,7 +354,8 @@ def test_int8_dense_work_is_counted_on_amx_tiles_where_the_cpu_has_amx():
     measured = {n: (float(t @ truth), 100) for n, t in reference_terms("int8", AMX_TILE_MACS).items()}
     tiled = fit_scale("int8", measured, 1, "test", AMX_TILE_MACS)
     assert tiled["dense_macs"] == AMX_TILE_MACS and "AMX tiles" in tiled["how"]
-    np.testing.assert_allclose([f["fitted_ms"] for f in tiled["fit"]], [f["measured_ms"] for f in tiled["fit"]], rtol=1e-4)
+    np.testing.assert_allclose([f["fitted_ms"] for f in tiled["fit"]], [f["measured_ms"] for f in tiled["fit"]],
+                               rtol=1e-4)
     as_macs = {**tiled, "dense_macs": DENSE_MACS}
     priced = [estimate_graph(graph, s, s["op_weights"], "int8", True)["ms"] for s in (tiled, as_macs)]
     assert priced[0] > priced[1]
