@@ -36,3 +36,18 @@ def test_another_machine_s_host_table_is_rendered_beside_the_main_one():
     assert text.count("Host estimate vs host measurement (") == 2
     assert "\n\n### The host table on another machine\n\nMeasured elsewhere.\n\n" in text
     assert "(Some Xeon, 16 cores)" in text
+
+
+def test_the_channel_sweep_renders_one_table_per_machine(tmp_path, monkeypatch):
+    from benchmarks import channel_sweep
+
+    results = json.loads(channel_sweep.RESULTS.read_text())
+    assert {r["machine"]["isa"].get("amx_int8") for r in results} == {True, False}  # the EPYC and the AMX Xeon
+    monkeypatch.setattr(channel_sweep, "BENCHMARKS_MD", tmp_path / "BENCHMARKS.md")
+    channel_sweep.render()
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert text.count("| C | pw fp32 | pw int8 | dw fp32 | dw int8 |") == len(results)
+    for entry in results:
+        assert f"{entry['machine']['cpu_model']}, {entry['machine']['cores_logical']} cores" in text
+        assert len(entry["rows"]) == 2 * len(channel_sweep.KINDS) * len(channel_sweep.CHANNELS)
+        assert all(len(r["round_p50s_ms"]) == channel_sweep.ROUNDS and r["runs"] > 0 for r in entry["rows"])
