@@ -297,14 +297,14 @@ def markdown(result: dict) -> str:
                   f"published {cross['published_ratio']:.2f}×, estimated {cross['estimated_ratio']:.2f}×.", ""]
     if result.get("host"):
         lines += host_markdown(result["host"], result["host_fits"], result["host_machine"])
-    for other in result.get("other_hosts", []):
-        lines += ["", "### The host table on another machine", ""] + ([other["note"], ""] if other.get("note") else [])
-        lines += host_markdown(other["host"], other["host_fits"], other["host_machine"])
     lines += ["", "Device calibration (ms per cost unit, from `devices/calibration.json`):", "",
               "| device | fp32 ms/unit | int8 ms/unit | threads | how |", "|---|---|---|---|---|"]
     for device, scales in result["calibration"]["devices"].items():
         lines.append(f"| {device} | {scales['fp32']['ms_per_unit']:.2f} | {scales['int8']['ms_per_unit']:.2f} | "
                      f"{scales['fp32']['threads']} | {scales['int8']['how']} |")
+    for other in result.get("other_hosts", []):  # last: its heading would otherwise swallow the tables above
+        lines += ["", "### The host table on another machine", ""] + ([other["note"], ""] if other.get("note") else [])
+        lines += host_markdown(other["host"], other["host_fits"], other["host_machine"])
     return "\n".join(lines)
 
 
