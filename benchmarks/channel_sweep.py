@@ -22,6 +22,7 @@ import numpy as np
 
 from benchmarks.sections import replace_section
 from edgecv.fileio import write_json_atomic
+from edgecv.measure.estimate import PRECISIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "benchmarks" / ".cache" / "channel_sweep"
@@ -46,7 +47,7 @@ def build() -> None:
             source = MODELS / f"{kind}{c}.keras"
             k.Model(inputs, x).save(source)
             images = np.random.default_rng(0).uniform(0, 1, (8, SIZE, SIZE, c)).astype(np.float32)
-            for precision in ("fp32", "int8"):
+            for precision in PRECISIONS:
                 export(source, MODELS / f"{kind}{c}-{precision}.tflite", f"tflite-{precision}", images)
             source.unlink()
             k.backend.clear_session()
@@ -57,7 +58,7 @@ def time_here() -> None:
     from edgecv.measure.bench import bench_rounds
     from edgecv.measure.tflite_graph import read_tflite_graph
 
-    names = [(kind, c, p) for kind in KINDS for c in CHANNELS for p in ("fp32", "int8")]
+    names = [(kind, c, p) for kind in KINDS for c in CHANNELS for p in PRECISIONS]
     paths = [MODELS / f"{kind}{c}-{p}.tflite" for kind, c, p in names]
     timed = bench_rounds([(path, 1) for path in paths], ROUNDS, SECONDS / ROUNDS, warmup=5)
     rows = [{"kind": kind, "channels": c, "precision": p, "macs": read_tflite_graph(path).total_macs,
@@ -80,10 +81,10 @@ def render() -> None:
         m, rows = entry["machine"], {(r["kind"], r["channels"], r["precision"]): r for r in entry["rows"]}
         isa = ", ".join(k for k, v in (m.get("isa") or {}).items() if v)
         lines += [f"{m['cpu_model']}, {m['cores_logical']} cores ({isa}):", "",
-                  "| C | " + " | ".join(f"{kind} {p}" for kind in KINDS for p in ("fp32", "int8")) + " |",
+                  "| C | " + " | ".join(f"{kind} {p}" for kind in KINDS for p in PRECISIONS) + " |",
                   "|---|" + "---|" * 2 * len(KINDS)]
         for c in CHANNELS:
-            cells = [rows[(kind, c, p)] for kind in KINDS for p in ("fp32", "int8")]
+            cells = [rows[(kind, c, p)] for kind in KINDS for p in PRECISIONS]
             lines.append(f"| {c} | " + " | ".join(f"{r['p50_ms']:.3f} ({r['runs']})" for r in cells) + " |")
         lines.append("")
     replace_section(BENCHMARKS_MD, "CHANNEL_SWEEP", "\n".join(lines).rstrip(),

@@ -27,6 +27,7 @@ import numpy as np
 
 from benchmarks.sections import replace_section
 from edgecv.fileio import write_json_atomic
+from edgecv.measure.estimate import PRECISIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "estimator_accuracy.json"
@@ -187,7 +188,7 @@ def ship_references(cache: Path) -> None:
     targets.update({name: (size, REFERENCE / "host" / f"{name}-{{}}.tflite")
                     for name, (_, size) in HOST_REFERENCES.items()})
     for name, (size, pattern) in targets.items():
-        wanted = {p: Path(str(pattern).format(p)) for p in ("fp32", "int8")}
+        wanted = {p: Path(str(pattern).format(p)) for p in PRECISIONS}
         if all(target.is_file() for target in wanted.values()):
             continue  # nothing to convert: a machine without TensorFlow can still measure the host
         for precision, path in tflite_files(name, size, cache).items():
