@@ -247,20 +247,40 @@ def load_calibration() -> dict:
     return json.loads(path.read_text())
 
 
-def estimate_graph(graph, scale: dict, op_weights: dict, precision: str, dotprod: bool,
-                   not_delegated: list[int] | None = None) -> dict:
-    """ms for `graph` given a device's ms_per_unit entry for `precision` and the op weights; with
-    the five most expensive ops. Ops in `not_delegated` (indices) also pay the scale's
-    fallback_ms_per_gb on their activation bytes, where the scale has one (the host's does)."""
+def op_costs(graph, scale: dict, op_weights: dict, precision: str, dotprod: bool,
+             not_delegated: list[int] | None = None) -> list[tuple[object, float, bool]]:
+    """(op, ms at the scale's own fit, delegated) per op of `graph`: the scale's ms_per_unit times the
+    op's cost units, plus the scale's fallback_ms_per_gb on the activation bytes of the ops in
+    `not_delegated` (indices), which LiteRT's built-in kernels run, where the scale has one (the host's does)."""
     fallback = scale.get("fallback_ms_per_gb", 0.0)
     left = set(not_delegated or ())
     dense_macs = scale.get("dense_macs", DENSE_MACS)  # as the scale was fitted
-
-    def op_ms(op) -> float:
+    out = []
+    for op in graph.ops:
         ms = scale["ms_per_unit"] * float(units(op_features(op, dense_macs), op_weights, precision, dotprod)[0])
-        return ms + (fallback * op.activation_bytes / 1e9 if op.index in left else 0.0)
+        out.append((op, ms + fallback * op.activation_bytes / 1e9, False) if op.index in left else (op, ms, True))
+    return out
 
-    per_op = [(op, op_ms(op)) for op in graph.ops]
+
+def split_op_ms(ms: float, split: dict | None) -> float:
+    """A delegated op's ms at the host scale's thread count from its 1-thread ms (host_calibration's
+    per-op split model): XNNPACK splits an op over the threads and waits for them all at its end, so
+    a big op takes ms / speedup + per_op_ms; one under serial_below_ms is not worth splitting and runs
+    on the calling thread, paying serial_op_ms. No split: a 1-thread scale, or a board's."""
+    if not split:
+        return ms
+    if ms < split["serial_below_ms"]:
+        return ms + split["serial_op_ms"]
+    return ms / split["speedup"] + split["per_op_ms"]
+
+
+def estimate_graph(graph, scale: dict, op_weights: dict, precision: str, dotprod: bool,
+                   not_delegated: list[int] | None = None) -> dict:
+    """ms for `graph` given a device's ms_per_unit entry for `precision` and the op weights (op_costs),
+    at the scale's thread count (split_op_ms; built-in kernels run on one thread); with the five most
+    expensive ops."""
+    per_op = [(op, split_op_ms(ms, scale.get("split")) if delegated else ms)
+              for op, ms, delegated in op_costs(graph, scale, op_weights, precision, dotprod, not_delegated)]
     total = sum(ms for _, ms in per_op)
     top = sorted(per_op, key=lambda p: -p[1])[:TOP_OPS]
     return {
@@ -323,7 +343,8 @@ def estimate_for_device(graph, profile, calibration: dict | None = None, threads
     else:  # a user's profile: no figures of its own
         device = scales_from_cpu_facts(profile, calibration)
     scale = device[precision]
-    if scale.get("fallback_ms_per_gb") and not_delegated is None:  # a full-reference fit prices ops outside XNNPACK
+    # the host's fit prices ops outside XNNPACK, and runs them on one thread
+    if (scale.get("fallback_ms_per_gb") or scale.get("split")) and not_delegated is None:
         from edgecv.measure.host_calibration import litert_not_delegated
 
         not_delegated = litert_not_delegated(graph)

@@ -4,11 +4,11 @@ happens to run on, so the host gets its own cost model, fitted here. The shipped
 small graphs that each lean on one term of the cost model: dense GMACs, depthwise GMACs, activation
 bytes, per-op overhead, squeeze-and-excite, an op XNNPACK leaves to LiteRT's built-in kernels) are
 timed on this machine at 1 thread, and the term weights are fitted to them (non-negative least
-squares on relative error); other thread counts scale each term by the speed-up measured on the
-reference models that exercise it (_at_threads). Why not the ARM-fitted weights scaled by one reference:
-they priced x86's dense GEMMs, depthwise convolutions and memory traffic in ARM's proportions, and
-missed the host by 25-62 % on 224 px models (BENCHMARKS.md). The fit is cached per machine, thread
-count, runtime and reference set."""
+squares on relative error); at other thread counts each op's 1-thread cost is split over the
+threads by a per-op model fitted to the same references timed there (_at_threads). Why not the
+ARM-fitted weights scaled by one reference: they priced x86's dense GEMMs, depthwise convolutions
+and memory traffic in ARM's proportions, and missed the host by 25-62 % on 224 px models
+(BENCHMARKS.md). The fit is cached per machine, thread count, runtime and reference set."""
 from __future__ import annotations
 
 import json
@@ -34,6 +34,11 @@ HOST_REFERENCE_DIR = "host"  # devices/reference/host/<shape>-<precision>.tflite
 # delegate leaves to LiteRT's built-in kernels (int8 HARD_SWISH there cost 15x XNNPACK's int8 price
 # per activation byte on an EPYC core, benchmarks/results/estimator_accuracy.json).
 HOST_TERMS = ("dense_gmac", "depthwise_gmac", "activation_gb", "ops", "fallback_gb")
+# At N threads an op under this 1-thread cost is priced as run on the calling thread, not split
+# (splitting it would cost more than its work): fitted waits per split op were 0.8-4.5 us on a
+# 2-core AMD EPYC at 2 threads and a 16-core Xeon at 4. Any choice from 1 to 4 us priced each of the 12 host
+# rows at more than 1 thread on the two machines within 6 points of the others (their stored timings).
+SERIAL_BELOW_MS = 0.002
 BOARD_REFERENCE = "mobilenet_v2_0.35"  # host_reference_set's name for reference-<precision>.tflite
 
 
@@ -122,11 +127,6 @@ def as_scale(weights: np.ndarray, threads: int, how: str, fit: list[dict], dense
                            "ops": per_op, "int8_dense_dotprod": dense, "int8_dense_no_dotprod": dense}}
 
 
-def host_weights(scale: dict) -> np.ndarray:
-    """as_scale's inverse: the weight vector, in HOST_TERMS order."""
-    return np.array([*(scale["op_weights"][t] for t in HOST_TERMS[:-1]), scale["fallback_ms_per_gb"]])
-
-
 def _cache_path() -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(root) / "edgecv" / "host-calibration.json"
@@ -202,33 +202,58 @@ def reference_terms(precision: str, dense_macs: str = DENSE_MACS) -> dict[str, n
             for name, path in host_reference_set(precision).items()}
 
 
+def split_columns(graph, not_delegated, scale: dict, precision: str) -> tuple[np.ndarray, float]:
+    """One graph under the per-op split model (estimate.split_op_ms), from the 1-thread `scale`:
+    ([ms of the ops big enough to split, their count, the count of smaller ops], the ms that stays
+    as at 1 thread: the smaller ops' and the built-in kernels')."""
+    from edgecv.measure.estimate import op_costs
+
+    costs = op_costs(graph, scale, scale["op_weights"], precision, False, not_delegated)
+    split = [ms for _, ms, delegated in costs if delegated and ms >= SERIAL_BELOW_MS]
+    small = [ms for _, ms, delegated in costs if delegated and ms < SERIAL_BELOW_MS]
+    stays = sum(small) + sum(ms for _, ms, delegated in costs if not delegated)
+    return np.array([sum(split), len(split), len(small)]), stays
+
+
 def _at_threads(scale: dict, precision: str, threads: int) -> dict:
-    """The 1-thread fit at `threads`, each term divided by its own speed-up: the reference models'
-    speed-ups measured here at `threads`, averaged with weights = the ms each spends on that term in
-    the fit. So a term is scaled by the models that exercise it, and the long references, which time
-    steadily, outweigh the sub-millisecond ones, which time bimodally at 2 threads on a shared VM
-    (why there is no fit at N threads). One speed-up for every term (dense_heavy's 1.80x) overrated
-    what a second thread gives real models, whose depthwise, memory and small ops scale less: they
-    gained 1.62-1.66x, fp32 (BENCHMARKS.md)."""
-    fitted = host_weights(scale)
-    dense_macs = scale.get("dense_macs", DENSE_MACS)
-    # ms per term, 1 thread
-    parts = {name: terms * fitted for name, terms in reference_terms(precision, dense_macs).items()}
-    at_one = {f["model"]: f["measured_ms"] for f in scale["fit"]}
+    """The 1-thread fit at `threads` by the per-op split model (estimate.split_op_ms): its speed-up
+    of a split op's work, wait per split op and cost per op too small to split are fitted (bounded
+    least squares on relative error) to the reference models timed here at `threads`, each op priced
+    at 1 thread by `scale`. Why per op: a thread's gain depends on how much work an op holds. On a
+    16-core Xeon at 4 threads, the 128 px MobileNetV2 0.35 reference (7 us per op at 1 thread) gained
+    1.3x and the 224 px MobileNetV2 (80 us per op) 3.1x; a speed-up per cost term, averaged over the
+    references, priced the 224 px models up to 80 % slow there (BENCHMARKS.md)."""
+    from scipy.optimize import lsq_linear
+
+    from edgecv.measure.tflite_graph import read_tflite_graph
+    from edgecv.runtime import LiteRTRunner
+
+    columns = {name: split_columns(read_tflite_graph(path), LiteRTRunner(path, 1).delegation()["not_delegated_ops"],
+                                   scale, precision)
+               for name, path in host_reference_set(precision).items()}
     timed = _time_references(precision, threads)
-    spent = sum(parts.values())
-    slowed = sum(parts[name] * (timed[name]["p50_ms"] / at_one[name]) for name in parts)
-    # a term the fit priced at 0 needs no speed-up
-    speedup = np.divide(spent, slowed, out=np.ones_like(spent), where=spent > 0)
-    speedups = {term: float(v) for term, v, ms in zip(HOST_TERMS, speedup, spent) if ms > 0}
-    how = (f"{scale['how']}; at {threads} threads each term / its speed-up ("
-           + ", ".join(f"{term} {v:.2f}" for term, v in speedups.items())
-           + "): the reference models' speed-ups measured here, weighted by the ms each spends on the term ("
-           + ", ".join(f"{name} {at_one[name]:.3f} -> {t['p50_ms']:.3f} ms over {t['runs']} runs"
-                       for name, t in timed.items())
-           + ")" + unsteady_note(timed))
-    return {**as_scale(fitted / speedup, threads, how, scale["fit"], dense_macs),
-            "thread_speedups": {term: round(v, 3) for term, v in speedups.items()}}
+    names = list(columns)
+    ms = np.array([timed[name]["p50_ms"] for name in names])
+    split = np.array([columns[name][0] for name in names])
+    stays = np.array([columns[name][1] for name in names])
+    # unknowns: 1/speed-up (a split op gains between nothing and `threads`x), wait per split op, cost per small op
+    fit = lsq_linear(split / ms[:, None], 1 - stays / ms, bounds=([1 / threads, 0, 0], [1, np.inf, np.inf]))
+    inverse, per_op, serial = (float(v) for v in fit.x)
+    fitted = split @ fit.x + stays
+    worst = float(np.max(np.abs(fitted / ms - 1)))
+    at_one = {f["model"]: f["measured_ms"] for f in scale["fit"]}
+    how = (f"{scale['how']}; at {threads} threads, per op: an op of {SERIAL_BELOW_MS * 1000:g} us or more at 1 thread "
+           f"is split over the threads, its 1-thread ms / {1 / inverse:.2f} + {per_op * 1000:.2f} us; a smaller one "
+           f"takes its 1-thread ms + {serial * 1000:.2f} us; ops outside XNNPACK run on one thread; fitted to the "
+           "reference models timed here at that thread count ("
+           + ", ".join(f"{name} {at_one[name]:.3f} -> {timed[name]['p50_ms']:.3f} ms over {timed[name]['runs']} runs"
+                       for name in names)
+           + f"), worst fit error {worst:.0%}" + unsteady_note(timed))
+    return {**scale, "threads": threads, "how": how,
+            "split": {"speedup": 1 / inverse, "per_op_ms": per_op, "serial_op_ms": serial,
+                      "serial_below_ms": SERIAL_BELOW_MS},
+            "split_fit": [{"model": name, "measured_ms": float(m), "fitted_ms": float(f), "runs": timed[name]["runs"]}
+                          for name, m, f in zip(names, ms, fitted)]}
 
 
 def host_scales(profile, threads: int | None = None) -> dict:
@@ -244,7 +269,7 @@ def host_scales(profile, threads: int | None = None) -> dict:
     files = {p: {n: file_sha256(f) for n, f in host_reference_set(p).items()} for p in PRECISIONS}
     key = json.dumps([facts.get("cpu_model"), facts.get("cores_logical"), threads, LiteRTRunner.version(), __version__,
                       files, HOST_TERMS, f"{REFERENCE_ROUNDS} rounds", [dense_count(p, facts) for p in PRECISIONS]]
-                     + (["speed-up per term"] if threads > 1 else []))
+                     + (["split per op", SERIAL_BELOW_MS] if threads > 1 else []))
     cache = _cache_path()
     entries = _read_cache()
     if key in entries:
