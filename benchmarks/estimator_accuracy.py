@@ -200,7 +200,14 @@ def ship_references(cache: Path) -> None:
 HOST_ROUNDS = 3  # each host row benched this many times, round-robin over the table
 
 
-def host_side_by_side(cache: Path) -> list[dict]:
+def host_threads(extra: list[int]) -> list[int]:
+    """The host table's thread counts: 1, the host profile's default, and any asked for (--threads)."""
+    from edgecv.devices.host import host_profile
+
+    return sorted({1, host_profile().threads["default"], *extra})
+
+
+def host_side_by_side(cache: Path, threads_list: list[int]) -> list[dict]:
     """Each host row estimated, then measured with `edgecv bench`'s code and default stop rule in
     HOST_ROUNDS round-robin rounds over all rows; the measured figure is the median of the rounds'
     p50s: a slow spell of this VM (seconds long) then moves one round, not the row."""
@@ -210,7 +217,7 @@ def host_side_by_side(cache: Path) -> list[dict]:
     from edgecv.measure.tflite_graph import read_tflite_graph
 
     host = host_profile()
-    rows = [(threads, name, size, precision, path) for threads in sorted({1, host.threads["default"]})
+    rows = [(threads, name, size, precision, path) for threads in threads_list
             for name, size in HOST_MODELS for precision, path in tflite_files(name, size, cache).items()]
     estimates = [estimate_for_device(read_tflite_graph(path), host, threads=threads) for threads, *_, path in rows]
     rounds = [[bench_artefact(path, [threads])["results"][0] for threads, *_, path in rows] for _ in range(HOST_ROUNDS)]
@@ -226,16 +233,16 @@ def host_side_by_side(cache: Path) -> list[dict]:
     return out
 
 
-def host_fits() -> list[dict]:
+def host_fits(threads_list: list[int]) -> list[dict]:
     """The cached host fits the table's estimates used, per thread count and precision."""
     from edgecv.devices.host import host_profile
     from edgecv.measure.host_calibration import host_scales
 
     host = host_profile()
     return [{"threads": t, "precision": p, "fit": scale["fit"], "op_weights": scale["op_weights"],
-             "fallback_ms_per_gb": scale["fallback_ms_per_gb"], "thread_speedups": scale.get("thread_speedups"),
-             "how": scale["how"]}
-            for t in sorted({1, host.threads["default"]}) for p, scale in host_scales(host, t).items()]
+             "fallback_ms_per_gb": scale["fallback_ms_per_gb"], "split": scale.get("split"),
+             "split_fit": scale.get("split_fit"), "how": scale["how"]}
+            for t in threads_list for p, scale in host_scales(host, t).items()]
 
 
 def host_markdown(rows: list[dict], host_fits: list[dict], machine: dict) -> list[str]:
@@ -243,8 +250,8 @@ def host_markdown(rows: list[dict], host_fits: list[dict], machine: dict) -> lis
     worst = {t: max(abs(r["error"]) for r in rows if r["threads"] == t) for t in sorted({r["threads"] for r in rows})}
     lines = [f"Host estimate vs host measurement ({machine.get('cpu_model')}, {machine.get('cores_logical')} cores). "
              "Estimated: the host's own cost model, fitted at run time to the reference models in devices/reference/ "
-             "(none of them is a model below) timed here at 1 thread, and at more threads each term divided "
-             "by the reference models' speed-ups, weighted by the ms each spends on it; measured: the median of "
+             "(none of them is a model below) timed here at 1 thread, and at more threads each op's 1-thread cost "
+             "split over the threads by a per-op model fitted to the same references timed there; measured: the median of "
              f"{HOST_ROUNDS} `edgecv bench` p50s (each >= 100 runs and >= 5 s), taken in round-robin rounds over "
              "the table's rows, with every round's p50 in brackets. Worst error "
              + ", ".join(f"at {t} thread{'s' if t > 1 else ''} **{w:.1%}**" for t, w in worst.items())
@@ -263,6 +270,19 @@ def host_markdown(rows: list[dict], host_fits: list[dict], machine: dict) -> lis
     for f in fits:
         lines.append(f"| {f['precision']} | " + " | ".join(
             f"{x['measured_ms']:.3f} / {x['fitted_ms']:.3f}" for x in f["fit"]) + " |")
+    split = [f for f in host_fits if f["threads"] != 1 and f.get("split_fit")]
+    if split:
+        lines += ["", f"At more threads, the per-op split model's fit (an op of {split[0]['split']['serial_below_ms'] * 1000:g} "
+                  "us or more at 1 thread takes its 1-thread ms / speed-up + a wait; a smaller one its 1-thread ms + a "
+                  "dispatch cost): each reference "
+                  "model's measured p50 / fitted ms at that thread count:", "",
+                  "| precision | threads | speed-up | wait per split op | per small op | "
+                  + " | ".join(x["model"] for x in split[0]["split_fit"]) + " |",
+                  "|---|---|---|---|---|" + "---|" * len(split[0]["split_fit"])]
+        for f in split:
+            lines.append(f"| {f['precision']} | {f['threads']} | {f['split']['speedup']:.2f}x | "
+                         f"{f['split']['per_op_ms'] * 1000:.2f} us | {f['split']['serial_op_ms'] * 1000:.2f} us | "
+                         + " | ".join(f"{x['measured_ms']:.3f} / {x['fitted_ms']:.3f}" for x in f["split_fit"]) + " |")
     return lines + [""] + [f"- {f['precision']}, {f['threads']} threads: {f['how']}." for f in host_fits if f["threads"] != 1]
 
 
@@ -323,6 +343,9 @@ def main():
                         help="like --host-only, but this machine's table is kept beside the main one (replacing "
                              "an earlier table of the same CPU and core count), which stays as it is")
     parser.add_argument("--note", default="", help="--other-host: one sentence on how this machine was measured")
+    parser.add_argument("--threads", type=int, action="append", default=[],
+                        help="also measure the host table at this thread count (repeatable; always: 1 and the "
+                             "host profile's default)")
     args = parser.parse_args()
     if args.host_only or args.other_host:
         result = json.loads(RESULTS.read_text())
@@ -331,15 +354,16 @@ def main():
         write_json_atomic(CALIBRATION, calibration)
         result = {"leave_one_out": loo, "ncnn_cross_check": cross, "calibration": calibration}
     ship_references(args.cache)
+    threads_list = host_threads(args.threads)
     if args.other_host:
-        table = {"host": host_side_by_side(args.cache), "host_fits": host_fits(), "host_machine": machine_facts(),
-                 "note": args.note}
+        table = {"host": host_side_by_side(args.cache, threads_list), "host_fits": host_fits(threads_list),
+                 "host_machine": machine_facts(), "note": args.note}
         machine = lambda m: (m.get("cpu_model"), m.get("cores_logical"))  # noqa: E731
         result["other_hosts"] = [o for o in result.get("other_hosts", [])
                                  if machine(o["host_machine"]) != machine(table["host_machine"])] + [table]
     elif not args.skip_host:
-        result["host"] = host_side_by_side(args.cache)
-        result["host_fits"] = host_fits()
+        result["host"] = host_side_by_side(args.cache, threads_list)
+        result["host_fits"] = host_fits(threads_list)
         result["host_machine"] = machine_facts()
     write_json_atomic(RESULTS, result)
     text = markdown(result)

@@ -36,6 +36,8 @@ def test_another_machine_s_host_table_is_rendered_beside_the_main_one():
     assert text.count("Host estimate vs host measurement (") == 2
     assert "\n\n### The host table on another machine\n\nMeasured elsewhere.\n\n" in text
     assert "(Some Xeon, 16 cores)" in text
+    # each table shows its per-op split fit at more threads, one row per precision and thread count
+    assert text.count("| precision | threads | speed-up | wait per split op |") == 2
 
 
 def test_the_channel_sweep_renders_one_table_per_machine(tmp_path, monkeypatch):
