@@ -1,6 +1,7 @@
 """Fit edgecv's latency estimator to published device latencies and report its leave-one-out error.
 
     python -m benchmarks.estimator_accuracy [--cache DIR] [--skip-host | --host-only | --other-host [--note TEXT]]
+                                            [--threads N ...]
 
 1. Rebuilds every architecture named in devices/anchors/published_latency.csv at its input size
    (MobileNetV1/V2/V3 and EfficientNetB0 from keras.applications, EfficientNet-Lite from edgecv's
@@ -245,15 +246,20 @@ def host_fits(threads_list: list[int]) -> list[dict]:
             for t in threads_list for p, scale in host_scales(host, t).items()]
 
 
+def _fit_cells(fit: list[dict], key: str | None = None) -> str:
+    """One table row's cells from a fit list: each reference's `key`, or its measured / fitted ms."""
+    return " | ".join(x[key] if key else f"{x['measured_ms']:.3f} / {x['fitted_ms']:.3f}" for x in fit)
+
+
 def host_markdown(rows: list[dict], host_fits: list[dict], machine: dict) -> list[str]:
     """One machine's host estimate vs measurement table, and the host fit it used."""
     worst = {t: max(abs(r["error"]) for r in rows if r["threads"] == t) for t in sorted({r["threads"] for r in rows})}
     lines = [f"Host estimate vs host measurement ({machine.get('cpu_model')}, {machine.get('cores_logical')} cores). "
              "Estimated: the host's own cost model, fitted at run time to the reference models in devices/reference/ "
              "(none of them is a model below) timed here at 1 thread, and at more threads each op's 1-thread cost "
-             "split over the threads by a per-op model fitted to the same references timed there; measured: the median of "
-             f"{HOST_ROUNDS} `edgecv bench` p50s (each >= 100 runs and >= 5 s), taken in round-robin rounds over "
-             "the table's rows, with every round's p50 in brackets. Worst error "
+             "split over the threads by a per-op model fitted to the same references timed there; measured: the "
+             f"median of {HOST_ROUNDS} `edgecv bench` p50s (each >= 100 runs and >= 5 s), taken in round-robin "
+             "rounds over the table's rows, with every round's p50 in brackets. Worst error "
              + ", ".join(f"at {t} thread{'s' if t > 1 else ''} **{w:.1%}**" for t, w in worst.items())
              + " (target: within 25 %).", "",
              "| model | input | precision | threads | estimated ms | measured p50 ms (each round; runs in all) | error |",
@@ -265,24 +271,20 @@ def host_markdown(rows: list[dict], host_fits: list[dict], machine: dict) -> lis
     fits = [f for f in host_fits if f["threads"] == 1]
     lines += ["", "The host's fit at 1 thread: each reference model's measured p50 / fitted ms "
               "(`host_calibration.py`; the first `edgecv profile` on a machine makes it and caches it):", "",
-              "| precision | " + " | ".join(f["model"] for f in fits[0]["fit"]) + " |",
-              "|---|" + "---|" * len(fits[0]["fit"])]
-    for f in fits:
-        lines.append(f"| {f['precision']} | " + " | ".join(
-            f"{x['measured_ms']:.3f} / {x['fitted_ms']:.3f}" for x in f["fit"]) + " |")
+              "| precision | " + _fit_cells(fits[0]["fit"], "model") + " |", "|---|" + "---|" * len(fits[0]["fit"])]
+    lines += [f"| {f['precision']} | " + _fit_cells(f["fit"]) + " |" for f in fits]
     split = [f for f in host_fits if f["threads"] != 1 and f.get("split_fit")]
     if split:
-        lines += ["", f"At more threads, the per-op split model's fit (an op of {split[0]['split']['serial_below_ms'] * 1000:g} "
-                  "us or more at 1 thread takes its 1-thread ms / speed-up + a wait; a smaller one its 1-thread ms + a "
-                  "dispatch cost): each reference "
-                  "model's measured p50 / fitted ms at that thread count:", "",
+        lines += ["", f"At more threads, the per-op split model's fit (an op of "
+                  f"{split[0]['split']['serial_below_ms'] * 1000:g} us or more at 1 thread takes its 1-thread ms / "
+                  "speed-up + a wait; a smaller one its 1-thread ms + a dispatch cost): each reference model's "
+                  "measured p50 / fitted ms at that thread count:", "",
                   "| precision | threads | speed-up | wait per split op | per small op | "
-                  + " | ".join(x["model"] for x in split[0]["split_fit"]) + " |",
+                  + _fit_cells(split[0]["split_fit"], "model") + " |",
                   "|---|---|---|---|---|" + "---|" * len(split[0]["split_fit"])]
-        for f in split:
-            lines.append(f"| {f['precision']} | {f['threads']} | {f['split']['speedup']:.2f}x | "
-                         f"{f['split']['per_op_ms'] * 1000:.2f} us | {f['split']['serial_op_ms'] * 1000:.2f} us | "
-                         + " | ".join(f"{x['measured_ms']:.3f} / {x['fitted_ms']:.3f}" for x in f["split_fit"]) + " |")
+        lines += [f"| {f['precision']} | {f['threads']} | {f['split']['speedup']:.2f}x | "
+                  f"{f['split']['per_op_ms'] * 1000:.2f} us | {f['split']['serial_op_ms'] * 1000:.2f} us | "
+                  + _fit_cells(f["split_fit"]) + " |" for f in split]
     return lines + [""] + [f"- {f['precision']}, {f['threads']} threads: {f['how']}." for f in host_fits if f["threads"] != 1]
 
 

@@ -279,7 +279,8 @@ def estimate_graph(graph, scale: dict, op_weights: dict, precision: str, dotprod
     """ms for `graph` given a device's ms_per_unit entry for `precision` and the op weights (op_costs),
     at the scale's thread count (split_op_ms; built-in kernels run on one thread); with the five most
     expensive ops."""
-    per_op = [(op, split_op_ms(ms, scale.get("split")) if delegated else ms)
+    split = scale.get("split")  # the host's per-op thread model, at more than 1 thread
+    per_op = [(op, split_op_ms(ms, split) if delegated else ms)
               for op, ms, delegated in op_costs(graph, scale, op_weights, precision, dotprod, not_delegated)]
     total = sum(ms for _, ms in per_op)
     top = sorted(per_op, key=lambda p: -p[1])[:TOP_OPS]

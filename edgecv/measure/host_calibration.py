@@ -36,8 +36,9 @@ HOST_REFERENCE_DIR = "host"  # devices/reference/host/<shape>-<precision>.tflite
 HOST_TERMS = ("dense_gmac", "depthwise_gmac", "activation_gb", "ops", "fallback_gb")
 # At N threads an op under this 1-thread cost is priced as run on the calling thread, not split
 # (splitting it would cost more than its work): fitted waits per split op were 0.8-4.5 us on a
-# 2-core AMD EPYC at 2 threads and a 16-core Xeon at 4. Any choice from 1 to 4 us priced each of the 12 host
-# rows at more than 1 thread on the two machines within 6 points of the others (their stored timings).
+# 2-core AMD EPYC at 2 threads and a 16-core Xeon at 4. Any choice from 1 to 4 us priced each of
+# the 12 host rows at more than 1 thread on the two machines within 6 points of the others (their
+# stored timings).
 SERIAL_BELOW_MS = 0.002
 BOARD_REFERENCE = "mobilenet_v2_0.35"  # host_reference_set's name for reference-<precision>.tflite
 
@@ -237,9 +238,9 @@ def _at_threads(scale: dict, precision: str, threads: int) -> dict:
     split = np.array([columns[name][0] for name in names])
     stays = np.array([columns[name][1] for name in names])
     # unknowns: 1/speed-up (a split op gains between nothing and `threads`x), wait per split op, cost per small op
-    fit = lsq_linear(split / ms[:, None], 1 - stays / ms, bounds=([1 / threads, 0, 0], [1, np.inf, np.inf]))
-    inverse, per_op, serial = (float(v) for v in fit.x)
-    fitted = split @ fit.x + stays
+    solution = lsq_linear(split / ms[:, None], 1 - stays / ms, bounds=([1 / threads, 0, 0], [1, np.inf, np.inf])).x
+    inverse, per_op, serial = (float(v) for v in solution)
+    fitted = split @ solution + stays
     worst = float(np.max(np.abs(fitted / ms - 1)))
     at_one = {f["model"]: f["measured_ms"] for f in scale["fit"]}
     how = (f"{scale['how']}; at {threads} threads, per op: an op of {SERIAL_BELOW_MS * 1000:g} us or more at 1 thread "
