@@ -61,6 +61,19 @@ def _depthwise_heavy(k, shape):
     return k.Model(inputs, k.layers.Dense(10)(x))
 
 
+def _depthwise_wide(k, shape):
+    """Depthwise convolutions alone, 3x3 and 5x5, on 192 channels at 28x28, as in the inverted-residual
+    blocks of 224 px networks. Why beside depthwise_heavy: on a Xeon with AMX, int8 depthwise work
+    costs less per MAC on wide layers than on 16 channels, and fitted to the thin shape alone the
+    host priced int8 EfficientNet-Lite0 (5x5 depthwise) 34 % and MobileNetV2 20 % slow (BENCHMARKS.md)."""
+    x = inputs = k.Input(shape)
+    x = k.layers.Conv2D(192, 1, strides=2, activation="relu")(x)
+    for kernel in (3, 5, 3, 5, 3, 5):
+        x = k.layers.DepthwiseConv2D(kernel, padding="same", activation="relu")(x)
+    x = k.layers.GlobalAveragePooling2D()(x)
+    return k.Model(inputs, k.layers.Dense(10)(x))
+
+
 def _many_small_ops(k, shape):
     """Eighty tiny ops on an 8x8 map: the per-op overhead dominates."""
     x = inputs = k.Input(shape)
@@ -107,6 +120,7 @@ def _squeeze_excite(k, shape):
 # Shapes the host's own op weights are fitted to at run time (devices/reference/, with the
 # MobileNetV2-0.35 `reference`): each leans on one term of the cost model.
 HOST_REFERENCES = {"dense_heavy": (_dense_heavy, 96), "depthwise_heavy": (_depthwise_heavy, 160),
+                   "depthwise_wide": (_depthwise_wide, 56),
                    "many_small_ops": (_many_small_ops, 32), "hard_swish": (_hard_swish, 96),
                    "squeeze_excite": (_squeeze_excite, 64)}  # name: (builder, input size)
 

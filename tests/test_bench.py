@@ -307,7 +307,7 @@ def test_host_is_fitted_to_its_references_and_prices_ops_outside_xnnpack(tmp_pat
     scales = host_scales(host, 1)
     for precision, scale in scales.items():
         assert scale["threads"] == 1 and "measured here" in scale["how"]
-        assert "fitted to 6 reference models" in scale["how"]
+        assert "fitted to 7 reference models" in scale["how"]
         assert len(scale["fit"]) == len(host_reference_set(precision)) >= len(HOST_TERMS) + 1
         assert all(w >= 0 for w in scale["op_weights"].values()) and scale["op_weights"]["dense_gmac"] > 0
     assert scales["int8"]["fallback_ms_per_gb"] > 0  # the built-in HARD_SWISH costs something XNNPACK's would not

@@ -1,8 +1,9 @@
 """Calibrating the `host` profile at run time: no one publishes latencies for the machine edgecv
 happens to run on, so the host gets its own cost model, fitted here. The shipped reference models
 (devices/reference/: the MobileNetV2 reference a board is calibrated on, and devices/reference/host/,
-small graphs that each lean on one term of the cost model: dense GMACs, depthwise GMACs, activation
-bytes, per-op overhead, squeeze-and-excite, an op XNNPACK leaves to LiteRT's built-in kernels) are
+small graphs that each lean on one term of the cost model: dense GMACs, depthwise GMACs on thin and
+on wide layers, activation bytes, per-op overhead, squeeze-and-excite, an op XNNPACK leaves to
+LiteRT's built-in kernels) are
 timed on this machine at 1 thread, and the term weights are fitted to them (non-negative least
 squares on relative error); at other thread counts each op's 1-thread cost is split over the
 threads by a per-op model fitted to the same references timed there (_at_threads). Why not the
@@ -277,9 +278,10 @@ def host_scales(profile, threads: int | None = None) -> dict:
         return entries[key]
     at_one = host_scales(profile, 1) if threads > 1 else None  # N threads scale the 1-thread fit
     # the one slow step of a first `edgecv profile` on a machine (and thread count): say why it waits
+    count = len(files["fp32"])
     print(f"edgecv: {'fitting' if threads == 1 else f'scaling to {threads} threads'} this machine's latency model: "
-          f"{len(HOST_TERMS) + 1} reference models per precision timed (once; about "
-          f"{2 * (len(HOST_TERMS) + 1) * REFERENCE_SECONDS + 1:.0f} s)", file=sys.stderr, flush=True)
+          f"{count} reference models per precision timed (once; about {2 * count * REFERENCE_SECONDS + 1:.0f} s)",
+          file=sys.stderr, flush=True)
     scales = {p: _fit_precision(p, facts) for p in PRECISIONS} if at_one is None else {
         p: _at_threads(scale, p, threads) for p, scale in at_one.items()}
     entries = _read_cache()  # the 1-thread fit may just have been added
