@@ -74,6 +74,19 @@ def _depthwise_wide(k, shape):
     return k.Model(inputs, k.layers.Dense(10)(x))
 
 
+def _matrix_vector(k, shape):
+    """Fully-connected layers on one row (96 -> 512 -> 512 -> 1000), as a 224 px network's classifier
+    and squeeze-and-excite run them: each weight read once for one MAC, so weight bytes, not MACs,
+    price them. 3.3 MB of fp32 weights: more than a core's L2 (2 MB on the Xeons this was tried
+    on), as a whole network's are; 1.8 MB of them ran at 48 GB/s there, 3.3-12 MB at 26-28 GB/s."""
+    x = inputs = k.Input(shape)
+    x = k.layers.Conv2D(96, 3, strides=2, padding="same", activation="relu")(x)
+    x = k.layers.GlobalAveragePooling2D()(x)
+    x = k.layers.Dense(512, activation="relu")(x)
+    x = k.layers.Dense(512, activation="relu")(x)
+    return k.Model(inputs, k.layers.Dense(1000)(x))
+
+
 def _many_small_ops(k, shape):
     """Eighty tiny ops on an 8x8 map: the per-op overhead dominates."""
     x = inputs = k.Input(shape)
@@ -120,7 +133,7 @@ def _squeeze_excite(k, shape):
 # Shapes the host's own op weights are fitted to at run time (devices/reference/, with the
 # MobileNetV2-0.35 `reference`): each leans on one term of the cost model.
 HOST_REFERENCES = {"dense_heavy": (_dense_heavy, 96), "depthwise_heavy": (_depthwise_heavy, 160),
-                   "depthwise_wide": (_depthwise_wide, 56),
+                   "depthwise_wide": (_depthwise_wide, 56), "matrix_vector": (_matrix_vector, 32),
                    "many_small_ops": (_many_small_ops, 32), "hard_swish": (_hard_swish, 96),
                    "squeeze_excite": (_squeeze_excite, 64)}  # name: (builder, input size)
 

@@ -265,9 +265,35 @@ def test_host_weight_fit_recovers_known_weights():
     from edgecv.measure.host_calibration import HOST_TERMS, fit_host_weights
 
     rng = np.random.default_rng(0)
-    terms = rng.uniform(0.0, 1.0, (12, len(HOST_TERMS))) * [0.3, 0.01, 0.05, 80, 0.001]
-    truth = np.array([20.0, 60.0, 12.0, 5e-5, 2000.0])
+    terms = rng.uniform(0.0, 1.0, (12, len(HOST_TERMS))) * [0.3, 0.01, 0.05, 80, 0.001, 0.01]
+    truth = np.array([20.0, 60.0, 12.0, 5e-5, 2000.0, 30.0])
     np.testing.assert_allclose(fit_host_weights(terms, terms @ truth), truth, rtol=1e-6)
+
+
+def test_matrix_vector_products_are_priced_by_their_weight_bytes():
+    """A one-row convolution or fully-connected op reads each weight once for one MAC: the host's fit
+    prices its weight bytes (a term of its own, fitted to the matrix_vector reference); a convolution
+    on a map does not pay it."""
+    from edgecv.measure.estimate import estimate_graph, matvec_weight_bytes
+    from edgecv.measure.host_calibration import fit_scale, host_reference_set, reference_terms
+    from edgecv.measure.tflite_graph import read_tflite_graph
+
+    graph = read_tflite_graph(host_reference_set("fp32")["matrix_vector"])
+    priced = [(op.op, matvec_weight_bytes(op)) for op in graph.ops if matvec_weight_bytes(op)]
+    assert [name for name, _ in priced] == ["FULLY_CONNECTED"] * 3
+    weight_bytes = sum(b for _, b in priced)
+    assert weight_bytes == 4 * (96 * 512 + 512 * 512 + 512 * 1000)  # fp32 weights
+    stem = next(op for op in graph.ops if op.op == "CONV_2D")
+    assert stem.weight_bytes > 0 and matvec_weight_bytes(stem) == 0  # a 16x16 map: each weight used 256 times
+
+    truth = np.array([20.0, 60.0, 12.0, 1e-3, 0.0, 40.0])  # 40 ms per GB: 25 GB/s
+    measured = {n: (float(t @ truth), 100) for n, t in reference_terms("fp32").items()}
+    scale = fit_scale("fp32", measured, 1, "test")
+    assert abs(scale["matvec_ms_per_gb"] - 40.0) < 0.01 and "read at 25 GB/s" in scale["how"]
+    without = {**scale, "matvec_ms_per_gb": 0.0}
+    gap = (estimate_graph(graph, scale, scale["op_weights"], "fp32", True)["ms"]
+           - estimate_graph(graph, without, without["op_weights"], "fp32", True)["ms"])
+    assert gap == pytest.approx(40.0 * weight_bytes / 1e9)
 
 
 def test_delegation_names_the_ops_left_out_by_graph_index():
@@ -307,7 +333,7 @@ def test_host_is_fitted_to_its_references_and_prices_ops_outside_xnnpack(tmp_pat
     scales = host_scales(host, 1)
     for precision, scale in scales.items():
         assert scale["threads"] == 1 and "measured here" in scale["how"]
-        assert "fitted to 7 reference models" in scale["how"]
+        assert "fitted to 8 reference models" in scale["how"]
         assert len(scale["fit"]) == len(host_reference_set(precision)) >= len(HOST_TERMS) + 1
         assert all(w >= 0 for w in scale["op_weights"].values()) and scale["op_weights"]["dense_gmac"] > 0
     assert scales["int8"]["fallback_ms_per_gb"] > 0  # the built-in HARD_SWISH costs something XNNPACK's would not
@@ -371,7 +397,7 @@ def test_int8_dense_work_is_counted_on_amx_tiles_where_the_cpu_has_amx():
     assert all(amx_tile_macs(op) == op.macs for op in fp32.ops)
 
     # a fit that counts tiles: recorded in the scale, said in `how`, and priced that way by the estimate
-    truth = np.array([20.0, 60.0, 12.0, 1e-3, 2000.0])
+    truth = np.array([20.0, 60.0, 12.0, 1e-3, 2000.0, 30.0])
     measured = {n: (float(t @ truth), 100) for n, t in reference_terms("int8", AMX_TILE_MACS).items()}
     tiled = fit_scale("int8", measured, 1, "test", AMX_TILE_MACS)
     assert tiled["dense_macs"] == AMX_TILE_MACS and "AMX tiles" in tiled["how"]

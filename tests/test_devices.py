@@ -429,7 +429,7 @@ def test_devices_calibrate_with_every_reference_fits_the_board_a_cost_model_of_i
 
     path = _facts_only(tmp_path, "my-board", "rpi5", [{"core": "cortex-a76", "count": 4, "ghz": 2.4}], threads=1)
     listed = json.loads(invoke("devices", "references", "--all", "--json").output)
-    assert len(listed) == 14 and {k.split("/")[0] for k in listed} == {"fp32", "int8"}
+    assert len(listed) == 16 and {k.split("/")[0] for k in listed} == {"fp32", "int8"}
     benches = tmp_path / "benches"
     benches.mkdir()
     for key, ref in listed.items():
@@ -440,7 +440,7 @@ def test_devices_calibrate_with_every_reference_fits_the_board_a_cost_model_of_i
     assert result.exit_code == 0, result.output
     measured = yaml.safe_load(path.read_text())["calibration"]["measured"]
     for precision in ("fp32", "int8"):
-        assert "fitted to 7 reference models" in measured[precision]["how"] and measured[precision]["threads"] == 1
+        assert "fitted to 8 reference models" in measured[precision]["how"] and measured[precision]["threads"] == 1
         assert set(measured[precision]["op_weights"]) >= {"dense_gmac", "depthwise_gmac", "activation_gb", "ops"}
     hard_swish = next(v for k, v in listed.items() if k == "int8/hard_swish")
     shown = json.loads(invoke("profile", hard_swish, "--device", path, "--json").output)["devices"][0]

@@ -126,6 +126,8 @@ PROFILE_FIELDS: dict = {
                                                   item=Field("float", "ms per unit of the term")),
                               "fallback_ms_per_gb": Field("float", "ms per GB read and written by ops XNNPACK leaves "
                                                           "to LiteRT's built-in kernels", optional=True),
+                              "matvec_ms_per_gb": Field("float", "ms per GB of weights read by matrix-vector "
+                                                        "products (ops with one output row)", optional=True),
                           }),
     },
     "sources": Field("map", "where each fact comes from: key -> citation", min_items=1, item=_str("citation")),

@@ -68,6 +68,16 @@ def op_features(op, dense_macs: str = DENSE_MACS) -> np.ndarray:
     return np.array([dense / 1e9, depthwise / 1e9, op.activation_bytes / 1e9, 1.0])
 
 
+def matvec_weight_bytes(op) -> int:
+    """The weight bytes of a matrix-vector product: a convolution or fully-connected op with one output
+    row (a 1x1 map at batch 1: squeeze-and-excite, the classifier). It reads each weight once for one
+    MAC, so memory prices it, not compute: MobileNetV3-Small's 8.3 MB of them (fp32) were what the
+    host priced 19-24 % fast when MACs alone counted (BENCHMARKS.md). 0 for other ops."""
+    if op.op_class not in ("conv", "fully_connected") or int(np.prod(op.output_shape[:-1])) != 1:
+        return 0
+    return op.weight_bytes
+
+
 def graph_features(graph, dense_macs: str = DENSE_MACS) -> np.ndarray:
     return (np.sum([op_features(op, dense_macs) for op in graph.ops], axis=0) if graph.ops
             else np.zeros(len(FEATURES)))
@@ -250,14 +260,16 @@ def load_calibration() -> dict:
 def op_costs(graph, scale: dict, op_weights: dict, precision: str, dotprod: bool,
              not_delegated: list[int] | None = None) -> list[tuple[object, float, bool]]:
     """(op, ms at the scale's own fit, delegated) per op of `graph`: the scale's ms_per_unit times the
-    op's cost units, plus the scale's fallback_ms_per_gb on the activation bytes of the ops in
-    `not_delegated` (indices), which LiteRT's built-in kernels run, where the scale has one (the host's does)."""
-    fallback = scale.get("fallback_ms_per_gb", 0.0)
+    op's cost units, plus, where the scale has them (the host's does), its matvec_ms_per_gb on the
+    weight bytes of matrix-vector products and its fallback_ms_per_gb on the activation bytes of the
+    ops in `not_delegated` (indices), which LiteRT's built-in kernels run."""
+    fallback, matvec = scale.get("fallback_ms_per_gb", 0.0), scale.get("matvec_ms_per_gb", 0.0)
     left = set(not_delegated or ())
     dense_macs = scale.get("dense_macs", DENSE_MACS)  # as the scale was fitted
     out = []
     for op in graph.ops:
-        ms = scale["ms_per_unit"] * float(units(op_features(op, dense_macs), op_weights, precision, dotprod)[0])
+        ms = (scale["ms_per_unit"] * float(units(op_features(op, dense_macs), op_weights, precision, dotprod)[0])
+              + matvec * matvec_weight_bytes(op) / 1e9)
         out.append((op, ms + fallback * op.activation_bytes / 1e9, False) if op.index in left else (op, ms, True))
     return out
 

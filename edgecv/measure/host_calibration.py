@@ -2,8 +2,8 @@
 happens to run on, so the host gets its own cost model, fitted here. The shipped reference models
 (devices/reference/: the MobileNetV2 reference a board is calibrated on, and devices/reference/host/,
 small graphs that each lean on one term of the cost model: dense GMACs, depthwise GMACs on thin and
-on wide layers, activation bytes, per-op overhead, squeeze-and-excite, an op XNNPACK leaves to
-LiteRT's built-in kernels) are
+on wide layers, activation bytes, per-op overhead, squeeze-and-excite, the weights of matrix-vector
+products, an op XNNPACK leaves to LiteRT's built-in kernels) are
 timed on this machine at 1 thread, and the term weights are fitted to them (non-negative least
 squares on relative error); at other thread counts each op's 1-thread cost is split over the
 threads by a per-op model fitted to the same references timed there (_at_threads). Why not the
@@ -22,7 +22,7 @@ import numpy as np
 from edgecv import __version__
 from edgecv.errors import EdgecvError
 from edgecv.fileio import write_json_atomic
-from edgecv.measure.estimate import AMX_TILE_MACS, DENSE_MACS, graph_features
+from edgecv.measure.estimate import AMX_TILE_MACS, DENSE_MACS, graph_features, matvec_weight_bytes
 from edgecv.resources import shipped_dir
 
 REFERENCE_SECONDS = 1.2  # per reference model, in REFERENCE_ROUNDS rounds (bench_rounds)
@@ -31,10 +31,11 @@ REFERENCE_ROUNDS = 4
 # this VM at 2 threads, MobileNetV3-Small fp32 took 1.0 or 1.5 ms by the minute: BENCHMARKS.md).
 UNSTEADY = 0.25
 HOST_REFERENCE_DIR = "host"  # devices/reference/host/<shape>-<precision>.tflite
-# The host cost model's terms: the estimator's features, and the activation bytes of ops the
-# delegate leaves to LiteRT's built-in kernels (int8 HARD_SWISH there cost 15x XNNPACK's int8 price
-# per activation byte on an EPYC core, benchmarks/results/estimator_accuracy.json).
-HOST_TERMS = ("dense_gmac", "depthwise_gmac", "activation_gb", "ops", "fallback_gb")
+# The host cost model's terms: the estimator's features, the activation bytes of ops the delegate
+# leaves to LiteRT's built-in kernels (int8 HARD_SWISH there cost 15x XNNPACK's int8 price per
+# activation byte on an EPYC core, benchmarks/results/estimator_accuracy.json), and the weight
+# bytes of matrix-vector products (estimate.matvec_weight_bytes).
+HOST_TERMS = ("dense_gmac", "depthwise_gmac", "activation_gb", "ops", "fallback_gb", "matvec_weight_gb")
 # At N threads an op under this 1-thread cost is priced as run on the calling thread, not split
 # (splitting it would cost more than its work): fitted waits per split op were 0.8-4.5 us on a
 # 2-core AMD EPYC at 2 threads and a 16-core Xeon at 4. Any choice from 1 to 4 us priced each of
@@ -100,7 +101,8 @@ def fallback_gb(graph, not_delegated_ops) -> float:
 
 
 def host_terms(graph, not_delegated_ops, dense_macs: str = DENSE_MACS) -> np.ndarray:
-    return np.append(graph_features(graph, dense_macs), fallback_gb(graph, not_delegated_ops))
+    matvec = sum(matvec_weight_bytes(op) for op in graph.ops) / 1e9
+    return np.append(graph_features(graph, dense_macs), [fallback_gb(graph, not_delegated_ops), matvec])
 
 
 def dense_count(precision: str, facts: dict | None) -> str:
@@ -120,11 +122,13 @@ def fit_host_weights(terms: np.ndarray, measured_ms: np.ndarray) -> np.ndarray:
 
 def as_scale(weights: np.ndarray, threads: int, how: str, fit: list[dict], dense_macs: str = DENSE_MACS) -> dict:
     """A fitted host weight vector in the estimator's form: ms_per_unit 1 (units are ms), its own
-    op weights, the price of a byte outside the delegate, and how dense work was counted where that
-    is not in MACs (only the host's own fit counts AMX tiles: a board's profile never holds the key)."""
-    dense, depthwise, activation, per_op, fallback = (float(w) for w in weights)
+    op weights, the price of a byte outside the delegate and of a matrix-vector product's weight
+    byte, and how dense work was counted where that is not in MACs (only the host's own fit counts
+    AMX tiles: a board's profile never holds the key)."""
+    dense, depthwise, activation, per_op, fallback, matvec = (float(w) for w in weights)
     counted = {"dense_macs": dense_macs} if dense_macs != DENSE_MACS else {}
-    return {"ms_per_unit": 1.0, "threads": threads, "how": how, "fallback_ms_per_gb": fallback, "fit": fit, **counted,
+    return {"ms_per_unit": 1.0, "threads": threads, "how": how, "fallback_ms_per_gb": fallback,
+            "matvec_ms_per_gb": matvec, "fit": fit, **counted,
             "op_weights": {"dense_gmac": dense, "depthwise_gmac": depthwise, "activation_gb": activation,
                            "ops": per_op, "int8_dense_dotprod": dense, "int8_dense_no_dotprod": dense}}
 
@@ -158,7 +162,10 @@ def fit_scale(precision: str, measured: dict[str, tuple[float, int]], threads: i
            f"thread(s); worst fit error {worst:.0%}")
     if dense_macs == AMX_TILE_MACS:
         how += "; int8 dense work counted on AMX tiles (16 rows x 64 x 64 channels: this CPU has AMX-INT8)"
-    return as_scale(weights, threads, how, fit, dense_macs)
+    scale = as_scale(weights, threads, how, fit, dense_macs)
+    if scale["matvec_ms_per_gb"] > 0:
+        scale["how"] += f"; matrix-vector products priced by their weights, read at {1000 / scale['matvec_ms_per_gb']:.0f} GB/s"
+    return scale
 
 
 def _fit_precision(precision: str, facts: dict) -> dict:
