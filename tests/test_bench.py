@@ -325,7 +325,7 @@ def test_host_is_fitted_to_its_references_and_prices_ops_outside_xnnpack(tmp_pat
     HARD_SWISH, which run on one thread."""
     from edgecv.devices import load_profile
     from edgecv.measure.estimate import estimate_for_device, estimate_graph
-    from edgecv.measure.host_calibration import HOST_TERMS, host_reference_set, host_scales
+    from edgecv.measure.host_calibration import HOST_TERMS, NOT_SPLIT_FITTED, host_reference_set, host_scales
     from edgecv.measure.tflite_graph import read_tflite_graph
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
@@ -352,7 +352,9 @@ def test_host_is_fitted_to_its_references_and_prices_ops_outside_xnnpack(tmp_pat
         assert int8_at_two["op_weights"] == scales["int8"]["op_weights"]
         split = int8_at_two["split"]
         assert 1 <= split["speedup"] <= 2 and split["per_op_ms"] >= 0 and split["serial_op_ms"] >= 0
-        assert len(int8_at_two["split_fit"]) == len(scales["int8"]["fit"])
+        # fitted to every reference but matrix_vector, whose weights fit two cores' caches
+        assert [f["model"] for f in int8_at_two["split_fit"]] == [
+            f["model"] for f in scales["int8"]["fit"] if f["model"] not in NOT_SPLIT_FITTED] != []
         assert "split over the threads" in two["calibration"]
         # the built-in HARD_SWISH kernels run on one thread: their ms is the same at 1 and 2 threads
         builtin = {op["index"]: op["ms"] for op in priced["top_ops"] if op["op"] == "HARD_SWISH"}
