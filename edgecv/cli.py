@@ -808,7 +808,7 @@ def devices_list(as_json):
 
 @devices.command("references")
 @click.option("--all", "every", is_flag=True,
-              help="all twelve reference models: calibrate then fits the device a cost model of its own, as the "
+              help="every reference model, fp32 and int8: calibrate then fits the device a cost model of its own, as the "
                    "host gets, instead of one figure per precision (about a minute of benches)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def devices_references(every, as_json):

@@ -73,11 +73,16 @@ def fit_measured(profile, bench_files: list, calibration: dict) -> dict:
             missing = sorted(set(host_reference_set(precision)) - set(by_name))
             raise DeviceError(f"the {precision} benches cover {len(by_name)} of the reference models; bench the rest "
                               f"({', '.join(missing)}) or at least reference-{precision}.tflite")
+        # a partial set (e.g. benched before a reference was added) falls back to one figure: say what is missing
+        partial = sorted(set(host_reference_set(precision)) - set(by_name)) if len(by_name) > 1 else []
         fitted[precision] = {"ms_per_unit": ms_per_unit(board["ms"], board["path"], precision, profile, calibration),
                              "threads": int(at),
                              "how": f"measured on the device: {board['path'].name} {board['figure']} {board['ms']:.3g} "
                                     f"ms at {at} threads over {board['result']['runs']} runs ({board['file']}, "
-                                    f"{board['at']})"}
+                                    f"{board['at']})"
+                                    + (f"; one figure for the shared op weights, since {', '.join(partial)} "
+                                       "were not benched (edgecv devices references --all lists every reference "
+                                       "model; bench them all for a cost model of the device's own)" if partial else "")}
     return fitted
 
 

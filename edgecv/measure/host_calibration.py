@@ -169,7 +169,8 @@ def fit_scale(precision: str, measured: dict[str, tuple[float, int]], threads: i
         how += "; int8 dense work counted on AMX tiles (16 rows x 64 x 64 channels: this CPU has AMX-INT8)"
     scale = as_scale(weights, threads, how, fit, dense_macs)
     if scale["matvec_ms_per_gb"] > 0:
-        scale["how"] += f"; matrix-vector products priced by their weights, read at {1000 / scale['matvec_ms_per_gb']:.0f} GB/s"
+        scale["how"] += (f"; matrix-vector products priced by their weights, read at "
+                         f"{1000 / scale['matvec_ms_per_gb']:.0f} GB/s")
     return scale
 
 
@@ -233,10 +234,11 @@ def _at_threads(scale: dict, precision: str, threads: int) -> dict:
     """The 1-thread fit at `threads` by the per-op split model (estimate.split_op_ms): its speed-up
     of a split op's work, wait per split op and cost per op too small to split are fitted (bounded
     least squares on relative error) to the reference models timed here at `threads` (but
-    NOT_SPLIT_FITTED), each op priced at 1 thread by `scale`. Why per op: a thread's gain depends on how much work an op holds. On a
-    16-core Xeon at 4 threads, the 128 px MobileNetV2 0.35 reference (7 us per op at 1 thread) gained
-    1.3x and the 224 px MobileNetV2 (80 us per op) 3.1x; a speed-up per cost term, averaged over the
-    references, priced the 224 px models up to 80 % slow there (BENCHMARKS.md)."""
+    NOT_SPLIT_FITTED), each op priced at 1 thread by `scale`. Why per op: a thread's gain depends on
+    how much work an op holds. On a 16-core Xeon at 4 threads, the 128 px MobileNetV2 0.35 reference
+    (7 us per op at 1 thread) gained 1.3x and the 224 px MobileNetV2 (80 us per op) 3.1x; a speed-up
+    per cost term, averaged over the references, priced the 224 px models up to 80 % slow there
+    (BENCHMARKS.md)."""
     from scipy.optimize import lsq_linear
 
     from edgecv.measure.tflite_graph import read_tflite_graph
