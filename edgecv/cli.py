@@ -844,7 +844,7 @@ def devices_calibrate(profile_path, bench_files, as_json):
         edgecv bench $p --remote ssh://me@opi5 --device ./orange-pi-5.yaml --json $(basename $p .tflite).json; done
       edgecv devices calibrate ./orange-pi-5.yaml --measured reference-fp32.json --measured reference-int8.json
       edgecv profile student-int8.tflite --device ./orange-pi-5.yaml
-    With `edgecv devices references --all` (twelve benches, written into one folder, then
+    With `edgecv devices references --all` (every reference model benched into one folder, then
     `--measured FOLDER`) the board gets a cost model of its own, as the host does.
     """
     from edgecv.devices import load_profile, profile_origin
