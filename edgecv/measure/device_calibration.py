@@ -62,7 +62,8 @@ def fit_measured(profile, bench_files: list, calibration: dict) -> dict:
             raise DeviceError(f"the {precision} reference benches were measured at different thread counts "
                               f"({', '.join(map(str, sorted(counts)))}); bench them all with the same --threads")
         at = counts.pop()
-        if set(by_name) == set(host_reference_set(precision)):
+        missing = sorted(set(host_reference_set(precision)) - set(by_name))
+        if not missing:
             timings = {n: (m["ms"], m["result"]["runs"]) for n, m in by_name.items()}
             fitted[precision] = fit_scale(precision, timings, at, f"measured on the device ({len(by_name)} benches, "
                                                                    f"{min(m['at'] for m in by_name.values())})")
@@ -70,11 +71,10 @@ def fit_measured(profile, bench_files: list, calibration: dict) -> dict:
             continue
         board = by_name.get(BOARD_REFERENCE)
         if board is None:
-            missing = sorted(set(host_reference_set(precision)) - set(by_name))
             raise DeviceError(f"the {precision} benches cover {len(by_name)} of the reference models; bench the rest "
                               f"({', '.join(missing)}) or at least reference-{precision}.tflite")
         # a partial set (e.g. benched before a reference was added) falls back to one figure: say what is missing
-        partial = sorted(set(host_reference_set(precision)) - set(by_name)) if len(by_name) > 1 else []
+        partial = missing if len(by_name) > 1 else []
         fitted[precision] = {"ms_per_unit": ms_per_unit(board["ms"], board["path"], precision, profile, calibration),
                              "threads": int(at),
                              "how": f"measured on the device: {board['path'].name} {board['figure']} {board['ms']:.3g} "

@@ -176,19 +176,18 @@ def fit_scale(precision: str, measured: dict[str, tuple[float, int]], threads: i
 
 def _fit_precision(precision: str, facts: dict) -> dict:
     """The host's cost model at `precision` and 1 thread (stable timings), fitted to the references."""
-    timed = _time_references(precision, 1)
+    timed = _time_references(host_reference_set(precision), 1)
     scale = fit_scale(precision, {name: (t["p50_ms"], t["runs"]) for name, t in timed.items()}, 1,
                       f"host: measured here, each reference's p50 the median of {REFERENCE_ROUNDS} round-robin "
                       f"rounds ({REFERENCE_SECONDS:g} s per reference in all)", dense_count(precision, facts))
     return {**scale, "how": scale["how"] + unsteady_note(timed)}
 
 
-def _time_references(precision: str, threads: int, skip: tuple[str, ...] = ()) -> dict[str, dict]:
-    """{reference name: bench_rounds' entry (p50_ms, round_p50s_ms, runs)} of host_reference_set at
-    `threads` but those in `skip`, timed round-robin."""
+def _time_references(files: dict[str, Path], threads: int) -> dict[str, dict]:
+    """{reference name: bench_rounds' entry (p50_ms, round_p50s_ms, runs)} of `files` (name -> .tflite,
+    from host_reference_set) at `threads`, timed round-robin."""
     from edgecv.measure.bench import bench_rounds
 
-    files = {name: path for name, path in host_reference_set(precision).items() if name not in skip}
     timed = bench_rounds([(path, threads) for path in files.values()], REFERENCE_ROUNDS,
                          REFERENCE_SECONDS / REFERENCE_ROUNDS, warmup=5)
     return dict(zip(files, timed))
@@ -244,10 +243,11 @@ def _at_threads(scale: dict, precision: str, threads: int) -> dict:
     from edgecv.measure.tflite_graph import read_tflite_graph
     from edgecv.runtime import LiteRTRunner
 
+    files = {name: path for name, path in host_reference_set(precision).items() if name not in NOT_SPLIT_FITTED}
     columns = {name: split_columns(read_tflite_graph(path), LiteRTRunner(path, 1).delegation()["not_delegated_ops"],
                                    scale, precision)
-               for name, path in host_reference_set(precision).items() if name not in NOT_SPLIT_FITTED}
-    timed = _time_references(precision, threads, NOT_SPLIT_FITTED)
+               for name, path in files.items()}
+    timed = _time_references(files, threads)
     names = list(columns)
     ms = np.array([timed[name]["p50_ms"] for name in names])
     split = np.array([columns[name][0] for name in names])
@@ -292,7 +292,7 @@ def host_scales(profile, threads: int | None = None) -> dict:
         return entries[key]
     at_one = host_scales(profile, 1) if threads > 1 else None  # N threads scale the 1-thread fit
     # the one slow step of a first `edgecv profile` on a machine (and thread count): say why it waits
-    count = len(files["fp32"]) - (len(NOT_SPLIT_FITTED) if threads > 1 else 0)
+    count = sum(threads == 1 or name not in NOT_SPLIT_FITTED for name in files["fp32"])
     print(f"edgecv: {'fitting' if threads == 1 else f'scaling to {threads} threads'} this machine's latency model: "
           f"{count} reference models per precision timed (once; about {2 * count * REFERENCE_SECONDS + 1:.0f} s)",
           file=sys.stderr, flush=True)
