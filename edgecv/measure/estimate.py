@@ -48,6 +48,11 @@ def _round_up(n: int, step: int) -> int:
     return -(-n // step) * step
 
 
+def output_rows(op) -> int:
+    """Rows of an op's output as a matrix: every dimension but the channels (batch x height x width)."""
+    return int(np.prod(op.output_shape[:-1]))
+
+
 def amx_tile_macs(op) -> int:
     """The MACs an int8 CONV_2D or FULLY_CONNECTED costs on AMX tiles: rows, output and input
     channels each rounded up to the tile; other ops, their MACs."""
@@ -56,7 +61,7 @@ def amx_tile_macs(op) -> int:
     rows, cout, cin = AMX_TILE
     weights, out = op.input_shapes[1], op.output_shape
     taps = weights[1] * weights[2] if op.op == "CONV_2D" else 1
-    return (_round_up(int(np.prod(out[:-1])), rows) * _round_up(int(out[-1]), cout)
+    return (_round_up(output_rows(op), rows) * _round_up(int(out[-1]), cout)
             * taps * _round_up(int(weights[-1]), cin))
 
 
@@ -73,7 +78,7 @@ def matvec_weight_bytes(op) -> int:
     row (a 1x1 map at batch 1: squeeze-and-excite, the classifier). It reads each weight once for one
     MAC, so memory prices it, not compute: MobileNetV3-Small's 8.3 MB of them (fp32) were what the
     host priced 19-24 % fast when MACs alone counted (BENCHMARKS.md). 0 for other ops."""
-    if op.op_class not in ("conv", "fully_connected") or int(np.prod(op.output_shape[:-1])) != 1:
+    if op.op_class not in ("conv", "fully_connected") or output_rows(op) != 1:
         return 0
     return op.weight_bytes
 
