@@ -111,14 +111,19 @@ def test_a_longer_run_without_the_tfmot_baseline_is_judged_and_published(tmp_pat
     assert not run.LONGER.ablation and "qat" not in run.LONGER.baselines
 
 
-def test_the_flip_mode_changes_only_the_augmentation_and_has_its_own_section():
+def test_the_flip_modes_change_only_the_augmentation_and_epochs_and_have_their_own_sections():
     """`python -m benchmarks.run --flip` is the full run's best student with the teacher online on
-    flipped images and nothing else changed; like --longer it publishes into its own section."""
+    flipped images and nothing else changed, `--longer-flip` that with --longer's epochs; like
+    --longer each publishes into its own section."""
     from benchmarks import run
 
     flip, full = run.FLIP.students["mobilenetv3-small-int8"], run.FULL.students["mobilenetv3-small-int8"]
     assert flip == {**full, "distill.augment.flip": "true"}
     assert not run.FLIP.ablation and "qat" not in run.FLIP.baselines
+    # --longer-flip: both changes, and only them
+    longer_flip = run.LONGER_FLIP.students["mobilenetv3-small-int8"]
+    assert longer_flip == {**flip, "distill.epochs": run.LONGER.students["mobilenetv3-small-int8"]["distill.epochs"]}
+    assert not run.LONGER_FLIP.ablation and run.LONGER_FLIP.baselines == run.FLIP.baselines
     sections = [s.section for s in run.MODES.values() if s.section]
     assert len({marker for marker, _ in sections}) == len(sections)  # no two modes write the same section
     assert run.QUICK.section is None  # a smoke check never overwrites BENCHMARKS.md
