@@ -39,7 +39,7 @@ import shlex
 import signal
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -124,11 +124,10 @@ FLIP = Settings(
 
 # Whether consistent distillation gains with length where cached logits lost (24 cached epochs ended 0.41 pt
 # below 12): the flip run's online teacher on flipped images, with LONGER's 24 distillation epochs.
-LONGER_FLIP = Settings(
-    name="fashion-mnist-longer-flip", teacher_epochs=FULL.teacher_epochs, teacher_train_samples=None, qat_epochs=1,
-    train_samples=None, students={"mobilenetv3-small-int8": {**FLIP.students["mobilenetv3-small-int8"],
-                                                             "distill.epochs": 24}},
-    bench_seconds=None, baselines=("fp32", "ptq"), ablation=False,
+LONGER_FLIP = replace(
+    FLIP, name="fashion-mnist-longer-flip",
+    students={"mobilenetv3-small-int8": {**FLIP.students["mobilenetv3-small-int8"],
+                                         "distill.epochs": LONGER.students["mobilenetv3-small-int8"]["distill.epochs"]}},
     section=("FASHION-MNIST-LONGER-FLIP", "The best student distilled on flipped images, longer"))
 
 # every mode by its command-line flag (None: no flag, the full run)
