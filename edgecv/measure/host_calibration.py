@@ -82,6 +82,13 @@ def host_reference_set(precision: str) -> dict[str, Path]:
     return files
 
 
+def references_timed(precision: str, threads: int) -> dict[str, Path]:
+    """The reference models timed at `threads`: every one at 1 thread (the cost model's fit), all but
+    NOT_SPLIT_FITTED at more (the split model's fit)."""
+    return {name: path for name, path in host_reference_set(precision).items()
+            if threads == 1 or name not in NOT_SPLIT_FITTED}
+
+
 def all_reference_models() -> dict[tuple[str, str], Path]:
     """(precision, shape name) -> .tflite: every reference model, as `edgecv devices references --all` lists them."""
     from edgecv.measure.estimate import PRECISIONS
@@ -176,7 +183,7 @@ def fit_scale(precision: str, measured: dict[str, tuple[float, int]], threads: i
 
 def _fit_precision(precision: str, facts: dict) -> dict:
     """The host's cost model at `precision` and 1 thread (stable timings), fitted to the references."""
-    timed = _time_references(host_reference_set(precision), 1)
+    timed = _time_references(references_timed(precision, 1), 1)
     scale = fit_scale(precision, {name: (t["p50_ms"], t["runs"]) for name, t in timed.items()}, 1,
                       f"host: measured here, each reference's p50 the median of {REFERENCE_ROUNDS} round-robin "
                       f"rounds ({REFERENCE_SECONDS:g} s per reference in all)", dense_count(precision, facts))
@@ -185,7 +192,7 @@ def _fit_precision(precision: str, facts: dict) -> dict:
 
 def _time_references(files: dict[str, Path], threads: int) -> dict[str, dict]:
     """{reference name: bench_rounds' entry (p50_ms, round_p50s_ms, runs)} of `files` (name -> .tflite,
-    from host_reference_set) at `threads`, timed round-robin."""
+    from references_timed) at `threads`, timed round-robin."""
     from edgecv.measure.bench import bench_rounds
 
     timed = bench_rounds([(path, threads) for path in files.values()], REFERENCE_ROUNDS,
@@ -243,7 +250,7 @@ def _at_threads(scale: dict, precision: str, threads: int) -> dict:
     from edgecv.measure.tflite_graph import read_tflite_graph
     from edgecv.runtime import LiteRTRunner
 
-    files = {name: path for name, path in host_reference_set(precision).items() if name not in NOT_SPLIT_FITTED}
+    files = references_timed(precision, threads)
     columns = {name: split_columns(read_tflite_graph(path), LiteRTRunner(path, 1).delegation()["not_delegated_ops"],
                                    scale, precision)
                for name, path in files.items()}
@@ -292,7 +299,7 @@ def host_scales(profile, threads: int | None = None) -> dict:
         return entries[key]
     at_one = host_scales(profile, 1) if threads > 1 else None  # N threads scale the 1-thread fit
     # the one slow step of a first `edgecv profile` on a machine (and thread count): say why it waits
-    count = sum(threads == 1 or name not in NOT_SPLIT_FITTED for name in files["fp32"])
+    count = len(references_timed("fp32", threads))
     print(f"edgecv: {'fitting' if threads == 1 else f'scaling to {threads} threads'} this machine's latency model: "
           f"{count} reference models per precision timed (once; about {2 * count * REFERENCE_SECONDS + 1:.0f} s)",
           file=sys.stderr, flush=True)
