@@ -92,7 +92,7 @@ def main():
 @click.option("--data", "-d", help="image folder (one subfolder per class), .npz, fashion-mnist or fashion-mnist-mini")
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="run directory [default: runs/<recipe>-<time>]")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a recipe key, e.g. prune.target_sparsity=0.6")
-@click.option("--resume", is_flag=True, help="continue a run in --out, skipping finished stages")
+@click.option("--resume", is_flag=True, help="continue a run in --out, skipping finished stages (changed settings rerun the stages they touch and those after)")
 @click.option("--force", is_flag=True, help="delete an earlier run in --out and start over")
 @click.option("--json", "as_json", is_flag=True, help="print report.json to stdout when done")
 @click.option("--trust-model", is_flag=True, help="let the teacher/student files run their own code (Lambda layers); only for files you trust")
@@ -105,6 +105,8 @@ def compress(recipe, teacher, data, out, overrides, resume, force, as_json, trus
       edgecv compress -r mobilenetv2-int8 -t my_model.keras -d my_images/ -o runs/exp1
       edgecv compress -r quickstart --set prune.target_sparsity=0.6 -o runs/sparse60
       edgecv compress -o runs/exp1 --resume            # continue after a crash or Ctrl-C
+      edgecv compress -r mobilenetv2-int8 -t my_model.keras -d my_images/ -o runs/exp1 --resume \\
+          --set prune.epochs=8                         # same distilled student, pruning and what follows again
     """
     from edgecv.pipeline.compress import default_out, resolve, run_compress
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import assert_user_error, run_cli
 
@@ -161,6 +162,82 @@ def test_force_empties_the_run_but_keeps_its_lock(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == [".edgecv.lock", "recipe.yaml", "state.json"]
     assert (run / ".edgecv.lock").stat().st_ino == lock_inode
     fresh.unlock()
+
+
+def _finished_run(root, recipe):
+    """A run whose every stage finished, each folder holding one file, as compress leaves it."""
+    from edgecv.pipeline.rundir import RunDir
+    from edgecv.pipeline.stages import STAGES
+
+    run = RunDir(root, recipe, STAGES)
+    run.open(resume=False, force=False)
+    for name, stage in STAGES.items():
+        partial = run.start_stage(name)
+        (partial / "out.txt").write_text(name)
+        run.finish_stage(name, partial, {"stage": name}, 1.0, stage.folder)
+    run.unlock()
+    return run
+
+
+def test_every_recipe_section_is_read_by_a_stage_or_listed_as_read_by_none():
+    """A new recipe section must say which stage reads it, or --resume would keep results it changes."""
+    from edgecv.pipeline.recipe import defaults
+    from edgecv.pipeline.stages import NOT_READ_BY_STAGES, STAGES
+
+    read = [section for stage in STAGES.values() for section in stage.reads]
+    assert len(read) == len(set(read))
+    assert sorted(read + list(NOT_READ_BY_STAGES)) == sorted(defaults())
+
+
+def test_resume_with_changed_settings_reruns_from_the_first_stage_they_touch(tmp_path):
+    from edgecv.pipeline.recipe import apply_overrides, defaults, validate
+    from edgecv.pipeline.rundir import RunDir
+    from edgecv.pipeline.stages import STAGES
+
+    recipe = defaults()
+    first = _finished_run(tmp_path / "run", recipe)
+    distill_file = first.stage_dir("distill") / "out.txt"
+    distill_mtime = distill_file.stat().st_mtime_ns
+    changed = validate(apply_overrides(recipe, ["prune.epochs=12", "profile.devices=[host]"]))
+    again = RunDir(tmp_path / "run", changed, STAGES)
+    again.lock()
+    again.check(resume=True, force=False)
+    assert again.open(resume=True, force=False) == ["prune", "quantize", "export", "evaluate", "profile"]
+    again.unlock()
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert list(state["stages"]) == ["teacher", "distill"] and state["recipe_hash"] == again.state["recipe_hash"]
+    assert distill_file.stat().st_mtime_ns == distill_mtime and first.is_done("distill")
+    for name in ("prune", "quantize", "export", "evaluate", "profile"):
+        assert not again.stage_dir(name, STAGES[name].folder).exists()
+    assert yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["prune"]["epochs"] == 12
+
+
+def test_resume_keeps_nothing_and_is_refused_when_the_first_stage_changes_or_recipe_yaml_is_not_the_runs(tmp_path):
+    from edgecv.errors import RunDirError
+    from edgecv.pipeline.recipe import apply_overrides, defaults, validate
+    from edgecv.pipeline.rundir import RunDir
+    from edgecv.pipeline.stages import STAGES
+
+    recipe = defaults()
+    _finished_run(tmp_path / "run", recipe)
+    reseeded = RunDir(tmp_path / "run", validate(apply_overrides(recipe, ["seed=3"])), STAGES)
+    with pytest.raises(RunDirError, match="different recipe, teacher or data, and no finished stage"):
+        reseeded.check(resume=True, force=False)
+    longer_pruning = validate(apply_overrides(recipe, ["prune.epochs=12"]))
+    recipe_yaml = tmp_path / "run" / "recipe.yaml"
+    for damage in ("edited", "deleted"):  # what the stages were made with is then unknown
+        if damage == "edited":
+            text = recipe_yaml.read_text()
+            assert "\nseed: 0\n" in text
+            recipe_yaml.write_text(text.replace("\nseed: 0\n", "\nseed: 1\n"))
+        else:
+            recipe_yaml.unlink()
+        with pytest.raises(RunDirError, match="different recipe"):
+            RunDir(tmp_path / "run", longer_pruning, STAGES).check(resume=True, force=False)
+    same = RunDir(tmp_path / "run", recipe, STAGES)
+    same.open(resume=True, force=False)  # the same recipe still resumes, and writes recipe.yaml again
+    same.unlock()
+    assert yaml.safe_load(recipe_yaml.read_text()) == recipe
 
 
 # ---------------------------------------------------------------------------------------------- export arguments

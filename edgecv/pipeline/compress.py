@@ -95,9 +95,10 @@ def _run_stages(recipe: dict, out: Path, resume: bool, force: bool, console: Con
     from edgecv.compress.strategy import devices
     from edgecv.pipeline.context import RunContext
     from edgecv.pipeline.stages import STAGES
-    from edgecv.report.report import build_report, write_report
+    from edgecv.report.loader import REPORT_JSON
+    from edgecv.report.report import REPORT_HTML, REPORT_MD, build_report, write_report
 
-    run = RunDir(out, recipe)
+    run = RunDir(out, recipe, STAGES)
     run.lock()  # held for the whole run: a second compress or --resume on it is refused meanwhile
     run.check(resume, force)
     ctx = RunContext(recipe, run, trust_model)
@@ -107,10 +108,15 @@ def _run_stages(recipe: dict, out: Path, resume: bool, force: bool, console: Con
     ctx.student_spec
     if recipe["teacher"]["path"]:
         ctx.teacher_check
-    run.open(resume, force)
+    rerun = run.open(resume, force)
     console.print(f"[bold]edgecv compress[/] → {out}  ({ds.source}: {len(ds.y_train)} train / "
                   f"{len(ds.y_test)} held-out images, {ds.num_classes} classes)")
     console.print(f"  data: {input_mode(ds.train, [ctx.student_spec])}", highlight=False)
+    if rerun:
+        console.print(f"  ↻ settings changed since this run was started: rerunning {', '.join(rerun)}; "
+                      "the stages before keep their results", highlight=False)
+        for name in (REPORT_JSON, REPORT_MD, REPORT_HTML):  # the earlier report describes the dropped stages
+            (out / name).unlink(missing_ok=True)
     if ctx.student_rebuild:
         r = ctx.student_rebuild
         console.print(f"-[✓] student: {r['from']} rebuilt in tf_keras, max |Δ output| {r['max_abs_diff']:.2g} "

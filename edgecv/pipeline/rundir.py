@@ -4,6 +4,11 @@ A stage writes into `.<stage>.partial/` and is renamed into place when it finish
 state.json (written atomically) records it. A run killed mid-stage therefore leaves no
 half-written stage behind: `--resume` deletes the partial folder and runs that stage again.
 
+`--resume` with changed settings keeps the stages they do not touch: a stage's key hashes the recipe
+sections it reads (Stage.reads) and every earlier stage's, and the leading stages whose key is the
+same under the run's recipe.yaml and the new recipe are kept, so a new prune schedule reruns prune
+and what follows it on the same distilled student.
+
 The process working on a run holds an flock on `.edgecv.lock` in it (the file names its PID), so a
 second compress or `--resume` cannot start, and delete partial folders, while the first still runs.
 """
@@ -34,10 +39,24 @@ def recipe_hash(recipe: dict) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def stage_keys(recipe: dict, stages: dict) -> dict[str, str]:
+    """Stage name -> the hash of the recipe sections it reads and of every earlier stage's sections
+    (stages: name -> an object with `reads`, in run order): equal keys, equal inputs."""
+    keys, read = {}, {}
+    for name, stage in stages.items():
+        read.update({section: recipe.get(section) for section in stage.reads})
+        keys[name] = recipe_hash(read)
+    return keys
+
+
 class RunDir:
-    def __init__(self, root: Path, recipe: dict):
+    def __init__(self, root: Path, recipe: dict, stages: dict | None = None):
+        """stages: the stage table (name -> .reads, .folder), for --resume with changed settings;
+        without it a changed recipe cannot be resumed."""
         self.root = Path(root)
         self.recipe = recipe
+        self.stages = stages or {}
+        self.keys = stage_keys(recipe, self.stages)
         self.state: dict = {"recipe_hash": recipe_hash(recipe), "stages": {}}
         self._lock = None  # the open lock file while this process holds the run
 
@@ -80,22 +99,45 @@ class RunDir:
         if root.is_dir() and any(p.name != LOCK_FILE for p in root.iterdir()) and not is_run:
             raise RunDirError(f"--out {root} is a non-empty folder that is not an edgecv run; choose a new or empty folder")
         if is_run and resume:
-            if self._read_state().get("recipe_hash") != recipe_hash(self.recipe):
+            state = self._read_state()
+            if state.get("recipe_hash") != recipe_hash(self.recipe) and not any(
+                    state["stages"].get(name, {}).get("status") == "done" for name in self._unchanged(state)):
                 raise RunDirError(
-                    f"{root} was started with a different recipe, teacher or data; resume with the same ones, "
-                    "or use --force to start over"
+                    f"{root} was started with a different recipe, teacher or data, and no finished stage's "
+                    "settings are the same; resume with the same ones, or use --force to start over"
                 )
         elif is_run and not force:
             raise RunDirError(f"{root} already holds a run; pass --resume to continue it or --force to start over")
 
-    def open(self, resume: bool, force: bool) -> None:
-        """Create the run (or pick up the earlier one with --resume; wipe it with --force)."""
+    def _unchanged(self, state: dict) -> list[str]:
+        """The leading stages whose settings (stage keys) the earlier run's recipe.yaml and this recipe
+        share; none when that file is missing or is not the recipe state.json was made with."""
+        try:
+            earlier = yaml.safe_load((self.root / RECIPE_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError, yaml.YAMLError):
+            return []
+        if not isinstance(earlier, dict) or recipe_hash(earlier) != state.get("recipe_hash"):
+            return []
+        earlier_keys = stage_keys(earlier, self.stages)
+        kept = []
+        for name, key in self.keys.items():
+            if earlier_keys[name] != key:
+                break
+            kept.append(name)
+        return kept
+
+    def open(self, resume: bool, force: bool) -> list[str]:
+        """Create the run (or pick up the earlier one with --resume; wipe it with --force). Returns the
+        stages an earlier run had finished that changed settings make run again (with --resume)."""
         self.lock()
         self.check(resume, force)
         root = self.root
         state_path = root / STATE_FILE
+        rerun = []
         if state_path.is_file() and resume:
             self.state = self._read_state()
+            if self.state.get("recipe_hash") != recipe_hash(self.recipe):
+                rerun = self._drop_changed_stages()
         else:
             if state_path.is_file():  # --force on an earlier run: start clean, keeping the lock this process holds
                 for entry in root.iterdir():
@@ -105,10 +147,28 @@ class RunDir:
                         entry.unlink()
             root.mkdir(parents=True, exist_ok=True)
             self._acquire()
-            write_text_atomic(root / RECIPE_FILE, yaml.safe_dump(self.recipe, sort_keys=False))
             self._save_state()
+        # after state.json: a kill in between leaves a recipe.yaml that state.json's hash disowns, which
+        # a later resume with other settings refuses (nothing is known to be kept) and one with these rewrites
+        write_text_atomic(root / RECIPE_FILE, yaml.safe_dump(self.recipe, sort_keys=False))
         for leftover in root.glob(".*.partial"):  # from a run that was killed mid-stage
             shutil.rmtree(leftover)
+        return rerun
+
+    def _drop_changed_stages(self) -> list[str]:
+        """Forget the stages from the first changed one on (their folders first, so a kill in between
+        leaves them not done) and record the new recipe's hash."""
+        kept = self._unchanged(self.state)
+        dropped = [name for name in self.stages if name not in kept and name in self.state["stages"]]
+        for name in dropped:
+            folder = self.stage_dir(name, self.stages[name].folder)
+            if folder.is_dir():
+                shutil.rmtree(folder)
+        for name in dropped:
+            del self.state["stages"][name]
+        self.state["recipe_hash"] = recipe_hash(self.recipe)
+        self._save_state()
+        return dropped
 
     def _read_state(self) -> dict:
         """state.json of the earlier run; RunDirError when it is not what _save_state writes."""

@@ -370,18 +370,29 @@ class Stage:
     folder: str | None = None  # output folder in the run dir; default stages/<name>
     why_skipped: str = ""
     trains: bool = False  # runs `fit`: every multi_worker worker runs it too, in this order
+    # the recipe sections it reads beyond earlier stages' (its --resume key, RunDir.stage_keys); every
+    # section is some stage's or in NOT_READ_BY_STAGES
+    reads: tuple[str, ...] = ()
+
+
+# recipe sections no stage reads: the report is built from the whole recipe at the end of every run
+NOT_READ_BY_STAGES = ("name", "description", "gates")
 
 
 # name -> stage, in run order
 STAGES: dict[str, Stage] = {
-    "teacher": Stage(run_teacher, lambda r: not r["teacher"]["path"], why_skipped="a teacher was given", trains=True),
-    "distill": Stage(run_distill, lambda r: True, trains=True),
-    "prune": Stage(run_prune, lambda r: r["prune"]["enabled"], why_skipped="prune.enabled is false", trains=True),
+    # distribute with the first stage: another strategy's numerics are another run
+    "teacher": Stage(run_teacher, lambda r: not r["teacher"]["path"], why_skipped="a teacher was given", trains=True,
+                     reads=("seed", "data", "teacher", "distribute")),
+    "distill": Stage(run_distill, lambda r: True, trains=True, reads=("student", "distill")),
+    "prune": Stage(run_prune, lambda r: r["prune"]["enabled"], why_skipped="prune.enabled is false", trains=True,
+                   reads=("prune",)),
     "quantize": Stage(run_quantize, lambda r: r["quantize"]["enabled"], why_skipped="quantize.enabled is false",
-                      trains=True),
-    "export": Stage(run_export, lambda r: True, folder="artefacts"),
-    "evaluate": Stage(run_evaluate, lambda r: True, folder="stages/evaluate"),
-    "profile": Stage(run_profile, lambda r: bool(r["profile"]["devices"]), why_skipped="profile.devices is empty"),
+                      trains=True, reads=("quantize",)),
+    "export": Stage(run_export, lambda r: True, folder="artefacts", reads=("export",)),
+    "evaluate": Stage(run_evaluate, lambda r: True, folder="stages/evaluate", reads=("evaluation",)),
+    "profile": Stage(run_profile, lambda r: bool(r["profile"]["devices"]), why_skipped="profile.devices is empty",
+                     reads=("profile",)),
 }
 
 
