@@ -46,7 +46,7 @@ def targets(result: dict) -> list[dict]:
                      for t, v in speed.items()))
     drops = {r["recipe"]: _pt(r["top1"], rows[f"{r['recipe']} fp32"]["top1"])
              for r in result["results"] if r.get("recipe") and r["precision"] == "int8"}
-    target("QAT INT8 vs its float student (the pruned float model QAT started from): drop ≤ 0.3 pt",
+    target("QAT INT8 vs its float student (the float model QAT started from): drop ≤ 0.3 pt",
            all(d >= -0.3 for d in drops.values()), "; ".join(f"{k} {d:+.2f} pt" for k, d in drops.items()))
     speedups = {r["threads"]: r["speedup"] for r in result["int8_vs_fp32_224"]["rows"]}
     target("INT8 vs FP32 MobileNetV2 1.0 @224: ≥ 2× faster at the same threads", all(v >= 2 for v in speedups.values()),
@@ -79,6 +79,24 @@ def _resumed(result: dict) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
+def _pruning(result: dict) -> str:
+    """How the students were pruned, from their measured sparsity (None: the prune stage was off)."""
+    sparsity = {r["sparsity"] for r in result["results"] if r.get("recipe")}
+    if sparsity == {None}:
+        return "not pruned"
+    return "pruned to " + " / ".join("none" if v is None else f"{v * 100:.0f} %" for v in sorted(sparsity, key=lambda v: v or 0))
+
+
+def _made_by(row: dict) -> str:
+    """The command behind a result; a run resumed from a copy of another mode's run says what it kept."""
+    if not row.get("recipe"):
+        return f"{row['pipeline']} (`benchmarks/baselines.py`)"
+    reused = row.get("reused_stages_s") or {}
+    kept = (f", run on a copy of the `{row['reused_from']}` mode's run, keeping its "
+            + ", ".join(f"{name} stage ({_wall(s)}, counted in the wall time)" for name, s in reused.items())) if reused else ""
+    return f"`{row['pipeline']}`{kept}"
+
+
 def markdown(result: dict) -> str:
     rows, env, machine = _rows(result), result["environment"], result["machine"]
     teacher, ptq = rows["teacher"], rows["by-hand PTQ"]
@@ -98,7 +116,7 @@ def markdown(result: dict) -> str:
         f", top-1 on all 10,000 test images. Teacher: edgecv's `resnet` arch (ResNet-style, 28×28×1, pixels / 255, "
         f"seed 0), {t['epochs']} epoch{'s' * (t['epochs'] != 1)} on {t['train_samples']:,} images, {trained}. Students at "
         f"{result['settings']['common']['student.input_size']}×{result['settings']['common']['student.input_size']}, "
-        "50 % pruned, INT8 QAT; the FP32 row of a student is its pruned float model, the model its QAT started from.",
+        f"{_pruning(result)}, INT8 QAT; the FP32 row of a student is the float model its QAT started from.",
         "",
         f"Host latency: **measured** here with `edgecv bench`'s code ({first['runtime']}, batch 1, stop rule: "
         f"{first['stop_rule']}), p50 in ms with the number of timed runs in brackets. "
@@ -136,6 +154,5 @@ def markdown(result: dict) -> str:
     for r in result["results"]:
         if r["pipeline"] not in seen:
             seen.add(r["pipeline"])
-            lines.append(f"- {r['name'].removesuffix(' fp32').removesuffix(' int8')}: "
-                         + (f"`{r['pipeline']}`" if r.get("recipe") else f"{r['pipeline']} (`benchmarks/baselines.py`)"))
+            lines.append(f"- {r['name'].removesuffix(' fp32').removesuffix(' int8')}: {_made_by(r)}")
     return "\n".join(lines)

@@ -10,7 +10,7 @@ def _row(name, precision, top1, size, p50_1, p50_2, recipe=None):
                        "runtime": "ai_edge_litert 2.3.0", "stop_rule": ">= 100 runs and >= 5 s",
                        "estimated": {"rpi4": {"source": "estimated", "ms": 9.0, "threads": 4, "runtime": "litert"}}}}
     if recipe:
-        row.update(recipe=recipe, pipeline=f"edgecv compress -r {recipe}")
+        row.update(recipe=recipe, pipeline=f"edgecv compress -r {recipe}", sparsity=0.5)
     return row
 
 
@@ -52,7 +52,7 @@ def test_each_target_can_be_missed():
     verdicts = _verdicts(_result(student_int8_top1=0.9270, student_size=2_200_000, speedups=(2.3, 1.9)))
     assert not verdicts["best INT8 student top-1 ≥ teacher − 0.5 pt"]
     assert not verdicts["its file ≤ 1/10 of the teacher's FP32 TFLite"]
-    assert not verdicts["QAT INT8 vs its float student (the pruned float model QAT started from)"]
+    assert not verdicts["QAT INT8 vs its float student (the float model QAT started from)"]
     assert not verdicts["INT8 vs FP32 MobileNetV2 1.0 @224"]
     assert not verdicts["best student beats the by-hand PTQ of the teacher on size and latency at equal or better top-1"]
     assert verdicts["its host latency ≤ 1/5 of the teacher's FP32 at equal threads"]
@@ -71,6 +71,20 @@ def test_markdown_says_measured_and_estimated_and_shows_every_row():
     assert "| small int8 | int8 | 93.00% | -0.40 pt | 900 KB |" in text
     assert "0.13 (500)" in text  # p50 with its number of runs
     assert "✗" not in text
+    assert "Students at 32×32, pruned to 50 %, INT8 QAT" in text
+
+
+def test_markdown_says_what_a_run_started_from_another_modes_run_kept():
+    """A student resumed from a copy of another mode's run names that mode and the stages it kept, and
+    its wall time counts them; an unpruned one says so."""
+    result = _result()
+    for row in result["results"]:
+        if row.get("recipe"):
+            row.update(sparsity=None, reused_from="fashion-mnist-longer-flip", reused_stages_s={"distill": 3278.1})
+    text = markdown({**result, "targets": targets(result)})
+    assert "Students at 32×32, not pruned, INT8 QAT" in text
+    assert ("`edgecv compress -r small`, run on a copy of the `fashion-mnist-longer-flip` mode's run, keeping its "
+            "distill stage (54.6 min, counted in the wall time)") in text
 
 
 def test_ablation_consistent_variant_is_the_patient_preset_at_the_runs_epochs():
@@ -124,6 +138,34 @@ def test_the_flip_modes_change_only_the_augmentation_and_epochs_and_have_their_o
     longer_flip = run.LONGER_FLIP.students["mobilenetv3-small-int8"]
     assert longer_flip == {**flip, "distill.epochs": run.LONGER.students["mobilenetv3-small-int8"]["distill.epochs"]}
     assert not run.LONGER_FLIP.ablation and run.LONGER_FLIP.baselines == run.FLIP.baselines
+    # --longer-flip-unpruned: that run's distilled student, not pruned, started from a copy of its run
+    unpruned = run.LONGER_FLIP_UNPRUNED
+    assert unpruned.students["mobilenetv3-small-int8"] == {**longer_flip, "prune.enabled": "false"}
+    assert unpruned.starts_from == run.LONGER_FLIP.name and unpruned.baselines == run.FLIP.baselines
     sections = [s.section for s in run.MODES.values() if s.section]
     assert len({marker for marker, _ in sections}) == len(sections)  # no two modes write the same section
     assert run.QUICK.section is None  # a smoke check never overwrites BENCHMARKS.md
+
+
+def test_a_mode_starts_from_a_copy_of_another_modes_finished_run_and_counts_what_it_kept(tmp_path):
+    import json
+
+    from benchmarks import run
+
+    source, run_dir = tmp_path / "longer-flip" / "runs" / "r", tmp_path / "unpruned" / "runs" / "r"
+    assert not run.start_from_copy(source, run_dir) and not run_dir.exists()  # nothing finished to start from
+    (source / "stages" / "distill").mkdir(parents=True)
+    distill = {"status": "done", "wall_s": 3278.1, "result": {"epochs": 24}}
+    state = {"recipe_hash": "a", "stages": {"teacher": {"status": "skipped", "reason": "given"}, "distill": distill,
+                                            "prune": {"status": "done", "wall_s": 586.0, "result": {}}}}
+    (source / "state.json").write_text(json.dumps(state))
+    (source / "report.json").write_text("{}")
+    (source / ".edgecv.lock").write_text("123\n")
+    (run_dir / "stale").mkdir(parents=True)
+    assert run.start_from_copy(source, run_dir)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["report.json", "stages", "state.json"]
+    # the resumed copy kept distill, skipped prune and quantized anew
+    report = {"stages": {"teacher": state["stages"]["teacher"], "distill": dict(distill),
+                         "prune": {"status": "skipped", "reason": "prune.enabled is false"},
+                         "quantize": {"status": "done", "wall_s": 195.0, "result": {}}}}
+    assert run.reused_stages(source, report) == {"distill": 3278.1}
