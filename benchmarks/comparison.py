@@ -70,12 +70,16 @@ def _wall(seconds: float) -> str:
 
 
 def _resumed(result: dict) -> str:
-    """How a run continued with --resume came about (results from before step logs have none)."""
+    """How a run continued with --resume came about (results from before step logs have none), and what
+    it kept from another mode's run."""
     steps = result.get("steps", {}).values()
     interrupted = sum(s["interrupted_s"] for s in steps)
     commits = result.get("commits", [])
+    kept = {(r["reused_from"], name): s for r in result["results"] if r.get("reused_from")
+            for name, s in r["reused_stages_s"].items()}
     parts = ([f"{_wall(interrupted)} of it in attempts that were interrupted and resumed"] if interrupted else []) + \
-            ([f"its steps ran on commits {', '.join(commits)}"] if len(commits) > 1 else [])
+            ([f"its steps ran on commits {', '.join(commits)}"] if len(commits) > 1 else []) + \
+            [f"not counting the {_wall(s)} {name} stage kept from the `{mode}` run" for (mode, name), s in kept.items()]
     return f" ({'; '.join(parts)})" if parts else ""
 
 

@@ -85,6 +85,7 @@ def test_markdown_says_what_a_run_started_from_another_modes_run_kept():
     assert "Students at 32×32, not pruned, INT8 QAT" in text
     assert ("`edgecv compress -r small`, run on a copy of the `fashion-mnist-longer-flip` mode's run, keeping its "
             "distill stage (54.6 min, counted in the wall time)") in text
+    assert "Total wall time 58.3 min (not counting the 54.6 min distill stage kept from the `fashion-mnist-longer-flip` run)" in text
 
 
 def test_ablation_consistent_variant_is_the_patient_preset_at_the_runs_epochs():
