@@ -34,7 +34,7 @@ class EdgecvGroup(click.Group):
         except click.UsageError as e:
             _usage_error(e)
         except KeyboardInterrupt:
-            click.echo("edgecv: interrupted; finished stages are kept: rerun with --resume to continue", err=True)
+            click.echo("edgecv: interrupted; finished stages and finished epochs are kept: rerun with --resume to continue", err=True)
             sys.exit(130)
 
 

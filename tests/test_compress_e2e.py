@@ -1,7 +1,8 @@
 """End to end: a real (short) compress on the shipped Fashion-MNIST sample, killed mid-stage and
-resumed, then checked for real accuracy and a fully-int8 TFLite graph. The run trains its own teacher
-and a MobileNetV2-1.0 student (the settings these checks were tuned on), not the quickstart's
-shipped teacher and MobileNetV3-Small student (tests/test_teacher.py loads that teacher)."""
+resumed from that stage's epoch checkpoint, then checked for real accuracy and a fully-int8 TFLite
+graph. The run trains its own teacher and a MobileNetV2-1.0 student (the settings these checks were
+tuned on), not the quickstart's shipped teacher and MobileNetV3-Small student (tests/test_teacher.py
+loads that teacher)."""
 import json
 import signal
 import subprocess
@@ -29,11 +30,12 @@ def resumed_run(tmp_path_factory):
     args = [sys.executable, "-m", "edgecv", "compress", "--out", str(out), *SHORT]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
     deadline = time.time() + 900
-    while not (out / ".prune.partial").exists():  # kill it while the prune stage is half done
+    # kill it while the prune stage is half done: its first of two epochs checkpointed
+    while not (out / ".prune.checkpoint" / "chief" / "checkpoint").exists():
         assert proc.poll() is None, proc.stdout.read()
-        assert time.time() < deadline, "prune stage never started"
-        time.sleep(0.5)
-    time.sleep(3)
+        assert time.time() < deadline, "prune stage never checkpointed an epoch"
+        time.sleep(0.2)
+    time.sleep(1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     state_after_kill = json.loads((out / "state.json").read_text())
@@ -52,6 +54,8 @@ def test_kill_mid_stage_then_resume_skips_finished_stages(resumed_run):
     out = resumed_run["out"]
     log = resumed_run["resumed"].stderr
     assert "teacher   done earlier" in log and "distill   done earlier" in log
+    assert "prune: continuing from its checkpoint after epoch 1/2" in log  # not from its first epoch
+    assert not (out / ".prune.checkpoint").exists()  # deleted once the stage finished
     assert (out / "stages" / "distill" / "model.keras").stat().st_mtime_ns == resumed_run["distill_mtime"]
     assert not list(out.glob(".*.partial"))
     state = json.loads((out / "state.json").read_text())
@@ -152,6 +156,23 @@ def test_existing_run_needs_resume_or_force(resumed_run):
     out = resumed_run["out"]
     assert_user_error(run_cli("compress", "--out", out, *SHORT), "already holds a run", "--resume")
     assert_user_error(run_cli("compress", "--out", out, "--resume", *SHORT, "--set", "seed=3"), "different recipe")
+
+
+def test_resume_with_new_profile_devices_reruns_only_the_profile_stage(resumed_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(resumed_run["out"], out)
+    before = json.loads((out / "state.json").read_text())["stages"]
+    proc = run_cli("compress", "--out", out, "--resume", *SHORT, "--set", "profile.devices=[rpi5]", cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "rerunning profile;" in proc.stderr and "export    done earlier" in proc.stderr
+    after = json.loads((out / "state.json").read_text())["stages"]
+    assert {name: after[name] for name in before if name != "profile"} == {
+        name: entry for name, entry in before.items() if name != "profile"}
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["stages"]["profile"]["result"]["devices"]) == {"rpi5"}
+    assert report["recipe"]["profile"]["devices"] == ["rpi5"]
 
 
 OPAQUE = {"recipe", "data.class_names", "environment.versions", "artefacts.[].tensor_dtypes", "artefacts.[].per_class_top1"}  # documented as a whole

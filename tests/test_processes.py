@@ -199,6 +199,7 @@ def test_resume_with_changed_settings_reruns_from_the_first_stage_they_touch(tmp
     distill_file = first.stage_dir("distill") / "out.txt"
     distill_mtime = distill_file.stat().st_mtime_ns
     changed = validate(apply_overrides(recipe, ["prune.epochs=12", "profile.devices=[host]"]))
+    (first.checkpoint_dir("prune") / "chief").mkdir(parents=True)  # an epoch of the old schedule: not to be restored
     again = RunDir(tmp_path / "run", changed, STAGES)
     again.lock()
     again.check(resume=True, force=False)
@@ -209,6 +210,7 @@ def test_resume_with_changed_settings_reruns_from_the_first_stage_they_touch(tmp
     assert distill_file.stat().st_mtime_ns == distill_mtime and first.is_done("distill")
     for name in ("prune", "quantize", "export", "evaluate", "profile"):
         assert not again.stage_dir(name, STAGES[name].folder).exists()
+    assert not first.checkpoint_dir("prune").exists()
     assert yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["prune"]["epochs"] == 12
 
 

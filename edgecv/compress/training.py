@@ -21,6 +21,10 @@ def _progress_callback(progress: Progress, task, epochs: int):
 
     class RichProgress(K.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
+            if not hasattr(self, "epoch") and epoch:  # restored from an epoch checkpoint: those epochs are done
+                progress.update(task, completed=epoch * progress.tasks[task].total // epochs)
+                console.print(f"  {progress.tasks[task].description}: continuing from its checkpoint after epoch "
+                              f"{epoch}/{epochs}", highlight=False)
             self.epoch = epoch
 
         def on_train_batch_end(self, batch, logs=None):
@@ -113,7 +117,8 @@ class ArrayInput:
 
 
 def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, learning_rate: float, seed: int,
-        description: str, callbacks=(), metrics=None, online_teacher=None, warmup_epochs: float = 0.0):
+        description: str, callbacks=(), metrics=None, online_teacher=None, warmup_epochs: float = 0.0,
+        checkpoint_dir: Path | None = None):
     """Build (inside the strategy scope), compile and train a model; returns the trained model.
 
     `build_model` is a zero-argument callable so variables are created under the strategy.
@@ -123,6 +128,9 @@ def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, l
     `warmup_epochs`: the learning rate rises linearly from 0 over these epochs before its cosine decay.
     `batch_size` and `learning_rate` are per replica (BatchPlan). Each worker reads only its shard
     of `data`; the progress bar shows on the chief, the other workers log each epoch.
+    `checkpoint_dir`: weights and optimizer state saved there after every epoch, and restored from there
+    when it holds an earlier attempt's (a run killed mid-stage loses at most one epoch); deleted when
+    training ends. Ignored with several workers (compress --resume refuses multi_worker runs).
     """
     K, tfm = keras(), tf()
     K.utils.set_random_seed(seed)
@@ -159,6 +167,8 @@ def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, l
         inputs, steps = K.utils.experimental.DatasetCreator(per_worker_dataset), plan.steps_per_epoch
     throughput = _throughput_callback(plan, epochs, description, dist, log_epochs=not dist.is_chief)
     fit_callbacks = [throughput, *callbacks]
+    if checkpoint_dir is not None and dist.workers == 1:
+        fit_callbacks.append(K.callbacks.BackupAndRestore(str(checkpoint_dir), delete_checkpoint=True))
     with ExitStack() as stack:
         if dist.is_chief:
             columns = [TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),

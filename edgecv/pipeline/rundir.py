@@ -2,7 +2,8 @@
 
 A stage writes into `.<stage>.partial/` and is renamed into place when it finishes, then
 state.json (written atomically) records it. A run killed mid-stage therefore leaves no
-half-written stage behind: `--resume` deletes the partial folder and runs that stage again.
+half-written stage behind: `--resume` deletes the partial folder and runs that stage again, a
+training stage from its last epoch checkpoint (`.<stage>.checkpoint/`) when it got that far.
 
 `--resume` with changed settings keeps the stages they do not touch: a stage's key hashes the recipe
 sections it reads (Stage.reads) and every earlier stage's, and the leading stages whose key is the
@@ -160,6 +161,9 @@ class RunDir:
         leaves them not done) and record the new recipe's hash."""
         kept = self._unchanged(self.state)
         dropped = [name for name in self.stages if name not in kept and name in self.state["stages"]]
+        for name in self.stages:
+            if name not in kept:  # an epoch checkpoint of the old settings must not be restored
+                shutil.rmtree(self.checkpoint_dir(name), ignore_errors=True)
         for name in dropped:
             folder = self.stage_dir(name, self.stages[name].folder)
             if folder.is_dir():
@@ -195,6 +199,10 @@ class RunDir:
     def is_done(self, stage: str, folder: str | None = None) -> bool:
         return self.state["stages"].get(stage, {}).get("status") == "done" and self.stage_dir(stage, folder).is_dir()
 
+    def checkpoint_dir(self, stage: str) -> Path:
+        """Where a training stage keeps its epoch checkpoint while it runs (training.fit)."""
+        return self.root / f".{stage}.checkpoint"
+
     def start_stage(self, stage: str) -> Path:
         partial = self.root / f".{stage}.partial"
         if partial.exists():
@@ -206,6 +214,7 @@ class RunDir:
         final = self.stage_dir(stage, folder)
         final.parent.mkdir(parents=True, exist_ok=True)
         replace_dir(partial, final)
+        shutil.rmtree(self.checkpoint_dir(stage), ignore_errors=True)  # fit deletes it; a stage may stop before
         self.state["stages"][stage] = {"status": "done", "wall_s": round(wall_s, 2), "result": result}
         self._save_state()
 

@@ -33,7 +33,8 @@ def run_teacher(ctx: RunContext, out: Path) -> dict:
     t = cfg["train"]
     model = fit(lambda: TEACHER_ARCHS[t["arch"]](spec.input_shape, ds.num_classes), ctx.train_input(ds.y_train, spec),
                 loss=keras().losses.SparseCategoricalCrossentropy(from_logits=True), epochs=t["epochs"],
-                batch_size=t["batch_size"], learning_rate=t["learning_rate"], seed=ctx.seed, description="teacher")
+                batch_size=t["batch_size"], learning_rate=t["learning_rate"], seed=ctx.seed, description="teacher",
+                checkpoint_dir=ctx.run.checkpoint_dir("teacher"))
     save_model(model, out / FLOAT_MODEL)
     write_json_atomic(out / TEACHER_META, spec.to_dict())
     return {"arch": t["arch"], "params": int(model.count_params()), "preprocessing": spec.to_dict()}
@@ -113,7 +114,8 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
 
     data, loss = _distillation(ctx, teacher_logits)
     model = fit(build, data, **loss, epochs=d["epochs"], batch_size=d["batch_size"], learning_rate=d["learning_rate"],
-                seed=ctx.seed, description="distill", warmup_epochs=d["warmup_epochs"])
+                seed=ctx.seed, description="distill", warmup_epochs=d["warmup_epochs"],
+                checkpoint_dir=ctx.run.checkpoint_dir("distill"))
     save_model(model, out / FLOAT_MODEL)
     result = {"arch": "user model" if user else s["arch"], "params": int(model.count_params()),
               "teacher_outputs": ctx.teacher.outputs, "teacher_check": check, "temperature": d["temperature"],
@@ -139,7 +141,7 @@ def run_prune(ctx: RunContext, out: Path) -> dict:
     data, loss = _distillation(ctx)
     model = fit(lambda: prune.wrap_for_pruning(ctx.load_model(ctx.model_path("distill")), schedule), data, **loss,
                 epochs=p["epochs"], batch_size=d["batch_size"], learning_rate=p["learning_rate"], seed=ctx.seed,
-                description="prune", callbacks=prune.pruning_callbacks())
+                description="prune", callbacks=prune.pruning_callbacks(), checkpoint_dir=ctx.run.checkpoint_dir("prune"))
     stripped = prune.strip(model)
     save_model(stripped, out / FLOAT_MODEL)
     return {"target_sparsity": p["target_sparsity"], "measured_sparsity": prune.overall_sparsity(stripped),
@@ -161,7 +163,7 @@ def run_quantize(ctx: RunContext, out: Path) -> dict:
     model = fit(lambda: prepare_qat(ctx.load_model(ctx.model_path(source)), pruned, q["keep_float"],
                                       calibration=ctx.calibration_set()), data, **loss, epochs=q["epochs"],
                 batch_size=ctx.recipe["distill"]["batch_size"], learning_rate=q["learning_rate"], seed=ctx.seed,
-                description="quantize (QAT)")
+                description="quantize (QAT)", checkpoint_dir=ctx.run.checkpoint_dir("quantize"))
     snap_biases(model)  # biases on the int8 file's int32 grid: the saved QAT model is what the file computes
     save_model(model, out / QAT_MODEL)
     return {"mode": "qat", "source": source, "pruning_preserving": pruned, "float_layers": list(q["keep_float"]),
