@@ -16,15 +16,17 @@ from edgecv.progress import console
 from edgecv.tfcompat import keras, tf
 
 
-def _progress_callback(progress: Progress, task, epochs: int):
+def _progress_callback(progress: Progress, task, epochs: int, steps_per_epoch: int, description: str):
     K = keras()
 
     class RichProgress(K.callbacks.Callback):
+        epoch = None
+
         def on_epoch_begin(self, epoch, logs=None):
-            if not hasattr(self, "epoch") and epoch:  # restored from an epoch checkpoint: those epochs are done
-                progress.update(task, completed=epoch * progress.tasks[task].total // epochs)
-                console.print(f"  {progress.tasks[task].description}: continuing from its checkpoint after epoch "
-                              f"{epoch}/{epochs}", highlight=False)
+            if self.epoch is None and epoch:  # restored from an epoch checkpoint: those epochs are done
+                progress.update(task, completed=epoch * steps_per_epoch)
+                console.print(f"  {description}: continuing from its checkpoint after epoch {epoch}/{epochs}",
+                              highlight=False)
             self.epoch = epoch
 
         def on_train_batch_end(self, batch, logs=None):
@@ -175,7 +177,7 @@ def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, l
                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
             progress = stack.enter_context(Progress(*columns, console=console))
             task = progress.add_task(description, total=plan.steps_per_epoch * epochs, info="")
-            fit_callbacks.insert(0, _progress_callback(progress, task, epochs))
+            fit_callbacks.insert(0, _progress_callback(progress, task, epochs, plan.steps_per_epoch, description))
         else:
             console.print(f"  {dist.label}: {description}, {plan.describe(learning_rate)}, "
                           f"{plan.steps_per_epoch} steps per epoch", highlight=False)
