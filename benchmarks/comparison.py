@@ -88,7 +88,8 @@ def _pruning(result: dict) -> str:
     sparsity = {r["sparsity"] for r in result["results"] if r.get("recipe")}
     if sparsity == {None}:
         return "not pruned"
-    return "pruned to " + " / ".join("none" if v is None else f"{v * 100:.0f} %" for v in sorted(sparsity, key=lambda v: v or 0))
+    return "pruned to " + " / ".join("none" if v is None else f"{v * 100:.0f} %"
+                                     for v in sorted(sparsity, key=lambda v: v or 0))
 
 
 def _made_by(row: dict) -> str:
@@ -96,9 +97,10 @@ def _made_by(row: dict) -> str:
     if not row.get("recipe"):
         return f"{row['pipeline']} (`benchmarks/baselines.py`)"
     reused = row.get("reused_stages_s") or {}
-    kept = (f", run on a copy of the `{row['reused_from']}` mode's run, keeping its "
-            + ", ".join(f"{name} stage ({_wall(s)}, counted in the wall time)" for name, s in reused.items())) if reused else ""
-    return f"`{row['pipeline']}`{kept}"
+    if not reused:
+        return f"`{row['pipeline']}`"
+    stages = ", ".join(f"{name} stage ({_wall(s)}, counted in the wall time)" for name, s in reused.items())
+    return f"`{row['pipeline']}`, run on a copy of the `{row['reused_from']}` mode's run, keeping its {stages}"
 
 
 def markdown(result: dict) -> str:

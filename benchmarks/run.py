@@ -231,7 +231,8 @@ def run_pipelines(s: Settings, cache: Path, log: StepLog) -> tuple[dict, list[di
         for name, precision in (("student-fp32.tflite", "fp32"), ("student-int8.tflite", "int8")):
             files.append({"name": f"{recipe} {precision}", "recipe": recipe, "pipeline": command, "precision": precision,
                           "path": run_dir / "artefacts" / name, "wall_s": wall + sum(reused.values()),
-                          "reused_stages_s": reused, "reused_from": s.starts_from if reused else None, "student": report["recipe"]["student"]["arch"],
+                          "reused_stages_s": reused, "reused_from": s.starts_from if reused else None,
+                          "student": report["recipe"]["student"]["arch"],
                           "float_top1_distilled": top1.get("student-float"),
                           "sparsity": report["stages"]["prune"].get("result", {}).get("measured_sparsity")})
     return {**teacher_meta, "path": str(teacher_path)}, files
