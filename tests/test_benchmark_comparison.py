@@ -143,6 +143,11 @@ def test_the_flip_modes_change_only_the_augmentation_and_epochs_and_have_their_o
     unpruned = run.LONGER_FLIP_UNPRUNED
     assert unpruned.students["mobilenetv3-small-int8"] == {**longer_flip, "prune.enabled": "false"}
     assert unpruned.starts_from == run.LONGER_FLIP.name and unpruned.baselines == run.FLIP.baselines
+    # --flip-48-unpruned: only the epochs doubled again, distilled in its own run
+    flip_48 = run.FLIP_48_UNPRUNED
+    assert flip_48.students["mobilenetv3-small-int8"] == {**unpruned.students["mobilenetv3-small-int8"],
+                                                          "distill.epochs": 48}
+    assert flip_48.starts_from is None and flip_48.baselines == run.FLIP.baselines and not flip_48.ablation
     sections = [s.section for s in run.MODES.values() if s.section]
     assert len({marker for marker, _ in sections}) == len(sections)  # no two modes write the same section
     assert run.QUICK.section is None  # a smoke check never overwrites BENCHMARKS.md
