@@ -87,7 +87,7 @@ def main():
 
 
 @main.command()
-@click.option("--recipe", "-r", default="quickstart", show_default=True, help="shipped recipe name or a YAML path")
+@click.option("--recipe", "-r", help="shipped recipe name or a YAML path [default: quickstart; with --resume, the one the run in --out was started with]")
 @click.option("--teacher", "-t", type=click.Path(), help="trained Keras teacher (.keras, .h5, SavedModel dir) or builtin:NAME (one edgecv ships); omit: the recipe's teacher.path, or train one")
 @click.option("--data", "-d", help="image folder (one subfolder per class), .npz, fashion-mnist or fashion-mnist-mini")
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="run directory [default: runs/<recipe>-<time>]")
@@ -105,12 +105,14 @@ def compress(recipe, teacher, data, out, overrides, resume, force, as_json, trus
       edgecv compress -r mobilenetv2-int8 -t my_model.keras -d my_images/ -o runs/exp1
       edgecv compress -r quickstart --set prune.target_sparsity=0.6 -o runs/sparse60
       edgecv compress -o runs/exp1 --resume            # continue after a crash or Ctrl-C
-      edgecv compress -r mobilenetv2-int8 -t my_model.keras -d my_images/ -o runs/exp1 --resume \\
-          --set prune.epochs=8                         # same distilled student, pruning and what follows again
+      edgecv compress -o runs/exp1 --resume --set prune.epochs=8  # same distilled student, prune and on again
     """
-    from edgecv.pipeline.compress import default_out, resolve, run_compress
+    from edgecv.pipeline.compress import base_recipe, default_out, resolve, run_compress
 
-    resolved = resolve(recipe, list(overrides), teacher, data)
+    base = base_recipe(recipe, out, resume)
+    if recipe is None and base != "quickstart":
+        console.print(f"  recipe: {base}, the one this run was started with", highlight=False)
+    resolved = resolve(base, list(overrides), teacher, data)
     out = out or default_out(resolved)
     report = run_compress(resolved, out, resume=resume, force=force, console=console, trust_model=trust_model)
     if report is None:  # a multi_worker worker other than the chief: it trained, the chief reports

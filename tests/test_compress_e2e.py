@@ -164,9 +164,11 @@ def test_resume_with_new_profile_devices_reruns_only_the_profile_stage(resumed_r
     out = tmp_path / "run"
     shutil.copytree(resumed_run["out"], out)
     before = json.loads((out / "state.json").read_text())["stages"]
-    proc = run_cli("compress", "--out", out, "--resume", *SHORT, "--set", "profile.devices=[rpi5]", cwd=REPO)
+    # no -r/-t/-d and none of SHORT's settings: the run's own recipe.yaml, with the one change
+    proc = run_cli("compress", "--out", out, "--resume", "--set", "profile.devices=[rpi5]", cwd=REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "rerunning profile;" in proc.stderr and "export    done earlier" in proc.stderr
+    assert "the one this run was started with" in proc.stderr
     after = json.loads((out / "state.json").read_text())["stages"]
     assert {name: after[name] for name in before if name != "profile"} == {
         name: entry for name, entry in before.items() if name != "profile"}

@@ -242,6 +242,28 @@ def test_resume_keeps_nothing_and_is_refused_when_the_first_stage_changes_or_rec
     assert yaml.safe_load(recipe_yaml.read_text()) == recipe
 
 
+def test_resume_without_a_recipe_continues_the_one_the_run_was_started_with(tmp_path):
+    """`compress -o RUN --resume --set K=V` changes RUN's recipe (teacher, data and earlier --set values
+    included), not the quickstart's; without --resume, or with nothing recorded, --recipe means the quickstart."""
+    from edgecv.pipeline.compress import base_recipe, resolve
+    from edgecv.pipeline.rundir import RunDir
+    from edgecv.pipeline.stages import STAGES
+
+    started = resolve("mobilenetv2-int8", ["data.max_train_samples=1500", "distill.epochs=6"], str(tmp_path / "t.keras"),
+                      "fashion-mnist")
+    _finished_run(tmp_path / "run", started)
+    assert resolve(base_recipe(None, tmp_path / "run", resume=True), [], None, None) == started
+    changed = resolve(base_recipe(None, tmp_path / "run", resume=True), ["prune.epochs=12"], None, None)
+    again = RunDir(tmp_path / "run", changed, STAGES)
+    again.lock()
+    again.check(resume=True, force=False)
+    assert again.open(resume=True, force=False) == ["prune", "quantize", "export", "evaluate", "profile"]
+    again.unlock()
+    assert base_recipe(None, tmp_path / "run", resume=False) == "quickstart"
+    assert base_recipe(None, tmp_path / "elsewhere", resume=True) == "quickstart"
+    assert base_recipe("efficientnet-lite0-int8", tmp_path / "run", resume=True) == "efficientnet-lite0-int8"
+
+
 # ---------------------------------------------------------------------------------------------- export arguments
 
 # `python -c NO_TENSORFLOW_CHECK <edgecv args>`: the CLI, then a line on stderr if it imported TensorFlow

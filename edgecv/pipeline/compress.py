@@ -15,7 +15,7 @@ from edgecv.data.pipeline import input_mode
 from edgecv.devices import is_profile_path
 from edgecv.errors import RunDirError
 from edgecv.pipeline.recipe import apply_overrides, load_raw, validate
-from edgecv.pipeline.rundir import RunDir, recipe_hash
+from edgecv.pipeline.rundir import RECIPE_FILE, RunDir, recipe_hash
 from edgecv.resources import BUILTIN
 
 
@@ -32,6 +32,16 @@ def resolve(recipe: str, overrides: list[str], teacher: str | None, data: str | 
         raw["profile"]["devices"] = [str(Path(d).resolve()) if isinstance(d, str) and is_profile_path(d) else d
                                      for d in devices]
     return validate(raw)
+
+
+def base_recipe(recipe: str | None, out: Path | None, resume: bool) -> str:
+    """What --recipe stands for: the one given; else, when resuming a run that has one, the recipe that
+    run recorded (its teacher, data and --set values included), so `compress -o RUN --resume` continues
+    whatever recipe RUN was started with; else the quickstart."""
+    if recipe is not None:
+        return recipe
+    recorded = out / RECIPE_FILE if resume and out is not None else None
+    return str(recorded) if recorded is not None and recorded.is_file() else "quickstart"
 
 
 def default_out(recipe: dict) -> Path:
