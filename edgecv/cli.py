@@ -87,7 +87,8 @@ def main():
 
 
 @main.command()
-@click.option("--recipe", "-r", help="shipped recipe name or a YAML path [default: quickstart; with --resume, the one the run in --out was started with]")
+@click.option("--recipe", "-r", help="shipped recipe name or a YAML path [default: quickstart; "
+                                     "with --resume, the one the run in --out was started with]")
 @click.option("--teacher", "-t", type=click.Path(), help="trained Keras teacher (.keras, .h5, SavedModel dir) or builtin:NAME (one edgecv ships); omit: the recipe's teacher.path, or train one")
 @click.option("--data", "-d", help="image folder (one subfolder per class), .npz, fashion-mnist or fashion-mnist-mini")
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="run directory [default: runs/<recipe>-<time>]")

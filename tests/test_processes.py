@@ -249,8 +249,8 @@ def test_resume_without_a_recipe_continues_the_one_the_run_was_started_with(tmp_
     from edgecv.pipeline.rundir import RunDir
     from edgecv.pipeline.stages import STAGES
 
-    started = resolve("mobilenetv2-int8", ["data.max_train_samples=1500", "distill.epochs=6"], str(tmp_path / "t.keras"),
-                      "fashion-mnist")
+    started = resolve("mobilenetv2-int8", ["data.max_train_samples=1500", "distill.epochs=6"],
+                      str(tmp_path / "t.keras"), "fashion-mnist")
     _finished_run(tmp_path / "run", started)
     assert resolve(base_recipe(None, tmp_path / "run", resume=True), [], None, None) == started
     changed = resolve(base_recipe(None, tmp_path / "run", resume=True), ["prune.epochs=12"], None, None)
