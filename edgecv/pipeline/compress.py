@@ -34,14 +34,18 @@ def resolve(recipe: str, overrides: list[str], teacher: str | None, data: str | 
     return validate(raw)
 
 
+DEFAULT_RECIPE = "quickstart"
+
+
 def base_recipe(recipe: str | None, out: Path | None, resume: bool) -> str:
     """What --recipe stands for: the one given; else, when resuming a run that has one, the recipe that
     run recorded (its teacher, data and --set values included), so `compress -o RUN --resume` continues
     whatever recipe RUN was started with; else the quickstart."""
     if recipe is not None:
         return recipe
-    recorded = out / RECIPE_FILE if resume and out is not None else None
-    return str(recorded) if recorded is not None and recorded.is_file() else "quickstart"
+    if resume and out is not None and (out / RECIPE_FILE).is_file():
+        return str(out / RECIPE_FILE)
+    return DEFAULT_RECIPE
 
 
 def default_out(recipe: dict) -> Path:
