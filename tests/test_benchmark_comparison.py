@@ -148,6 +148,13 @@ def test_the_flip_modes_change_only_the_augmentation_and_epochs_and_have_their_o
     assert flip_48.students["mobilenetv3-small-int8"] == {**unpruned.students["mobilenetv3-small-int8"],
                                                           "distill.epochs": 48}
     assert flip_48.starts_from is None and flip_48.baselines == run.FLIP.baselines and not flip_48.ablation
+    # --flip-96-unpruned: doubled once more, nothing else changed
+    flip_96 = run.FLIP_96_UNPRUNED
+    assert flip_96.students["mobilenetv3-small-int8"] == {**flip_48.students["mobilenetv3-small-int8"],
+                                                          "distill.epochs": 96}
+    assert (flip_96.starts_from, flip_96.baselines, flip_96.ablation) == (None, run.FLIP.baselines, False)
+    # every mode but the full run has a flag, with its help
+    assert all(s.flag_help for flag, s in run.MODES.items() if flag is not None)
     sections = [s.section for s in run.MODES.values() if s.section]
     assert len({marker for marker, _ in sections}) == len(sections)  # no two modes write the same section
     assert run.QUICK.section is None  # a smoke check never overwrites BENCHMARKS.md
