@@ -108,12 +108,12 @@ def compress(recipe, teacher, data, out, overrides, resume, force, as_json, trus
       edgecv compress -o runs/exp1 --resume            # continue after a crash or Ctrl-C
       edgecv compress -o runs/exp1 --resume --set prune.epochs=8  # same distilled student, prune and on again
     """
-    from edgecv.pipeline.compress import DEFAULT_RECIPE, base_recipe, default_out, resolve, run_compress
+    from edgecv.pipeline.compress import base_recipe, default_out, resolve, run_compress
 
-    base = base_recipe(recipe, out, resume)
-    if recipe is None and base != DEFAULT_RECIPE:
-        console.print(f"  recipe: {base}, the one this run was started with", highlight=False)
-    resolved = resolve(base, list(overrides), teacher, data)
+    raw, recorded = base_recipe(recipe, out, resume)
+    if recorded is not None:
+        console.print(f"  recipe: {recorded}, the one this run was started with", highlight=False)
+    resolved = resolve(raw, list(overrides), teacher, data)
     out = out or default_out(resolved)
     report = run_compress(resolved, out, resume=resume, force=force, console=console, trust_model=trust_model)
     if report is None:  # a multi_worker worker other than the chief: it trained, the chief reports

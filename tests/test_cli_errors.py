@@ -44,6 +44,26 @@ def test_unknown_recipe_key(tmp_path):
                       "target_sparsity")
 
 
+def test_recipe_that_is_not_a_mapping(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("- prune\n- quantize\n")
+    assert_user_error(_compress("--recipe", recipe, "--out", tmp_path / "run"), "holds a list, not a recipe")
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_of_a_run_whose_recorded_recipe_is_damaged(tmp_path):
+    """Without --recipe, --resume reads the run's own recipe.yaml; damaged, the fix is not to edit it
+    (state.json's hash would disown the edit) but to name the recipe or start over. Nothing is touched."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "state.json").write_text("{}")
+    (run / "recipe.yaml").write_text("name: x\n  bad: [\n")
+    before = sorted((p.name, p.read_bytes()) for p in run.iterdir())
+    assert_user_error(_compress("--out", run, "--resume"), f"{run / 'recipe.yaml'} is not valid YAML",
+                      "pass --recipe with the recipe and options this run was started with, or --force")
+    assert sorted((p.name, p.read_bytes()) for p in run.iterdir()) == before
+
+
 def test_wrong_type(tmp_path):
     assert_user_error(_compress("--set", "prune.target_sparsity=abc", "--out", tmp_path / "run"),
                       "'prune.target_sparsity' must be a number")

@@ -246,22 +246,26 @@ def test_resume_without_a_recipe_continues_the_one_the_run_was_started_with(tmp_
     """`compress -o RUN --resume --set K=V` changes RUN's recipe (teacher, data and earlier --set values
     included), not the quickstart's; without --resume, or with nothing recorded, --recipe means the quickstart."""
     from edgecv.pipeline.compress import base_recipe, resolve
-    from edgecv.pipeline.rundir import RunDir
+    from edgecv.pipeline.recipe import load_raw
+    from edgecv.pipeline.rundir import RECIPE_FILE, RunDir
     from edgecv.pipeline.stages import STAGES
 
-    started = resolve("mobilenetv2-int8", ["data.max_train_samples=1500", "distill.epochs=6"],
+    started = resolve(load_raw("mobilenetv2-int8"), ["data.max_train_samples=1500", "distill.epochs=6"],
                       str(tmp_path / "t.keras"), "fashion-mnist")
     _finished_run(tmp_path / "run", started)
-    assert resolve(base_recipe(None, tmp_path / "run", resume=True), [], None, None) == started
-    changed = resolve(base_recipe(None, tmp_path / "run", resume=True), ["prune.epochs=12"], None, None)
+    recorded, where = base_recipe(None, tmp_path / "run", resume=True)
+    assert where == tmp_path / "run" / RECIPE_FILE and resolve(recorded, [], None, None) == started
+    changed = resolve(recorded, ["prune.epochs=12"], None, None)
     again = RunDir(tmp_path / "run", changed, STAGES)
     again.lock()
     again.check(resume=True, force=False)
     assert again.open(resume=True, force=False) == ["prune", "quantize", "export", "evaluate", "profile"]
     again.unlock()
-    assert base_recipe(None, tmp_path / "run", resume=False) == "quickstart"
-    assert base_recipe(None, tmp_path / "elsewhere", resume=True) == "quickstart"
-    assert base_recipe("efficientnet-lite0-int8", tmp_path / "run", resume=True) == "efficientnet-lite0-int8"
+    quickstart = (load_raw("quickstart"), None)
+    assert base_recipe(None, tmp_path / "run", resume=False) == quickstart
+    assert base_recipe(None, tmp_path / "elsewhere", resume=True) == quickstart
+    assert base_recipe("efficientnet-lite0-int8", tmp_path / "run", resume=True) == (
+        load_raw("efficientnet-lite0-int8"), None)
 
 
 # ---------------------------------------------------------------------------------------------- export arguments

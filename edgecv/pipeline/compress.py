@@ -19,9 +19,9 @@ from edgecv.pipeline.rundir import RECIPE_FILE, RunDir, recipe_hash
 from edgecv.resources import BUILTIN
 
 
-def resolve(recipe: str, overrides: list[str], teacher: str | None, data: str | None) -> dict:
-    """The recipe with --set, --teacher and --data folded in (so the run's hash covers them)."""
-    raw = apply_overrides(load_raw(recipe), overrides)
+def resolve(raw: dict, overrides: list[str], teacher: str | None, data: str | None) -> dict:
+    """The raw recipe (base_recipe) with --set, --teacher and --data folded in (so the run's hash covers them)."""
+    raw = apply_overrides(raw, overrides)
     if teacher:
         raw.setdefault("teacher", {})["path"] = teacher if teacher.startswith(BUILTIN) else str(Path(teacher).resolve())
     if data:
@@ -37,15 +37,17 @@ def resolve(recipe: str, overrides: list[str], teacher: str | None, data: str | 
 DEFAULT_RECIPE = "quickstart"
 
 
-def base_recipe(recipe: str | None, out: Path | None, resume: bool) -> str:
-    """What --recipe stands for: the one given; else, when resuming a run that has one, the recipe that
-    run recorded (its teacher, data and --set values included), so `compress -o RUN --resume` continues
-    whatever recipe RUN was started with; else the quickstart."""
-    if recipe is not None:
-        return recipe
-    if resume and out is not None and (out / RECIPE_FILE).is_file():
-        return str(out / RECIPE_FILE)
-    return DEFAULT_RECIPE
+def base_recipe(recipe: str | None, out: Path | None, resume: bool) -> tuple[dict, Path | None]:
+    """The raw recipe --recipe stands for, and the run's recipe file when it came from there: the one
+    given; else, when resuming a run that has one, the recipe that run recorded (its teacher, data and
+    --set values included), so `compress -o RUN --resume` continues whatever recipe RUN was started
+    with; else the quickstart."""
+    recorded = out / RECIPE_FILE if out is not None else None
+    if recipe is None and resume and recorded is not None and recorded.is_file():
+        # a damaged record cannot be fixed by hand (state.json's hash would disown the edit)
+        fix = "pass --recipe with the recipe and options this run was started with, or --force to start it over"
+        return load_raw(str(recorded), fix=fix), recorded
+    return load_raw(recipe or DEFAULT_RECIPE), None
 
 
 def default_out(recipe: dict) -> Path:

@@ -306,12 +306,15 @@ def resolve_recipe_path(name_or_path: str) -> Path:
     raise RecipeError(f"recipe '{name_or_path}' not found; give a YAML path or one of: {names}")
 
 
-def load_raw(name_or_path: str) -> dict:
+def load_raw(name_or_path: str, fix: str = "fix the recipe there") -> dict:
+    """The recipe's mapping as written; `fix`: what the error tells the user to do when it is not one."""
     path = resolve_recipe_path(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise RecipeError(f"{path} is not valid YAML: {_yaml_problem(e)}; fix the recipe there") from None
+        raise RecipeError(f"{path} is not valid YAML: {_yaml_problem(e)}; {fix}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise RecipeError(f"{path} holds a {type(raw).__name__}, not a recipe (a mapping of sections); {fix}")
     return raw or {}
 
 
