@@ -113,6 +113,19 @@ def test_threads_is_checked_the_same_everywhere(tmp_path, command, value):
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("command", [["bench"], ["eval", "--data", "fashion-mnist-mini"]])
+@pytest.mark.parametrize("model, fragments", [
+    ("artefacts", ["'artefacts' is a folder", "pass one model file in it", "RUN/artefacts/student-int8.tflite"]),
+    ("model", ["no runtime for 'model'", ".tflite, .xml, .onnx"]),
+    ("report.json", ["no runtime for 'report.json'"]),
+])
+def test_a_model_path_that_is_a_folder_or_no_model_file(tmp_path, command, model, fragments):
+    (tmp_path / "artefacts").mkdir()
+    (tmp_path / "model").write_bytes(b"x")
+    (tmp_path / "report.json").write_text("{}")
+    assert_user_error(run_cli(command[0], model, *command[1:], cwd=tmp_path), *fragments)
+
+
 def test_bench_threads_list_and_remote():
     assert_user_error(run_cli("bench", "x.tflite", "--threads", "1,,2"), "got '1,,2'")
     # on another device this machine's cores do not count; the remote is read first whatever the order

@@ -21,8 +21,11 @@ def open_runner(path, num_threads: int | None = None) -> Runner:
     from edgecv.errors import ModelError
 
     path = Path(path)
+    if path.is_dir():  # a run directory or its artefacts/ folder, most likely
+        raise ModelError(f"'{path}' is a folder; pass one model file in it ({', '.join(RUNNERS)}), e.g. "
+                         "RUN/artefacts/student-int8.tflite")
     if path.suffix not in RUNNERS:
-        raise ModelError(f"no runtime for '{path.suffix}' files; edgecv runs {', '.join(RUNNERS)} files")
+        raise ModelError(f"no runtime for '{path.name}': edgecv runs {', '.join(RUNNERS)} files")
     if not path.is_file():
         raise ModelError(f"model file '{path}' not found")
     module, name = RUNNERS[path.suffix].split(":")
