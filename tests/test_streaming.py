@@ -1,6 +1,8 @@
 """The streaming data layer: splits read on demand (files, memory-mapped .npz), tf.data pipelines
 that compute what the numpy path (PreprocessSpec.apply, `edgecv eval` on a device) computes, per
 worker shards, and a teacher at chance stopping the run."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -83,6 +85,63 @@ def test_a_teacher_at_chance_stops_the_run_before_anything_is_written(tmp_path, 
                    timeout=600)
     assert_user_error(proc, "is at chance", "held-out images (chance 10.0%)")
     assert not (tmp_path / "run").exists()
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])  # the header survives: data/sources.py's check passes it
+
+
+def test_images_tensorflow_cannot_decode_are_named_not_a_tensorflow_traceback(tmp_path):
+    from edgecv.data.pipeline import undecodable_images_named
+    from edgecv.errors import DataError
+    from edgecv.tfcompat import tf
+
+    folder = _folder(tmp_path / "imgs")
+    Image.open(folder / "c2" / "3.jpg").save(folder / "c2" / "3.png")
+    for damaged in ("c0/5.jpg", "c2/3.png"):
+        _truncate(folder / damaged)
+    ds = load_dataset(str(folder), image_size=32)
+    with pytest.raises(DataError) as error:
+        with undecodable_images_named([ds.train, ds.test], ds.source, fix="then this"):
+            for split in (ds.train, ds.test):
+                _batches(split, [PreprocessSpec(16, 16, 3)], 8)
+    message = str(error.value)
+    assert message.startswith(f"2 image file(s) of {folder} cannot be decoded (")
+    assert f"{folder / 'c0' / '5.jpg'}, {folder / 'c2' / '3.png'}; remove or replace them, then then this" in message
+    with pytest.raises(tf().errors.InvalidArgumentError):  # another TensorFlow error passes through as it is
+        with undecodable_images_named([ds.train], ds.source, fix="x"):
+            tf().debugging.assert_equal(1, 2)
+
+
+def test_compress_names_a_damaged_photo_and_resumes_once_it_is_gone(tmp_path):
+    """A truncated JPEG passes the up-front header check and stops the run when distillation first
+    decodes it: one line naming it; removed, --resume finishes the run."""
+    from edgecv.tfcompat import keras
+
+    K = keras()
+    folder = _folder(tmp_path / "imgs", n_per_class=30, classes=2)
+    rng = np.random.default_rng(1)
+    for c, shade in ((0, 40), (1, 215)):  # classes a one-layer teacher tells apart: dark and light
+        for i in range(30):  # noisy, so a JPEG's data outweighs its header
+            pixels = np.clip(rng.normal(shade, 25, (48, 48, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"c{c}" / f"{i}.jpg")
+    teacher = K.Sequential([K.Input((32, 32, 3)), K.layers.GlobalAveragePooling2D(), K.layers.Dense(2)])
+    teacher.compile(K.optimizers.Adam(0.1), K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    teacher.fit(np.repeat([40 / 255, 215 / 255], 8)[:, None, None, None] * np.ones((16, 32, 32, 3)),
+                np.repeat([0, 1], 8), epochs=40, verbose=0)
+    teacher.save(tmp_path / "teacher.keras")
+    damaged = Path(load_dataset(str(folder)).train.files[-1])  # a training image, not a held-out one the teacher check reads with Pillow
+    _truncate(damaged)
+    args = ["--set", "distill.epochs=1", "--set", "prune.enabled=false", "--set", "quantize.enabled=false",
+            "--set", "export.formats=[tflite-fp32]", "--set", "profile.devices=[host]", "--out", tmp_path / "run"]
+    proc = run_cli("compress", "-t", tmp_path / "teacher.keras", "-d", folder, *args, timeout=600)
+    assert_user_error(proc, f"1 image file(s) of {folder} cannot be decoded", str(damaged),
+                      "remove or replace them, then rerun `edgecv compress -o", "--resume`")
+    damaged.unlink()
+    proc = run_cli("compress", "--resume", "--out", tmp_path / "run", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "run" / "report.json").is_file()
 
 
 def test_teacher_min_top1_is_a_recipe_floor(tmp_path):

@@ -11,10 +11,13 @@ model sees in training what `edgecv eval` feeds it on a device:
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from edgecv.data.preprocess import _LUMA, NORMALIZATIONS, PreprocessSpec
 from edgecv.data.sources import ImageSplit
+from edgecv.errors import DataError
 
 CACHE_BYTES = 512 * 2**20  # decoded files below this (uint8, at the models' sizes) are cached in memory
 SHUFFLE_IMAGES = 10_000  # shuffle buffer for cached images (streamed ones shuffle their indices)
@@ -93,6 +96,45 @@ def _decoded(path, channels: int, specs):
     return tuple(tf.cast(tf.clip_by_value(tf.round(
         tf.image.resize(image, (s.height, s.width), method="bilinear", antialias=True)), 0, 255), tf.uint8)
         for s in specs)
+
+
+@contextmanager
+def undecodable_images_named(splits: list[ImageSplit], source: str, fix: str):
+    """TensorFlow's error for an image file it cannot decode (a truncated download, say: its header
+    passed data/sources.py's check, so it surfaces when a pipeline reaches it, maybe hours into
+    training) names no file: turn it into a DataError naming every file of `splits` it cannot decode."""
+    tf = _tf()
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as e:
+        if "DecodeImage" not in str(e):
+            raise
+        files = [f for split in splits if split.files is not None for f in split.files]
+        bad = undecodable(files, splits[0].channels if splits else 3)
+        problem = " ".join(str(e).split("[[")[0].split(":")[-1].split()) or "not a decodable image"
+        if not bad:  # TensorFlow failed on a file it decodes when asked again: say what it said
+            raise DataError(f"TensorFlow could not decode an image of {source} ({problem}); {fix}") from None
+        names = ", ".join(str(f) for f in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise DataError(f"{len(bad)} image file(s) of {source} cannot be decoded ({problem}): {names}; "
+                        f"remove or replace them, then {fix}") from None
+
+
+def undecodable(files: list, channels: int) -> list:
+    """The files TensorFlow cannot decode, found in one parallel pass that decodes without resizing."""
+    from edgecv.progress import track_count
+
+    tf = _tf()
+    paths = tf.constant([str(f) for f in files])
+    ds = tf.data.Dataset.range(len(files)).map(
+        lambda i: (i, tf.shape(tf.io.decode_image(tf.io.read_file(tf.gather(paths, i)), channels=channels,
+                                                  expand_animations=False))[0]),
+        num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+    decoded = np.zeros(len(files), bool)
+    with track_count(f"decoding each of {len(files)} images to find the damaged one(s)") as advance:
+        for i, _ in ds.as_numpy_iterator():
+            decoded[i] = True
+            advance(1)
+    return [f for f, ok in zip(files, decoded) if not ok]
 
 
 def _normalized(x, spec: PreprocessSpec):
