@@ -123,7 +123,8 @@ def _run_stages(recipe: dict, out: Path, resume: bool, force: bool, console: Con
     # a teacher that cannot be loaded, does not fit the data or is no better than chance.
     ds = ctx.dataset
     # a damaged image file TensorFlow cannot decode is named, however deep into training it is reached
-    fix = f"rerun `edgecv compress -o {out} --resume` (finished stages and epochs are kept)"
+    fix = (f"rerun `edgecv compress -o {out} --resume` (finished stages and epochs are kept)" if dist.workers == 1
+           else "rerun on every worker with --force (a multi_worker run cannot resume)")
     with undecodable_images_named([ds.train, ds.test], ds.source, fix=fix):
         ctx.student_spec
         if recipe["teacher"]["path"]:
