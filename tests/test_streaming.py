@@ -53,6 +53,32 @@ def test_file_pipeline_decodes_once_per_model_size_close_to_pillow(tmp_path):
     assert np.array_equal(y, ds.y_test)
 
 
+def test_every_image_mode_reads_the_same_in_training_and_on_the_device(tmp_path):
+    """16-bit greyscale PNG (Pillow's convert("L") clipped it to white while TensorFlow keeps the high
+    byte), CMYK JPEG, RGBA and palette PNG: the tf.data pipeline and the Pillow reader `edgecv eval`
+    uses see the same pixels."""
+    from edgecv.data.pipeline import image_pipeline
+    from edgecv.data.sources import ImageSplit
+
+    rng = np.random.default_rng(0)
+    grey, rgb = rng.integers(0, 256, (40, 40), dtype=np.uint8), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    images = {"grey16.png": Image.fromarray(grey.astype(np.uint16) * 257),
+              "cmyk.jpg": Image.fromarray(rgb).convert("CMYK"),
+              "rgba.png": Image.fromarray(np.dstack([rgb, np.full((40, 40), 99, np.uint8)])),
+              "palette.png": Image.fromarray(rgb).convert("P"), "grey.png": Image.fromarray(grey),
+              "rgb.png": Image.fromarray(rgb)}
+    for name, image in images.items():
+        image.save(tmp_path / name)
+    split = ImageSplit(np.zeros(len(images), np.int64), None, [str(tmp_path / n) for n in images], 3)
+    spec = PreprocessSpec(40, 40, 3, "raw")
+    (trained,), _ = next(iter(image_pipeline(split, [spec], len(images))))
+    device = spec.apply(split.read(np.arange(len(images)), (40, 40)))
+    for i, name in enumerate(images):
+        tolerance = 2 if name.endswith(".jpg") else 0  # two JPEG decoders' rounding
+        assert np.abs(trained.numpy()[i] - device[i]).max() <= tolerance, name
+    assert np.abs(device[0] - grey[..., None]).max() == 0  # the 16-bit image is the 8-bit one it was made from
+
+
 def test_shards_are_disjoint_and_cover_the_split_and_shuffling_is_seeded(tmp_path):
     ds = load_dataset(str(_folder(tmp_path / "imgs")), image_size=32)
     spec = PreprocessSpec(16, 16, 3)
@@ -131,7 +157,8 @@ def test_compress_names_a_damaged_photo_and_resumes_once_it_is_gone(tmp_path):
     teacher.fit(np.repeat([40 / 255, 215 / 255], 8)[:, None, None, None] * np.ones((16, 32, 32, 3)),
                 np.repeat([0, 1], 8), epochs=40, verbose=0)
     teacher.save(tmp_path / "teacher.keras")
-    damaged = Path(load_dataset(str(folder)).train.files[-1])  # a training image, not a held-out one the teacher check reads with Pillow
+    # a training image: a held-out one is read by the teacher check, with Pillow, which names it itself
+    damaged = Path(load_dataset(str(folder)).train.files[-1])
     _truncate(damaged)
     args = ["--set", "distill.epochs=1", "--set", "prune.enabled=false", "--set", "quantize.enabled=false",
             "--set", "export.formats=[tflite-fp32]", "--set", "profile.devices=[host]", "--out", tmp_path / "run"]

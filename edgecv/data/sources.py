@@ -379,13 +379,23 @@ def _read_images(files: list, size: tuple[int, int], channels: int) -> np.ndarra
     for i, f in enumerate(files):
         try:
             with Image.open(f) as im:
-                im = im.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+                im = _eight_bit(im).convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
                 out[i] = np.asarray(im).reshape(height, width, channels)
         except (UnidentifiedImageError, OSError) as e:
             raise DataError(f"cannot read image {f} ({e}); remove or replace it") from None
         except Image.DecompressionBombError:
             raise _too_large(f) from None
     return out
+
+
+def _eight_bit(im):
+    """A 16-bit greyscale PNG as 8-bit by its high byte, as TensorFlow's decoder does in training
+    (Pillow's own convert("L") clips it: nearly every pixel would read as white)."""
+    from PIL import Image
+
+    if im.mode.startswith("I;16") or im.mode == "I":
+        return Image.fromarray((np.asarray(im).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8), "L")
+    return im
 
 
 def _too_large(f: Path) -> DataError:
