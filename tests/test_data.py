@@ -87,6 +87,24 @@ def test_empty_folder_is_a_clear_error(tmp_path):
         load_dataset(str(tmp_path))
 
 
+def test_a_class_left_untrained_or_unmeasured_is_warned_of_in_the_log_and_the_report(tmp_path):
+    """An empty class folder (the class list must still match the teacher's outputs) and a class too
+    small to hold any image out are legal, and said: in Dataset.warnings, report.json and report.md."""
+    from edgecv.report.markdown import intro
+
+    x, y = synthetic_images(20, size=12, channels=1)
+    _write_folder(tmp_path, x, y % 2, ["a", "b"])
+    (tmp_path / "c").mkdir()
+    (tmp_path / "d").mkdir()
+    Image.fromarray(x[0, ..., 0]).save(tmp_path / "d" / "only.png")
+    ds = load_dataset(str(tmp_path), holdout=0.2)
+    assert ds.warnings == ["class c has no images: the student never learns it and no accuracy measures it",
+                           "class d has no held-out image: no accuracy measures it"]
+    assert ds.describe()["warnings"] == ds.warnings
+    assert "Data warning: class c has no images" in "\n".join(intro({"data": ds.describe()}))
+    assert load_dataset("fashion-mnist-mini").warnings == []
+
+
 def test_npz_source_and_missing_keys(tmp_path):
     x, y = synthetic_images(40, size=12)
     good = tmp_path / "d.npz"

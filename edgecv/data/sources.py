@@ -114,6 +114,7 @@ class Dataset:
     source: str
     notes: list[str] = field(default_factory=list)
     image_size: int = 224  # the square size folder images are read at when a model gives none
+    warnings: list[str] = field(default_factory=list)  # what the run log and the report warn of (class_warnings)
 
     @property
     def num_classes(self) -> int:
@@ -155,6 +156,7 @@ class Dataset:
             "train_samples": int(len(self.y_train)),
             "test_samples": int(len(self.y_test)),
             "test_set_hash": self.test_set_hash(),
+            "warnings": list(self.warnings),
         }
 
 
@@ -311,7 +313,8 @@ def _load_npz(path: Path, class_names: list[str] | None) -> Dataset:
         class_names = _numbered_classes(path, y_train, y_test)
     x_train, x_test = (_as_nhwc_uint8(images[k], k) for k in ("x_train", "x_test"))
     return Dataset(ImageSplit(y_train, x_train, None, x_train.shape[-1]),
-                   ImageSplit(y_test, x_test, None, x_test.shape[-1]), class_names, str(path), notes)
+                   ImageSplit(y_test, x_test, None, x_test.shape[-1]), class_names, str(path), notes,
+                   warnings=class_warnings(class_names, y_train, y_test))
 
 
 def _npz_member(path: Path, zf: zipfile.ZipFile, key: str) -> np.ndarray:
@@ -444,7 +447,24 @@ def _load_image_folder(root: Path, holdout: float, seed: int) -> Dataset:
         notes = [f"held-out split: {holdout:.0%} of each class, seed {seed}"]
     channels = _folder_channels(parts["train"][0] + parts["test"][0])
     return Dataset(ImageSplit(parts["train"][1], None, parts["train"][0], channels),
-                   ImageSplit(parts["test"][1], None, parts["test"][0], channels), class_names, str(root), notes)
+                   ImageSplit(parts["test"][1], None, parts["test"][0], channels), class_names, str(root), notes,
+                   warnings=class_warnings(class_names, parts["train"][1], parts["test"][1]))
+
+
+def class_warnings(class_names: list[str], y_train: np.ndarray, y_test: np.ndarray) -> list[str]:
+    """A class folder with no images, or none held out, is legal (the class list must still match the
+    teacher's outputs) but leaves that class untrained or unmeasured: said, not refused."""
+    n_train, n_test = (np.bincount(y, minlength=len(class_names)) for y in (y_train, y_test))
+    warnings = []
+    for what, missing in (("no images: the student never learns it and no accuracy measures it",
+                           (n_train == 0) & (n_test == 0)),
+                          ("no training image: the student never learns it", (n_train == 0) & (n_test > 0)),
+                          ("no held-out image: no accuracy measures it", (n_train > 0) & (n_test == 0))):
+        names = [n for n, m in zip(class_names, missing) if m]
+        if names:
+            many = len(names) > 1
+            warnings.append(f"{'classes' if many else 'class'} {', '.join(names)} {'have' if many else 'has'} {what}")
+    return warnings
 
 
 def _labelled_files(root: Path, class_names: list[str]) -> tuple[list[Path], np.ndarray]:

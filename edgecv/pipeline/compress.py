@@ -133,6 +133,8 @@ def _run_stages(recipe: dict, out: Path, resume: bool, force: bool, console: Con
         console.print(f"[bold]edgecv compress[/] → {out}  ({ds.source}: {len(ds.y_train)} train / "
                       f"{len(ds.y_test)} held-out images, {ds.num_classes} classes)")
         console.print(f"  data: {input_mode(ds.train, [ctx.student_spec])}", highlight=False)
+        for warning in ds.warnings:
+            console.print(f"  [yellow]warning:[/yellow] {warning}", highlight=False)
         if rerun:
             console.print(f"  ↻ settings changed since this run was started: rerunning {', '.join(rerun)}; "
                           "the stages before keep their results", highlight=False)

@@ -38,6 +38,7 @@ def intro(report: dict) -> list[str]:
     lines = [f"Recipe {r.get('name', '?')}" + (f" — {r['description']}" if r.get("description") else "") + ".  ",
              f"Data: {d.get('source', '?')} — {_count(d.get('train_samples'))} training / {_count(d.get('test_samples'))} "
              f"held-out images, {d.get('num_classes', '?')} classes (test set {d.get('test_set_hash', '?')}).  ",
+             *(f"Data warning: {w}.  " for w in d.get("warnings", [])),
              f"Student: {st.get('arch', '?')} (alpha {st.get('alpha')}, {st.get('input_size')} px). "
              f"Teacher: {t.get('path', '?')} ({t.get('outputs', '?')}).  ",
              f"Written {report.get('created_at', '?')}."]
