@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -110,13 +111,19 @@ class RunDir:
         elif is_run and not force:
             raise RunDirError(f"{root} already holds a run; pass --resume to continue it or --force to start over")
 
+    @cached_property
+    def _earlier_recipe(self):
+        """The earlier run's recipe.yaml as parsed (None where it is missing or unreadable), read once:
+        check (twice) and _drop_changed_stages all ask, before open writes this run's."""
+        try:
+            return yaml.safe_load((self.root / RECIPE_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError, yaml.YAMLError):
+            return None
+
     def _unchanged(self, state: dict) -> list[str]:
         """The leading stages whose settings (stage keys) the earlier run's recipe.yaml and this recipe
         share; none when that file is missing or is not the recipe state.json was made with."""
-        try:
-            earlier = yaml.safe_load((self.root / RECIPE_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError, yaml.YAMLError):
-            return []
+        earlier = self._earlier_recipe
         if not isinstance(earlier, dict) or recipe_hash(earlier) != state.get("recipe_hash"):
             return []
         earlier_keys = stage_keys(earlier, self.stages)
