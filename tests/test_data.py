@@ -103,6 +103,12 @@ def test_a_class_left_untrained_or_unmeasured_is_warned_of_in_the_log_and_the_re
     assert ds.describe()["warnings"] == ds.warnings
     assert "Data warning: class c has no images" in "\n".join(intro({"data": ds.describe()}))
     assert load_dataset("fashion-mnist-mini").warnings == []
+    # with train/ and test/, train/ names the classes: a test/ class folder it lacks is said to be left out
+    split = tmp_path / "split"
+    _write_folder(split / "train", x, y % 2, ["a", "b"])
+    _write_folder(split / "test", x[:4], y[:4] % 2, ["a", "B"])
+    assert load_dataset(str(split)).warnings == ["test/ has class folder B that train/ lacks: its images are not used",
+                                                 "class b has no held-out image: no accuracy measures it"]
 
 
 def test_npz_source_and_missing_keys(tmp_path):

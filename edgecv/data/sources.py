@@ -432,10 +432,16 @@ def _folder_channels(files: list[Path]) -> int:
 
 def _load_image_folder(root: Path, holdout: float, seed: int) -> Dataset:
     split_dirs = {s: root / s for s in ("train", "test")}
+    extra = []
     if all(d.is_dir() for d in split_dirs.values()):  # a ready-made train/test split is respected
         class_names = [p.name for p in _class_dirs(split_dirs["train"])]
         parts = {s: _labelled_files(d, class_names) for s, d in split_dirs.items()}
         notes = ["held-out split: the folder's test/ subfolder"]
+        unknown = [p.name for p in _class_dirs(split_dirs["test"]) if p.name not in class_names]
+        if unknown:  # train/ names the classes: a test/ folder spelt otherwise would be left out unsaid
+            many = len(unknown) > 1
+            extra.append(f"test/ has class folder{'s' if many else ''} {', '.join(unknown)} that train/ lacks: "
+                         f"{'their' if many else 'its'} images are not used")
     else:
         class_names = [p.name for p in _class_dirs(root)]
         files, labels = _labelled_files(root, class_names)
@@ -448,7 +454,7 @@ def _load_image_folder(root: Path, holdout: float, seed: int) -> Dataset:
     channels = _folder_channels(parts["train"][0] + parts["test"][0])
     return Dataset(ImageSplit(parts["train"][1], None, parts["train"][0], channels),
                    ImageSplit(parts["test"][1], None, parts["test"][0], channels), class_names, str(root), notes,
-                   warnings=class_warnings(class_names, parts["train"][1], parts["test"][1]))
+                   warnings=extra + class_warnings(class_names, parts["train"][1], parts["test"][1]))
 
 
 def class_warnings(class_names: list[str], y_train: np.ndarray, y_test: np.ndarray) -> list[str]:
