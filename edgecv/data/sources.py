@@ -413,15 +413,21 @@ def image_headers(files: list) -> list[tuple[str, tuple[int, int]]]:
     unreadable file or a decompression bomb is named now, not in the middle of training."""
     from PIL import Image, UnidentifiedImageError
 
+    from edgecv.progress import track_count
+
     headers = []
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                headers.append((im.mode, (im.height, im.width)))
-        except (UnidentifiedImageError, OSError) as e:
-            raise DataError(f"cannot read image {f} ({e}); remove or replace it") from None
-        except Image.DecompressionBombError:
-            raise _too_large(f) from None
+    # about 0.2 ms a file from a local disk: minutes, and worth a counter, for a million photos
+    with track_count("checking image headers") as advance:
+        for i, f in enumerate(files):
+            if i % 500 == 0:  # the counter a batch at a time: per file it would cost a third of the reading
+                advance(min(500, len(files) - i))
+            try:
+                with Image.open(f) as im:
+                    headers.append((im.mode, (im.height, im.width)))
+            except (UnidentifiedImageError, OSError) as e:
+                raise DataError(f"cannot read image {f} ({e}); remove or replace it") from None
+            except Image.DecompressionBombError:
+                raise _too_large(f) from None
     return headers
 
 
