@@ -466,7 +466,8 @@ def _load_image_folder(root: Path, holdout: float, seed: int) -> Dataset:
 def class_warnings(class_names: list[str], y_train: np.ndarray, y_test: np.ndarray) -> list[str]:
     """A class folder with no images, or none held out, is legal (the class list must still match the
     teacher's outputs) but leaves that class untrained or unmeasured: said, not refused."""
-    n_train, n_test = (np.bincount(y, minlength=len(class_names)) for y in (y_train, y_test))
+    # [:n]: a label past the class names is refused later, with its own message
+    n_train, n_test = (np.bincount(y, minlength=len(class_names))[:len(class_names)] for y in (y_train, y_test))
     warnings = []
     for what, missing in (("no images: the student never learns it and no accuracy measures it",
                            (n_train == 0) & (n_test == 0)),
