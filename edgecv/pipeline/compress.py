@@ -19,9 +19,10 @@ from edgecv.pipeline.rundir import RECIPE_FILE, RunDir, recipe_hash
 from edgecv.resources import BUILTIN
 
 
-def resolve(raw: dict, overrides: list[str], teacher: str | None, data: str | None) -> dict:
-    """The raw recipe (base_recipe) with --set, --teacher and --data folded in (so the run's hash covers them)."""
-    raw = apply_overrides(raw, overrides)
+def resolve(recipe: str | dict, overrides: list[str], teacher: str | None, data: str | None) -> dict:
+    """The recipe (a name or path, or a raw mapping: base_recipe's) with --set, --teacher and --data folded
+    in (so the run's hash covers them)."""
+    raw = apply_overrides(load_raw(recipe) if isinstance(recipe, str) else recipe, overrides)
     if teacher:
         raw.setdefault("teacher", {})["path"] = teacher if teacher.startswith(BUILTIN) else str(Path(teacher).resolve())
     if data:
