@@ -138,12 +138,16 @@ FLIP = Settings(
     flag_help="the best student distilled on flipped images, teacher online, vs the teacher and its PTQ "
               "(results/fashion-mnist-flip.json)")
 
+
+def best_student_with(base: Settings, overrides: dict, **changes) -> Settings:
+    """`base`, its one student (the best, MobileNetV3-Small) with more --set overrides, and other `changes`."""
+    return replace(base, students={ABLATION_RECIPE: {**base.students[ABLATION_RECIPE], **overrides}}, **changes)
+
+
 # Whether consistent distillation gains with length where cached logits lost (24 cached epochs ended 0.41 pt
 # below 12): the flip run's online teacher on flipped images, with LONGER's 24 distillation epochs.
-LONGER_FLIP = replace(
-    FLIP, name="fashion-mnist-longer-flip",
-    students={"mobilenetv3-small-int8": {**FLIP.students["mobilenetv3-small-int8"],
-                                         "distill.epochs": LONGER.students["mobilenetv3-small-int8"]["distill.epochs"]}},
+LONGER_FLIP = best_student_with(
+    FLIP, {"distill.epochs": LONGER.students[ABLATION_RECIPE]["distill.epochs"]}, name="fashion-mnist-longer-flip",
     section=("FASHION-MNIST-LONGER-FLIP", "The best student distilled on flipped images, longer"),
     flag_help="as --flip with --longer's 24 distillation epochs (results/fashion-mnist-longer-flip.json)")
 
@@ -151,10 +155,8 @@ LONGER_FLIP = replace(
 # pruning to 50 % over 4 epochs cost 0.22 pt, while unstructured sparsity makes neither the .tflite file
 # nor its latency smaller (only its gzip). The same distilled student, QAT straight after distillation:
 # a copy of that run resumed, so only quantize and what follows run here (about 10 min, not 80).
-LONGER_FLIP_UNPRUNED = replace(
-    LONGER_FLIP, name="fashion-mnist-longer-flip-unpruned",
-    students={"mobilenetv3-small-int8": {**LONGER_FLIP.students["mobilenetv3-small-int8"], "prune.enabled": "false"}},
-    starts_from=LONGER_FLIP.name,
+LONGER_FLIP_UNPRUNED = best_student_with(
+    LONGER_FLIP, {"prune.enabled": "false"}, name="fashion-mnist-longer-flip-unpruned", starts_from=LONGER_FLIP.name,
     section=("FASHION-MNIST-LONGER-FLIP-UNPRUNED", "The best student distilled on flipped images, longer, not pruned"),
     flag_help="--longer-flip's distilled student quantized without pruning, from a copy of that run "
               "(results/fashion-mnist-longer-flip-unpruned.json)")
@@ -162,11 +164,8 @@ LONGER_FLIP_UNPRUNED = replace(
 # What a longer consistent schedule reaches (issue 17): 12 -> 24 flipped epochs lifted the distilled student
 # 0.27 pt, to the teacher's 93.08 %, and without pruning its int8 file kept it (93.07 %), 0.19 pt short of the
 # by-hand PTQ. Twice the epochs again, unpruned; distilled here, since a longer cosine schedule is a new run.
-FLIP_48_UNPRUNED = replace(
-    LONGER_FLIP_UNPRUNED, name="fashion-mnist-flip-48-unpruned",
-    students={"mobilenetv3-small-int8": {**LONGER_FLIP_UNPRUNED.students["mobilenetv3-small-int8"],
-                                         "distill.epochs": 48}},
-    starts_from=None,
+FLIP_48_UNPRUNED = best_student_with(
+    LONGER_FLIP_UNPRUNED, {"distill.epochs": 48}, name="fashion-mnist-flip-48-unpruned", starts_from=None,
     section=("FASHION-MNIST-FLIP-48-UNPRUNED", "The best student distilled on flipped images for 48 epochs, not pruned"),
     flag_help="as --longer-flip-unpruned with 48 distillation epochs, distilled here "
               "(results/fashion-mnist-flip-48-unpruned.json)")
@@ -174,10 +173,8 @@ FLIP_48_UNPRUNED = replace(
 # What twice that reaches (issue 17: "say what a longer one reaches and how long it took"): 24 -> 48 epochs
 # lifted the int8 student 0.13 pt, to 0.06 pt short of the by-hand PTQ. 96 epochs, about 3.7 h of
 # distillation on 2 cores: more than one session, so it leans on --resume and the distill epoch checkpoint.
-FLIP_96_UNPRUNED = replace(
-    FLIP_48_UNPRUNED, name="fashion-mnist-flip-96-unpruned",
-    students={"mobilenetv3-small-int8": {**FLIP_48_UNPRUNED.students["mobilenetv3-small-int8"],
-                                         "distill.epochs": 96}},
+FLIP_96_UNPRUNED = best_student_with(
+    FLIP_48_UNPRUNED, {"distill.epochs": 96}, name="fashion-mnist-flip-96-unpruned",
     section=("FASHION-MNIST-FLIP-96-UNPRUNED", "The best student distilled on flipped images for 96 epochs, not pruned"),
     flag_help="as --flip-48-unpruned with 96 distillation epochs (results/fashion-mnist-flip-96-unpruned.json)")
 
