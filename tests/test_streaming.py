@@ -133,7 +133,7 @@ def test_images_tensorflow_cannot_decode_are_named_not_a_tensorflow_traceback(tm
             for split in (ds.train, ds.test):
                 _batches(split, [PreprocessSpec(16, 16, 3)], 8)
     message = str(error.value)
-    assert message.startswith(f"2 image file(s) of {folder} cannot be decoded (")
+    assert message.startswith(f"2 image files of {folder} cannot be decoded (")
     assert f"{folder / 'c0' / '5.jpg'}, {folder / 'c2' / '3.png'}; remove or replace them, then then this" in message
     with pytest.raises(tf().errors.InvalidArgumentError):  # another TensorFlow error passes through as it is
         with undecodable_images_named([ds.train], ds.source, fix="x"):
@@ -163,8 +163,8 @@ def test_compress_names_a_damaged_photo_and_resumes_once_it_is_gone(tmp_path):
     args = ["--set", "distill.epochs=1", "--set", "prune.enabled=false", "--set", "quantize.enabled=false",
             "--set", "export.formats=[tflite-fp32]", "--set", "profile.devices=[host]", "--out", tmp_path / "run"]
     proc = run_cli("compress", "-t", tmp_path / "teacher.keras", "-d", folder, *args, timeout=600)
-    assert_user_error(proc, f"1 image file(s) of {folder} cannot be decoded", str(damaged),
-                      "remove or replace them, then rerun `edgecv compress -o", "--resume`")
+    assert_user_error(proc, f"1 image file of {folder} cannot be decoded", str(damaged),
+                      "remove or replace it, then rerun `edgecv compress -o", "--resume`")
     damaged.unlink()
     proc = run_cli("compress", "--resume", "--out", tmp_path / "run", timeout=600)
     assert proc.returncode == 0, proc.stderr

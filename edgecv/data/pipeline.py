@@ -115,8 +115,9 @@ def undecodable_images_named(splits: list[ImageSplit], source: str, fix: str):
         if not bad:  # TensorFlow failed on a file it decodes when asked again: say what it said
             raise DataError(f"TensorFlow could not decode an image of {source} ({problem}); {fix}") from None
         names = ", ".join(str(f) for f in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise DataError(f"{len(bad)} image file(s) of {source} cannot be decoded ({problem}): {names}; "
-                        f"remove or replace them, then {fix}") from None
+        files = "1 image file" if len(bad) == 1 else f"{len(bad)} image files"
+        raise DataError(f"{files} of {source} cannot be decoded ({problem}): {names}; remove or replace "
+                        f"{'it' if len(bad) == 1 else 'them'}, then {fix}") from None
 
 
 def undecodable(files: list, channels: int) -> list:
@@ -130,7 +131,7 @@ def undecodable(files: list, channels: int) -> list:
                                                   expand_animations=False))[0]),
         num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
     decoded = np.zeros(len(files), bool)
-    with track_count(f"decoding each of {len(files)} images to find the damaged one(s)") as advance:
+    with track_count(f"decoding each of {len(files)} images to find the damaged ones") as advance:
         for i, _ in ds.as_numpy_iterator():
             decoded[i] = True
             advance(1)
