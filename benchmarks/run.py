@@ -166,7 +166,8 @@ LONGER_FLIP_UNPRUNED = best_student_with(
 # by-hand PTQ. Twice the epochs again, unpruned; distilled here, since a longer cosine schedule is a new run.
 FLIP_48_UNPRUNED = best_student_with(
     LONGER_FLIP_UNPRUNED, {"distill.epochs": 48}, name="fashion-mnist-flip-48-unpruned", starts_from=None,
-    section=("FASHION-MNIST-FLIP-48-UNPRUNED", "The best student distilled on flipped images for 48 epochs, not pruned"),
+    section=("FASHION-MNIST-FLIP-48-UNPRUNED",
+             "The best student distilled on flipped images for 48 epochs, not pruned"),
     flag_help="as --longer-flip-unpruned with 48 distillation epochs, distilled here "
               "(results/fashion-mnist-flip-48-unpruned.json)")
 
@@ -175,7 +176,8 @@ FLIP_48_UNPRUNED = best_student_with(
 # distillation on 2 cores: more than one session, so it leans on --resume and the distill epoch checkpoint.
 FLIP_96_UNPRUNED = best_student_with(
     FLIP_48_UNPRUNED, {"distill.epochs": 96}, name="fashion-mnist-flip-96-unpruned",
-    section=("FASHION-MNIST-FLIP-96-UNPRUNED", "The best student distilled on flipped images for 96 epochs, not pruned"),
+    section=("FASHION-MNIST-FLIP-96-UNPRUNED",
+             "The best student distilled on flipped images for 96 epochs, not pruned"),
     flag_help="as --flip-48-unpruned with 96 distillation epochs (results/fashion-mnist-flip-96-unpruned.json)")
 
 # every mode by its command-line flag (None: no flag, the full run)
