@@ -88,11 +88,16 @@ def _array_batch(split: ImageSplit, specs, indices, y_all):
     return tuple(outs), tf.gather(y_all, indices)
 
 
+def _decode(path, channels: int):
+    """One file as uint8 (H, W, channels) at its own size: TensorFlow's decoder, the training side's."""
+    tf = _tf()
+    return tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+
+
 def _decoded(path, channels: int, specs):
     """One file, decoded once, at each spec's size as uint8."""
     tf = _tf()
-    image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
-    image = tf.cast(image, tf.float32)
+    image = tf.cast(_decode(path, channels), tf.float32)
     return tuple(tf.cast(tf.clip_by_value(tf.round(
         tf.image.resize(image, (s.height, s.width), method="bilinear", antialias=True)), 0, 255), tf.uint8)
         for s in specs)
@@ -109,8 +114,8 @@ def undecodable_images_named(splits: list[ImageSplit], source: str, fix: str):
     except tf.errors.InvalidArgumentError as e:
         if "DecodeImage" not in str(e):
             raise
-        files = [f for split in splits if split.files is not None for f in split.files]
-        bad = undecodable(files, splits[0].channels if splits else 3)
+        bad = undecodable([f for split in splits if split.files is not None for f in split.files],
+                           splits[0].channels if splits else 3)
         problem = " ".join(str(e).split("[[")[0].split(":")[-1].split()) or "not a decodable image"
         if not bad:  # TensorFlow failed on a file it decodes when asked again: say what it said
             raise DataError(f"TensorFlow could not decode an image of {source} ({problem}); {fix}") from None
@@ -126,10 +131,8 @@ def undecodable(files: list, channels: int) -> list:
 
     tf = _tf()
     paths = tf.constant([str(f) for f in files])
-    ds = tf.data.Dataset.range(len(files)).map(
-        lambda i: (i, tf.shape(tf.io.decode_image(tf.io.read_file(tf.gather(paths, i)), channels=channels,
-                                                  expand_animations=False))[0]),
-        num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+    ds = tf.data.Dataset.range(len(files)).map(lambda i: (i, tf.shape(_decode(tf.gather(paths, i), channels))[0]),
+                                               num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
     decoded = np.zeros(len(files), bool)
     with track_count(f"decoding each of {len(files)} images to find the damaged ones") as advance:
         for i, _ in ds.as_numpy_iterator():
