@@ -10,6 +10,7 @@ import hashlib
 import os
 import struct
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -374,20 +375,29 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _read_images(files: list, size: tuple[int, int], channels: int) -> np.ndarray:
+@contextmanager
+def _opened_image(f):
+    """Pillow's image of file `f`; a file it cannot read, or a decompression bomb, as a DataError naming it."""
     from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(f) as im:
+            yield im
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"cannot read image {f} ({e}); remove or replace it") from None
+    except Image.DecompressionBombError:
+        raise _too_large(f) from None
+
+
+def _read_images(files: list, size: tuple[int, int], channels: int) -> np.ndarray:
+    from PIL import Image
 
     height, width = size
     out = np.empty((len(files), height, width, channels), np.uint8)
     for i, f in enumerate(files):
-        try:
-            with Image.open(f) as im:
-                im = _eight_bit(im).convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
-                out[i] = np.asarray(im).reshape(height, width, channels)
-        except (UnidentifiedImageError, OSError) as e:
-            raise DataError(f"cannot read image {f} ({e}); remove or replace it") from None
-        except Image.DecompressionBombError:
-            raise _too_large(f) from None
+        with _opened_image(f) as im:
+            im = _eight_bit(im).convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+            out[i] = np.asarray(im).reshape(height, width, channels)
     return out
 
 
@@ -411,8 +421,6 @@ def _too_large(f: Path) -> DataError:
 def image_headers(files: list) -> list[tuple[str, tuple[int, int]]]:
     """(Pillow mode, (height, width)) of each file, from its header (not its pixels), so an
     unreadable file or a decompression bomb is named now, not in the middle of training."""
-    from PIL import Image, UnidentifiedImageError
-
     from edgecv.progress import track_count
 
     headers = []
@@ -421,13 +429,8 @@ def image_headers(files: list) -> list[tuple[str, tuple[int, int]]]:
         for i, f in enumerate(files):
             if i % 500 == 0:  # the counter a batch at a time: per file it would cost a third of the reading
                 advance(min(500, len(files) - i))
-            try:
-                with Image.open(f) as im:
-                    headers.append((im.mode, (im.height, im.width)))
-            except (UnidentifiedImageError, OSError) as e:
-                raise DataError(f"cannot read image {f} ({e}); remove or replace it") from None
-            except Image.DecompressionBombError:
-                raise _too_large(f) from None
+            with _opened_image(f) as im:
+                headers.append((im.mode, (im.height, im.width)))
     return headers
 
 
