@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from edgecv.data import PreprocessSpec, load_dataset
-from edgecv.data.sampling import balanced_indices, stratified_split
+from edgecv.data.sampling import balanced_indices, hashed_split
 from edgecv.errors import DataError
 from tests.conftest import synthetic_images
 
@@ -68,7 +68,9 @@ def test_image_folder_split_is_stratified_and_resized(tmp_path):
     ds = load_dataset(str(tmp_path), image_size=16, holdout=0.2, seed=1)
     assert ds.class_names == ["a", "b", "c"]
     assert ds.image_shape == (16, 16, 3)
-    assert len(ds.y_test) == 12 and np.bincount(ds.y_test).tolist() == [4, 4, 4]
+    held_out = np.bincount(ds.y_test).tolist()
+    assert len(held_out) == 3 and all(1 <= n <= 9 for n in held_out), held_out  # about 4 of each class's 20
+    assert set(ds.test.files).isdisjoint(ds.train.files) and len(ds.train.files) + len(ds.test.files) == 60
 
 
 def test_image_folder_with_train_test_split_and_greyscale(tmp_path):
@@ -145,6 +147,29 @@ def test_sampling_helpers():
     labels = np.array([0] * 50 + [1] * 10 + [2] * 40)
     idx = balanced_indices(labels, 30, seed=0)
     assert np.bincount(labels[idx]).tolist() == [10, 10, 10]
-    train, test = stratified_split(labels, 0.2, seed=0)
+    names = [f"{c}/{i}.jpg" for i, c in enumerate(labels)]
+    train, test = hashed_split(names, labels, 0.2, seed=0)
     assert len(set(train) & set(test)) == 0 and len(train) + len(test) == 100
-    assert np.bincount(labels[test]).tolist() == [10, 2, 8]
+    assert all(n >= 1 for n in np.bincount(labels[test], minlength=3))
+
+
+def test_the_held_out_split_of_a_folder_survives_files_added_or_removed():
+    """A file's side depends on its own name only: a resumed run, or one on a folder that grew, never
+    evaluates on an image that was on the training side before (a seeded permutation reshuffled them)."""
+    rng = np.random.default_rng(0)
+    names = [f"class{i % 4}/photo_{i:05d}.jpg" for i in range(4000)]
+    labels = np.arange(4000) % 4
+    before_train, before_test = hashed_split(names, labels, 0.2, seed=3)
+    assert 0.17 < len(before_test) / 4000 < 0.23
+    kept = np.sort(rng.choice(4000, 3500, replace=False))  # 500 removed, 300 added
+    after_names = [names[i] for i in kept] + [f"class{i % 4}/new_{i}.jpg" for i in range(300)]
+    after_labels = np.concatenate([labels[kept], np.arange(300) % 4])
+    after_train, after_test = hashed_split(after_names, after_labels, 0.2, seed=3)
+    was_trained = {names[i] for i in before_train}
+    was_held_out = {names[i] for i in before_test}
+    assert not {after_names[i] for i in after_test} & was_trained
+    assert not {after_names[i] for i in after_train} & was_held_out
+    # another seed is another split; a class of two holds one out even when neither hash falls below 0.2
+    assert not np.array_equal(hashed_split(names, labels, 0.2, seed=4)[1], before_test)
+    pair = [f"tiny/{i}.png" for i in range(2)]
+    assert all(len(hashed_split(pair, np.zeros(2, int), 0.2, seed=s)[1]) >= 1 for s in range(20))

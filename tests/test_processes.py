@@ -242,6 +242,52 @@ def test_resume_keeps_nothing_and_is_refused_when_the_first_stage_changes_or_rec
     assert yaml.safe_load(recipe_yaml.read_text()) == recipe
 
 
+def test_resume_says_when_the_data_changed_or_was_split_by_an_older_edgecv(tmp_path):
+    """state.json records the image counts and file names a run reads; a resume on changed data keeps
+    the finished stages and warns, as it does for a run whose folder split came from a seeded shuffle."""
+    from PIL import Image
+
+    from edgecv.data.sources import load_dataset
+    from edgecv.pipeline.recipe import defaults
+    from edgecv.pipeline.rundir import RunDir
+    from edgecv.pipeline.stages import STAGES
+
+    for name in [f"{c}/{i}.png" for c in ("cats", "dogs") for i in range(10)]:
+        (tmp_path / "photos" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (8, 8), 100).save(tmp_path / "photos" / name)
+    folder = load_dataset(str(tmp_path / "photos"))
+    _finished_run(tmp_path / "run", defaults())  # as an edgecv before the record left it
+
+    def resumed(ds):
+        run = RunDir(tmp_path / "run", defaults(), STAGES)
+        run.open(resume=True, force=False)
+        run.unlock()
+        return run.note_data(ds.fingerprint())
+
+    assert "held out a folder's images by a seeded shuffle" in resumed(folder)
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["data"] == folder.fingerprint()
+    assert resumed(folder) is None
+    (tmp_path / "photos" / "cats" / "3.png").unlink()
+    for i in (10, 11):
+        Image.new("L", (8, 8), 100).save(tmp_path / "photos" / "dogs" / f"{i}.png")
+    grown = load_dataset(str(tmp_path / "photos"))
+    said = resumed(grown)
+    assert said.startswith("the data changed since this run was started (training images ")
+    assert "no image changed sides" in said and "--force" in said
+    newly_held_out = set(map(str, grown.test.files)) - set(map(str, folder.test.files))
+    assert newly_held_out <= {str(tmp_path / "photos" / "dogs" / f"{i}.png") for i in (10, 11)}
+    (tmp_path / "photos" / "dogs" / "10.png").rename(tmp_path / "photos" / "dogs" / "x.png")
+    assert "(the same counts, other file names)" in resumed(load_dataset(str(tmp_path / "photos")))
+    # nothing finished yet, or a split the source gives and no earlier record: nothing to say
+    fresh = RunDir(tmp_path / "fresh", defaults(), STAGES)
+    fresh.open(resume=False, force=False)
+    assert fresh.note_data(grown.fingerprint()) is None
+    fresh.unlock()
+    (tmp_path / "run" / "state.json").write_text(json.dumps({**json.loads(
+        (tmp_path / "run" / "state.json").read_text()), "data": None}))
+    assert resumed(load_dataset("fashion-mnist-mini")) is None
+
+
 def test_resume_without_a_recipe_continues_the_one_the_run_was_started_with(tmp_path):
     """`compress -o RUN --resume --set K=V` changes RUN's recipe (teacher, data and earlier --set values
     included), not the quickstart's; without --resume, or with nothing recorded, --recipe means the quickstart."""

@@ -1,6 +1,7 @@
 """The streaming data layer: splits read on demand (files, memory-mapped .npz), tf.data pipelines
 that compute what the numpy path (PreprocessSpec.apply, `edgecv eval` on a device) computes, per
 worker shards, and a teacher at chance stopping the run."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +143,8 @@ def test_images_tensorflow_cannot_decode_are_named_not_a_tensorflow_traceback(tm
 
 def test_compress_names_a_damaged_photo_and_resumes_once_it_is_gone(tmp_path):
     """A truncated JPEG passes the up-front header check and stops the run when distillation first
-    decodes it: one line naming it; removed, --resume finishes the run."""
+    decodes it: one line naming it; removed, --resume finishes the run. A photo added after that
+    is warned of on the next --resume."""
     from edgecv.tfcompat import keras
 
     K = keras()
@@ -169,6 +171,18 @@ def test_compress_names_a_damaged_photo_and_resumes_once_it_is_gone(tmp_path):
     proc = run_cli("compress", "--resume", "--out", tmp_path / "run", timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "run" / "report.json").is_file()
+    # a photo added after stages finished: kept, and said in the log and the report
+    before = load_dataset(str(folder))
+    Image.open(folder / "c0" / "0.jpg").save(folder / "c0" / "added.jpg")
+    after = load_dataset(str(folder))  # the new photo trains or is held out, by its name
+    proc = run_cli("compress", "--resume", "--out", tmp_path / "run", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    side, old, new = next((side, len(b), len(a)) for side, b, a in (("training", before.train, after.train),
+                                                                     ("held-out", before.test, after.test))
+                          if len(a) != len(b))
+    said = f"the data changed since this run was started ({side} images {old} → {new})"
+    assert said in " ".join(proc.stderr.split()) and "done earlier" in proc.stderr
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["data"]["warnings"][0].startswith(said)
 
 
 def test_teacher_min_top1_is_a_recipe_floor(tmp_path):

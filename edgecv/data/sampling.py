@@ -1,5 +1,7 @@
-"""Class-balanced sampling, used for calibration sets and the shipped mini datasets."""
+"""Class-balanced sampling (calibration sets, the shipped mini datasets) and the held-out split of a folder."""
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 
@@ -19,13 +21,16 @@ def balanced_indices(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return rng.permutation(np.array(chosen, dtype=np.int64))
 
 
-def stratified_split(labels: np.ndarray, holdout: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices into (train, held-out) with each class split in the same proportion."""
-    rng = np.random.default_rng(seed)
-    train, test = [], []
+def hashed_split(names: list[str], labels: np.ndarray, holdout: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into (train, held-out): a file is held out when a hash of its name and the seed
+    falls below `holdout`, so adding or removing files never moves another file between the splits
+    (a resumed run never evaluates on an image its finished stages trained on). Each class holds out
+    about `holdout` of its files; a class of two or more whose hashes all miss holds out its lowest."""
+    keys = np.array([int.from_bytes(hashlib.sha256(f"{seed}/{n}".encode()).digest()[:8], "big") / 2**64
+                     for n in names])
+    held = keys < holdout
     for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        k = max(1, int(round(len(idx) * holdout))) if len(idx) > 1 else 0
-        test.extend(idx[:k])
-        train.extend(idx[k:])
-    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(test, dtype=np.int64))
+        members = np.flatnonzero(labels == c)
+        if len(members) > 1 and not held[members].any():
+            held[members[np.argmin(keys[members])]] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecv.data.sampling import balanced_indices, stratified_split
+from edgecv.data.sampling import balanced_indices, hashed_split
 from edgecv.errors import DataError
 from edgecv.resources import shipped_dir
 
@@ -116,6 +116,7 @@ class Dataset:
     notes: list[str] = field(default_factory=list)
     image_size: int = 224  # the square size folder images are read at when a model gives none
     warnings: list[str] = field(default_factory=list)  # what the run log and the report warn of (class_warnings)
+    split_by_name_hash: bool = False  # a folder without test/: hashed_split chose the held-out files
 
     @property
     def num_classes(self) -> int:
@@ -147,6 +148,18 @@ class Dataset:
     def test_set_hash(self) -> str:
         """Identifies the evaluation set, so reports evaluated on different data are not compared."""
         return self.test.content_hash()
+
+    def fingerprint(self) -> dict:
+        """What a resumed run compares with the data of its earlier attempts (RunDir.note_data): the image
+        counts and, for a folder, a hash of the file names (an image array's content is not hashed)."""
+        names = hashlib.sha256()
+        for split in (self.train, self.test):
+            for f in split.files or []:
+                names.update(f"{f}\n".encode())
+            names.update(b"--\n")  # a file that changed sides changes the hash
+        return {"train_images": len(self.train), "held_out_images": len(self.test),
+                "file_names_hash": names.hexdigest()[:16] if self.train.files is not None else None,
+                "split_by_name_hash": self.split_by_name_hash}
 
     def describe(self) -> dict:
         return {
@@ -442,7 +455,8 @@ def _folder_channels(files: list[Path]) -> int:
 def _load_image_folder(root: Path, holdout: float, seed: int) -> Dataset:
     split_dirs = {s: root / s for s in ("train", "test")}
     extra = []
-    if all(d.is_dir() for d in split_dirs.values()):  # a ready-made train/test split is respected
+    given = all(d.is_dir() for d in split_dirs.values())
+    if given:  # a ready-made train/test split is respected
         class_names = [p.name for p in _class_dirs(split_dirs["train"])]
         parts = {s: _labelled_files(d, class_names) for s, d in split_dirs.items()}
         notes = ["held-out split: the folder's test/ subfolder"]
@@ -454,16 +468,18 @@ def _load_image_folder(root: Path, holdout: float, seed: int) -> Dataset:
     else:
         class_names = [p.name for p in _class_dirs(root)]
         files, labels = _labelled_files(root, class_names)
-        train_idx, test_idx = stratified_split(labels, holdout, seed)
+        train_idx, test_idx = hashed_split([f.relative_to(root).as_posix() for f in files], labels, holdout, seed)
         parts = {
             "train": ([files[i] for i in train_idx], labels[train_idx]),
             "test": ([files[i] for i in test_idx], labels[test_idx]),
         }
-        notes = [f"held-out split: {holdout:.0%} of each class, seed {seed}"]
+        notes = [f"held-out split: about {holdout:.0%} of each class, chosen by a hash of each file's name "
+                 f"and seed {seed}"]
     channels = _folder_channels(parts["train"][0] + parts["test"][0])
     return Dataset(ImageSplit(parts["train"][1], None, parts["train"][0], channels),
                    ImageSplit(parts["test"][1], None, parts["test"][0], channels), class_names, str(root), notes,
-                   warnings=extra + class_warnings(class_names, parts["train"][1], parts["test"][1]))
+                   warnings=extra + class_warnings(class_names, parts["train"][1], parts["test"][1]),
+                   split_by_name_hash=not given)
 
 
 def class_warnings(class_names: list[str], y_train: np.ndarray, y_test: np.ndarray) -> list[str]:

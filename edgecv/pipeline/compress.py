@@ -134,6 +134,9 @@ def _run_stages(recipe: dict, out: Path, resume: bool, force: bool, console: Con
         console.print(f"[bold]edgecv compress[/] → {out}  ({ds.source}: {len(ds.y_train)} train / "
                       f"{len(ds.y_test)} held-out images, {ds.num_classes} classes)")
         console.print(f"  data: {input_mode(ds.train, [ctx.student_spec])}", highlight=False)
+        data_changed = run.note_data(ds.fingerprint())
+        if data_changed:  # in the report's data warnings too
+            ds.warnings.append(data_changed)
         for warning in ds.warnings:
             console.print(f"  [yellow]warning:[/yellow] {warning}", highlight=False)
         if rerun:

@@ -181,6 +181,30 @@ class RunDir:
         self._save_state()
         return dropped
 
+    def note_data(self, fingerprint: dict) -> str | None:
+        """Record the data this attempt reads (Dataset.fingerprint) in state.json; on --resume, a warning
+        when it differs from the earlier attempts' data, or when they chose a folder's held-out images
+        another way (before the file-name hash): finished stages are kept either way."""
+        earlier = self.state.get("data")
+        self.state["data"] = fingerprint
+        self._save_state()
+        finished = any(s.get("status") == "done" for s in self.state["stages"].values())
+        if not finished or earlier == fingerprint:
+            return None
+        if earlier is None:
+            if not fingerprint["split_by_name_hash"]:
+                return None  # a run from before the record, on a split the source gives: nothing to say
+            return ("this run was started by an edgecv that held out a folder's images by a seeded shuffle, not by "
+                    "file name: images its finished stages trained on may now be held out and raise its accuracy; "
+                    "rerun with --force for figures on unseen images")
+        changes = [f"{label} images {earlier.get(key)} → {fingerprint[key]}"
+                   for key, label in (("train_images", "training"), ("held_out_images", "held-out"))
+                   if earlier.get(key) != fingerprint[key]] or ["the same counts, other file names"]
+        kept = ("no image changed sides (a file's side depends on its name)" if fingerprint["split_by_name_hash"]
+                else "the finished stages keep what they learned from the earlier data")
+        return (f"the data changed since this run was started ({', '.join(changes)}): {kept}; "
+                "rerun with --force to train every stage on the data as it is now")
+
     def _read_state(self) -> dict:
         """state.json of the earlier run; RunDirError when it is not what _save_state writes."""
         path = self.root / STATE_FILE
