@@ -281,6 +281,8 @@ def eval_cmd(artefact, data, threads, json_path):
     if EVERY_IMAGE_NOTE in result["data"]["notes"]:
         console.print(f"[yellow]note:[/yellow] scored {EVERY_IMAGE_NOTE}; give a folder with train/ and test/ "
                       "subfolders to score held-out images only", highlight=False)
+    for warning in result["data"]["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     if json_path:
         with output_errors(json_path, "--json"):
             write_json_atomic(json_path, result)

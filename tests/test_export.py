@@ -204,6 +204,23 @@ def test_eval_runs_without_tensorflow(fmt, models, tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["top1"] > 0.8
 
 
+def test_eval_warns_of_a_test_class_folder_that_train_lacks(models, tmp_path):
+    """A misspelt class folder under test/ is left out of the score: eval says so, as compress does."""
+    import shutil
+
+    for split, names in (("train", ["class0", "class1", "class2"]), ("test", ["class0", "class1", "Class2"])):
+        for i, name in enumerate(names):
+            shutil.copytree(models["folder"] / f"class{i}", tmp_path / "split" / split / name)
+    out = tmp_path / "float.tflite"
+    _export(models["float"], "tflite-fp32", out, str(models["npz"]))
+    proc = run_cli("eval", out, "--data", tmp_path / "split", "--json", tmp_path / "r.json")
+    assert proc.returncode == 0, proc.stderr
+    said = "test/ has class folder Class2 that train/ lacks: its images are not used"
+    assert said in " ".join(proc.stderr.split())
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["data"]["warnings"] == [said] and list(result["per_class_top1"].values())[2] is None
+
+
 def test_a_converter_crash_becomes_a_clear_error():
     import subprocess
 

@@ -217,8 +217,10 @@ def load_eval_set(source: str, image_size: int) -> Dataset:
         split = ImageSplit(labels, None, files, _folder_channels(files))
         return Dataset(split.subset([]), split, class_names, str(path), [EVERY_IMAGE_NOTE], image_size)
     ds = load_dataset(source, image_size=image_size)
+    # of the data's warnings only test/'s own class folders matter here: the training split is not read
+    unused = unused_test_classes(path, ds.class_names) if path.is_dir() else []
     return Dataset(ds.train.subset([]), ds.test, ds.class_names, ds.source, ds.notes + ["the held-out (test) split"],
-                   image_size)
+                   image_size, warnings=unused)
 
 
 # said on the terminal too: an eval on a folder without test/ may score training images
@@ -460,11 +462,7 @@ def _load_image_folder(root: Path, holdout: float, seed: int) -> Dataset:
         class_names = [p.name for p in _class_dirs(split_dirs["train"])]
         parts = {s: _labelled_files(d, class_names) for s, d in split_dirs.items()}
         notes = ["held-out split: the folder's test/ subfolder"]
-        unknown = [p.name for p in _class_dirs(split_dirs["test"]) if p.name not in class_names]
-        if unknown:  # train/ names the classes: a test/ folder spelt otherwise would be left out unsaid
-            many = len(unknown) > 1
-            extra.append(f"test/ has class folder{'s' if many else ''} {', '.join(unknown)} that train/ lacks: "
-                         f"{'their' if many else 'its'} images are not used")
+        extra = unused_test_classes(root, class_names)
     else:
         class_names = [p.name for p in _class_dirs(root)]
         files, labels = _labelled_files(root, class_names)
@@ -480,6 +478,17 @@ def _load_image_folder(root: Path, holdout: float, seed: int) -> Dataset:
                    ImageSplit(parts["test"][1], None, parts["test"][0], channels), class_names, str(root), notes,
                    warnings=extra + class_warnings(class_names, parts["train"][1], parts["test"][1]),
                    split_by_name_hash=not given)
+
+
+def unused_test_classes(root: Path, class_names: list[str]) -> list[str]:
+    """A warning naming the class folders of root/test/ that train/ (which names the classes) lacks, such
+    as a misspelt class: their images would be left out unsaid."""
+    unknown = [p.name for p in _class_dirs(root / "test") if p.name not in class_names]
+    if not unknown:
+        return []
+    many = len(unknown) > 1
+    return [f"test/ has class folder{'s' if many else ''} {', '.join(unknown)} that train/ lacks: "
+            f"{'their' if many else 'its'} images are not used"]
 
 
 def class_warnings(class_names: list[str], y_train: np.ndarray, y_test: np.ndarray) -> list[str]:

@@ -38,7 +38,7 @@ def evaluate_artefact(path, data: str, *, num_threads: int | None = None, batch_
     seconds = time.perf_counter() - start
     return {
         "artefact": str(path), "runtime": runner.runtime, "threads": runner.num_threads,
-        "data": {"source": ds.source, "samples": int(len(ds.y_test)), "notes": ds.notes,
+        "data": {"source": ds.source, "samples": int(len(ds.y_test)), "notes": ds.notes, "warnings": ds.warnings,
                  "test_set_hash": ds.test_set_hash()},
         **classification_metrics(scores, ds.y_test),
         **per_class(scores, ds.y_test, names or ds.class_names),
