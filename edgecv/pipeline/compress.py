@@ -113,66 +113,81 @@ def _run_stages(recipe: dict, out: Path, resume: bool, force: bool, console: Con
     from edgecv.data.pipeline import undecodable_images_named
     from edgecv.pipeline.context import RunContext
     from edgecv.pipeline.stages import STAGES
-    from edgecv.report.loader import REPORT_JSON
-    from edgecv.report.report import REPORT_HTML, REPORT_MD, build_report, write_report
+    from edgecv.report.report import build_report, write_report
 
     run = RunDir(out, recipe, STAGES)
     run.lock()  # held for the whole run: a second compress or --resume on it is refused meanwhile
     run.check(resume, force)
     ctx = RunContext(recipe, run, trust_model)
-    # Fail fast, before anything is written or trained: bad data, a student that cannot take it,
-    # a teacher that cannot be loaded, does not fit the data or is no better than chance.
     ds = ctx.dataset
     # a damaged image file TensorFlow cannot decode is named, however deep into training it is reached
     fix = (f"rerun `edgecv compress -o {out} --resume` (finished stages and epochs are kept)" if dist.workers == 1
            else "rerun on every worker with --force (a multi_worker run cannot resume)")
     with undecodable_images_named([ds.train, ds.test], ds.source, fix=fix):
-        ctx.student_spec
-        if recipe["teacher"]["path"]:
-            ctx.teacher_check
-        rerun = run.open(resume, force)
-        console.print(f"[bold]edgecv compress[/] → {out}  ({ds.source}: {len(ds.y_train)} train / "
-                      f"{len(ds.y_test)} held-out images, {ds.num_classes} classes)")
-        console.print(f"  data: {input_mode(ds.train, [ctx.student_spec])}", highlight=False)
-        data_changed = run.note_data(ds.fingerprint())
-        if data_changed:  # in the report's data warnings too
-            ds.warnings.append(data_changed)
-        for warning in ds.warnings:
-            console.print(f"  [yellow]warning:[/yellow] {warning}", highlight=False)
-        if rerun:
-            console.print(f"  ↻ settings changed since this run was started: rerunning {', '.join(rerun)}; "
-                          "the stages before keep their results", highlight=False)
-            for name in (REPORT_JSON, REPORT_MD, REPORT_HTML):  # the earlier report describes the dropped stages
-                (out / name).unlink(missing_ok=True)
-        if ctx.student_rebuild:
-            r = ctx.student_rebuild
-            console.print(f"-[✓] student: {r['from']} rebuilt in tf_keras, max |Δ output| {r['max_abs_diff']:.2g} "
-                          f"on {r['probe_images']} random images")
-        # every worker runs the training stages, in this order (their collective ops pair up); only the
-        # chief goes on to export, evaluate and profile
-        last_training = max((i for i, s in enumerate(STAGES.values()) if s.trains and s.enabled(recipe)), default=-1)
-        for i, (name, stage) in enumerate(STAGES.items()):
-            if train_only and i > last_training:
-                break
-            if not stage.enabled(recipe):
-                run.skip_stage(name, stage.why_skipped)
-                console.print(f"  – {name:<9} skipped: {stage.why_skipped}")
-                continue
-            if run.is_done(name, stage.folder):
-                console.print(f"  ✓ {name:<9} done earlier ({run.state['stages'][name]['wall_s']:.1f} s), resumed")
-                continue
-            start = time.perf_counter()
-            partial = run.start_stage(name)
-            result = stage.run(ctx, partial)
-            run.finish_stage(name, partial, result, time.perf_counter() - start, stage.folder)
-            console.print(f"  ✓ {name:<9} {time.perf_counter() - start:.1f} s")
-        if train_only:
-            run.unlock()
-            return None
-        report = build_report(recipe, run.state, ctx.dataset.describe(), ctx.student_spec.to_dict(),
-                              ctx.teacher.spec.to_dict(),
-                              teacher_outputs=ctx.teacher.outputs, teacher_trained=not recipe["teacher"]["path"],
-                              teacher_kind=ctx.teacher.model.label, devices=devices(), strategy=dist.describe())
-        write_report(out, report)
+        _open_run(ctx, out, resume, force, console)
+        _each_stage(ctx, console, train_only)
+    if train_only:
         run.unlock()
-        return report
+        return None
+    report = build_report(recipe, run.state, ds.describe(), ctx.student_spec.to_dict(), ctx.teacher.spec.to_dict(),
+                          teacher_outputs=ctx.teacher.outputs, teacher_trained=not recipe["teacher"]["path"],
+                          teacher_kind=ctx.teacher.model.label, devices=devices(), strategy=dist.describe())
+    write_report(out, report)
+    run.unlock()
+    return report
+
+
+def _open_run(ctx, out: Path, resume: bool, force: bool, console: Console) -> None:
+    """Fail fast, before anything is written or trained (a student that cannot take the data, a teacher
+    that cannot be loaded, does not fit the data or is no better than chance); then open the run
+    directory and say what it holds."""
+    from edgecv.report.loader import REPORT_JSON
+    from edgecv.report.report import REPORT_HTML, REPORT_MD
+
+    run, ds = ctx.run, ctx.dataset
+    ctx.student_spec
+    if ctx.recipe["teacher"]["path"]:
+        ctx.teacher_check
+    rerun = run.open(resume, force)
+    console.print(f"[bold]edgecv compress[/] → {out}  ({ds.source}: {len(ds.y_train)} train / "
+                  f"{len(ds.y_test)} held-out images, {ds.num_classes} classes)")
+    console.print(f"  data: {input_mode(ds.train, [ctx.student_spec])}", highlight=False)
+    data_changed = run.note_data(ds.fingerprint())
+    if data_changed:  # in the report's data warnings too
+        ds.warnings.append(data_changed)
+    for warning in ds.warnings:
+        console.print(f"  [yellow]warning:[/yellow] {warning}", highlight=False)
+    if rerun:
+        console.print(f"  ↻ settings changed since this run was started: rerunning {', '.join(rerun)}; "
+                      "the stages before keep their results", highlight=False)
+        for name in (REPORT_JSON, REPORT_MD, REPORT_HTML):  # the earlier report describes the dropped stages
+            (out / name).unlink(missing_ok=True)
+    if ctx.student_rebuild:
+        r = ctx.student_rebuild
+        console.print(f"-[✓] student: {r['from']} rebuilt in tf_keras, max |Δ output| {r['max_abs_diff']:.2g} "
+                      f"on {r['probe_images']} random images")
+
+
+def _each_stage(ctx, console: Console, train_only: bool) -> None:
+    """Run the stages in order, skipping the disabled and the done. Every worker runs the training
+    stages, in this order (their collective ops pair up); only the chief goes on to export, evaluate
+    and profile (train_only: a worker other than the chief)."""
+    from edgecv.pipeline.stages import STAGES
+
+    run, recipe = ctx.run, ctx.recipe
+    last_training = max((i for i, s in enumerate(STAGES.values()) if s.trains and s.enabled(recipe)), default=-1)
+    for i, (name, stage) in enumerate(STAGES.items()):
+        if train_only and i > last_training:
+            break
+        if not stage.enabled(recipe):
+            run.skip_stage(name, stage.why_skipped)
+            console.print(f"  – {name:<9} skipped: {stage.why_skipped}")
+            continue
+        if run.is_done(name, stage.folder):
+            console.print(f"  ✓ {name:<9} done earlier ({run.state['stages'][name]['wall_s']:.1f} s), resumed")
+            continue
+        start = time.perf_counter()
+        partial = run.start_stage(name)
+        result = stage.run(ctx, partial)
+        run.finish_stage(name, partial, result, time.perf_counter() - start, stage.folder)
+        console.print(f"  ✓ {name:<9} {time.perf_counter() - start:.1f} s")
