@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from edgecv.fileio import human_size
+from edgecv.gate.stats import paired_standard_error
 
 THREADS = ("1", "2")
 
@@ -17,6 +18,21 @@ def _p50(row: dict, threads: str) -> float:
 def _pt(a: float, b: float) -> float:
     """a - b in percentage points, rounded to what 10,000 test images resolve (0.01 pt)."""
     return round((a - b) * 100, 2)
+
+
+SE_LEGEND = (" A top-1 difference ± x pt: its paired standard error (both files on the same 10,000 test images, so "
+             "only the images they disagree on count); a difference within about two of them can be the images' luck.")
+
+
+def _delta(a: dict, b: dict) -> str:
+    """a's top-1 minus b's in points, with the paired standard error where both rows list the test images
+    they get wrong (results from before that have none): "+0.19 ± 0.15 pt"."""
+    text = f"{_pt(a['top1'], b['top1']):+.2f}"
+    if "wrong_test_images" not in a or "wrong_test_images" not in b:
+        return text + " pt"
+    wrong_a, wrong_b = set(a["wrong_test_images"]), set(b["wrong_test_images"])
+    se = paired_standard_error(len(wrong_a - wrong_b), len(wrong_b - wrong_a), a["test_images"])
+    return f"{text} ± {se * 100:.2f} pt"
 
 
 def best_student(result: dict) -> dict:
@@ -36,7 +52,7 @@ def targets(result: dict) -> list[dict]:
 
     drop = _pt(best["top1"], teacher["top1"])
     target("best INT8 student top-1 ≥ teacher − 0.5 pt", drop >= -0.5,
-           f"{best['name']} {best['top1']:.2%} vs teacher FP32 {teacher['top1']:.2%} ({drop:+.2f} pt)")
+           f"{best['name']} {best['top1']:.2%} vs teacher FP32 {teacher['top1']:.2%} ({_delta(best, teacher)})")
     ratio = teacher["size_bytes"] / best["size_bytes"]
     target("its file ≤ 1/10 of the teacher's FP32 TFLite", ratio >= 10,
            f"{human_size(best['size_bytes'])} vs {human_size(teacher['size_bytes'])} (1/{ratio:.1f})")
@@ -44,10 +60,10 @@ def targets(result: dict) -> list[dict]:
     target("its host latency ≤ 1/5 of the teacher's FP32 at equal threads", all(v >= 5 for v in speed.values()),
            "; ".join(f"{t} thread{'s' * (t != '1')}: {_p50(best, t):.3g} vs {_p50(teacher, t):.3g} ms (1/{v:.1f})"
                      for t, v in speed.items()))
-    drops = {r["recipe"]: _pt(r["top1"], rows[f"{r['recipe']} fp32"]["top1"])
-             for r in result["results"] if r.get("recipe") and r["precision"] == "int8"}
+    int8 = [r for r in result["results"] if r.get("recipe") and r["precision"] == "int8"]
     target("QAT INT8 vs its float student (the float model QAT started from): drop ≤ 0.3 pt",
-           all(d >= -0.3 for d in drops.values()), "; ".join(f"{k} {d:+.2f} pt" for k, d in drops.items()))
+           all(_pt(r["top1"], rows[f"{r['recipe']} fp32"]["top1"]) >= -0.3 for r in int8),
+           "; ".join(f"{r['recipe']} {_delta(r, rows[r['recipe'] + ' fp32'])}" for r in int8))
     speedups = {r["threads"]: r["speedup"] for r in result["int8_vs_fp32_224"]["rows"]}
     target("INT8 vs FP32 MobileNetV2 1.0 @224: ≥ 2× faster at the same threads", all(v >= 2 for v in speedups.values()),
            "; ".join(f"{t} thread{'s' * (t != 1)}: {v:.2f}×" for t, v in speedups.items()))
@@ -56,7 +72,7 @@ def targets(result: dict) -> list[dict]:
            best["size_bytes"] < ptq["size_bytes"] and faster and best["top1"] >= ptq["top1"],
            f"{human_size(best['size_bytes'])} vs {human_size(ptq['size_bytes'])}; "
            + ", ".join(f"{_p50(best, t):.3g} vs {_p50(ptq, t):.3g} ms at {t} thread{'s' * (t != '1')}" for t in THREADS)
-           + f"; top-1 {best['top1']:.2%} vs {ptq['top1']:.2%} ({_pt(best['top1'], ptq['top1']):+.2f} pt)")
+           + f"; top-1 {best['top1']:.2%} vs {ptq['top1']:.2%} ({_delta(best, ptq)})")
     return out
 
 
@@ -127,14 +143,15 @@ def markdown(result: dict) -> str:
         f"Host latency: **measured** here with `edgecv bench`'s code ({first['runtime']}, batch 1, stop rule: "
         f"{first['stop_rule']}), p50 in ms with the number of timed runs in brackets. "
         + ", ".join(f"{d}: **estimated** by edgecv's cost model ({e['runtime']}, {e['threads']} threads)"
-                    for d, e in estimated.items()) + ".",
+                    for d, e in estimated.items()) + "."
+        + (SE_LEGEND if all("wrong_test_images" in r for r in result["results"]) else ""),
         "",
         "| result | precision | top-1 | Δ vs teacher | size | gzip | host p50 1 thread | host p50 2 threads | "
         + " | ".join(f"{d} est." for d in estimated) + " | pipeline wall time |",
         "|---|---|---|---|---|---|---|---|" + "---|" * len(estimated) + "---|",
     ]
     for r in result["results"]:
-        delta = "—" if r is teacher else f"{_pt(r['top1'], teacher['top1']):+.2f} pt"
+        delta = "—" if r is teacher else _delta(r, teacher)
         lines.append(f"| {r['name']} | {r['precision']} | {r['top1']:.2%} | {delta} | {human_size(r['size_bytes'])} | "
                      f"{human_size(r['gzip_bytes'])} | {_ms(r, '1')} | {_ms(r, '2')} | "
                      + " | ".join(f"{e['ms']:.3g} ms" for e in r["latency"]["estimated"].values())
@@ -147,7 +164,7 @@ def markdown(result: dict) -> str:
             continue
         lines.append(f"| {r['name']} | {teacher['size_bytes'] / r['size_bytes']:.1f}× | {ptq['size_bytes'] / r['size_bytes']:.1f}× | "
                      + " | ".join(f"{_p50(base, t) / _p50(r, t):.1f}×" for base in (teacher, ptq) for t in THREADS)
-                     + f" | {_pt(r['top1'], ptq['top1']):+.2f} pt |")
+                     + f" | {_delta(r, ptq)} |")
     speed = result["int8_vs_fp32_224"]
     lines += ["", f"INT8 vs FP32 TFLite, {speed['model']} (host, measured, p50 ms with runs):", "",
               "| threads | FP32 p50 | INT8 p50 | speed-up |", "|---|---|---|---|"]

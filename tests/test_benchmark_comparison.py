@@ -182,3 +182,18 @@ def test_a_mode_starts_from_a_copy_of_another_modes_finished_run_and_counts_what
                          "prune": {"status": "skipped", "reason": "prune.enabled is false"},
                          "quantize": {"status": "done", "wall_s": 195.0, "result": {}}}}
     assert run.reused_stages(source, report) == {"distill": 3278.1}
+
+
+def test_top1_differences_carry_their_paired_standard_error_where_the_rows_list_their_wrong_images():
+    """Only the images two files disagree on count: a student wrong on test images 100-799 against a
+    teacher wrong on 0-659 differs on 240 of 10,000, an SE of 0.15 pt. Older results list none: no ±."""
+    result = _result()
+    wrong = {"teacher": range(0, 660), "small int8": range(100, 800), "by-hand PTQ": range(0, 705)}
+    for row in result["results"]:
+        row.update(test_images=10_000, wrong_test_images=list(wrong.get(row["name"], range(0, 700))))
+    text = markdown({**result, "targets": targets(result)})
+    assert "| small int8 | int8 | 93.00% | -0.40 ± 0.15 pt | 900 KB |" in text
+    assert "a difference within about two of them can be the images' luck" in text
+    ptq_target = next(t for t in targets(result) if t["target"].startswith("best student beats"))
+    assert ptq_target["measured"].endswith("top-1 93.00% vs 92.95% (+0.05 ± 0.14 pt)")  # 100 and 95 images differ
+    assert "± " not in markdown({**_result(), "targets": targets(_result())})
