@@ -304,6 +304,20 @@ def test_different_test_set_hash_is_an_error():
         run_gate(base, cand, ["top1 max-drop 0.5"])
 
 
+def test_a_baseline_from_before_the_file_name_split_is_told_apart():
+    """A folder without test/ is split by file name since edgecv recorded data.held_out_split; against an
+    older baseline the gate says why the held-out sets differ and how to get comparable reports."""
+    from edgecv.data.sources import HASHED_SPLIT
+    from edgecv.gate import evaluate
+
+    assert evaluate.HASHED_SPLIT == HASHED_SPLIT
+    base, cand = pair(cand_kw={"test_set_hash": "ffff00"})
+    cand["data"]["held_out_split"] = HASHED_SPLIT
+    with pytest.raises(GateError, match=r"different data \(test_set_hash abc123 vs ffff00\); the older report comes "
+                                        "from an edgecv that held out a folder's images by a seeded shuffle"):
+        run_gate(base, cand, ["top1 max-drop 0.5"])
+
+
 @pytest.mark.parametrize("mangle, fragment", [
     (lambda r: [], "not an edgecv report.json"),
     (lambda r: {**r, "schema_version": 2}, "schema_version 2"),

@@ -107,6 +107,9 @@ def _take(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
     return out
 
 
+HASHED_SPLIT = "by file-name hash"  # report.json data.held_out_split of a folder without test/ (hashed_split)
+
+
 @dataclass
 class Dataset:
     train: ImageSplit
@@ -170,6 +173,7 @@ class Dataset:
             "train_samples": int(len(self.y_train)),
             "test_samples": int(len(self.y_test)),
             "test_set_hash": self.test_set_hash(),
+            "held_out_split": HASHED_SPLIT if self.split_by_name_hash else "as the source gives it",
             "warnings": list(self.warnings),
         }
 

@@ -100,13 +100,21 @@ def gated_artefacts(baseline: dict, candidate: dict, artefact: str | None = None
     return _pick_artefacts({"baseline": baseline, "candidate": candidate}, artefact, [])
 
 
+HASHED_SPLIT = "by file-name hash"  # data.sources.HASHED_SPLIT (gate does not import data; a test keeps them equal)
+
+
 def _check_same_data(baseline: dict, candidate: dict) -> None:
     a, b = baseline.get("data", {}), candidate.get("data", {})
     for key in ("test_set_hash", "test_samples", "test_labels", "class_names"):
         if a.get(key) is not None and b.get(key) is not None and a[key] != b[key]:
             shown = f"{key} {a[key]} vs {b[key]}" if key in ("test_set_hash", "test_samples") else f"their {key} differ"
-            raise GateError(f"the reports were evaluated on different data ({shown}); evaluate both on the same "
-                            "held-out set")
+            fix = "evaluate both on the same held-out set"
+            split = {a.get("held_out_split"), b.get("held_out_split")}
+            if split == {None, HASHED_SPLIT}:  # the older report predates the file-name split of a folder
+                fix = ("the older report comes from an edgecv that held out a folder's images by a seeded shuffle, "
+                       "not by file name: compress its model again with this edgecv, or give the folder train/ "
+                       "and test/ subfolders (a split of your own)")
+            raise GateError(f"the reports were evaluated on different data ({shown}); {fix}")
 
 
 def _listing(report: dict) -> str:
