@@ -54,6 +54,25 @@ def test_file_pipeline_decodes_once_per_model_size_close_to_pillow(tmp_path):
     assert np.array_equal(y, ds.y_test)
 
 
+def test_a_file_name_that_is_not_utf8_is_split_trained_on_and_read(tmp_path):
+    """Photos named in Latin-1 (an old camera, a Windows copy) are bytes Python holds as surrogates:
+    the file-name split, the run's data fingerprint and TensorFlow's pipeline all take them."""
+    import os
+
+    from edgecv.data.pipeline import undecodable
+
+    folder = _folder(tmp_path / "imgs")
+    latin1 = Path(os.fsdecode(os.fsencode(folder / "c1") + b"/caf\xe9.jpg"))
+    Image.open(folder / "c1" / "0.jpg").save(latin1)
+    ds = load_dataset(str(folder), image_size=32)
+    assert latin1 in ds.train.files + ds.test.files and ds.fingerprint()["file_names_hash"]
+    spec = PreprocessSpec(32, 32, 3, "unit")
+    for split in (ds.train, ds.test):
+        (x, _), = _batches(split, [spec], 64)
+        assert len(x[0]) == len(split) == len(split.read(np.arange(len(split)), (8, 8)))  # TensorFlow and Pillow
+    assert undecodable([latin1], 3) == []
+
+
 def test_every_image_mode_reads_the_same_in_training_and_on_the_device(tmp_path):
     """16-bit greyscale PNG (Pillow's convert("L") clipped it to white while TensorFlow keeps the high
     byte), CMYK JPEG, RGBA and palette PNG: the tf.data pipeline and the Pillow reader `edgecv eval`

@@ -11,6 +11,7 @@ model sees in training what `edgecv eval` feeds it on a device:
 """
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 import numpy as np
@@ -62,7 +63,7 @@ def image_pipeline(split: ImageSplit, specs: list[PreprocessSpec], batch_size: i
         cache = decoded_bytes(split, specs) <= CACHE_BYTES
         if seed is not None and not cache:
             index = index.shuffle(shard_size, seed=seed, reshuffle_each_iteration=True)  # before decoding
-        paths = tf.constant([str(f) for f in split.files])
+        paths = _path_tensor(split.files)
         ds = index.map(lambda i: (_decoded(tf.gather(paths, i), split.channels, specs), tf.gather(y_all, i)),
                        num_parallel_calls=tf.data.AUTOTUNE)
         if cache:
@@ -86,6 +87,12 @@ def _array_batch(split: ImageSplit, specs, indices, y_all):
             tf.image.resize(x, (spec.height, spec.width), method="bilinear", antialias=False)
         outs.append(_normalized(resized, spec))
     return tuple(outs), tf.gather(y_all, indices)
+
+
+def _path_tensor(files: list):
+    """The file paths as a string tensor of their bytes: a name that is not UTF-8 (Latin-1 from an old
+    camera or Windows) cannot be a Python str in a tf.constant, but its bytes open the file."""
+    return _tf().constant([os.fsencode(f) for f in files])
 
 
 def _decode(path, channels: int):
@@ -130,7 +137,7 @@ def undecodable(files: list, channels: int) -> list:
     from edgecv.progress import track_count
 
     tf = _tf()
-    paths = tf.constant([str(f) for f in files])
+    paths = _path_tensor(files)
     ds = tf.data.Dataset.range(len(files)).map(lambda i: (i, tf.shape(_decode(tf.gather(paths, i), channels))[0]),
                                                num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
     decoded = np.zeros(len(files), bool)

@@ -26,8 +26,9 @@ def hashed_split(names: list[str], labels: np.ndarray, holdout: float, seed: int
     falls below `holdout`, so adding or removing files never moves another file between the splits
     (a resumed run never evaluates on an image its finished stages trained on). Each class holds out
     about `holdout` of its files; a class of two or more whose hashes all miss holds out its lowest."""
-    keys = np.array([int.from_bytes(hashlib.sha256(f"{seed}/{n}".encode()).digest()[:8], "big") / 2**64
-                     for n in names])
+    # surrogateescape: a file name that is not UTF-8 (an old camera's or Windows' Latin-1) hashes as its bytes
+    keys = np.array([int.from_bytes(hashlib.sha256(f"{seed}/{n}".encode("utf-8", "surrogateescape")).digest()[:8],
+                                    "big") / 2**64 for n in names])
     held = keys < holdout
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)

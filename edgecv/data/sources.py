@@ -158,7 +158,7 @@ class Dataset:
         names = hashlib.sha256()
         for split in (self.train, self.test):
             for f in split.files or []:
-                names.update(f"{f}\n".encode())
+                names.update(f"{f}\n".encode("utf-8", "surrogateescape"))  # as hashed_split does
             names.update(b"--\n")  # a file that changed sides changes the hash
         return {"train_images": len(self.train), "held_out_images": len(self.test),
                 "file_names_hash": names.hexdigest()[:16] if self.train.files is not None else None,
