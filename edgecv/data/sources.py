@@ -10,6 +10,7 @@ import hashlib
 import os
 import struct
 import zipfile
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,12 +218,19 @@ def load_eval_set(source: str, image_size: int) -> Dataset:
     path = Path(source)
     if path.is_dir() and not (path / "train").is_dir():
         class_names = [p.name for p in _class_dirs(path)]
-        files, labels = _labelled_files(path, class_names)
+        skipped = Counter()
+        files, labels = _labelled_files(path, class_names, skipped)
         split = ImageSplit(labels, None, files, _folder_channels(files))
-        return Dataset(split.subset([]), split, class_names, str(path), [EVERY_IMAGE_NOTE], image_size)
+        return Dataset(split.subset([]), split, class_names, str(path), [EVERY_IMAGE_NOTE], image_size,
+                       warnings=skipped_files_warning(skipped))
     ds = load_dataset(source, image_size=image_size)
     # of the data's warnings only test/'s own class folders matter here: the training split is not read
-    unused = unused_test_classes(path, ds.class_names) if path.is_dir() else []
+    if (path / "test").is_dir():  # a folder with its own train/ and test/ split
+        skipped = Counter()
+        _labelled_files(path / "test", ds.class_names, skipped)
+        unused = unused_test_classes(path, ds.class_names) + skipped_files_warning(skipped)
+    else:
+        unused = []
     return Dataset(ds.train.subset([]), ds.test, ds.class_names, ds.source, ds.notes + ["the held-out (test) split"],
                    image_size, warnings=unused)
 
@@ -390,8 +398,27 @@ def _class_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+def _image_files(folder: Path, skipped: Counter | None = None) -> list[Path]:
+    """The PNG and JPEG files under `folder`; `skipped` counts the other files by suffix (hidden ones aside)."""
+    images = []
+    for p in sorted(folder.rglob("*")):
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(p)
+        elif skipped is not None and not p.name.startswith(".") and p.is_file():
+            skipped[p.suffix.lower() or "no suffix"] += 1
+    return images
+
+
+def skipped_files_warning(skipped: Counter) -> list[str]:
+    """Files in the class folders that are not PNG or JPEG (WebP, HEIC, BMP...) are not read: said, so a
+    class does not quietly shrink."""
+    if not skipped:
+        return []
+    n = sum(skipped.values())
+    kinds = ", ".join(f"{suffix}: {count:,}" for suffix, count in skipped.most_common(5))
+    return [f"{n:,} file{'s are' if n > 1 else ' is'} in the class folders but not PNG or JPEG ({kinds}"
+            f"{', ...' if len(skipped) > 5 else ''}), so not used; convert {'them' if n > 1 else 'it'} to use "
+            f"{'them' if n > 1 else 'it'}"]
 
 
 @contextmanager
@@ -460,16 +487,16 @@ def _folder_channels(files: list[Path]) -> int:
 
 def _load_image_folder(root: Path, holdout: float, seed: int) -> Dataset:
     split_dirs = {s: root / s for s in ("train", "test")}
-    extra = []
+    extra, skipped = [], Counter()
     given = all(d.is_dir() for d in split_dirs.values())
     if given:  # a ready-made train/test split is respected
         class_names = [p.name for p in _class_dirs(split_dirs["train"])]
-        parts = {s: _labelled_files(d, class_names) for s, d in split_dirs.items()}
+        parts = {s: _labelled_files(d, class_names, skipped) for s, d in split_dirs.items()}
         notes = ["held-out split: the folder's test/ subfolder"]
         extra = unused_test_classes(root, class_names)
     else:
         class_names = [p.name for p in _class_dirs(root)]
-        files, labels = _labelled_files(root, class_names)
+        files, labels = _labelled_files(root, class_names, skipped)
         train_idx, test_idx = hashed_split([f.relative_to(root).as_posix() for f in files], labels, holdout, seed)
         parts = {
             "train": ([files[i] for i in train_idx], labels[train_idx]),
@@ -480,7 +507,8 @@ def _load_image_folder(root: Path, holdout: float, seed: int) -> Dataset:
     channels = _folder_channels(parts["train"][0] + parts["test"][0])
     return Dataset(ImageSplit(parts["train"][1], None, parts["train"][0], channels),
                    ImageSplit(parts["test"][1], None, parts["test"][0], channels), class_names, str(root), notes,
-                   warnings=extra + class_warnings(class_names, parts["train"][1], parts["test"][1]),
+                   warnings=extra + skipped_files_warning(skipped)
+                   + class_warnings(class_names, parts["train"][1], parts["test"][1]),
                    split_by_name_hash=not given)
 
 
@@ -512,12 +540,13 @@ def class_warnings(class_names: list[str], y_train: np.ndarray, y_test: np.ndarr
     return warnings
 
 
-def _labelled_files(root: Path, class_names: list[str]) -> tuple[list[Path], np.ndarray]:
+def _labelled_files(root: Path, class_names: list[str],
+                    skipped: Counter | None = None) -> tuple[list[Path], np.ndarray]:
     if not class_names:
         raise DataError(f"{root} has no class subfolders; put images in {root}/<class name>/*.png|jpg")
     files, labels = [], []
     for label, name in enumerate(class_names):
-        found = _image_files(root / name)
+        found = _image_files(root / name, skipped)
         files.extend(found)
         labels.extend([label] * len(found))
     if not files:
