@@ -115,14 +115,15 @@ def test_a_class_left_untrained_or_unmeasured_is_warned_of_in_the_log_and_the_re
 
 def test_files_that_are_not_png_or_jpeg_are_counted_and_said_not_skipped_silently(tmp_path):
     """WebP, HEIC or BMP photos in a class folder are not read: compress and eval warn with the count by
-    suffix (a hidden file such as .DS_Store is not counted)."""
+    suffix. Hidden files and folders (.DS_Store, macOS's ._ metadata twins of copied photos) are skipped."""
     from edgecv.data.sources import load_eval_set
 
     x, y = synthetic_images(20, size=12, channels=1)
     _write_folder(tmp_path / "photos", x, y % 2, ["a", "b"])
-    for name in ("a/1.webp", "a/2.webp", "b/sub/3.HEIC", "b/notes", "b/.DS_Store"):
+    for name in ("a/1.webp", "a/2.webp", "b/sub/3.HEIC", "b/notes", "b/.DS_Store", "a/._0.jpg",
+                 "a/.ipynb_checkpoints/0-checkpoint.png"):
         (tmp_path / "photos" / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "photos" / name).write_bytes(b"not read")
+        (tmp_path / "photos" / name).write_bytes(b"not read")  # hidden ones (macOS's ._ files) are not content
     said = ("4 files are in the class folders but not PNG or JPEG (.webp: 2, no suffix: 1, .heic: 1), so not used; "
             "convert them to use them")
     assert load_dataset(str(tmp_path / "photos")).warnings[0] == said

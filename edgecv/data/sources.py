@@ -399,12 +399,16 @@ def _class_dirs(root: Path) -> list[Path]:
 
 
 def _image_files(folder: Path, skipped: Counter | None = None) -> list[Path]:
-    """The PNG and JPEG files under `folder`; `skipped` counts the other files by suffix (hidden ones aside)."""
+    """The PNG and JPEG files under `folder`; `skipped` counts the other files by suffix. Hidden files
+    and folders are not content: macOS leaves a `._IMG_1.jpg` of metadata beside each photo copied to
+    a FAT or network drive, which no decoder reads, and Jupyter its `.ipynb_checkpoints`."""
     images = []
     for p in sorted(folder.rglob("*")):
+        if any(part.startswith(".") for part in p.relative_to(folder).parts):
+            continue
         if p.suffix.lower() in IMAGE_SUFFIXES:
             images.append(p)
-        elif skipped is not None and not p.name.startswith(".") and p.is_file():
+        elif skipped is not None and p.is_file():
             skipped[p.suffix.lower() or "no suffix"] += 1
     return images
 
