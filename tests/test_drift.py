@@ -196,6 +196,7 @@ def test_outputs_and_an_image_folder_without_tensorflow(shipped, tmp_path):
     folder.mkdir()
     for i, img in enumerate(textures(120, seed=14, size=40)):
         Image.fromarray(img).save(folder / f"{i:03d}.png")
+    (folder / "._000.png").write_bytes(b"\x00\x05\x16\x07 macOS metadata")  # hidden: skipped, not an image
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW, "drift", shipped["reference"], "--data", folder,
                            "--json", out / "d.json", "--junit", out / "d.xml", "--markdown", out / "d.md"],

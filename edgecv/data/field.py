@@ -54,7 +54,8 @@ def most_common_size(sizes) -> tuple[int, int] | None:
 
 
 def _field_folder(root: Path) -> FieldSet:
-    loose = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    loose = sorted(p for p in root.iterdir()  # hidden ones are skipped, as _image_files does
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
     classes = {d.name: found for d in _class_dirs(root) if (found := _image_files(d))}
     if loose and classes:
         raise DataError(f"{root} holds images directly and in subfolders ({next(iter(classes))}/...); put every image "
