@@ -126,9 +126,12 @@ def test_uncompressed_npz_is_memory_mapped_and_reads_like_numpy(tmp_path):
 
 
 def test_a_teacher_at_chance_stops_the_run_before_anything_is_written(tmp_path, tiny_teacher_factory):
-    teacher, _ = tiny_teacher_factory(num_classes=10)  # untrained: about 10 % on ten classes
-    proc = run_cli("compress", "--teacher", teacher, "--data", "fashion-mnist-mini", "--out", tmp_path / "run",
-                   timeout=600)
+    _, model = tiny_teacher_factory(num_classes=10)
+    head = model.layers[-1]  # zero: every image gets the same scores, so one class, 10 % of a balanced sample
+    head.set_weights([np.zeros_like(w) for w in head.get_weights()])  # (random weights reached 18 % once)
+    model.save(tmp_path / "chance.keras")
+    proc = run_cli("compress", "--teacher", tmp_path / "chance.keras", "--data", "fashion-mnist-mini",
+                   "--out", tmp_path / "run", timeout=600)
     assert_user_error(proc, "is at chance", "held-out images (chance 10.0%)")
     assert not (tmp_path / "run").exists()
 
