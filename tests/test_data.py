@@ -135,6 +135,20 @@ def test_files_that_are_not_png_or_jpeg_are_counted_and_said_not_skipped_silentl
         "1 file is in the class folders but not PNG or JPEG (.bmp: 1), so not used; convert it to use it"]
 
 
+def test_a_folder_with_train_or_test_alone(tmp_path):
+    """train/ without test/ was read as one class named "train": compress says what is missing. eval
+    scores a folder holding only test/ (what a device may keep) on test/'s classes."""
+    from edgecv.data.sources import EVERY_IMAGE_NOTE, load_eval_set
+
+    x, y = synthetic_images(12, size=12, channels=1)
+    _write_folder(tmp_path / "half" / "train", x, y % 2, ["a", "b"])
+    with pytest.raises(DataError, match="has a train/ folder of classes but no test/; add test/ with the same"):
+        load_dataset(str(tmp_path / "half"))
+    _write_folder(tmp_path / "device" / "test", x, y % 2, ["a", "b"])
+    ds = load_eval_set(str(tmp_path / "device"), 12)
+    assert ds.class_names == ["a", "b"] and len(ds.y_test) == 12 and EVERY_IMAGE_NOTE not in ds.notes
+
+
 def test_npz_source_and_missing_keys(tmp_path):
     x, y = synthetic_images(40, size=12)
     good = tmp_path / "d.npz"

@@ -217,11 +217,14 @@ def load_eval_set(source: str, image_size: int) -> Dataset:
     the test split of an .npz or of Fashion-MNIST. (The training split is left empty.)"""
     path = Path(source)
     if path.is_dir() and not (path / "train").is_dir():
-        class_names = [p.name for p in _class_dirs(path)]
+        only_test = (path / "test").is_dir() and bool(_class_dirs(path / "test"))  # a device may hold just that
+        root = path / "test" if only_test else path
+        class_names = [p.name for p in _class_dirs(root)]
         skipped = Counter()
-        files, labels = _labelled_files(path, class_names, skipped)
+        files, labels = _labelled_files(root, class_names, skipped)
         split = ImageSplit(labels, None, files, _folder_channels(files))
-        return Dataset(split.subset([]), split, class_names, str(path), [EVERY_IMAGE_NOTE], image_size,
+        return Dataset(split.subset([]), split, class_names, str(path),
+                       ["the test/ subfolder" if only_test else EVERY_IMAGE_NOTE], image_size,
                        warnings=skipped_files_warning(skipped))
     ds = load_dataset(source, image_size=image_size)
     # of the data's warnings only test/'s own class folders matter here: the training split is not read
@@ -493,6 +496,12 @@ def _load_image_folder(root: Path, holdout: float, seed: int) -> Dataset:
     split_dirs = {s: root / s for s in ("train", "test")}
     extra, skipped = [], Counter()
     given = all(d.is_dir() for d in split_dirs.values())
+    half = [s for s, d in split_dirs.items() if d.is_dir() and _class_dirs(d)]
+    if not given and half:  # class folders under train/ alone would be read as one class named "train"
+        other = "test" if half == ["train"] else "train"
+        raise DataError(f"{root} has a {half[0]}/ folder of classes but no {other}/; add {other}/ with the same class "
+                        f"folders for a split of your own, or put the class folders directly in {root} and edgecv "
+                        "holds out a share of each")
     if given:  # a ready-made train/test split is respected
         class_names = [p.name for p in _class_dirs(split_dirs["train"])]
         parts = {s: _labelled_files(d, class_names, skipped) for s, d in split_dirs.items()}
