@@ -273,7 +273,7 @@ def test_resume_says_when_the_data_changed_or_was_split_by_an_older_edgecv(tmp_p
     grown = load_dataset(str(tmp_path / "photos"))
     said = resumed(grown)
     assert said.startswith("the data changed since this run was started (training images ")
-    assert "no image changed sides" in said and "--force" in said
+    assert "the other images kept their side" in said and "--force" in said
     newly_held_out = set(map(str, grown.test.files)) - set(map(str, folder.test.files))
     assert newly_held_out <= {str(tmp_path / "photos" / "dogs" / f"{i}.png") for i in (10, 11)}
     (tmp_path / "photos" / "dogs" / "10.png").rename(tmp_path / "photos" / "dogs" / "x.png")

@@ -200,7 +200,7 @@ class RunDir:
         changes = [f"{label} images {earlier.get(key)} → {fingerprint[key]}"
                    for key, label in (("train_images", "training"), ("held_out_images", "held-out"))
                    if earlier.get(key) != fingerprint[key]] or ["the same counts, other file names"]
-        kept = ("no image changed sides (a file's side depends on its name)" if fingerprint["split_by_name_hash"]
+        kept = ("the other images kept their side (a file's side follows its name)" if fingerprint["split_by_name_hash"]
                 else "the finished stages keep what they learned from the earlier data")
         return (f"the data changed since this run was started ({', '.join(changes)}): {kept}; "
                 "rerun with --force to train every stage on the data as it is now")
