@@ -274,15 +274,19 @@ def test_resume_says_when_the_data_changed_or_was_split_by_an_older_edgecv(tmp_p
     said = resumed(grown)
     assert said.startswith("the data changed since this run was started (training images ")
     assert "the other images kept their side" in said and "--force" in said
+    assert resumed(grown) == said  # the record stays the data the run started with: said on every resume
     newly_held_out = set(map(str, grown.test.files)) - set(map(str, folder.test.files))
     assert newly_held_out <= {str(tmp_path / "photos" / "dogs" / f"{i}.png") for i in (10, 11)}
-    (tmp_path / "photos" / "dogs" / "10.png").rename(tmp_path / "photos" / "dogs" / "x.png")
-    assert "(the same counts, other file names)" in resumed(load_dataset(str(tmp_path / "photos")))
-    # nothing finished yet, or a split the source gives and no earlier record: nothing to say
+    # nothing finished yet: nothing to say; then a renamed photo, after a stage finished
     fresh = RunDir(tmp_path / "fresh", defaults(), STAGES)
     fresh.open(resume=False, force=False)
     assert fresh.note_data(grown.fingerprint()) is None
+    fresh.finish_stage("teacher", fresh.start_stage("teacher"), {}, 1.0)
+    (tmp_path / "photos" / "dogs" / "10.png").rename(tmp_path / "photos" / "dogs" / "x.png")
+    renamed = load_dataset(str(tmp_path / "photos")).fingerprint()
+    assert "(the same counts, other file names)" in fresh.note_data(renamed)
     fresh.unlock()
+    # a split the source gives and no earlier record: nothing to say
     (tmp_path / "run" / "state.json").write_text(json.dumps({**json.loads(
         (tmp_path / "run" / "state.json").read_text()), "data": None}))
     assert resumed(load_dataset("fashion-mnist-mini")) is None

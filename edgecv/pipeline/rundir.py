@@ -182,12 +182,14 @@ class RunDir:
         return dropped
 
     def note_data(self, fingerprint: dict) -> str | None:
-        """Record the data this attempt reads (Dataset.fingerprint) in state.json; on --resume, a warning
-        when it differs from the earlier attempts' data, or when they chose a folder's held-out images
-        another way (before the file-name hash): finished stages are kept either way."""
+        """Record the data a run starts with (Dataset.fingerprint) in state.json; on --resume, a warning
+        when the data differs from that, or when the run chose a folder's held-out images another way
+        (an edgecv before the file-name hash): finished stages are kept either way. The record is not
+        replaced, so every resume on changed data says so."""
         earlier = self.state.get("data")
-        self.state["data"] = fingerprint
-        self._save_state()
+        if earlier is None:
+            self.state["data"] = fingerprint
+            self._save_state()
         finished = any(s.get("status") == "done" for s in self.state["stages"].values())
         if not finished or earlier == fingerprint:
             return None
