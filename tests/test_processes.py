@@ -277,10 +277,13 @@ def test_resume_says_when_the_data_changed_or_was_split_by_an_older_edgecv(tmp_p
     assert resumed(grown) == said  # the record stays the data the run started with: said on every resume
     newly_held_out = set(map(str, grown.test.files)) - set(map(str, folder.test.files))
     assert newly_held_out <= {str(tmp_path / "photos" / "dogs" / f"{i}.png") for i in (10, 11)}
-    # nothing finished yet: nothing to say; then a renamed photo, after a stage finished
+    # nothing finished yet (a damaged photo removed before any stage did): nothing to say; then a
+    # renamed photo, after a stage finished
     fresh = RunDir(tmp_path / "fresh", defaults(), STAGES)
     fresh.open(resume=False, force=False)
-    assert fresh.note_data(grown.fingerprint()) is None
+    assert fresh.note_data(folder.fingerprint()) is None
+    assert fresh.note_data(grown.fingerprint()) is None  # no stage trained on the first: the record follows
+    assert fresh.state["data"] == grown.fingerprint()
     fresh.finish_stage("teacher", fresh.start_stage("teacher"), {}, 1.0)
     (tmp_path / "photos" / "dogs" / "10.png").rename(tmp_path / "photos" / "dogs" / "x.png")
     renamed = load_dataset(str(tmp_path / "photos")).fingerprint()

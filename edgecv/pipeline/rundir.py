@@ -182,15 +182,16 @@ class RunDir:
         return dropped
 
     def note_data(self, fingerprint: dict) -> str | None:
-        """Record the data a run starts with (Dataset.fingerprint) in state.json; on --resume, a warning
-        when the data differs from that, or when the run chose a folder's held-out images another way
-        (an edgecv before the file-name hash): finished stages are kept either way. The record is not
-        replaced, so every resume on changed data says so."""
+        """Record in state.json the data the run's first finished stage trained on (Dataset.fingerprint;
+        replaced while no stage has finished, as when a damaged photo is removed before any did). On
+        --resume, a warning when the data differs from that, or when the run chose a folder's held-out
+        images another way (an edgecv before the file-name hash): finished stages are kept either way,
+        and every later resume says it again."""
         earlier = self.state.get("data")
-        if earlier is None:
+        finished = any(s.get("status") == "done" for s in self.state["stages"].values())
+        if earlier is None or not finished:
             self.state["data"] = fingerprint
             self._save_state()
-        finished = any(s.get("status") == "done" for s in self.state["stages"].values())
         if not finished or earlier == fingerprint:
             return None
         if earlier is None:
