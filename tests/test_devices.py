@@ -101,6 +101,14 @@ def test_schema_table_matches_dataclass_and_export_formats():
     assert all(FORMATS[f].runtime in runtimes for f, runtimes in ARTEFACT_RUNTIMES.items())
 
 
+def test_the_report_layers_copy_of_the_profile_file_suffixes_matches():
+    """report/summary.py tells profile files from ids in a recipe without importing devices."""
+    from edgecv import devices
+    from edgecv.report import summary
+
+    assert summary.PROFILE_SUFFIXES == devices.PROFILE_SUFFIXES
+
+
 def test_list_profiles_and_best_artefact():
     profiles = {p.id: p for p in list_profiles()}
     assert sorted(profiles) == SHIPPED

@@ -325,8 +325,11 @@ def read_profile_yaml(path: Path) -> dict:
     return data
 
 
+PROFILE_SUFFIXES = (".yaml", ".yml")  # a --device ending so is a profile file, not an id
+
+
 def is_profile_path(device: str) -> bool:
-    return Path(device).suffix in (".yaml", ".yml")
+    return Path(device).suffix in PROFILE_SUFFIXES
 
 
 def load_profile(device: str) -> DeviceProfile:

@@ -54,6 +54,10 @@ def shipped_artefact(report: dict) -> dict | None:
     return next((a for a in files if a["format"] == "tflite-int8"), files[0] if files else None)
 
 
+# devices.PROFILE_SUFFIXES (report does not import devices; tests/test_devices.py keeps them equal)
+PROFILE_SUFFIXES = (".yaml", ".yml")
+
+
 def profile_devices(report: dict) -> list[str]:
     """Device IDs the profile stage covered, in the recipe's order (the stage keys its results by
     profile id). Without its results, the recipe's entries that are IDs: an entry may be a profile
@@ -62,7 +66,7 @@ def profile_devices(report: dict) -> list[str]:
     ids = []
     for more in (result.get("devices") or {}), *((result.get("latency") or {}).values()):
         ids += [d for d in more if d not in ids]
-    return ids or [d for d in recipe_devices(report) if Path(d).suffix not in (".yaml", ".yml")]
+    return ids or [d for d in recipe_devices(report) if Path(d).suffix not in PROFILE_SUFFIXES]
 
 
 def recipe_devices(report: dict) -> list[str]:
