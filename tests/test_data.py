@@ -62,7 +62,7 @@ def _write_folder(root, x, y, names):
         Image.fromarray(img[..., 0] if mode == "L" else img, mode).save(d / f"{i}.{'png' if i % 2 else 'jpg'}")
 
 
-def test_image_folder_split_is_stratified_and_resized(tmp_path):
+def test_image_folder_split_holds_out_part_of_each_class_and_resizes(tmp_path):
     x, y = synthetic_images(60, size=20, channels=3)
     _write_folder(tmp_path, x, y, ["a", "b", "c"])
     ds = load_dataset(str(tmp_path), image_size=16, holdout=0.2, seed=1)
