@@ -247,7 +247,8 @@ def quant_debug_cmd(model, calibration, samples, top, normalization, as_json, tr
 
 @main.command("eval")
 @click.argument("artefact", type=click.Path(path_type=Path))
-@click.option("--data", "-d", required=True, help="labelled images: folder (one subfolder per class), .npz, fashion-mnist[-mini]")
+@click.option("--data", "-d", required=True, help="labelled images: folder (one subfolder per class; of a folder with "
+              "train/ and test/ only test/ is read), .npz, fashion-mnist[-mini]")
 @click.option("--threads", callback=_whole_numbers(local_cores=True), help="runtime threads [default: min(4, cores)]")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="write the full result (with per-sample predictions) here")
 def eval_cmd(artefact, data, threads, json_path):

@@ -147,6 +147,17 @@ def test_a_folder_with_train_or_test_alone(tmp_path):
     _write_folder(tmp_path / "device" / "test", x, y % 2, ["a", "b"])
     ds = load_eval_set(str(tmp_path / "device"), 12)
     assert ds.class_names == ["a", "b"] and len(ds.y_test) == 12 and EVERY_IMAGE_NOTE not in ds.notes
+    # beside test/, train/ only names the classes: its images are not read (a damaged one does not stop
+    # eval), and its class folders may be empty, as on a device that keeps no training images
+    (tmp_path / "device" / "train" / "a").mkdir(parents=True)
+    (tmp_path / "device" / "train" / "b").mkdir()
+    (tmp_path / "device" / "train" / "b" / "damaged.png").write_bytes(b"not an image")
+    ds = load_eval_set(str(tmp_path / "device"), 12)
+    assert ds.class_names == ["a", "b"] and len(ds.y_test) == 12 and ds.notes == ["the test/ subfolder"]
+    # the held-out set eval scores is the one compress records, so the gate can compare their reports
+    _write_folder(tmp_path / "split" / "train", x, y % 2, ["a", "b"])
+    _write_folder(tmp_path / "split" / "test", x[:6], y[:6] % 2, ["a", "b"])
+    assert load_eval_set(str(tmp_path / "split"), 12).test_set_hash() == load_dataset(str(tmp_path / "split")).test_set_hash()
 
 
 def test_npz_source_and_missing_keys(tmp_path):

@@ -214,28 +214,32 @@ def load_dataset(source: str, *, image_size: int | None = None, holdout: float =
 
 def load_eval_set(source: str, image_size: int) -> Dataset:
     """The images to evaluate on: a folder's test/ split, or every image of a folder without one;
-    the test split of an .npz or of Fashion-MNIST. (The training split is left empty.)"""
+    the test split of an .npz or of Fashion-MNIST. (The training split is left empty.)
+
+    A folder's training images are not read, not even their headers (minutes on a million photos):
+    train/ only names the classes, so it may be empty folders, and the channel count comes from
+    test/ alone (a greyscale image read as RGB is the same grey three times either way)."""
     path = Path(source)
-    if path.is_dir() and not (path / "train").is_dir():
+    if not path.is_dir() or ((path / "train").is_dir() and not (path / "test").is_dir()):
+        ds = load_dataset(source, image_size=image_size)  # an .npz, Fashion-MNIST; or refuses train/ alone
+        return Dataset(ds.train.subset([]), ds.test, ds.class_names, ds.source,
+                       ds.notes + ["the held-out (test) split"], image_size)
+    if (path / "train").is_dir():  # the folder's own split
+        class_names = [p.name for p in _class_dirs(path / "train")]
+        if not class_names:
+            raise DataError(f"{path / 'train'} has no class subfolders; put one folder per class in it "
+                            "(they name the classes, in sorted order)")
+        root, note, extra = path / "test", "the test/ subfolder", unused_test_classes(path, class_names)
+    else:
         only_test = (path / "test").is_dir() and bool(_class_dirs(path / "test"))  # a device may hold just that
         root = path / "test" if only_test else path
         class_names = [p.name for p in _class_dirs(root)]
-        skipped = Counter()
-        files, labels = _labelled_files(root, class_names, skipped)
-        split = ImageSplit(labels, None, files, _folder_channels(files))
-        return Dataset(split.subset([]), split, class_names, str(path),
-                       ["the test/ subfolder" if only_test else EVERY_IMAGE_NOTE], image_size,
-                       warnings=skipped_files_warning(skipped))
-    ds = load_dataset(source, image_size=image_size)
-    # of the data's warnings only test/'s own class folders matter here: the training split is not read
-    if (path / "test").is_dir():  # a folder with its own train/ and test/ split
-        skipped = Counter()
-        _labelled_files(path / "test", ds.class_names, skipped)
-        unused = unused_test_classes(path, ds.class_names) + skipped_files_warning(skipped)
-    else:
-        unused = []
-    return Dataset(ds.train.subset([]), ds.test, ds.class_names, ds.source, ds.notes + ["the held-out (test) split"],
-                   image_size, warnings=unused)
+        note, extra = ("the test/ subfolder" if only_test else EVERY_IMAGE_NOTE), []
+    skipped = Counter()
+    files, labels = _labelled_files(root, class_names, skipped)
+    split = ImageSplit(labels, None, files, _folder_channels(files))
+    return Dataset(split.subset([]), split, class_names, str(path), [note], image_size,
+                   warnings=extra + skipped_files_warning(skipped))
 
 
 # said on the terminal too: an eval on a folder without test/ may score training images
