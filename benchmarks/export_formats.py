@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from edgecv.export.formats import FORMATS
-from edgecv.fileio import write_json_atomic, write_text_atomic
+from edgecv.fileio import human_size, write_json_atomic, write_text_atomic
 from edgecv.report.loader import read_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +67,7 @@ def markdown(result: dict) -> str:
              "|---|---|---|---|---|---|"]
     for r in result["rows"]:
         c = r["check"]
-        lines.append(f"| {r['format']} | {r['size_bytes'] / 1e6:.2f} MB | {r['top1']:.2%} | "
+        lines.append(f"| {r['format']} | {human_size(r['size_bytes'])} | {r['top1']:.2%} | "
                      f"{'✓' if c['passed'] else '✗'} {c['top1_agreement']:.1%}, {c['max_abs_diff']:.3g} | {r['source']} | "
                      f"`{r['command']} && edgecv eval FILE --data {result['data']}` |")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from edgecv.data import PreprocessSpec, load_dataset
 from edgecv.data.sources import check_source
 from edgecv.errors import DataError, ModelError, OutputError, ReportError, RunDirError
 from edgecv.export.formats import FORMATS, check_target
-from edgecv.fileio import check_writable_file
+from edgecv.fileio import check_writable_file, human_size
 from edgecv.report.loader import read_report
 from edgecv.runtime import artefact_files
 from edgecv.pipeline.context import FLOAT_MODEL, QAT_MODEL
@@ -80,7 +80,7 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
     record.update(calibration_samples=None if calib is None or not spec_fmt.needs_calibration else int(len(calib)),
                   check_images=note, path=str(out), size_bytes=sum(f.stat().st_size for f in artefact_files(out)))
     console.print(f"[green]✓[/green] {fmt} written in {record['seconds']:.1f} s: {out} "
-                  f"({record['size_bytes'] / 1e6:.2f} MB, from {Path(source).name})")
+                  f"({human_size(record['size_bytes'])}, from {Path(source).name})")
     console.print(check_line(fmt, record["check"]))
     if record["check"]["passed"]:
         console.print(f"next: edgecv eval {out} --data {data or 'DATA'}")
@@ -176,7 +176,7 @@ def _print_steps(result: dict, console) -> None:
                              "edgecv's cost model)")
     for s in result["steps"]:
         table.add_row(str(s["step"]), str(len(s["float_ops"])), f"{s['top1']:.2%}", f"{s['drop_pt']:+.2f} pt",
-                      f"{s['size_bytes'] / 1e6:.3f} MB",
+                      f"{s['size_bytes'] / 1024:,.1f} KB",  # a step may differ by a few KB
                       "—" if s["host_p50_ms"] is None else f"{s['host_p50_ms']:.3f} ms",
                       *[f"{(s.get('estimated_ms') or {})[d]:.3g} ms" if d in (s.get("estimated_ms") or {}) else "—"
                         for d in devices], "yes" if s["kept"] else "stepped back",
