@@ -60,6 +60,9 @@ def test_kill_mid_stage_then_resume_skips_finished_stages(resumed_run):
     assert not list(out.glob(".*.partial"))
     state = json.loads((out / "state.json").read_text())
     assert all(s["status"] == "done" for s in state["stages"].values())
+    # the killed attempt's checkpointed epoch counts in the stage's wall time, and is said
+    prune = state["stages"]["prune"]
+    assert 0 < prune["earlier_attempts_s"] < prune["wall_s"] and "s of it in earlier attempts" in log
 
 
 def test_report_has_real_accuracy_and_sizes(resumed_run):

@@ -2,6 +2,7 @@
 batch and learning rate, per-worker input shards, the optimizer, progress."""
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from contextlib import ExitStack
@@ -12,6 +13,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from edgecv.compress.strategy import Distribution, active
+from edgecv.fileio import write_json_atomic
 from edgecv.progress import console
 from edgecv.tfcompat import keras, tf
 
@@ -68,6 +70,41 @@ def _throughput_callback(plan: "BatchPlan", epochs: int, description: str, dist:
             self.images_per_s = self.rate()
 
     return Throughput()
+
+
+CHECKPOINT_CLOCK = "seconds.json"  # beside a stage's epoch checkpoint: the training time it holds
+
+
+def checkpointed_seconds(checkpoint_dir: Path) -> float:
+    """Seconds of training that the epoch checkpoint in `checkpoint_dir` holds from earlier, interrupted
+    attempts (0 without one): a resumed stage's wall time counts them, or a 4-hour distillation resumed
+    for its last epochs would be reported as taking minutes."""
+    try:
+        return float(json.loads((Path(checkpoint_dir) / CHECKPOINT_CLOCK).read_text())["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def _checkpoint_clock(checkpoint_dir: Path):
+    """After every epoch (and its checkpoint), the training seconds so far over every attempt."""
+    K = keras()
+
+    class CheckpointClock(K.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.start, self.earlier = time.perf_counter(), checkpointed_seconds(checkpoint_dir)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if Path(checkpoint_dir).is_dir():
+                seconds = self.earlier + time.perf_counter() - self.start
+                write_json_atomic(Path(checkpoint_dir) / CHECKPOINT_CLOCK, {"seconds": round(seconds, 2),
+                                                                             "epochs": epoch + 1})
+
+        def on_train_end(self, logs=None):  # training finished: the checkpoint is gone, and so is its clock
+            (Path(checkpoint_dir) / CHECKPOINT_CLOCK).unlink(missing_ok=True)
+            if Path(checkpoint_dir).is_dir() and not any(Path(checkpoint_dir).iterdir()):
+                Path(checkpoint_dir).rmdir()
+
+    return CheckpointClock()
 
 
 @dataclass(frozen=True)
@@ -171,6 +208,7 @@ def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, l
     fit_callbacks = [throughput, *callbacks]
     if checkpoint_dir is not None and dist.workers == 1:
         fit_callbacks.append(K.callbacks.BackupAndRestore(str(checkpoint_dir), delete_checkpoint=True))
+        fit_callbacks.append(_checkpoint_clock(checkpoint_dir))  # after the checkpoint it times
     with ExitStack() as stack:
         if dist.is_chief:
             columns = [TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),

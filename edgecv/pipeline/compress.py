@@ -172,6 +172,7 @@ def _each_stage(ctx, console: Console, train_only: bool) -> None:
     """Run the stages in order, skipping the disabled and the done. Every worker runs the training
     stages, in this order (their collective ops pair up); only the chief goes on to export, evaluate
     and profile (train_only: a worker other than the chief)."""
+    from edgecv.compress.training import checkpointed_seconds
     from edgecv.pipeline.stages import STAGES
 
     run, recipe = ctx.run, ctx.recipe
@@ -186,8 +187,11 @@ def _each_stage(ctx, console: Console, train_only: bool) -> None:
         if run.is_done(name, stage.folder):
             console.print(f"  ✓ {name:<9} done earlier ({run.state['stages'][name]['wall_s']:.1f} s), resumed")
             continue
+        earlier = checkpointed_seconds(run.checkpoint_dir(name)) if stage.trains else 0.0
         start = time.perf_counter()
         partial = run.start_stage(name)
         result = stage.run(ctx, partial)
-        run.finish_stage(name, partial, result, time.perf_counter() - start, stage.folder)
-        console.print(f"  ✓ {name:<9} {time.perf_counter() - start:.1f} s")
+        run.finish_stage(name, partial, result, time.perf_counter() - start + earlier, stage.folder, earlier)
+        console.print(f"  ✓ {name:<9} {time.perf_counter() - start + earlier:.1f} s"
+                      + (f" ({earlier:.1f} s of it in earlier attempts, kept by its checkpoint)" if earlier else ""),
+                      highlight=False)

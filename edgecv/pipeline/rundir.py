@@ -244,12 +244,17 @@ class RunDir:
         partial.mkdir(parents=True)
         return partial
 
-    def finish_stage(self, stage: str, partial: Path, result: dict, wall_s: float, folder: str | None = None) -> None:
+    def finish_stage(self, stage: str, partial: Path, result: dict, wall_s: float, folder: str | None = None,
+                     earlier_attempts_s: float = 0.0) -> None:
+        """`wall_s` counts `earlier_attempts_s`: the training that interrupted attempts left in the stage's
+        epoch checkpoint."""
         final = self.stage_dir(stage, folder)
         final.parent.mkdir(parents=True, exist_ok=True)
         replace_dir(partial, final)
         shutil.rmtree(self.checkpoint_dir(stage), ignore_errors=True)  # fit deletes it; a stage may stop before
         self.state["stages"][stage] = {"status": "done", "wall_s": round(wall_s, 2), "result": result}
+        if earlier_attempts_s:
+            self.state["stages"][stage]["earlier_attempts_s"] = round(earlier_attempts_s, 2)
         self._save_state()
 
     def skip_stage(self, stage: str, reason: str) -> None:
