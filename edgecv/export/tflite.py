@@ -17,6 +17,10 @@ def _converter(model, fmt: str, calibration: np.ndarray | None, float_fallback: 
     from edgecv.tfcompat import tf
 
     tfm = tf()
+    if fmt == "tflite-int8" and hasattr(model, "layers"):  # post-training: HARD_SWISH would fall out of XNNPACK
+        from edgecv.models.graph import lower_hard_swish
+
+        model = lower_hard_swish(model)
     # a tf_keras model as its traced call (export/keras_module.py); any other model comes as a serving
     # module already (Keras 3 model, SavedModel signature: models/loading.LoadedModel.serving_module)
     module = traced_module(model) if hasattr(model, "layers") else model
