@@ -243,8 +243,7 @@ def test_depthwise_batchnorm_and_relu6_are_fused_before_qat(tmp_path):
 def test_hard_swish_is_lowered_to_int8_ops_xnnpack_runs(tmp_path):
     """An int8 HARD_SWISH is not an op LiteRT's XNNPACK delegate takes: it runs on the built-in
     kernel and splits the graph (what made int8 MobileNetV3 slower than float). QAT lowers it to
-    ADD/MUL, which XNNPACK runs, and the int8 file still computes what QAT simulated; post-training
-    quantization lowers it the same way (its MobileNetV3-Small file ran 2.1x slower than QAT's)."""
+    ADD/MUL, which XNNPACK runs, and the int8 file still computes what QAT simulated."""
     from edgecv.compress.quantize import prepare_qat
     from edgecv.export.worker import export
     from edgecv.models.layers import HardSwish
@@ -258,11 +257,9 @@ def test_hard_swish_is_lowered_to_int8_ops_xnnpack_runs(tmp_path):
     model = K.Model(inp, K.layers.Dense(3)(K.layers.GlobalAveragePooling2D()(x)))
     x = np.random.default_rng(0).normal(0, 2, (64, 8, 8, 4)).astype(np.float32)
     model.save(tmp_path / "float.keras")
-    export(tmp_path / "float.keras", tmp_path / "ptq.tflite", "tflite-int8", x)  # post-training
-    ptq = LiteRTRunner(tmp_path / "ptq.tflite")
-    d = ptq.delegation()
-    assert "HARD_SWISH" not in ptq.op_names() and d["not_delegated"] == {} and d["partitions"] == 1, d
-    assert (ptq.run_batched(x).argmax(1) == model.predict(x, verbose=0).argmax(1)).mean() >= 0.9  # still the model
+    export(tmp_path / "float.keras", tmp_path / "ptq.tflite", "tflite-int8", x)  # post-training: HARD_SWISH stays
+    ptq = LiteRTRunner(tmp_path / "ptq.tflite").delegation()
+    assert ptq["not_delegated"] == {"HARD_SWISH": 1} and ptq["partitions"] == 2, ptq
     runner, int8, qat = _ops_and_agreement(prepare_qat(model, False, calibration=x), x, tmp_path)
     assert "HARD_SWISH" not in runner.op_names()
     d = runner.delegation()

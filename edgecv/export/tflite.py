@@ -17,15 +17,15 @@ def _converter(model, fmt: str, calibration: np.ndarray | None, float_fallback: 
     from edgecv.tfcompat import tf
 
     tfm = tf()
-    if fmt == "tflite-int8" and hasattr(model, "layers"):  # post-training: HARD_SWISH would fall out of XNNPACK
-        from edgecv.models.graph import lower_hard_swish
-
-        model = lower_hard_swish(model)
     # a tf_keras model as its traced call (export/keras_module.py); any other model comes as a serving
     # module already (Keras 3 model, SavedModel signature: models/loading.LoadedModel.serving_module)
     module = traced_module(model) if hasattr(model, "layers") else model
     converter = tfm.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
     if fmt == "tflite-int8":
+        # A float model's hard-swish stays one int8 HARD_SWISH op, which XNNPACK leaves to the built-in
+        # kernel (slow). Written as (x/6)*relu6(x+3) instead (x*gate is fused back), the 48-epoch
+        # MobileNetV3-Small's PTQ file ran 2x faster but lost 0.48 pt top-1 to the gate's rounding
+        # (BENCHMARKS.md, "... quantized after training"); QAT lowers it and learns that rounding.
         converter.optimizations = [tfm.lite.Optimize.DEFAULT]
         # QAT models carry their ranges, but the converter still asks for a representative
         # dataset when input/output are int8; it also calibrates PTQ models.

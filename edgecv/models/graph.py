@@ -125,30 +125,6 @@ def _swish(x, name: str):
     return K.layers.Multiply(name=name)([x, gate])
 
 
-def lower_hard_swish(model):
-    """The model with each HardSwish layer as (x / 6) * relu6(x + 3), for post-training int8
-    conversion: the same function in float, and the int8 file then holds MUL, ADD, MUL ops XNNPACK
-    runs instead of HARD_SWISH (QAT gets this from fuse_for_qat). Not x * gate, as QAT writes it:
-    without QAT's fake-quant ops between them the converter fuses x * relu6(x + 3) / 6 back into one
-    HARD_SWISH, while it leaves this order alone. The model itself when it has none."""
-    from edgecv.models.layers import HardSwish
-
-    if not any(isinstance(layer, HardSwish) for layer in model.layers):
-        return model
-
-    def substitute(node, mapping):
-        (source,) = tf().nest.flatten(node.keras_inputs)[:1] or (None,)
-        if isinstance(node.layer, HardSwish) and source is not None:
-            x, name = mapping[id(source)], node.layer.name
-            sixth = K.layers.Rescaling(1.0 / 6.0, name=f"{name}_sixth")(x)
-            gate = K.layers.ReLU(6.0, name=f"{name}_relu6")(K.layers.Rescaling(1.0, offset=3.0, name=f"{name}_plus3")(x))
-            return K.layers.Multiply(name=name)([sixth, gate])
-        return None
-
-    K = keras()
-    return rebuild(model, substitute)
-
-
 def _hard_swish(x, name: str):
     """hard-swish as int8 ops XNNPACK runs: the gate (ADD with RELU6, MUL by 1/6), then MUL. Left
     whole, the converter writes one int8 HARD_SWISH op, which LiteRT's XNNPACK delegate does not
