@@ -187,11 +187,12 @@ def _each_stage(ctx, console: Console, train_only: bool) -> None:
         if run.is_done(name, stage.folder):
             console.print(f"  ✓ {name:<9} done earlier ({run.state['stages'][name]['wall_s']:.1f} s), resumed")
             continue
-        earlier = checkpointed_seconds(run.checkpoint_dir(name)) if stage.trains else 0.0
+        earlier = checkpointed_seconds(run.checkpoint_dir(name))  # 0 unless a training stage was cut short
         start = time.perf_counter()
         partial = run.start_stage(name)
         result = stage.run(ctx, partial)
-        run.finish_stage(name, partial, result, time.perf_counter() - start + earlier, stage.folder, earlier)
-        console.print(f"  ✓ {name:<9} {time.perf_counter() - start + earlier:.1f} s"
+        wall_s = time.perf_counter() - start + earlier
+        run.finish_stage(name, partial, result, wall_s, stage.folder, earlier)
+        console.print(f"  ✓ {name:<9} {wall_s:.1f} s"
                       + (f" ({earlier:.1f} s of it in earlier attempts, kept by its checkpoint)" if earlier else ""),
                       highlight=False)
