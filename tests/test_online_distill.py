@@ -9,10 +9,11 @@ from edgecv.data.augment import Augment
 from edgecv.pipeline.recipe import defaults
 
 
-def _apply(augment, x_small, x_large, labels, classes=4):
+def _apply(augment, x_small, x_large, labels, classes=4, key=(0, 0)):
     from edgecv.tfcompat import tf
 
-    (a, b), y = augment.apply((tf().constant(x_small), tf().constant(x_large)), tf().constant(labels), classes)
+    (a, b), y = augment.apply((tf().constant(x_small), tf().constant(x_large)), tf().constant(labels), classes,
+                              tf().constant(key, tf().int64))
     return a.numpy(), b.numpy(), y.numpy()
 
 
@@ -65,6 +66,27 @@ def test_distill_input_yields_each_models_view_with_soft_labels():
     assert len(same.specs) == 1  # one view serves both models
     (a, b), _ = next(iter(same.dataset(8, seed=0)))
     assert a is b or np.array_equal(a.numpy(), b.numpy())
+
+
+def test_a_batchs_augmentation_comes_from_its_key_alone():
+    """Stateless draws: the same key gives the same crops, flips and mixup, another key others; and a
+    stream started at epoch 1 (a resumed run) yields what an uninterrupted one yields there."""
+    from edgecv.data.pipeline import DistillInput
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (16, 8, 8, 3)).astype(np.float32)
+    labels, augment = np.arange(16) % 4, Augment(0.3, True, 0.4)
+    first, again, other = (_apply(augment, x, x, labels, key=k) for k in [(5, 1), (5, 1), (5, 2)])
+    assert all(np.array_equal(p, q) for p, q in zip(first, again))
+    assert not np.allclose(first[0], other[0])
+
+    split = load_dataset("fashion-mnist-mini").train.subset(np.arange(40))
+    data = DistillInput(split, PreprocessSpec(16, 16, 1), PreprocessSpec(16, 16, 1), augment, 10)
+    whole = [b for b in data.dataset(16, seed=3).take(6)]  # 3 batches an epoch
+    resumed = [b for b in data.dataset(16, seed=3, first_epoch=1).take(3)]
+    for ((xs, _), y), ((xs_r, _), y_r) in zip(whole[3:], resumed):
+        assert np.array_equal(xs.numpy(), xs_r.numpy()) and np.array_equal(y.numpy(), y_r.numpy())
+    assert not np.array_equal(whole[0][0][0].numpy(), whole[3][0][0].numpy())  # epoch 1 is not epoch 0 again
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from edgecv.data import PreprocessSpec, load_dataset
+from edgecv.data.sources import ImageSplit
 from tests.conftest import REPO, assert_user_error, run_cli
 
 
@@ -23,10 +24,15 @@ def _folder(root, n_per_class=12, classes=3, seed=0):
     return root
 
 
-def _batches(split, specs, batch_size, **kw):
+def _batches(split, specs, batch_size, epochs=1, **kw):
+    """The pipeline's batches; with a seed (an endless stream) those of its first `epochs` epochs."""
     from edgecv.data.pipeline import image_pipeline
 
-    return [(tuple(x.numpy() for x in xs), y.numpy()) for xs, y in image_pipeline(split, specs, batch_size, **kw)]
+    ds = image_pipeline(split, specs, batch_size, **kw)
+    if kw.get("seed") is not None:
+        workers, index = kw.get("shard", (1, 0))
+        ds = ds.take(epochs * -(-len(range(index, len(split), workers)) // batch_size))
+    return [(tuple(x.numpy() for x in xs), y.numpy()) for xs, y in ds]
 
 
 def test_array_pipeline_equals_the_numpy_path_for_every_spec():
@@ -109,6 +115,35 @@ def test_shards_are_disjoint_and_cover_the_split_and_shuffling_is_seeded(tmp_pat
     assert sorted(np.concatenate(seen)) == list(range(len(ds.train)))
     again = np.concatenate([y for _, y in _batches(ds.train, [spec], 5, targets=targets, seed=3, shard=(2, 0))])
     assert np.array_equal(seen[0], again)
+
+
+def test_every_epoch_is_its_own_permutation_whichever_way_the_images_are_read(tmp_path, monkeypatch):
+    """A folder is listed class by class. Each epoch is a full permutation drawn from (seed, epoch):
+    the first batch already mixes classes (a shuffle buffer smaller than the folder would not), the
+    order is the same whether files are held in memory, streamed or come as an array, and a stream
+    started at epoch 1, as a resumed run's is, reads what an uninterrupted one reads there."""
+    import edgecv.data.pipeline as pipeline
+
+    ds = load_dataset(str(_folder(tmp_path / "imgs", n_per_class=20)), image_size=32)
+    spec, n = PreprocessSpec(16, 16, 3), len(ds.train)
+    assert list(ds.train.labels) == sorted(ds.train.labels)  # listed class by class
+    targets = np.arange(n, dtype=np.float32)  # y = the image's own index
+
+    def order(split, first_epoch=0, epochs=2):
+        return np.concatenate([y for _, y in _batches(split, [spec], 8, epochs=epochs, targets=targets, seed=7,
+                                                      first_epoch=first_epoch)])
+
+    assert "decoded into memory" in pipeline.input_mode(ds.train, [spec])
+    held = order(ds.train)
+    epoch0, epoch1 = held[:n], held[n:]
+    assert sorted(epoch0) == sorted(epoch1) == list(range(n)) and not np.array_equal(epoch0, epoch1)
+    assert len(set(ds.train.labels[epoch0[:8].astype(int)])) > 1
+    assert np.array_equal(order(ds.train, first_epoch=1, epochs=1), epoch1)
+    as_array = ImageSplit(ds.train.labels, ds.train.read(np.arange(n), (32, 32)), None, ds.train.channels)
+    assert np.array_equal(order(as_array), held)
+    monkeypatch.setattr(pipeline, "CACHE_BYTES", 0)
+    assert "streamed" in pipeline.input_mode(ds.train, [spec])
+    assert np.array_equal(order(ds.train), held)
 
 
 def test_uncompressed_npz_is_memory_mapped_and_reads_like_numpy(tmp_path):

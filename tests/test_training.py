@@ -24,9 +24,10 @@ def test_fit_traces_the_training_step_once():
     assert model.optimizer.iterations.numpy() == 8  # it trained: 2 epochs of 4 steps
 
 
-def test_a_stage_resumed_from_its_epoch_checkpoint_continues_its_schedule_and_its_clock(tmp_path):
+def test_a_stage_resumed_from_its_epoch_checkpoint_continues_its_schedule_its_data_and_its_clock(tmp_path):
     """An attempt killed after epoch 2 of 4: the next continues at the same optimizer step and learning
-    rate (the cosine schedule does not start over), and the checkpoint's clock keeps the first
+    rate (the cosine schedule does not start over) on the epochs of data an uninterrupted run reads,
+    so it ends with the uninterrupted run's weights; the checkpoint's clock keeps the first
     attempt's training seconds, which the stage's wall time then counts."""
     from edgecv.compress.training import CHECKPOINT_CLOCK, checkpointed_seconds, fit
     from edgecv.tfcompat import keras
@@ -50,10 +51,10 @@ def test_a_stage_resumed_from_its_epoch_checkpoint_continues_its_schedule_and_it
             if epoch == self.kill_at:
                 raise Killed
 
-    def train(watch):
+    def train(watch, checkpoint_dir=tmp_path / "ckpt"):
         return fit(lambda: K.Sequential([K.Input((8,)), K.layers.Dense(2)]), x, y,
                    loss="sparse_categorical_crossentropy", epochs=4, batch_size=32, learning_rate=0.01, seed=0,
-                   description="tiny", callbacks=[watch], checkpoint_dir=tmp_path / "ckpt")
+                   description="tiny", callbacks=[watch], checkpoint_dir=checkpoint_dir)
 
     assert checkpointed_seconds(tmp_path / "ckpt") == 0.0
     try:
@@ -64,7 +65,10 @@ def test_a_stage_resumed_from_its_epoch_checkpoint_continues_its_schedule_and_it
     clock = json.loads((tmp_path / "ckpt" / CHECKPOINT_CLOCK).read_text())
     assert clock["epochs"] == 2 and clock["seconds"] > 0 and checkpointed_seconds(tmp_path / "ckpt") == clock["seconds"]
     seen.clear()
-    train(Watch())
+    resumed = train(Watch())
     assert seen[0] == first[2]  # epoch 2 at step 16 and its learning rate, as the killed attempt was about to
     assert [s[1] for s in seen] == [16, 24]
     assert not (tmp_path / "ckpt").exists()  # deleted once training finished
+    uninterrupted = train(Watch(), checkpoint_dir=None)
+    for a, b in zip(resumed.get_weights(), uninterrupted.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)

@@ -79,10 +79,20 @@ def checkpointed_seconds(checkpoint_dir: Path) -> float:
     """Seconds of training that the epoch checkpoint in `checkpoint_dir` holds from earlier, interrupted
     attempts (0 without one): a resumed stage's wall time counts them, or a 4-hour distillation resumed
     for its last epochs would be reported as taking minutes."""
+    return float(_checkpoint_clock_field(checkpoint_dir, "seconds"))
+
+
+def checkpointed_epochs(checkpoint_dir: Path) -> int:
+    """Epochs the checkpoint in `checkpoint_dir` holds (0 without one): where a resumed attempt's data
+    starts, so it reads the epochs an uninterrupted run would have."""
+    return int(_checkpoint_clock_field(checkpoint_dir, "epochs"))
+
+
+def _checkpoint_clock_field(checkpoint_dir: Path, field: str):
     try:
-        return float(json.loads((Path(checkpoint_dir) / CHECKPOINT_CLOCK).read_text())["seconds"])
+        return json.loads((Path(checkpoint_dir) / CHECKPOINT_CLOCK).read_text())[field]
     except (OSError, ValueError, KeyError, TypeError):
-        return 0.0
+        return 0
 
 
 def _checkpoint_clock(checkpoint_dir: Path):
@@ -140,19 +150,22 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 
 class ArrayInput:
     """Training input from in-memory arrays (small data, tests, benchmarks). Every TrainingInput
-    has `num_examples` and `dataset(batch_size, seed, shard)`: a tf.data pipeline of batches of
-    (x, y), shuffled each epoch with `seed`, holding only this worker's `shard` = (workers, index)
-    of the examples (sharded before any decoding)."""
+    has `num_examples` and `dataset(batch_size, seed, shard, first_epoch)`: a tf.data pipeline of
+    batches of (x, y) in data/pipeline.py's epoch_batches order (endless epochs from `first_epoch`,
+    each shuffled by (seed, epoch)), holding only this worker's `shard` = (workers, index) of the
+    examples (sharded before any decoding)."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray):
         self.x, self.y = x, y
         self.num_examples = len(x)
 
-    def dataset(self, batch_size: int, seed: int, shard: tuple[int, int] = (1, 0)):
+    def dataset(self, batch_size: int, seed: int, shard: tuple[int, int] = (1, 0), first_epoch: int = 0):
+        from edgecv.data.pipeline import epoch_batches
+
         tfm = tf()
-        ds = tfm.data.Dataset.from_tensor_slices((self.x, self.y)).shard(*shard)
-        ds = ds.shuffle(min(self.num_examples, 10000), seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size).prefetch(tfm.data.AUTOTUNE)
+        x, y = tfm.constant(self.x), tfm.constant(self.y)
+        return epoch_batches(self.num_examples, batch_size, seed, shard=shard, first_epoch=first_epoch).map(
+            lambda i, _: (tfm.gather(x, i), tfm.gather(y, i))).prefetch(tfm.data.AUTOTUNE)
 
 
 def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, learning_rate: float, seed: int,
@@ -168,8 +181,8 @@ def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, l
     `batch_size` and `learning_rate` are per replica (BatchPlan). Each worker reads only its shard
     of `data`; the progress bar shows on the chief, the other workers log each epoch.
     `checkpoint_dir`: weights and optimizer state saved there after every epoch, and restored from there
-    when it holds an earlier attempt's (a run killed mid-stage loses at most one epoch); deleted when
-    training ends. Ignored with several workers (compress --resume refuses multi_worker runs).
+    when it holds an earlier attempt's (a run killed mid-stage loses at most one epoch, and its data
+    resumes at the checkpoint's epoch); deleted when training ends. Ignored with several workers (compress --resume refuses multi_worker runs).
     """
     K, tfm = keras(), tf()
     K.utils.set_random_seed(seed)
@@ -192,18 +205,24 @@ def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, l
         # twice (measured: MobileNetV2-0.5 pruning's first epoch 12 s shorter, the same weights)
         model.optimizer.build(model.trainable_variables)
 
+    # A resumed attempt's data starts at the epoch its checkpoint holds. (The clock is written just after
+    # the checkpoint: a kill between the two costs the rest of the run one epoch's offset, nothing else.)
+    first_epoch = checkpointed_epochs(checkpoint_dir) if checkpoint_dir is not None and dist.workers == 1 else 0
+
     def per_worker_dataset(context):
-        """This worker's shard, batched per replica, repeated (steps_per_epoch ends each epoch)."""
+        """This worker's shard, batched per replica, endless (steps_per_epoch ends each epoch)."""
         ds = data.dataset(context.get_per_replica_batch_size(plan.global_batch), seed,
-                          shard=(context.num_input_pipelines, context.input_pipeline_id))
+                          shard=(context.num_input_pipelines, context.input_pipeline_id), first_epoch=first_epoch)
         options = tfm.data.Options()
         options.experimental_distribute.auto_shard_policy = tfm.data.experimental.AutoShardPolicy.OFF  # sharded above
-        return ds.repeat().with_options(options)
+        return ds.with_options(options)
 
-    if dist.replicas == 1 and dist.workers == 1:  # one pass per epoch, exactly as without a strategy
-        inputs, steps = data.dataset(plan.batch_size, seed), None
+    # One replica: an epoch is one pass, exactly; several: steps of the global batch drawn from passes
+    # of each worker's shard (a resumed one restarts at the pass its epoch number names)
+    if dist.replicas == 1 and dist.workers == 1:
+        inputs = data.dataset(plan.batch_size, seed, first_epoch=first_epoch)
     else:
-        inputs, steps = K.utils.experimental.DatasetCreator(per_worker_dataset), plan.steps_per_epoch
+        inputs = K.utils.experimental.DatasetCreator(per_worker_dataset)
     throughput = _throughput_callback(plan, epochs, description, dist, log_epochs=not dist.is_chief)
     fit_callbacks = [throughput, *callbacks]
     if checkpoint_dir is not None and dist.workers == 1:
@@ -219,7 +238,7 @@ def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, l
         else:
             console.print(f"  {dist.label}: {description}, {plan.describe(learning_rate)}, "
                           f"{plan.steps_per_epoch} steps per epoch", highlight=False)
-        model.fit(inputs, epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=fit_callbacks)
+        model.fit(inputs, epochs=epochs, steps_per_epoch=plan.steps_per_epoch, verbose=0, callbacks=fit_callbacks)
     if dist.name != "default" and dist.is_chief:
         rate = f", {throughput.images_per_s:.0f} images/s" if throughput.images_per_s else ""
         console.print(f"    {description}: {dist.name}, {plan.describe(learning_rate)}{rate}", highlight=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from functools import partial
 
 import numpy as np
 
@@ -20,8 +21,7 @@ from edgecv.data.preprocess import _LUMA, NORMALIZATIONS, PreprocessSpec
 from edgecv.data.sources import ImageSplit
 from edgecv.errors import DataError
 
-CACHE_BYTES = 512 * 2**20  # decoded files below this (uint8, at the models' sizes) are cached in memory
-SHUFFLE_IMAGES = 10_000  # shuffle buffer for cached images (streamed ones shuffle their indices)
+CACHE_BYTES = 512 * 2**20  # training files decoded below this (uint8, at the models' sizes) are held in memory
 
 
 def _tf():
@@ -40,53 +40,110 @@ def input_mode(split: ImageSplit, specs: list[PreprocessSpec]) -> str:
         where = "memory-mapped from disk" if isinstance(split.array, np.memmap) else "held in memory as uint8"
         return f"{len(split)} images {where}, read a batch at a time"
     if decoded_bytes(split, specs) <= CACHE_BYTES:
-        return (f"{len(split)} image files decoded once, then cached in memory as uint8 "
+        return (f"{len(split)} image files decoded into memory as uint8 before training "
                 f"({decoded_bytes(split, specs) / 2**20:.0f} MB)")
-    return f"{len(split)} image files streamed from disk, decoded per batch (too large to cache)"
+    return f"{len(split)} image files streamed from disk, decoded per batch (too large to hold in memory)"
+
+
+def epoch_batches(n: int, batch_size: int, seed: int | None, *, shard: tuple[int, int] = (1, 0),
+                  first_epoch: int = 0):
+    """Batches of (indices into a split of n images, key) over this worker's `shard` = (workers, index).
+    Without `seed`: one pass in order. With it: endless epochs first_epoch, first_epoch + 1, ..., each
+    a full permutation drawn from (seed, epoch) alone, so a run resumed at epoch e reads what an
+    uninterrupted one read there, and a folder listed class by class is mixed from the first batch
+    (a shuffle buffer smaller than the split is not). `key` (2 ints) seeds that batch's augmentation
+    the same way. An epoch's last batch may be short; no batch straddles two epochs."""
+    tf = _tf()
+    mine = tf.range(shard[1], n, shard[0], dtype=tf.int64)  # sharded before anything is read
+    m = len(range(shard[1], n, shard[0]))
+    if seed is None:
+        return tf.data.Dataset.range(m).batch(batch_size).map(lambda i: (tf.gather(mine, i), tf.zeros(2, tf.int64)))
+    per_epoch = -(-m // batch_size)
+
+    def epoch(e):
+        order = tf.stack([tf.constant(seed, tf.int64), e])
+        return tf.data.Dataset.range(m).batch(batch_size).enumerate().map(
+            lambda b, i: (tf.gather(mine, tf.random.experimental.index_shuffle(i, order, m - 1)),
+                          tf.stack([tf.constant(seed, tf.int64), e * per_epoch + b])))
+
+    return tf.data.Dataset.counter(first_epoch).flat_map(epoch)
 
 
 def image_pipeline(split: ImageSplit, specs: list[PreprocessSpec], batch_size: int, *, targets=None,
-                   seed: int | None = None, shard: tuple[int, int] = (1, 0)):
-    """Batches of ((x for each spec), y): y = targets[i] (default: the labels). Shuffled each epoch
-    when `seed` is given, else in order. `shard` = (workers, index): this worker's images only,
-    chosen before anything is decoded."""
+                   seed: int | None = None, shard: tuple[int, int] = (1, 0), first_epoch: int = 0,
+                   keys: bool = False):
+    """Batches of ((x for each spec), y): y = targets[i] (default: the labels), in epoch_batches'
+    order: one pass in order without `seed`, else endless shuffled epochs from `first_epoch`.
+    `keys`: ((x...), y, key) with each batch's augmentation seed. `shard` = (workers, index): this
+    worker's images only, chosen before anything is decoded. Image files whose decoded size fits
+    CACHE_BYTES are decoded once, before the first epoch, and read from memory after."""
     tf = _tf()
-    y = np.asarray(split.labels if targets is None else targets)
-    y_all = tf.constant(y)
-    index = tf.data.Dataset.range(len(split)).shard(*shard)
-    shard_size = len(range(shard[1], len(split), shard[0]))
+    y_all = tf.constant(np.asarray(split.labels if targets is None else targets))
+    batches = epoch_batches(len(split), batch_size, seed, shard=shard, first_epoch=first_epoch)
     if split.array is not None:
-        ds = index.shuffle(shard_size, seed=seed, reshuffle_each_iteration=True) if seed is not None else index
-        ds = ds.batch(batch_size).map(lambda i: _array_batch(split, specs, i, y_all),
-                                      num_parallel_calls=tf.data.AUTOTUNE)
+        images = partial(_array_batch, split, specs)
+    elif seed is not None and decoded_bytes(split, specs) <= CACHE_BYTES:
+        images = _held_in_memory(split, specs, shard)
     else:
-        cache = decoded_bytes(split, specs) <= CACHE_BYTES
-        if seed is not None and not cache:
-            index = index.shuffle(shard_size, seed=seed, reshuffle_each_iteration=True)  # before decoding
-        paths = _path_tensor(split.files)
-        ds = index.map(lambda i: (_decoded(tf.gather(paths, i), split.channels, specs), tf.gather(y_all, i)),
-                       num_parallel_calls=tf.data.AUTOTUNE)
-        if cache:
-            ds = ds.cache()
-            if seed is not None:
-                ds = ds.shuffle(min(shard_size, SHUFFLE_IMAGES), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch_size).map(
-            lambda xs, t: (tuple(_normalized(tf.cast(x, tf.float32), s) for x, s in zip(xs, specs)), t),
-            num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)  # compress/training.py: fit turns tf.distribute's auto-sharding off
+        images = partial(_decoded_batch, split, specs)
+
+    def batch(i, key):
+        xs = tuple(_normalized(tf.cast(x, tf.float32), s) for x, s in zip(images(i), specs))
+        return (xs, tf.gather(y_all, i), key) if keys else (xs, tf.gather(y_all, i))
+
+    # compress/training.py: fit turns tf.distribute's auto-sharding off (sharded here)
+    return batches.map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _array_batch(split: ImageSplit, specs, indices, y_all):
+def _array_batch(split: ImageSplit, specs, indices):
+    """Array rows at each spec's size, float, not yet normalised."""
     tf = _tf()
     images = tf.numpy_function(lambda i: split.read(i, None), [indices], tf.uint8, stateful=False)
     images.set_shape((None, *split.shape))
     x = tf.cast(images, tf.float32)
-    outs = []
-    for spec in specs:
-        resized = x if split.shape[:2] == (spec.height, spec.width) else \
-            tf.image.resize(x, (spec.height, spec.width), method="bilinear", antialias=False)
-        outs.append(_normalized(resized, spec))
-    return tuple(outs), tf.gather(y_all, indices)
+    return tuple(x if split.shape[:2] == (s.height, s.width) else
+                 tf.image.resize(x, (s.height, s.width), method="bilinear", antialias=False) for s in specs)
+
+
+def _decoded_batch(split: ImageSplit, specs, indices):
+    """Image files decoded and resized for each spec: uint8 (B, H, W, C) per spec."""
+    tf = _tf()
+    paths = tf.gather(_path_tensor(split.files), indices)
+    signature = tuple(tf.TensorSpec((s.height, s.width, split.channels), tf.uint8) for s in specs)
+    return tf.map_fn(lambda p: _decoded(p, split.channels, specs), paths, fn_output_signature=signature,
+                     parallel_iterations=16)
+
+
+def _held_in_memory(split: ImageSplit, specs, shard: tuple[int, int]):
+    """This shard's image files decoded once into uint8 arrays, one per spec (at most CACHE_BYTES in
+    all); returns the reader of a batch of split indices from them."""
+    from edgecv.progress import track_count
+
+    tf = _tf()
+    step, first = shard
+    mine = len(range(first, len(split), step))
+    arrays = [np.empty((mine, s.height, s.width, split.channels), np.uint8) for s in specs]
+    decoding = epoch_batches(len(split), 256, None, shard=shard).map(
+        lambda i, _: _decoded_batch(split, specs, i), num_parallel_calls=tf.data.AUTOTUNE)
+    done = 0
+    with track_count(f"decoding {mine} training images into memory") as advance:
+        for views in decoding.as_numpy_iterator():
+            for array, view in zip(arrays, views):
+                array[done:done + len(view)] = view
+            done += len(views[0])
+            advance(len(views[0]))
+
+    def read(indices):
+        rows = (indices - first) // step  # split index -> row of this shard
+        return tuple(array[rows] for array in arrays)
+
+    def images(indices):
+        views = tf.numpy_function(read, [indices], [tf.uint8] * len(specs), stateful=False)
+        for view, s in zip(views, specs):
+            view.set_shape((None, s.height, s.width, split.channels))
+        return views
+
+    return images
 
 
 def _path_tensor(files: list):
@@ -170,8 +227,9 @@ class StreamingInput:
         self.split, self.spec, self.targets = split, spec, targets
         self.num_examples = len(split)
 
-    def dataset(self, batch_size: int, seed: int, shard: tuple[int, int] = (1, 0)):
-        ds = image_pipeline(self.split, [self.spec], batch_size, targets=self.targets, seed=seed, shard=shard)
+    def dataset(self, batch_size: int, seed: int, shard: tuple[int, int] = (1, 0), first_epoch: int = 0):
+        ds = image_pipeline(self.split, [self.spec], batch_size, targets=self.targets, seed=seed, shard=shard,
+                            first_epoch=first_epoch)
         return ds.map(lambda xs, y: (xs[0], y))
 
 
@@ -187,12 +245,13 @@ class DistillInput:
         self.specs = [student] if teacher == student else [student, teacher]  # one view serves both
         self.num_examples = len(split)
 
-    def dataset(self, batch_size: int, seed: int, shard: tuple[int, int] = (1, 0)):
+    def dataset(self, batch_size: int, seed: int, shard: tuple[int, int] = (1, 0), first_epoch: int = 0):
         tf = _tf()
-        ds = image_pipeline(self.split, self.specs, batch_size, seed=seed, shard=shard)
+        ds = image_pipeline(self.split, self.specs, batch_size, seed=seed, shard=shard, first_epoch=first_epoch,
+                            keys=True)
 
-        def augmented(xs, labels):
-            views, y = self.augment.apply(xs, labels, self.num_classes)
+        def augmented(xs, labels, key):
+            views, y = self.augment.apply(xs, labels, self.num_classes, key)
             return (views[0], views[-1]), y
 
         return ds.map(augmented, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
