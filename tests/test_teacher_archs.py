@@ -23,7 +23,9 @@ def test_resnet_is_a_few_million_parameters_and_learns():
     for i, label in enumerate(y):  # the class is the bright quadrant
         r, c = divmod(int(label), 2)
         x[i, r * 14 : r * 14 + 14, c * 14 : c * 14 + 14] += 0.7
-    model = fit(lambda: TEACHER_ARCHS["resnet"]((28, 28, 1), 4), x[:300], y[:300], epochs=3, batch_size=32,
+    # 6 epochs, not 3: after 30 steps BatchNorm's moving statistics still lag, and inference-mode top-1
+    # was 21-79 % over seeds 0-3 (whichever order the images came in); after 60 it is 100 % for each
+    model = fit(lambda: TEACHER_ARCHS["resnet"]((28, 28, 1), 4), x[:300], y[:300], epochs=6, batch_size=32,
                 learning_rate=2e-3, seed=0, description="resnet",
                 loss=keras().losses.SparseCategoricalCrossentropy(from_logits=True))
     assert 3e6 < model.count_params() < 6e6
