@@ -79,20 +79,21 @@ def checkpointed_seconds(checkpoint_dir: Path) -> float:
     """Seconds of training that the epoch checkpoint in `checkpoint_dir` holds from earlier, interrupted
     attempts (0 without one): a resumed stage's wall time counts them, or a 4-hour distillation resumed
     for its last epochs would be reported as taking minutes."""
-    return float(_checkpoint_clock_field(checkpoint_dir, "seconds"))
+    return _checkpoint_clock_field(checkpoint_dir, "seconds", float)
 
 
 def checkpointed_epochs(checkpoint_dir: Path) -> int:
     """Epochs the checkpoint in `checkpoint_dir` holds (0 without one): where a resumed attempt's data
     starts, so it reads the epochs an uninterrupted run would have."""
-    return int(_checkpoint_clock_field(checkpoint_dir, "epochs"))
+    return _checkpoint_clock_field(checkpoint_dir, "epochs", int)
 
 
-def _checkpoint_clock_field(checkpoint_dir: Path, field: str):
+def _checkpoint_clock_field(checkpoint_dir: Path, field: str, kind):
+    """A field of the checkpoint's clock file as `kind`; 0 without one (or with a damaged one)."""
     try:
-        return json.loads((Path(checkpoint_dir) / CHECKPOINT_CLOCK).read_text())[field]
+        return kind(json.loads((Path(checkpoint_dir) / CHECKPOINT_CLOCK).read_text())[field])
     except (OSError, ValueError, KeyError, TypeError):
-        return 0
+        return kind(0)
 
 
 def _checkpoint_clock(checkpoint_dir: Path):
@@ -182,7 +183,8 @@ def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, l
     of `data`; the progress bar shows on the chief, the other workers log each epoch.
     `checkpoint_dir`: weights and optimizer state saved there after every epoch, and restored from there
     when it holds an earlier attempt's (a run killed mid-stage loses at most one epoch, and its data
-    resumes at the checkpoint's epoch); deleted when training ends. Ignored with several workers (compress --resume refuses multi_worker runs).
+    resumes at the checkpoint's epoch); deleted when training ends. Ignored with several workers
+    (compress --resume refuses multi_worker runs).
     """
     K, tfm = keras(), tf()
     K.utils.set_random_seed(seed)
