@@ -26,12 +26,11 @@ def _folder(root, n_per_class=12, classes=3, seed=0):
 
 def _batches(split, specs, batch_size, epochs=1, **kw):
     """The pipeline's batches; with a seed (an endless stream) those of its first `epochs` epochs."""
-    from edgecv.data.pipeline import image_pipeline
+    from edgecv.data.pipeline import image_pipeline, shard_size
 
     ds = image_pipeline(split, specs, batch_size, **kw)
     if kw.get("seed") is not None:
-        workers, index = kw.get("shard", (1, 0))
-        ds = ds.take(epochs * -(-len(range(index, len(split), workers)) // batch_size))
+        ds = ds.take(epochs * -(-shard_size(len(split), kw.get("shard", (1, 0))) // batch_size))
     return [(tuple(x.numpy() for x in xs), y.numpy()) for xs, y in ds]
 
 

@@ -207,9 +207,10 @@ def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, l
         # twice (measured: MobileNetV2-0.5 pruning's first epoch 12 s shorter, the same weights)
         model.optimizer.build(model.trainable_variables)
 
+    checkpointed = checkpoint_dir is not None and dist.workers == 1
     # A resumed attempt's data starts at the epoch its checkpoint holds. (The clock is written just after
     # the checkpoint: a kill between the two costs the rest of the run one epoch's offset, nothing else.)
-    first_epoch = checkpointed_epochs(checkpoint_dir) if checkpoint_dir is not None and dist.workers == 1 else 0
+    first_epoch = checkpointed_epochs(checkpoint_dir) if checkpointed else 0
 
     def per_worker_dataset(context):
         """This worker's shard, batched per replica, endless (steps_per_epoch ends each epoch)."""
@@ -227,7 +228,7 @@ def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, l
         inputs = K.utils.experimental.DatasetCreator(per_worker_dataset)
     throughput = _throughput_callback(plan, epochs, description, dist, log_epochs=not dist.is_chief)
     fit_callbacks = [throughput, *callbacks]
-    if checkpoint_dir is not None and dist.workers == 1:
+    if checkpointed:
         fit_callbacks.append(K.callbacks.BackupAndRestore(str(checkpoint_dir), delete_checkpoint=True))
         fit_callbacks.append(_checkpoint_clock(checkpoint_dir))  # after the checkpoint it times
     with ExitStack() as stack:

@@ -45,6 +45,11 @@ def input_mode(split: ImageSplit, specs: list[PreprocessSpec]) -> str:
     return f"{len(split)} image files streamed from disk, decoded per batch (too large to hold in memory)"
 
 
+def shard_size(n: int, shard: tuple[int, int]) -> int:
+    """How many of n images worker `shard` = (workers, index) reads: every workers-th from index."""
+    return len(range(shard[1], n, shard[0]))
+
+
 def epoch_batches(n: int, batch_size: int, seed: int | None, *, shard: tuple[int, int] = (1, 0),
                   first_epoch: int = 0):
     """Batches of (indices into a split of n images, key) over this worker's `shard` = (workers, index).
@@ -55,16 +60,16 @@ def epoch_batches(n: int, batch_size: int, seed: int | None, *, shard: tuple[int
     the same way. An epoch's last batch may be short; no batch straddles two epochs."""
     tf = _tf()
     mine = tf.range(shard[1], n, shard[0], dtype=tf.int64)  # sharded before anything is read
-    m = len(range(shard[1], n, shard[0]))
+    m = shard_size(n, shard)
     if seed is None:
         return tf.data.Dataset.range(m).batch(batch_size).map(lambda i: (tf.gather(mine, i), tf.zeros(2, tf.int64)))
     per_epoch = -(-m // batch_size)
 
     def epoch(e):
-        order = tf.stack([tf.constant(seed, tf.int64), e])
+        seed64 = tf.constant(seed, tf.int64)
         return tf.data.Dataset.range(m).batch(batch_size).enumerate().map(
-            lambda b, i: (tf.gather(mine, tf.random.experimental.index_shuffle(i, order, m - 1)),
-                          tf.stack([tf.constant(seed, tf.int64), e * per_epoch + b])))
+            lambda b, i: (tf.gather(mine, tf.random.experimental.index_shuffle(i, tf.stack([seed64, e]), m - 1)),
+                          tf.stack([seed64, e * per_epoch + b])))
 
     return tf.data.Dataset.counter(first_epoch).flat_map(epoch)
 
@@ -121,7 +126,7 @@ def _held_in_memory(split: ImageSplit, specs, shard: tuple[int, int]):
 
     tf = _tf()
     step, first = shard
-    mine = len(range(first, len(split), step))
+    mine = shard_size(len(split), shard)
     arrays = [np.empty((mine, s.height, s.width, split.channels), np.uint8) for s in specs]
     decoding = epoch_batches(len(split), 256, None, shard=shard).map(
         lambda i, _: _decoded_batch(split, specs, i), num_parallel_calls=tf.data.AUTOTUNE)
