@@ -166,7 +166,17 @@ def test_a_teacher_at_chance_stops_the_run_before_anything_is_written(tmp_path, 
     model.save(tmp_path / "chance.keras")
     proc = run_cli("compress", "--teacher", tmp_path / "chance.keras", "--data", "fashion-mnist-mini",
                    "--out", tmp_path / "run", timeout=600)
-    assert_user_error(proc, "is at chance", "held-out images (chance 10.0%)")
+    assert_user_error(proc, "is at chance", "held-out images (chance 10.0%)", "other input ranges it scores no better")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("given", ["symmetric", "raw"])
+def test_a_teacher_read_in_the_wrong_input_range_stops_the_run_naming_the_right_one(tmp_path, given):
+    """The shipped teacher was trained on pixels / 255 ('unit'). Read as [-1, 1] or [0, 255] it
+    still beats chance (22 % and 38 %), so only comparing the ranges on the same images catches it."""
+    proc = run_cli("compress", "--set", f"teacher.normalization={given}", "--out", tmp_path / "run", timeout=600)
+    assert_user_error(proc, "is read in the wrong input range", f"as teacher.normalization={given}",
+                      "add --set teacher.normalization=unit")
     assert not (tmp_path / "run").exists()
 
 

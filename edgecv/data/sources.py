@@ -74,8 +74,13 @@ class ImageSplit:
     def sample(self, n: int, seed: int, spec) -> tuple[np.ndarray, np.ndarray]:
         """(float images in `spec`, labels) of up to n class-balanced images: a small set, for
         calibration and checks."""
+        images, labels = self.sample_uint8(n, seed, (spec.height, spec.width))
+        return spec.apply(images), labels
+
+    def sample_uint8(self, n: int, seed: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 images at `size`, labels) of the same images `sample` reads."""
         idx = balanced_indices(self.labels, min(n, len(self)), seed)
-        return spec.apply(self.read(idx, (spec.height, spec.width))), self.labels[idx]
+        return self.read(idx, size), self.labels[idx]
 
     def chunks(self, size: tuple[int, int], chunk: int = 256):
         """(indices, uint8 images) in order, `chunk` at a time: what evaluation streams through."""

@@ -3,6 +3,7 @@ preprocessing, the teacher, and the models earlier stages saved."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 
@@ -126,26 +127,40 @@ class RunContext:
 
     @cached_property
     def teacher_check(self) -> dict:
-        """The teacher's top-1 on a sample of the held-out split; a teacher no better than chance
-        (or below teacher.min_top1) stops the run before anything is distilled from it."""
+        """The teacher's top-1 on a sample of the held-out split, read in each input range. It stops
+        the run before anything is distilled from it when another range than teacher.normalization
+        is clearly right (a model with its own Rescaling layer fed [0, 1] can still beat chance), when
+        it is no better than chance, or when it is below teacher.min_top1."""
+        from edgecv.data.preprocess import NORMALIZATIONS
         from edgecv.errors import ModelError
-        from edgecv.gate.stats import binomial_upper_tail
+        from edgecv.gate.stats import binomial_upper_tail, paired_test
 
-        x, y = self.held_out_sample(TEACHER_CHECK_SAMPLES, 2, self.teacher.spec)
-        correct = int(np.sum(self.teacher.logits_of(x).argmax(1) == y))
-        top1, chance = correct / len(y), 1.0 / self.dataset.num_classes
-        p = binomial_upper_tail(correct, len(y), chance)
+        spec, path = self.teacher.spec, self.teacher.path
+        images, y = self.dataset.test.sample_uint8(TEACHER_CHECK_SAMPLES, 2, (spec.height, spec.width))
+        right = {name: self.teacher.logits_of(replace(spec, normalization=name).apply(images)).argmax(1) == y
+                 for name in NORMALIZATIONS}
+        given = spec.normalization
+        correct, n = int(right[given].sum()), len(y)
+        top1, chance = correct / n, 1.0 / self.dataset.num_classes
+        p = binomial_upper_tail(correct, n, chance)
         floor = self.recipe["teacher"]["min_top1"]
-        result = {"top1": round(top1, 5), "samples": int(len(y)), "chance": round(chance, 5), "p_vs_chance": p,
-                  "min_top1": floor}
-        where = f"top-1 {top1:.1%} on {len(y)} held-out images (chance {chance:.1%})"
+        ranges = {name: round(float(r.mean()), 5) for name, r in right.items()}
+        result = {"top1": round(top1, 5), "samples": n, "chance": round(chance, 5), "p_vs_chance": p,
+                  "min_top1": floor, "top1_per_input_range": ranges}
+        where = f"top-1 {top1:.1%} on {n} held-out images (chance {chance:.1%})"
+        best = max(right, key=lambda name: right[name].sum())
+        if best != given and paired_test(right[given], right[best]).p_value < TEACHER_CHANCE_P:
+            raise ModelError(f"teacher '{path}' is read in the wrong input range: top-1 {top1:.1%} on {n} held-out "
+                             f"images as teacher.normalization={given}, {ranges[best]:.1%} as {best}; add --set "
+                             f"teacher.normalization={best}")
+        others = ", ".join(f"{name} {ranges[name]:.1%}" for name in right if name != given)
         if p >= TEACHER_CHANCE_P:
-            raise ModelError(f"teacher '{self.teacher.path}' is at chance: {where}; distilling it would teach the "
-                             "student nothing. Check that it was trained on these classes, in this order, and its "
-                             "input range (teacher.normalization)")
+            raise ModelError(f"teacher '{path}' is at chance: {where}; distilling it would teach the student "
+                             "nothing. Check that it was trained on these classes, in this order (read in the "
+                             f"other input ranges it scores no better: {others})")
         if floor is not None and top1 < floor:
-            raise ModelError(f"teacher '{self.teacher.path}': {where}, below teacher.min_top1 {floor:.1%}; give a "
-                             "better teacher or lower teacher.min_top1")
+            raise ModelError(f"teacher '{path}': {where}, below teacher.min_top1 {floor:.1%}; give a better teacher "
+                             "or lower teacher.min_top1")
         return result
 
     # --- the teacher: trained by the `teacher` stage, or the user's
