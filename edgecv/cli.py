@@ -153,6 +153,14 @@ def print_summary(report: dict, out: Path) -> None:
     console.print(f"  edgecv report {out}", highlight=False, markup=False, soft_wrap=True)
 
 
+# Checked where the spec is made (edgecv/data/preprocess.py: NORMALIZATIONS), not here: a Choice would
+# import numpy into every command's start.
+NORMALIZATION_OPTION = click.option(
+    "--normalization", default="unit", show_default=True,
+    help="pixel scaling the model expects: unit [0,1], symmetric [-1,1], raw [0,255], or caffe / torch "
+         "(keras.applications' preprocess_input modes); for a bare Keras model, run directories record theirs")
+
+
 def _format_choices() -> list[str]:
     from edgecv.export.formats import FORMATS
 
@@ -166,8 +174,7 @@ def _format_choices() -> list[str]:
 @click.option("--calibration-samples", type=str, default="300", show_default=True, callback=_whole_numbers(),
               help="class-balanced calibration images")
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="output file [default: beside MODEL]")
-@click.option("--normalization", type=click.Choice(["unit", "symmetric", "raw"]), default="unit", show_default=True,
-              help="pixel scaling the model expects (a bare Keras model; run directories record theirs)")
+@NORMALIZATION_OPTION
 @click.option("--check-samples", type=str, default="200", show_default=True, callback=_whole_numbers(),
               help="held-out images the artefact is checked on")
 @click.option("--json", "as_json", is_flag=True, help="print the export record as JSON")
@@ -205,8 +212,7 @@ def export_cmd(model, fmt, calibration, calibration_samples, out, normalization,
               "[default for a run: its data]")
 @click.option("--samples", default=64, show_default=True, help="images the float and int8 ops are compared on")
 @click.option("--top", default=10, show_default=True, help="ops listed, worst first (--json lists every op)")
-@click.option("--normalization", type=click.Choice(["unit", "symmetric", "raw"]), default="unit", show_default=True,
-              help="pixel scaling the model expects (a bare Keras model; run directories record theirs)")
+@NORMALIZATION_OPTION
 @click.option("--json", "as_json", is_flag=True, help="print every op's figures as JSON")
 @click.option("--trust-model", is_flag=True, help="let MODEL run its own code (Lambda layers) when loaded; only for files you trust")
 def quant_debug_cmd(model, calibration, samples, top, normalization, as_json, trust_model):
@@ -257,7 +263,7 @@ def eval_cmd(artefact, data, threads, json_path):
 
     \b
     Examples:
-      edgecv eval runs/exp1/stages/export/artefacts/student-int8.tflite --data fashion-mnist
+      edgecv eval runs/exp1/artefacts/student-int8.tflite --data fashion-mnist
       edgecv eval model.onnx --data test_images/ --json eval.json
     """
     from edgecv.fileio import check_writable_file, output_errors, write_json_atomic
@@ -319,7 +325,7 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, benc
 
     \b
     Examples:
-      edgecv bench runs/exp1/stages/export/artefacts/student-int8.tflite --threads 1,2,4
+      edgecv bench runs/exp1/artefacts/student-int8.tflite --threads 1,2,4
       edgecv bench student-int8.tflite --remote ssh://pi@raspberrypi.local --device rpi4 --json rpi4.json
       edgecv bench student-int8.tflite --remote ssh://pi@pi4 --device rpi4 --remote ssh://pi@pi5 --device rpi5 --json fleet/
       edgecv bench student-int8.tflite --remote adb:// --benchmark-model ./benchmark_model --device pixel-4

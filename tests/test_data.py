@@ -190,6 +190,24 @@ def test_preprocess_spec_resize_channels_normalization():
     assert np.allclose(grey, 0.299 * 255)
 
 
+@pytest.mark.parametrize("mode,application", [("symmetric", "mobilenet_v2"), ("caffe", "resnet50"),
+                                              ("torch", "densenet")])
+def test_the_imagenet_normalizations_are_keras_applications_preprocess_input(mode, application):
+    """A teacher fine-tuned with keras.applications' preprocess_input outside the model: edgecv's
+    numpy code (training's checks, edgecv eval on a device) and its tf.data pipeline read the
+    images exactly as that function does."""
+    from edgecv.data.pipeline import _normalized
+    from edgecv.tfcompat import keras, tf
+
+    images = np.random.default_rng(0).integers(0, 256, (3, 5, 5, 3), dtype=np.uint8)
+    spec = PreprocessSpec(5, 5, 3, mode)
+    want = getattr(keras().applications, application).preprocess_input(images.astype(np.float32))
+    assert np.allclose(spec.apply(images), want, rtol=0, atol=1e-4)
+    assert np.allclose(_normalized(tf().constant(images, tf().float32), spec).numpy(), want, rtol=0, atol=1e-4)
+    with pytest.raises(DataError, match="takes 1 channel"):
+        PreprocessSpec(5, 5, 1, mode) if mode != "symmetric" else PreprocessSpec(5, 5, 1, "caffe")
+
+
 def test_sampling_helpers():
     labels = np.array([0] * 50 + [1] * 10 + [2] * 40)
     idx = balanced_indices(labels, 30, seed=0)

@@ -180,6 +180,30 @@ def test_a_teacher_read_in_the_wrong_input_range_stops_the_run_naming_the_right_
     assert not (tmp_path / "run").exists()
 
 
+def test_a_teacher_fine_tuned_with_caffe_preprocessing_is_named_and_read_right(tmp_path):
+    """The shipped teacher behind a 1x1 convolution that undoes keras.applications' 'caffe'
+    preprocess_input (BGR, ImageNet means off) and turns the result into its grey [0, 1] input: a
+    ResNet50-style teacher. Read as [0, 1] it is refused, naming caffe; read as caffe it scores the
+    shipped teacher's top-1 (shown by a floor it cannot reach, so the run stops before distilling)."""
+    from edgecv.tfcompat import keras
+
+    K = keras()
+    inner = K.models.load_model(REPO / "teachers" / "fashion-mnist-resnet-half.keras")
+    luma_bgr = np.array([0.114, 0.587, 0.299]) / 255  # grey [0, 1] from BGR pixels 0..255
+    means_bgr = np.array([103.939, 116.779, 123.68])
+    inputs = K.Input((28, 28, 3))
+    grey = K.layers.Conv2D(1, 1, kernel_initializer=K.initializers.Constant(luma_bgr.reshape(1, 1, 3, 1)),
+                           bias_initializer=K.initializers.Constant(float(luma_bgr @ means_bgr)))(inputs)
+    K.Model(inputs, inner(grey)).save(tmp_path / "caffe.keras")
+    proc = run_cli("compress", "--teacher", tmp_path / "caffe.keras", "--out", tmp_path / "run", timeout=600)
+    assert_user_error(proc, "is read in the wrong input range", "add --set teacher.normalization=caffe")
+    proc = run_cli("compress", "--teacher", tmp_path / "caffe.keras", "--out", tmp_path / "run",
+                   "--set", "teacher.normalization=caffe", "--set", "teacher.min_top1=0.99", timeout=600)
+    line = assert_user_error(proc, "below teacher.min_top1 99.0%")
+    assert float(line.split("top-1 ")[1].split("%")[0]) > 85, line  # the shipped teacher's 91 %, read right
+    assert not (tmp_path / "run").exists()
+
+
 def _truncate(path):
     data = path.read_bytes()
     path.write_bytes(data[:len(data) // 2])  # the header survives: data/sources.py's check passes it

@@ -11,9 +11,24 @@ from edgecv.errors import DataError
 # name -> (scale, offset): float = uint8 * scale + offset
 NORMALIZATIONS = {
     "unit": (1.0 / 255.0, 0.0),  # [0, 1]
-    "symmetric": (1.0 / 127.5, -1.0),  # [-1, 1], MobileNet style
+    "symmetric": (1.0 / 127.5, -1.0),  # [-1, 1], MobileNet style; keras.applications' 'tf' mode
     "raw": (1.0, 0.0),  # [0, 255], models with their own scaling inside
+    "caffe": (1.0, 0.0),  # keras.applications' 'caffe' mode (ResNet50, VGG): then BGR, ImageNet means off
+    "torch": (1.0 / 255.0, 0.0),  # keras.applications' 'torch' mode (DenseNet): then ImageNet mean and std
 }
+# The modes of keras.applications' preprocess_input that go on per channel after the scale above:
+# name -> (channels reversed (RGB -> BGR), per-channel scale, per-channel offset in the reversed order).
+# A model fine-tuned with preprocess_input outside it (the usual transfer-learning recipe) wants them.
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+PER_CHANNEL = {
+    "caffe": (True, (1.0, 1.0, 1.0), (-103.939, -116.779, -123.68)),
+    "torch": (False, tuple(1.0 / s for s in _IMAGENET_STD), tuple(-m / s for m, s in zip(_IMAGENET_MEAN, _IMAGENET_STD))),
+}
+
+
+def normalizations_for(channels: int) -> tuple[str, ...]:
+    """The normalizations a model with this many input channels can take (the ImageNet modes need RGB)."""
+    return tuple(n for n in NORMALIZATIONS if channels == 3 or n not in PER_CHANNEL)
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601
 
 
@@ -35,6 +50,10 @@ class PreprocessSpec:
             )
         if self.channels not in (1, 3):
             raise DataError(f"models with {self.channels} input channels are not supported; use 1 or 3")
+        if self.normalization not in normalizations_for(self.channels):
+            raise DataError(f"normalization '{self.normalization}' is keras.applications' preprocessing of RGB "
+                            f"input and this model takes {self.channels} channel; use one of "
+                            f"{', '.join(normalizations_for(self.channels))}")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -65,6 +84,10 @@ class PreprocessSpec:
             x = adapt_channels(x, self.channels)
             x = resize_bilinear(x, self.height, self.width)
             x = x * scale + offset
+            if self.normalization in PER_CHANNEL:
+                reverse, channel_scale, channel_offset = PER_CHANNEL[self.normalization]
+                x = x[..., ::-1] if reverse else x
+                x = x * np.asarray(channel_scale, np.float32) + np.asarray(channel_offset, np.float32)
             if self.channel_scale is not None:
                 x = x * np.asarray(self.channel_scale, np.float32) + np.asarray(self.channel_offset, np.float32)
             out[start : start + chunk] = x

@@ -131,14 +131,14 @@ class RunContext:
         the run before anything is distilled from it when another range than teacher.normalization
         is clearly right (a model with its own Rescaling layer fed [0, 1] can still beat chance), when
         it is no better than chance, or when it is below teacher.min_top1."""
-        from edgecv.data.preprocess import NORMALIZATIONS
+        from edgecv.data.preprocess import normalizations_for
         from edgecv.errors import ModelError
         from edgecv.gate.stats import binomial_upper_tail, paired_test
 
         spec, path = self.teacher.spec, self.teacher.path
         images, y = self.dataset.test.sample_uint8(TEACHER_CHECK_SAMPLES, 2, (spec.height, spec.width))
         right = {name: self.teacher.logits_of(replace(spec, normalization=name).apply(images)).argmax(1) == y
-                 for name in NORMALIZATIONS}
+                 for name in normalizations_for(spec.channels)}
         given = spec.normalization
         correct, n = int(right[given].sum()), len(y)
         top1, chance = correct / n, 1.0 / self.dataset.num_classes
