@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.data.sources import (IMAGE_SUFFIXES, ImageSplit, _as_nhwc, _class_dirs, _folder_channels, _image_files,
-                                 _labels, _npz_member, image_headers)
+                                 _labels, _npz_member, image_headers, is_hidden)
 from edgecv.errors import DataError
 
 UNLABELLED = -1  # the label of every image of an unlabelled field set
@@ -54,8 +54,8 @@ def most_common_size(sizes) -> tuple[int, int] | None:
 
 
 def _field_folder(root: Path) -> FieldSet:
-    loose = sorted(p for p in root.iterdir()  # hidden ones are skipped, as _image_files does
-                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    loose = sorted(p for p in root.iterdir()
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p.name))
     classes = {d.name: found for d in _class_dirs(root) if (found := _image_files(d))}
     if loose and classes:
         raise DataError(f"{root} holds images directly and in subfolders ({next(iter(classes))}/...); put every image "

@@ -34,12 +34,17 @@ def decoded_bytes(split: ImageSplit, specs: list[PreprocessSpec]) -> int:
     return len(split) * sum(s.height * s.width * split.channels for s in specs)
 
 
+def fits_in_memory(split: ImageSplit, specs: list[PreprocessSpec]) -> bool:
+    """Whether training decodes a split's image files once and holds them (CACHE_BYTES)."""
+    return decoded_bytes(split, specs) <= CACHE_BYTES
+
+
 def input_mode(split: ImageSplit, specs: list[PreprocessSpec]) -> str:
     """How a split reaches training, as the run log says it."""
     if split.array is not None:
         where = "memory-mapped from disk" if isinstance(split.array, np.memmap) else "held in memory as uint8"
         return f"{len(split)} images {where}, read a batch at a time"
-    if decoded_bytes(split, specs) <= CACHE_BYTES:
+    if fits_in_memory(split, specs):
         return (f"{len(split)} image files decoded into memory as uint8 before training "
                 f"({decoded_bytes(split, specs) / 2**20:.0f} MB)")
     return f"{len(split)} image files streamed from disk, decoded per batch (too large to hold in memory)"
@@ -87,7 +92,7 @@ def image_pipeline(split: ImageSplit, specs: list[PreprocessSpec], batch_size: i
     batches = epoch_batches(len(split), batch_size, seed, shard=shard, first_epoch=first_epoch)
     if split.array is not None:
         images = partial(_array_batch, split, specs)
-    elif seed is not None and decoded_bytes(split, specs) <= CACHE_BYTES:
+    elif seed is not None and fits_in_memory(split, specs):
         images = _held_in_memory(split, specs, shard)
     else:
         images = partial(_decoded_batch, split, specs)

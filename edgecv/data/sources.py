@@ -406,8 +406,13 @@ def _load_fashion_mnist() -> Dataset:
                    list(FASHION_MNIST_CLASSES), f"fashion-mnist ({d})")
 
 
+def is_hidden(name: str) -> bool:
+    """A file or folder name that is not content (see _image_files)."""
+    return name.startswith(".")
+
+
 def _class_dirs(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p.name))
 
 
 def _image_files(folder: Path, skipped: Counter | None = None) -> list[Path]:
@@ -416,7 +421,7 @@ def _image_files(folder: Path, skipped: Counter | None = None) -> list[Path]:
     a FAT or network drive, which no decoder reads, and Jupyter its `.ipynb_checkpoints`."""
     images = []
     for p in sorted(folder.rglob("*")):
-        if any(part.startswith(".") for part in p.relative_to(folder).parts):
+        if any(map(is_hidden, p.relative_to(folder).parts)):
             continue
         if p.suffix.lower() in IMAGE_SUFFIXES:
             images.append(p)
