@@ -25,6 +25,15 @@ def test_unreadable_teacher_model(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_weights_only_h5_is_named_as_such(tmp_path, tiny_teacher_factory):
+    """model.save_weights('x.h5') (or Keras 3's x.weights.h5) has no architecture to load."""
+    _, model = tiny_teacher_factory(num_classes=10)
+    model.save_weights(tmp_path / "teacher.weights.h5")
+    proc = _compress("--teacher", tmp_path / "teacher.weights.h5", "--out", tmp_path / "run")
+    assert_user_error(proc, "holds weights only", "model.save('model.keras')")
+    assert not (tmp_path / "run").exists()
+
+
 def test_empty_data_folder(tmp_path):
     (tmp_path / "images").mkdir()
     assert_user_error(_compress("--data", tmp_path / "images", "--out", tmp_path / "run"), "no class subfolders")

@@ -131,6 +131,16 @@ def _keras_version_of(path: Path) -> str | None:
     return None
 
 
+def _weights_only(path: Path) -> bool:
+    """An .h5 written by save_weights (Keras 2 or 3): arrays without the model they belong to."""
+    if path.suffix not in (".h5", ".hdf5"):
+        return False
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return "model_config" not in f.attrs
+
+
 def _layer_configs(path: Path) -> list[dict]:
     """Every layer config dict stored in a model file (nested models included), read as JSON."""
     text = []
@@ -262,13 +272,17 @@ def load_model(path: str | Path, what: str = "model", trust: bool = False) -> Lo
         hint = " (or leave --teacher out: the recipe's teacher.path, else edgecv trains one)" if what == "teacher" else ""
         raise ModelError(f"{what} file '{path}' not found; check the path{hint}")
     try:
+        weights_only = _weights_only(p)
         kind = model_kind(p)
-        if kind is not None:
+        if kind is not None and not weights_only:
             _refuse_code(p, what, trust)
     except ModelError:
         raise
     except Exception as e:  # a truncated zip/h5 or a corrupt protobuf
         raise ModelError(f"cannot read {what} '{path}' ({_first_line(e)}); is the file complete?") from None
+    if weights_only:
+        raise ModelError(f"{what} '{path}' holds weights only, not the model they belong to (model.save_weights); "
+                         "save the whole model with model.save('model.keras') and pass that")
     if kind is None:
         raise ModelError(f"cannot load {what} '{path}': not a .keras or .h5 file or a SavedModel folder; "
                          f"accepted: {', '.join(k.label for k in MODEL_KINDS.values())}")
