@@ -204,6 +204,34 @@ def test_a_teacher_fine_tuned_with_caffe_preprocessing_is_named_and_read_right(t
     assert not (tmp_path / "run").exists()
 
 
+def test_a_teacher_whose_classes_sort_differently_from_the_folders_is_told_how_to_rename_them(tmp_path):
+    """Fashion-MNIST as a folder named by class: sorted by name ('ankle-boot', 'bag', 'coat', ...) the
+    classes are not the shipped teacher's order. The check names the order and the renaming that
+    fixes it, and with the folders renamed so, the teacher scores its own top-1."""
+    from edgecv.data import load_dataset
+    from edgecv.data.sources import FASHION_MNIST_CLASSES
+
+    mini = load_dataset("fashion-mnist-mini")
+    names = [n.replace("/", "_") for n in FASHION_MNIST_CLASSES]
+    for c, name in enumerate(names):
+        of_class = np.flatnonzero(mini.y_test == c)
+        for split, rows in (("train", of_class[:3]), ("test", of_class[-40:])):
+            (tmp_path / "photos" / split / name).mkdir(parents=True)
+            for i in rows:
+                Image.fromarray(mini.x_test[i, ..., 0]).save(tmp_path / "photos" / split / name / f"{i}.png")
+    proc = run_cli("compress", "--data", tmp_path / "photos", "--out", tmp_path / "run", timeout=600)
+    assert_user_error(proc, "predicts these classes in another order", "rename the class folders",
+                      "0_t-shirt_top, 1_trouser, 2_pullover")
+    for split in ("train", "test"):
+        for c, name in enumerate(names):
+            (tmp_path / "photos" / split / name).rename(tmp_path / "photos" / split / f"{c}_{name}")
+    proc = run_cli("compress", "--data", tmp_path / "photos", "--out", tmp_path / "run", "--set",
+                   "teacher.min_top1=0.99", timeout=600)
+    line = assert_user_error(proc, "below teacher.min_top1 99.0%")
+    assert float(line.split("top-1 ")[1].split("%")[0]) > 85, line  # the shipped teacher's 91 %, in its order
+    assert not (tmp_path / "run").exists()
+
+
 def _truncate(path):
     data = path.read_bytes()
     path.write_bytes(data[:len(data) // 2])  # the header survives: data/sources.py's check passes it

@@ -21,6 +21,7 @@ REBUILD_PROBE = 16  # random images a Keras 3 student's tf_keras rebuild is chec
 REBUILD_TOLERANCE = 1e-4  # ... and the largest |output difference| accepted (float32 round-off)
 TEACHER_CHECK_SAMPLES = 500  # held-out images the teacher is checked on before distilling ...
 TEACHER_CHANCE_P = 1e-3  # ... and the p-value (one-sided, vs chance) it must get below
+CLASS_ORDER_GAIN = 0.10  # top-1 a one-to-one matching of its outputs must add before the order is blamed
 
 
 class RunContext:
@@ -137,8 +138,9 @@ class RunContext:
 
         spec, path = self.teacher.spec, self.teacher.path
         images, y = self.dataset.test.sample_uint8(TEACHER_CHECK_SAMPLES, 2, (spec.height, spec.width))
-        right = {name: self.teacher.logits_of(replace(spec, normalization=name).apply(images)).argmax(1) == y
-                 for name in normalizations_for(spec.channels)}
+        predicted = {name: self.teacher.logits_of(replace(spec, normalization=name).apply(images)).argmax(1)
+                     for name in normalizations_for(spec.channels)}
+        right = {name: outputs == y for name, outputs in predicted.items()}
         given = spec.normalization
         correct, n = int(right[given].sum()), len(y)
         top1, chance = correct / n, 1.0 / self.dataset.num_classes
@@ -153,6 +155,7 @@ class RunContext:
             raise ModelError(f"teacher '{path}' is read in the wrong input range: top-1 {top1:.1%} on {n} held-out "
                              f"images as teacher.normalization={given}, {ranges[best]:.1%} as {best}; add --set "
                              f"teacher.normalization={best}")
+        self._check_class_order(predicted[given], y, where)
         others = ", ".join(f"{name} {ranges[name]:.1%}" for name in right if name != given)
         if p >= TEACHER_CHANCE_P:
             raise ModelError(f"teacher '{path}' is at chance: {where}; distilling it would teach the student "
@@ -162,6 +165,37 @@ class RunContext:
             raise ModelError(f"teacher '{path}': {where}, below teacher.min_top1 {floor:.1%}; give a better teacher "
                              "or lower teacher.min_top1")
         return result
+
+    def _check_class_order(self, predicted: np.ndarray, y: np.ndarray, where: str) -> None:
+        """Stop when the teacher's outputs are the data's classes in another order: matched one to one
+        (the assignment that puts the most images right) it scores CLASS_ORDER_GAIN more, and
+        significantly. A folder's classes are numbered by name in sorted order ('10' before '2',
+        'bag' before 'coat'), which need not be the order a teacher was trained in."""
+        from scipy.optimize import linear_sum_assignment
+
+        from edgecv.errors import ModelError
+        from edgecv.gate.stats import paired_test
+
+        names, k = self.dataset.class_names, self.dataset.num_classes
+        counts = np.zeros((k, k), np.int64)
+        np.add.at(counts, (predicted, y), 1)
+        outputs, classes = linear_sum_assignment(-counts)
+        class_of = np.empty(k, np.int64)
+        class_of[outputs] = classes
+        right, matched = predicted == y, class_of[predicted] == y
+        if matched.mean() - right.mean() < CLASS_ORDER_GAIN or paired_test(right, matched).p_value >= TEACHER_CHANCE_P:
+            return
+        moved = [j for j in range(k) if class_of[j] != j]
+        pairs = ", ".join(f"output {j} is mostly '{names[class_of[j]]}'" for j in moved[:3])
+        if Path(str(self.recipe["data"]["source"])).is_dir():
+            fix = ("a folder's classes are numbered by name in sorted order: rename the class folders so they sort "
+                   "in the teacher's order, e.g. " + ", ".join(f"{j:0{len(str(k - 1))}d}_{names[class_of[j]]}"
+                                                              for j in range(min(k, 3))) + ", ...")
+        else:
+            fix = "relabel y_train and y_test in the teacher's order"
+        raise ModelError(f"teacher '{self.teacher.path}' predicts these classes in another order: {where}, "
+                         f"{matched.mean():.1%} with its outputs matched one to one to the classes ({pairs}"
+                         f"{', ...' if len(moved) > 3 else ''}); {fix}")
 
     # --- the teacher: trained by the `teacher` stage, or the user's
     def teacher_path(self) -> str:
