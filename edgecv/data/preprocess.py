@@ -22,14 +22,15 @@ NORMALIZATIONS = {
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 PER_CHANNEL = {
     "caffe": (True, (1.0, 1.0, 1.0), (-103.939, -116.779, -123.68)),
-    "torch": (False, tuple(1.0 / s for s in _IMAGENET_STD), tuple(-m / s for m, s in zip(_IMAGENET_MEAN, _IMAGENET_STD))),
+    "torch": (False, tuple(1.0 / s for s in _IMAGENET_STD),
+              tuple(-m / s for m, s in zip(_IMAGENET_MEAN, _IMAGENET_STD))),
 }
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601
 
 
 def normalizations_for(channels: int) -> tuple[str, ...]:
     """The normalizations a model with this many input channels can take (the ImageNet modes need RGB)."""
     return tuple(n for n in NORMALIZATIONS if channels == 3 or n not in PER_CHANNEL)
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601
 
 
 @dataclass(frozen=True)

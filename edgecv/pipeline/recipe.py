@@ -83,7 +83,9 @@ SCHEMA: dict = {
         "alpha": Field("float", 1.0, "width multiplier", min=0.1, max=2.0),
         "input_size": Field("int", 224, "square input size in pixels", min=32, max=1024),
         "channels": Field("int", None, "input channels, 1 or 3 (null: as the data)", choices=(1, 3), nullable=True),
-        "normalization": Field("str", "unit", "input value range: unit [0,1], symmetric [-1,1], raw [0,255], or caffe / torch, keras.applications' preprocess_input modes for RGB (with student.path: the range your model takes)", choices=tuple(NORMALIZATIONS)),
+        "normalization": Field("str", "unit", "input value range: unit [0,1], symmetric [-1,1], raw [0,255], or "
+                               "caffe / torch, keras.applications' preprocess_input modes for RGB (with student.path: "
+                               "the range your model takes)", choices=tuple(NORMALIZATIONS)),
         "dropout": Field("float", 0.2, "dropout before the classifier", min=0.0, max=0.9),
         "minimalistic": Field("bool", False, "MobileNetV3 only: no squeeze-excite, ReLU instead of hard-swish, 3x3 kernels"),
         "weights": Field("str", "none", "the student's starting weights: none (random), imagenet (keras.applications' "
@@ -96,7 +98,10 @@ SCHEMA: dict = {
     },
     "teacher": {
         "path": Field("str", None, "trained Keras teacher (.keras, .h5, SavedModel dir, or builtin:NAME, one edgecv ships); null trains one (overridden by --teacher)", nullable=True),
-        "normalization": Field("str", "unit", "value range the teacher expects: unit [0,1], symmetric [-1,1], raw [0,255], or caffe (BGR, ImageNet means off: ResNet50, VGG) / torch (ImageNet mean and std: DenseNet), keras.applications' preprocess_input modes for a teacher fine-tuned with it outside the model", choices=tuple(NORMALIZATIONS)),
+        "normalization": Field("str", "unit", "value range the teacher expects: unit [0,1], symmetric [-1,1], raw "
+                               "[0,255], or caffe (BGR, ImageNet means off: ResNet50, VGG) / torch (ImageNet mean and "
+                               "std: DenseNet), keras.applications' preprocess_input modes for a teacher fine-tuned "
+                               "with it outside the model", choices=tuple(NORMALIZATIONS)),
         "min_top1": Field("float", None, "stop before distilling when the teacher's top-1 on 500 held-out images is "
                           "below this (a teacher no better than chance always stops the run)", min=0.0, max=1.0,
                           nullable=True),
