@@ -17,7 +17,7 @@ from functools import partial
 
 import numpy as np
 
-from edgecv.data.preprocess import _LUMA, NORMALIZATIONS, PER_CHANNEL, PreprocessSpec
+from edgecv.data.preprocess import _LUMA, NORMALIZATIONS, PreprocessSpec
 from edgecv.data.sources import ImageSplit
 from edgecv.errors import DataError
 
@@ -225,12 +225,10 @@ def _normalized(x, spec: PreprocessSpec):
         x = tf.tensordot(x, tf.constant(_LUMA), axes=[[-1], [0]])[..., None]
     scale, offset = NORMALIZATIONS[spec.normalization]
     x = x * scale + offset
-    if spec.normalization in PER_CHANNEL:
-        reverse, channel_scale, channel_offset = PER_CHANNEL[spec.normalization]
-        x = tf.reverse(x, [-1]) if reverse else x
+    reverse, channel_scale, channel_offset = spec.channel_step()
+    x = tf.reverse(x, [-1]) if reverse else x
+    if channel_scale is not None:
         x = x * tf.constant(channel_scale, tf.float32) + tf.constant(channel_offset, tf.float32)
-    if spec.channel_scale is not None:
-        x = x * tf.constant(spec.channel_scale, tf.float32) + tf.constant(spec.channel_offset, tf.float32)
     return x
 
 

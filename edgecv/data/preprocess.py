@@ -56,6 +56,17 @@ class PreprocessSpec:
                             f"input and this model takes {self.channels} channel; use one of "
                             f"{', '.join(normalizations_for(self.channels))}")
 
+    def channel_step(self) -> tuple[bool, tuple | None, tuple | None]:
+        """What follows the scalar `normalization`, per channel: (channels reversed, scale, offset), the
+        ImageNet mode's step and a lifted input affine composed into one (scale None: nothing)."""
+        reverse, scale, offset = PER_CHANNEL.get(self.normalization, (False, None, None))
+        if self.channel_scale is None:
+            return reverse, scale, offset
+        if scale is None:
+            return reverse, self.channel_scale, self.channel_offset
+        return reverse, tuple(a * b for a, b in zip(scale, self.channel_scale)), \
+            tuple(o * b + c for o, b, c in zip(offset, self.channel_scale, self.channel_offset))
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.height, self.width, self.channels)
@@ -80,17 +91,15 @@ class PreprocessSpec:
             raise DataError(f"expected images shaped (N, H, W, C), got {images.shape}")
         out = np.empty((len(images), self.height, self.width, self.channels), np.float32)
         scale, offset = NORMALIZATIONS[self.normalization]
+        reverse, channel_scale, channel_offset = self.channel_step()
         for start in range(0, len(images), chunk):
             x = images[start : start + chunk].astype(np.float32)
             x = adapt_channels(x, self.channels)
             x = resize_bilinear(x, self.height, self.width)
             x = x * scale + offset
-            if self.normalization in PER_CHANNEL:
-                reverse, channel_scale, channel_offset = PER_CHANNEL[self.normalization]
-                x = x[..., ::-1] if reverse else x
+            x = x[..., ::-1] if reverse else x
+            if channel_scale is not None:
                 x = x * np.asarray(channel_scale, np.float32) + np.asarray(channel_offset, np.float32)
-            if self.channel_scale is not None:
-                x = x * np.asarray(self.channel_scale, np.float32) + np.asarray(self.channel_offset, np.float32)
             out[start : start + chunk] = x
         return out
 
