@@ -102,7 +102,7 @@ def compress(recipe, teacher, data, out, overrides, resume, force, as_json, trus
 
     \b
     Examples:
-      edgecv compress                                  # built-in quickstart (5-6 min on 2 cores: README)
+      edgecv compress                                  # built-in quickstart (4-5 min on 2 cores: README)
       edgecv compress -r mobilenetv2-int8 -t my_model.keras -d my_images/ -o runs/exp1
       edgecv compress -r quickstart --set prune.target_sparsity=0.6 -o runs/sparse60
       edgecv compress -o runs/exp1 --resume            # continue after a crash or Ctrl-C
@@ -183,8 +183,11 @@ def _format_choices() -> list[str]:
 @click.option("--max-drop", type=float, metavar="PTS",
               help="tflite-int8 of a bare model: points of top-1 the int8 file may lose against the float model on "
                    "held-out images; past that, the fewest ops that bring it back are kept in float")
+@click.option("--classes", metavar="NAMES",
+              help="a bare model's class names in the order of its outputs, comma-separated, e.g. cat,dog,bird "
+                   "[default: the calibration folder's class folders, sorted by name]")
 def export_cmd(model, fmt, calibration, calibration_samples, out, normalization, check_samples, as_json, trust_model,
-               force, max_drop):
+               force, max_drop, classes):
     """Export a Keras model, or a compress run directory's student, to one format, and check it
     against the model it came from. Exit 0: written and checked; 1: written but the check failed (the
     file is kept, marked failed in its metadata sidecar); 2: bad input.
@@ -195,11 +198,13 @@ def export_cmd(model, fmt, calibration, calibration_samples, out, normalization,
       edgecv export model.keras --format tflite-int8 --calibration images/ -o model-int8.tflite
       edgecv export runs/exp1 --format onnx --json
       edgecv export model.keras --format tflite-int8 --calibration images/ --max-drop 1.0
+      edgecv export model.keras --format tflite-int8 --calibration images/ --classes cat,dog,bird
     """
     from edgecv.pipeline.export_command import run_export_command
 
+    names = [n.strip() for n in classes.split(",")] if classes is not None else None
     record = run_export_command(model, fmt, calibration, calibration_samples, out, normalization, check_samples,
-                                console, force=force, trust_model=trust_model, max_drop=max_drop)
+                                console, force=force, trust_model=trust_model, max_drop=max_drop, classes=names)
     if as_json:
         click.echo(json.dumps(record, indent=2))
     if not record["check"]["passed"]:
@@ -689,10 +694,13 @@ def drift_reference_cmd(artefact, held_out, out, max_images, seed, threads):
       edgecv drift-reference student-int8.tflite --data heldout/        # writes drift_reference.npz beside it
       edgecv drift-reference model.xml --data test.npz --out ref.npz && edgecv drift ref.npz --artefact model.xml --data field/
     """
+    import dataclasses
+
     from edgecv.data.field import load_field
+    from edgecv.data.sources import labels_by_name
     from edgecv.errors import DriftError
     from edgecv.fileio import check_writable_file, output_errors
-    from edgecv.measure.drift import REFERENCE_FILE, build_reference, model_labels, save_reference
+    from edgecv.measure.drift import REFERENCE_FILE, build_reference, save_reference
     from edgecv.progress import track_count
     from edgecv.runtime import load_metadata, open_runner
 
@@ -707,7 +715,8 @@ def drift_reference_cmd(artefact, held_out, out, max_images, seed, threads):
     held = load_field(held_out)
     split = held.images
     if held.labelled:  # labels as the artefact's classes, so field accuracy can be set against them
-        split = type(split)(model_labels(held, meta.get("class_names") or []), split.array, split.files, split.channels)
+        split = dataclasses.replace(split, labels=labels_by_name(held.class_names, split.labels,
+                                                                 meta.get("class_names") or [], held.source))
     with track_count(f"reference {Path(held_out).name}") as advance:
         reference = build_reference(artefact, split, runner, source=str(held_out), max_images=max_images, seed=seed,
                                     progress=advance)
@@ -1037,9 +1046,11 @@ def recipes_schema():
 
     from edgecv.report.terminal import print_table, text_table
 
+    from rich.text import Text
+
     table = text_table("key", "type", "default", "meaning", prose=("type", "default", "meaning"))
     for row in schema_reference():
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # plain text: "[cat, dog]" and "['unit', ...]" are not markup
     print_table(Console(), table)
 
 

@@ -38,6 +38,8 @@ def test_recipe_file_refuses_non_finite_and_absurd_values(tmp_path, raw, fragmen
     ("quantize.learning_rate=-.inf", "'quantize.learning_rate' is -inf, not a finite number"),
     ("prune.epochs=1000000", "'prune.epochs' is 1000000, outside [1, 10000]"),
     ("prune.frequency=-1", "'prune.frequency' is -1, outside [1, 1000000]"),
+    ("data.classes=[cat, [dog]]", "recipe key 'data.classes': ['dog'] is not a class name"),
+    ("data.classes=cat", "recipe key 'data.classes' must be a list"),
 ])
 def test_set_refuses_non_finite_and_absurd_values(override, fragment):
     assert_user_error(run_cli("recipes", "validate", "quickstart", "--set", override), fragment)

@@ -81,6 +81,41 @@ def test_image_folder_with_train_test_split_and_greyscale(tmp_path):
     assert ds.image_shape == (16, 16, 1) and len(ds.y_train) == 21 and len(ds.y_test) == 9
 
 
+def test_data_classes_numbers_a_folders_classes_in_the_teachers_order(tmp_path):
+    """Folders sort '10' before '2' (as Keras' image_dataset_from_directory numbers them); data.classes
+    lists them in the order the teacher's outputs take them. The held-out files stay the same."""
+    x, y = synthetic_images(60, size=16, channels=1)
+    _write_folder(tmp_path, x, y, ["2", "10", "cat"])
+    by_name = load_dataset(str(tmp_path), image_size=16)
+    assert by_name.class_names == ["10", "2", "cat"]
+    listed = load_dataset(str(tmp_path), image_size=16, classes=[2, 10, "cat"])  # YAML reads 2 and 10 as numbers
+    assert listed.class_names == ["2", "10", "cat"]
+    assert sorted(listed.test.files) == sorted(by_name.test.files)
+    for ds in (by_name, listed):  # each file's label is its folder's place in the list
+        assert all(ds.class_names[label] == f.parent.name for f, label in zip(ds.test.files, ds.y_test))
+    for classes, said in (([2, 10], "class folder cat of"), ([2, 10, "cat", "dog"], "names dog, but"),
+                          ([2, 2, 10, "cat"], "names 2 more than once")):
+        with pytest.raises(DataError, match=said):
+            load_dataset(str(tmp_path), classes=classes)
+    npz = tmp_path.parent / "arrays.npz"
+    np.savez(npz, x_train=x[:40], y_train=y[:40], x_test=x[40:], y_test=y[40:])
+    assert load_dataset(str(npz), classes=["a", "b", "c"]).class_names == ["a", "b", "c"]  # names labels 0..2
+    with pytest.raises(DataError, match="names 2 classes but"):
+        load_dataset(str(npz), classes=["a", "b"])
+
+
+def test_labels_are_matched_to_a_models_classes_by_name():
+    from edgecv.data.sources import labels_by_name
+
+    model = ["t-shirt/top", "trouser", "bag"]
+    labels = np.array([0, 1, 1, 0])
+    np.testing.assert_array_equal(labels_by_name(["bag", "t-shirt_top"], labels, model, "d"), [2, 0, 0, 2])
+    np.testing.assert_array_equal(labels_by_name(["0", "1"], labels, model, "d"), labels)  # unnamed: by number
+    np.testing.assert_array_equal(labels_by_name(["bag", "coat"], labels, [], "d"), labels)  # a model without names
+    with pytest.raises(DataError, match="class folder coat of 'd' is not among the classes the model predicts"):
+        labels_by_name(["bag", "coat"], labels, model, "d")
+
+
 def test_empty_folder_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="no class subfolders"):
         load_dataset(str(tmp_path))

@@ -221,6 +221,48 @@ def test_eval_warns_of_a_test_class_folder_that_train_lacks(models, tmp_path):
     assert result["data"]["warnings"] == [said] and list(result["per_class_top1"].values())[2] is None
 
 
+def test_eval_matches_class_folders_to_the_artefacts_classes_by_name(models, tmp_path):
+    """A device's test folder need not sort in the model's order nor hold every class: folders are
+    matched to the artefact's class names (case and punctuation aside); an unknown one is refused."""
+    import shutil
+
+    out = tmp_path / "named.tflite"
+    _export(models["float"], "tflite-fp32", out, str(models["folder"]))  # class names class0..class2
+    for name, source in (("CLASS_2", "class2"), ("class0", "class0")):  # sorted: CLASS_2 first
+        shutil.copytree(models["folder"] / source, tmp_path / "field" / name)
+    proc = run_cli("eval", out, "--data", tmp_path / "field", "--json", tmp_path / "r.json")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["samples"] == sum(len(list((tmp_path / "field" / n).iterdir())) for n in ("CLASS_2", "class0"))
+    assert r["top1"] > 0.8 and r["per_class_top1"]["class1"] is None
+    assert r["per_class_top1"]["class0"] > 0.8 and r["per_class_top1"]["class2"] > 0.8
+    assert "class folders matched to the model's classes by name" in r["data"]["notes"]
+    shutil.copytree(models["folder"] / "class1", tmp_path / "field" / "dog")
+    assert_user_error(run_cli("eval", out, "--data", tmp_path / "field"), "class folder dog of",
+                      "not among the classes the model predicts (class0, class1, class2)")
+
+
+def test_export_classes_names_a_models_outputs_when_its_folders_sort_otherwise(models, tmp_path):
+    """Folders 'zero', 'one', 'two' sort as one, two, zero: --classes records the model's order, and
+    eval on the same folder then scores the model's accuracy."""
+    import shutil
+
+    for i, name in enumerate(["zero", "one", "two"]):
+        shutil.copytree(models["folder"] / f"class{i}", tmp_path / "numbers" / name)
+    out = tmp_path / "model.tflite"
+    from edgecv.runtime import sidecar_path
+
+    _export(models["float"], "tflite-fp32", out, str(tmp_path / "numbers"), "--classes", "zero, one,two")
+    assert json.loads(sidecar_path(out).read_text())["class_names"] == ["zero", "one", "two"]
+    proc = run_cli("eval", out, "--data", tmp_path / "numbers", "--json", tmp_path / "r.json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["top1"] > 0.8
+    proc = run_cli("export", models["float"], "--format", "tflite-fp32", "--classes", "zero,one", "--out",
+                   tmp_path / "two.tflite")
+    assert_user_error(proc, "--classes names 2 classes but float.keras predicts 3")
+    assert not (tmp_path / "two.tflite").exists()
+
+
 def test_a_converter_crash_becomes_a_clear_error():
     import subprocess
 

@@ -198,11 +198,14 @@ def check_source(source: str) -> None:
         raise DataError(f"'{source}' is neither a folder nor an .npz file; see `edgecv compress --help` for data sources")
 
 
-def load_dataset(source: str, *, image_size: int | None = None, holdout: float = 0.2, seed: int = 0) -> Dataset:
+def load_dataset(source: str, *, image_size: int | None = None, holdout: float = 0.2, seed: int = 0,
+                 classes: list | None = None) -> Dataset:
     """`source`: a folder of class subfolders, an .npz, `fashion-mnist` or `fashion-mnist-mini`.
 
     Nothing is decoded here: a folder is a list of files, an uncompressed .npz is memory-mapped.
     `image_size` is the square size folder images are read at where no model says otherwise.
+    `classes` (recipe data.classes): a folder's class names in the order the model's outputs take them,
+    instead of sorted; an array source's names for its labels 0..N-1.
     """
     if source == "fashion-mnist":
         ds = _load_fashion_mnist()
@@ -212,9 +215,87 @@ def load_dataset(source: str, *, image_size: int | None = None, holdout: float =
     else:
         check_source(source)
         path = Path(source)
-        ds = _load_image_folder(path, holdout, seed) if path.is_dir() else _load_npz(path, None)
+        ds = _load_image_folder(path, holdout, seed, classes) if path.is_dir() else _load_npz(path, None)
+    if classes is not None and not Path(source).is_dir():
+        ds.class_names = _named_labels(ds, class_list(classes))
     ds.image_size = image_size or ds.image_size
     return _checked(ds)
+
+
+def class_list(classes: list, what: str = "data.classes") -> list[str]:
+    """A class list (recipe data.classes, export --classes) as names, each once: YAML reads a folder
+    named 10 as a number."""
+    names = [str(c).strip() for c in classes]
+    if not all(names):
+        raise DataError(f"{what} has an empty class name; name every class, in the order of the model's outputs")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(f"{what} names {', '.join(repeated)} more than once; list each class once, in the order "
+                        "of the model's outputs")
+    return names
+
+
+def _named_labels(ds: Dataset, names: list[str]) -> list[str]:
+    """A class list for an array source: names for its labels 0..N-1 (they do not reorder them)."""
+    if len(names) != ds.num_classes:
+        raise DataError(f"the class list names {len(names)} classes but {ds.source} has {ds.num_classes} "
+                        f"({', '.join(ds.class_names[:5])}{', ...' if ds.num_classes > 5 else ''}); for arrays it names "
+                        "labels 0..N-1 in order: give one name per class")
+    return names
+
+
+def _ordered_classes(found: list[str], classes: list | None, where: Path) -> list[str]:
+    """The class folders' names in sorted order (as Keras' image_dataset_from_directory numbers them),
+    or in the class list's order (data.classes, export --classes), which must name every folder once."""
+    if classes is None:
+        return found
+    names = class_list(classes)
+    missing = [n for n in names if n not in found]
+    unlisted = [n for n in found if n not in names]
+    if missing:
+        raise DataError(f"the class list names {', '.join(missing)}, but {where} has no class folder of that name "
+                        f"(it has {', '.join(found[:8])}{', ...' if len(found) > 8 else ''}); use the folder names")
+    if unlisted:
+        raise DataError(f"class folder{'s' if len(unlisted) > 1 else ''} {', '.join(unlisted)} of {where} "
+                        f"{'are' if len(unlisted) > 1 else 'is'} not in the class list (data.classes, export "
+                        "--classes); list every class folder once, in the order of the model's outputs")
+    return names
+
+
+def _name_key(name: str) -> str:
+    """A class name as compared across sources: case and punctuation aside ('t-shirt/top' in a model
+    trained on Fashion-MNIST is the folder 't-shirt_top')."""
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
+
+
+def labels_by_name(class_names: list[str], labels: np.ndarray, model_classes: list[str], source: str) -> np.ndarray:
+    """Labels of `source` (indices into its class_names) as indices of the model's classes: matched by
+    name (exactly, else ignoring case and punctuation), so a folder need not sort in the model's order
+    and may hold only some of its classes; by number when either side's classes are unnamed."""
+    if not model_classes:
+        return labels.astype(np.int64)
+    index = {n: i for i, n in enumerate(model_classes)}
+    loose: dict[str, list[int]] = {}
+    for i, n in enumerate(model_classes):
+        loose.setdefault(_name_key(n), []).append(i)
+
+    def model_index(name: str) -> int | None:
+        if name in index:
+            return index[name]
+        alike = loose.get(_name_key(name), [])
+        return alike[0] if len(alike) == 1 else None  # two model classes alike: neither
+
+    mapped = [model_index(n) for n in class_names]
+    if all(m is not None for m in mapped) and len(set(mapped)) == len(mapped):
+        return np.array(mapped, np.int64)[labels] if len(labels) else labels.astype(np.int64)
+    numbered = all(n.isdigit() for n in class_names) or all(n.isdigit() for n in model_classes)
+    if numbered and (not len(labels) or labels.max() < len(model_classes)):
+        return labels.astype(np.int64)
+    unknown = [n for n, m in zip(class_names, mapped) if m is None]
+    raise DataError(f"class folder{'s' if len(unknown) > 1 else ''} {', '.join(unknown[:5])}"
+                    f"{', ...' if len(unknown) > 5 else ''} of '{source}' {'are' if len(unknown) > 1 else 'is'} not "
+                    f"among the classes the model predicts ({', '.join(model_classes[:10])}"
+                    f"{', ...' if len(model_classes) > 10 else ''}); name the class subfolders as the model's classes")
 
 
 def load_eval_set(source: str, image_size: int) -> Dataset:
@@ -506,7 +587,7 @@ def _folder_channels(files: list[Path]) -> int:
     return 1 if all(mode in ("L", "I;16", "1") for mode, _ in image_headers(files)) else 3
 
 
-def _load_image_folder(root: Path, holdout: float, seed: int) -> Dataset:
+def _load_image_folder(root: Path, holdout: float, seed: int, classes: list | None = None) -> Dataset:
     split_dirs = {s: root / s for s in ("train", "test")}
     extra, skipped = [], Counter()
     given = all(d.is_dir() for d in split_dirs.values())
@@ -517,12 +598,12 @@ def _load_image_folder(root: Path, holdout: float, seed: int) -> Dataset:
                         f"folders for a split of your own, or put the class folders directly in {root} and edgecv "
                         "holds out a share of each")
     if given:  # a ready-made train/test split is respected
-        class_names = [p.name for p in _class_dirs(split_dirs["train"])]
+        class_names = _ordered_classes([p.name for p in _class_dirs(split_dirs["train"])], classes, split_dirs["train"])
         parts = {s: _labelled_files(d, class_names, skipped) for s, d in split_dirs.items()}
         notes = ["held-out split: the folder's test/ subfolder"]
         extra = unused_test_classes(root, class_names)
     else:
-        class_names = [p.name for p in _class_dirs(root)]
+        class_names = _ordered_classes([p.name for p in _class_dirs(root)], classes, root)
         files, labels = _labelled_files(root, class_names, skipped)
         train_idx, test_idx = hashed_split([f.relative_to(root).as_posix() for f in files], labels, holdout, seed)
         parts = {

@@ -24,7 +24,7 @@ from edgecv.data import PreprocessSpec
 from edgecv.data.field import UNLABELLED, FieldSet, most_common_size
 from edgecv.data.preprocess import adapt_channels, resize_bilinear
 from edgecv.data.sampling import balanced_indices
-from edgecv.data.sources import ImageSplit, image_headers
+from edgecv.data.sources import ImageSplit, image_headers, labels_by_name
 from edgecv.errors import DataError, DriftError
 from edgecv.fileio import atomic_path
 from edgecv.measure.bench import file_sha256
@@ -197,21 +197,8 @@ def observe_field(runner: Runner, spec: PreprocessSpec, field_set: FieldSet, cla
     """The field images through the artefact, labels mapped onto the artefact's classes."""
     obs = observe(runner, spec, field_set.images.chunks((spec.height, spec.width)), progress=progress)
     if field_set.labelled:
-        obs.labels = model_labels(field_set, class_names)
+        obs.labels = labels_by_name(field_set.class_names, field_set.images.labels, class_names, field_set.source)
     return obs
-
-
-def model_labels(field_set: FieldSet, class_names: list[str]) -> np.ndarray:
-    """Field labels as the artefact's class indices: by name, or as numbers when either side is unnamed."""
-    names, labels = field_set.class_names, field_set.images.labels
-    if class_names and all(n in class_names for n in names):
-        return np.array([class_names.index(names[y]) for y in labels], np.int64)
-    numbered = all(n.isdigit() for n in names) or not class_names or all(n.isdigit() for n in class_names)
-    classes = len(class_names) if class_names else None
-    if numbered and (classes is None or labels.max() < classes):
-        return labels.astype(np.int64)
-    raise DataError(f"the classes of '{field_set.source}' ({', '.join(names[:5])}...) are not classes the artefact "
-                    f"predicts ({', '.join(class_names[:5])}...); name the class subfolders as the artefact's classes")
 
 
 # --- the reference ----------------------------------------------------------------------------------

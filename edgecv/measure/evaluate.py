@@ -2,13 +2,14 @@
 preprocessing its metadata records. No TensorFlow: this runs on the device."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import numpy as np
 
 from edgecv.data import PreprocessSpec, load_eval_set
-from edgecv.errors import DataError
+from edgecv.data.sources import labels_by_name
 from edgecv.measure.accuracy import classification_metrics
 from edgecv.runtime import load_metadata, open_runner
 
@@ -22,26 +23,26 @@ def evaluate_artefact(path, data: str, *, num_threads: int | None = None, batch_
     spec = PreprocessSpec.from_dict(meta["preprocessing"])
     ds = load_eval_set(data, image_size=max(spec.height, spec.width))
     names = meta.get("class_names") or []
-    if names and len(names) != ds.num_classes:
-        raise DataError(f"'{data}' has {ds.num_classes} classes but {path.name} predicts {len(names)} "
-                        f"({', '.join(names[:5])}...); evaluate it on data with its classes")
-    generic = all(n.isdigit() for n in names) or all(n.isdigit() for n in ds.class_names)  # unnamed classes
-    if names and ds.class_names != names and not generic:
-        raise DataError(f"the class folders of '{data}' ({', '.join(ds.class_names[:5])}...) are not the classes "
-                        f"{path.name} was trained on ({', '.join(names[:5])}...) in that order")
+    # the folder's classes by name: it need not sort in the model's order, nor hold every class
+    test = dataclasses.replace(ds.test, labels=labels_by_name(ds.class_names, ds.y_test, names, data))
+    notes = list(ds.notes)
+    if not np.array_equal(test.labels, ds.y_test):
+        notes.append("class folders matched to the model's classes by name")
+        if test.files is not None:  # listed class by class in the model's order, as compress lists them: the
+            test = test.subset(np.argsort(test.labels, kind="stable"))  # same images in the same order for gate
     start = time.perf_counter()
     scores = []
-    for _, images in ds.test.chunks((spec.height, spec.width), batch_size):  # one batch in memory at a time
+    for _, images in test.chunks((spec.height, spec.width), batch_size):  # one batch in memory at a time
         scores.append(runner.run(spec.apply(images)))
         progress(len(scores[-1]))
     scores = np.concatenate(scores)
     seconds = time.perf_counter() - start
     return {
         "artefact": str(path), "runtime": runner.runtime, "threads": runner.num_threads,
-        "data": {"source": ds.source, "samples": int(len(ds.y_test)), "notes": ds.notes, "warnings": ds.warnings,
-                 "test_set_hash": ds.test_set_hash()},
-        **classification_metrics(scores, ds.y_test),
-        **per_class(scores, ds.y_test, names or ds.class_names),
+        "data": {"source": ds.source, "samples": int(len(test)), "notes": notes, "warnings": ds.warnings,
+                 "test_set_hash": test.content_hash()},
+        **classification_metrics(scores, test.labels),
+        **per_class(scores, test.labels, names or ds.class_names),
         "predictions": scores.argmax(1).astype(int).tolist(),
         "seconds": round(seconds, 2),
     }

@@ -3,11 +3,13 @@ preprocessing, the teacher, and the models earlier stages saved."""
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from edgecv.data import Dataset, PreprocessSpec, load_dataset
 from edgecv.data.sampling import balanced_indices
@@ -23,6 +25,7 @@ TEACHER_CHECK_SAMPLES = 500  # held-out images the teacher is checked on before 
 TEACHER_CHANCE_P = 1e-3  # ... and the p-value (one-sided, vs chance) it must get below
 RANGE_PROBE_SAMPLES = 100  # ... of which the teacher is also read in every other input range
 CLASS_ORDER_GAIN = 0.10  # top-1 a one-to-one matching of its outputs must add before the order is blamed
+CLASS_ORDER_SHOWN = 30  # classes up to which the class-order message spells out data.classes whole
 
 
 class RunContext:
@@ -37,7 +40,8 @@ class RunContext:
     def dataset(self) -> Dataset:
         r = self.recipe
         size = self._user_student_file.input_shape[1] if r["student"]["path"] else r["student"]["input_size"]
-        ds = load_dataset(r["data"]["source"], image_size=size, holdout=r["data"]["holdout"], seed=self.seed)
+        ds = load_dataset(r["data"]["source"], image_size=size, holdout=r["data"]["holdout"], seed=self.seed,
+                          classes=r["data"]["classes"])
         limit = r["data"]["max_train_samples"]
         if limit and limit < len(ds.y_train):
             idx = np.sort(balanced_indices(ds.y_train, limit, self.seed))
@@ -196,9 +200,14 @@ class RunContext:
         moved = [j for j in range(k) if class_of[j] != j]
         pairs = ", ".join(f"output {j} is mostly '{names[class_of[j]]}'" for j in moved[:3])
         if Path(str(self.recipe["data"]["source"])).is_dir():
-            fix = ("a folder's classes are numbered by name in sorted order: rename the class folders so they sort "
-                   "in the teacher's order, e.g. " + ", ".join(f"{j:0{len(str(k - 1))}d}_{names[class_of[j]]}"
-                                                              for j in range(min(k, 3))) + ", ...")
+            order = [names[class_of[j]] for j in range(k)]
+            shown = (shlex.quote("data.classes=" + yaml.safe_dump(order, default_flow_style=True, width=10**6).strip())
+                     if k <= CLASS_ORDER_SHOWN else f"'data.classes=[{', '.join(order[:3])}, ...]'")
+            renamed = ", ".join(f"{j:0{len(str(k - 1))}d}_{order[j]}" for j in range(min(k, 3)))
+            numbered = ("data.classes does not list the class folders in the teacher's order" if self.recipe["data"]["classes"]
+                        else "a folder's classes are numbered by name in sorted order")
+            fix = (f"{numbered}: add --set {shown} (the best match on this sample: check it against the order the "
+                   f"teacher was trained in), or rename the class folders so they sort in that order ({renamed}, ...)")
         else:
             fix = "relabel y_train and y_test in the teacher's order"
         raise ModelError(f"teacher '{self.teacher.path}' predicts these classes in another order: {where}, "

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.data import PreprocessSpec, load_dataset
-from edgecv.data.sources import check_source
+from edgecv.data.sources import check_source, class_list
 from edgecv.errors import DataError, ModelError, OutputError, ReportError, RunDirError
 from edgecv.export.formats import FORMATS, check_target
 from edgecv.fileio import check_writable_file, human_size
@@ -22,13 +22,20 @@ FEW_CALIBRATION = 200  # below this, int8 ranges start to depend on which images
 
 def run_export_command(model: Path, fmt: str, calibration: str | None, calibration_samples: int, out: Path | None,
                        normalization: str, check_samples: int, console, force: bool = False,
-                       trust_model: bool = False, max_drop: float | None = None) -> dict:
+                       trust_model: bool = False, max_drop: float | None = None, classes: list[str] | None = None) -> dict:
+    """`classes`: a bare model's class names in the order of its outputs (else a calibration
+    folder's, sorted by name); the artefact records them and `edgecv eval` matches folders to them."""
     spec_fmt = FORMATS[fmt]
     if not model.exists():
         raise ModelError(f"'{model}' not found; pass a Keras model (.keras, .h5, SavedModel folder) or a compress run directory")
     is_run = model.is_dir() and (model / "state.json").is_file()
     if max_drop is not None:
         _check_max_drop(max_drop, fmt, is_run, calibration)
+    if classes is not None:
+        classes = class_list(classes, "--classes")
+    if is_run and classes:
+        raise DataError("--classes names a bare model's outputs; a run's files take the class names its report "
+                        "records (data.classes when it was compressed): leave --classes out")
     if is_run:
         source, spec, class_names, data, out = _from_run(model, fmt, calibration, out)
         keras_model, num_classes = None, len(class_names)
@@ -48,9 +55,13 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
 
         keras_model = load_model(model, trust=trust_model)
         h, w, c = keras_model.input_shape[1:]
-        spec, source, data, class_names = PreprocessSpec(h, w, c, normalization), model, calibration, None
+        spec, source, data, class_names = PreprocessSpec(h, w, c, normalization), model, calibration, classes
         num_classes = int(keras_model.output_shape[-1])
-    ds = load_dataset(data, image_size=max(spec.height, spec.width)) if data else None  # once: --max-drop reads it too
+        if classes and len(classes) != num_classes:
+            raise DataError(f"--classes names {len(classes)} classes but {model.name} predicts {num_classes}; name "
+                            "each output once, in order")
+    ds = (load_dataset(data, image_size=max(spec.height, spec.width), classes=None if is_run else classes)
+          if data else None)  # once: --max-drop reads it too
     calib, check, class_names, note = _images(ds, data, spec, class_names, num_classes, calibration_samples,
                                               check_samples, source)
     if calib is not None and spec_fmt.needs_calibration and len(calib) < FEW_CALIBRATION:

@@ -35,6 +35,13 @@ class Field:
     parse: Callable[[Any], Any] | None = None  # validates each value (each item of a list); raises EdgecvError
 
 
+def _class_name(value: Any) -> str:
+    """A data.classes item: a folder name (YAML reads a folder named 10 as a number)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        raise RecipeError(f"{value!r} is not a class name; list the class folders' names, e.g. [cat, dog, bird]")
+    return str(value)
+
+
 # Distillation presets: the values a preset gives the `distill` keys a recipe leaves out (a key the
 # recipe sets wins). quick: the teacher's logits computed once, no augmentation, a short schedule.
 # patient: "a good teacher is patient and consistent" (Beyer et al., CVPR 2022): teacher and student
@@ -76,6 +83,10 @@ SCHEMA: dict = {
         "source": Field("str", "fashion-mnist-mini", "image folder, .npz, fashion-mnist or fashion-mnist-mini (overridden by --data)"),
         "holdout": Field("float", 0.2, "held-out fraction when an image folder has no test/ split", min=0.05, max=0.5),
         "max_train_samples": Field("int", None, "use at most this many training images, class-balanced (null: all)", min=10, max=MAX_IMAGES, nullable=True),
+        "classes": Field("list", None, "the class folders' names in the order of the teacher's outputs, e.g. "
+                         "[cat, dog, bird] (null: sorted by name, as Keras' image_dataset_from_directory numbers "
+                         "them); for an .npz or Fashion-MNIST, names for the labels 0..N-1", nullable=True,
+                         parse=_class_name),
     },
     "student": {
         "arch": Field("str", "mobilenet_v2", "student architecture", choices=tuple(STUDENTS)),
