@@ -29,7 +29,7 @@ def test_a_stage_resumed_from_its_epoch_checkpoint_continues_its_schedule_its_da
     rate (the cosine schedule does not start over) on the epochs of data an uninterrupted run reads,
     so it ends with the uninterrupted run's weights; the checkpoint's clock keeps the first
     attempt's training seconds, which the stage's wall time then counts."""
-    from edgecv.compress.training import CHECKPOINT_CLOCK, checkpointed_seconds, fit
+    from edgecv.compress.training import CHECKPOINT_CLOCK, checkpointed_epochs, checkpointed_seconds, fit
     from edgecv.tfcompat import keras
 
     K = keras()
@@ -64,6 +64,9 @@ def test_a_stage_resumed_from_its_epoch_checkpoint_continues_its_schedule_its_da
     first = list(seen)
     clock = json.loads((tmp_path / "ckpt" / CHECKPOINT_CLOCK).read_text())
     assert clock["epochs"] == 2 and clock["seconds"] > 0 and checkpointed_seconds(tmp_path / "ckpt") == clock["seconds"]
+    # killed after the checkpoint but before its clock: the clock says 1 epoch, the checkpoint holds 2
+    (tmp_path / "ckpt" / CHECKPOINT_CLOCK).write_text(json.dumps({**clock, "epochs": 1}))
+    assert checkpointed_epochs(tmp_path / "ckpt") == 2
     seen.clear()
     resumed = train(Watch())
     assert seen[0] == first[2]  # epoch 2 at step 16 and its learning rate, as the killed attempt was about to

@@ -82,9 +82,22 @@ def checkpointed_seconds(checkpoint_dir: Path) -> float:
     return _checkpoint_clock_field(checkpoint_dir, "seconds", float)
 
 
+SAVED_EPOCH = "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"  # BackupAndRestore's last finished epoch (0-based)
+
+
 def checkpointed_epochs(checkpoint_dir: Path) -> int:
     """Epochs the checkpoint in `checkpoint_dir` holds (0 without one): where a resumed attempt's data
-    starts, so it reads the epochs an uninterrupted run would have."""
+    starts, so it reads the epochs an uninterrupted run would have. Read from the checkpoint itself,
+    as BackupAndRestore restores it; the clock, written just after it, is one epoch behind when the
+    process was killed between the two, and is only the fallback."""
+    from edgecv.tfcompat import tf
+
+    saved = tf().train.latest_checkpoint(str(Path(checkpoint_dir) / "chief"))  # a single worker's folder
+    if saved:
+        try:
+            return int(tf().train.load_checkpoint(saved).get_tensor(SAVED_EPOCH)) + 1
+        except (ValueError, KeyError, tf().errors.OpError):
+            pass
     return _checkpoint_clock_field(checkpoint_dir, "epochs", int)
 
 
@@ -208,8 +221,7 @@ def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, l
         model.optimizer.build(model.trainable_variables)
 
     checkpointed = checkpoint_dir is not None and dist.workers == 1
-    # A resumed attempt's data starts at the epoch its checkpoint holds. (The clock is written just after
-    # the checkpoint: a kill between the two costs the rest of the run one epoch's offset, nothing else.)
+    # A resumed attempt's data starts at the epoch its checkpoint holds.
     first_epoch = checkpointed_epochs(checkpoint_dir) if checkpointed else 0
 
     def per_worker_dataset(context):
