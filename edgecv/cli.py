@@ -321,8 +321,11 @@ def eval_cmd(artefact, data, threads, json_path):
 @click.option("--device", "device_ids", multiple=True,
               help="profile ID or YAML of the device benched (tags the result with its ID, e.g. rpi4); with several "
                    "--remote, one per --remote in the same order")
+@click.option("--second-opinion", is_flag=True,
+              help=".tflite on this machine: also time it with LiteRT's own litert-benchmark (installed with "
+                   "ai-edge-litert), as many runs per thread count, and show its median beside edgecv's p50")
 def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, benchmark_model, remote_edgecv, ssh_identity,
-              ssh_options, device_ids):
+              ssh_options, device_ids, second_opinion):
     """Measure an artefact's latency with its own runtime: load time, first inference, then p50/p90/p99,
     mean, std and throughput per thread count, every run's time kept in the JSON. Needs no TensorFlow.
     With several --remote, the devices are benched in parallel into one table; a board that cannot be
@@ -334,6 +337,7 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, benc
       edgecv bench student-int8.tflite --remote ssh://pi@raspberrypi.local --device rpi4 --json rpi4.json
       edgecv bench student-int8.tflite --remote ssh://pi@pi4 --device rpi4 --remote ssh://pi@pi5 --device rpi5 --json fleet/
       edgecv bench student-int8.tflite --remote adb:// --benchmark-model ./benchmark_model --device pixel-4
+      edgecv bench student-int8.tflite --threads 1,2 --second-opinion  # and LiteRT's litert-benchmark
     """
     from edgecv.fileio import check_writable_dir, check_writable_file
 
@@ -350,6 +354,11 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, benc
         from edgecv.devices import load_profile
 
         profiles = [load_profile(d) for d in device_ids]  # an unknown ID fails before anything runs; a YAML tags as its id
+    if second_opinion and remote:
+        raise EdgecvError("--second-opinion times the file on this machine; leave out --remote (on a phone, "
+                          "--remote adb:// already runs LiteRT's benchmark_model)")
+    if second_opinion and artefact.suffix != ".tflite":
+        raise EdgecvError(f"--second-opinion runs LiteRT's litert-benchmark: .tflite files only, not {artefact.name}")
     if benchmark_model is not None and not any(r.startswith("adb://") for r in remote):
         raise EdgecvError("--benchmark-model is for --remote adb://SERIAL (an Android phone); a local or ssh:// bench "
                           "uses edgecv's own runtime")
@@ -374,6 +383,11 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, benc
 
     with track_stages("runs") as update:
         result = bench_artefact(artefact, threads, warmup, runs, duration, progress=update)
+    if second_opinion:
+        from edgecv.measure.bench import LITERT_BENCHMARK, second_opinion as litert_opinion
+
+        with console.status(f"timing {artefact.name} with {LITERT_BENCHMARK}"):
+            result["second_opinion"] = litert_opinion(artefact, result["results"], warmup)
     if profiles:
         result["device"] = profiles[0].id
     _bench_done(result, json_path)
@@ -435,6 +449,14 @@ def print_bench(result: dict) -> None:
 
     if delegation_summary(result["artefact"].get("delegation")):
         console.print(delegation_summary(result["artefact"]["delegation"]), highlight=False)
+    opinion = result.get("second_opinion")
+    if opinion:
+        for r in opinion["results"]:
+            console.print(f"second opinion, {opinion['tool']} ({opinion['api']}), {r['threads']} thread"
+                          f"{'s' if r['threads'] > 1 else ''}: median {r['median_ms']:g} ms, mean {r['mean_ms']:g} ms "
+                          f"over {r['runs']} runs (reported to {opinion['resolution_ms']:g} ms); edgecv's p50 "
+                          f"{r['edgecv_p50_ms']:.3f} ms" + (f" is {r['edgecv_over_theirs']:g}x it"
+                                                            if r["edgecv_over_theirs"] else ""), highlight=False)
     if result.get("percentiles"):  # adb's benchmark_model: no per-run times
         console.print(f"percentiles: {result['percentiles']}", highlight=False)
     for r in result["results"]:

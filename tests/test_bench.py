@@ -58,6 +58,26 @@ def test_bench_duration_and_bad_arguments(model, tmp_path):
     assert unknown.exit_code == 2 and "rpi4" in unknown.output  # the known IDs are listed
 
 
+def test_second_opinion_times_the_file_with_litert_benchmark_too(model, tmp_path):
+    """The real litert-benchmark script ai-edge-litert installs, as many runs per thread count."""
+    out = tmp_path / "bench.json"
+    result = invoke("bench", model, "--threads", "1,2", "--runs", 40, "--second-opinion", "--json", out)
+    assert result.exit_code == 0, result.output
+    bench = json.loads(out.read_text())
+    opinion = bench["second_opinion"]
+    assert opinion["tool"] == "litert-benchmark" and [r["threads"] for r in opinion["results"]] == [1, 2]
+    for ours, theirs in zip(bench["results"], opinion["results"]):
+        assert theirs["runs"] == ours["runs"] == 40 and theirs["fully_accelerated"] is True
+        assert theirs["median_ms"] > 0 and theirs["edgecv_p50_ms"] == ours["p50_ms"]
+    assert "second opinion, litert-benchmark" in " ".join(result.output.split())
+    xml = tmp_path / "model.xml"
+    xml.write_text("<net/>")
+    for args, said in (((xml,), ".tflite files only, not model.xml"),
+                       ((model, "--remote", "ssh://pi@board"), "leave out --remote")):
+        refused = invoke("bench", *args, "--second-opinion")
+        assert refused.exit_code == 2 and said in " ".join(refused.output.split()), refused.output
+
+
 def test_rounds_time_every_item_in_every_round_and_take_the_median(model, tmp_path):
     from edgecv.measure.bench import bench_rounds
 

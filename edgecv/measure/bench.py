@@ -133,6 +133,59 @@ def bench_artefact(path, threads: list[int] | None = None, warmup: int = WARMUP_
     }
 
 
+# `edgecv bench --second-opinion`: LiteRT's own benchmark script, installed with ai-edge-litert, times
+# the same file through another API (CompiledModel) than edgecv's Interpreter; its JSON rounds to 0.01 ms.
+LITERT_BENCHMARK = "litert-benchmark"
+LITERT_BENCHMARK_RESOLUTION_MS = 0.01
+
+
+def litert_benchmark_command() -> str:
+    """The litert-benchmark script of this Python's environment (beside its interpreter), else PATH's."""
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).parent / LITERT_BENCHMARK
+    found = str(beside) if beside.is_file() else shutil.which(LITERT_BENCHMARK)
+    if not found:
+        raise EdgecvError(f"--second-opinion needs {LITERT_BENCHMARK}, which ai-edge-litert 2.x installs; "
+                          "pip install -U ai-edge-litert")
+    return found
+
+
+def second_opinion(path: Path, results: list[dict], warmup: int, timeout_s: float = 600) -> dict:
+    """LiteRT's litert-benchmark on `path` at each thread count of edgecv's `results`, as many timed
+    runs as edgecv took there: its median and mean beside edgecv's p50 and mean."""
+    import json
+    import subprocess
+    import tempfile
+
+    path = Path(path)
+    if path.suffix != ".tflite":
+        raise EdgecvError(f"--second-opinion runs LiteRT's {LITERT_BENCHMARK}: .tflite files only, not {path.name}")
+    command, rows = litert_benchmark_command(), []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in results:
+            out = Path(tmp) / f"{r['threads']}.json"
+            argv = [command, "--model", str(path), "--num_runs", str(r["runs"]), "--warmup_runs", str(max(warmup, 1)),
+                    "--num_threads", str(r["threads"]), "--result_json", str(out)]
+            try:
+                proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                raise EdgecvError(f"{LITERT_BENCHMARK} took over {timeout_s:g} s on {path.name}; give fewer --runs") from None
+            if proc.returncode != 0 or not out.is_file():
+                last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                raise EdgecvError(f"{LITERT_BENCHMARK} failed on {path.name} (exit {proc.returncode}): {last}")
+            report = json.loads(out.read_text())
+            latency, theirs = report["latency"], report["latency"]["median_ms"]
+            rows.append({"threads": r["threads"], "median_ms": theirs, "mean_ms": latency["avg_ms"],
+                         "p95_ms": latency["p95_ms"], "runs": latency["num_runs"],
+                         "fully_accelerated": report.get("fully_accelerated"),
+                         "edgecv_p50_ms": r["p50_ms"],
+                         "edgecv_over_theirs": round(r["p50_ms"] / theirs, 3) if theirs else None})
+    return {"tool": LITERT_BENCHMARK, "api": "LiteRT CompiledModel (ai_edge_litert.tools.benchmark_litert_model)",
+            "resolution_ms": LITERT_BENCHMARK_RESOLUTION_MS, "results": rows}
+
+
 def time_calls(call, seconds: float) -> list[float]:
     """ms of each call() made for `seconds` (at least one call, at most MAX_RUNS)."""
     times, began = [], time.perf_counter()
