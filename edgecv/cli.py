@@ -636,7 +636,12 @@ def _rebench(base: dict, cand: dict, baseline: Path, candidate: Path, artefact, 
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="write the findings as JSON here")
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), help="write Markdown here (e.g. $GITHUB_STEP_SUMMARY)")
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path), help="write JUnit XML here (one test case per finding)")
-def drift_cmd(run_or_reference, field, artefact, psi_warn, psi_alert, alpha, threads, json_path, markdown_path, junit_path):
+@click.option("--history", "history_path", type=click.Path(path_type=Path),
+              help="append this check to a JSON Lines history here and show the last checks against the same reference")
+@click.option("--alert-after", type=int, metavar="N",
+              help="with --history: a finding that warned in N checks in a row (this one included) is an alert")
+def drift_cmd(run_or_reference, field, artefact, psi_warn, psi_alert, alpha, threads, json_path, markdown_path, junit_path,
+              history_path, alert_after):
     """Tell when field images no longer look like the data the model was tested on.
 
     Compares field images with the drift reference `edgecv compress` stores (statistics of up to
@@ -645,24 +650,34 @@ def drift_cmd(run_or_reference, field, artefact, psi_warn, psi_alert, alpha, thr
     stability index and a two-sample test, and the layout of its thumbnails on the reference's
     principal axes (mirrored or rotated scenes); and names preprocessing mistakes (inputs scaled to
     [0, 1], BGR for RGB, inverted pixels, another image size). With labelled field data, also the
-    accuracy. Exit 0: no drift; 1: drift (an alert); 2: bad input. Needs no TensorFlow.
+    accuracy. With --history, each check is appended to a file and set against the earlier ones,
+    so a shift that warns check after check shows (and with --alert-after, alerts). Exit 0: no
+    drift; 1: drift (an alert); 2: bad input. Needs no TensorFlow.
 
     \b
     Examples:
       edgecv drift runs/exp1 --data field_capture.npz
       edgecv drift drift_reference.npz --artefact student-int8.tflite --data /var/captures/ --junit drift.xml
       edgecv drift runs/exp1 --data labelled_field/ --markdown "$GITHUB_STEP_SUMMARY" --psi-alert 0.3
+      edgecv drift runs/exp1 --data /var/captures/today/ --history drift_history.jsonl --alert-after 3  # nightly
     """
     from edgecv.fileio import check_writable_file, output_errors, write_json_atomic, write_text_atomic
     from edgecv.measure.drift import Thresholds
+    from edgecv.measure.drift_history import append_history, apply_history, read_history
 
     # every output is checked first: a path that cannot be written is exit 2, never a verdict and exit 1
-    for path, option in ((junit_path, "--junit"), (markdown_path, "--markdown"), (json_path, "--json")):
+    for path, option in ((junit_path, "--junit"), (markdown_path, "--markdown"), (json_path, "--json"),
+                         (history_path, "--history")):
         check_writable_file(path, option)
+    if alert_after is not None and (history_path is None or alert_after < 2):
+        raise EdgecvError("--alert-after N counts warnings over the checks in --history: give --history FILE and "
+                          "N of 2 or more" if history_path is None else f"--alert-after must be 2 or more, got {alert_after}")
+    earlier = read_history(history_path) if history_path else []  # a damaged history stops us before the work
     thresholds = Thresholds(psi_warn, psi_alert, alpha).check()
     from edgecv.data.field import load_field
     from edgecv.errors import DriftError
-    from edgecv.gate.render import drift_details, render_drift_junit, render_drift_markdown, render_drift_table
+    from edgecv.gate.render import (drift_details, render_drift_history, render_drift_junit, render_drift_markdown,
+                                    render_drift_table)
     from edgecv.measure.bench import file_sha256
     from edgecv.measure.drift import compare, load_reference, observe_field
     from edgecv.progress import track_count
@@ -681,19 +696,24 @@ def drift_cmd(run_or_reference, field, artefact, psi_warn, psi_alert, alpha, thr
     runner = open_runner(artefact, threads)
     with track_count(f"drift {Path(field).name}") as advance:
         observed = observe_field(runner, reference.spec, field_set, reference.header["class_names"], progress=advance)
-    result = compare(reference, observed, field_set, thresholds)
+    result = compare(reference, observed, field_set, thresholds).to_dict()
+    if history_path:
+        result["history"] = apply_history(result, earlier, alert_after)
     out = wide(Console())  # the verdict is the output: stdout, wide enough for a CI log
-    print_table(out, render_drift_table(result.to_dict()))
-    for line in drift_details(result.to_dict()):
+    print_table(out, render_drift_table(result))
+    for line in drift_details(result):
         out.print(line, markup=False, highlight=False)
+    if history_path:
+        print_table(out, render_drift_history(result))
     for path, option, write in (
-            (junit_path, "--junit", lambda p: write_text_atomic(p, render_drift_junit(result.to_dict()))),
-            (markdown_path, "--markdown", lambda p: write_text_atomic(p, render_drift_markdown(result.to_dict()))),
-            (json_path, "--json", lambda p: write_json_atomic(p, result.to_dict()))):
+            (junit_path, "--junit", lambda p: write_text_atomic(p, render_drift_junit(result))),
+            (markdown_path, "--markdown", lambda p: write_text_atomic(p, render_drift_markdown(result))),
+            (json_path, "--json", lambda p: write_json_atomic(p, result)),
+            (history_path, "--history", lambda p: append_history(p, result["history"]["recent"][-1]))):
         if path:
             with output_errors(path, option):
                 write(path)
-    sys.exit(1 if result.drift else 0)
+    sys.exit(1 if result["drift"] else 0)
 
 
 @main.command("drift-reference")

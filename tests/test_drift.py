@@ -112,6 +112,38 @@ def test_darker_field_is_drift_naming_brightness(shipped, tmp_path):
     assert "DRIFT ❌" in proc.stdout
 
 
+def test_a_history_shows_a_slow_drift_and_alert_after_makes_sustained_warnings_an_alert(shipped, tmp_path):
+    """Nightly checks of a field 8 % darker: each warns (PSI under the 0.6 alert set here); appended to
+    --history, the third warning in a row is an alert with --alert-after 3. A normal night resets the
+    run; a damaged history is refused before any work and left as it was."""
+    history = tmp_path / "history.jsonl"
+
+    def night(seed, factor=0.92, *extra):
+        x = np.clip(textures(300, seed=seed) * factor, 0, 255).astype(np.uint8)
+        return run_cli("drift", shipped["reference"], "--data", field_npz(tmp_path / f"night{seed}.npz", x),
+                       "--psi-alert", "0.6", "--history", history, "--alert-after", "3", *extra)
+
+    for seed, code, said in ((11, 0, "⚠️ brightness"), (12, 0, "warned in 2 checks in a row"),
+                             (13, 1, "warned in 3 checks in a row (--alert-after 3): a sustained shift")):
+        proc = night(seed)
+        assert proc.returncode == code, proc.stdout + proc.stderr
+        assert said in proc.stdout and "drift history: the last" in proc.stdout, proc.stdout
+    entries = [json.loads(line) for line in history.read_text().splitlines()]
+    assert [e["drift"] for e in entries] == [False, False, True]
+    assert [e["findings"]["brightness"]["status"] for e in entries] == ["warn", "warn", "alert"]
+    assert all(e["field"]["images"] == 300 and e["artefact_sha256"] for e in entries)
+    proc = night(14, 1.0, "--json", tmp_path / "r.json")
+    assert proc.returncode == 0, proc.stdout
+    summary = json.loads((tmp_path / "r.json").read_text())["history"]
+    assert summary["earlier_checks"] == 3 and summary["consecutive_non_ok"]["brightness"] == 0
+    history.write_text(history.read_text() + "not json\n")
+    before = history.read_bytes()
+    assert_user_error(night(15), "line 5 of --history", "is not an edgecv drift check")
+    assert history.read_bytes() == before
+    assert_user_error(run_cli("drift", shipped["reference"], "--data", tmp_path / "night11.npz", "--alert-after", "3"),
+                      "--alert-after N counts warnings over the checks in --history")
+
+
 def test_bgr_and_unit_scaled_inputs_are_named(shipped, tmp_path):
     bgr = drift_of(shipped, field_npz(tmp_path / "bgr.npz", textures(300, seed=8)[..., ::-1]))
     assert bgr.drift and "BGR given where the model takes RGB" in finding(bgr, "channel order").detail

@@ -157,6 +157,33 @@ def drift_details(result: dict) -> list[str]:
     return lines + [f"note: {n}" for n in result["notes"]] + [drift_verdict(result)]
 
 
+def _history_cells(result: dict) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the drift history: a row per recent check, the PSI of every finding that has one."""
+    marks = {"ok": "", "warn": " ⚠", "alert": " ❌"}
+    checks = [f["check"] for f in result["findings"] if f["psi"] is not None]
+    rows = []
+    for entry in result["history"]["recent"]:
+        cells = [entry["checked_at"].replace("+00:00", "Z"), entry["field"]["source"], str(entry["field"]["images"]),
+                 "DRIFT" if entry["drift"] else "no drift"]
+        for check in checks:
+            f = entry["findings"].get(check)
+            cells.append("—" if not f or f["psi"] is None else f"{f['psi']:.3f}{marks[f['status']]}")
+        rows.append(cells)
+    return ["checked at", "field", "images", "verdict"] + [f"{c} PSI" for c in checks], rows
+
+
+def render_drift_history(result: dict) -> Table:
+    """The last checks against the same reference, latest last (edgecv drift --history)."""
+    h = result["history"]
+    header, rows = _history_cells(result)
+    table = Table(title=f"drift history: the last {len(rows)} of {h['earlier_checks'] + 1} checks against this reference")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="right" if i == 2 or name.endswith("PSI") else "left", no_wrap=True)
+    for cells in rows:
+        table.add_row(*(Text(c) for c in cells))
+    return table
+
+
 def render_drift_markdown(result: dict) -> str:
     lines = [f"## edgecv drift: {drift_verdict(result)}", "", _md(_drift_summary(result)), "",
              "| " + " | ".join(DRIFT_HEADER) + " |", "|---|--:|--:|--:|--:|---|---|"]
@@ -166,6 +193,11 @@ def render_drift_markdown(result: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if result["notes"]:
         lines += ["", "**Notes**", ""] + [f"- {_md(n)}" for n in result["notes"]]
+    if result.get("history"):
+        header, rows = _history_cells(result)
+        lines += ["", f"**History** (the last {len(rows)} checks against this reference)", "",
+                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(_md(c) for c in cells) + " |" for cells in rows]
     return "\n".join(lines) + "\n"
 
 
