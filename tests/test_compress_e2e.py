@@ -91,6 +91,7 @@ def test_report_has_real_accuracy_and_sizes(resumed_run):
         assert 0 < a["gzip_bytes"] and 0 < a["metrics"]["top5"] <= 1
         # agreement with the teacher, per stage and file: the students learnt its answers, far above chance
         assert 0.4 < a["agreement_with_teacher"] <= 1
+        assert a["p_vs_chance"] < 1e-6 and a["no_better_than_chance"] is False
     prune = report["stages"]["prune"]["result"]
     assert abs(prune["measured_sparsity"] - 0.5) < 0.02
     pruned_nonzero = by_name["student-pruned"]["nonzero_params"]

@@ -169,6 +169,19 @@ def test_a_difference_from_the_teacher_carries_its_standard_error_where_the_repo
     assert S.DELTA_LEGEND not in S.summary_table(old_report()).notes
 
 
+def test_an_artefact_no_better_than_chance_is_said_under_the_table():
+    r = full_report()
+    assert not any(n.startswith("⚠") for n in S.summary_table(r).notes)
+    r["artefacts"][0]["no_better_than_chance"] = True
+    name = r["artefacts"][0]["name"]
+    assert f"⚠ {name}: top-1 no better than chance (one-sided binomial test on the held-out images): it learned " \
+           "nothing usable" in S.summary_table(r).notes
+    assert S.ship_table(r).notes == []  # not the shipped file
+    S.shipped_artefact(r)["no_better_than_chance"] = True
+    ship = S.shipped_artefact(r)["name"]
+    assert S.ship_table(r).notes == [f"⚠ {ship} is no better than chance: nothing here is worth shipping"]
+
+
 def test_older_report_summary_has_no_latency_columns_and_says_parity_was_not_recorded():
     t = S.summary_table(old_report())
     assert not any("latency" in h for h in t.header)

@@ -10,16 +10,18 @@ import numpy as np
 
 from edgecv.errors import RecipeError
 from edgecv.fileio import gzip_size, write_json_atomic
-from edgecv.gate.stats import paired_test
+from edgecv.gate.stats import binomial_upper_tail, paired_test
 from edgecv.measure.accuracy import classification_metrics
 from edgecv.measure.evaluate import per_class
 from edgecv.progress import console, track
-from edgecv.pipeline.context import FLOAT_MODEL, QAT_MODEL, TEACHER_META, RunContext
+from edgecv.pipeline.context import FLOAT_MODEL, QAT_MODEL, TEACHER_CHANCE_P, TEACHER_META, RunContext
 from edgecv.pipeline.profiling import run_profile
 
 CHECK_SAMPLES = 200  # held-out images each export is checked on against its source model
 
 TEACHER_LOGITS = "teacher_train_logits.npy"
+AT_CHANCE_ADVICE = ("it learned nothing usable: train longer (more distill.epochs, or more images), or lower the "
+                    "stage's learning_rate if its loss rose")
 
 
 def run_teacher(ctx: RunContext, out: Path) -> dict:
@@ -328,8 +330,15 @@ def run_evaluate(ctx: RunContext, out: Path) -> dict:
                      **extra, "predictions": scores.argmax(1).astype(int).tolist()})
     teacher_top1, teacher_says = rows[0]["metrics"]["top1"], np.asarray(rows[0]["predictions"])
     teacher_right = teacher_says == y
+    chance = 1.0 / ctx.dataset.num_classes
     for r in rows:
         says = np.asarray(r["predictions"])
+        # a model that learned nothing (a very short run, a diverged one) must not pass for a result
+        r["p_vs_chance"] = binomial_upper_tail(int(np.sum(says == y)), len(y), chance)
+        r["no_better_than_chance"] = r["p_vs_chance"] >= TEACHER_CHANCE_P
+        if r["no_better_than_chance"]:
+            console.print(f"[yellow]warning:[/yellow] {r['name']}: top-1 {r['metrics']['top1']:.1%} on {len(y)} held-out "
+                          f"images is no better than chance ({chance:.1%}); {AT_CHANCE_ADVICE}", highlight=False)
         r["delta_top1_vs_teacher"] = round(r["metrics"]["top1"] - teacher_top1, 5)
         # how much of that difference the choice of held-out images alone could make (both on the same images)
         r["delta_top1_se"] = round(paired_test(teacher_right, says == y).standard_error, 5)

@@ -186,6 +186,10 @@ def summary_table(report: dict) -> Table:
                     + [format_latency(latencies.get(a["name"], {}).get(d)) for d in devices]
                     + [format_parity(report, a)])
     notes = []
+    at_chance = [a["name"] for a in report.get("artefacts", []) if a.get("no_better_than_chance")]
+    if at_chance:
+        notes.append(f"⚠ {', '.join(at_chance)}: top-1 no better than chance (one-sided binomial test on the held-out "
+                     "images): it learned nothing usable")
     if ship:
         notes.append(f"★ {ship['name']}: the artefact the confusion matrix shows"
                      + (" (the int8 TFLite file)" if ship["format"] == "tflite-int8" else " (the first exported file)"))
@@ -219,10 +223,14 @@ def ship_table(report: dict) -> Table | None:
         why = e.get("why") or ""
         if lat.get("ms") is None and e.get("why_no_latency"):
             why += f" (no latency: {e['why_no_latency']})"
-        rows.append([Cell(dev), Cell(f"{name} ({e.get('format')})", "ship"), Cell(_pct(top1)), format_latency(lat),
-                     Cell(why)])
+        useless = (by_name.get(name) or {}).get("no_better_than_chance")
+        rows.append([Cell(dev), Cell(f"{name} ({e.get('format')})", "fail" if useless else "ship"),
+                     Cell(_pct(top1), "worse" if useless else None), format_latency(lat), Cell(why)])
+    shipped = {e.get("artefact") for e in devices.values()}
+    at_chance = [a["name"] for a in report.get("artefacts", []) if a.get("no_better_than_chance") and a["name"] in shipped]
+    notes = [f"⚠ {', '.join(at_chance)} is no better than chance: nothing here is worth shipping"] if at_chance else []
     return Table(["device", "ship", "top-1", "latency", "why this file"], ["left", "left", "right", "right", "text"],
-                 rows, [])
+                 rows, notes)
 
 
 def stage_table(report: dict) -> Table:
