@@ -322,8 +322,9 @@ def eval_cmd(artefact, data, threads, json_path):
               help="profile ID or YAML of the device benched (tags the result with its ID, e.g. rpi4); with several "
                    "--remote, one per --remote in the same order")
 @click.option("--second-opinion", is_flag=True,
-              help=".tflite on this machine: also time it with LiteRT's own litert-benchmark (installed with "
-                   "ai-edge-litert), as many runs per thread count, and show its median beside edgecv's p50")
+              help="also time the file on this machine with its runtime's own tool, as many runs per thread count: "
+                   ".tflite with litert-benchmark (ai-edge-litert), OpenVINO .xml with benchmark_app; its median "
+                   "beside edgecv's p50")
 def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, benchmark_model, remote_edgecv, ssh_identity,
               ssh_options, device_ids, second_opinion):
     """Measure an artefact's latency with its own runtime: load time, first inference, then p50/p90/p99,
@@ -357,8 +358,10 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, benc
     if second_opinion and remote:
         raise EdgecvError("--second-opinion times the file on this machine; leave out --remote (on a phone, "
                           "--remote adb:// already runs LiteRT's benchmark_model)")
-    if second_opinion and artefact.suffix != ".tflite":
-        raise EdgecvError(f"--second-opinion runs LiteRT's litert-benchmark: .tflite files only, not {artefact.name}")
+    if second_opinion:
+        from edgecv.measure.bench import second_opinion_for
+
+        second_opinion_for(artefact)  # an unknown kind of file or a missing tool: said before the bench
     if benchmark_model is not None and not any(r.startswith("adb://") for r in remote):
         raise EdgecvError("--benchmark-model is for --remote adb://SERIAL (an Android phone); a local or ssh:// bench "
                           "uses edgecv's own runtime")
@@ -384,10 +387,11 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, benc
     with track_stages("runs") as update:
         result = bench_artefact(artefact, threads, warmup, runs, duration, progress=update)
     if second_opinion:
-        from edgecv.measure.bench import LITERT_BENCHMARK, second_opinion as litert_opinion
+        from edgecv.measure.bench import second_opinion as runtime_opinion, second_opinion_for
 
-        with console.status(f"timing {artefact.name} with {LITERT_BENCHMARK}"):
-            result["second_opinion"] = litert_opinion(artefact, result["results"], warmup)
+        with console.status(f"timing {artefact.name} with {second_opinion_for(artefact)[0].tool}"):
+            result["second_opinion"] = runtime_opinion(artefact, result["results"], warmup,
+                                                       tuple(result["artefact"]["input"]["shape"]))
     if profiles:
         result["device"] = profiles[0].id
     _bench_done(result, json_path)

@@ -70,9 +70,9 @@ def test_second_opinion_times_the_file_with_litert_benchmark_too(model, tmp_path
         assert theirs["runs"] == ours["runs"] == 40 and theirs["fully_accelerated"] is True
         assert theirs["median_ms"] > 0 and theirs["edgecv_p50_ms"] == ours["p50_ms"]
     assert "second opinion, litert-benchmark" in " ".join(result.output.split())
-    xml = tmp_path / "model.xml"
-    xml.write_text("<net/>")
-    for args, said in (((xml,), ".tflite files only, not model.xml"),
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"never read: refused first")
+    for args, said in (((onnx,), "edgecv knows for .tflite, .xml files, not model.onnx"),
                        ((model, "--remote", "ssh://pi@board"), "leave out --remote")):
         refused = invoke("bench", *args, "--second-opinion")
         assert refused.exit_code == 2 and said in " ".join(refused.output.split()), refused.output

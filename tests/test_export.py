@@ -263,6 +263,22 @@ def test_export_classes_names_a_models_outputs_when_its_folders_sort_otherwise(m
     assert not (tmp_path / "two.tflite").exists()
 
 
+def test_an_openvino_bench_is_compiled_for_one_image_and_benchmark_app_gives_a_second_opinion(models, tmp_path):
+    """edgecv bench compiles the IR for batch 1 (static shapes, as benchmark_app and a one-image app do);
+    --second-opinion runs OpenVINO's own benchmark_app as many times."""
+    from edgecv.runtime import open_runner
+
+    out = tmp_path / "model.xml"
+    _export(models["float"], "openvino-fp32", out, str(models["npz"]))
+    assert open_runner(out, 1, one_image=True).model.inputs[0].get_partial_shape().is_static
+    assert not open_runner(out, 1).model.inputs[0].get_partial_shape().is_static  # eval runs batches
+    proc = run_cli("bench", out, "--threads", "1", "--runs", "30", "--second-opinion", "--json", tmp_path / "b.json")
+    assert proc.returncode == 0, proc.stderr
+    opinion = json.loads((tmp_path / "b.json").read_text())["second_opinion"]
+    assert opinion["tool"] == "benchmark_app"
+    assert opinion["results"][0]["runs"] == 30 and opinion["results"][0]["median_ms"] > 0
+
+
 def test_a_converter_crash_becomes_a_clear_error():
     import subprocess
 

@@ -3,10 +3,13 @@ warmed-up per-run times per thread count. Never imports TensorFlow: this runs on
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -49,7 +52,7 @@ def file_sha256(path: Path) -> str:
 def ready_runner(path: Path, threads: int | None, warmup: int) -> tuple:
     """Load `path`, time its load and first inference, warm it up; returns (runner, call, load ms, first ms)."""
     start = time.perf_counter()
-    runner = open_runner(path, num_threads=threads)
+    runner = open_runner(path, num_threads=threads, one_image=True)
     load_ms = (time.perf_counter() - start) * 1000
     x = np.random.default_rng(0).uniform(0, 1, (1, *runner.input.shape)).astype(np.float32)
     call = runner.inference_call(x)
@@ -133,57 +136,97 @@ def bench_artefact(path, threads: list[int] | None = None, warmup: int = WARMUP_
     }
 
 
-# `edgecv bench --second-opinion`: LiteRT's own benchmark script, installed with ai-edge-litert, times
-# the same file through another API (CompiledModel) than edgecv's Interpreter; its JSON rounds to 0.01 ms.
-LITERT_BENCHMARK = "litert-benchmark"
-LITERT_BENCHMARK_RESOLUTION_MS = 0.01
+# `edgecv bench --second-opinion`: the runtime's own benchmark tool times the same file, installed
+# with the runtime's pip package, one table row per suffix.
+@dataclass(frozen=True)
+class SecondOpinion:
+    tool: str  # the console script the runtime's package installs
+    package: str  # what installs it
+    api: str  # what it times through
+    argv: Callable  # (tool path, model, threads, runs, warmup, input shape, report folder) -> argv
+    read: Callable  # (report folder, stdout) -> {median_ms, mean_ms, runs, ...}
+    resolution_ms: float  # how finely its report rounds a latency
 
 
-def litert_benchmark_command() -> str:
-    """The litert-benchmark script of this Python's environment (beside its interpreter), else PATH's."""
+def _litert_argv(tool, model, threads, runs, warmup, shape, folder):
+    return [tool, "--model", str(model), "--num_runs", str(runs), "--warmup_runs", str(max(warmup, 1)),
+            "--num_threads", str(threads), "--result_json", str(Path(folder) / "result.json")]
+
+
+def _litert_read(folder, stdout) -> dict:
+    report = json.loads((Path(folder) / "result.json").read_text())
+    latency = report["latency"]
+    return {"median_ms": latency["median_ms"], "mean_ms": latency["avg_ms"], "runs": latency["num_runs"],
+            "fully_accelerated": report.get("fully_accelerated")}
+
+
+def _openvino_argv(tool, model, threads, runs, warmup, shape, folder):
+    # batch 1 and static shapes, f32, one stream of `threads` threads, one request at a time: as edgecv
+    # bench compiles it; benchmark_app takes -nthreads only without a performance hint
+    return [tool, "-m", str(model), "-d", "CPU", "-api", "sync", "-hint", "none", "-nstreams", "1",
+            "-nthreads", str(threads), "-infer_precision", "f32", "-shape", str([1, *shape]).replace(" ", ""),
+            "-niter", str(runs), "-report_type", "no_counters", "-report_folder", str(folder), "-json_stats"]
+
+
+def _openvino_read(folder, stdout) -> dict:
+    results = json.loads((Path(folder) / "benchmark_report.json").read_text())["execution_results"]
+    if "error" in results:
+        raise EdgecvError(results["error"])
+    return {"median_ms": float(results["latency (ms)"]), "mean_ms": float(results["avg latency"]),
+            "runs": int(results["total number of iterations"])}
+
+
+SECOND_OPINIONS = {
+    ".tflite": SecondOpinion("litert-benchmark", "ai-edge-litert", "LiteRT CompiledModel (ai_edge_litert.tools."
+                             "benchmark_litert_model)", _litert_argv, _litert_read, 0.01),
+    ".xml": SecondOpinion("benchmark_app", "openvino", "OpenVINO sync API, each request's own latency",
+                          _openvino_argv, _openvino_read, 0.01),
+}
+
+
+def second_opinion_for(path: Path) -> tuple[SecondOpinion, str]:
+    """The runtime's own benchmark tool for `path`, and where it is: beside this Python (its
+    environment), else on PATH."""
     import shutil
     import sys
 
-    beside = Path(sys.executable).parent / LITERT_BENCHMARK
-    found = str(beside) if beside.is_file() else shutil.which(LITERT_BENCHMARK)
-    if not found:
-        raise EdgecvError(f"--second-opinion needs {LITERT_BENCHMARK}, which ai-edge-litert 2.x installs; "
-                          "pip install -U ai-edge-litert")
-    return found
+    opinion = SECOND_OPINIONS.get(Path(path).suffix)
+    if opinion is None:
+        raise EdgecvError(f"--second-opinion runs the runtime's own benchmark tool, which edgecv knows for "
+                          f"{', '.join(SECOND_OPINIONS)} files, not {Path(path).name}")
+    beside = Path(sys.executable).parent / opinion.tool
+    tool = str(beside) if beside.is_file() else shutil.which(opinion.tool)
+    if not tool:
+        raise EdgecvError(f"--second-opinion needs {opinion.tool}, which {opinion.package} installs; "
+                          f"pip install -U {opinion.package}")
+    return opinion, tool
 
 
-def second_opinion(path: Path, results: list[dict], warmup: int, timeout_s: float = 600) -> dict:
-    """LiteRT's litert-benchmark on `path` at each thread count of edgecv's `results`, as many timed
-    runs as edgecv took there: its median and mean beside edgecv's p50 and mean."""
-    import json
+def second_opinion(path: Path, results: list[dict], warmup: int, input_shape: tuple, timeout_s: float = 600) -> dict:
+    """The runtime's own benchmark tool on `path` at each thread count of edgecv's `results`, as many
+    timed runs as edgecv took there: its median and mean beside edgecv's p50."""
     import subprocess
     import tempfile
 
     path = Path(path)
-    if path.suffix != ".tflite":
-        raise EdgecvError(f"--second-opinion runs LiteRT's {LITERT_BENCHMARK}: .tflite files only, not {path.name}")
-    command, rows = litert_benchmark_command(), []
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in results:
-            out = Path(tmp) / f"{r['threads']}.json"
-            argv = [command, "--model", str(path), "--num_runs", str(r["runs"]), "--warmup_runs", str(max(warmup, 1)),
-                    "--num_threads", str(r["threads"]), "--result_json", str(out)]
+    (opinion, tool), rows = second_opinion_for(path), []
+    for r in results:
+        with tempfile.TemporaryDirectory() as folder:
+            argv = opinion.argv(tool, path, r["threads"], r["runs"], warmup, input_shape, folder)
             try:
                 proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                raise EdgecvError(f"{LITERT_BENCHMARK} took over {timeout_s:g} s on {path.name}; give fewer --runs") from None
-            if proc.returncode != 0 or not out.is_file():
-                last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                raise EdgecvError(f"{LITERT_BENCHMARK} failed on {path.name} (exit {proc.returncode}): {last}")
-            report = json.loads(out.read_text())
-            latency, theirs = report["latency"], report["latency"]["median_ms"]
-            rows.append({"threads": r["threads"], "median_ms": theirs, "mean_ms": latency["avg_ms"],
-                         "p95_ms": latency["p95_ms"], "runs": latency["num_runs"],
-                         "fully_accelerated": report.get("fully_accelerated"),
-                         "edgecv_p50_ms": r["p50_ms"],
-                         "edgecv_over_theirs": round(r["p50_ms"] / theirs, 3) if theirs else None})
-    return {"tool": LITERT_BENCHMARK, "api": "LiteRT CompiledModel (ai_edge_litert.tools.benchmark_litert_model)",
-            "resolution_ms": LITERT_BENCHMARK_RESOLUTION_MS, "results": rows}
+                raise EdgecvError(f"{opinion.tool} took over {timeout_s:g} s on {path.name}; give fewer --runs") from None
+            try:
+                if proc.returncode != 0:
+                    raise EdgecvError((proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines()
+                                       or ["no output"])[-1])
+                theirs = opinion.read(folder, proc.stdout)
+            except (EdgecvError, OSError, ValueError, KeyError) as e:
+                raise EdgecvError(f"{opinion.tool} failed on {path.name} (exit {proc.returncode}): {e}") from None
+        rows.append({"threads": r["threads"], **theirs, "edgecv_p50_ms": r["p50_ms"],
+                     "edgecv_over_theirs": round(r["p50_ms"] / theirs["median_ms"], 3) if theirs["median_ms"] else None})
+    return {"tool": opinion.tool, "api": opinion.api, "resolution_ms": opinion.resolution_ms, "results": rows}
 
 
 def time_calls(call, seconds: float) -> list[float]:

@@ -15,7 +15,11 @@ RUNNERS = {
 }
 
 
-def open_runner(path, num_threads: int | None = None) -> Runner:
+def open_runner(path, num_threads: int | None = None, *, one_image: bool = False) -> Runner:
+    """A runner for the file's runtime. `one_image`: compiled for batch 1 only, as an app that classifies
+    one image at a time runs it (edgecv bench): an OpenVINO IR compiled for a dynamic batch took 18-24 %
+    longer per image on a 0.2 ms model, 6-7 % on MobileNetV2 (BENCHMARKS.md, "Bench against the
+    runtimes' own tools")."""
     import importlib
 
     from edgecv.errors import ModelError
@@ -29,7 +33,7 @@ def open_runner(path, num_threads: int | None = None) -> Runner:
     if not path.is_file():
         raise ModelError(f"model file '{path}' not found")
     module, name = RUNNERS[path.suffix].split(":")
-    return getattr(importlib.import_module(module), name)(path, num_threads=num_threads)
+    return getattr(importlib.import_module(module), name)(path, num_threads=num_threads, one_image=one_image)
 
 
 def sidecar_path(path) -> Path:

@@ -36,7 +36,8 @@ class LiteRTRunner(Runner):
         except PackageNotFoundError:  # a device with tflite_runtime only
             return f"tflite-runtime {version('tflite-runtime')}"
 
-    def __init__(self, path, num_threads: int | None = None):
+    def __init__(self, path, num_threads: int | None = None, one_image: bool = False):
+        # one_image: nothing to do, the file's own input is batch 1 (run() resizes it for a batch)
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"model file '{path}' not found")

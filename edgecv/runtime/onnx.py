@@ -14,7 +14,8 @@ _DTYPES = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": 
 class ONNXRuntimeRunner(Runner):
     runtime = "onnxruntime"
 
-    def __init__(self, path, num_threads: int | None = None):
+    def __init__(self, path, num_threads: int | None = None, one_image: bool = False):
+        # one_image: onnxruntime plans each call for the shape it is given; nothing to fix in advance
         try:
             import onnxruntime as ort
         except ImportError:

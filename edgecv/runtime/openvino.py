@@ -14,7 +14,7 @@ from edgecv.runtime.base import InputSpec, Runner, default_threads
 class OpenVINORunner(Runner):
     runtime = "openvino"
 
-    def __init__(self, path, num_threads: int | None = None):
+    def __init__(self, path, num_threads: int | None = None, one_image: bool = False):
         try:
             import openvino as ov
         except ImportError:
@@ -33,6 +33,9 @@ class OpenVINORunner(Runner):
             culprit = path.with_suffix(".bin") if "bin file" in reason or "weights" in reason.lower() else path
             raise ModelError(f"cannot load '{path}': OpenVINO could not read {culprit} (truncated or corrupt? "
                              f"{reason}); re-export it with edgecv export") from None
+        if one_image and len(self.model.inputs) == 1:  # static shapes: what a one-image-at-a-time app compiles
+            shape = self.model.inputs[0].get_partial_shape()
+            self.model.reshape(ov.PartialShape([1, *list(shape)[1:]]))
         try:
             self._compiled = core.compile_model(self.model, "CPU", {
                 "INFERENCE_NUM_THREADS": self.num_threads, "INFERENCE_PRECISION_HINT": "f32",
