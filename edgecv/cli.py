@@ -361,7 +361,7 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, benc
     if second_opinion:
         from edgecv.measure.bench import second_opinion_for
 
-        second_opinion_for(artefact)  # an unknown kind of file or a missing tool: said before the bench
+        opinion_tool = second_opinion_for(artefact)[0].tool  # an unknown kind of file or a missing tool: said now
     if benchmark_model is not None and not any(r.startswith("adb://") for r in remote):
         raise EdgecvError("--benchmark-model is for --remote adb://SERIAL (an Android phone); a local or ssh:// bench "
                           "uses edgecv's own runtime")
@@ -387,9 +387,9 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, benc
     with track_stages("runs") as update:
         result = bench_artefact(artefact, threads, warmup, runs, duration, progress=update)
     if second_opinion:
-        from edgecv.measure.bench import second_opinion as runtime_opinion, second_opinion_for
+        from edgecv.measure.bench import second_opinion as runtime_opinion
 
-        with console.status(f"timing {artefact.name} with {second_opinion_for(artefact)[0].tool}"):
+        with console.status(f"timing {artefact.name} with {opinion_tool}"):
             result["second_opinion"] = runtime_opinion(artefact, result["results"], warmup,
                                                        tuple(result["artefact"]["input"]["shape"]))
     if profiles:
@@ -1088,11 +1088,10 @@ def recipes_schema():
 
     Example: edgecv recipes schema
     """
-    from edgecv.pipeline.recipe import schema_reference
-
-    from edgecv.report.terminal import print_table, text_table
-
     from rich.text import Text
+
+    from edgecv.pipeline.recipe import schema_reference
+    from edgecv.report.terminal import print_table, text_table
 
     table = text_table("key", "type", "default", "meaning", prose=("type", "default", "meaning"))
     for row in schema_reference():

@@ -144,7 +144,7 @@ class SecondOpinion:
     package: str  # what installs it
     api: str  # what it times through
     argv: Callable  # (tool path, model, threads, runs, warmup, input shape, report folder) -> argv
-    read: Callable  # (report folder, stdout) -> {median_ms, mean_ms, runs, ...}
+    read: Callable  # (report folder) -> {median_ms, mean_ms, runs, ...}
     resolution_ms: float  # how finely its report rounds a latency
 
 
@@ -153,7 +153,7 @@ def _litert_argv(tool, model, threads, runs, warmup, shape, folder):
             "--num_threads", str(threads), "--result_json", str(Path(folder) / "result.json")]
 
 
-def _litert_read(folder, stdout) -> dict:
+def _litert_read(folder) -> dict:
     report = json.loads((Path(folder) / "result.json").read_text())
     latency = report["latency"]
     return {"median_ms": latency["median_ms"], "mean_ms": latency["avg_ms"], "runs": latency["num_runs"],
@@ -168,7 +168,7 @@ def _openvino_argv(tool, model, threads, runs, warmup, shape, folder):
             "-niter", str(runs), "-report_type", "no_counters", "-report_folder", str(folder), "-json_stats"]
 
 
-def _openvino_read(folder, stdout) -> dict:
+def _openvino_read(folder) -> dict:
     results = json.loads((Path(folder) / "benchmark_report.json").read_text())["execution_results"]
     if "error" in results:
         raise EdgecvError(results["error"])
@@ -221,7 +221,7 @@ def second_opinion(path: Path, results: list[dict], warmup: int, input_shape: tu
                 if proc.returncode != 0:
                     raise EdgecvError((proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines()
                                        or ["no output"])[-1])
-                theirs = opinion.read(folder, proc.stdout)
+                theirs = opinion.read(folder)
             except (EdgecvError, OSError, ValueError, KeyError) as e:
                 raise EdgecvError(f"{opinion.tool} failed on {path.name} (exit {proc.returncode}): {e}") from None
         rows.append({"threads": r["threads"], **theirs, "edgecv_p50_ms": r["p50_ms"],

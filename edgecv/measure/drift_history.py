@@ -30,9 +30,10 @@ def read_history(path: Path) -> list[dict]:
             entry = json.loads(line)
         except json.JSONDecodeError:
             entry = None
-        if not isinstance(entry, dict) or entry.get("format") != HISTORY_FORMAT or not isinstance(entry.get("findings"), dict):
-            raise DriftError(f"line {number} of --history {path} is not an edgecv drift check; fix or remove that line, "
-                             "or pass a new file to start another history")
+        if (not isinstance(entry, dict) or entry.get("format") != HISTORY_FORMAT
+                or not isinstance(entry.get("findings"), dict)):
+            raise DriftError(f"line {number} of --history {path} is not an edgecv drift check; fix or remove that "
+                             "line, or pass a new file to start another history")
         entries.append(entry)
     return entries
 
@@ -47,8 +48,9 @@ def history_entry(result: dict, checked_at: datetime | None = None) -> dict:
             "findings": {f["check"]: {"status": f["status"], "psi": f["psi"]} for f in result["findings"]}}
 
 
-def _same_reference(entry: dict, current: dict) -> bool:
-    return all(entry.get(k) == current[k] for k in ("artefact_sha256", "reference_created_at"))
+def _same_reference(entry: dict, result: dict) -> bool:
+    return (entry.get("artefact_sha256"), entry.get("reference_created_at")) == (
+        result["reference"]["artefact_sha256"], result["reference"]["created_at"])
 
 
 def apply_history(result: dict, earlier: list[dict], alert_after: int | None) -> dict:
@@ -57,12 +59,11 @@ def apply_history(result: dict, earlier: list[dict], alert_after: int | None) ->
     `alert_after`, a finding that has warned that many checks in a row becomes an alert. Returns the
     history summary, whose last `recent` entry is this check's line; changes `result` in place (findings,
     drift, notes)."""
-    current = history_entry(result)
-    same = [e for e in earlier if _same_reference(e, current)]
+    same = [e for e in earlier if _same_reference(e, result)]
     runs = {}
     for f in result["findings"]:
-        run = 0
-        for entry in [current] + same[::-1]:  # latest first
+        run = 1 if f["status"] in ("warn", "alert") else 0
+        for entry in same[::-1] if run else []:  # latest first
             if (entry["findings"].get(f["check"]) or {}).get("status") not in ("warn", "alert"):
                 break
             run += 1
@@ -79,10 +80,8 @@ def apply_history(result: dict, earlier: list[dict], alert_after: int | None) ->
     if other:
         result["notes"].append(f"{other} earlier check{'s' if other > 1 else ''} in the history ran against another "
                                "artefact or reference: not compared")
-    current.update(drift=result["drift"], findings={f["check"]: {"status": f["status"], "psi": f["psi"]}
-                                                    for f in result["findings"]})  # after --alert-after
     return {"earlier_checks": len(same), "other_reference_checks": other, "alert_after": alert_after,
-            "consecutive_non_ok": runs, "recent": same[-(HISTORY_SHOWN - 1):] + [current]}
+            "consecutive_non_ok": runs, "recent": same[-(HISTORY_SHOWN - 1):] + [history_entry(result)]}
 
 
 def append_history(path: Path, entry: dict) -> None:

@@ -22,7 +22,8 @@ FEW_CALIBRATION = 200  # below this, int8 ranges start to depend on which images
 
 def run_export_command(model: Path, fmt: str, calibration: str | None, calibration_samples: int, out: Path | None,
                        normalization: str, check_samples: int, console, force: bool = False,
-                       trust_model: bool = False, max_drop: float | None = None, classes: list[str] | None = None) -> dict:
+                       trust_model: bool = False, max_drop: float | None = None,
+                       classes: list[str] | None = None) -> dict:
     """`classes`: a bare model's class names in the order of its outputs (else a calibration
     folder's, sorted by name); the artefact records them and `edgecv eval` matches folders to them."""
     spec_fmt = FORMATS[fmt]
@@ -60,8 +61,8 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
         if classes and len(classes) != num_classes:
             raise DataError(f"--classes names {len(classes)} classes but {model.name} predicts {num_classes}; name "
                             "each output once, in order")
-    ds = (load_dataset(data, image_size=max(spec.height, spec.width), classes=None if is_run else classes)
-          if data else None)  # once: --max-drop reads it too
+    # once: --max-drop reads it too
+    ds = load_dataset(data, image_size=max(spec.height, spec.width), classes=classes) if data else None
     calib, check, class_names, note = _images(ds, data, spec, class_names, num_classes, calibration_samples,
                                               check_samples, source)
     if calib is not None and spec_fmt.needs_calibration and len(calib) < FEW_CALIBRATION:
