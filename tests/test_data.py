@@ -111,6 +111,9 @@ def test_labels_are_matched_to_a_models_classes_by_name():
     labels = np.array([0, 1, 1, 0])
     np.testing.assert_array_equal(labels_by_name(["bag", "t-shirt_top"], labels, model, "d"), [2, 0, 0, 2])
     np.testing.assert_array_equal(labels_by_name(["0", "1"], labels, model, "d"), labels)  # unnamed: by number
+    np.testing.assert_array_equal(labels_by_name(["0", "2"], labels, model, "d"), [0, 2, 2, 0])  # a folder's number
+    with pytest.raises(DataError, match=r"class folders 3, 7 of 'd' are numbered beyond the model's 3 classes \(0-2\)"):
+        labels_by_name(["0", "3", "7"], labels, model, "d")
     np.testing.assert_array_equal(labels_by_name(["bag", "coat"], labels, [], "d"), labels)  # a model without names
     with pytest.raises(DataError, match="class folder coat of 'd' is not among the classes the model predicts"):
         labels_by_name(["bag", "coat"], labels, model, "d")

@@ -271,7 +271,8 @@ def _name_key(name: str) -> str:
 def labels_by_name(class_names: list[str], labels: np.ndarray, model_classes: list[str], source: str) -> np.ndarray:
     """Labels of `source` (indices into its class_names) as indices of the model's classes: matched by
     name (exactly, else ignoring case and punctuation), so a folder need not sort in the model's order
-    and may hold only some of its classes; by number when either side's classes are unnamed."""
+    and may hold only some of its classes. Folders named by number are those class numbers; an unnamed
+    model's classes are the folders in sorted order."""
     if not model_classes:
         return labels.astype(np.int64)
     index = {n: i for i, n in enumerate(model_classes)}
@@ -288,9 +289,16 @@ def labels_by_name(class_names: list[str], labels: np.ndarray, model_classes: li
     mapped = [model_index(n) for n in class_names]
     if all(m is not None for m in mapped) and len(set(mapped)) == len(mapped):
         return np.array(mapped, np.int64)[labels] if len(labels) else labels.astype(np.int64)
-    numbered = all(n.isdigit() for n in class_names) or all(n.isdigit() for n in model_classes)
-    if numbered and (not len(labels) or labels.max() < len(model_classes)):
-        return labels.astype(np.int64)
+    if all(n.isdigit() for n in class_names):  # folders named by class number: the number is the class
+        beyond = [n for n in class_names if int(n) >= len(model_classes)]
+        if not beyond:
+            return np.array([int(n) for n in class_names], np.int64)[labels] if len(labels) else labels.astype(np.int64)
+        raise DataError(f"class folder{'s' if len(beyond) > 1 else ''} {', '.join(beyond[:5])}"
+                        f"{', ...' if len(beyond) > 5 else ''} of '{source}' {'are' if len(beyond) > 1 else 'is'} "
+                        f"numbered beyond the model's {len(model_classes)} classes (0-{len(model_classes) - 1}); "
+                        f"remove {'them' if len(beyond) > 1 else 'it'}, or name the class subfolders as the model's classes")
+    if all(n.isdigit() for n in model_classes) and (not len(labels) or labels.max() < len(model_classes)):
+        return labels.astype(np.int64)  # an unnamed model: folders count in sorted order, as Keras numbers them
     unknown = [n for n, m in zip(class_names, mapped) if m is None]
     raise DataError(f"class folder{'s' if len(unknown) > 1 else ''} {', '.join(unknown[:5])}"
                     f"{', ...' if len(unknown) > 5 else ''} of '{source}' {'are' if len(unknown) > 1 else 'is'} not "
