@@ -145,7 +145,6 @@ def build(name: str, size: int):
     apps, shape = keras().applications, (size, size, 3)
     common = dict(input_shape=shape, weights=None, classes=1000)
     builders = {
-        "mobilenet_v1_1.0": lambda: apps.MobileNet(alpha=1.0, **common),
         "mobilenet_v2_1.0": lambda: apps.MobileNetV2(alpha=1.0, **common),
         # published figures time the network alone: no Rescaling layer in front
         "mobilenet_v3_large_1.0": lambda: apps.MobileNetV3Large(include_preprocessing=False, **common),
@@ -156,6 +155,8 @@ def build(name: str, size: int):
     }
     if name.startswith("efficientnet_lite"):
         return build_student(name, shape, 1000)
+    if name.startswith("mobilenet_v1_"):  # mobilenet_v1_<width>: 0.25, 0.50, 0.75 or 1.0
+        return apps.MobileNet(alpha=float(name.rsplit("_", 1)[1]), **common)
     return builders[name]()
 
 
@@ -315,6 +316,23 @@ def host_markdown(rows: list[dict], host_fits: list[dict], machine: dict) -> lis
     return lines + [""] + [f"- {f['precision']}, {f['threads']} threads: {f['how']}." for f in host_fits if f["threads"] != 1]
 
 
+def tiny_rows_note(loo: list[dict]) -> str:
+    """What the smallest published networks (the scale of edgecv's 32-100 px students, whose time goes to
+    per-op costs more than MACs) say about int8 against fp32, and how the fit prices them."""
+    pairs = {}
+    for r in loo:
+        pairs.setdefault((r["device"], r["model"], r["input"]), {})[r["precision"]] = r
+    both = sorted((k for k, v in pairs.items() if len(v) == 2), key=lambda k: pairs[k]["fp32"]["latency_ms"])
+    if not both:
+        return ""
+    device, model, size = both[0]
+    fp32, int8 = pairs[both[0]]["fp32"], pairs[both[0]]["int8"]
+    return (f"The smallest network with both precisions, {model} @{size} on {device}, runs int8 "
+            f"{fp32['latency_ms'] / int8['latency_ms']:.1f}x faster than fp32 as published "
+            f"({fp32['latency_ms']:g} vs {int8['latency_ms']:g} ms) and "
+            f"{fp32['predicted_ms'] / int8['predicted_ms']:.1f}x as estimated with each row left out.")
+
+
 def markdown(result: dict) -> str:
     loo = result["leave_one_out"]
     errors = [abs(r["error"]) for r in loo if r["error"] is not None]
@@ -326,13 +344,15 @@ def markdown(result: dict) -> str:
         "the other rows; the cost model is described in `edgecv/measure/estimate.py`.",
         "",
         f"The {len(within)} rows whose device has other rows at the same precision: median {np.median(within):.1%}, "
-        f"worst {max(within):.1%}. The target is missed on the {len(alone)} rows that are the only one of their "
-        "device and precision (" + ", ".join(f"{r['device']} {r['model']} {r['precision']} {r['error']:+.0%}" for r in alone)
-        + "): with the row left out, the device's scale at that precision has to come from its other precision and the "
-        "int8/fp32 speed-up of other cores with dot-product instructions, and that is not what these rows show "
-        "(the published pixel3 int8 speed-up on MobileNetV1 is 1.8×, the Pixel 4's 2.8×). The int8 figures of the "
-        "ncnn-scaled profiles (android-a55, jetson-nano, jetson-orin-nano) rest on that same transfer, so treat them "
-        "as the least certain estimates edgecv makes; rpi4 and pixel-4 are fitted to their own rows at both precisions.",
+        f"worst {max(within):.1%}." + (
+            f" The {len(alone)} rows that are the only one of their device and precision ("
+            + ", ".join(f"{r['device']} {r['model']} {r['precision']} {r['error']:+.0%}" for r in alone)
+            + ") are predicted from the device's other precision times the int8/fp32 ratio of other cores with the "
+            "same dot-product support." if alone else " Every row has others of its device and precision.")
+        + f" {tiny_rows_note(loo)} The int8 figures of the ncnn-scaled profiles (android-a55, jetson-nano, "
+        "jetson-orin-nano) take the int8/fp32 ratio of the fitted devices with the same dot-product support, which "
+        "no row checks, so treat them as the least certain estimates edgecv makes; rpi4 and pixel-4 are "
+        "fitted to their own rows at both precisions.",
         "",
         "| model | input | precision | device | threads | published ms | estimated ms | error | predicted from | source |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -365,7 +385,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / ".cache" / "estimator",
                         help="converted .tflite files are kept here between runs")
-    parser.add_argument("--skip-host", action="store_true", help="fit and validate only; no host measurements")
+    parser.add_argument("--skip-host", action="store_true",
+                        help="fit and validate only; the host tables of the last results are kept, not re-measured")
     parser.add_argument("--host-only", action="store_true",
                         help="re-measure the host table only; the fit and leave-one-out come from the last results")
     parser.add_argument("--other-host", action="store_true",
@@ -390,7 +411,10 @@ def main():
         machine = lambda m: (m.get("cpu_model"), m.get("cores_logical"))  # noqa: E731
         result["other_hosts"] = [o for o in result.get("other_hosts", [])
                                  if machine(o["host_machine"]) != machine(table["host_machine"])] + [table]
-    elif not args.skip_host:
+    elif args.skip_host:  # the host's own fit does not use the published rows: its last table still holds
+        last = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+        result.update({k: last[k] for k in ("host", "host_fits", "host_machine", "other_hosts") if k in last})
+    else:
         result["host"] = host_side_by_side(args.cache, threads_list)
         result["host_fits"] = host_fits(threads_list)
         result["host_machine"] = machine_facts()

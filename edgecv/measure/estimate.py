@@ -317,19 +317,21 @@ THREAD_ANCHORS = {"one": ("pixel3a", 1, 2.0), "many": ("pixel3", 4, 2.8)}
 
 def thread_scaling(rows: list[AnchorRow] | None = None) -> dict:
     """Amdahl's-law parallel fraction of a CPU inference, from the published rows of the same model
-    at 1 thread (Pixel 3a) and 4 threads (Pixel 3), the 1-thread time scaled to the 4-thread phone's
-    clock: the only like-for-like thread comparison in the anchor table."""
+    and input size at 1 thread (Pixel 3a) and 4 threads (Pixel 3), the 1-thread time scaled to the
+    4-thread phone's clock: the only like-for-like thread comparisons in the anchor table."""
     rows = rows if rows is not None else read_anchors()
     (d1, n1, ghz1), (dn, n, ghzn) = THREAD_ANCHORS["one"], THREAD_ANCHORS["many"]
-    one = {(r.model, r.precision): r.latency_ms for r in rows if (r.device, r.runtime, r.threads) == (d1, "tflite", n1)}
-    many = {(r.model, r.precision): r.latency_ms for r in rows if (r.device, r.runtime, r.threads) == (dn, "tflite", n)}
+    one = {(r.model, r.input, r.precision): r.latency_ms for r in rows
+           if (r.device, r.runtime, r.threads) == (d1, "tflite", n1)}
+    many = {(r.model, r.input, r.precision): r.latency_ms for r in rows
+            if (r.device, r.runtime, r.threads) == (dn, "tflite", n)}
     pairs = sorted(set(one) & set(many))
     if not pairs:
         raise EdgecvError("the anchor table has no model at both 1 and 4 threads on one core type; "
                           "thread scaling cannot be derived")
     speedup = float(np.exp(np.mean([np.log(one[k] * ghz1 / ghzn / many[k]) for k in pairs])))
     fraction = min(1.0, max(0.0, (1 - 1 / speedup) / (1 - 1 / n)))
-    names = ", ".join(f"{m} {p}" for m, p in pairs)
+    names = ", ".join(f"{m} @{size} {p}" for m, size, p in pairs)
     return {"parallel_fraction": fraction,
             "how": f"Amdahl's law, parallel fraction {fraction:.2f}: published {names} at 1 thread ({d1}) and {n} "
                    f"threads ({dn}), same core type, clock-normalised: {speedup:.2f}x at {n} threads"}
