@@ -261,7 +261,8 @@ def quant_debug_cmd(model, calibration, samples, top, normalization, as_json, tr
 @click.option("--data", "-d", required=True, help="labelled images: folder (one subfolder per class; of a folder with "
               "train/ and test/ only test/ is read), .npz, fashion-mnist[-mini]")
 @click.option("--threads", callback=_whole_numbers(local_cores=True), help="runtime threads [default: min(4, cores)]")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="write the full result (with per-sample predictions) here")
+@click.option("--json", "json_path", type=click.Path(path_type=Path),
+              help="write the full result (with per-sample predictions) here; - for standard output")
 def eval_cmd(artefact, data, threads, json_path):
     """Accuracy of an exported artefact (.tflite, OpenVINO .xml, .onnx) with its own runtime, using
     the preprocessing and labels recorded in it. Needs no TensorFlow.
@@ -270,10 +271,11 @@ def eval_cmd(artefact, data, threads, json_path):
     Examples:
       edgecv eval runs/exp1/artefacts/student-int8.tflite --data fashion-mnist
       edgecv eval model.onnx --data test_images/ --json eval.json
+      edgecv eval student-int8.tflite --data test_images/ --json - | jq .top1   # JSON on stdout, table on stderr
     """
-    from edgecv.fileio import check_writable_file, output_errors, write_json_atomic
+    from edgecv.fileio import check_outputs
 
-    check_writable_file(json_path, "--json")
+    check_outputs((json_path, "--json"))
     from edgecv.measure.evaluate import evaluate_artefact
     from edgecv.progress import track_count
 
@@ -295,10 +297,17 @@ def eval_cmd(artefact, data, threads, json_path):
                       "subfolders to score held-out images only", highlight=False)
     for warning in result["data"]["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    _json_done(json_path, result)
+
+
+def _json_done(json_path: Path | None, result: dict) -> None:
+    """--json PATH: the result written there (or to standard output for "-"), and said so on stderr."""
+    from edgecv.fileio import json_text, to_stdout, write_output
+
     if json_path:
-        with output_errors(json_path, "--json"):
-            write_json_atomic(json_path, result)
-        console.print(f"Written: {json_path}")
+        write_output(json_path, json_text(result), "--json")
+        if not to_stdout(json_path):
+            console.print(f"Written: {json_path}")
 
 
 @main.command("bench")
@@ -308,7 +317,8 @@ def eval_cmd(artefact, data, threads, json_path):
 @click.option("--runs", type=int, help="timed runs per thread count [default: >= 100 runs and >= 5 s]")
 @click.option("--duration", type=float, help="seconds of timed runs per thread count (instead of --runs)")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
-              help="write the result, every run's time included, here (several --remote: a folder, one <device>.json each)")
+              help="write the result, every run's time included, here, or - for standard output (several --remote: a "
+                   "folder, one <device>.json each)")
 @click.option("--remote", metavar="ssh://[user@]host[:port] | adb://[SERIAL]", multiple=True, is_eager=True,  # read before --threads
               help="run on a device with edgecv installed, over SSH, or on an Android phone over adb with LiteRT's "
                    "benchmark_model (--benchmark-model); repeat it to bench several devices at once")
@@ -340,7 +350,7 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, benc
       edgecv bench student-int8.tflite --remote adb:// --benchmark-model ./benchmark_model --device pixel-4
       edgecv bench student-int8.tflite --threads 1,2 --second-opinion  # and LiteRT's litert-benchmark
     """
-    from edgecv.fileio import check_writable_dir, check_writable_file
+    from edgecv.fileio import check_outputs, check_writable_dir, to_stdout
 
     if runs is not None and duration is not None:
         raise click.UsageError("give --runs or --duration, not both")
@@ -348,8 +358,12 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, benc
     if device_ids and len(device_ids) != max(1, len(remote)):
         raise EdgecvError(f"give one --device per --remote, in the same order ({len(remote)} --remote, "
                           f"{len(device_ids)} --device)" if fleet else "give --device once")
-    if json_path:
-        (check_writable_dir if fleet else check_writable_file)(json_path, "--json")
+    if fleet and to_stdout(json_path):
+        raise EdgecvError("--json - writes one result to standard output, but several --remote make one per device; "
+                          "give --json a folder")
+    if fleet and json_path:
+        check_writable_dir(json_path, "--json")
+    check_outputs((None if fleet else json_path, "--json"))
     profiles = []
     if device_ids:
         from edgecv.devices import load_profile
@@ -398,13 +412,8 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, benc
 
 
 def _bench_done(result: dict, json_path: Path | None) -> None:
-    from edgecv.fileio import output_errors, write_json_atomic
-
     print_bench(result)
-    if json_path:
-        with output_errors(json_path, "--json"):
-            write_json_atomic(json_path, result)
-        console.print(f"Written: {json_path}")
+    _json_done(json_path, result)
 
 
 def _fleet_done(results: list[dict], failures: list[dict], json_dir: Path | None) -> None:
@@ -534,9 +543,12 @@ def profile_cmd(artefact, device_ids, bench_files, threads, as_json):
               help="runtime threads for --rebench [default: min(4, cores)]")
 @click.option("--baseline-artefact", type=click.Path(path_type=Path), help="--rebench: the baseline's file, when not beside its report")
 @click.option("--candidate-artefact", type=click.Path(path_type=Path), help="--rebench: the candidate's file, when not beside its report")
-@click.option("--junit", "junit_path", type=click.Path(path_type=Path), help="write JUnit XML here (one test case per check)")
-@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), help="write Markdown here (e.g. $GITHUB_STEP_SUMMARY)")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="write the verdict as JSON here")
+@click.option("--junit", "junit_path", type=click.Path(path_type=Path),
+              help="write JUnit XML here (one test case per check); - for standard output")
+@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path),
+              help="write Markdown here (e.g. $GITHUB_STEP_SUMMARY); - for standard output")
+@click.option("--json", "json_path", type=click.Path(path_type=Path),
+              help="write the verdict as JSON here; - for standard output (the table then goes to stderr)")
 @click.option("--update-baseline", is_flag=True, help="after gating, write the candidate over --baseline (atomically) and exit 0")
 def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, baseline_artefact, candidate_artefact,
              junit_path, markdown_path, json_path, update_baseline):
@@ -554,9 +566,9 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
       edgecv gate -b runs/exp1 -c runs/exp2 --rebench --check "latency.host max-increase 10%" --junit gate.xml
       edgecv gate -b ci/baseline.json -c runs/exp2 --markdown "$GITHUB_STEP_SUMMARY"   # checks from the recipe
       edgecv gate -b ci/baseline.json -c runs/exp2 --update-baseline
+      edgecv gate -b ci/baseline.json -c runs/exp2 --json - | jq .passed
     """
-    from edgecv.fileio import (check_writable_file, output_errors, write_bytes_atomic, write_json_atomic,
-                               write_text_atomic)
+    from edgecv.fileio import check_outputs, check_writable_file, json_text, output_errors, write_bytes_atomic, write_output
     from edgecv.gate import (checks_from_recipe, load_report, render_json, render_junit, render_markdown,
                              render_table, run_gate)
     from edgecv.gate.render import details, verdict
@@ -566,13 +578,12 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
 
     # every output is checked before the verdict: a path that cannot be written is exit 2, never a
     # PASS followed by exit 1 (which CI would read as a regression)
-    for path, option in ((junit_path, "--junit"), (markdown_path, "--markdown"), (json_path, "--json")):
-        check_writable_file(path, option)
+    piped = check_outputs((junit_path, "--junit"), (markdown_path, "--markdown"), (json_path, "--json"))
     if update_baseline and baseline.is_dir():
         raise EdgecvError(f"--update-baseline writes a file, but '{baseline}' is a directory; pass its report.json path")
     if update_baseline:
         check_writable_file(baseline, "--baseline")
-    out = wide(Console())  # the verdict is the output: stdout, wide enough for a CI log
+    out = wide(Console(stderr=piped))  # the verdict is the output: stdout (unless a file goes there), wide for a CI log
     cand = load_report(candidate)
     candidate_file = candidate / REPORT_JSON if candidate.is_dir() else candidate
     if update_baseline and not baseline.exists():
@@ -594,15 +605,14 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
     for note in result.notes:
         out.print(f"note: {note}")
     out.print(verdict(result))
-    for path, option, write in (
-            (junit_path, "--junit", lambda p: write_text_atomic(p, render_junit(result))),
-            (markdown_path, "--markdown", lambda p: write_text_atomic(p, render_markdown(result))),
-            (json_path, "--json", lambda p: write_json_atomic(p, {**render_json(result), "rebench": measured})),
-            (update_baseline and baseline, "--baseline", lambda p: write_bytes_atomic(p, candidate_file.read_bytes()))):
+    for path, option, text in ((junit_path, "--junit", lambda: render_junit(result)),
+                               (markdown_path, "--markdown", lambda: render_markdown(result)),
+                               (json_path, "--json", lambda: json_text({**render_json(result), "rebench": measured}))):
         if path:
-            with output_errors(path, option):
-                write(path)
+            write_output(path, text(), option)
     if update_baseline:
+        with output_errors(baseline, "--baseline"):
+            write_bytes_atomic(baseline, candidate_file.read_bytes())
         out.print(f"Baseline updated: {baseline} is now {candidate_file} (the verdict above was not enforced)")
         return
     sys.exit(0 if result.passed else 1)
@@ -637,9 +647,12 @@ def _rebench(base: dict, cand: dict, baseline: Path, candidate: Path, artefact, 
 @click.option("--psi-alert", default=0.25, show_default=True, help="population stability index that alerts")
 @click.option("--alpha", default=0.01, show_default=True, help="significance level of the tests, after the Holm correction")
 @click.option("--threads", callback=_whole_numbers(local_cores=True), help="runtime threads [default: min(4, cores)]")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="write the findings as JSON here")
-@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), help="write Markdown here (e.g. $GITHUB_STEP_SUMMARY)")
-@click.option("--junit", "junit_path", type=click.Path(path_type=Path), help="write JUnit XML here (one test case per finding)")
+@click.option("--json", "json_path", type=click.Path(path_type=Path),
+              help="write the findings as JSON here; - for standard output (the table then goes to stderr)")
+@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path),
+              help="write Markdown here (e.g. $GITHUB_STEP_SUMMARY); - for standard output")
+@click.option("--junit", "junit_path", type=click.Path(path_type=Path),
+              help="write JUnit XML here (one test case per finding); - for standard output")
 @click.option("--history", "history_path", type=click.Path(path_type=Path),
               help="append this check to a JSON Lines history here and show the last checks against the same reference")
 @click.option("--alert-after", type=int, metavar="N",
@@ -665,14 +678,15 @@ def drift_cmd(run_or_reference, field, artefact, psi_warn, psi_alert, alpha, thr
       edgecv drift runs/exp1 --data labelled_field/ --markdown "$GITHUB_STEP_SUMMARY" --psi-alert 0.3
       edgecv drift runs/exp1 --data /var/captures/today/ --history drift_history.jsonl --alert-after 3  # nightly
     """
-    from edgecv.fileio import check_writable_file, output_errors, write_json_atomic, write_text_atomic
+    from edgecv.fileio import check_outputs, json_text, output_errors, to_stdout, write_output
     from edgecv.measure.drift import Thresholds
     from edgecv.measure.drift_history import append_history, apply_history, read_history
 
     # every output is checked first: a path that cannot be written is exit 2, never a verdict and exit 1
-    for path, option in ((junit_path, "--junit"), (markdown_path, "--markdown"), (json_path, "--json"),
-                         (history_path, "--history")):
-        check_writable_file(path, option)
+    if to_stdout(history_path):
+        raise EdgecvError("--history - : the history is a file each check reads and appends to; give a file path")
+    piped = check_outputs((junit_path, "--junit"), (markdown_path, "--markdown"), (json_path, "--json"),
+                          (history_path, "--history"))
     if alert_after is not None and (history_path is None or alert_after < 2):
         raise EdgecvError("--alert-after N counts warnings over the checks in --history: give --history FILE and "
                           "N of 2 or more" if history_path is None else f"--alert-after must be 2 or more, got {alert_after}")
@@ -703,20 +717,20 @@ def drift_cmd(run_or_reference, field, artefact, psi_warn, psi_alert, alpha, thr
     result = compare(reference, observed, field_set, thresholds).to_dict()
     if history_path:
         result["history"] = apply_history(result, earlier, alert_after)
-    out = wide(Console())  # the verdict is the output: stdout, wide enough for a CI log
+    out = wide(Console(stderr=piped))  # the verdict is the output: stdout (unless a file goes there), wide for a CI log
     print_table(out, render_drift_table(result))
     for line in drift_details(result):
         out.print(line, markup=False, highlight=False)
     if history_path:
         print_table(out, render_drift_history(result))
-    for path, option, write in (
-            (junit_path, "--junit", lambda p: write_text_atomic(p, render_drift_junit(result))),
-            (markdown_path, "--markdown", lambda p: write_text_atomic(p, render_drift_markdown(result))),
-            (json_path, "--json", lambda p: write_json_atomic(p, result)),
-            (history_path, "--history", lambda p: append_history(p, result["history"]["recent"][-1]))):
+    for path, option, text in ((junit_path, "--junit", lambda: render_drift_junit(result)),
+                               (markdown_path, "--markdown", lambda: render_drift_markdown(result)),
+                               (json_path, "--json", lambda: json_text(result))):
         if path:
-            with output_errors(path, option):
-                write(path)
+            write_output(path, text(), option)
+    if history_path:
+        with output_errors(history_path, "--history"):
+            append_history(history_path, result["history"]["recent"][-1])
     sys.exit(1 if result["drift"] else 0)
 
 

@@ -5,6 +5,7 @@ import gzip
 import json
 import os
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,8 +45,42 @@ def write_text_atomic(path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def json_text(obj) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False) + "\n"
+
+
 def write_json_atomic(path, obj) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    write_text_atomic(path, json_text(obj))
+
+
+STDOUT = "-"  # an output option given as "-" writes to standard output: `edgecv eval ... --json - | jq`
+
+
+def to_stdout(path) -> bool:
+    return path is not None and str(path) == STDOUT
+
+
+def check_outputs(*outputs: tuple) -> bool:
+    """check_writable_file for each (path, option) pair, before any work; "-" is standard output, which
+    one option at most may take. True when one does: the command's own tables then go to stderr."""
+    dashes = [option for path, option in outputs if to_stdout(path)]
+    if len(dashes) > 1:
+        raise OutputError(f"{' and '.join(dashes)} each say '-' (standard output), which only one can take; give the others a "
+                          "file path")
+    for path, option in outputs:
+        if not to_stdout(path):
+            check_writable_file(path, option)
+    return bool(dashes)
+
+
+def write_output(path, text: str, option: str) -> None:
+    """`text` to the file `path`, atomically, or to standard output when `path` is "-"."""
+    with output_errors(path, option):
+        if to_stdout(path):
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            write_text_atomic(path, text)
 
 
 def check_writable_file(path, option: str) -> Path | None:

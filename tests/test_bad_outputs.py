@@ -71,6 +71,28 @@ def test_gate_writes_good_outputs_and_exits_0(tmp_path):
     assert (tmp_path / "out" / "gate.xml").is_file() and json.loads((tmp_path / "gate.json").read_text())["passed"]
 
 
+def test_a_dash_writes_an_output_to_stdout_and_the_table_to_stderr(tmp_path):
+    """`--json -` (and --markdown, --junit) is standard output, as Unix tools read it: `| jq` gets the
+    JSON alone. Only one output can take it. (eval writes its --json as bench does, through _json_done.)"""
+    base = write_report(tmp_path / "base.json", report())
+    proc = run_cli("gate", "-b", base, "-c", base, *PASSING, "--json", "-", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["passed"] and "PASS" in proc.stderr
+    proc = run_cli("gate", "-b", base, "-c", base, *PASSING, "--markdown", "-", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("## edgecv gate: PASS")
+    assert_user_error(run_cli("gate", "-b", base, "-c", base, *PASSING, "--markdown", "-", "--json", "-", cwd=tmp_path),
+                      "--markdown and --json each say '-'")
+    model = tmp_path / "m.tflite"
+    model.write_bytes(build_small_cnn())
+    proc = run_cli("bench", model, "--threads", "1", "--runs", "20", "--warmup", "2", "--json", "-", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    bench = json.loads(proc.stdout)
+    assert bench["schema"] == "edgecv.bench/1" and bench["results"][0]["runs"] == 20 and "p50" in proc.stderr
+    assert_user_error(run_cli("bench", model, "--remote", "ssh://a", "--remote", "ssh://b", "--json", "-"),
+                      "several --remote")
+    assert not (tmp_path / "-").exists()  # no file named '-'
+
+
 @pytest.mark.parametrize("kind", ["folder", "under_file"])
 def test_eval_json_is_checked_before_evaluating(tmp_path, kind):
     model = tmp_path / "m.tflite"

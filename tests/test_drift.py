@@ -240,6 +240,10 @@ def test_outputs_and_an_image_folder_without_tensorflow(shipped, tmp_path):
     assert size["field"] == "40x40" and size["status"] == "ok"  # same aspect, another size
     xmlschema.XMLSchema(str(JUNIT_XSD)).validate(out / "d.xml")
     assert (out / "d.md").read_text().startswith("## edgecv drift: ")
+    piped = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW, "drift", shipped["reference"], "--data", folder,
+                            "--json", "-"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert piped.returncode == proc.returncode, piped.stderr
+    assert json.loads(piped.stdout)["field"]["images"] == 120 and "edgecv drift:" in piped.stderr  # the table
 
 
 def test_bad_inputs_are_one_line(shipped, tmp_path):
@@ -254,6 +258,9 @@ def test_bad_inputs_are_one_line(shipped, tmp_path):
     blocker.write_text("")
     proc = run_cli("drift", shipped["reference"], "--data", good, "--json", blocker / "d.json")
     assert_user_error(proc, "--json")
+    assert_user_error(run_cli("drift", shipped["reference"], "--data", good, "--history", "-"), "--history -")
+    assert_user_error(run_cli("drift", shipped["reference"], "--data", good, "--json", "-", "--junit", "-"),
+                      "--junit and --json each say '-'")
     assert_user_error(run_cli("drift", shipped["reference"], "--data", good, "--psi-warn", "0.3"), "--psi-warn")
     lone = tmp_path / "lone" / REFERENCE_FILE
     lone.parent.mkdir()
