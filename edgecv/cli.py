@@ -531,6 +531,23 @@ def profile_cmd(artefact, device_ids, bench_files, threads, as_json):
         print_table(console, table)
 
 
+def _ci_outputs(case: str, record: str):
+    """gate's and drift's CI outputs, --junit, --markdown and --json: a file each, or - for standard output."""
+    options = (
+        click.option("--junit", "junit_path", type=click.Path(path_type=Path),
+                     help=f"write JUnit XML here (one test case per {case}); - for standard output"),
+        click.option("--markdown", "markdown_path", type=click.Path(path_type=Path),
+                     help="write Markdown here (e.g. $GITHUB_STEP_SUMMARY); - for standard output"),
+        click.option("--json", "json_path", type=click.Path(path_type=Path),
+                     help=f"write {record} as JSON here; - for standard output (the table then goes to stderr)"))
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
 @main.command("gate")
 @click.option("--baseline", "-b", required=True, type=click.Path(path_type=Path), help="baseline report.json (or its run directory)")
 @click.option("--candidate", "-c", required=True, type=click.Path(path_type=Path), help="candidate report.json (or its run directory)")
@@ -543,12 +560,7 @@ def profile_cmd(artefact, device_ids, bench_files, threads, as_json):
               help="runtime threads for --rebench [default: min(4, cores)]")
 @click.option("--baseline-artefact", type=click.Path(path_type=Path), help="--rebench: the baseline's file, when not beside its report")
 @click.option("--candidate-artefact", type=click.Path(path_type=Path), help="--rebench: the candidate's file, when not beside its report")
-@click.option("--junit", "junit_path", type=click.Path(path_type=Path),
-              help="write JUnit XML here (one test case per check); - for standard output")
-@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path),
-              help="write Markdown here (e.g. $GITHUB_STEP_SUMMARY); - for standard output")
-@click.option("--json", "json_path", type=click.Path(path_type=Path),
-              help="write the verdict as JSON here; - for standard output (the table then goes to stderr)")
+@_ci_outputs(case="check", record="the verdict")
 @click.option("--update-baseline", is_flag=True, help="after gating, write the candidate over --baseline (atomically) and exit 0")
 def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, baseline_artefact, candidate_artefact,
              junit_path, markdown_path, json_path, update_baseline):
@@ -647,12 +659,7 @@ def _rebench(base: dict, cand: dict, baseline: Path, candidate: Path, artefact, 
 @click.option("--psi-alert", default=0.25, show_default=True, help="population stability index that alerts")
 @click.option("--alpha", default=0.01, show_default=True, help="significance level of the tests, after the Holm correction")
 @click.option("--threads", callback=_whole_numbers(local_cores=True), help="runtime threads [default: min(4, cores)]")
-@click.option("--json", "json_path", type=click.Path(path_type=Path),
-              help="write the findings as JSON here; - for standard output (the table then goes to stderr)")
-@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path),
-              help="write Markdown here (e.g. $GITHUB_STEP_SUMMARY); - for standard output")
-@click.option("--junit", "junit_path", type=click.Path(path_type=Path),
-              help="write JUnit XML here (one test case per finding); - for standard output")
+@_ci_outputs(case="finding", record="the findings")
 @click.option("--history", "history_path", type=click.Path(path_type=Path),
               help="append this check to a JSON Lines history here and show the last checks against the same reference")
 @click.option("--alert-after", type=int, metavar="N",
