@@ -363,7 +363,8 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, benc
                           "give --json a folder")
     if fleet and json_path:
         check_writable_dir(json_path, "--json")
-    check_outputs((None if fleet else json_path, "--json"))
+    elif json_path:
+        check_outputs((json_path, "--json"))
     profiles = []
     if device_ids:
         from edgecv.devices import load_profile
@@ -580,7 +581,8 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
       edgecv gate -b ci/baseline.json -c runs/exp2 --update-baseline
       edgecv gate -b ci/baseline.json -c runs/exp2 --json - | jq .passed
     """
-    from edgecv.fileio import check_outputs, check_writable_file, json_text, output_errors, write_bytes_atomic, write_output
+    from edgecv.fileio import (check_outputs, check_writable_file, json_text, output_errors, write_bytes_atomic,
+                               write_output)
     from edgecv.gate import (checks_from_recipe, load_report, render_json, render_junit, render_markdown,
                              render_table, run_gate)
     from edgecv.gate.render import details, verdict

@@ -65,8 +65,8 @@ def check_outputs(*outputs: tuple) -> bool:
     one option at most may take. True when one does: the command's own tables then go to stderr."""
     dashes = [option for path, option in outputs if to_stdout(path)]
     if len(dashes) > 1:
-        raise OutputError(f"{' and '.join(dashes)} each say '-' (standard output), which only one can take; give the others a "
-                          "file path")
+        raise OutputError(f"{' and '.join(dashes)} each say '-' (standard output), which only one can take; "
+                          "give the others a file path")
     for path, option in outputs:
         if not to_stdout(path):
             check_writable_file(path, option)

@@ -289,7 +289,7 @@ def labels_by_name(class_names: list[str], labels: np.ndarray, model_classes: li
     mapped = [model_index(n) for n in class_names]
     if all(m is not None for m in mapped) and len(set(mapped)) == len(mapped):
         return np.array(mapped, np.int64)[labels] if len(labels) else labels.astype(np.int64)
-    if all(n.isdigit() for n in class_names):  # folders named by class number: the number is the class
+    if all(n.isdecimal() for n in class_names):  # folders named by class number: the number is the class
         beyond = [n for n in class_names if int(n) >= len(model_classes)]
         if not beyond:
             return np.array([int(n) for n in class_names], np.int64)[labels] if len(labels) else labels.astype(np.int64)
