@@ -286,13 +286,16 @@ def labels_by_name(class_names: list[str], labels: np.ndarray, model_classes: li
         alike = loose.get(_name_key(name), [])
         return alike[0] if len(alike) == 1 else None  # two model classes alike: neither
 
+    def relabelled(model_index_of_class: list[int]) -> np.ndarray:
+        return np.asarray(model_index_of_class, np.int64)[labels.astype(np.int64)]
+
     mapped = [model_index(n) for n in class_names]
     if all(m is not None for m in mapped) and len(set(mapped)) == len(mapped):
-        return np.array(mapped, np.int64)[labels] if len(labels) else labels.astype(np.int64)
+        return relabelled(mapped)
     if all(n.isdecimal() for n in class_names):  # folders named by class number: the number is the class
         beyond = [n for n in class_names if int(n) >= len(model_classes)]
         if not beyond:
-            return np.array([int(n) for n in class_names], np.int64)[labels] if len(labels) else labels.astype(np.int64)
+            return relabelled([int(n) for n in class_names])
         raise DataError(f"class folder{'s' if len(beyond) > 1 else ''} {', '.join(beyond[:5])}"
                         f"{', ...' if len(beyond) > 5 else ''} of '{source}' {'are' if len(beyond) > 1 else 'is'} "
                         f"numbered beyond the model's {len(model_classes)} classes (0-{len(model_classes) - 1}); "
