@@ -450,6 +450,7 @@ def test_rebench_is_used_for_host_latency_and_only_there():
                                    "latency.host <= 10ms", "latency.rpi4 max-increase 10%"], rebench=rebench)
     rel, absolute, le, rpi4 = result.checks
     assert not rel.passed and rel.detail.startswith("+20.0%")  # the median of paired ratios, not 10.3 / 10
+    assert "| +0.300 ms (+20.0%) |" in render_markdown(result)  # the table's Δ: the change judged, not +3.0%
     assert rel.method == "measured, interleaved A/B on this machine (40 pairs, median ratio 1.200)"
     assert absolute.passed and (absolute.baseline, absolute.candidate) == (10.0, 10.3)
     assert not le.passed and le.detail == "10.3 ms > 10.0 ms" and "interleaved A/B" in le.method

@@ -39,6 +39,9 @@ class CheckResult:
     unit: str
     p_value: float | None = None
     ci: tuple[float, float] | None = None  # of the accuracy drop, in points
+    # the relative change an increase check judged, in percent: with --rebench the median of the paired
+    # ratios, which can differ from delta/baseline (a ratio of the two medians)
+    change_pct: float | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -396,7 +399,8 @@ class _Gate:
             limit = "+" + format_value(check.value, unit)
             shown = absolute if relative is None else f"{absolute} ({relative})"
         return self._result(check, baseline, candidate, limit=f"≤ {limit}", passed=passed, method=method,
-                            detail=f"{shown} {'within' if passed else '>'} {limit}")
+                            detail=f"{shown} {'within' if passed else '>'} {limit}",
+                            change_pct=None if ratio is None else (ratio - 1) * 100)
 
     def _drop(self, check: Check) -> CheckResult:
         limit_text = f"≤ {check.value:g} pt drop"

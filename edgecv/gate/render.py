@@ -30,7 +30,9 @@ def _summary(result: GateResult) -> str:
 def _cells(c: CheckResult) -> list[str]:
     """The table row of a check, as text (the detail column without the method)."""
     delta = format_delta(c.delta, c.unit)
-    if c.delta is not None and c.unit != "%" and c.baseline:  # sizes and latencies: the relative change too
+    if c.change_pct is not None:  # the change the check judged (--rebench: the median of paired ratios)
+        delta += f" ({c.change_pct:+.1f}%)"
+    elif c.delta is not None and c.unit != "%" and c.baseline:  # sizes and latencies: the relative change too
         delta += f" ({100 * c.delta / c.baseline:+.1f}%)"
     return [c.name, format_value(c.baseline, c.unit), format_value(c.candidate, c.unit), delta, c.limit,
             "✅ pass" if c.passed else "❌ FAIL", c.detail]
