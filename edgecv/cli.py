@@ -2,7 +2,6 @@
 the commands that train or convert."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -13,6 +12,14 @@ from rich.console import Console
 from edgecv import __version__
 from edgecv.errors import EdgecvError
 from edgecv.progress import console
+
+
+def json_option(what: str, also: str = ""):
+    """--json [PATH], the same on every command: `what` as JSON to standard output (--json alone, or
+    --json -) or into the file PATH, which is checked before any work (fileio.check_outputs)."""
+    return click.option("--json", "json_path", is_flag=False, flag_value="-", metavar="[PATH]",
+                        type=click.Path(path_type=Path),
+                        help=f"{what}, as JSON, to standard output (--json alone, or --json -) or into the file PATH{also}")
 
 
 class EdgecvGroup(click.Group):
@@ -43,6 +50,11 @@ def _usage_error(e: click.UsageError):
     if isinstance(e, click.exceptions.NoArgsIsHelpError):
         raise e
     message = " ".join(e.format_message().split())
+    taken = e.ctx.params.get("json_path") if e.ctx is not None else None
+    if isinstance(e, click.MissingParameter) and isinstance(e.param, click.Argument) and taken and str(taken) != "-":
+        # --json takes an optional file name: written before the argument, it took the argument's place
+        message += (f" --json took '{taken}' as the file to write the JSON to; put --json after "
+                    f"{e.param.human_readable_name}, or write --json -")
     where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
     click.echo(f"edgecv: error: {message}{where}", err=True)
     sys.exit(e.exit_code)
@@ -95,9 +107,9 @@ def main():
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a recipe key, e.g. prune.target_sparsity=0.6")
 @click.option("--resume", is_flag=True, help="continue a run in --out, skipping finished stages (changed settings rerun the stages they touch and those after)")
 @click.option("--force", is_flag=True, help="delete an earlier run in --out and start over")
-@click.option("--json", "as_json", is_flag=True, help="print report.json to stdout when done")
+@json_option("report.json, when done")
 @click.option("--trust-model", is_flag=True, help="let the teacher/student files run their own code (Lambda layers); only for files you trust")
-def compress(recipe, teacher, data, out, overrides, resume, force, as_json, trust_model):
+def compress(recipe, teacher, data, out, overrides, resume, force, json_path, trust_model):
     """Distill a teacher into a small student, prune it, quantize it to INT8, export and evaluate.
 
     \b
@@ -110,6 +122,7 @@ def compress(recipe, teacher, data, out, overrides, resume, force, as_json, trus
     """
     from edgecv.pipeline.compress import base_recipe, default_out, resolve, run_compress
 
+    _check_json_output(json_path)
     raw, recorded = base_recipe(recipe, out, resume)
     if recorded is not None:
         console.print(f"  recipe: {recorded}, the one this run was started with", highlight=False)
@@ -119,8 +132,7 @@ def compress(recipe, teacher, data, out, overrides, resume, force, as_json, trus
     if report is None:  # a multi_worker worker other than the chief: it trained, the chief reports
         return
     print_summary(report, out)
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
+    _json_done(json_path, report)
 
 
 def print_summary(report: dict, out: Path) -> None:
@@ -177,7 +189,7 @@ def _format_choices() -> list[str]:
 @NORMALIZATION_OPTION
 @click.option("--check-samples", type=str, default="200", show_default=True, callback=_whole_numbers(),
               help="held-out images the artefact is checked on")
-@click.option("--json", "as_json", is_flag=True, help="print the export record as JSON")
+@json_option("the export record")
 @click.option("--trust-model", is_flag=True, help="let MODEL run its own code (Lambda layers) when loaded; only for files you trust")
 @click.option("--force", is_flag=True, help="overwrite an existing output file")
 @click.option("--max-drop", type=float, metavar="PTS",
@@ -186,7 +198,7 @@ def _format_choices() -> list[str]:
 @click.option("--classes", metavar="NAMES",
               help="a bare model's class names in the order of its outputs, comma-separated, e.g. cat,dog,bird "
                    "[default: the calibration folder's class folders, sorted by name]")
-def export_cmd(model, fmt, calibration, calibration_samples, out, normalization, check_samples, as_json, trust_model,
+def export_cmd(model, fmt, calibration, calibration_samples, out, normalization, check_samples, json_path, trust_model,
                force, max_drop, classes):
     """Export a Keras model, or a compress run directory's student, to one format, and check it
     against the model it came from. Exit 0: written and checked; 1: written but the check failed (the
@@ -202,11 +214,11 @@ def export_cmd(model, fmt, calibration, calibration_samples, out, normalization,
     """
     from edgecv.pipeline.export_command import run_export_command
 
+    _check_json_output(json_path)
     names = [n.strip() for n in classes.split(",")] if classes is not None else None
     record = run_export_command(model, fmt, calibration, calibration_samples, out, normalization, check_samples,
                                 console, force=force, trust_model=trust_model, max_drop=max_drop, classes=names)
-    if as_json:
-        click.echo(json.dumps(record, indent=2))
+    _json_done(json_path, record)
     if not record["check"]["passed"]:
         sys.exit(1)  # a script or CI job must not take a file that fails its check for a good one
 
@@ -218,9 +230,9 @@ def export_cmd(model, fmt, calibration, calibration_samples, out, normalization,
 @click.option("--samples", default=64, show_default=True, help="images the float and int8 ops are compared on")
 @click.option("--top", default=10, show_default=True, help="ops listed, worst first (--json lists every op)")
 @NORMALIZATION_OPTION
-@click.option("--json", "as_json", is_flag=True, help="print every op's figures as JSON")
+@json_option("every op's figures")
 @click.option("--trust-model", is_flag=True, help="let MODEL run its own code (Lambda layers) when loaded; only for files you trust")
-def quant_debug_cmd(model, calibration, samples, top, normalization, as_json, trust_model):
+def quant_debug_cmd(model, calibration, samples, top, normalization, json_path, trust_model):
     """Which ops lose accuracy in INT8: each op of the int8 TFLite conversion run beside its float
     op on the same inputs (TFLite's QuantizationDebugger), its output error in quantization steps
     (RMSE / scale: about 0.29 is ideal rounding), the range its int8 grid spans, and the worst ops.
@@ -235,11 +247,9 @@ def quant_debug_cmd(model, calibration, samples, top, normalization, as_json, tr
     from edgecv.pipeline.export_command import run_quant_debug
     from edgecv.report.terminal import print_table, text_table
 
+    _check_json_output(json_path)
     with console.status(f"quantization debugging of {model.name}"):
         result = run_quant_debug(model, calibration, samples, normalization, trust_model)
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-        return
     worst = sorted(result["ops"], key=lambda r: -(r["rmse_steps"] or 0))[:top]
     table = text_table("op", "output tensor", "error (steps)", "int8 range", "max |error|", right=("error (steps)", "max |error|"),
                        prose=("output tensor",),
@@ -254,6 +264,7 @@ def quant_debug_cmd(model, calibration, samples, top, normalization, as_json, tr
                   f"{result['ideal_rounding_steps']} is ideal rounding. {len(bad)} op(s) above "
                   f"{result['suspect_above_steps']} (✗)" + (": keep them in float with edgecv export --max-drop, or "
                                                          "train with QAT" if bad else "."), highlight=False)
+    _json_done(json_path, result)
 
 
 @main.command("eval")
@@ -261,8 +272,7 @@ def quant_debug_cmd(model, calibration, samples, top, normalization, as_json, tr
 @click.option("--data", "-d", required=True, help="labelled images: folder (one subfolder per class; of a folder with "
               "train/ and test/ only test/ is read), .npz, fashion-mnist[-mini]")
 @click.option("--threads", callback=_whole_numbers(local_cores=True), help="runtime threads [default: min(4, cores)]")
-@click.option("--json", "json_path", type=click.Path(path_type=Path),
-              help="write the full result (with per-sample predictions) here; - for standard output")
+@json_option("the full result (with per-sample predictions)")
 def eval_cmd(artefact, data, threads, json_path):
     """Accuracy of an exported artefact (.tflite, OpenVINO .xml, .onnx) with its own runtime, using
     the preprocessing and labels recorded in it. Needs no TensorFlow.
@@ -273,9 +283,7 @@ def eval_cmd(artefact, data, threads, json_path):
       edgecv eval model.onnx --data test_images/ --json eval.json
       edgecv eval student-int8.tflite --data test_images/ --json - | jq .top1   # JSON on stdout, table on stderr
     """
-    from edgecv.fileio import check_outputs
-
-    check_outputs((json_path, "--json"))
+    _check_json_output(json_path)
     from edgecv.measure.evaluate import evaluate_artefact
     from edgecv.progress import track_count
 
@@ -300,7 +308,7 @@ def eval_cmd(artefact, data, threads, json_path):
     _json_done(json_path, result)
 
 
-def _json_done(json_path: Path | None, result: dict) -> None:
+def _json_done(json_path: Path | None, result) -> None:
     """--json PATH: the result written there (or to standard output for "-"), and said so on stderr."""
     from edgecv.fileio import json_text, to_stdout, write_output
 
@@ -310,15 +318,29 @@ def _json_done(json_path: Path | None, result: dict) -> None:
             console.print(f"Written: {json_path}")
 
 
+def _check_json_output(json_path: Path | None) -> None:
+    """--json PATH checked before any work (a "-" is standard output)."""
+    from edgecv.fileio import check_outputs
+
+    check_outputs((json_path, "--json"))
+
+
+def _json_instead(json_path: Path | None, result) -> bool:
+    """_json_done for a command whose own output is on standard output (a listing): True when the JSON
+    took standard output, so that the listing is left out."""
+    from edgecv.fileio import to_stdout
+
+    _json_done(json_path, result)
+    return to_stdout(json_path)
+
+
 @main.command("bench")
 @click.argument("artefact", type=click.Path(path_type=Path))
 @click.option("--threads", callback=_whole_numbers(many=True, local_cores=True), help="thread counts, comma-separated, e.g. 1,2,4 [default: min(4, cores)]")
 @click.option("--warmup", default=10, show_default=True, help="untimed runs before timing")
 @click.option("--runs", type=int, help="timed runs per thread count [default: >= 100 runs and >= 5 s]")
 @click.option("--duration", type=float, help="seconds of timed runs per thread count (instead of --runs)")
-@click.option("--json", "json_path", type=click.Path(path_type=Path),
-              help="write the result, every run's time included, here, or - for standard output (several --remote: a "
-                   "folder, one <device>.json each)")
+@json_option("the result, every run's time included", " (several --remote: a folder, one <device>.json each)")
 @click.option("--remote", metavar="ssh://[user@]host[:port] | adb://[SERIAL]", multiple=True, is_eager=True,  # read before --threads
               help="run on a device with edgecv installed, over SSH, or on an Android phone over adb with LiteRT's "
                    "benchmark_model (--benchmark-model); repeat it to bench several devices at once")
@@ -489,8 +511,8 @@ def print_bench(result: dict) -> None:
 @click.option("--measured", "bench_files", multiple=True, type=click.Path(path_type=Path), help="edgecv bench --json result of this file (repeatable)")
 @click.option("--threads", callback=_whole_numbers(), help="estimate at this many threads [default: each profile's "
               "calibrated count]; other counts are scaled by Amdahl's law, fitted to published rows (stated in the output)")
-@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
-def profile_cmd(artefact, device_ids, bench_files, threads, as_json):
+@json_option("the result")
+def profile_cmd(artefact, device_ids, bench_files, threads, json_path):
     """Latency per device for a .tflite graph: estimated from its work (MACs, bytes, ops) with each
     profile's calibration, and measured where a bench result of this file on that device is given
     (measured wins; both are shown). Lists the five most expensive ops. Needs no TensorFlow.
@@ -504,11 +526,9 @@ def profile_cmd(artefact, device_ids, bench_files, threads, as_json):
     from edgecv.measure.profile import profile_artefact
     from edgecv.report.terminal import print_table, text_table
 
+    _check_json_output(json_path)
     with console.status(f"profiling {artefact.name}"):
         result = profile_artefact(artefact, list(device_ids), list(bench_files), threads)
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-        return
     from edgecv.measure.bench import delegation_summary
 
     graph = result["graph"]
@@ -530,6 +550,7 @@ def profile_cmd(artefact, device_ids, bench_files, threads, as_json):
         for op in est["top_ops"]:
             table.add_row(f"#{op['index']} {op['op']}", op["name"], f"{op['ms']:.3g}", f"{op['share']:.0%}", f"{op['macs'] / 1e6:.1f}")
         print_table(console, table)
+    _json_done(json_path, result)
 
 
 def _ci_outputs(case: str, record: str):
@@ -539,8 +560,7 @@ def _ci_outputs(case: str, record: str):
                      help=f"write JUnit XML here (one test case per {case}); - for standard output"),
         click.option("--markdown", "markdown_path", type=click.Path(path_type=Path),
                      help="write Markdown here (e.g. $GITHUB_STEP_SUMMARY); - for standard output"),
-        click.option("--json", "json_path", type=click.Path(path_type=Path),
-                     help=f"write {record} as JSON here; - for standard output (the table then goes to stderr)"))
+        json_option(record))
 
     def decorate(command):
         for option in reversed(options):
@@ -867,8 +887,8 @@ def devices():
 
 
 @devices.command("list")
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def devices_list(as_json):
+@json_option("the listing")
+def devices_list(json_path):
     """The device profiles edgecv knows: the shipped ones (devices/*.yaml) and the YAMLs in the
     folders EDGECV_DEVICES names (separated by ':'), which replace a shipped profile of the same id.
 
@@ -880,11 +900,11 @@ def devices_list(as_json):
     """
     from edgecv.devices import list_profiles, profile_origin
 
+    _check_json_output(json_path)
     profiles = list_profiles()
-    if as_json:
-        click.echo(json.dumps([{"id": p.id, "name": p.name, "kind": p.kind, "soc": p.soc,
-                                "best_artefact": p.best_artefacts[0]["format"], "from": profile_origin(p)}
-                               for p in profiles], indent=2))
+    if _json_instead(json_path, [{"id": p.id, "name": p.name, "kind": p.kind, "soc": p.soc,
+                                  "best_artefact": p.best_artefacts[0]["format"], "from": profile_origin(p)}
+                                 for p in profiles]):
         return
     from edgecv.report.terminal import print_table, text_table
 
@@ -902,8 +922,8 @@ def devices_list(as_json):
 @click.option("--all", "every", is_flag=True,
               help="every reference model, fp32 and int8: calibrate then fits the device a cost model of its own, as the "
                    "host gets, instead of one figure per precision (about a minute of benches)")
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def devices_references(every, as_json):
+@json_option("the reference models by precision")
+def devices_references(every, json_path):
     """The reference models to bench on a device for `edgecv devices calibrate`.
 
     \b
@@ -912,11 +932,13 @@ def devices_references(every, as_json):
     """
     from edgecv.measure.host_calibration import all_reference_models, reference_models
 
+    _check_json_output(json_path)
     if every:
         models = {f"{p}/{name}": str(path) for (p, name), path in all_reference_models().items()}
     else:
         models = {p: str(path) for p, path in reference_models().items()}
-    click.echo(json.dumps(models, indent=2) if as_json else "\n".join(models.values()))
+    if not _json_instead(json_path, models):
+        click.echo("\n".join(models.values()))
 
 
 @devices.command("calibrate")
@@ -924,8 +946,8 @@ def devices_references(every, as_json):
 @click.option("--measured", "bench_files", multiple=True, required=True, type=click.Path(path_type=Path),
               help="an edgecv bench --json result of a reference model on this device, or a folder of them "
                    "(repeatable: fp32 and int8)")
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def devices_calibrate(profile_path, bench_files, as_json):
+@json_option("the fitted calibration")
+def devices_calibrate(profile_path, bench_files, json_path):
     """Give your own profile latency figures measured on its device: fits ms per cost unit from
     `edgecv bench` results of the reference models (`edgecv devices references`) and writes them into
     the profile's calibration block; `edgecv profile` uses them from then on.
@@ -945,6 +967,7 @@ def devices_calibrate(profile_path, bench_files, as_json):
     from edgecv.measure.host_calibration import reference_models
     from edgecv.measure.tflite_graph import read_tflite_graph
 
+    _check_json_output(json_path)
     profile = load_profile(profile_path)
     if profile.id == "host" or profile_origin(profile) == "shipped":
         raise EdgecvError(f"'{profile.id}' is a shipped profile, which edgecv never edits; copy "
@@ -961,9 +984,7 @@ def devices_calibrate(profile_path, bench_files, as_json):
     after = {p: estimate_for_device(g, after_profile, calibration) for p, g in graphs.items()}
     rows = [{"precision": p, "before_ms": before[p]["ms"], "before": before[p]["calibration"], "after_ms": after[p]["ms"],
              "after": after[p]["calibration"], "threads": after[p]["threads"]} for p in sorted(fitted)]
-    if as_json:
-        click.echo(json.dumps({"profile": profile.id, "path": profile.path, "calibration": block, "references": rows},
-                              indent=2))
+    if _json_instead(json_path, {"profile": profile.id, "path": profile.path, "calibration": block, "references": rows}):
         return
     console.print(f"Wrote the calibration of {profile.id} into {profile.path}:")
     for r in rows:
@@ -974,8 +995,8 @@ def devices_calibrate(profile_path, bench_files, as_json):
 @devices.command("new")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--like", "like", required=True, help="the profile whose hardware facts to start from (an id or a YAML path)")
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def devices_new(path, like, as_json):
+@json_option("what was written")
+def devices_new(path, like, json_path):
     """Start a profile for your own board from the closest known one: its hardware facts are copied
     into PATH (the file name is the new id), its calibration is not, so estimates come from the CPU
     facts you edit until `edgecv devices calibrate` measures the board.
@@ -994,11 +1015,11 @@ def devices_new(path, like, as_json):
     if path.exists():
         raise OutputError(f"{path} already exists; edit it, or give a new file name (it becomes the profile id)")
     check_writable_file(path, "PATH")
+    _check_json_output(json_path)
     text = new_profile_text(like, path)
     with output_errors(path, "PATH"):
         write_text_atomic(path, text)  # validated by new_profile_text, as every other command will read it
-    if as_json:
-        click.echo(json.dumps({"profile": path.stem, "path": str(path), "like": like}, indent=2))
+    if _json_instead(json_path, {"profile": path.stem, "path": str(path), "like": like}):
         return
     click.echo(f"Wrote {path} (profile '{path.stem}', facts copied from '{like}'). Edit its hardware facts, then:\n"
                f"  edgecv devices show {path}\n  edgecv profile MODEL.tflite --device {path}")
@@ -1006,8 +1027,8 @@ def devices_new(path, like, as_json):
 
 @devices.command("show")
 @click.argument("device_id")
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def devices_show(device_id, as_json):
+@json_option("the profile")
+def devices_show(device_id, json_path):
     """One profile in full, with the calibration figures the estimator uses.
 
     Example: edgecv devices show jetson-orin-nano
@@ -1018,6 +1039,7 @@ def devices_show(device_id, as_json):
 
     from edgecv.devices import load_profile
 
+    _check_json_output(json_path)
     loaded = load_profile(device_id)
     profile = dataclasses.asdict(loaded)
     try:
@@ -1033,9 +1055,7 @@ def devices_show(device_id, as_json):
     else:
         profile["calibration"]["fitted"] = fitted or ("measured at run time on this machine" if loaded.id == "host"
                                                       else None)
-    if as_json:
-        click.echo(json.dumps(profile, indent=2))
-    else:
+    if not _json_instead(json_path, profile):
         click.echo(yaml.safe_dump(profile, sort_keys=False, allow_unicode=True))
 
 
@@ -1052,17 +1072,17 @@ def recipes():
 
 
 @recipes.command("list")
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def recipes_list(as_json):
+@json_option("the listing")
+def recipes_list(json_path):
     """List the shipped recipes.
 
     Example: edgecv recipes list
     """
     from edgecv.pipeline.recipe import list_recipes, load_recipe
 
+    _check_json_output(json_path)
     rows = [{"name": p.stem, "description": load_recipe(str(p))["description"], "path": str(p)} for p in list_recipes()]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
+    if _json_instead(json_path, rows):
         return
     from edgecv.report.terminal import print_table, text_table
 

@@ -69,8 +69,24 @@ def check_outputs(*outputs: tuple) -> bool:
                           "give the others a file path")
     for path, option in outputs:
         if not to_stdout(path):
+            _check_not_an_input(path, option)
             check_writable_file(path, option)
     return bool(dashes)
+
+
+# files edgecv's text outputs (JSON, JUnit, Markdown) never go into: a model, weights, images or a profile.
+# `--json` takes an optional file name, so `profile --json a.tflite b.tflite` would write over a.tflite
+INPUT_SUFFIXES = {".tflite", ".keras", ".h5", ".hdf5", ".onnx", ".bin", ".pb", ".npz", ".npy", ".yaml", ".yml",
+                  ".png", ".jpg", ".jpeg"}
+
+
+def _check_not_an_input(path, option: str) -> None:
+    suffix = Path(path).suffix.lower() if path is not None else ""
+    if suffix in INPUT_SUFFIXES:
+        fitting = {"--json": ".json", "--junit": ".xml", "--markdown": ".md"}.get(option, ".txt")
+        raise OutputError(f"{option} {path}: edgecv does not write over a {suffix} file (a model, data or profile "
+                          f"file) with its {option.lstrip('-')} output; give a file name such as "
+                          f"{Path(path).with_suffix(fitting).name}")
 
 
 def write_output(path, text: str, option: str) -> None:

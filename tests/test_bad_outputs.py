@@ -93,6 +93,37 @@ def test_a_dash_writes_an_output_to_stdout_and_the_table_to_stderr(tmp_path):
     assert not (tmp_path / "-").exists()  # no file named '-'
 
 
+def test_every_commands_json_takes_the_same_three_forms(tmp_path):
+    """--json alone, --json - and --json FILE give the same JSON on every command: some took a file and
+    some were a flag, so `profile --json out.json` and `eval --json` were usage errors. The optional
+    file name must not eat a model given after it, nor send a listing's JSON somewhere unexpected."""
+    from edgecv.cli import main
+
+    def commands(group):
+        for command in group.commands.values():
+            yield from commands(command) if hasattr(command, "commands") else [command]
+    json_options = [p for c in commands(main) for p in c.params if "--json" in p.opts]
+    assert len(json_options) >= 14 and all(not p.is_flag and p.flag_value == "-" for p in json_options)
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(build_small_cnn())
+    for args in (["devices", "list"], ["recipes", "list"], ["devices", "show", "rpi4"], ["devices", "references"],
+                 ["profile", model, "-D", "rpi4"]):
+        out = tmp_path / "out.json"
+        runs = [run_cli(*args, "--json"), run_cli(*args, "--json", "-"), run_cli(*args, "--json", out)]
+        assert [r.returncode for r in runs] == [0, 0, 0], runs[-1].stderr
+        assert json.loads(runs[0].stdout) == json.loads(runs[1].stdout) == json.loads(out.read_text()), args
+        assert "Written: " in runs[2].stderr
+        out.unlink()
+    before = model.read_bytes()
+    assert_user_error(run_cli("profile", "--json", model, model, "-D", "rpi4"), "does not write over a .tflite file",
+                      "m.json")
+    assert model.read_bytes() == before
+    assert_user_error(run_cli("devices", "show", "--json", "rpi4"), "Missing argument 'DEVICE_ID'",
+                      "--json took 'rpi4' as the file", "put --json after DEVICE_ID")
+    assert not (tmp_path / "-").exists() and not (REPO / "rpi4").exists()
+
+
 @pytest.mark.parametrize("kind", ["folder", "under_file"])
 def test_eval_json_is_checked_before_evaluating(tmp_path, kind):
     model = tmp_path / "m.tflite"

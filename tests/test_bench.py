@@ -218,7 +218,7 @@ def test_profile_prefers_measured_and_refuses_mismatches(model, tmp_path):
     assert invoke("bench", model, "--threads", "2", "--runs", 10, "--device", "rpi4", "--json", bench).exit_code == 0
     result = invoke("profile", model, "--device", "rpi4", "--device", "pixel-4", "--measured", bench, "--json")
     assert result.exit_code == 0, result.output
-    by_device = {d["device"]: d for d in json.loads(result.output)["devices"]}
+    by_device = {d["device"]: d for d in json.loads(result.stdout)["devices"]}
     assert by_device["rpi4"]["source"] == "measured" and by_device["rpi4"]["estimated"]["source"] == "estimated"
     assert by_device["rpi4"]["latency_ms"] == by_device["rpi4"]["measured"]["ms"]
     assert by_device["pixel-4"]["source"] == "estimated" and by_device["pixel-4"]["measured"] is None
@@ -234,9 +234,9 @@ def test_profile_prefers_measured_and_refuses_mismatches(model, tmp_path):
 
 def test_devices_list_and_show():
     listed = invoke("devices", "list", "--json")
-    ids = {d["id"] for d in json.loads(listed.output)}
+    ids = {d["id"] for d in json.loads(listed.stdout)}
     assert {"rpi4", "rpi5", "jetson-nano", "jetson-orin-nano", "pixel-4", "pixel-7", "android-a55", "host"} <= ids
-    shown = json.loads(invoke("devices", "show", "rpi4", "--json").output)
+    shown = json.loads(invoke("devices", "show", "rpi4", "--json").stdout)
     assert shown["calibration"]["fitted"]["int8"]["ms_per_unit"] > 0
     assert invoke("devices", "show", "nope").exit_code == 2
 

@@ -455,7 +455,7 @@ def test_devices_calibrate_with_every_reference_fits_the_board_a_cost_model_of_i
         return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
     path = _facts_only(tmp_path, "my-board", "rpi5", [{"core": "cortex-a76", "count": 4, "ghz": 2.4}], threads=1)
-    listed = json.loads(invoke("devices", "references", "--all", "--json").output)
+    listed = json.loads(invoke("devices", "references", "--all", "--json").stdout)
     assert len(listed) == 16 and {k.split("/")[0] for k in listed} == {"fp32", "int8"}
     benches = tmp_path / "benches"
     benches.mkdir()
@@ -470,7 +470,7 @@ def test_devices_calibrate_with_every_reference_fits_the_board_a_cost_model_of_i
         assert "fitted to 8 reference models" in measured[precision]["how"] and measured[precision]["threads"] == 1
         assert set(measured[precision]["op_weights"]) >= {"dense_gmac", "depthwise_gmac", "activation_gb", "ops"}
     hard_swish = next(v for k, v in listed.items() if k == "int8/hard_swish")
-    shown = json.loads(invoke("profile", hard_swish, "--device", path, "--json").output)["devices"][0]
+    shown = json.loads(invoke("profile", hard_swish, "--device", path, "--json").stdout)["devices"][0]
     assert shown["device"] == "my-board" and shown["estimated"]["fallback_priced"]
     assert shown["estimated"]["caveat"] is None and shown["estimated"]["top_ops"][0]["op"] == "HARD_SWISH"
     # part of a set with the board reference (e.g. benched before a reference was added): one figure,
