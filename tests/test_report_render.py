@@ -169,6 +169,17 @@ def test_a_difference_from_the_teacher_carries_its_standard_error_where_the_repo
     assert S.DELTA_LEGEND not in S.summary_table(old_report()).notes
 
 
+def test_the_headline_says_a_student_larger_than_its_teacher_is_larger():
+    """A small teacher (a Keras 3 CNN of 1 MB) and a MobileNetV2 student of 2.6 MB: "2.6× larger",
+    where the headline said "0.4× smaller"."""
+    r = full_report()
+    ship = S.shipped_artefact(r)
+    r["teacher"]["size_bytes"] = ship["size_bytes"] * 4
+    assert "4.0× smaller than the teacher" in S.headline(r)
+    r["teacher"]["size_bytes"] = ship["size_bytes"] / 2.6
+    assert "2.6× larger than the teacher" in S.headline(r) and not any("smaller" in f for f in S.headline(r))
+
+
 def test_an_artefact_no_better_than_chance_is_said_under_the_table():
     r = full_report()
     assert not any(n.startswith("⚠") for n in S.summary_table(r).notes)

@@ -371,7 +371,8 @@ def headline(report: dict) -> list[str]:
     facts.append(f"{_size(ship.get('size_bytes'))} ({_size(ship.get('gzip_bytes'))} gzip)")
     t = report.get("teacher") or {}
     if t.get("size_bytes") and ship.get("size_bytes"):
-        facts.append(f"{t['size_bytes'] / ship['size_bytes']:.1f}× smaller than the teacher")
+        ratio = t["size_bytes"] / ship["size_bytes"]  # a student larger than a small teacher is said so, not "0.4× smaller"
+        facts.append(f"{ratio:.1f}× smaller than the teacher" if ratio >= 1 else f"{1 / ratio:.1f}× larger than the teacher")
     for dev, e in artefact_latencies(report).get(ship["name"], {}).items():
         if e.get("ms") is not None:
             facts.append(f"{dev} {format_latency(e).text}")
