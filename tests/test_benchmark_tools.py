@@ -1,5 +1,5 @@
-"""The helpers that measure the host table on a machine without TensorFlow: weightless .tflite
-files and the estimator's second-machine table."""
+"""The benchmark scripts' helpers: those that measure the host table on a machine without TensorFlow
+(weightless .tflite files, the estimator's second-machine table), and the JPEG-scale benchmark."""
 import gzip
 import json
 
@@ -53,3 +53,21 @@ def test_the_channel_sweep_renders_one_table_per_machine(tmp_path, monkeypatch):
         assert f"{entry['machine']['cpu_model']}, {entry['machine']['cores_logical']} cores" in text
         assert len(entry["rows"]) == 2 * len(channel_sweep.KINDS) * len(channel_sweep.CHANNELS)
         assert all(len(r["round_p50s_ms"]) == channel_sweep.ROUNDS and r["runs"] > 0 for r in entry["rows"])
+
+
+def test_the_jpeg_scale_benchmark_times_both_readers_and_compares_their_pixels(tmp_path):
+    """benchmarks/jpeg_scale.py on two small photos: every figure the BENCHMARKS table shows, and the
+    two sides closer now than with full decodes."""
+    from PIL import Image
+
+    from benchmarks.jpeg_scale import markdown, measure
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        scene = np.kron(rng.integers(0, 256, (30, 30, 3)), np.ones((20, 20, 1))) + rng.normal(0, 6, (600, 600, 3))
+        Image.fromarray(scene.clip(0, 255).astype(np.uint8)).save(tmp_path / f"{i}.jpg", quality=90)
+    result = measure(tmp_path, 64, 1)
+    assert result["images"] == 2 and result["image_sizes"] == ["600x600"]
+    assert all(v > 0 for by in result["speed"].values() for v in by.values())
+    assert result["tf_vs_pillow_mean_abs"]["now"] < result["tf_vs_pillow_mean_abs"]["before"]
+    assert "| training (tf.data, images/s) |" in markdown(result)

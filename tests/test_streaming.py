@@ -104,6 +104,44 @@ def test_every_image_mode_reads_the_same_in_training_and_on_the_device(tmp_path)
     assert np.abs(device[0] - grey[..., None]).max() == 0  # the 16-bit image is the 8-bit one it was made from
 
 
+def test_a_large_jpeg_is_decoded_at_the_decoders_own_scale_the_same_in_training_and_on_the_device(tmp_path):
+    """A photo several times the model's size (a phone's is 4032x3024) comes out of the JPEG decoder
+    at 1/2, 1/4 or 1/8 scale, by the same rule on both sides (Pillow's draft): training's TensorFlow
+    pipeline and `edgecv eval`'s Pillow reader then agree at least as closely as two full decodes
+    resized (about 1 level of 255 on a colour photo), and to a fraction of a level at 1/4 and 1/8."""
+    from edgecv.data.pipeline import _decode, image_pipeline
+
+    tf = pytest.importorskip("tensorflow")
+    y, x = np.mgrid[0:900, 0:1200]  # a smooth scene with noise on it, as a photo is
+    scene = np.stack([(x / 5) % 255, (y / 4) % 255, ((x + y) / 7) % 255], -1)
+    photo = Image.fromarray((scene + np.random.default_rng(0).normal(0, 8, scene.shape)).clip(0, 255).astype(np.uint8))
+    photo.save(tmp_path / "photo.jpg", quality=90)
+    photo.save(tmp_path / "progressive.jpg", quality=90, progressive=True)
+    photo.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    photo.convert("L").save(tmp_path / "grey.jpg")
+    names = ["photo.jpg", "progressive.jpg", "cmyk.jpg", "grey.jpg"]
+    split = ImageSplit(np.zeros(len(names), np.int64), None, [str(tmp_path / n) for n in names], 3)
+    for size, scaled_by in (((64, 64), 8), ((150, 200), 4), ((450, 600), 2)):
+        spec = PreprocessSpec(*size, 3, "raw")
+        (trained,), _ = next(iter(image_pipeline(split, [spec], len(names))))
+        device = spec.apply(split.read(np.arange(len(names)), size))
+        for i, name in enumerate(names):
+            with Image.open(tmp_path / name) as im:  # the full decode each side made before
+                before = np.asarray(im.convert("RGB").resize(size[::-1], Image.BILINEAR), np.float32)
+            whole = tf.image.resize(tf.cast(_decode(str(tmp_path / name), 3), tf.float32), size, antialias=True)
+            apart, apart_before = (np.abs(trained.numpy()[i] - device[i]).mean(),
+                                   np.abs(np.clip(np.round(whole.numpy()), 0, 255) - before).mean())
+            assert apart <= apart_before + 0.01 and apart < (0.4 if scaled_by > 2 else 1.0), (name, size, apart)
+            if scaled_by > 2 and name == "photo.jpg":
+                assert apart_before > 0.4  # so the closer agreement is the shared scale's doing
+    # a teacher and a student whose sizes take other scales: each as it would be read alone
+    big, small = PreprocessSpec(450, 600, 3, "raw"), PreprocessSpec(64, 64, 3, "raw")
+    both = next(iter(image_pipeline(split, [big, small], len(names))))[0]
+    for spec, x in zip((big, small), both):
+        (alone,), _ = next(iter(image_pipeline(split, [spec], len(names))))
+        assert np.array_equal(x.numpy(), alone.numpy())
+
+
 def test_shards_are_disjoint_and_cover_the_split_and_shuffling_is_seeded(tmp_path):
     ds = load_dataset(str(_folder(tmp_path / "imgs")), image_size=32)
     spec = PreprocessSpec(16, 16, 3)

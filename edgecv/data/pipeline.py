@@ -1,13 +1,15 @@
 """tf.data pipelines over an ImageSplit (data/sources.py): images are read, decoded, resized and
 normalised per batch, in parallel, with prefetch, so no stage holds a split as float. Each image
-is decoded once and resized for every model that needs it (teacher and student at their own
-sizes). TensorFlow is imported inside the functions: the rest of edgecv/data runs without it.
+is decoded once (a large JPEG once per decoder scale its sizes need) and resized for every model
+that needs it (teacher and student at their own sizes). TensorFlow is imported inside the
+functions: the rest of edgecv/data runs without it.
 
 The arithmetic is the numpy path's (PreprocessSpec.apply, and Pillow's bilinear for files), so a
 model sees in training what `edgecv eval` feeds it on a device:
 - array images (Fashion-MNIST, .npz): float, channels adapted, bilinear with half-pixel centres;
-- files: decoded at their own size, resized with antialiasing (as Pillow's BILINEAR filter does
-  when it shrinks) and rounded to uint8, then channels adapted and scaled.
+- files: decoded at their own size (a large JPEG at the decoder's 1/2-1/8 scale, by Pillow's draft
+  rule), resized with antialiasing (as Pillow's BILINEAR filter does when it shrinks) and rounded
+  to uint8, then channels adapted and scaled.
 """
 from __future__ import annotations
 
@@ -162,19 +164,52 @@ def _path_tensor(files: list):
     return _tf().constant([os.fsencode(f) for f in files])
 
 
-def _decode(path, channels: int):
-    """One file as uint8 (H, W, channels) at its own size: TensorFlow's decoder, the training side's."""
+def _decode(path, channels: int, size: tuple[int, int] | None = None):
+    """One file as uint8 (H, W, channels): TensorFlow's decoder, the training side's. With `size`
+    (height, width), a JPEG at least twice that on both sides comes out of the decoder's DCT at 1/2,
+    1/4 or 1/8 scale (_scale_index)."""
     tf = _tf()
-    return tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+    contents = tf.io.read_file(path)
+    return _decode_at(contents, channels, tf.constant(0) if size is None else _scale_index(contents, size))
+
+
+def _scale_index(contents, size: tuple[int, int]):
+    """0-3 for a JPEG decoded at 1/1, 1/2, 1/4 or 1/8 scale: the largest that keeps it at least `size`
+    (height, width), Pillow's draft rule, which `edgecv eval` reads JPEGs by (data/sources.py); 0 for
+    other formats. Photos of 9 megapixels read at 224 px twice as fast on 2 cores (BENCHMARKS.md:
+    Large photos), the antialiased resize to `size` gives the same picture (under 1 of 255 apart), and
+    the two sides agree more closely than after full decodes."""
+    tf = _tf()
+
+    def jpeg():
+        stored = tf.image.extract_jpeg_shape(contents)
+        fit = tf.minimum(stored[0] // size[0], stored[1] // size[1])
+        return tf.reduce_sum(tf.cast(fit >= tf.constant([2, 4, 8]), tf.int32))
+
+    return tf.cond(tf.io.is_jpeg(contents), jpeg, lambda: tf.constant(0))
+
+
+def _decode_at(contents, channels: int, scale_index):
+    tf = _tf()
+    return tf.switch_case(scale_index, [
+        lambda: tf.io.decode_image(contents, channels=channels, expand_animations=False),  # any format, full size
+        *(partial(tf.io.decode_jpeg, contents, channels=channels, ratio=ratio) for ratio in (2, 4, 8))])
 
 
 def _decoded(path, channels: int, specs):
-    """One file, decoded once, at each spec's size as uint8."""
+    """One file at each spec's size as uint8: decoded once, or once per decoder scale the sizes need."""
     tf = _tf()
-    image = tf.cast(_decode(path, channels), tf.float32)
-    return tuple(tf.cast(tf.clip_by_value(tf.round(
-        tf.image.resize(image, (s.height, s.width), method="bilinear", antialias=True)), 0, 255), tf.uint8)
-        for s in specs)
+    contents = tf.io.read_file(path)
+    sizes = sorted({(s.height, s.width) for s in specs})
+    scales = [_scale_index(contents, size) for size in sizes]
+    first = _decode_at(contents, channels, scales[0])
+    images = {sizes[0]: first}
+    for size, scale in zip(sizes[1:], scales[1:]):
+        images[size] = tf.cond(tf.equal(scale, scales[0]), lambda: first,
+                               lambda scale=scale: _decode_at(contents, channels, scale))
+    return tuple(tf.cast(tf.clip_by_value(tf.round(tf.image.resize(
+        tf.cast(images[(s.height, s.width)], tf.float32), (s.height, s.width), method="bilinear", antialias=True)),
+        0, 255), tf.uint8) for s in specs)
 
 
 @contextmanager
@@ -186,7 +221,7 @@ def undecodable_images_named(splits: list[ImageSplit], source: str, fix: str):
     try:
         yield
     except tf.errors.InvalidArgumentError as e:
-        if "DecodeImage" not in str(e):
+        if not any(op in str(e) for op in ("DecodeImage", "DecodeJpeg", "ExtractJpegShape")):
             raise
         bad = undecodable([f for split in splits if split.files is not None for f in split.files],
                            splits[0].channels if splits else 3)

@@ -550,11 +550,16 @@ def _opened_image(f):
 
 def _read_images(files: list, size: tuple[int, int], channels: int) -> np.ndarray:
     from PIL import Image
+    from PIL.JpegImagePlugin import JpegImageFile
 
     height, width = size
     out = np.empty((len(files), height, width, channels), np.uint8)
     for i, f in enumerate(files):
         with _opened_image(f) as im:
+            if isinstance(im, JpegImageFile):  # MPO (many phones' photos) included
+                # the decoder's own 1/2-1/8 scale that keeps the image at least (width, height): a 9-megapixel
+                # photo reads 4x faster, and training's TensorFlow decoder follows the same rule (data/pipeline.py)
+                im.draft(None, (width, height))
             im = _eight_bit(im).convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
             out[i] = np.asarray(im).reshape(height, width, channels)
     return out
