@@ -43,7 +43,8 @@ def _tf_reader(files: list[str], size: int, scaled: bool):
 
     def full(path):
         image = tf.cast(_decode(path, 3), tf.float32)
-        return tf.cast(tf.clip_by_value(tf.round(tf.image.resize(image, (size, size), antialias=True)), 0, 255), tf.uint8)
+        resized = tf.image.resize(image, (size, size), antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
     read = (lambda p: _decoded(p, 3, [Spec])[0]) if scaled else full
     return tf.data.Dataset.from_tensor_slices(_path_tensor(files)).map(read, num_parallel_calls=tf.data.AUTOTUNE)
@@ -92,7 +93,8 @@ def measure(folder: Path, size: int, rounds: int) -> dict:
     return {"folder": str(folder), "images": len(files), "image_sizes": sorted({f"{w}x{h}" for h, w in shapes}),
             "bytes_per_image": int(np.mean([os.path.getsize(f) for f in files])), "size": size, "rounds": rounds,
             "machine": machine_facts().get("cpu_model"), "cores": os.cpu_count(),
-            "speed": {side: {when: round(float(np.median(v)), 2) for when, v in by.items()} for side, by in sides.items()},
+            "speed": {side: {when: round(float(np.median(v)), 2) for when, v in by.items()}
+                      for side, by in sides.items()},
             "speed_per_round": {side: {when: [round(x, 2) for x in v] for when, v in by.items()}
                                 for side, by in sides.items()},
             "tf_vs_pillow_mean_abs": {k: round(v, 3) for k, v in apart.items()},
@@ -108,7 +110,8 @@ def markdown(result: dict) -> str:
                     f"{', '.join(f'{x:g}' for x in each['before'])} | {', '.join(f'{x:g}' for x in each['now'])} |")
     apart, moved = result["tf_vs_pillow_mean_abs"], result["moved_mean_abs"]
     return "\n".join(rows) + (
-        f"\n\n{result['images']} JPEGs of {', '.join(result['image_sizes'])} ({result['bytes_per_image'] / 2**20:.1f} MB "
+        f"\n\n{result['images']} JPEGs of {', '.join(result['image_sizes'])} "
+        f"({result['bytes_per_image'] / 2**20:.1f} MB "
         f"each) read at {result['size']}x{result['size']}, median of {result['rounds']} rounds, on "
         f"{result['cores']} cores of {result['machine']}. Training and device pixels apart (mean |TF - Pillow| of 255 "
         f"levels): {apart['before']:g} before, {apart['now']:g} now; each side moved by {moved['training']:g} "

@@ -19,7 +19,8 @@ def json_option(what: str, also: str = ""):
     --json -) or into the file PATH, which is checked before any work (fileio.check_outputs)."""
     return click.option("--json", "json_path", is_flag=False, flag_value="-", metavar="[PATH]",
                         type=click.Path(path_type=Path),
-                        help=f"{what}, as JSON, to standard output (--json alone, or --json -) or into the file PATH{also}")
+                        help=f"{what}, as JSON, to standard output (--json alone, or --json -) or into the file "
+                             f"PATH{also}")
 
 
 class EdgecvGroup(click.Group):
