@@ -92,6 +92,39 @@ def _marker_lambda(marker):
     return eval(f"lambda t: (open({str(marker)!r}, 'a').write('ran'), t)[1]")
 
 
+CUSTOM_LAYER_MODELS = """
+import os, sys
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import keras, tf_keras
+out = sys.argv[1]
+for K, name in ((keras, "k3.keras"), (tf_keras, "k2.h5")):
+    @K.saving.register_keras_serializable(package="mine")
+    class Scale(K.layers.Layer):
+        def call(self, x):
+            return x * 0.5
+    inp = K.Input((28, 28, 1))
+    K.Model(inp, K.layers.Dense(10)(K.layers.Flatten()(Scale()(inp)))).save(os.path.join(out, name))
+"""
+
+
+@pytest.mark.parametrize("name", ["k3.keras", "k2.h5"])
+def test_a_model_with_a_custom_layer_is_refused_naming_the_class_and_the_savedmodel_way(tmp_path, name):
+    """A layer registered by the user's training script is not in the file: edgecv cannot load it
+    and says which class and how to bring the model anyway (a SavedModel needs no Python code; the
+    README's model-kinds section and the slow export test show it loads); TensorFlow's native
+    start-up lines stay out of the one-line error."""
+    import subprocess
+    import sys
+
+    if not (tmp_path / name).exists():
+        subprocess.run([sys.executable, "-c", CUSTOM_LAYER_MODELS, str(tmp_path)], check=True, capture_output=True)
+    proc = run_cli("export", tmp_path / name, "--format", "tflite-fp32", "-c", "fashion-mnist-mini",
+                   "-o", tmp_path / "m.tflite")
+    save = "model.export('k3_saved')" if name == "k3.keras" else "tf.saved_model.save(model, 'k2_saved')"
+    line = assert_user_error(proc, "custom class '", "Scale'", "as a SavedModel", save)
+    assert proc.stderr.strip() == line and not (tmp_path / "m.tflite").exists()
+
+
 @pytest.fixture()
 def lambda_models(tmp_path):
     """A tf_keras classifier with a marker-writing Lambda as .h5, .keras and SavedModel, and a Keras 3

@@ -220,6 +220,7 @@ def _load_tf_keras(path: Path, trust: bool):
 
 
 def _load_keras3(path: Path, trust: bool):
+    tf()  # TensorFlow first, with its native start-up lines silenced: Keras 3 would import it unsilenced
     import keras  # Keras 3: only here (see the module docstring)
 
     return keras.saving.load_model(str(path), compile=False, safe_mode=not trust)
@@ -294,6 +295,14 @@ def load_model(path: str | Path, what: str = "model", trust: bool = False) -> Lo
         raise ModelError(f"ran out of memory loading {what} '{path}' ({_first_line(e)}); free memory (close other "
                          "processes) or load it on a machine with more") from None
     except Exception as e:
+        custom = _custom_class(e)
+        if custom:  # its code is in the user's training script, not in the file
+            save = (f"model.export('{p.stem}_saved')" if MODEL_KINDS[kind].framework == "keras3"
+                    else f"tf.saved_model.save(model, '{p.stem}_saved')")
+            raise ModelError(
+                f"cannot load {what} '{path}': it uses the custom class '{custom}', whose code is in the script "
+                f"that built it, not in the file; from that script, save it as a SavedModel, which needs no Python "
+                f"code ({save}), and pass that folder") from None
         raise ModelError(f"cannot load {what} '{path}' as a {MODEL_KINDS[kind].label} ({_first_line(e)}); "
                          "re-save it with model.save('model.keras') from the Keras that trained it") from None
     input_shape, output_shape = _shapes(model, kind, what, path)
@@ -315,6 +324,16 @@ def _shapes(model, kind: str, what: str, path) -> tuple[tuple, tuple]:
         raise ModelError(f"{what} '{path}' has {len(outs)} outputs; edgecv needs one class-score output "
                          "(save a model that returns only the class scores)")
     return ins[0], outs[0]
+
+
+def _custom_class(e: Exception) -> str | None:
+    """The class a Keras loader could not find (a layer, loss or activation registered by the user's
+    code), from Keras 3's and tf_keras' messages; None for any other failure."""
+    import re
+
+    found = re.search(r"Could not locate (?:class|function) '([^']+)'|Unknown (?:layer|object|activation)"
+                      r"(?: name)?: '([^']+)'|Cannot deserialize object of type `([^`]+)`", str(e))
+    return next((g for g in found.groups() if g), None) if found else None
 
 
 def _first_line(e: Exception) -> str:
