@@ -1,6 +1,8 @@
 """Every kind of model file a user brings (models/loading.py): tf_keras and Keras 3 .keras/.h5, a
 Keras 3 model.export() SavedModel, a plain tf.saved_model — as teacher and as export source; and
 model files that would run code on loading are refused without --trust-model."""
+import json
+
 import numpy as np
 import pytest
 
@@ -90,6 +92,27 @@ def test_running_out_of_memory_while_loading_is_not_blamed_on_the_file(model_who
 def _marker_lambda(marker):
     """A function that leaves a file behind when called: what an attacker's Lambda would do."""
     return eval(f"lambda t: (open({str(marker)!r}, 'a').write('ran'), t)[1]")
+
+
+@pytest.mark.slow
+def test_a_keras3_model_with_augmentation_layers_inside_exports_without_them(tmp_path):
+    """Keras' image-classification tutorial puts RandomFlip/RandomRotation/RandomZoom inside the
+    model. Keras 3's model.export() calls the model without training=False, so those layers (whose
+    call defaults to training=True) were traced augmenting, and every converter failed on their random
+    ops; edgecv exports the inference graph, which passes the check against the model."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((28, 28, 1))
+    augment = keras.Sequential([keras.layers.RandomFlip("horizontal"), keras.layers.RandomRotation(0.1),
+                                keras.layers.RandomZoom(0.1)], name="data_augmentation")
+    h = keras.layers.Conv2D(8, 3, activation="relu")(keras.layers.Rescaling(1 / 255)(augment(inp)))
+    keras.Model(inp, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h))).save(tmp_path / "aug.keras")
+    for fmt, name in (("tflite-fp32", "m.tflite"), ("onnx", "m.onnx")):  # float: an untrained model's ties
+        proc = run_cli("export", tmp_path / "aug.keras", "--format", fmt, "-c", "fashion-mnist-mini",
+                       "--normalization", "raw", "-o", tmp_path / name, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads((tmp_path / f"{name}.json").read_text())["check"]["passed"]
 
 
 CUSTOM_LAYER_MODELS = """

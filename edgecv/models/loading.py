@@ -87,7 +87,7 @@ class LoadedModel:
             # SavedModel export converts exactly (the export check compares it with the model)
             saved_dir = tempfile.mkdtemp(prefix="edgecv-keras3-export-")
             atexit.register(shutil.rmtree, saved_dir, ignore_errors=True)
-            self.model.export(saved_dir, verbose=False)
+            _export_keras3_for_inference(self.model, saved_dir)
             model = _load_signature(Path(saved_dir), trust=True)
         elif self.framework != "saved_model":
             raise ValueError("a tf_keras model converts as itself")
@@ -99,6 +99,20 @@ class LoadedModel:
 
         module.serve = serve
         return module
+
+
+def _export_keras3_for_inference(model, saved_dir: str) -> None:
+    """Keras 3's own SavedModel export of `model`, its `serve` endpoint called with training=False.
+    model.export() calls the model without it, so a layer whose call defaults to training=True (the
+    RandomFlip/RandomRotation/RandomZoom that Keras' image-classification tutorial puts inside the
+    model) would augment in the exported graph, whose random ops no converter takes."""
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", lambda image: model(image, training=False),
+                         input_signature=[keras.InputSpec(shape=(None, *model.input_shape[1:]), dtype="float32")])
+    archive.write_out(saved_dir, verbose=False)
 
 
 def _single_output(out):
