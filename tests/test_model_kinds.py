@@ -99,7 +99,8 @@ def test_a_keras3_model_with_augmentation_layers_inside_exports_without_them(tmp
     """Keras' image-classification tutorial puts RandomFlip/RandomRotation/RandomZoom inside the
     model. Keras 3's model.export() calls the model without training=False, so those layers (whose
     call defaults to training=True) were traced augmenting, and every converter failed on their random
-    ops; edgecv exports the inference graph, which passes the check against the model."""
+    ops; edgecv exports the inference graph, which passes the check against the model. Such a
+    SavedModel from model.export() itself is refused: it answers each call differently."""
     import keras
 
     keras.utils.set_random_seed(0)
@@ -107,7 +108,13 @@ def test_a_keras3_model_with_augmentation_layers_inside_exports_without_them(tmp
     augment = keras.Sequential([keras.layers.RandomFlip("horizontal"), keras.layers.RandomRotation(0.1),
                                 keras.layers.RandomZoom(0.1)], name="data_augmentation")
     h = keras.layers.Conv2D(8, 3, activation="relu")(keras.layers.Rescaling(1 / 255)(augment(inp)))
-    keras.Model(inp, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h))).save(tmp_path / "aug.keras")
+    model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h)))
+    model.save(tmp_path / "aug.keras")
+    model.export(tmp_path / "aug_saved", verbose=False)  # Keras 3's own export: augmenting at every call
+    from edgecv.models.loading import load_model
+
+    with pytest.raises(ModelError, match="answers the same image differently at each call.*training=False"):
+        load_model(tmp_path / "aug_saved")
     for fmt, name in (("tflite-fp32", "m.tflite"), ("onnx", "m.onnx")):  # float: an untrained model's ties
         proc = run_cli("export", tmp_path / "aug.keras", "--format", fmt, "-c", "fashion-mnist-mini",
                        "--normalization", "raw", "-o", tmp_path / name, timeout=600)

@@ -320,7 +320,26 @@ def load_model(path: str | Path, what: str = "model", trust: bool = False) -> Lo
         raise ModelError(f"cannot load {what} '{path}' as a {MODEL_KINDS[kind].label} ({_first_line(e)}); "
                          "re-save it with model.save('model.keras') from the Keras that trained it") from None
     input_shape, output_shape = _shapes(model, kind, what, path)
-    return LoadedModel(model, kind, str(p), input_shape, output_shape)
+    loaded = LoadedModel(model, kind, str(p), input_shape, output_shape)
+    if MODEL_KINDS[kind].framework == "saved_model":
+        _refuse_random_answers(loaded, what, path)
+    return loaded
+
+
+def _refuse_random_answers(loaded: LoadedModel, what: str, path) -> None:
+    """A SavedModel runs as it was saved: one whose serving graph draws random numbers answers the
+    same image differently at each call (as a teacher its logits are noise; no converter takes its
+    random ops). Keras 3's model.export() saves so a model with RandomFlip/RandomRotation layers
+    inside, since it calls the model without training=False. Two calls on the same images tell."""
+    size = tuple(d or 64 for d in loaded.input_shape[1:])  # a dynamic height or width: any size
+    images = np.random.default_rng(0).random((2, *size)).astype(np.float32)
+    first, second = loaded.predict(images), loaded.predict(images)
+    if not np.allclose(first, second, rtol=1e-5, atol=1e-6):
+        raise ModelError(f"{what} '{path}' answers the same image differently at each call: its serving graph "
+                         "draws random numbers, as Keras 3's model.export() saves a model with augmentation layers "
+                         "(RandomFlip, RandomRotation, ...) inside; pass the model's .keras file instead (edgecv "
+                         "exports it with training=False), or export it with keras.export.ExportArchive and an "
+                         "endpoint lambda x: model(x, training=False)")
 
 
 def _shapes(model, kind: str, what: str, path) -> tuple[tuple, tuple]:
