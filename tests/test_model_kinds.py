@@ -122,6 +122,26 @@ def test_a_keras3_model_with_augmentation_layers_inside_exports_without_them(tmp
         assert json.loads((tmp_path / f"{name}.json").read_text())["check"]["passed"]
 
 
+def test_a_model_that_takes_images_of_any_size_is_refused_with_the_fixed_size_way(tmp_path):
+    """A Resizing layer first, on keras.Input(shape=(None, None, 3)): edgecv has no size to feed and
+    export it at (it crashed with a TypeError); the line gives the two lines of Keras that fix it,
+    and they do."""
+    import keras
+
+    from edgecv.models.loading import load_model
+
+    inp = keras.Input(shape=(None, None, 3))
+    h = keras.layers.Conv2D(4, 3)(keras.layers.Resizing(32, 32)(inp))
+    model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h)))
+    model.save(tmp_path / "any.keras")
+    fix = r"keras.Input\(shape=\(224, 224, 3\)\); keras.Model\(inp, model\(inp\)\).save\('any_224.keras'\)"
+    with pytest.raises(ModelError, match=r"takes images of any size \(input \?x\?x3\).*" + fix):
+        load_model(tmp_path / "any.keras")
+    fixed = keras.Input(shape=(224, 224, 3))
+    keras.Model(fixed, model(fixed)).save(tmp_path / "any_224.keras")
+    assert load_model(tmp_path / "any_224.keras").input_shape == (None, 224, 224, 3)
+
+
 CUSTOM_LAYER_MODELS = """
 import os, sys
 os.environ["TF_USE_LEGACY_KERAS"] = "1"

@@ -356,6 +356,13 @@ def _shapes(model, kind: str, what: str, path) -> tuple[tuple, tuple]:
     if len(outs) != 1:
         raise ModelError(f"{what} '{path}' has {len(outs)} outputs; edgecv needs one class-score output "
                          "(save a model that returns only the class scores)")
+    if len(ins[0]) != 4 or None in ins[0][1:]:
+        # a Resizing layer first, on an Input of any size: edgecv has to know what size to feed and export at
+        channels = ins[0][-1] if len(ins[0]) == 4 and ins[0][-1] else 3
+        shape = "x".join("?" if d is None else str(d) for d in ins[0][1:])
+        raise ModelError(f"{what} '{path}' takes images of any size (input {shape}); edgecv needs the size to "
+                         f"feed it and export it at: save it with a fixed input, e.g. inp = keras.Input(shape=(224, "
+                         f"224, {channels})); keras.Model(inp, model(inp)).save('{Path(path).stem}_224.keras')")
     return ins[0], outs[0]
 
 
