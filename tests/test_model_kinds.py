@@ -123,20 +123,25 @@ def test_a_keras3_model_with_augmentation_layers_inside_exports_without_them(tmp
 
 
 def test_a_model_that_takes_images_of_any_size_is_refused_with_the_fixed_size_way(tmp_path):
-    """A Resizing layer first, on keras.Input(shape=(None, None, 3)): edgecv has no size to feed and
-    export it at (it crashed with a TypeError); the line gives the two lines of Keras that fix it,
-    and they do."""
+    """A Resizing layer first, on keras.Input(shape=(None, None, 3)): `edgecv export` has no size to
+    calibrate and export it at (it crashed with a TypeError), nor has a teacher on a folder of photos
+    of many sizes; the line gives the two lines of Keras that fix it, and they do. On arrays, whose
+    size is fixed, such a teacher is fed at the data's size, as before."""
     import keras
 
     from edgecv.models.loading import load_model
+    from edgecv.models.teacher import load_teacher
 
     inp = keras.Input(shape=(None, None, 3))
     h = keras.layers.Conv2D(4, 3)(keras.layers.Resizing(32, 32)(inp))
     model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h)))
     model.save(tmp_path / "any.keras")
     fix = r"keras.Input\(shape=\(224, 224, 3\)\); keras.Model\(inp, model\(inp\)\).save\('any_224.keras'\)"
-    with pytest.raises(ModelError, match=r"takes images of any size \(input \?x\?x3\).*" + fix):
-        load_model(tmp_path / "any.keras")
+    with pytest.raises(ModelError, match=r"teacher .* takes images of any size \(input \?x\?x3\).*" + fix):
+        load_teacher(str(tmp_path / "any.keras"), "unit", (None, None, 3), 10)
+    assert load_teacher(str(tmp_path / "any.keras"), "unit", (28, 28, 3), 10).spec.input_shape == (28, 28, 3)
+    proc = run_cli("export", tmp_path / "any.keras", "--format", "tflite-fp32", "-c", "fashion-mnist-mini")
+    assert_user_error(proc, "takes images of any size (input ?x?x3)", "any_224.keras")
     fixed = keras.Input(shape=(224, 224, 3))
     keras.Model(fixed, model(fixed)).save(tmp_path / "any_224.keras")
     assert load_model(tmp_path / "any_224.keras").input_shape == (None, 224, 224, 3)

@@ -356,14 +356,23 @@ def _shapes(model, kind: str, what: str, path) -> tuple[tuple, tuple]:
     if len(outs) != 1:
         raise ModelError(f"{what} '{path}' has {len(outs)} outputs; edgecv needs one class-score output "
                          "(save a model that returns only the class scores)")
-    if len(ins[0]) != 4 or None in ins[0][1:]:
-        # a Resizing layer first, on an Input of any size: edgecv has to know what size to feed and export at
-        channels = ins[0][-1] if len(ins[0]) == 4 and ins[0][-1] else 3
-        shape = "x".join("?" if d is None else str(d) for d in ins[0][1:])
-        raise ModelError(f"{what} '{path}' takes images of any size (input {shape}); edgecv needs the size to "
+    return ins[0], outs[0]
+
+
+def fixed_image_shape(shape: tuple, what: str, path) -> tuple[int, int, int]:
+    """(H, W, C) of an image input `shape` (H, W, C), in which edgecv feeds, calibrates and exports a
+    model; one line for a model that takes images of any size (a Resizing layer first, on
+    keras.Input(shape=(None, None, 3))), with the Keras lines that fix it."""
+    if len(shape) != 3:
+        raise ModelError(f"{what} '{path}' input shape {tuple(shape)} is not an image (H, W, C); edgecv compresses "
+                         "and exports image classifiers")
+    if None in shape:
+        channels = shape[-1] or 3
+        given = "x".join("?" if d is None else str(d) for d in shape)
+        raise ModelError(f"{what} '{path}' takes images of any size (input {given}); edgecv needs the size to "
                          f"feed it and export it at: save it with a fixed input, e.g. inp = keras.Input(shape=(224, "
                          f"224, {channels})); keras.Model(inp, model(inp)).save('{Path(path).stem}_224.keras')")
-    return ins[0], outs[0]
+    return tuple(int(d) for d in shape)
 
 
 def _custom_class(e: Exception) -> str | None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgecv.data.preprocess import PreprocessSpec
 from edgecv.errors import ModelError
-from edgecv.models.loading import LoadedModel, load_model
+from edgecv.models.loading import LoadedModel, fixed_image_shape, load_model
 from edgecv.tfcompat import keras
 
 
@@ -123,9 +123,9 @@ def load_teacher(path: str, normalization: str, data_shape: tuple, num_classes: 
     """Load a teacher and check it fits the data: one image input, num_classes outputs."""
     model = load_model(path, "teacher", trust)
     shape = tuple(model.input_shape[1:])
-    if len(shape) != 3:
-        raise ModelError(f"teacher input shape {shape} is not an image (H, W, C); edgecv compresses image classifiers")
-    h, w, c = (s if s is not None else d for s, d in zip(shape, data_shape))
+    # a size the teacher leaves open is the data's, where the data has one (arrays; a folder's photos vary)
+    h, w, c = fixed_image_shape(tuple(s if s is not None else d for s, d in zip(shape, data_shape))
+                                if len(shape) == 3 else shape, "teacher", path)
     if c not in (1, 3):
         raise ModelError(f"teacher expects {c} input channels; edgecv supports 1 or 3")
     spec = PreprocessSpec(int(h), int(w), int(c), normalization)

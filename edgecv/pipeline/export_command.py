@@ -52,10 +52,10 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
         check_source(data)
     _check_out(out, force)
     if not is_run:
-        from edgecv.models.loading import load_model
+        from edgecv.models.loading import fixed_image_shape, load_model
 
         keras_model = load_model(model, trust=trust_model)
-        h, w, c = keras_model.input_shape[1:]
+        h, w, c = fixed_image_shape(keras_model.input_shape[1:], "model", model)
         spec, source, data, class_names = PreprocessSpec(h, w, c, normalization), model, calibration, classes
         num_classes = int(keras_model.output_shape[-1])
         if classes and len(classes) != num_classes:
@@ -120,10 +120,10 @@ def run_quant_debug(model: Path, calibration: str | None, samples: int, normaliz
         if not calibration:
             raise DataError("quant-debug needs calibration images: pass --calibration DATA (an image folder, .npz or "
                             "fashion-mnist)")
-        from edgecv.models.loading import load_model
+        from edgecv.models.loading import fixed_image_shape, load_model
 
         keras_model = load_model(model, trust=trust_model)
-        h, w, c = keras_model.input_shape[1:]
+        h, w, c = fixed_image_shape(keras_model.input_shape[1:], "model", model)
         spec, source, data, class_names = PreprocessSpec(h, w, c, normalization), model, calibration, None
     check_source(data)
     ds = load_dataset(data, image_size=max(spec.height, spec.width))
