@@ -4,6 +4,7 @@ import pytest
 
 from edgecv.errors import ModelError
 from edgecv.models.teacher import load_teacher
+from tests.conftest import assert_user_error, run_cli
 
 
 @pytest.mark.parametrize("fmt", [".keras", ".h5", None])
@@ -21,6 +22,34 @@ def test_formats_load_and_logits_are_recovered(tiny_teacher_factory, fmt):
 def test_logit_teacher_is_detected(tiny_teacher_factory):
     path, _ = tiny_teacher_factory(num_classes=3, softmax=False)
     assert load_teacher(str(path), "unit", (28, 28, 1), 3).outputs == "logits"
+
+
+@pytest.mark.parametrize("sigmoid", [True, False])
+def test_a_two_class_teacher_with_one_score_gives_the_logits_of_both_classes(tmp_path, sigmoid):
+    """Keras' two-class head, Dense(1) with a sigmoid (or a logit and from_logits=True), scores the
+    second class (the second folder by name): as a teacher of 2-class data its logits are [0, z],
+    whose softmax is [1 - p, p]. It was refused as '1 class but the data has 2'."""
+    from edgecv.tfcompat import keras
+
+    K = keras()
+    inp = K.Input((28, 28, 1))
+    head = K.layers.Dense(1, activation="sigmoid" if sigmoid else None)
+    model = K.Model(inp, head(K.layers.GlobalAveragePooling2D()(K.layers.Conv2D(4, 3, activation="relu")(inp))))
+    model.save(tmp_path / "binary.keras")
+    t = load_teacher(str(tmp_path / "binary.keras"), "unit", (28, 28, 1), 2)
+    assert t.outputs == ("sigmoid" if sigmoid else "binary_logit")
+    imgs = np.random.default_rng(0).integers(0, 256, (6, 28, 28, 1), dtype=np.uint8)
+    score = model.predict(imgs / 255.0, verbose=0)[:, 0]
+    p = score if sigmoid else 1 / (1 + np.exp(-score))
+    logits = t.logits(imgs)
+    assert logits.shape == (6, 2) and np.allclose(np.exp(logits[:, 1]) / np.exp(logits).sum(-1), p, atol=1e-5)
+    with pytest.raises(ModelError, match="teacher predicts 1 class but the data has 3"):
+        load_teacher(str(tmp_path / "binary.keras"), "unit", (28, 28, 1), 3)
+    rng = np.random.default_rng(0)  # exported alone, it has no score per class for edgecv to check
+    np.savez(tmp_path / "two.npz", x_train=rng.integers(0, 256, (8, 28, 28), np.uint8), y_train=np.arange(8) % 2,
+             x_test=rng.integers(0, 256, (4, 28, 28), np.uint8), y_test=np.arange(4) % 2)
+    proc = run_cli("export", tmp_path / "binary.keras", "-f", "tflite-fp32", "-c", tmp_path / "two.npz")
+    assert_user_error(proc, "gives one score where", "has 2 classes", "Dense(2) head")
 
 
 def test_teacher_with_other_input_size_and_channels_is_adapted(tiny_teacher_factory):

@@ -81,7 +81,8 @@ class Teacher:
 
     model: LoadedModel  # run forward by the framework that saved it (tf_keras, Keras 3 or a SavedModel)
     spec: PreprocessSpec
-    outputs: str  # "logits" | "probabilities"
+    # "logits" | "probabilities", or a binary classifier's one score: "binary_logit" | "sigmoid"
+    outputs: str
     num_classes: int
     path: str
 
@@ -106,6 +107,11 @@ class Teacher:
         out = tf().cast(out, "float32")
         if self.outputs == "probabilities":
             out = tf().math.log(tf().clip_by_value(out, 1e-7, 1.0))  # softmax(log p) == p: logits up to a constant
+        if self.outputs == "sigmoid":  # p of the second class: its logit
+            p = tf().clip_by_value(out, 1e-7, 1.0 - 1e-7)
+            out = tf().math.log(p) - tf().math.log1p(-p)
+        if self.outputs in ("sigmoid", "binary_logit"):  # softmax([0, z]) == [1 - sigmoid(z), sigmoid(z)]
+            out = tf().concat([tf().zeros_like(out), out], axis=-1)
         return out
 
 
@@ -117,6 +123,15 @@ def _outputs_probabilities(model: LoadedModel, out: np.ndarray) -> bool:
     if last is not None and type(last).__name__ == "Softmax":
         return True
     return bool(np.all(out >= 0) and np.all(out <= 1) and np.allclose(out.sum(-1), 1.0, atol=1e-3))
+
+
+def _outputs_sigmoid(model: LoadedModel, out: np.ndarray) -> bool:
+    """A binary classifier's one score is a probability: a sigmoid last layer, or (a SavedModel, whose
+    layers are not known) scores all in [0, 1] on the probe batch."""
+    last = model.layers[-1] if model.layers else None
+    if last is not None:
+        return getattr(getattr(last, "activation", None), "__name__", "") == "sigmoid"
+    return bool(np.all(out >= 0) and np.all(out <= 1))
 
 
 def load_teacher(path: str, normalization: str, data_shape: tuple, num_classes: int, trust: bool = False) -> Teacher:
@@ -138,10 +153,15 @@ def load_teacher(path: str, normalization: str, data_shape: tuple, num_classes: 
         raise ModelError(f"teacher '{path}' failed on a {spec.input_shape} input ({str(e).splitlines()[0][:160]})") from None
     if out.ndim != 2:
         raise ModelError(f"teacher output shape {out.shape[1:]} is not a class vector; edgecv needs (num_classes,)")
-    if out.shape[1] != num_classes:
+    binary = out.shape[1] == 1 and num_classes == 2  # Dense(1): Keras' two-class head, the second class's score
+    if out.shape[1] != num_classes and not binary:
         raise ModelError(
-            f"teacher predicts {out.shape[1]} classes but the data has {num_classes}; use the teacher trained on this "
+            f"teacher predicts {out.shape[1]} class{'es' if out.shape[1] != 1 else ''} but the data has {num_classes}; "
+            "use the teacher trained on this "
             "data, or data with the same classes"
         )
-    outputs = "probabilities" if _outputs_probabilities(model, out) else "logits"
+    if binary:
+        outputs = "sigmoid" if _outputs_sigmoid(model, out) else "binary_logit"
+    else:
+        outputs = "probabilities" if _outputs_probabilities(model, out) else "logits"
     return Teacher(model, spec, outputs, num_classes, str(path))

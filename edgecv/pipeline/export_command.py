@@ -236,6 +236,10 @@ def _images(ds, data: str | None, spec: PreprocessSpec, class_names, num_classes
         check = spec.apply(rng.integers(0, 256, (n_check, spec.height, spec.width, spec.channels), dtype=np.uint8))
         names = class_names or [str(i) for i in range(num_classes)]
         return None, check, names, f"{n_check} random images (no --calibration data)"
+    if ds.num_classes == 2 and num_classes == 1:
+        raise DataError(f"{Path(source).name} gives one score where '{data}' has 2 classes (a sigmoid or logit "
+                        "head, Dense(1)); edgecv exports and evaluates a score per class: as a teacher (edgecv compress "
+                        "--teacher) it distils into a two-class student, or give it a Dense(2) head")
     if ds.num_classes != num_classes:
         raise DataError(f"'{data}' has {ds.num_classes} classes but {Path(source).name} predicts {num_classes}; "
                         "calibrate with the data it was trained on")
