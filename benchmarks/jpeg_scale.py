@@ -73,7 +73,7 @@ def measure(folder: Path, size: int, rounds: int) -> dict:
     files = _files(folder)
     if not files:
         raise SystemExit(f"no JPEGs under {folder}")
-    shapes = [hw for _, hw in image_headers(files)]
+    shapes = [hw for _, hw, _ in image_headers(files)]
     sides = {"training (tf.data, images/s)": {}, "device (Pillow, ms per image)": {}}
     pixels = {}
     for scaled in (False, True):  # untimed: TensorFlow's start and each map's tracing

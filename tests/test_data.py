@@ -173,6 +173,31 @@ def test_files_that_are_not_png_or_jpeg_are_counted_and_said_not_skipped_silentl
         "1 file is in the class folders but not PNG or JPEG (.bmp: 1), so not used; convert it to use it"]
 
 
+def test_photos_taken_turned_are_counted_and_said_read_as_stored(tmp_path):
+    """A phone stores a portrait photo sideways with an EXIF orientation that viewers apply and Keras
+    does not: compress and eval say how many, read them as stored (as training and the teacher did),
+    and say how to turn them. Only JPEGs are looked at (a PNG's EXIF would mean decoding it)."""
+    from edgecv.data.sources import load_eval_set
+
+    x, y = synthetic_images(12, size=16, channels=3)
+    _write_folder(tmp_path / "photos", x, y % 2, ["a", "b"])
+    for i, orientation in enumerate((6, 8, 1)):  # turned right, turned left, upright
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.fromarray(x[i]).save(tmp_path / "photos" / "a" / f"phone{i}.jpg", exif=exif)
+    Image.fromarray(x[0]).save(tmp_path / "photos" / "b" / "shot.png")
+    warning = [w for w in load_dataset(str(tmp_path / "photos")).warnings if "EXIF" in w]
+    assert warning == ["2 of 16 images carry an EXIF orientation (taken turned or mirrored) that edgecv, like Keras, "
+                       "does not apply: the model sees them as stored, sideways or upside down; if the device sees "
+                       "its images upright, turn the files upright (e.g. exiftran -ai FOLDER/*/*.jpg) and train again"]
+    assert [w for w in load_eval_set(str(tmp_path / "photos"), 16).warnings if "EXIF" in w] == warning
+    stored = np.asarray(Image.open(tmp_path / "photos" / "a" / "phone0.jpg").convert("RGB"))
+    ds = load_dataset(str(tmp_path / "photos"), image_size=16)
+    split = ds.train if any("phone0" in str(f) for f in ds.train.files) else ds.test
+    i = next(i for i, f in enumerate(split.files) if "phone0" in str(f))
+    assert np.array_equal(split.read([i], (16, 16))[0], stored)  # as stored: not turned
+
+
 def test_a_folder_with_train_or_test_alone(tmp_path):
     """train/ without test/ was read as one class named "train": compress says what is missing. eval
     scores a folder holding only test/ (what a device may keep) on test/'s classes."""

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecv.data.sources import (IMAGE_SUFFIXES, ImageSplit, _as_nhwc, _class_dirs, _folder_channels, _image_files,
-                                 _labels, _npz_member, image_headers, is_hidden)
+from edgecv.data.sources import (IMAGE_SUFFIXES, ImageSplit, _as_nhwc, _class_dirs, _image_files,
+                                 _labels, _npz_member, header_channels, image_headers, is_hidden)
 from edgecv.errors import DataError
 
 UNLABELLED = -1  # the label of every image of an unlabelled field set
@@ -68,9 +68,9 @@ def _field_folder(root: Path) -> FieldSet:
         names, files, labels = None, loose, np.full(len(loose), UNLABELLED, np.int64)
     else:
         raise DataError(f"{root} holds no PNG or JPEG images (directly or in class subfolders); add the field images")
-    sizes = [size for _, size in image_headers(files)]
-    return FieldSet(ImageSplit(labels, None, files, _folder_channels(files)), names, str(root),
-                    most_common_size(sizes), unit_scaled=False)
+    headers = image_headers(files)
+    return FieldSet(ImageSplit(labels, None, files, header_channels(headers)), names, str(root),
+                    most_common_size(size for _, size, _ in headers), unit_scaled=False)
 
 
 def _field_npz(path: Path) -> FieldSet:

@@ -334,9 +334,10 @@ def load_eval_set(source: str, image_size: int) -> Dataset:
         note, extra = ("the test/ subfolder" if only_test else EVERY_IMAGE_NOTE), []
     skipped = Counter()
     files, labels = _labelled_files(root, class_names, skipped)
-    split = ImageSplit(labels, None, files, _folder_channels(files))
+    channels, header_warnings = _folder_facts(files)
+    split = ImageSplit(labels, None, files, channels)
     return Dataset(split.subset([]), split, class_names, str(path), [note], image_size,
-                   warnings=extra + skipped_files_warning(skipped))
+                   warnings=extra + skipped_files_warning(skipped) + header_warnings)
 
 
 # said on the terminal too: an eval on a folder without test/ may score training images
@@ -582,9 +583,10 @@ def _too_large(f: Path) -> DataError:
                      "Pillow's decompression-bomb limit); resize it, e.g. to 1024x1024 or less")
 
 
-def image_headers(files: list) -> list[tuple[str, tuple[int, int]]]:
-    """(Pillow mode, (height, width)) of each file, from its header (not its pixels), so an
-    unreadable file or a decompression bomb is named now, not in the middle of training."""
+def image_headers(files: list) -> list[tuple[str, tuple[int, int], int]]:
+    """(Pillow mode, (height, width), EXIF orientation: 1 as stored) of each file, from its header
+    (not its pixels), so an unreadable file or a decompression bomb is named now, not in the middle
+    of training."""
     from edgecv.progress import track_count
 
     headers = []
@@ -594,13 +596,43 @@ def image_headers(files: list) -> list[tuple[str, tuple[int, int]]]:
             if i % 500 == 0:  # the counter a batch at a time: per file it would cost a third of the reading
                 advance(min(500, len(files) - i))
             with _opened_image(f) as im:
-                headers.append((im.mode, (im.height, im.width)))
+                headers.append((im.mode, (im.height, im.width), _orientation(im)))
     return headers
 
 
-def _folder_channels(files: list[Path]) -> int:
-    """1 when every image is greyscale, else 3."""
-    return 1 if all(mode in ("L", "I;16", "1") for mode, _ in image_headers(files)) else 3
+def _orientation(im) -> int:
+    """A JPEG's EXIF orientation (1: as stored; 3: upside down; 6, 8: turned; 2, 4, 5, 7: mirrored),
+    from the APP1 segment Pillow read with the header; 1 for other formats (a PNG's would be decoded
+    to find it)."""
+    if im.format not in ("JPEG", "MPO"):
+        return 1
+    try:
+        return int(im.getexif().get(0x0112, 1) or 1)
+    except Exception:  # a damaged EXIF block: the pixels are read as stored anyway
+        return 1
+
+
+def header_channels(headers: list) -> int:
+    """1 when every image (image_headers) is greyscale, else 3."""
+    return 1 if all(mode in ("L", "I;16", "1") for mode, _, _ in headers) else 3
+
+
+def _folder_facts(files: list[Path]) -> tuple[int, list[str]]:
+    """(header_channels, warnings about the images' headers) of a folder's image files."""
+    headers = image_headers(files)
+    return header_channels(headers), exif_rotated_warning(sum(o != 1 for _, _, o in headers), len(headers))
+
+
+def exif_rotated_warning(rotated: int, total: int) -> list[str]:
+    """Photos a phone took turned or mirrored, saying so in EXIF: image viewers show them upright,
+    but edgecv reads the pixels as stored, as Keras' image_dataset_from_directory does (so a teacher
+    trained with Keras saw them the same way)."""
+    if not rotated:
+        return []
+    return [f"{rotated:,} of {total:,} images {'carries' if rotated == 1 else 'carry'} an EXIF orientation (taken "
+            "turned or mirrored) that edgecv, like Keras, does not apply: the model sees "
+            f"{'it' if rotated == 1 else 'them'} as stored, sideways or upside down; if the device sees its images "
+            "upright, turn the files upright (e.g. exiftran -ai FOLDER/*/*.jpg) and train again"]
 
 
 def _load_image_folder(root: Path, holdout: float, seed: int, classes: list | None = None) -> Dataset:
@@ -628,10 +660,10 @@ def _load_image_folder(root: Path, holdout: float, seed: int, classes: list | No
         }
         notes = [f"held-out split: about {holdout:.0%} of each class, chosen by a hash of each file's name "
                  f"and seed {seed}"]
-    channels = _folder_channels(parts["train"][0] + parts["test"][0])
+    channels, header_warnings = _folder_facts(parts["train"][0] + parts["test"][0])
     return Dataset(ImageSplit(parts["train"][1], None, parts["train"][0], channels),
                    ImageSplit(parts["test"][1], None, parts["test"][0], channels), class_names, str(root), notes,
-                   warnings=extra + skipped_files_warning(skipped)
+                   warnings=extra + skipped_files_warning(skipped) + header_warnings
                    + class_warnings(class_names, parts["train"][1], parts["test"][1]),
                    split_by_name_hash=not given)
 

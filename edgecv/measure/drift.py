@@ -216,7 +216,7 @@ def build_reference(artefact, split: ImageSplit, runner: Runner, *, source: str,
                   scores=None if scores is None else np.asarray(scores)[chosen])
     obs.labels = sample.labels.astype(np.int64)
     original = (tuple(sample.array.shape[1:3]) if sample.array is not None
-                else most_common_size(size for _, size in image_headers(sample.files)))
+                else most_common_size(size for _, size, _ in image_headers(sample.files)))
     header = {"format": REFERENCE_FORMAT, "edgecv": __version__,
               "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "artefact": artefact.name, "artefact_sha256": file_sha256(artefact),
