@@ -373,7 +373,7 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, benc
       edgecv bench student-int8.tflite --remote adb:// --benchmark-model ./benchmark_model --device pixel-4
       edgecv bench student-int8.tflite --threads 1,2 --second-opinion  # and LiteRT's litert-benchmark
     """
-    from edgecv.fileio import check_outputs, check_writable_dir, to_stdout
+    from edgecv.fileio import check_writable_dir, to_stdout
 
     if runs is not None and duration is not None:
         raise click.UsageError("give --runs or --duration, not both")
@@ -386,8 +386,8 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, benc
                           "give --json a folder")
     if fleet and json_path:
         check_writable_dir(json_path, "--json")
-    elif json_path:
-        check_outputs((json_path, "--json"))
+    else:
+        _check_json_output(json_path)
     profiles = []
     if device_ids:
         from edgecv.devices import load_profile

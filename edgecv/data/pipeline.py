@@ -164,13 +164,13 @@ def _path_tensor(files: list):
     return _tf().constant([os.fsencode(f) for f in files])
 
 
-def _decode(path, channels: int, size: tuple[int, int] | None = None):
-    """One file as uint8 (H, W, channels): TensorFlow's decoder, the training side's. With `size`
-    (height, width), a JPEG at least twice that on both sides comes out of the decoder's DCT at 1/2,
-    1/4 or 1/8 scale (_scale_index)."""
-    tf = _tf()
-    contents = tf.io.read_file(path)
-    return _decode_at(contents, channels, tf.constant(0) if size is None else _scale_index(contents, size))
+def _decode(path, channels: int):
+    """One file as uint8 (H, W, channels) at its own size: TensorFlow's decoder, the training side's."""
+    return _decode_whole(_tf().io.read_file(path), channels)
+
+
+def _decode_whole(contents, channels: int):
+    return _tf().io.decode_image(contents, channels=channels, expand_animations=False)
 
 
 def _scale_index(contents, size: tuple[int, int]):
@@ -191,9 +191,9 @@ def _scale_index(contents, size: tuple[int, int]):
 
 def _decode_at(contents, channels: int, scale_index):
     tf = _tf()
-    return tf.switch_case(scale_index, [
-        lambda: tf.io.decode_image(contents, channels=channels, expand_animations=False),  # any format, full size
-        *(partial(tf.io.decode_jpeg, contents, channels=channels, ratio=ratio) for ratio in (2, 4, 8))])
+    return tf.switch_case(scale_index, [partial(_decode_whole, contents, channels),  # any format, full size
+                                        *(partial(tf.io.decode_jpeg, contents, channels=channels, ratio=ratio)
+                                          for ratio in (2, 4, 8))])
 
 
 def _decoded(path, channels: int, specs):

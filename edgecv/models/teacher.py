@@ -115,12 +115,18 @@ class Teacher:
         return out
 
 
+def _last_activation(model: LoadedModel) -> str | None:
+    """The name of the last layer's activation ("softmax" for a Softmax layer, "" for none); None for
+    a SavedModel, whose layers are not known."""
+    last = model.layers[-1] if model.layers else None
+    if last is None:
+        return None
+    return "softmax" if type(last).__name__ == "Softmax" else getattr(getattr(last, "activation", None), "__name__", "")
+
+
 def _outputs_probabilities(model: LoadedModel, out: np.ndarray) -> bool:
     """Softmax head, or outputs that look like probabilities on a probe batch (`out`)."""
-    last = model.layers[-1] if model.layers else None
-    if last is not None and getattr(getattr(last, "activation", None), "__name__", "") == "softmax":
-        return True
-    if last is not None and type(last).__name__ == "Softmax":
+    if _last_activation(model) == "softmax":
         return True
     return bool(np.all(out >= 0) and np.all(out <= 1) and np.allclose(out.sum(-1), 1.0, atol=1e-3))
 
@@ -128,9 +134,9 @@ def _outputs_probabilities(model: LoadedModel, out: np.ndarray) -> bool:
 def _outputs_sigmoid(model: LoadedModel, out: np.ndarray) -> bool:
     """A binary classifier's one score is a probability: a sigmoid last layer, or (a SavedModel, whose
     layers are not known) scores all in [0, 1] on the probe batch."""
-    last = model.layers[-1] if model.layers else None
-    if last is not None:
-        return getattr(getattr(last, "activation", None), "__name__", "") == "sigmoid"
+    activation = _last_activation(model)
+    if activation is not None:
+        return activation == "sigmoid"
     return bool(np.all(out >= 0) and np.all(out <= 1))
 
 
@@ -138,9 +144,9 @@ def load_teacher(path: str, normalization: str, data_shape: tuple, num_classes: 
     """Load a teacher and check it fits the data: one image input, num_classes outputs."""
     model = load_model(path, "teacher", trust)
     shape = tuple(model.input_shape[1:])
-    # a size the teacher leaves open is the data's, where the data has one (arrays; a folder's photos vary)
-    h, w, c = fixed_image_shape(tuple(s if s is not None else d for s, d in zip(shape, data_shape))
-                                if len(shape) == 3 else shape, "teacher", path)
+    if len(shape) == 3:  # a size the teacher leaves open is the data's, where the data has one (arrays)
+        shape = tuple(d if s is None else s for s, d in zip(shape, data_shape))
+    h, w, c = fixed_image_shape(shape, "teacher", path)
     if c not in (1, 3):
         raise ModelError(f"teacher expects {c} input channels; edgecv supports 1 or 3")
     spec = PreprocessSpec(int(h), int(w), int(c), normalization)
