@@ -297,7 +297,8 @@ def eval_cmd(artefact, data, threads, json_path):
                              f"{result['runtime']}, {result['threads']} threads)")
     for name, acc in result["per_class_top1"].items():
         table.add_row(name, "—" if acc is None else f"{acc:.1%}")
-    table.add_row("[b]all[/b]", f"[b]{result['top1']:.2%}[/b]  (top-5 {result['top5']:.2%})")
+    top5 = f"  (top-5 {result['top5']:.2%})" if len(result["class_names"]) > 5 else ""  # else always 100 %
+    table.add_row("[b]all[/b]", f"[b]{result['top1']:.2%}[/b]{top5}")
     print_table(console, table)
     from edgecv.data.sources import EVERY_IMAGE_NOTE
 
@@ -730,7 +731,7 @@ def drift_cmd(run_or_reference, field, artefact, psi_warn, psi_alert, alpha, thr
     from edgecv.measure.drift import compare, load_reference, observe_field
     from edgecv.progress import track_count
     from edgecv.report.terminal import print_table, wide
-    from edgecv.runtime import open_runner
+    from edgecv.runtime import open_classifier
 
     reference_path, recorded = _drift_reference(run_or_reference)
     reference = load_reference(reference_path)
@@ -741,7 +742,7 @@ def drift_cmd(run_or_reference, field, artefact, psi_warn, psi_alert, alpha, thr
         raise DriftError(f"{artefact} is not the artefact the reference was built from ({reference.header['artefact']}, "
                          f"sha256 {reference.header['artefact_sha256'][:12]}...); pass that file with --artefact")
     field_set = load_field(field)
-    runner = open_runner(artefact, threads)
+    runner, _ = open_classifier(artefact, threads)
     with track_count(f"drift {Path(field).name}") as advance:
         observed = observe_field(runner, reference.spec, field_set, reference.header["class_names"], progress=advance)
     result = compare(reference, observed, field_set, thresholds).to_dict()
@@ -792,7 +793,7 @@ def drift_reference_cmd(artefact, held_out, out, max_images, seed, threads):
     from edgecv.fileio import check_writable_file, output_errors
     from edgecv.measure.drift import REFERENCE_FILE, build_reference, save_reference
     from edgecv.progress import track_count
-    from edgecv.runtime import load_metadata, open_runner
+    from edgecv.runtime import open_classifier
 
     if not artefact.is_file():
         raise DriftError(f"artefact '{artefact}' not found; pass the model file the device runs")
@@ -800,8 +801,7 @@ def drift_reference_cmd(artefact, held_out, out, max_images, seed, threads):
         raise DriftError(f"--max-images {max_images} is too few for the tests to tell a shift from noise; give 200 or more")
     out = out or artefact.parent / REFERENCE_FILE
     check_writable_file(out, "--out")
-    runner = open_runner(artefact, threads)
-    meta = load_metadata(artefact, runner)
+    runner, meta = open_classifier(artefact, threads)
     held = load_field(held_out)
     split = held.images
     if held.labelled:  # labels as the artefact's classes, so field accuracy can be set against them

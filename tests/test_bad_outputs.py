@@ -8,6 +8,7 @@ import json
 import os
 import tempfile
 
+import numpy as np
 import pytest
 
 from edgecv.errors import OutputError
@@ -195,6 +196,8 @@ def test_write_checks_leave_nothing_behind(tmp_path):
     ('{"class_names": ["a"], "preprocessing": {"height": 8}}', ["m.tflite.json", "no preprocessing.width", "re-export"]),
     ('{"class_names": "abc", "preprocessing": {"height": 8, "width": 8, "channels": 3}}', ["class_names"]),
     ('[]', ["m.tflite.json", "no preprocessing spec"]),
+    ('{"class_names": ["a"], "preprocessing": {"height": 8, "width": 8, "channels": 3, "normalization": "unit"}, '
+     '"outputs": "softmax"}', ["m.tflite.json", "outputs is 'softmax'", "sigmoid, binary_logit"]),
 ])
 def test_eval_with_a_damaged_sidecar(tmp_path, sidecar, fragments):
     model = tmp_path / "m.tflite"
@@ -203,6 +206,20 @@ def test_eval_with_a_damaged_sidecar(tmp_path, sidecar, fragments):
     assert_user_error(run_cli("eval", model, "--data", "fashion-mnist-mini", "--json", tmp_path / "eval.json"),
                       *fragments)
     assert not (tmp_path / "eval.json").exists()
+
+
+def test_eval_of_one_score_without_its_kind_is_refused(tmp_path):
+    """A file with one score (a two-class Dense(1) head) whose metadata does not say sigmoid or logit:
+    eval cannot tell which class it predicts, so it says so instead of scoring every image class 0."""
+    model = tmp_path / "m.tflite"
+    model.write_bytes(build_small_cnn(classes=1))
+    (tmp_path / "m.tflite.json").write_text(json.dumps({"class_names": ["a", "b"], "preprocessing": {
+        "height": 8, "width": 8, "channels": 3, "normalization": "unit"}}))
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "two.npz", x_train=rng.integers(0, 256, (4, 8, 8, 3), np.uint8), y_train=np.arange(4) % 2,
+             x_test=rng.integers(0, 256, (4, 8, 8, 3), np.uint8), y_test=np.arange(4) % 2)
+    assert_user_error(run_cli("eval", model, "--data", tmp_path / "two.npz"),
+                      "'m.tflite' gives one score", "probability or a logit", "edgecv export")
 
 
 # ------------------------------------------------------------------------------------------------ 3. state.json

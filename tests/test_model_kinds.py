@@ -147,6 +147,53 @@ def test_a_model_that_takes_images_of_any_size_is_refused_with_the_fixed_size_wa
     assert load_model(tmp_path / "any_224.keras").input_shape == (None, 224, 224, 3)
 
 
+@pytest.mark.parametrize("sigmoid", [True, False])
+def test_a_two_class_model_with_one_score_exports_and_evaluates_as_keras_reads_it(tmp_path, sigmoid):
+    """Keras' two-class head, Dense(1) with a sigmoid (or a logit and from_logits=True), as Keras'
+    binary tutorials build it: the int8 file keeps its one score, its metadata records which kind,
+    and eval reads it as Keras' binary accuracy does (p > 0.5, z > 0) with the second class scored,
+    drift through it too. `edgecv export` refused it ("edgecv exports a score per class")."""
+    import keras
+
+    inp = keras.Input((16, 16, 3))
+    head = keras.layers.Dense(1, activation="sigmoid" if sigmoid else None)
+    model = keras.Model(inp, head(keras.layers.GlobalAveragePooling2D()(inp)))
+    head.set_weights([np.full((3, 1), 4.0, np.float32), np.array([-6.0], np.float32)])  # z > 0: brighter than 1/2
+    model.save(tmp_path / "binary.keras")
+    rng = np.random.default_rng(0)
+
+    def split(n):  # even brightness levels away from 1/2; every 8th image labelled against its brightness
+        level = np.where(np.arange(n) % 2 == 1, rng.uniform(0.6, 0.9, n), rng.uniform(0.1, 0.4, n))
+        images = np.clip(level[:, None, None, None] * 255 + rng.normal(0, 8, (n, 16, 16, 3)), 0, 255).astype(np.uint8)
+        return images, (np.arange(n) % 2) ^ (np.arange(n) % 8 == 0)
+
+    (x_train, y_train), (x_test, y_test) = split(64), split(40)
+    np.savez(tmp_path / "two.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    out = tmp_path / "binary-int8.tflite"
+    proc = run_cli("export", tmp_path / "binary.keras", "-f", "tflite-int8", "-c", tmp_path / "two.npz", "-o", out,
+                   "--normalization", "unit", "--calibration-samples", "64", "--json", "-")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["check"]["top1_agreement"] == 1.0
+    from edgecv.runtime import LiteRTRunner, load_metadata
+
+    runner = LiteRTRunner(out)
+    assert runner.output_dtype == "int8" and runner.run(np.zeros((1, 16, 16, 3), np.float32)).shape == (1, 1)
+    assert load_metadata(out, runner)["outputs"] == ("sigmoid" if sigmoid else "binary_logit")
+    score = model.predict(x_test / 255.0, verbose=0)[:, 0]
+    keras_predicted = (score > (0.5 if sigmoid else 0.0)).astype(int)
+    proc = run_cli("eval", out, "--data", tmp_path / "two.npz", "--json", "-")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["predictions"] == keras_predicted.tolist()
+    assert result["top1"] == np.mean(keras_predicted == y_test) == 35 / 40  # the 5 images labelled against
+    proc = run_cli("drift-reference", out, "--data", tmp_path / "two.npz", "--max-images", "50")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_cli("drift", tmp_path / "drift_reference.npz", "--data", tmp_path / "two.npz", "--json", "-")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    accuracy = [f for f in json.loads(proc.stdout)["findings"] if f["check"] == "accuracy (labelled)"]
+    assert accuracy[0]["field"] == "87.5%", accuracy
+
+
 CUSTOM_LAYER_MODELS = """
 import os, sys
 os.environ["TF_USE_LEGACY_KERAS"] = "1"

@@ -4,7 +4,6 @@ import pytest
 
 from edgecv.errors import ModelError
 from edgecv.models.teacher import load_teacher
-from tests.conftest import assert_user_error, run_cli
 
 
 @pytest.mark.parametrize("fmt", [".keras", ".h5", None])
@@ -45,11 +44,6 @@ def test_a_two_class_teacher_with_one_score_gives_the_logits_of_both_classes(tmp
     assert logits.shape == (6, 2) and np.allclose(np.exp(logits[:, 1]) / np.exp(logits).sum(-1), p, atol=1e-5)
     with pytest.raises(ModelError, match="teacher predicts 1 class but the data has 3"):
         load_teacher(str(tmp_path / "binary.keras"), "unit", (28, 28, 1), 3)
-    rng = np.random.default_rng(0)  # exported alone, it has no score per class for edgecv to check
-    np.savez(tmp_path / "two.npz", x_train=rng.integers(0, 256, (8, 28, 28), np.uint8), y_train=np.arange(8) % 2,
-             x_test=rng.integers(0, 256, (4, 28, 28), np.uint8), y_test=np.arange(4) % 2)
-    proc = run_cli("export", tmp_path / "binary.keras", "-f", "tflite-fp32", "-c", tmp_path / "two.npz")
-    assert_user_error(proc, "gives one score where", "has 2 classes", "Dense(2) head")
 
 
 def test_teacher_with_other_input_size_and_channels_is_adapted(tiny_teacher_factory):

@@ -179,7 +179,7 @@ def observe(runner: Runner, spec: PreprocessSpec, batches, *, scores: np.ndarray
     for idx, images in batches:
         view = model_view(images, spec)
         stats, means = image_statistics(view)
-        outputs, predicted = output_statistics(scores[idx] if scores is not None else runner.run(spec.apply(view)))
+        outputs, predicted = output_statistics(scores[idx] if scores is not None else runner.class_scores(spec.apply(view)))
         for name, values in {**stats, **outputs, "channel_means": means, "predicted": predicted,
                              "thumbnails": thumbnails(view)}.items():
             parts.setdefault(name, []).append(values)

@@ -11,15 +11,14 @@ import numpy as np
 from edgecv.data import PreprocessSpec, load_eval_set
 from edgecv.data.sources import labels_by_name
 from edgecv.measure.accuracy import classification_metrics
-from edgecv.runtime import load_metadata, open_runner
+from edgecv.runtime import open_classifier
 
 
 def evaluate_artefact(path, data: str, *, num_threads: int | None = None, batch_size: int = 64,
                       progress=lambda n: None) -> dict:
     """Top-1/top-5, per-class accuracy, confusion matrix and per-sample predictions."""
     path = Path(path)
-    runner = open_runner(path, num_threads)
-    meta = load_metadata(path, runner)
+    runner, meta = open_classifier(path, num_threads)
     spec = PreprocessSpec.from_dict(meta["preprocessing"])
     ds = load_eval_set(data, image_size=max(spec.height, spec.width))
     names = meta.get("class_names") or []
@@ -33,7 +32,7 @@ def evaluate_artefact(path, data: str, *, num_threads: int | None = None, batch_
     start = time.perf_counter()
     scores = []
     for _, images in test.chunks((spec.height, spec.width), batch_size):  # one batch in memory at a time
-        scores.append(runner.run(spec.apply(images)))
+        scores.append(runner.class_scores(spec.apply(images)))
         progress(len(scores[-1]))
     scores = np.concatenate(scores)
     seconds = time.perf_counter() - start

@@ -375,6 +375,28 @@ def fixed_image_shape(shape: tuple, what: str, path) -> tuple[int, int, int]:
     return tuple(int(d) for d in shape)
 
 
+def score_kind(model: LoadedModel, out: np.ndarray) -> str:
+    """What a classifier's scores are, from its last layer or (a SavedModel, whose layers are not
+    known) its scores `out` on a probe batch: "logits" | "probabilities", or a two-class model's one
+    score (Keras' Dense(1) head) "sigmoid" | "binary_logit" (runtime.ONE_SCORE_OUTPUTS)."""
+    activation = _last_activation(model)
+    in_unit_range = bool(np.all(out >= 0) and np.all(out <= 1))
+    if out.shape[-1] == 1:
+        sigmoid = activation == "sigmoid" if activation is not None else in_unit_range
+        return "sigmoid" if sigmoid else "binary_logit"
+    probabilities = activation == "softmax" or (in_unit_range and np.allclose(out.sum(-1), 1.0, atol=1e-3))
+    return "probabilities" if probabilities else "logits"
+
+
+def _last_activation(model: LoadedModel) -> str | None:
+    """The name of the last layer's activation ("softmax" for a Softmax layer, "" for none); None for
+    a SavedModel, whose layers are not known."""
+    last = model.layers[-1] if model.layers else None
+    if last is None:
+        return None
+    return "softmax" if type(last).__name__ == "Softmax" else getattr(getattr(last, "activation", None), "__name__", "")
+
+
 def _custom_class(e: Exception) -> str | None:
     """The class a Keras loader could not find (a layer, loss or activation registered by the user's
     code), from Keras 3's and tf_keras' messages; None for any other failure."""

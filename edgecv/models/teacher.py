@@ -12,7 +12,7 @@ import numpy as np
 
 from edgecv.data.preprocess import PreprocessSpec
 from edgecv.errors import ModelError
-from edgecv.models.loading import LoadedModel, fixed_image_shape, load_model
+from edgecv.models.loading import LoadedModel, fixed_image_shape, load_model, score_kind
 from edgecv.tfcompat import keras
 
 
@@ -115,31 +115,6 @@ class Teacher:
         return out
 
 
-def _last_activation(model: LoadedModel) -> str | None:
-    """The name of the last layer's activation ("softmax" for a Softmax layer, "" for none); None for
-    a SavedModel, whose layers are not known."""
-    last = model.layers[-1] if model.layers else None
-    if last is None:
-        return None
-    return "softmax" if type(last).__name__ == "Softmax" else getattr(getattr(last, "activation", None), "__name__", "")
-
-
-def _outputs_probabilities(model: LoadedModel, out: np.ndarray) -> bool:
-    """Softmax head, or outputs that look like probabilities on a probe batch (`out`)."""
-    if _last_activation(model) == "softmax":
-        return True
-    return bool(np.all(out >= 0) and np.all(out <= 1) and np.allclose(out.sum(-1), 1.0, atol=1e-3))
-
-
-def _outputs_sigmoid(model: LoadedModel, out: np.ndarray) -> bool:
-    """A binary classifier's one score is a probability: a sigmoid last layer, or (a SavedModel, whose
-    layers are not known) scores all in [0, 1] on the probe batch."""
-    activation = _last_activation(model)
-    if activation is not None:
-        return activation == "sigmoid"
-    return bool(np.all(out >= 0) and np.all(out <= 1))
-
-
 def load_teacher(path: str, normalization: str, data_shape: tuple, num_classes: int, trust: bool = False) -> Teacher:
     """Load a teacher and check it fits the data: one image input, num_classes outputs."""
     model = load_model(path, "teacher", trust)
@@ -166,8 +141,4 @@ def load_teacher(path: str, normalization: str, data_shape: tuple, num_classes: 
             "use the teacher trained on this "
             "data, or data with the same classes"
         )
-    if binary:
-        outputs = "sigmoid" if _outputs_sigmoid(model, out) else "binary_logit"
-    else:
-        outputs = "probabilities" if _outputs_probabilities(model, out) else "logits"
-    return Teacher(model, spec, outputs, num_classes, str(path))
+    return Teacher(model, spec, score_kind(model, out), num_classes, str(path))

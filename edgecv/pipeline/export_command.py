@@ -58,6 +58,11 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
         h, w, c = fixed_image_shape(keras_model.input_shape[1:], "model", model)
         spec, source, data, class_names = PreprocessSpec(h, w, c, normalization), model, calibration, classes
         num_classes = int(keras_model.output_shape[-1])
+        if num_classes == 1:  # Keras' two-class head, Dense(1): the file keeps its one score, read as two classes
+            num_classes = 2
+            if max_drop is not None:
+                raise DataError(f"{model.name} gives one score (a two-class Dense(1) head); --max-drop compares a "
+                                "score per class: leave --max-drop out (and check the int8 file with edgecv eval)")
         if classes and len(classes) != num_classes:
             raise DataError(f"--classes names {len(classes)} classes but {model.name} predicts {num_classes}; name "
                             "each output once, in order")
@@ -65,6 +70,11 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
     ds = load_dataset(data, image_size=max(spec.height, spec.width), classes=classes) if data else None
     calib, check, class_names, note = _images(ds, data, spec, class_names, num_classes, calibration_samples,
                                               check_samples, source)
+    outputs = None
+    if not is_run and keras_model.output_shape[-1] == 1:  # the artefact records how to read its one score
+        from edgecv.models.loading import score_kind
+
+        outputs = score_kind(keras_model, keras_model.predict(check[:64]))
     if calib is not None and spec_fmt.needs_calibration and len(calib) < FEW_CALIBRATION:
         console.print(f"[yellow]warning:[/yellow] {len(calib)} calibration images; int8 ranges are more stable with "
                       f"{FEW_CALIBRATION}+ (--calibration-samples)")
@@ -73,7 +83,7 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
         nncf_control = {"validation": _held_out(ds, spec), "max_drop": max_drop}
     with console.status(f"exporting {fmt}"):
         record = export_artefact(Path(source), Path(out), fmt, spec=spec, class_names=class_names, calibration=calib,
-                                 check_images=check, source_model=keras_model,
+                                 check_images=check, source_model=keras_model, outputs=outputs,
                                  trust_source=is_run or trust_model, **nncf_control)  # a run's models are edgecv's own
     if nncf_control:
         c = record["writer"]["nncf_accuracy_control"]
@@ -236,10 +246,6 @@ def _images(ds, data: str | None, spec: PreprocessSpec, class_names, num_classes
         check = spec.apply(rng.integers(0, 256, (n_check, spec.height, spec.width, spec.channels), dtype=np.uint8))
         names = class_names or [str(i) for i in range(num_classes)]
         return None, check, names, f"{n_check} random images (no --calibration data)"
-    if ds.num_classes == 2 and num_classes == 1:
-        raise DataError(f"{Path(source).name} gives one score where '{data}' has 2 classes (a sigmoid or logit "
-                        "head, Dense(1)); edgecv exports and evaluates a score per class: as a teacher (edgecv compress "
-                        "--teacher) it distils into a two-class student, or give it a Dense(2) head")
     if ds.num_classes != num_classes:
         raise DataError(f"'{data}' has {ds.num_classes} classes but {Path(source).name} predicts {num_classes}; "
                         "calibrate with the data it was trained on")

@@ -15,7 +15,7 @@ from edgecv.data import PreprocessSpec
 from edgecv.errors import ConversionError
 from edgecv.export.formats import FORMATS
 from edgecv.fileio import write_json_atomic
-from edgecv.runtime import open_runner, sidecar_path
+from edgecv.runtime import open_runner, sidecar_path, widen_one_score
 
 
 def model_sha256(path) -> str:
@@ -30,10 +30,12 @@ def model_sha256(path) -> str:
 def export_artefact(source: Path, out: Path, fmt: str, *, spec: PreprocessSpec, class_names: list[str],
                     calibration: np.ndarray | None, check_images: np.ndarray, float_fallback: bool = False,
                     source_model=None, trust_source: bool = False, float_nodes: list[str] | None = None,
-                    validation: tuple | None = None, max_drop: float | None = None) -> dict:
+                    validation: tuple | None = None, max_drop: float | None = None, outputs: str | None = None) -> dict:
     """`calibration` and `check_images` are preprocessed float images. `source_model`: the loaded
     model (models/loading.LoadedModel), if the caller has it (else it is loaded for the check).
-    `trust_source`: the source may run its own code when loaded (--trust-model, or edgecv's own)."""
+    `trust_source`: the source may run its own code when loaded (--trust-model, or edgecv's own).
+    `outputs`: a two-class model's one score, "sigmoid" | "binary_logit", recorded in the metadata
+    (runtime.ONE_SCORE_OUTPUTS); None for a score per class."""
     from edgecv.export.worker import export
 
     if len(check_images) == 0:  # checked before anything is written
@@ -41,7 +43,7 @@ def export_artefact(source: Path, out: Path, fmt: str, *, spec: PreprocessSpec, 
     fmt_spec = FORMATS[fmt]
     metadata = {"edgecv_version": __version__, "format": fmt, "class_names": list(class_names),
                 "preprocessing": spec.to_dict(), "source_model": Path(source).name,
-                "source_sha256": model_sha256(source)}
+                "source_sha256": model_sha256(source), **({"outputs": outputs} if outputs else {})}
     start = time.perf_counter()
     writer = export(source, out, fmt, calibration if fmt_spec.needs_calibration else None, metadata=metadata,
                     float_fallback=float_fallback, trust=trust_source, float_nodes=float_nodes,
@@ -49,6 +51,7 @@ def export_artefact(source: Path, out: Path, fmt: str, *, spec: PreprocessSpec, 
     seconds = time.perf_counter() - start
     write_json_atomic(sidecar_path(out), metadata)
     runner = open_runner(out)
+    runner.outputs = outputs
     check = check_against_source(runner, fmt, source, check_images, source_model, trust_source)
     held = runner.int8_summary() if fmt == "tflite-int8" else {}  # what the file really holds
     # the sidecar says whether the file passed: a failed file is kept (to inspect) but never looks checked
@@ -64,8 +67,8 @@ def check_against_source(runner, fmt: str, source: Path, images: np.ndarray, sou
         from edgecv.models.loading import load_model
 
         source_model = load_model(source, trust=trust_source)
-    reference = source_model.predict(images)
-    scores = runner.run_batched(images)
+    reference = widen_one_score(source_model.predict(images), runner.outputs)  # as eval reads both
+    scores = widen_one_score(runner.run_batched(images), runner.outputs)
     agreement = float(np.mean(scores.argmax(1) == reference.argmax(1)))
     max_diff = float(np.abs(scores - reference).max())
     spec = FORMATS[fmt]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgecv.runtime.base import InputSpec, Runner
+from edgecv.runtime.base import ONE_SCORE_OUTPUTS, InputSpec, Runner, widen_one_score
 from edgecv.runtime.litert import LiteRTRunner
 
 # file suffix -> "module:class"; OpenVINO and ONNX Runtime are imported only when their files are opened
@@ -34,6 +34,15 @@ def open_runner(path, num_threads: int | None = None, *, one_image: bool = False
         raise ModelError(f"model file '{path}' not found")
     module, name = RUNNERS[path.suffix].split(":")
     return getattr(importlib.import_module(module), name)(path, num_threads=num_threads, one_image=one_image)
+
+
+def open_classifier(path, num_threads: int | None = None) -> tuple[Runner, dict]:
+    """(runner, metadata) of an exported classifier, the runner knowing from the metadata how to read
+    its scores as one per class (`Runner.class_scores`): what eval and drift run."""
+    runner = open_runner(path, num_threads)
+    meta = load_metadata(path, runner)
+    runner.outputs, runner.name = meta.get("outputs"), f"'{Path(path).name}'"
+    return runner, meta
 
 
 def sidecar_path(path) -> Path:
@@ -87,6 +96,9 @@ def _checked_metadata(text: str, source: str, fix: str) -> dict:
     spec = meta.get("preprocessing") if isinstance(meta, dict) else None
     if not isinstance(spec, dict):
         raise ModelError(f"{source} is malformed: it has no preprocessing spec; {fix}")
+    outputs = meta.get("outputs")
+    if outputs is not None and outputs not in ONE_SCORE_OUTPUTS:
+        raise ModelError(f"{source} is malformed: outputs is {outputs!r}, not one of {', '.join(ONE_SCORE_OUTPUTS)}; {fix}")
     try:
         PreprocessSpec.from_dict(spec)
     except (EdgecvError, KeyError, TypeError, ValueError) as e:
@@ -95,4 +107,5 @@ def _checked_metadata(text: str, source: str, fix: str) -> dict:
     return meta
 
 
-__all__ = ["InputSpec", "artefact_files", "LiteRTRunner", "RUNNERS", "Runner", "load_metadata", "open_runner", "sidecar_path"]
+__all__ = ["InputSpec", "artefact_files", "LiteRTRunner", "ONE_SCORE_OUTPUTS", "RUNNERS", "Runner", "load_metadata",
+           "open_classifier", "open_runner", "sidecar_path", "widen_one_score"]

@@ -19,13 +19,41 @@ def default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+# A two-class model's one score (Keras' Dense(1) head), as an artefact's metadata "outputs" names it:
+# the second class's probability, or its logit.
+ONE_SCORE_OUTPUTS = ("sigmoid", "binary_logit")
+
+
+def widen_one_score(scores: np.ndarray, outputs: str | None, name: str = "the model") -> np.ndarray:
+    """A score per class. A two-class model's one score becomes both classes' scores: a sigmoid's p
+    the probabilities [1 - p, p], a logit z the logits [0, z] (their softmax is [1 - sigmoid(z), sigmoid(z)]),
+    so argmax is Keras' own binary rule (p > 0.5, z > 0) and drift reads probabilities either way."""
+    from edgecv.errors import ModelError
+
+    scores = np.asarray(scores, np.float32)
+    if scores.ndim != 2 or scores.shape[1] != 1:
+        return scores
+    if outputs == "sigmoid":
+        return np.concatenate([1.0 - scores, scores], axis=1)
+    if outputs == "binary_logit":
+        return np.concatenate([np.zeros_like(scores), scores], axis=1)
+    raise ModelError(f"{name} gives one score, and its metadata does not say whether that is a probability or a "
+                     "logit; export it again with `edgecv export ... --force`, which records it")
+
+
 class Runner:
     input: InputSpec
     output_dtype: str
+    outputs: str | None = None  # set by open_classifier from the metadata: one of ONE_SCORE_OUTPUTS, or None
+    name: str = "the model"
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """Float32 preprocessed images (N, H, W, C) -> float32 scores (N, classes)."""
         raise NotImplementedError
+
+    def class_scores(self, images: np.ndarray) -> np.ndarray:
+        """`run`, with a score per class: a two-class model's one score widened (`widen_one_score`)."""
+        return widen_one_score(self.run(images), self.outputs, self.name)
 
     def inference_call(self, images: np.ndarray):
         """A zero-argument callable that runs one inference on `images`, with the input already set:
