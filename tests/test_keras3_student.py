@@ -254,3 +254,22 @@ def test_prepared_as_user_student():
     lifted = batch * np.float32(prepared.channel_scale) + np.float32(prepared.channel_offset)
     difference = np.max(np.abs(np.asarray(model(batch)) - prepared.model(lifted).numpy()))
     assert difference <= TOLERANCE
+
+
+def test_mixed_precision_student_rebuilt_in_float32():
+    """A student saved in mixed precision (float16 compute, float32 weights, as trained on GPUs) is
+    rebuilt computing in float32, equal to the original computing in float32; the original is as it
+    was after the comparison."""
+    from edgecv.models.loading import computing_in_float32
+
+    L = keras.layers
+    inp = keras.Input((32, 32, 3))
+    x = L.Conv2D(8, 3, strides=2, activation="relu", dtype="mixed_float16")(L.Rescaling(1 / 255.0, dtype="mixed_float16")(inp))
+    x = L.GlobalAveragePooling2D(dtype="mixed_float16")(L.BatchNormalization(dtype="mixed_float16")(x))
+    model = randomize(keras.Model(inp, L.Activation("linear", dtype="float32")(L.Dense(10, dtype="mixed_float16")(x))),
+                      images())
+    rebuilt = rebuild_in_tf_keras(model)
+    assert {l.compute_dtype for l in rebuilt.layers} == {"float32"}
+    with computing_in_float32(model) as changed:
+        assert len(changed) == 5 and max_output_difference(model, rebuilt, images()) <= TOLERANCE
+    assert model.layers[1].dtype_policy.name == "mixed_float16"

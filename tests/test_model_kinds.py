@@ -194,6 +194,31 @@ def test_a_two_class_model_with_one_score_exports_and_evaluates_as_keras_reads_i
     assert accuracy[0]["field"] == "87.5%", accuracy
 
 
+def test_a_model_trained_in_mixed_precision_exports_in_float32(tmp_path):
+    """Keras' mixed-precision guide (`mixed_float16`, a float32 head), as on GPUs: TFLite took none of
+    its float16 ops ("'tf.Mul' op is neither a custom op nor a flex op"). A Keras 3 or tf_keras model
+    file is traced computing in float32; a SavedModel holding float16 ops is refused for TFLite in one
+    line naming the two ways out."""
+    import keras
+
+    from edgecv.tfcompat import keras as tf_keras
+
+    for K, name in ((keras, "k3.keras"), (tf_keras(), "k2.h5")):
+        half = "mixed_float16" if K is keras else K.mixed_precision.Policy("mixed_float16")
+        inp = K.Input((28, 28, 1))
+        h = K.layers.Conv2D(8, 3, strides=2, activation="relu", dtype=half)(K.layers.Rescaling(1 / 255.0, dtype=half)(inp))
+        h = K.layers.Dense(10, dtype=half)(K.layers.GlobalAveragePooling2D(dtype=half)(h))
+        model = K.Model(inp, K.layers.Activation("softmax", dtype="float32")(h))
+        model.save(tmp_path / name)
+        proc = run_cli("export", tmp_path / name, "-f", "tflite-fp32", "-c", "fashion-mnist-mini", "--normalization",
+                       "raw", "--json", "-")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert json.loads(proc.stdout)["check"]["passed"]
+    keras.saving.load_model(tmp_path / "k3.keras").export(str(tmp_path / "k3_export"), verbose=False)
+    proc = run_cli("export", tmp_path / "k3_export", "-f", "tflite-int8", "-c", "fashion-mnist-mini")
+    assert_user_error(proc, "computes in float16", "export the .keras file", "--format onnx or openvino-fp16")
+
+
 CUSTOM_LAYER_MODELS = """
 import os, sys
 os.environ["TF_USE_LEGACY_KERAS"] = "1"

@@ -101,3 +101,30 @@ def test_user_student_with_input_scaling_nested_model_and_keep_float(user_files)
     assert not any(op.startswith("CONV_2D") for op in float_ops), float_ops
     assert by_name["student-int8.tflite"]["metrics"]["top1"] > 0.6
     assert abs(report["stages"]["prune"]["result"]["measured_sparsity"] - 0.5) <= 0.01
+
+
+def test_user_student_trained_in_mixed_precision(user_files):
+    """A student saved from a GPU run in mixed precision (`mixed_float16`: float16 compute, float32
+    weights) is trained, quantized and exported in float32. tfmot's QAT crashed on it with a traceback
+    ("Input 'b' of 'MatMul' Op has type float32 that does not match type float16")."""
+    from edgecv.tfcompat import keras
+
+    K = keras()
+    half = K.mixed_precision.Policy("mixed_float16")  # per layer: a global policy would leak into other tests
+    inp = K.Input((24, 24, 1))
+    x = K.layers.Conv2D(8, 3, strides=2, activation="relu", dtype=half)(K.layers.Rescaling(1 / 255.0, dtype=half)(inp))
+    x = K.layers.GlobalAveragePooling2D(dtype=half)(K.layers.BatchNormalization(dtype=half)(x))
+    logits = K.layers.Activation("linear", dtype="float32")(K.layers.Dense(3, dtype=half)(x))  # the guide's float32 head
+    K.Model(inp, logits).save(user_files / "mixed.keras")
+    out = user_files / "run-mixed"
+    proc = run_cli("compress", "--recipe", "mobilenetv2-int8", "--teacher", user_files / "teacher.h5",
+                   "--data", user_files / "images", "--out", out, "--set", "teacher.normalization=raw",
+                   "--set", f"student.path={user_files / 'mixed.keras'}", "--set", "student.normalization=raw",
+                   "--set", "distill.epochs=2", "--set", "distill.batch_size=16", "--set", "prune.enabled=false",
+                   "--set", "quantize.epochs=1", "--set", "quantize.calibration_samples=60",
+                   "--set", "export.formats=[tflite-int8]", cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "saved in mixed_float16, trained here in float32" in proc.stdout + proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["stages"]["distill"]["result"]["user_model"]["saved_precision"] == "mixed_float16"
+    assert report["stages"]["export"]["result"]["artefacts"]["tflite-int8"]["check"]["passed"]

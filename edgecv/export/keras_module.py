@@ -13,6 +13,7 @@ def traced_module(model):
     """A tf.Module whose `serve` is the model's inference call, returning {output layer name: scores},
     input named as the model's input layer. One input and one output: models/loading.load_model,
     which loads every model the export worker converts, refuses any other."""
+    from edgecv.models.loading import computing_in_float32
     from edgecv.tfcompat import tf
 
     tfm = tf()
@@ -22,6 +23,8 @@ def traced_module(model):
     def serve(x):
         return {output_name: model(x, training=False)}
 
+    with computing_in_float32(model):  # a mixed-precision model: converters take float32 graphs
+        serve.get_concrete_function()
     module = tfm.Module()
     module.serve, module.weights = serve, list(model.weights)  # tracked, so a save finds every variable
     return module

@@ -234,8 +234,9 @@ def _dtype(obj, value):
     if isinstance(value, dict):  # Keras 3 DTypePolicy: {"class_name": "DTypePolicy", "config": {"name": ...}}
         if value.get("class_name") != "DTypePolicy":
             raise _unsupported(obj, f"has dtype policy {value.get('class_name')} (quantized?)")
-        return value["config"]["name"]
-    return value
+        value = value["config"]["name"]
+    # mixed precision (trained on GPUs) is trained here in float32: its weights are float32 anyway
+    return "float32" if isinstance(value, str) and value.startswith("mixed_") else value
 
 
 def _keras_object(obj, key, value):

@@ -15,6 +15,7 @@ import json
 import shutil
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -108,11 +109,48 @@ def _export_keras3_for_inference(model, saved_dir: str) -> None:
     model) would augment in the exported graph, whose random ops no converter takes."""
     import keras
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serve", lambda image: model(image, training=False),
-                         input_signature=[keras.InputSpec(shape=(None, *model.input_shape[1:]), dtype="float32")])
-    archive.write_out(saved_dir, verbose=False)
+    with computing_in_float32(model):
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serve", lambda image: model(image, training=False),
+                             input_signature=[keras.InputSpec(shape=(None, *model.input_shape[1:]), dtype="float32")])
+        archive.write_out(saved_dir, verbose=False)
+
+
+HALF_PRECISION = ("float16", "bfloat16")
+
+
+def compute_in_float32(model) -> list[tuple]:
+    """Every layer of `model` (tf_keras or Keras 3) set to compute in float32; returns the (layer, old
+    policy) pairs it changed. A model trained in mixed precision (`mixed_float16`/`mixed_bfloat16`,
+    as on GPUs) computes in half precision: TFLite has no float16 Mul or Conv ("'tf.Mul' op is
+    neither a custom op nor a flex op"), and tfmot's QAT wrappers mix float16 and float32 tensors.
+    Its weights are float32 either way; the half-precision formats (tflite-fp16, openvino-fp16)
+    are the converters' own job."""
+    changed = [(layer, layer.dtype_policy) for layer in model._flatten_layers(include_self=True, recursive=True)
+               if getattr(layer.dtype_policy, "compute_dtype", "float32") in HALF_PRECISION]
+    for layer, _ in changed:
+        _set_dtype_policy(layer, "float32")
+    return changed
+
+
+@contextmanager
+def computing_in_float32(model):
+    """`model` computing in float32 (`compute_in_float32`) inside the block, as it was after; yields
+    the (layer, policy) pairs changed."""
+    changed = compute_in_float32(model)
+    try:
+        yield changed
+    finally:
+        for layer, policy in changed:
+            _set_dtype_policy(layer, policy)
+
+
+def _set_dtype_policy(layer, policy) -> None:
+    if hasattr(layer, "_set_dtype_policy"):  # tf_keras; Keras 3 has a property setter
+        layer._set_dtype_policy(policy)
+    else:
+        layer.dtype_policy = policy
 
 
 def _single_output(out):
@@ -210,17 +248,30 @@ def _refuse_code(path: Path, what: str, trust: bool) -> None:
 
 
 def _graph_ops(path: Path) -> set[str]:
+    return {node.op for node in _graph_nodes(path)}
+
+
+def computes_in_half_precision(path: Path) -> bool:
+    """Whether a SavedModel folder's graph computes in float16 or bfloat16: a model trained in mixed
+    precision and saved as a graph (model.export(), tf.saved_model.save), which TFLite cannot convert
+    ("'tf.Mul' op is neither a custom op nor a flex op"); ONNX and OpenVINO take it."""
+    from tensorflow.core.framework import types_pb2
+
+    half = (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16)
+    return Path(path).is_dir() and any("T" in node.attr and node.attr["T"].type in half for node in _graph_nodes(path))
+
+
+def _graph_nodes(path: Path):
+    """Every node of a SavedModel folder's graphs and their functions, read as data."""
     tf()  # imports TensorFlow with its native start-up lines silenced
     from tensorflow.core.protobuf import saved_model_pb2
 
     saved = saved_model_pb2.SavedModel()
     saved.ParseFromString((path / "saved_model.pb").read_bytes())
-    ops = set()
     for graph in saved.meta_graphs:
-        ops |= {n.op for n in graph.graph_def.node}
+        yield from graph.graph_def.node
         for function in graph.graph_def.library.function:
-            ops |= {n.op for n in function.node_def}
-    return ops
+            yield from function.node_def
 
 
 # --- the kinds of model file, each with its loader

@@ -35,6 +35,7 @@ class RunContext:
         self.seed = int(recipe["seed"])
         self.trust_model = trust_model  # --trust-model: the user's model files may run their code
         self.student_rebuild: dict | None = None  # a Keras 3 student rebuilt in tf_keras: the proof
+        self.student_saved_precision: str | None = None  # a student saved in mixed precision: its policy
 
     @cached_property
     def dataset(self) -> Dataset:
@@ -54,20 +55,24 @@ class RunContext:
         """The user's student as a tf_keras model: a Keras 3 one is rebuilt layer by layer, and the
         rebuilt model's outputs are checked against the original's."""
         from edgecv.errors import ModelError
-        from edgecv.models.loading import load_model
+        from edgecv.models.loading import compute_in_float32, computing_in_float32, load_model
 
         path = self.recipe["student"]["path"]
         loaded = load_model(path, "student", self.trust_model)
         if loaded.framework == "tf_keras":
+            changed = compute_in_float32(loaded.model)  # mixed precision: trained and exported in float32
+            self.student_saved_precision = changed[0][1].name if changed else None
             return loaded.model
         if loaded.framework != "keras3":
             raise ModelError(f"student '{path}' is a {loaded.label}: it holds a graph, not layers to fine-tune; "
                              "give the student as a .keras or .h5 file")
         from edgecv.models.keras3_student import max_output_difference, rebuild_in_tf_keras
 
-        rebuilt = rebuild_in_tf_keras(loaded.model)
+        rebuilt = rebuild_in_tf_keras(loaded.model)  # in float32, if it was saved in mixed precision
         probe = np.random.default_rng(self.seed).uniform(0, 1, (REBUILD_PROBE, *rebuilt.input_shape[1:]))
-        diff = max_output_difference(loaded.model, rebuilt, probe.astype(np.float32))
+        with computing_in_float32(loaded.model) as changed:
+            diff = max_output_difference(loaded.model, rebuilt, probe.astype(np.float32))
+        self.student_saved_precision = changed[0][1].name if changed else None
         if not diff <= REBUILD_TOLERANCE:
             raise ModelError(f"student '{path}': the tf_keras rebuild of this Keras 3 model differs from it by up to "
                              f"{diff:.3g} (allowed {REBUILD_TOLERANCE:g}); please report the model's layers to edgecv")

@@ -56,6 +56,8 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
 
         keras_model = load_model(model, trust=trust_model)
         h, w, c = fixed_image_shape(keras_model.input_shape[1:], "model", model)
+        if spec_fmt.suffix == ".tflite":
+            _check_not_half_precision(keras_model, model)
         spec, source, data, class_names = PreprocessSpec(h, w, c, normalization), model, calibration, classes
         num_classes = int(keras_model.output_shape[-1])
         if num_classes == 1:  # Keras' two-class head, Dense(1): the file keeps its one score, read as two classes
@@ -134,6 +136,7 @@ def run_quant_debug(model: Path, calibration: str | None, samples: int, normaliz
 
         keras_model = load_model(model, trust=trust_model)
         h, w, c = fixed_image_shape(keras_model.input_shape[1:], "model", model)
+        _check_not_half_precision(keras_model, model)
         spec, source, data, class_names = PreprocessSpec(h, w, c, normalization), model, calibration, None
     check_source(data)
     ds = load_dataset(data, image_size=max(spec.height, spec.width))
@@ -142,6 +145,17 @@ def run_quant_debug(model: Path, calibration: str | None, samples: int, normaliz
     return {"model": str(model), "source": str(source), "quantized_by": "QAT model" if str(source).endswith(QAT_MODEL)
             else "post-training int8", "samples": samples, "data": ds.source, "ideal_rounding_steps": IDEAL_ROUNDING_STEPS,
             "suspect_above_steps": SUSPECT_STEPS, "ops": stats}
+
+
+def _check_not_half_precision(loaded, path: Path) -> None:
+    """A graph that computes in float16 (mixed precision, saved as a SavedModel) has no TFLite file:
+    said before any work. A Keras model file is traced in float32 instead (loading.computing_in_float32)."""
+    from edgecv.models.loading import computes_in_half_precision
+
+    if loaded.framework == "saved_model" and computes_in_half_precision(path):
+        raise ModelError(f"'{path.name}' computes in float16 (a model trained in mixed precision, saved as a graph), "
+                         "and TFLite converts no float16 ops: export the .keras file it was saved from, which edgecv "
+                         "traces in float32, or choose --format onnx or openvino-fp16, which take this graph")
 
 
 def _check_max_drop(max_drop: float, fmt: str, is_run: bool, calibration: str | None) -> None:

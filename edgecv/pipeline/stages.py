@@ -88,6 +88,9 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
         warning = stale_batchnorm_warning(user.model, d["epochs"] * ctx.steps_per_epoch(d["batch_size"]))
         if warning:
             console.print(f"[yellow]warning:[/yellow] {warning}")
+        if ctx.student_saved_precision:
+            console.print(f"  student: saved in {ctx.student_saved_precision}, trained here in float32 (its weights "
+                          "were float32 already)", highlight=False)
 
     pretrained = {}
 
@@ -129,7 +132,8 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
                       f"first convolution {pretrained['first_conv']}", highlight=False)
     if user:
         result["user_model"] = {"path": s["path"], "lifted_input_layers": user.lifted, "flattened_models": user.flattened,
-                                "batchnorm_momentum": s["batchnorm_momentum"], "rebuilt_in_tf_keras": ctx.student_rebuild}
+                                "batchnorm_momentum": s["batchnorm_momentum"], "rebuilt_in_tf_keras": ctx.student_rebuild,
+                                "saved_precision": ctx.student_saved_precision}
     return result
 
 
