@@ -79,3 +79,23 @@ def test_unknown_builtin_teacher_names_the_shipped_ones(tmp_path):
     proc = run_cli("compress", "--teacher", "builtin:resnet-imagenet", "--out", tmp_path / "run")
     assert_user_error(proc, "no built-in teacher 'resnet-imagenet'", "builtin:fashion-mnist-resnet-half")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_mixed_precision_teacher_runs_in_float32_without_a_gpu(tmp_path):
+    """A teacher saved in mixed precision (float16 compute, as trained on GPUs) runs in float32 on a
+    machine without a GPU, where half precision is emulated and slower; its scores agree with the
+    saved model's to float16's precision."""
+    from edgecv.tfcompat import keras
+
+    K = keras()
+    half = K.mixed_precision.Policy("mixed_float16")  # per layer: a global policy would leak into other tests
+    inp = K.Input((28, 28, 1))
+    h = K.layers.Conv2D(8, 3, activation="relu", dtype=half)(inp)
+    h = K.layers.Dense(3, dtype=half)(K.layers.GlobalAveragePooling2D(dtype=half)(h))
+    model = K.Model(inp, K.layers.Activation("softmax", dtype="float32")(h))
+    model.save(tmp_path / "mixed.keras")
+    imgs = np.random.default_rng(0).integers(0, 256, (6, 28, 28, 1), dtype=np.uint8)
+    t = load_teacher(str(tmp_path / "mixed.keras"), "unit", (28, 28, 1), 3)
+    assert t.saved_precision == "mixed_float16" and {l.compute_dtype for l in t.model.model.layers} == {"float32"}
+    probs = np.exp(t.logits(imgs))
+    assert np.allclose(probs, model.predict(imgs / 255.0, verbose=0), atol=2e-3)

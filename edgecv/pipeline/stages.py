@@ -74,6 +74,9 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
     check = ctx.teacher_check  # before an hour of distilling from a teacher at chance
     console.print(f"  -[✓] teacher: top-1 {check['top1']:.1%} on {check['samples']} held-out images "
                   f"(chance {check['chance']:.1%})", highlight=False)
+    if ctx.teacher.saved_precision:
+        console.print(f"  teacher: saved in {ctx.teacher.saved_precision}, run in float32 (no GPU here, where half "
+                      "precision is slower)", highlight=False)
     augment = _augment(ctx)
     if augment.enabled:
         teacher_logits, how = None, f"online, on every augmented batch ({augment.describe()})"
@@ -123,7 +126,8 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
                 checkpoint_dir=ctx.run.checkpoint_dir("distill"))
     save_model(model, out / FLOAT_MODEL)
     result = {"arch": "user model" if user else s["arch"], "params": int(model.count_params()),
-              "teacher_outputs": ctx.teacher.outputs, "teacher_check": check, "temperature": d["temperature"],
+              "teacher_outputs": ctx.teacher.outputs, "teacher_saved_precision": ctx.teacher.saved_precision,
+              "teacher_check": check, "temperature": d["temperature"],
               "alpha": d["alpha"], "preset": d["preset"], "warmup_epochs": d["warmup_epochs"], "epochs": d["epochs"],
               "teacher_logits": "online" if augment.enabled else "cached",
               "augment": augment.describe(), "pretrained": pretrained or None}
