@@ -60,6 +60,17 @@ def test_user_teacher_image_folder_ptq(user_files):
     assert (out / "report.md").read_text().count("student-int8.tflite") >= 1
 
 
+def compress_user_student(user_files, student: str, out, *settings: str):
+    """`edgecv compress` of the user's teacher and folder into their own student file, QAT 1 epoch."""
+    sets = [a for s in ("teacher.normalization=raw", f"student.path={user_files / student}",
+                        "student.normalization=raw", "distill.batch_size=16", "quantize.epochs=1",
+                        "quantize.calibration_samples=60", *settings) for a in ("--set", s)]
+    proc = run_cli("compress", "--recipe", "mobilenetv2-int8", "--teacher", user_files / "teacher.h5",
+                   "--data", user_files / "images", "--out", out, *sets, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 def test_user_student_with_input_scaling_nested_model_and_keep_float(user_files):
     """Your own student: nested backbone, Rescaling at the input, one layer kept out of QAT."""
     from edgecv.tfcompat import keras
@@ -75,13 +86,8 @@ def test_user_student_with_input_scaling_nested_model_and_keep_float(user_files)
     x = K.layers.GlobalAveragePooling2D(name="gap")(x)
     K.Model(inp, K.layers.Dense(3, name="logits")(x)).save(user_files / "student.keras")
     out = user_files / "run-student"
-    proc = run_cli("compress", "--recipe", "mobilenetv2-int8", "--teacher", user_files / "teacher.h5",
-                   "--data", user_files / "images", "--out", out, "--set", "teacher.normalization=raw",
-                   "--set", f"student.path={user_files / 'student.keras'}", "--set", "student.normalization=raw",
-                   "--set", "distill.epochs=10", "--set", "distill.batch_size=16", "--set", "prune.epochs=2",
-                   "--set", "quantize.epochs=1", "--set", "quantize.keep_float=[gap]",
-                   "--set", "quantize.calibration_samples=60", cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = compress_user_student(user_files, "student.keras", out, "distill.epochs=10", "prune.epochs=2",
+                                 "quantize.keep_float=[gap]")
     report = json.loads((out / "report.json").read_text())
     user = report["stages"]["distill"]["result"]["user_model"]
     assert user["lifted_input_layers"] == ["to_unit"] and user["flattened_models"] == ["backbone"]
@@ -117,13 +123,8 @@ def test_user_student_trained_in_mixed_precision(user_files):
     logits = K.layers.Activation("linear", dtype="float32")(K.layers.Dense(3, dtype=half)(x))  # the guide's float32 head
     K.Model(inp, logits).save(user_files / "mixed.keras")
     out = user_files / "run-mixed"
-    proc = run_cli("compress", "--recipe", "mobilenetv2-int8", "--teacher", user_files / "teacher.h5",
-                   "--data", user_files / "images", "--out", out, "--set", "teacher.normalization=raw",
-                   "--set", f"student.path={user_files / 'mixed.keras'}", "--set", "student.normalization=raw",
-                   "--set", "distill.epochs=2", "--set", "distill.batch_size=16", "--set", "prune.enabled=false",
-                   "--set", "quantize.epochs=1", "--set", "quantize.calibration_samples=60",
-                   "--set", "export.formats=[tflite-int8]", cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = compress_user_student(user_files, "mixed.keras", out, "distill.epochs=2", "prune.enabled=false",
+                                 "export.formats=[tflite-int8]")
     assert "saved in mixed_float16, trained here in float32" in proc.stdout + proc.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["stages"]["distill"]["result"]["user_model"]["saved_precision"] == "mixed_float16"
