@@ -271,7 +271,7 @@ def quant_debug_cmd(model, calibration, samples, top, normalization, json_path, 
 @main.command("eval")
 @click.argument("artefact", type=click.Path(path_type=Path))
 @click.option("--data", "-d", required=True, help="labelled images: folder (one subfolder per class; of a folder with "
-              "train/ and test/ only test/ is read), .npz, fashion-mnist[-mini]")
+              "train/ and test/ (or validation/) only that is read), .npz, fashion-mnist[-mini]")
 @click.option("--threads", callback=_whole_numbers(local_cores=True), help="runtime threads [default: min(4, cores)]")
 @json_option("the full result (with per-sample predictions)")
 def eval_cmd(artefact, data, threads, json_path):
@@ -303,8 +303,8 @@ def eval_cmd(artefact, data, threads, json_path):
     from edgecv.data.sources import EVERY_IMAGE_NOTE
 
     if EVERY_IMAGE_NOTE in result["data"]["notes"]:
-        console.print(f"[yellow]note:[/yellow] scored {EVERY_IMAGE_NOTE}; give a folder with train/ and test/ "
-                      "subfolders to score held-out images only", highlight=False)
+        console.print(f"[yellow]note:[/yellow] scored {EVERY_IMAGE_NOTE}; give a folder with train/ and test/ (or "
+                      "validation/) subfolders to score held-out images only", highlight=False)
     for warning in result["data"]["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     _json_done(json_path, result)

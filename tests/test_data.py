@@ -81,6 +81,29 @@ def test_image_folder_with_train_test_split_and_greyscale(tmp_path):
     assert ds.image_shape == (16, 16, 1) and len(ds.y_train) == 21 and len(ds.y_test) == 9
 
 
+def test_a_validation_folder_beside_train_is_the_held_out_split(tmp_path):
+    """train/ and validation/, as Keras' cats_and_dogs_filtered ships (or val/, valid/): the held-out
+    split, in compress and eval alike; it was refused as "train/ ... but no test/". Beside test/, test/
+    is held out and the note says validation/ is not read."""
+    from edgecv.data.sources import load_eval_set
+
+    x, y = synthetic_images(30, size=16, channels=3)
+    for name in ("validation", "val", "valid"):
+        _write_folder(tmp_path / name / "train", x[:21], y[:21], ["a", "b", "c"])
+        _write_folder(tmp_path / name / name, x[21:], y[21:], ["a", "b", "c"])
+        _write_folder(tmp_path / name / name, x[:1], [0], ["d"])  # a class train/ lacks: said
+        ds = load_dataset(str(tmp_path / name), image_size=16)
+        assert (len(ds.y_train), len(ds.y_test)) == (21, 9) and not ds.split_by_name_hash
+        assert ds.notes == [f"held-out split: the folder's {name}/ subfolder"]
+        assert ds.warnings == [f"{name}/ has class folder d that train/ lacks: its images are not used"]
+        evaluated = load_eval_set(str(tmp_path / name), 16)
+        assert evaluated.notes == [f"the {name}/ subfolder"] and evaluated.test_set_hash() == ds.test_set_hash()
+    _write_folder(tmp_path / "val" / "test", x[25:], y[25:], ["a", "b", "c"])
+    ds = load_dataset(str(tmp_path / "val"), image_size=16)
+    assert len(ds.y_test) == 5 and ds.notes == ["held-out split: the folder's test/ subfolder (val/ not read: edgecv "
+                                                "tunes nothing on a validation split)"]
+
+
 def test_data_classes_numbers_a_folders_classes_in_the_teachers_order(tmp_path):
     """Folders sort '10' before '2' (as Keras' image_dataset_from_directory numbers them); data.classes
     lists them in the order the teacher's outputs take them. The held-out files stay the same."""
@@ -205,7 +228,7 @@ def test_a_folder_with_train_or_test_alone(tmp_path):
 
     x, y = synthetic_images(12, size=12, channels=1)
     _write_folder(tmp_path / "half" / "train", x, y % 2, ["a", "b"])
-    with pytest.raises(DataError, match="has a train/ folder of classes but no test/; add test/ with the same"):
+    with pytest.raises(DataError, match=r"has a train/ folder of classes but no test/ \(or validation/\); add test/"):
         load_dataset(str(tmp_path / "half"))
     _write_folder(tmp_path / "device" / "test", x, y % 2, ["a", "b"])
     ds = load_eval_set(str(tmp_path / "device"), 12)

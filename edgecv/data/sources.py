@@ -113,7 +113,7 @@ def _take(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
     return out
 
 
-HASHED_SPLIT = "by file-name hash"  # report.json data.held_out_split of a folder without test/ (hashed_split)
+HASHED_SPLIT = "by file-name hash"  # report.json data.held_out_split of a folder without its own split (hashed_split)
 
 
 @dataclass
@@ -310,14 +310,15 @@ def labels_by_name(class_names: list[str], labels: np.ndarray, model_classes: li
 
 
 def load_eval_set(source: str, image_size: int) -> Dataset:
-    """The images to evaluate on: a folder's test/ split, or every image of a folder without one;
+    """The images to evaluate on: a folder's test/ (or validation/) split, or every image of a folder without one;
     the test split of an .npz or of Fashion-MNIST. (The training split is left empty.)
 
     A folder's training images are not read, not even their headers (minutes on a million photos):
     train/ only names the classes, so it may be empty folders, and the channel count comes from
     test/ alone (a greyscale image read as RGB is the same grey three times either way)."""
     path = Path(source)
-    if not path.is_dir() or ((path / "train").is_dir() and not (path / "test").is_dir()):
+    held = held_out_dir(path) if path.is_dir() else None
+    if not path.is_dir() or ((path / "train").is_dir() and held is None):
         ds = load_dataset(source, image_size=image_size)  # an .npz, Fashion-MNIST; or refuses train/ alone
         return Dataset(ds.train.subset([]), ds.test, ds.class_names, ds.source,
                        ds.notes + ["the held-out (test) split"], image_size)
@@ -326,12 +327,12 @@ def load_eval_set(source: str, image_size: int) -> Dataset:
         if not class_names:
             raise DataError(f"{path / 'train'} has no class subfolders; put one folder per class in it "
                             "(they name the classes, in sorted order)")
-        root, note, extra = path / "test", "the test/ subfolder", unused_test_classes(path, class_names)
+        root, note, extra = held, f"the {held.name}/ subfolder", unused_test_classes(held, class_names)
     else:
-        only_test = (path / "test").is_dir() and bool(_class_dirs(path / "test"))  # a device may hold just that
-        root = path / "test" if only_test else path
+        only_held = held is not None and bool(_class_dirs(held))  # a device may hold just that
+        root = held if only_held else path
         class_names = [p.name for p in _class_dirs(root)]
-        note, extra = ("the test/ subfolder" if only_test else EVERY_IMAGE_NOTE), []
+        note, extra = (f"the {held.name}/ subfolder" if only_held else EVERY_IMAGE_NOTE), []
     skipped = Counter()
     files, labels = _labelled_files(root, class_names, skipped)
     channels, header_warnings = _folder_facts(files)
@@ -341,7 +342,8 @@ def load_eval_set(source: str, image_size: int) -> Dataset:
 
 
 # said on the terminal too: an eval on a folder without test/ may score training images
-EVERY_IMAGE_NOTE = "every image of the folder (it has no test/ split, so training images may be among them)"
+EVERY_IMAGE_NOTE = ("every image of the folder (it has no test/ or validation/ split, so training images may be "
+                    "among them)")
 
 
 def _checked(ds: Dataset) -> Dataset:
@@ -635,21 +637,34 @@ def exif_rotated_warning(rotated: int, total: int) -> list[str]:
             "upright, turn the files upright (e.g. exiftran -ai FOLDER/*/*.jpg) and train again"]
 
 
+# a folder's own held-out split, in this order: test/, else the validation/ (val/, valid/) that Keras'
+# and Kaggle's datasets ship beside train/ (Keras' cats_and_dogs_filtered: train/ and validation/)
+HELD_OUT_DIRS = ("test", "validation", "val", "valid")
+
+
+def held_out_dir(root: Path) -> Path | None:
+    """The first of HELD_OUT_DIRS that `root` holds, or None."""
+    return next((root / name for name in HELD_OUT_DIRS if (root / name).is_dir()), None)
+
+
 def _load_image_folder(root: Path, holdout: float, seed: int, classes: list | None = None) -> Dataset:
-    split_dirs = {s: root / s for s in ("train", "test")}
+    held = held_out_dir(root)
+    split_dirs = {"train": root / "train", "test": held or root / "test"}
     extra, skipped = [], Counter()
     given = all(d.is_dir() for d in split_dirs.values())
-    half = [s for s, d in split_dirs.items() if d.is_dir() and _class_dirs(d)]
+    half = [d.name for d in split_dirs.values() if d.is_dir() and _class_dirs(d)]
     if not given and half:  # class folders under train/ alone would be read as one class named "train"
-        other = "test" if half == ["train"] else "train"
-        raise DataError(f"{root} has a {half[0]}/ folder of classes but no {other}/; add {other}/ with the same class "
+        other = "test/ (or validation/)" if half == ["train"] else "train/"
+        raise DataError(f"{root} has a {half[0]}/ folder of classes but no {other}; add {other} with the same class "
                         f"folders for a split of your own, or put the class folders directly in {root} and edgecv "
                         "holds out a share of each")
     if given:  # a ready-made train/test split is respected
         class_names = _ordered_classes([p.name for p in _class_dirs(split_dirs["train"])], classes, split_dirs["train"])
         parts = {s: _labelled_files(d, class_names, skipped) for s, d in split_dirs.items()}
-        notes = ["held-out split: the folder's test/ subfolder"]
-        extra = unused_test_classes(root, class_names)
+        unread = [f"{name}/" for name in HELD_OUT_DIRS if (root / name).is_dir() and root / name != held]
+        notes = [f"held-out split: the folder's {held.name}/ subfolder"
+                 + (f" ({', '.join(unread)} not read: edgecv tunes nothing on a validation split)" if unread else "")]
+        extra = unused_test_classes(held, class_names)
     else:
         class_names = _ordered_classes([p.name for p in _class_dirs(root)], classes, root)
         files, labels = _labelled_files(root, class_names, skipped)
@@ -668,14 +683,14 @@ def _load_image_folder(root: Path, holdout: float, seed: int, classes: list | No
                    split_by_name_hash=not given)
 
 
-def unused_test_classes(root: Path, class_names: list[str]) -> list[str]:
-    """A warning naming the class folders of root/test/ that train/ (which names the classes) lacks, such
-    as a misspelt class: their images would be left out unsaid."""
-    unknown = [p.name for p in _class_dirs(root / "test") if p.name not in class_names]
+def unused_test_classes(held: Path, class_names: list[str]) -> list[str]:
+    """A warning naming the class folders of the held-out folder (test/, validation/) that train/ (which
+    names the classes) lacks, such as a misspelt class: their images would be left out unsaid."""
+    unknown = [p.name for p in _class_dirs(held) if p.name not in class_names]
     if not unknown:
         return []
     many = len(unknown) > 1
-    return [f"test/ has class folder{'s' if many else ''} {', '.join(unknown)} that train/ lacks: "
+    return [f"{held.name}/ has class folder{'s' if many else ''} {', '.join(unknown)} that train/ lacks: "
             f"{'their' if many else 'its'} images are not used"]
 
 
