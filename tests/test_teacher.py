@@ -99,3 +99,15 @@ def test_a_mixed_precision_teacher_runs_in_float32_without_a_gpu(tmp_path):
     assert t.saved_precision == "mixed_float16" and {l.compute_dtype for l in t.model.model.layers} == {"float32"}
     probs = np.exp(t.logits(imgs))
     assert np.allclose(probs, model.predict(imgs / 255.0, verbose=0), atol=2e-3)
+
+
+def test_a_trailing_linear_activation_is_looked_through(tmp_path):
+    """The mixed-precision guide ends a model with a float32 Activation("linear") after the real head:
+    a Dense(1, activation="sigmoid") under it is still a probability, not a logit."""
+    from edgecv.tfcompat import keras
+
+    K = keras()
+    inp = K.Input((28, 28, 1))
+    head = K.layers.Dense(1, activation="sigmoid")(K.layers.GlobalAveragePooling2D()(inp))
+    K.Model(inp, K.layers.Activation("linear", dtype="float32")(head)).save(tmp_path / "m.keras")
+    assert load_teacher(str(tmp_path / "m.keras"), "unit", (28, 28, 1), 2).outputs == "sigmoid"
