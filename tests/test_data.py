@@ -196,6 +196,24 @@ def test_files_that_are_not_png_or_jpeg_are_counted_and_said_not_skipped_silentl
         "1 file is in the class folders but not PNG or JPEG (.bmp: 1), so not used; convert it to use it"]
 
 
+def test_files_that_cannot_be_read_are_named_all_at_once(tmp_path):
+    """A scraped folder (Kaggle's PetImages holds some 1,500 such files) would be mended one failed
+    run at a time: every unreadable file is counted and the first five named, in one line."""
+    x, y = synthetic_images(12, size=16, channels=3)
+    _write_folder(tmp_path, x, y % 2, ["a", "b"])
+    for i in range(7):
+        (tmp_path / "a" / f"bad{i}.jpg").write_bytes(b"" if i % 2 else b"<html>not found</html>")
+    with pytest.raises(DataError) as raised:
+        load_dataset(str(tmp_path))
+    message = str(raised.value)
+    assert message.startswith("7 files cannot be read as images (the first: cannot identify image file): ")
+    assert f"{tmp_path / 'a' / 'bad0.jpg'}, " in message and message.endswith(" and 2 more; remove or replace them")
+    for i in range(1, 7):
+        (tmp_path / "a" / f"bad{i}.jpg").unlink()
+    with pytest.raises(DataError, match=r"^cannot read image .*bad0.jpg \(cannot identify image file"):
+        load_dataset(str(tmp_path))
+
+
 def test_photos_taken_turned_are_counted_and_said_read_as_stored(tmp_path):
     """A phone stores a portrait photo sideways with an EXIF orientation that viewers apply and Keras
     does not: compress and eval say how many, read them as stored (as training and the teacher did),

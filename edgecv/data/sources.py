@@ -546,9 +546,18 @@ def _opened_image(f):
         with Image.open(f) as im:
             yield im
     except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"cannot read image {f} ({e}); remove or replace it") from None
+        raise UnreadableImage(f"cannot read image {f} ({e}); remove or replace it", f,
+                              str(e).replace(f" '{f}'", "")) from None
     except Image.DecompressionBombError:
         raise _too_large(f) from None
+
+
+class UnreadableImage(DataError):
+    """An image file Pillow cannot open: its path and Pillow's reason, without the path."""
+
+    def __init__(self, message: str, path, reason: str):
+        super().__init__(message)
+        self.path, self.reason = path, reason
 
 
 def _read_images(files: list, size: tuple[int, int], channels: int) -> np.ndarray:
@@ -591,14 +600,24 @@ def image_headers(files: list) -> list[tuple[str, tuple[int, int], int]]:
     of training."""
     from edgecv.progress import track_count
 
-    headers = []
+    headers, unreadable = [], []
     # about 0.2 ms a file from a local disk: minutes, and worth a counter, for a million photos
     with track_count("checking image headers") as advance:
         for i, f in enumerate(files):
             if i % 500 == 0:  # the counter a batch at a time: per file it would cost a third of the reading
                 advance(min(500, len(files) - i))
-            with _opened_image(f) as im:
-                headers.append((im.mode, (im.height, im.width), _orientation(im)))
+            try:
+                with _opened_image(f) as im:
+                    headers.append((im.mode, (im.height, im.width), _orientation(im)))
+            except UnreadableImage as e:  # every one named at once: a scraped folder may hold hundreds
+                unreadable.append(e)
+    if len(unreadable) == 1:
+        raise unreadable[0]
+    if unreadable:
+        names = ", ".join(str(e.path) for e in unreadable[:5]) + (f" and {len(unreadable) - 5:,} more"
+                                                                  if len(unreadable) > 5 else "")
+        raise DataError(f"{len(unreadable):,} files cannot be read as images (the first: {unreadable[0].reason}): "
+                        f"{names}; remove or replace them")
     return headers
 
 
