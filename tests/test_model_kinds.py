@@ -9,7 +9,8 @@ import pytest
 from edgecv.errors import ModelError
 from tests.conftest import assert_user_error, run_cli
 
-KERAS3_KINDS = {"k3.keras": "keras3-keras", "k3.h5": "keras3-h5", "k3_export": "saved_model", "plain_sm": "saved_model"}
+KERAS3_KINDS = {"k3.keras": "keras3-keras", "k3.h5": "keras3-h5", "k3_folder": "keras3-folder",
+                "k3_export": "saved_model", "plain_sm": "saved_model"}
 
 
 def _test_images():
@@ -28,6 +29,9 @@ def keras3_models(tmp_path_factory):
     x, y = sample()
     model = keras3_classifier(x, y)
     save_keras3_kinds(model, root)
+    import keras
+
+    keras.saving.save_model(model, root / "k3_folder", zipped=False)  # a .keras file's contents as a folder
     module = plain_saved_model(x, y, root / "plain_sm")
     return root, model, module
 
@@ -273,6 +277,7 @@ def lambda_models(tmp_path):
     model3 = keras.Model(inp3, keras.layers.Dense(10)(keras.layers.Flatten()(h3)))
     for name in ("lambda_k3.h5", "lambda_k3.keras"):
         model3.save(tmp_path / name)
+    keras.saving.save_model(model3, tmp_path / "lambda_k3_folder", zipped=False)
     marker.unlink(missing_ok=True)  # building and saving traced the Lambda
     return tmp_path, marker
 
@@ -281,7 +286,8 @@ def test_lambda_layers_never_run_without_trust(lambda_models):
     from edgecv.models.loading import load_model
 
     root, marker = lambda_models
-    for name in ("lambda.h5", "lambda.keras", "lambda_savedmodel", "lambda_k3.h5", "lambda_k3.keras"):
+    for name in ("lambda.h5", "lambda.keras", "lambda_savedmodel", "lambda_k3.h5", "lambda_k3.keras",
+                 "lambda_k3_folder"):
         with pytest.raises(ModelError, match="Lambda layer 'innocent_looking'.*--trust-model"):
             load_model(root / name, "teacher")
         assert not marker.exists(), name
@@ -313,7 +319,8 @@ def test_compress_refuses_a_lambda_teacher(lambda_models):
                                              ("k3.h5", "openvino-fp16", ".xml"),
                                              ("k3_export", "tflite-int8", ".tflite"),
                                              ("plain_sm", "openvino-fp16", ".xml"),
-                                             ("k3.keras", "onnx", ".onnx")])
+                                             ("k3.keras", "onnx", ".onnx"),
+                                             ("k3_folder", "tflite-fp32", ".tflite")])
 def test_keras3_and_saved_model_sources_export_and_pass_their_check(keras3_models, tmp_path, name, fmt, suffix):
     import json
 

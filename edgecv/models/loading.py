@@ -174,6 +174,8 @@ def _keras_version_of(path: Path) -> str | None:
     if path.suffix == ".keras" and zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
             return json.loads(z.read("metadata.json")).get("keras_version") if "metadata.json" in z.namelist() else None
+    if _is_unzipped_keras(path):
+        return json.loads((path / "metadata.json").read_text()).get("keras_version")
     if path.suffix in (".h5", ".hdf5"):
         import h5py
 
@@ -181,6 +183,11 @@ def _keras_version_of(path: Path) -> str | None:
             version = f.attrs.get("keras_version")
         return version.decode() if isinstance(version, bytes) else version
     return None
+
+
+def _is_unzipped_keras(path: Path) -> bool:
+    """A .keras file's contents as a folder: Keras 3's save_model(model, dir, zipped=False)."""
+    return path.is_dir() and all((path / name).is_file() for name in ("config.json", "metadata.json", "model.weights.h5"))
 
 
 def _weights_only(path: Path) -> bool:
@@ -196,7 +203,9 @@ def _weights_only(path: Path) -> bool:
 def _layer_configs(path: Path) -> list[dict]:
     """Every layer config dict stored in a model file (nested models included), read as JSON."""
     text = []
-    if path.is_dir():
+    if _is_unzipped_keras(path):
+        text = [(path / "config.json").read_text()]
+    elif path.is_dir():
         meta = path / "keras_metadata.pb"
         if meta.is_file():
             tf_keras()  # imports TensorFlow with its native start-up lines silenced
@@ -312,6 +321,8 @@ MODEL_KINDS: dict[str, ModelKind] = {
     "tf_keras-savedmodel": ModelKind("tf_keras / Keras 2 SavedModel", "tf_keras", _load_tf_keras),
     "keras3-keras": ModelKind("Keras 3 .keras", "keras3", _load_keras3),
     "keras3-h5": ModelKind("Keras 3 .h5", "keras3", _load_keras3),
+    "keras3-folder": ModelKind("Keras 3 unzipped .keras folder (save_model(model, dir, zipped=False))", "keras3",
+                               _load_keras3),
     "saved_model": ModelKind("SavedModel with a serving signature (Keras 3 model.export(), tf.saved_model.save)",
                              "saved_model", _load_signature),
 }
@@ -319,6 +330,8 @@ MODEL_KINDS: dict[str, ModelKind] = {
 
 def model_kind(path: Path) -> str | None:
     """Which MODEL_KINDS entry a path is, from the file's own metadata; None if none fits."""
+    if _is_unzipped_keras(path):
+        return "keras3-folder"
     if path.is_dir():
         if (path / "keras_metadata.pb").is_file():
             return "tf_keras-savedmodel"
