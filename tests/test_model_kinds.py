@@ -223,6 +223,36 @@ def test_a_model_trained_in_mixed_precision_exports_in_float32(tmp_path):
     assert_user_error(proc, "computes in float16", "export the .keras file", "--format onnx or openvino-fp16")
 
 
+@pytest.mark.parametrize("layer", ["Dense", "RandomShear"])
+def test_a_layer_keras_cannot_rebuild_is_named_with_its_reason(tmp_path, layer):
+    """Keras 3.15 saves a RandomShear(x_factor=0.2) whose config it then refuses to load; its error nests
+    the cause three levels down, and edgecv cut it at 200 characters ("<class 'keras.src.models.
+    functional.Functional'> could not be deserialized properly...") with the wrong advice to re-save.
+    The line names the layer and the layer's own reason. (The files are edited to hold values no Keras
+    accepts, so the test does not depend on that Keras bug.)"""
+    import zipfile
+
+    import keras
+
+    inp = keras.Input((8, 8, 3))
+    h = keras.layers.RandomFlip()(inp) if layer == "RandomShear" else inp
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(h)))
+    model.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+        files = {name: z.read(name) for name in z.namelist()}
+    config = files["config.json"].decode()
+    config = (config.replace('"units": 2', '"units": -2') if layer == "Dense"
+              else config.replace('"class_name": "RandomFlip"', '"class_name": "RandomShear"')
+                         .replace('"mode": "horizontal_and_vertical"', '"x_factor": 5.0'))  # out of [0, 1]
+    with zipfile.ZipFile(tmp_path / "m.keras", "w") as z:
+        for name, data in {**files, "config.json": config.encode()}.items():
+            z.writestr(name, data)
+    proc = run_cli("export", tmp_path / "m.keras", "-f", "tflite-fp32")
+    fix = "augmentation layers do nothing at inference" if layer == "RandomShear" else "model.export('m_saved')"
+    assert_user_error(proc, f"cannot rebuild its {layer} layer from the file (", fix)
+    assert "could not be deserialized" not in proc.stderr
+
+
 CUSTOM_LAYER_MODELS = """
 import os, sys
 os.environ["TF_USE_LEGACY_KERAS"] = "1"

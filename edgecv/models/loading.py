@@ -381,6 +381,15 @@ def load_model(path: str | Path, what: str = "model", trust: bool = False) -> Lo
                 f"cannot load {what} '{path}': it uses the custom class '{custom}', whose code is in the script "
                 f"that built it, not in the file; from that script, save it as a SavedModel, which needs no Python "
                 f"code ({save}), and pass that folder") from None
+        failed = _keras_layer_that_failed(e)
+        if failed:  # a built-in layer this Keras cannot rebuild from its own saved config
+            layer, reason = failed
+            augmentation = layer.startswith("Random") or layer in ("RandAugment", "AugMix", "MixUp", "CutMix")
+            fix = ("augmentation layers do nothing at inference: save the model without them and pass that file"
+                   if augmentation else f"from the script that built it, save it as a SavedModel "
+                   f"(model.export('{p.stem}_saved')) and pass that folder")
+            raise ModelError(f"cannot load {what} '{path}': Keras {_keras3_version()} cannot rebuild its {layer} "
+                             f"layer from the file ({reason[:160]}); {fix}") from None
         raise ModelError(f"cannot load {what} '{path}' as a {MODEL_KINDS[kind].label} ({_first_line(e)}); "
                          "re-save it with model.save('model.keras') from the Keras that trained it") from None
     input_shape, output_shape = _shapes(model, kind, what, path)
@@ -473,6 +482,26 @@ def _custom_class(e: Exception) -> str | None:
     found = re.search(r"Could not locate (?:class|function) '([^']+)'|Unknown (?:layer|object|activation)"
                       r"(?: name)?: '([^']+)'|Cannot deserialize object of type `([^`]+)`", str(e))
     return next((g for g in found.groups() if g), None) if found else None
+
+
+def _keras_layer_that_failed(e: Exception) -> tuple[str, str] | None:
+    """(layer class, reason) when Keras 3 failed to rebuild one of its own layers from the config it
+    saved (its message nests "<class '...RandomShear'> could not be deserialized" down to the layer's
+    own "Exception encountered: ..."); None for any other failure."""
+    import re
+
+    text = str(e)
+    classes = re.findall(r"<class 'keras\.src\.layers\.[\w.]+\.(\w+)'> could not be deserialized", text)
+    reasons = re.findall(r"Exception encountered: (.+)", text)
+    if not classes or not reasons:
+        return None
+    return classes[-1], reasons[-1].strip()
+
+
+def _keras3_version() -> str:
+    import keras
+
+    return keras.__version__
 
 
 def _first_line(e: Exception) -> str:
