@@ -305,6 +305,10 @@ def eval_cmd(artefact, data, threads, json_path):
     if EVERY_IMAGE_NOTE in result["data"]["notes"]:
         console.print(f"[yellow]note:[/yellow] scored {EVERY_IMAGE_NOTE}; give a folder with train/ and test/ (or "
                       "validation/) subfolders to score held-out images only", highlight=False)
+    if result["outputs"] == "binary_logit":
+        from edgecv.runtime import BINARY_LOGIT_NOTE
+
+        console.print(f"note: {BINARY_LOGIT_NOTE}", highlight=False)
     for warning in result["data"]["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     _json_done(json_path, result)

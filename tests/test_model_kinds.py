@@ -127,6 +127,14 @@ def test_a_keras3_model_with_augmentation_layers_inside_exports_without_them(tmp
                        "--normalization", "raw", "-o", tmp_path / name, timeout=600)
         assert proc.returncode == 0, proc.stderr
         assert json.loads((tmp_path / f"{name}.json").read_text())["check"]["passed"]
+    from edgecv.models.teacher import load_teacher
+
+    teacher = load_teacher(str(tmp_path / "aug.keras"), "raw", (28, 28, 3), 10)  # as a teacher: identities too
+    replaced = [type(layer).__name__ for layer in teacher.model.model.get_layer("data_augmentation").layers
+                if "call" in vars(layer)]
+    assert replaced == ["RandomFlip", "RandomRotation", "RandomZoom", "RandAugment", "RandomGrayscale"]
+    images = np.random.default_rng(0).uniform(0, 255, (4, 28, 28, 3)).astype(np.float32)
+    assert np.allclose(teacher.logits_of(images), np.asarray(model(images, training=False)), atol=1e-5)
 
 
 def test_a_model_that_takes_images_of_any_size_is_refused_with_the_fixed_size_way(tmp_path):
@@ -191,6 +199,7 @@ def test_a_two_class_model_with_one_score_exports_and_evaluates_as_keras_reads_i
     proc = run_cli("eval", out, "--data", tmp_path / "two.npz", "--json", "-")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
+    assert ("Keras' BinaryAccuracy() compares z itself with 0.5" in proc.stderr) == (not sigmoid)
     assert result["predictions"] == keras_predicted.tolist()
     assert result["top1"] == np.mean(keras_predicted == y_test) == 35 / 40  # the 5 images labelled against
     proc = run_cli("drift-reference", out, "--data", tmp_path / "two.npz", "--max-images", "50")

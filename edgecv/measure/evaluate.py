@@ -43,7 +43,7 @@ def evaluate_artefact(path, data: str, *, num_threads: int | None = None, batch_
         **classification_metrics(scores, test.labels),
         **per_class(scores, test.labels, names or ds.class_names),
         "predictions": scores.argmax(1).astype(int).tolist(),
-        "seconds": round(seconds, 2),
+        "seconds": round(seconds, 2), "outputs": meta.get("outputs"),
     }
 
 

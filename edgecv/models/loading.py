@@ -109,25 +109,31 @@ def _export_keras3_for_inference(model, saved_dir: str) -> None:
     model) would augment in the exported graph, whose random ops no converter takes."""
     import keras
 
-    with computing_in_float32(model), _augmentation_as_identity(model):
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint("serve", lambda image: model(image, training=False),
-                             input_signature=[keras.InputSpec(shape=(None, *model.input_shape[1:]), dtype="float32")])
-        archive.write_out(saved_dir, verbose=False)
+    replaced = augmentation_as_identity(model)
+    try:
+        with computing_in_float32(model):
+            archive = keras.export.ExportArchive()
+            archive.track(model)
+            archive.add_endpoint("serve", lambda image: model(image, training=False),
+                                 input_signature=[keras.InputSpec(shape=(None, *model.input_shape[1:]),
+                                                                  dtype="float32")])
+            archive.write_out(saved_dir, verbose=False)
+    finally:
+        for layer in replaced:
+            del layer.call  # the class's own call again
 
 
 # Keras 3's random augmentation layers: identities at inference, by name (RandomCrop is not: the probe below)
 AUGMENTATION_LAYERS = ("RandAugment", "AugMix", "MixUp", "CutMix")
 
 
-@contextmanager
-def _augmentation_as_identity(model):
-    """Keras 3 augmentation layers called as the identity they are at inference, while `model` is
-    traced. Some (RandomGrayscale, RandAugment in 3.15) advance their seed generator even with
-    training=False, and TFLite's converter cannot take that variable update ("AssignVariableOp was
-    passed int64 ... incompatible with expected resource"). A layer counts only if it returns its
-    input unchanged on a probe batch."""
+def augmentation_as_identity(model) -> list:
+    """Keras 3 augmentation layers of `model` called as the identity they are at inference; returns
+    the layers changed (`del layer.call` restores one). Some (RandomGrayscale, RandAugment in 3.15)
+    advance their seed generator even with training=False: a variable update TFLite's converter cannot
+    take ("AssignVariableOp was passed int64 ... incompatible with expected resource"), and work an
+    online teacher would do at every step. A layer counts only if it returns its input unchanged on a
+    probe batch."""
     import keras
 
     def leaves(m):
@@ -142,16 +148,12 @@ def _augmentation_as_identity(model):
         try:
             probe = np.random.default_rng(0).uniform(0, 255, (2, *layer.input.shape[1:])).astype(np.float32)
             unchanged = np.array_equal(np.asarray(layer(probe, training=False), np.float32), probe)
-        except Exception:  # called more than once, or not on one image tensor: traced as it is
+        except Exception:  # called more than once, or not on one image tensor: left as it is
             unchanged = False
         if unchanged:
             replaced.append(layer)
             layer.call = lambda inputs, *args, **kwargs: inputs
-    try:
-        yield
-    finally:
-        for layer in replaced:
-            del layer.call  # the class's own call again
+    return replaced
 
 
 HALF_PRECISION = ("float16", "bfloat16")

@@ -12,7 +12,8 @@ import numpy as np
 
 from edgecv.data.preprocess import PreprocessSpec
 from edgecv.errors import ModelError
-from edgecv.models.loading import LoadedModel, compute_in_float32, fixed_image_shape, load_model, score_kind
+from edgecv.models.loading import (LoadedModel, augmentation_as_identity, compute_in_float32, fixed_image_shape,
+                                   load_model, score_kind)
 from edgecv.tfcompat import keras, tf
 
 
@@ -117,6 +118,8 @@ class Teacher:
 def load_teacher(path: str, normalization: str, data_shape: tuple, num_classes: int, trust: bool = False) -> Teacher:
     """Load a teacher and check it fits the data: one image input, num_classes outputs."""
     model = load_model(path, "teacher", trust)
+    if model.framework == "keras3":  # only ever run at inference
+        augmentation_as_identity(model.model)
     saved_precision = None
     if model.framework != "saved_model" and not tf().config.list_physical_devices("GPU"):
         # half precision on a CPU is emulated: a mixed_float16 CNN took 1.7x its float32 time here

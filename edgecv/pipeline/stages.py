@@ -74,6 +74,10 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
     check = ctx.teacher_check  # before an hour of distilling from a teacher at chance
     console.print(f"  -[✓] teacher: top-1 {check['top1']:.1%} on {check['samples']} held-out images "
                   f"(chance {check['chance']:.1%})", highlight=False)
+    if ctx.teacher.outputs == "binary_logit":
+        from edgecv.runtime import BINARY_LOGIT_NOTE
+
+        console.print(f"  note: the teacher's top-1: {BINARY_LOGIT_NOTE}", highlight=False)
     if ctx.teacher.saved_precision:
         console.print(f"  teacher: saved in {ctx.teacher.saved_precision}, run in float32 (no GPU here, where half "
                       "precision is slower)", highlight=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgecv.runtime.base import ONE_SCORE_OUTPUTS, InputSpec, Runner, widen_one_score
+from edgecv.runtime.base import BINARY_LOGIT_NOTE, ONE_SCORE_OUTPUTS, InputSpec, Runner, widen_one_score
 from edgecv.runtime.litert import LiteRTRunner
 
 # file suffix -> "module:class"; OpenVINO and ONNX Runtime are imported only when their files are opened
@@ -107,5 +107,5 @@ def _checked_metadata(text: str, source: str, fix: str) -> dict:
     return meta
 
 
-__all__ = ["InputSpec", "artefact_files", "LiteRTRunner", "ONE_SCORE_OUTPUTS", "RUNNERS", "Runner", "load_metadata",
+__all__ = ["BINARY_LOGIT_NOTE", "InputSpec", "artefact_files", "LiteRTRunner", "ONE_SCORE_OUTPUTS", "RUNNERS", "Runner", "load_metadata",
            "open_classifier", "open_runner", "sidecar_path", "widen_one_score"]

@@ -22,6 +22,11 @@ def default_threads() -> int:
 # A two-class model's one score (Keras' Dense(1) head), as an artefact's metadata "outputs" names it:
 # the second class's probability, or its logit.
 ONE_SCORE_OUTPUTS = ("sigmoid", "binary_logit")
+# said wherever edgecv reports the accuracy of a model whose one score is a logit: Keras' own number for it
+# may differ (Keras' image-classification-from-scratch tutorial compiles exactly that)
+BINARY_LOGIT_NOTE = ("its one score is a logit z, read as the second class where z > 0 (p > 0.5); Keras' "
+                     "BinaryAccuracy() compares z itself with 0.5 unless given threshold=0, so Keras may report "
+                     "another accuracy for it")
 
 
 def widen_one_score(scores: np.ndarray, outputs: str | None, name: str = "the model") -> np.ndarray:
