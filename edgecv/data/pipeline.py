@@ -20,7 +20,7 @@ from functools import partial
 import numpy as np
 
 from edgecv.data.preprocess import _LUMA, NORMALIZATIONS, PreprocessSpec
-from edgecv.data.sources import ImageSplit
+from edgecv.data.sources import ImageSplit, first_five
 from edgecv.errors import DataError
 
 CACHE_BYTES = 512 * 2**20  # training files decoded below this (uint8, at the models' sizes) are held in memory
@@ -228,9 +228,8 @@ def undecodable_images_named(splits: list[ImageSplit], source: str, fix: str):
         problem = " ".join(str(e).split("[[")[0].split(":")[-1].split()) or "not a decodable image"
         if not bad:  # TensorFlow failed on a file it decodes when asked again: say what it said
             raise DataError(f"TensorFlow could not decode an image of {source} ({problem}); {fix}") from None
-        names = ", ".join(str(f) for f in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         files = "1 image file" if len(bad) == 1 else f"{len(bad)} image files"
-        raise DataError(f"{files} of {source} cannot be decoded ({problem}): {names}; remove or replace "
+        raise DataError(f"{files} of {source} cannot be decoded ({problem}): {first_five(bad)}; remove or replace "
                         f"{'it' if len(bad) == 1 else 'them'}, then {fix}") from None
 
 

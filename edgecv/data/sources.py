@@ -327,7 +327,7 @@ def load_eval_set(source: str, image_size: int) -> Dataset:
         if not class_names:
             raise DataError(f"{path / 'train'} has no class subfolders; put one folder per class in it "
                             "(they name the classes, in sorted order)")
-        root, note, extra = held, f"the {held.name}/ subfolder", unused_test_classes(held, class_names)
+        root, note, extra = held, f"the {held.name}/ subfolder", unused_held_out_classes(held, class_names)
     else:
         only_held = held is not None and bool(_class_dirs(held))  # a device may hold just that
         root = held if only_held else path
@@ -594,6 +594,12 @@ def _too_large(f: Path) -> DataError:
                      "Pillow's decompression-bomb limit); resize it, e.g. to 1024x1024 or less")
 
 
+def first_five(files: list) -> str:
+    """'a.jpg, b.jpg' or 'a.jpg, ..., e.jpg and 1,573 more': files named in an error."""
+    more = f" and {len(files) - 5:,} more" if len(files) > 5 else ""
+    return ", ".join(str(f) for f in files[:5]) + more
+
+
 def image_headers(files: list) -> list[tuple[str, tuple[int, int], int]]:
     """(Pillow mode, (height, width), EXIF orientation: 1 as stored) of each file, from its header
     (not its pixels), so an unreadable file or a decompression bomb is named now, not in the middle
@@ -614,10 +620,8 @@ def image_headers(files: list) -> list[tuple[str, tuple[int, int], int]]:
     if len(unreadable) == 1:
         raise unreadable[0]
     if unreadable:
-        names = ", ".join(str(e.path) for e in unreadable[:5]) + (f" and {len(unreadable) - 5:,} more"
-                                                                  if len(unreadable) > 5 else "")
         raise DataError(f"{len(unreadable):,} files cannot be read as images (the first: {unreadable[0].reason}): "
-                        f"{names}; remove or replace them")
+                        f"{first_five([e.path for e in unreadable])}; remove or replace them")
     return headers
 
 
@@ -683,7 +687,7 @@ def _load_image_folder(root: Path, holdout: float, seed: int, classes: list | No
         unread = [f"{name}/" for name in HELD_OUT_DIRS if (root / name).is_dir() and root / name != held]
         notes = [f"held-out split: the folder's {held.name}/ subfolder"
                  + (f" ({', '.join(unread)} not read: edgecv tunes nothing on a validation split)" if unread else "")]
-        extra = unused_test_classes(held, class_names)
+        extra = unused_held_out_classes(held, class_names)
     else:
         class_names = _ordered_classes([p.name for p in _class_dirs(root)], classes, root)
         files, labels = _labelled_files(root, class_names, skipped)
@@ -702,7 +706,7 @@ def _load_image_folder(root: Path, holdout: float, seed: int, classes: list | No
                    split_by_name_hash=not given)
 
 
-def unused_test_classes(held: Path, class_names: list[str]) -> list[str]:
+def unused_held_out_classes(held: Path, class_names: list[str]) -> list[str]:
     """A warning naming the class folders of the held-out folder (test/, validation/) that train/ (which
     names the classes) lacks, such as a misspelt class: their images would be left out unsaid."""
     unknown = [p.name for p in _class_dirs(held) if p.name not in class_names]

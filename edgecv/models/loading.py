@@ -123,8 +123,13 @@ def _export_keras3_for_inference(model, saved_dir: str) -> None:
             del layer.call  # the class's own call again
 
 
-# Keras 3's random augmentation layers: identities at inference, by name (RandomCrop is not: the probe below)
+# Keras 3's random augmentation layers, by name: Random* and these (identities at inference, mostly:
+# RandomCrop crops, which augmentation_as_identity's probe finds)
 AUGMENTATION_LAYERS = ("RandAugment", "AugMix", "MixUp", "CutMix")
+
+
+def _is_augmentation(class_name: str) -> bool:
+    return class_name.startswith("Random") or class_name in AUGMENTATION_LAYERS
 
 
 def augmentation_as_identity(model) -> list:
@@ -142,8 +147,7 @@ def augmentation_as_identity(model) -> list:
 
     replaced = []
     for layer in leaves(model):
-        name = type(layer).__name__
-        if not (name.startswith("Random") or name in AUGMENTATION_LAYERS):
+        if not _is_augmentation(type(layer).__name__):
             continue
         try:
             probe = np.random.default_rng(0).uniform(0, 255, (2, *layer.input.shape[1:])).astype(np.float32)
@@ -423,9 +427,8 @@ def load_model(path: str | Path, what: str = "model", trust: bool = False) -> Lo
         failed = _keras_layer_that_failed(e)
         if failed:  # a built-in layer this Keras cannot rebuild from its own saved config
             layer, reason = failed
-            augmentation = layer.startswith("Random") or layer in ("RandAugment", "AugMix", "MixUp", "CutMix")
             fix = ("augmentation layers do nothing at inference: save the model without them and pass that file"
-                   if augmentation else f"from the script that built it, save it as a SavedModel "
+                   if _is_augmentation(layer) else f"from the script that built it, save it as a SavedModel "
                    f"(model.export('{p.stem}_saved')) and pass that folder")
             raise ModelError(f"cannot load {what} '{path}': Keras {_keras3_version()} cannot rebuild its {layer} "
                              f"layer from the file ({reason[:160]}); {fix}") from None

@@ -39,7 +39,7 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
                         "records (data.classes when it was compressed): leave --classes out")
     if is_run:
         source, spec, class_names, data, out = _from_run(model, fmt, calibration, out)
-        keras_model, num_classes = None, len(class_names)
+        keras_model, num_classes, one_score = None, len(class_names), False
     else:
         out = out or model.with_name(f"{model.stem}-{fmt}{spec_fmt.suffix}")
         data = calibration
@@ -59,12 +59,12 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
         if spec_fmt.suffix == ".tflite":
             _check_not_half_precision(keras_model, model)
         spec, source, data, class_names = PreprocessSpec(h, w, c, normalization), model, calibration, classes
-        num_classes = int(keras_model.output_shape[-1])
-        if num_classes == 1:  # Keras' two-class head, Dense(1): the file keeps its one score, read as two classes
-            num_classes = 2
-            if max_drop is not None:
-                raise DataError(f"{model.name} gives one score (a two-class Dense(1) head); --max-drop compares a "
-                                "score per class: leave --max-drop out (and check the int8 file with edgecv eval)")
+        # Keras' two-class head, Dense(1): the file keeps its one score, read as two classes
+        one_score = keras_model.output_shape[-1] == 1
+        num_classes = 2 if one_score else int(keras_model.output_shape[-1])
+        if one_score and max_drop is not None:
+            raise DataError(f"{model.name} gives one score (a two-class Dense(1) head); --max-drop compares a "
+                            "score per class: leave --max-drop out (and check the int8 file with edgecv eval)")
         if classes and len(classes) != num_classes:
             raise DataError(f"--classes names {len(classes)} classes but {model.name} predicts {num_classes}; name "
                             "each output once, in order")
@@ -73,7 +73,7 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
     calib, check, class_names, note = _images(ds, data, spec, class_names, num_classes, calibration_samples,
                                               check_samples, source)
     outputs = None
-    if not is_run and keras_model.output_shape[-1] == 1:  # the artefact records how to read its one score
+    if one_score:  # the artefact records how to read its one score
         from edgecv.models.loading import score_kind
 
         outputs = score_kind(keras_model, keras_model.predict(check[:64]))

@@ -15,7 +15,7 @@ from edgecv.data import PreprocessSpec
 from edgecv.errors import ConversionError
 from edgecv.export.formats import FORMATS
 from edgecv.fileio import write_json_atomic
-from edgecv.runtime import open_runner, sidecar_path, widen_one_score
+from edgecv.runtime import open_classifier, sidecar_path, widen_one_score
 
 
 def model_sha256(path) -> str:
@@ -50,8 +50,7 @@ def export_artefact(source: Path, out: Path, fmt: str, *, spec: PreprocessSpec, 
                     validation=validation, max_drop=max_drop)
     seconds = time.perf_counter() - start
     write_json_atomic(sidecar_path(out), metadata)
-    runner = open_runner(out)
-    runner.outputs = outputs
+    runner, _ = open_classifier(out)  # reads its one score the way eval will, from the metadata just written
     check = check_against_source(runner, fmt, source, check_images, source_model, trust_source)
     held = runner.int8_summary() if fmt == "tflite-int8" else {}  # what the file really holds
     # the sidecar says whether the file passed: a failed file is kept (to inspect) but never looks checked
