@@ -220,6 +220,7 @@ def test_a_model_trained_in_mixed_precision_exports_in_float32(tmp_path):
     from edgecv.tfcompat import keras as tf_keras
 
     for K, name in ((keras, "k3.keras"), (tf_keras(), "k2.h5")):
+        K.utils.set_random_seed(0)
         half = "mixed_float16" if K is keras else K.mixed_precision.Policy("mixed_float16")
         inp = K.Input((28, 28, 1))
         h = K.layers.Conv2D(8, 3, strides=2, activation="relu", dtype=half)(K.layers.Rescaling(1 / 255.0, dtype=half)(inp))

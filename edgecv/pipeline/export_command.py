@@ -52,9 +52,11 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
         check_source(data)
     _check_out(out, force)
     if not is_run:
-        from edgecv.models.loading import fixed_image_shape, load_model
+        from edgecv.models.loading import compute_in_float32, fixed_image_shape, load_model
 
         keras_model = load_model(model, trust=trust_model)
+        if keras_model.framework != "saved_model":  # mixed precision: the file computes in float32 (worker.py),
+            compute_in_float32(keras_model.model)  # so the check compares it with the model computing so too
         h, w, c = fixed_image_shape(keras_model.input_shape[1:], "model", model)
         if spec_fmt.suffix == ".tflite":
             _check_not_half_precision(keras_model, model)
