@@ -167,7 +167,8 @@ def test_a_two_class_model_with_one_score_exports_and_evaluates_as_keras_reads_i
     """Keras' two-class head, Dense(1) with a sigmoid (or a logit and from_logits=True), as Keras'
     binary tutorials build it: the int8 file keeps its one score, its metadata records which kind,
     and eval reads it as Keras' binary accuracy does (p > 0.5, z > 0) with the second class scored,
-    drift through it too. `edgecv export` refused it ("edgecv exports a score per class")."""
+    drift and --max-drop's top-1 (TFLite's search, NNCF's accuracy control) through it too. `edgecv
+    export` refused it ("edgecv exports a score per class"), and then refused --max-drop."""
     import keras
 
     inp = keras.Input((16, 16, 3))
@@ -186,9 +187,19 @@ def test_a_two_class_model_with_one_score_exports_and_evaluates_as_keras_reads_i
     np.savez(tmp_path / "two.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     out = tmp_path / "binary-int8.tflite"
     proc = run_cli("export", tmp_path / "binary.keras", "-f", "tflite-int8", "-c", tmp_path / "two.npz", "-o", out,
-                   "--normalization", "unit", "--calibration-samples", "64", "--json", "-")
+                   "--normalization", "unit", "--calibration-samples", "64", "--max-drop", "0.5", "--json", "-")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert json.loads(proc.stdout)["check"]["top1_agreement"] == 1.0
+    record = json.loads(proc.stdout)
+    assert record["check"]["top1_agreement"] == 1.0
+    # Keras' rule on the 40 held-out images, not argmax over one column (every image class 0)
+    assert record["accuracy_control"]["float_top1"] == record["accuracy_control"]["steps"][0]["top1"] == 35 / 40
+    if not sigmoid:  # once: NNCF's validation reads the one score the same way
+        proc = run_cli("export", tmp_path / "binary.keras", "-f", "openvino-int8", "-c", tmp_path / "two.npz",
+                       "-o", tmp_path / "binary-int8.xml", "--normalization", "unit", "--calibration-samples", "64",
+                       "--max-drop", "0.5", "--json", "-")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        control = json.loads(proc.stdout)["writer"]["nncf_accuracy_control"]
+        assert control["float_top1"] == control["int8_top1"] == 35 / 40, control
     from edgecv.runtime import LiteRTRunner, load_metadata
 
     runner = LiteRTRunner(out)

@@ -7,6 +7,7 @@ quantization on the calibration images. fp16 stores fp16 weights (the CPU plugin
 fp32; ARM boards without int8 want it)."""
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -41,7 +42,9 @@ def write(model, out: Path, fmt: str, calibration: np.ndarray | None, metadata: 
                                      preset=nncf.QuantizationPreset.PERFORMANCE)
             details = {"fake_quantize_nodes": _fake_quantize_count(ov_model), "nncf_ptq_samples": len(calibration)}
         else:
-            ov_model, control = _accuracy_controlled(ov_model, dataset, validation, max_drop, len(calibration))
+            # a two-class model's one score is read as eval reads it: its kind is in the metadata
+            outputs = json.loads(metadata).get("outputs") if metadata else None
+            ov_model, control = _accuracy_controlled(ov_model, dataset, validation, max_drop, len(calibration), outputs)
             details = {"fake_quantize_nodes": _fake_quantize_count(ov_model), "nncf_ptq_samples": len(calibration),
                        "nncf_accuracy_control": control}
     if metadata:
@@ -54,26 +57,34 @@ def _fake_quantize_count(ov_model) -> int:
     return sum(op.get_type_name() == "FakeQuantize" for op in ov_model.get_ops())
 
 
-def _top1(compiled, pairs) -> tuple[float, list[float]]:
-    hits = [float(np.argmax(compiled([x[None].astype(np.float32)])[0]) == y) for x, y in pairs]
+def _top1(compiled, pairs, outputs: str | None = None) -> tuple[float, list[float]]:
+    """NNCF's validation_fn: (top-1, each image's hit). `outputs`: a two-class model's one score
+    (runtime.widen_one_score)."""
+    from edgecv.runtime import widen_one_score
+
+    hits = [float(np.argmax(widen_one_score(compiled([x[None].astype(np.float32)])[0], outputs)) == y) for x, y in pairs]
     return float(np.mean(hits)), hits
 
 
-def _accuracy_controlled(ov_model, calibration, validation: tuple, max_drop: float, samples: int):
+def _accuracy_controlled(ov_model, calibration, validation: tuple, max_drop: float, samples: int,
+                         outputs: str | None = None):
     """NNCF's quantize_with_accuracy_control: post-training int8, then quantizers reverted to float,
     most harmful first, until top-1 on the held-out `validation` images is within `max_drop` points."""
+    import functools
+
     import nncf
     import openvino as ov
 
+    top1 = functools.partial(_top1, outputs=outputs)
     pairs = list(zip(*validation))
-    float_top1, _ = _top1(ov.compile_model(ov_model, "CPU"), pairs)
+    float_top1, _ = top1(ov.compile_model(ov_model, "CPU"), pairs)
     plain = nncf.quantize(ov_model, calibration, subset_size=samples, preset=nncf.QuantizationPreset.PERFORMANCE)
-    plain_top1, _ = _top1(ov.compile_model(plain, "CPU"), pairs)
+    plain_top1, _ = top1(ov.compile_model(plain, "CPU"), pairs)
     quantized = nncf.quantize_with_accuracy_control(
         ov_model, calibration, nncf.Dataset(pairs, lambda pair: pair[0][None].astype(np.float32)),
-        validation_fn=_top1, max_drop=max_drop / 100, drop_type=nncf.DropType.ABSOLUTE, subset_size=samples,
+        validation_fn=top1, max_drop=max_drop / 100, drop_type=nncf.DropType.ABSOLUTE, subset_size=samples,
         preset=nncf.QuantizationPreset.PERFORMANCE)
-    int8_top1, _ = _top1(ov.compile_model(quantized, "CPU"), pairs)
+    int8_top1, _ = top1(ov.compile_model(quantized, "CPU"), pairs)
     return quantized, {"max_drop_pt": max_drop, "validation_samples": len(pairs), "float_top1": float_top1,
                        "plain_int8_top1": plain_top1, "int8_top1": int8_top1,
                        "drop_pt": round((float_top1 - int8_top1) * 100, 3),

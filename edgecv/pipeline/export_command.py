@@ -64,9 +64,6 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
         # Keras' two-class head, Dense(1): the file keeps its one score, read as two classes
         one_score = keras_model.output_shape[-1] == 1
         num_classes = 2 if one_score else int(keras_model.output_shape[-1])
-        if one_score and max_drop is not None:
-            raise DataError(f"{model.name} gives one score (a two-class Dense(1) head); --max-drop compares a "
-                            "score per class: leave --max-drop out (and check the int8 file with edgecv eval)")
         if classes and len(classes) != num_classes:
             raise DataError(f"--classes names {len(classes)} classes but {model.name} predicts {num_classes}; name "
                             "each output once, in order")
@@ -84,7 +81,7 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
                       f"{FEW_CALIBRATION}+ (--calibration-samples)")
     nncf_control = {}
     if max_drop is not None and fmt == "openvino-int8":  # NNCF's own accuracy control searches the IR
-        nncf_control = {"validation": _held_out(ds, spec), "max_drop": max_drop}
+        nncf_control = {"validation": _held_out(ds, spec), "max_drop": max_drop}  # `outputs` reaches it in the metadata
     with console.status(f"exporting {fmt}"):
         record = export_artefact(Path(source), Path(out), fmt, spec=spec, class_names=class_names, calibration=calib,
                                  check_images=check, source_model=keras_model, outputs=outputs,
@@ -97,11 +94,12 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
                       f"{c['fake_quantize_nodes_plain']} quantizers kept", highlight=False)
     elif max_drop is not None:
         record["accuracy_control"] = _accuracy_control(Path(source), Path(out), spec, calib, keras_model, ds, data,
-                                                       max_drop, trust_model, console)
+                                                       max_drop, trust_model, outputs, console)
         if record["accuracy_control"]["float_nodes"]:
             record = {**export_artefact(Path(source), Path(out), fmt, spec=spec, class_names=class_names,
                                         calibration=calib, check_images=check, source_model=keras_model,
-                                        trust_source=trust_model, float_nodes=record["accuracy_control"]["float_nodes"]),
+                                        outputs=outputs, trust_source=trust_model,
+                                        float_nodes=record["accuracy_control"]["float_nodes"]),
                       "accuracy_control": record["accuracy_control"]}
     record.update(calibration_samples=None if calib is None or not spec_fmt.needs_calibration else int(len(calib)),
                   check_images=note, path=str(out), size_bytes=sum(f.stat().st_size for f in artefact_files(out)))
@@ -183,17 +181,19 @@ def _held_out(ds, spec) -> tuple:
 
 
 def _accuracy_control(source: Path, out: Path, spec, calib, keras_model, ds, data: str, max_drop: float, trust: bool,
-                      console) -> dict:
+                      outputs: str | None, console) -> dict:
     """Top-1 of the plain int8 file against the float model on held-out images; when it drops more
-    than `max_drop` points, the search for the fewest float ops (pipeline/quant_search.py)."""
+    than `max_drop` points, the search for the fewest float ops (pipeline/quant_search.py).
+    `outputs`: a two-class model's one score, read as eval reads it."""
     from edgecv.pipeline.quant_search import search_float_ops
+    from edgecv.runtime import widen_one_score
 
     start = time.perf_counter()
     x_eval, y_eval = _held_out(ds, spec)
-    float_top1 = float(np.mean(keras_model.predict(x_eval).argmax(1) == y_eval))
+    float_top1 = float(np.mean(widen_one_score(keras_model.predict(x_eval), outputs).argmax(1) == y_eval))
     with console.status("accuracy control") as status:
         result = search_float_ops(source, out, calib, x_eval, y_eval, float_top1, max_drop, trust=trust,
-                                  progress=lambda text: status.update(f"accuracy control: {text}"))
+                                  outputs=outputs, progress=lambda text: status.update(f"accuracy control: {text}"))
     result.update(samples=int(len(x_eval)), images=f"{len(x_eval)} held-out images of {data}",
                   seconds=round(time.perf_counter() - start, 2))
     _print_steps(result, console)

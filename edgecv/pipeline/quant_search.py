@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.export.worker import export, int8_layer_statistics
-from edgecv.runtime import LiteRTRunner
+from edgecv.runtime import LiteRTRunner, widen_one_score
 
 IDEAL_ROUNDING_STEPS = 0.29  # RMSE of rounding to a grid, in steps: 1/sqrt(12)
 SUSPECT_STEPS = 0.5  # an op's output error above this many steps is more than rounding
@@ -56,8 +56,9 @@ def float_group(tensor: str, graph: dict) -> list[str]:
     return group
 
 
-def top1_of(path: Path, x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(LiteRTRunner(path, 2).run_batched(x, 256).argmax(1) == y))
+def top1_of(path: Path, x: np.ndarray, y: np.ndarray, outputs: str | None = None) -> float:
+    """`outputs`: a two-class model's one score, read as eval reads it (runtime.widen_one_score)."""
+    return float(np.mean(widen_one_score(LiteRTRunner(path, 2).run_batched(x, 256), outputs).argmax(1) == y))
 
 
 def host_ms(path: Path) -> float:
@@ -84,12 +85,13 @@ def device_ms(path: Path, devices) -> dict[str, float]:
 def search_float_ops(source: Path, plain_int8: Path, calibration: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray,
                      float_top1: float, max_drop_pt: float, *, trust: bool = False, debug_samples: int = 64,
                      quantized_by: str = "post-training", kept_float: list[str] = (),
-                     devices=ESTIMATED_ON, progress=lambda text: None) -> dict:
+                     devices=ESTIMATED_ON, outputs: str | None = None, progress=lambda text: None) -> dict:
     """Steps from `plain_int8` (the int8 file of `source`, float only at `kept_float`, op output
     names a recipe keeps float anyway) to the first file within `max_drop_pt` points of
     `float_top1`. Returns the float ops chosen (`kept_float` only when the plain file is within
-    budget already), every step tried, and whether the budget was met."""
-    plain_top1 = top1_of(plain_int8, x_eval, y_eval)
+    budget already), every step tried, and whether the budget was met. `outputs`: a two-class
+    model's one score, "sigmoid" | "binary_logit" (top1_of)."""
+    plain_top1 = top1_of(plain_int8, x_eval, y_eval, outputs)
     start = {"step": 0, "float_ops": list(kept_float), "top1": plain_top1, "drop_pt": round((float_top1 - plain_top1) * 100, 3),
              "size_bytes": plain_int8.stat().st_size, "host_p50_ms": None, "kept": True,
              "tried": f"int8 ({quantized_by})" + (f", {len(kept_float)} op(s) kept float by the recipe" if kept_float
@@ -111,7 +113,7 @@ def search_float_ops(source: Path, plain_int8: Path, calibration: np.ndarray, x_
             progress(f"step {len(result['steps'])}: {suspect['op']} ({suspect['rmse_steps']:.2f} steps) and "
                      f"{len(group) - 1} op(s) feeding it in float")
             export(source, trial, "tflite-int8", calibration, float_nodes=chosen + group, trust=trust)
-            top1 = top1_of(trial, x_eval, y_eval)
+            top1 = top1_of(trial, x_eval, y_eval, outputs)
             kept = (top1 - best["top1"]) * 100 >= MIN_GAIN_PT
             step = {"step": len(result["steps"]), "float_ops": chosen + group, "top1": top1,
                     "drop_pt": round((float_top1 - top1) * 100, 3), "size_bytes": trial.stat().st_size,
