@@ -1,6 +1,6 @@
 """Accuracy-controlled INT8 on a model made to quantize badly, and on a student that quantizes well.
 
-    python -m benchmarks.quant_fallback [--student RUN]
+    python -m benchmarks.quant_fallback [--student RUN] [--one-score]
 
 1. Trains a small CNN on Fashion-MNIST (28x28x1, pixels / 255) and makes one of its conv
    channels span a huge range: the channel is scaled x1000 and the next conv's weights reading it
@@ -9,7 +9,9 @@
 2. `edgecv export MODEL --format tflite-int8 --max-drop 1.0`: plain post-training int8 first, then
    the ops kept in float, step by step, until top-1 on 1,000 held-out images is within 1 pt.
    Reads the written file's tensor types back: the float ops and the int8 rest.
-3. With --student: the same command on a float student of a compress run (one that quantizes
+3. With --one-score, alone: the same on a two-class twin with Keras' Dense(1) sigmoid head (T-shirt/top
+   against shirt), its top-1 read as Keras reads one score (p > 0.5).
+4. With --student: the same command on a float student of a compress run (one that quantizes
    well): the search does nothing, and costs what the export without --max-drop does not.
 Writes benchmarks/results/quant_fallback.json and the QUANT-FALLBACK section of BENCHMARKS.md.
 """
@@ -35,8 +37,9 @@ BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 SCALE = 1000.0
 
 
-def small_cnn(x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0):
-    """A 3-conv CNN trained on (x, y): a model that quantizes well."""
+def small_cnn(x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0, one_score: bool = False):
+    """A 3-conv CNN trained on (x, y): a model that quantizes well. `one_score`: two classes, Keras'
+    Dense(1) sigmoid head."""
     from edgecv.tfcompat import keras, tf
 
     K = keras()
@@ -47,8 +50,10 @@ def small_cnn(x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0):
     h = K.layers.Conv2D(32, 3, activation="relu", padding="same", name="conv2")(h)
     h = K.layers.MaxPooling2D(name="pool2")(h)
     h = K.layers.Conv2D(32, 3, activation="relu", padding="same", name="conv3")(h)
-    model = K.Model(inp, K.layers.Dense(int(y.max()) + 1, name="head")(K.layers.GlobalAveragePooling2D()(h)))
-    model.compile(K.optimizers.Adam(2e-3), K.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"])
+    head = K.layers.Dense(1, activation="sigmoid", name="head") if one_score else K.layers.Dense(int(y.max()) + 1, name="head")
+    model = K.Model(inp, head(K.layers.GlobalAveragePooling2D()(h)))
+    loss = "binary_crossentropy" if one_score else K.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(K.optimizers.Adam(2e-3), loss, ["accuracy"])
     model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
     return model
 
@@ -66,9 +71,10 @@ def widen_one_channel(model) -> None:
     model.get_layer("conv2").set_weights([k2, b2])
 
 
-def export_max_drop(model: Path, out: Path, max_drop: float | None, normalization: str = "unit") -> tuple[dict, float, str]:
+def export_max_drop(model: Path, out: Path, max_drop: float | None, normalization: str = "unit",
+                    calibration: str = "fashion-mnist") -> tuple[dict, float, str]:
     argv = [sys.executable, "-m", "edgecv", "export", str(model), "--format", "tflite-int8", "--calibration",
-            "fashion-mnist", "--normalization", normalization, "-o", str(out), "--force", "--json"]
+            calibration, "--normalization", normalization, "-o", str(out), "--force", "--json"]
     argv += ["--max-drop", str(max_drop)] if max_drop is not None else []
     start = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
@@ -77,6 +83,7 @@ def export_max_drop(model: Path, out: Path, max_drop: float | None, normalizatio
         raise SystemExit(f"export failed: {proc.stderr.strip()[-400:]}")
     record = json.loads(proc.stdout[proc.stdout.index("{"):])
     command = "edgecv " + shlex.join(argv[3:]).replace(str(model), model.name).replace(str(out), out.name)
+    command = command.replace(calibration, Path(calibration).name)
     return record, round(wall, 1), command
 
 
@@ -97,11 +104,23 @@ def main():
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".cache" / "quant_fallback")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3, help="student exports with and without --max-drop, each")
+    parser.add_argument("--one-score", action="store_true", help="only the two-class twin with Keras' Dense(1) "
+                        "sigmoid head (T-shirt/top against shirt), widened the same way; the file's other "
+                        "measurements are kept, each with its own machine and date")
     args = parser.parse_args()
     from edgecv.data import load_dataset
+    from edgecv.devices.host import machine_facts
 
     args.work.mkdir(parents=True, exist_ok=True)
     ds = load_dataset("fashion-mnist", image_size=28)
+    machine = {k: machine_facts().get(k) for k in ("cpu_model", "cores_logical")}
+    if args.one_score:
+        if not RESULTS.is_file():
+            raise SystemExit(f"{RESULTS} not found: run python -m benchmarks.quant_fallback first")
+        result = json.loads(RESULTS.read_text())
+        result["one_score"] = {**_one_score(ds, args.work, args.epochs), "machine": machine,
+                               "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        return _write(result)
     x, y = ds.train.array.astype(np.float32) / 255.0, ds.train.labels
     start = time.perf_counter()
     model = small_cnn(x, y, args.epochs)
@@ -128,13 +147,37 @@ def main():
                              "export_wall_s": walls[None], "with_max_drop_wall_s": walls[1.0],
                              "control": _steps(controlled["accuracy_control"]),
                              "file": held_types(args.work / "student-int8.tflite")}
-    from edgecv.devices.host import machine_facts
+    result["machine"] = machine
+    if RESULTS.is_file() and "one_score" in json.loads(RESULTS.read_text()):  # kept: --one-score measures it alone
+        result["one_score"] = json.loads(RESULTS.read_text())["one_score"]
+    _write(result)
 
-    result["machine"] = {k: machine_facts().get(k) for k in ("cpu_model", "cores_logical")}
+
+def _write(result: dict) -> None:
     write_json_atomic(RESULTS, result)
     text = markdown(result)
     replace_section(BENCHMARKS_MD, "QUANT-FALLBACK", text, "Accuracy-controlled INT8")
     print(text)
+
+
+ONE_SCORE_CLASSES = (0, 6)  # T-shirt/top, shirt: the pair Fashion-MNIST confuses most
+
+
+def _one_score(ds, work: Path, epochs: int) -> dict:
+    """The wide-range model's two-class twin with one score: --max-drop reads its top-1 as Keras does (p > 0.5)."""
+    splits = {}
+    for name, split in (("train", ds.train), ("test", ds.test)):
+        keep = np.isin(split.labels, ONE_SCORE_CLASSES)
+        splits[f"x_{name}"], splits[f"y_{name}"] = split.array[keep], (split.labels[keep] == ONE_SCORE_CLASSES[1]) * 1
+    data = work / "tshirt-shirt.npz"
+    np.savez(data, **splits)
+    model = small_cnn(splits["x_train"].astype(np.float32) / 255.0, splits["y_train"], epochs, one_score=True)
+    widen_one_channel(model)
+    model.save(work / "wide-one-score.keras")
+    record, wall, command = export_max_drop(work / "wide-one-score.keras", work / "wide-one-score-int8.tflite", 1.0,
+                                            calibration=str(data))
+    return {"command": command, "wall_s": wall, "train_images": int(len(splits["x_train"])),
+            "control": _steps(record["accuracy_control"]), "check": record["check"]}
 
 
 def _steps(control: dict) -> dict:
@@ -161,6 +204,15 @@ def markdown(r: dict) -> str:
     lines += ["", f"Float model {c['float_top1']:.2%}. The written file: {f['int8_ops']} of {f['ops']} ops int8, "
               f"float: {', '.join(f'`{o}`' for o in f['float_ops'])} (read back from its tensor types). "
               f"Check against the Keras model: {w['check']['top1_agreement']:.1%} agreement."]
+    if "one_score" in r:
+        o, c = r["one_score"], r["one_score"]["control"]
+        kept = [s for s in c["steps"] if s["kept"]][-1]
+        lines += ["", f"Its two-class twin with one score (Keras' `Dense(1)` sigmoid head), T-shirt/top against shirt "
+                  f"({o['train_images']:,} training images; `python -m benchmarks.quant_fallback --one-score` on "
+                  f"{o['machine']['cpu_model']}, {o['measured_at'][:10]}): `{o['command']}` ({o['wall_s']:.0f} s): float "
+                  f"{c['float_top1']:.2%}, plain int8 {c['steps'][0]['top1']:.2%}, written {kept['top1']:.2%} with "
+                  f"{len(kept['float_ops'])} ops kept in float, read as Keras reads one score (p > 0.5) on "
+                  f"{c['samples']} held-out images; check {o['check']['top1_agreement']:.1%} agreement."]
     if "student" in r:
         s = r["student"]
         plain, controlled = (float(np.median(s[k])) for k in ("export_wall_s", "with_max_drop_wall_s"))
