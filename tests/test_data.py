@@ -1,4 +1,5 @@
 import gzip
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,7 +208,10 @@ def test_files_that_cannot_be_read_are_named_all_at_once(tmp_path):
         load_dataset(str(tmp_path))
     message = str(raised.value)
     assert message.startswith("7 files cannot be read as images (the first: cannot identify image file): ")
-    assert f"{tmp_path / 'a' / 'bad0.jpg'}, " in message and message.endswith(" and 2 more; remove or replace them")
+    assert f"{tmp_path / 'a' / 'bad0.jpg'}, " in message and " and 2 more (all 7 listed in " in message
+    assert message.endswith(".txt); remove or replace them")
+    listed = Path(message.split(" listed in ")[1].split(".txt)")[0] + ".txt")  # all of them, a path a line
+    assert sorted(listed.read_text().splitlines()) == [str(tmp_path / "a" / f"bad{i}.jpg") for i in range(7)]
     for i in range(1, 7):
         (tmp_path / "a" / f"bad{i}.jpg").unlink()
     with pytest.raises(DataError, match=r"^cannot read image .*bad0.jpg \(cannot identify image file"):

@@ -20,7 +20,7 @@ from functools import partial
 import numpy as np
 
 from edgecv.data.preprocess import _LUMA, NORMALIZATIONS, PreprocessSpec
-from edgecv.data.sources import ImageSplit, first_five
+from edgecv.data.sources import ImageSplit, files_in_message
 from edgecv.errors import DataError
 
 CACHE_BYTES = 512 * 2**20  # training files decoded below this (uint8, at the models' sizes) are held in memory
@@ -229,7 +229,7 @@ def undecodable_images_named(splits: list[ImageSplit], source: str, fix: str):
         if not bad:  # TensorFlow failed on a file it decodes when asked again: say what it said
             raise DataError(f"TensorFlow could not decode an image of {source} ({problem}); {fix}") from None
         files = "1 image file" if len(bad) == 1 else f"{len(bad)} image files"
-        raise DataError(f"{files} of {source} cannot be decoded ({problem}): {first_five(bad)}; remove or replace "
+        raise DataError(f"{files} of {source} cannot be decoded ({problem}): {files_in_message(bad)}; remove or replace "
                         f"{'it' if len(bad) == 1 else 'them'}, then {fix}") from None
 
 

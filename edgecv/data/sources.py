@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import tempfile
 import struct
 import zipfile
 from collections import Counter
@@ -594,9 +595,20 @@ def _too_large(f: Path) -> DataError:
                      "Pillow's decompression-bomb limit); resize it, e.g. to 1024x1024 or less")
 
 
-def first_five(files: list) -> str:
-    """'a.jpg, b.jpg' or 'a.jpg, ..., e.jpg and 1,573 more': files named in an error."""
-    more = f" and {len(files) - 5:,} more" if len(files) > 5 else ""
+def files_in_message(files: list) -> str:
+    """'a.jpg, b.jpg', or 'a.jpg, ..., e.jpg and 1,573 more (all 1,578 listed in /tmp/edgecv-files-….txt)':
+    files named in an error. Past five, the whole list is written out, a path a line, so a user can
+    act on all of them at once (e.g. `xargs -d '\\n' rm -- < LIST`) rather than read them off one run at a time."""
+    if len(files) <= 5:
+        return ", ".join(str(f) for f in files)
+    more = f" and {len(files) - 5:,} more"
+    try:
+        fd, listed = tempfile.mkstemp(prefix="edgecv-files-", suffix=".txt")
+        with os.fdopen(fd, "wb") as out:  # bytes: a name that is not UTF-8 is listed as it is on disk
+            out.writelines(os.fsencode(f) + b"\n" for f in files)
+        more += f" (all {len(files):,} listed in {listed})"
+    except OSError:  # no temporary folder to write to: the count alone
+        pass
     return ", ".join(str(f) for f in files[:5]) + more
 
 
@@ -621,7 +633,7 @@ def image_headers(files: list) -> list[tuple[str, tuple[int, int], int]]:
         raise unreadable[0]
     if unreadable:
         raise DataError(f"{len(unreadable):,} files cannot be read as images (the first: {unreadable[0].reason}): "
-                        f"{first_five([e.path for e in unreadable])}; remove or replace them")
+                        f"{files_in_message([e.path for e in unreadable])}; remove or replace them")
     return headers
 
 
