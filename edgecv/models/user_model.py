@@ -48,17 +48,6 @@ def prepare_user_model(model, num_classes: int, batchnorm_momentum: float | None
     return UserModel(model, scale, offset, lifted, flattened)
 
 
-def stale_batchnorm_warning(model, steps: int) -> str | None:
-    """A warning when BatchNorm moving statistics will hardly move in `steps` training steps:
-    the model would then evaluate near chance (keras.applications use momentum 0.99-0.999)."""
-    momenta = [float(l.momentum) for l in model.layers if isinstance(l, keras().layers.BatchNormalization)]
-    if not momenta or max(momenta) ** steps < 0.05:  # less than 5% of the initial statistics left
-        return None
-    return (f"BatchNorm momentum {max(momenta):g} with only {steps} training steps: the moving statistics will keep "
-            f"{max(momenta) ** steps:.0%} of their initial values and the model may evaluate near chance; "
-            "set student.batchnorm_momentum=0.9")
-
-
 def _rewrite_hard_sigmoid(model):
     """keras.applications MobileNetV3 builds hard-sigmoid as TFOpLambda ops, relu6(x + 3) * (1/6),
     which tfmot cannot clone: put edgecv's HardSigmoid layer in their place."""

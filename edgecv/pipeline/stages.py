@@ -89,15 +89,9 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
         np.save(out / TEACHER_LOGITS, teacher_logits)
     console.print(f"  teacher logits: {how}", highlight=False)
     user = ctx.user_student if s["path"] else None
-    if user:
-        from edgecv.models.user_model import stale_batchnorm_warning
-
-        warning = stale_batchnorm_warning(user.model, d["epochs"] * ctx.steps_per_epoch(d["batch_size"]))
-        if warning:
-            console.print(f"[yellow]warning:[/yellow] {warning}")
-        if ctx.student_saved_precision:
-            console.print(f"  student: saved in {ctx.student_saved_precision}, trained here in float32 (its weights "
-                          "were float32 already)", highlight=False)
+    if user and ctx.student_saved_precision:
+        console.print(f"  student: saved in {ctx.student_saved_precision}, trained here in float32 (its weights "
+                      "were float32 already)", highlight=False)
 
     pretrained = {}
 
@@ -128,13 +122,14 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
     model = fit(build, data, **loss, epochs=d["epochs"], batch_size=d["batch_size"], learning_rate=d["learning_rate"],
                 seed=ctx.seed, description="distill", warmup_epochs=d["warmup_epochs"],
                 checkpoint_dir=ctx.run.checkpoint_dir("distill"))
+    model, reestimated = _settled_statistics(ctx, model, "distill", d["epochs"])
     save_model(model, out / FLOAT_MODEL)
     result = {"arch": "user model" if user else s["arch"], "params": int(model.count_params()),
               "teacher_outputs": ctx.teacher.outputs, "teacher_saved_precision": ctx.teacher.saved_precision,
               "teacher_check": check, "temperature": d["temperature"],
               "alpha": d["alpha"], "preset": d["preset"], "warmup_epochs": d["warmup_epochs"], "epochs": d["epochs"],
               "teacher_logits": "online" if augment.enabled else "cached",
-              "augment": augment.describe(), "pretrained": pretrained or None}
+              "augment": augment.describe(), "pretrained": pretrained or None, "batchnorm_reestimated": reestimated}
     if pretrained:
         console.print(f"  pretrained start: {pretrained['layers']} layers from {pretrained['from']} ({pretrained['weights']}), "
                       f"first convolution {pretrained['first_conv']}", highlight=False)
@@ -156,10 +151,26 @@ def run_prune(ctx: RunContext, out: Path) -> dict:
     model = fit(lambda: prune.wrap_for_pruning(ctx.load_model(ctx.model_path("distill")), schedule), data, **loss,
                 epochs=p["epochs"], batch_size=d["batch_size"], learning_rate=p["learning_rate"], seed=ctx.seed,
                 description="prune", callbacks=prune.pruning_callbacks(), checkpoint_dir=ctx.run.checkpoint_dir("prune"))
-    stripped = prune.strip(model)
+    stripped, reestimated = _settled_statistics(ctx, prune.strip(model), "prune", p["epochs"])
     save_model(stripped, out / FLOAT_MODEL)
     return {"target_sparsity": p["target_sparsity"], "measured_sparsity": prune.overall_sparsity(stripped),
-            "nonzero_params": prune.count_nonzero_params(stripped), "layers": prune.kernel_sparsity(stripped)}
+            "nonzero_params": prune.count_nonzero_params(stripped), "layers": prune.kernel_sparsity(stripped),
+            "batchnorm_reestimated": reestimated}
+
+
+def _settled_statistics(ctx: RunContext, model, stage: str, epochs: int) -> tuple[object, dict | None]:
+    """A float model after a stage too short for its BatchNorm statistics to settle, with them
+    re-estimated on the calibration images (training images, not augmented; compress/training.py)."""
+    from edgecv.compress.training import reestimate_batchnorm
+
+    batch_size = ctx.recipe["distill"]["batch_size"]
+    model, done = reestimate_batchnorm(model, ctx.calibration_set(), batch_size,
+                                       epochs * ctx.steps_per_epoch(batch_size))
+    if done:
+        console.print(f"  {stage}: BatchNorm statistics re-estimated with the trained weights on {done['images']} "
+                      f"training images ({done['batches']} batches), as the stage was too short for their moving "
+                      "averages", highlight=False)
+    return model, done
 
 
 def run_quantize(ctx: RunContext, out: Path) -> dict:
