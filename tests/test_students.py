@@ -140,7 +140,7 @@ def test_a_short_stage_settles_its_batchnorm_statistics():
     statistics kept 98 % of their start, and it evaluated near chance while right on batch
     statistics (edgecv only warned). Now the stage caps the momentum and the float model's statistics
     are re-estimated with its trained weights; its own momentum is kept."""
-    from edgecv.compress.training import fit, reestimate_batchnorm, settle_batchnorm
+    from edgecv.compress.training import fit, reestimate_batchnorm, settle_batchnorm, statistics_unsettled
     from edgecv.tfcompat import keras
 
     K = keras()
@@ -156,11 +156,11 @@ def test_a_short_stage_settles_its_batchnorm_statistics():
     assert momenta == {0.999}  # restored: the saved model keeps its own
     top1 = lambda m: float(np.mean(np.argmax(m.predict(x[:256], verbose=0), 1) == y[:256]))  # noqa: E731
     in_training = float(np.mean(np.argmax(model(x[:256], training=True), 1) == y[:256]))
-    plain, done = reestimate_batchnorm(model, x[256:], 32, 16)
+    assert statistics_unsettled(model, 16) and not statistics_unsettled(model, 100_000)  # a long stage's settled
+    plain, done = reestimate_batchnorm(model, x[256:], 32)
     assert done == {"images": 256, "batches": 8, "layers": 52}
     assert top1(plain) >= min(0.9, in_training - 0.05), (top1(model), top1(plain), in_training)
     assert {l.momentum for l in plain.layers if type(l).__name__ == "BatchNormalization"} == {0.999}
-    assert reestimate_batchnorm(model, x[256:], 32, 100_000) == (model, None)  # a long stage's statistics settled
 
 
 def test_other_raw_tf_op_layers_are_refused_with_the_fix():

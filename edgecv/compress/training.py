@@ -306,21 +306,22 @@ def _batchnorm_layers(model) -> list:
     return [m for m in model.submodules if isinstance(m, batchnorm)]
 
 
-def reestimate_batchnorm(model, images: np.ndarray, batch_size: int, steps: int) -> tuple[object, dict | None]:
-    """After a stage too short for BatchNorm's moving statistics to settle (settle_batchnorm capped
-    them), their values are re-estimated with the trained weights: the mean of each batch's statistics
-    over `images` (training images, not augmented), at the training batch size. Even capped, moving
-    averages lag weights that still change fast at the end of a short run: a MobileNetV2 distilled
-    for 15 steps evaluated at chance with them, at 84 % re-estimated (in training mode, on batch
-    statistics, 78 %). For a float model only: a QAT model's quantizer ranges would move too.
-    Returns the model (a copy outside any distribution strategy, re-estimated) and what was done,
-    or the model itself and None for a stage long enough."""
-    cap = 1.0 - SETTLING_MEMORIES / steps
-    if len(images) == 0 or not any(m.momentum > cap for m in _batchnorm_layers(model)):
-        return model, None
+def statistics_unsettled(model, steps: int) -> bool:
+    """Whether a stage of `steps` steps was too short for the model's BatchNorm moving statistics
+    to settle (settle_batchnorm capped them for it)."""
+    return any(m.momentum > 1.0 - SETTLING_MEMORIES / steps for m in _batchnorm_layers(model))
+
+
+def reestimate_batchnorm(model, images: np.ndarray, batch_size: int) -> tuple[object, dict]:
+    """BatchNorm's statistics re-estimated with the trained weights: the mean of each batch's
+    statistics over `images` (training images, not augmented), at the training batch size. After a
+    short stage even capped moving averages lag weights that still change fast at its end: a
+    MobileNetV2 distilled for 15 steps evaluated at chance with them, at 81 % re-estimated (78 % in
+    training mode, on batch statistics). For a float model only: a QAT model's quantizer ranges
+    would move too. Returns a copy outside any distribution strategy, and what was done."""
     plain = keras().models.clone_model(model)  # a strategy's mirrored statistics are not assigned outside its steps
     plain.set_weights(model.get_weights())
-    model, layers = plain, _batchnorm_layers(plain)
+    layers = _batchnorm_layers(plain)
     batch_size = min(batch_size, len(images))
     batches = len(images) // batch_size
     momenta = [float(m.momentum) for m in layers]
@@ -328,11 +329,11 @@ def reestimate_batchnorm(model, images: np.ndarray, batch_size: int, steps: int)
         for i in range(batches):
             for layer in layers:  # a running mean of the batches' statistics: 0, 1/2, 2/3, ...
                 layer.momentum = i / (i + 1)
-            model(images[i * batch_size:(i + 1) * batch_size], training=True)  # updates statistics, not weights
+            plain(images[i * batch_size:(i + 1) * batch_size], training=True)  # updates statistics, not weights
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
-    return model, {"images": batches * batch_size, "batches": batches, "layers": len(layers)}
+    return plain, {"images": batches * batch_size, "batches": batches, "layers": len(layers)}
 
 
 def save_model(model, path) -> None:

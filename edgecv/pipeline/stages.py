@@ -161,15 +161,15 @@ def run_prune(ctx: RunContext, out: Path) -> dict:
 def _settled_statistics(ctx: RunContext, model, stage: str, epochs: int) -> tuple[object, dict | None]:
     """A float model after a stage too short for its BatchNorm statistics to settle, with them
     re-estimated on the calibration images (training images, not augmented; compress/training.py)."""
-    from edgecv.compress.training import reestimate_batchnorm
+    from edgecv.compress.training import reestimate_batchnorm, statistics_unsettled
 
     batch_size = ctx.recipe["distill"]["batch_size"]
-    model, done = reestimate_batchnorm(model, ctx.calibration_set(), batch_size,
-                                       epochs * ctx.steps_per_epoch(batch_size))
-    if done:
-        console.print(f"  {stage}: BatchNorm statistics re-estimated with the trained weights on {done['images']} "
-                      f"training images ({done['batches']} batches), as the stage was too short for their moving "
-                      "averages", highlight=False)
+    if not statistics_unsettled(model, epochs * ctx.steps_per_epoch(batch_size)):
+        return model, None
+    model, done = reestimate_batchnorm(model, ctx.calibration_set(), batch_size)
+    console.print(f"  {stage}: BatchNorm statistics re-estimated with the trained weights on {done['images']} "
+                  f"training images ({done['batches']} batches), as the stage was too short for their moving "
+                  "averages", highlight=False)
     return model, done
 
 
