@@ -189,6 +189,12 @@ def computing_in_float32(model):
             _set_dtype_policy(layer, policy)
 
 
+def saved_precision(changed: list[tuple]) -> str | None:
+    """The mixed-precision policy a model was saved in ('mixed_float16'), from compute_in_float32's
+    (layer, old policy) pairs; None when it computed in float32 already."""
+    return changed[0][1].name if changed else None
+
+
 def _set_dtype_policy(layer, policy) -> None:
     if hasattr(layer, "_set_dtype_policy"):  # tf_keras; Keras 3 has a property setter
         layer._set_dtype_policy(policy)

@@ -13,7 +13,7 @@ import numpy as np
 from edgecv.data.preprocess import PreprocessSpec
 from edgecv.errors import ModelError
 from edgecv.models.loading import (LoadedModel, augmentation_as_identity, compute_in_float32, fixed_image_shape,
-                                   load_model, score_kind)
+                                   load_model, saved_precision, score_kind)
 from edgecv.tfcompat import keras, tf
 
 
@@ -120,11 +120,10 @@ def load_teacher(path: str, normalization: str, data_shape: tuple, num_classes: 
     model = load_model(path, "teacher", trust)
     if model.framework == "keras3":  # only ever run at inference
         augmentation_as_identity(model.model)
-    saved_precision = None
+    saved_in = None
     if model.framework != "saved_model" and not tf().config.list_physical_devices("GPU"):
         # half precision on a CPU is emulated: a mixed_float16 CNN took 1.7x its float32 time here
-        changed = compute_in_float32(model.model)
-        saved_precision = changed[0][1].name if changed else None
+        saved_in = saved_precision(compute_in_float32(model.model))
     shape = tuple(model.input_shape[1:])
     if len(shape) == 3:  # a size the teacher leaves open is the data's, where the data has one (arrays)
         shape = tuple(d if s is None else s for s, d in zip(shape, data_shape))
@@ -148,4 +147,4 @@ def load_teacher(path: str, normalization: str, data_shape: tuple, num_classes: 
             "use the teacher trained on this "
             "data, or data with the same classes"
         )
-    return Teacher(model, spec, score_kind(model, out), num_classes, str(path), saved_precision)
+    return Teacher(model, spec, score_kind(model, out), num_classes, str(path), saved_in)

@@ -55,13 +55,13 @@ class RunContext:
         """The user's student as a tf_keras model: a Keras 3 one is rebuilt layer by layer, and the
         rebuilt model's outputs are checked against the original's."""
         from edgecv.errors import ModelError
-        from edgecv.models.loading import compute_in_float32, computing_in_float32, load_model
+        from edgecv.models.loading import compute_in_float32, computing_in_float32, load_model, saved_precision
 
         path = self.recipe["student"]["path"]
         loaded = load_model(path, "student", self.trust_model)
         if loaded.framework == "tf_keras":
-            changed = compute_in_float32(loaded.model)  # mixed precision: trained and exported in float32
-            self.student_saved_precision = changed[0][1].name if changed else None
+            # mixed precision: trained and exported in float32
+            self.student_saved_precision = saved_precision(compute_in_float32(loaded.model))
             return loaded.model
         if loaded.framework != "keras3":
             raise ModelError(f"student '{path}' is a {loaded.label}: it holds a graph, not layers to fine-tune; "
@@ -72,7 +72,7 @@ class RunContext:
         probe = np.random.default_rng(self.seed).uniform(0, 1, (REBUILD_PROBE, *rebuilt.input_shape[1:]))
         with computing_in_float32(loaded.model) as changed:
             diff = max_output_difference(loaded.model, rebuilt, probe.astype(np.float32))
-        self.student_saved_precision = changed[0][1].name if changed else None
+        self.student_saved_precision = saved_precision(changed)
         if not diff <= REBUILD_TOLERANCE:
             raise ModelError(f"student '{path}': the tf_keras rebuild of this Keras 3 model differs from it by up to "
                              f"{diff:.3g} (allowed {REBUILD_TOLERANCE:g}); please report the model's layers to edgecv")
