@@ -575,6 +575,15 @@ def _ci_outputs(case: str, record: str):
     return decorate
 
 
+def _write_ci_outputs(*outputs) -> None:
+    """(path, option, render) each, from _ci_outputs' options: rendered and written only where asked for."""
+    from edgecv.fileio import write_output
+
+    for path, option, render in outputs:
+        if path:
+            write_output(path, render(), option)
+
+
 @main.command("gate")
 @click.option("--baseline", "-b", required=True, type=click.Path(path_type=Path), help="baseline report.json (or its run directory)")
 @click.option("--candidate", "-c", required=True, type=click.Path(path_type=Path), help="candidate report.json (or its run directory)")
@@ -607,8 +616,7 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
       edgecv gate -b ci/baseline.json -c runs/exp2 --update-baseline
       edgecv gate -b ci/baseline.json -c runs/exp2 --json - | jq .passed
     """
-    from edgecv.fileio import (check_outputs, check_writable_file, json_text, output_errors, write_bytes_atomic,
-                               write_output)
+    from edgecv.fileio import check_outputs, check_writable_file, json_text, output_errors, write_bytes_atomic
     from edgecv.gate import (checks_from_recipe, load_report, render_json, render_junit, render_markdown,
                              render_table, run_gate)
     from edgecv.gate.render import details, verdict
@@ -645,11 +653,9 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
     for note in result.notes:
         out.print(f"note: {note}")
     out.print(verdict(result))
-    for path, option, text in ((junit_path, "--junit", lambda: render_junit(result)),
-                               (markdown_path, "--markdown", lambda: render_markdown(result)),
-                               (json_path, "--json", lambda: json_text({**render_json(result), "rebench": measured}))):
-        if path:
-            write_output(path, text(), option)
+    _write_ci_outputs((junit_path, "--junit", lambda: render_junit(result)),
+                      (markdown_path, "--markdown", lambda: render_markdown(result)),
+                      (json_path, "--json", lambda: json_text({**render_json(result), "rebench": measured})))
     if update_baseline:
         with output_errors(baseline, "--baseline"):
             write_bytes_atomic(baseline, candidate_file.read_bytes())
@@ -713,7 +719,7 @@ def drift_cmd(run_or_reference, field, artefact, psi_warn, psi_alert, alpha, thr
       edgecv drift runs/exp1 --data labelled_field/ --markdown "$GITHUB_STEP_SUMMARY" --psi-alert 0.3
       edgecv drift runs/exp1 --data /var/captures/today/ --history drift_history.jsonl --alert-after 3  # nightly
     """
-    from edgecv.fileio import check_outputs, json_text, output_errors, to_stdout, write_output
+    from edgecv.fileio import check_outputs, json_text, output_errors, to_stdout
     from edgecv.measure.drift import Thresholds
     from edgecv.measure.drift_history import append_history, apply_history, read_history
 
@@ -758,11 +764,9 @@ def drift_cmd(run_or_reference, field, artefact, psi_warn, psi_alert, alpha, thr
         out.print(line, markup=False, highlight=False)
     if history_path:
         print_table(out, render_drift_history(result))
-    for path, option, text in ((junit_path, "--junit", lambda: render_drift_junit(result)),
-                               (markdown_path, "--markdown", lambda: render_drift_markdown(result)),
-                               (json_path, "--json", lambda: json_text(result))):
-        if path:
-            write_output(path, text(), option)
+    _write_ci_outputs((junit_path, "--junit", lambda: render_drift_junit(result)),
+                      (markdown_path, "--markdown", lambda: render_drift_markdown(result)),
+                      (json_path, "--json", lambda: json_text(result)))
     if history_path:
         with output_errors(history_path, "--history"):
             append_history(history_path, result["history"]["recent"][-1])
