@@ -157,7 +157,7 @@ def test_a_short_stage_settles_its_batchnorm_statistics():
     top1 = lambda m: float(np.mean(np.argmax(m.predict(x[:256], verbose=0), 1) == y[:256]))  # noqa: E731
     in_training = float(np.mean(np.argmax(model(x[:256], training=True), 1) == y[:256]))
     assert statistics_unsettled(model, 16) and not statistics_unsettled(model, 100_000)  # a long stage's settled
-    plain, done = reestimate_batchnorm(model, x[256:], 32)
+    plain, done = reestimate_batchnorm(model, (x[i:i + 32] for i in range(256, 512, 32)))
     assert done == {"images": 256, "batches": 8, "layers": 52}
     assert top1(plain) >= min(0.9, in_training - 0.05), (top1(model), top1(plain), in_training)
     assert {l.momentum for l in plain.layers if type(l).__name__ == "BatchNormalization"} == {0.999}

@@ -159,14 +159,14 @@ def run_prune(ctx: RunContext, out: Path) -> dict:
 
 
 def _settled_statistics(ctx: RunContext, model, stage: str, epochs: int) -> tuple[object, dict | None]:
-    """A float model after a stage too short for its BatchNorm statistics to settle, with them
-    re-estimated on the calibration images (training images, not augmented; compress/training.py)."""
-    from edgecv.compress.training import reestimate_batchnorm, statistics_unsettled
+    """A float model after a stage too short for its BatchNorm statistics to catch up with its
+    weights, with them re-estimated on training images (not augmented; compress/training.py)."""
+    from edgecv.compress.training import REESTIMATE_IMAGES, reestimate_batchnorm, statistics_unsettled
 
     batch_size = ctx.recipe["distill"]["batch_size"]
     if not statistics_unsettled(model, epochs * ctx.steps_per_epoch(batch_size)):
         return model, None
-    model, done = reestimate_batchnorm(model, ctx.calibration_set(), batch_size)
+    model, done = reestimate_batchnorm(model, ctx.training_batches(REESTIMATE_IMAGES, batch_size))
     console.print(f"  {stage}: BatchNorm statistics re-estimated with the trained weights on {done['images']} "
                   f"training images ({done['batches']} batches), as the stage was too short for their moving "
                   "averages", highlight=False)
