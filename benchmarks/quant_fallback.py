@@ -50,7 +50,8 @@ def small_cnn(x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0, one_scor
     h = K.layers.Conv2D(32, 3, activation="relu", padding="same", name="conv2")(h)
     h = K.layers.MaxPooling2D(name="pool2")(h)
     h = K.layers.Conv2D(32, 3, activation="relu", padding="same", name="conv3")(h)
-    head = K.layers.Dense(1, activation="sigmoid", name="head") if one_score else K.layers.Dense(int(y.max()) + 1, name="head")
+    classes = 1 if one_score else int(y.max()) + 1
+    head = K.layers.Dense(classes, activation="sigmoid" if one_score else None, name="head")
     model = K.Model(inp, head(K.layers.GlobalAveragePooling2D()(h)))
     loss = "binary_crossentropy" if one_score else K.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(K.optimizers.Adam(2e-3), loss, ["accuracy"])
@@ -209,7 +210,8 @@ def markdown(r: dict) -> str:
         kept = [s for s in c["steps"] if s["kept"]][-1]
         lines += ["", f"Its two-class twin with one score (Keras' `Dense(1)` sigmoid head), T-shirt/top against shirt "
                   f"({o['train_images']:,} training images; `python -m benchmarks.quant_fallback --one-score` on "
-                  f"{o['machine']['cpu_model']}, {o['measured_at'][:10]}): `{o['command']}` ({o['wall_s']:.0f} s): float "
+                  f"{o['machine']['cpu_model']}, {o['measured_at'][:10]}): `{o['command']}` ({o['wall_s']:.0f} s): "
+                  f"float "
                   f"{c['float_top1']:.2%}, plain int8 {c['steps'][0]['top1']:.2%}, written {kept['top1']:.2%} with "
                   f"{len(kept['float_ops'])} ops kept in float, read as Keras reads one score (p > 0.5) on "
                   f"{c['samples']} held-out images; check {o['check']['top1_agreement']:.1%} agreement."]

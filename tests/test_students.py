@@ -146,8 +146,11 @@ def test_a_short_stage_settles_its_batchnorm_statistics():
     K = keras()
     x, y = synthetic_images(512, size=32, channels=3, classes=2)
     x = x.astype(np.float32) / 127.5 - 1
-    build = lambda: K.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=2, alpha=0.35,  # noqa: E731
-                                               classifier_activation=None)
+
+    def build():
+        return K.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=2, alpha=0.35,
+                                          classifier_activation=None)
+
     settled = settle_batchnorm(build(), 16)
     assert settled and settled.cap == 0.75 and "momentum 0.999 lowered to 0.75 for its 16 steps" in settled.describe(16)
     model = fit(build, x, y, loss=K.losses.SparseCategoricalCrossentropy(from_logits=True), epochs=1, batch_size=32,

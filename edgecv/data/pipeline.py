@@ -229,8 +229,8 @@ def undecodable_images_named(splits: list[ImageSplit], source: str, fix: str):
         if not bad:  # TensorFlow failed on a file it decodes when asked again: say what it said
             raise DataError(f"TensorFlow could not decode an image of {source} ({problem}); {fix}") from None
         files = "1 image file" if len(bad) == 1 else f"{len(bad)} image files"
-        raise DataError(f"{files} of {source} cannot be decoded ({problem}): {files_in_message(bad)}; remove or replace "
-                        f"{'it' if len(bad) == 1 else 'them'}, then {fix}") from None
+        raise DataError(f"{files} of {source} cannot be decoded ({problem}): {files_in_message(bad)}; remove or "
+                        f"replace {'it' if len(bad) == 1 else 'them'}, then {fix}") from None
 
 
 def undecodable(files: list, channels: int) -> list:

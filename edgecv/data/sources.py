@@ -8,8 +8,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
 import struct
+import tempfile
 import zipfile
 from collections import Counter
 from contextlib import contextmanager

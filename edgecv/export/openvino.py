@@ -62,7 +62,8 @@ def _top1(compiled, pairs, outputs: str | None = None) -> tuple[float, list[floa
     (runtime.widen_one_score)."""
     from edgecv.runtime import widen_one_score
 
-    hits = [float(np.argmax(widen_one_score(compiled([x[None].astype(np.float32)])[0], outputs)) == y) for x, y in pairs]
+    hits = [float(np.argmax(widen_one_score(compiled([x[None].astype(np.float32)])[0], outputs)) == y)
+            for x, y in pairs]
     return float(np.mean(hits)), hits
 
 
