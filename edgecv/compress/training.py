@@ -328,8 +328,7 @@ def reestimate_batchnorm(model, batches) -> tuple[object, dict]:
     re-estimated (78 % in training mode, on batch statistics); 40 and 50 steps, uncapped, at chance
     too. For a float model only: a QAT model's quantizer ranges would move too. Returns a copy
     outside any distribution strategy, and what was done."""
-    plain = keras().models.clone_model(model)  # a strategy's mirrored statistics are not assigned outside its steps
-    plain.set_weights(model.get_weights())
+    plain = fresh_copy(model)  # a strategy's mirrored statistics are not assigned outside its steps
     layers = _batchnorm_layers(plain)
     momenta = [float(m.momentum) for m in layers]
     done = {"images": 0, "batches": 0, "layers": len(layers)}
@@ -346,6 +345,13 @@ def reestimate_batchnorm(model, batches) -> tuple[object, dict]:
     return plain, done
 
 
+def fresh_copy(model):
+    """The model's graph and weights in new variables: never compiled, outside any distribution strategy."""
+    copy = keras().models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def save_model(model, path) -> None:
     """Save weights and graph, no optimizer state (it would double the file for nothing)."""
     path = Path(path)
@@ -355,6 +361,4 @@ def save_model(model, path) -> None:
             model.save(path, include_optimizer=False)
         return
     # The .keras format has no include_optimizer switch: save a copy that was never compiled.
-    fresh = keras().models.clone_model(model)
-    fresh.set_weights(model.get_weights())
-    fresh.save(path)
+    fresh_copy(model).save(path)
