@@ -46,6 +46,29 @@ def test_a_two_class_teacher_with_one_score_gives_the_logits_of_both_classes(tmp
         load_teacher(str(tmp_path / "binary.keras"), "unit", (28, 28, 1), 3)
 
 
+@pytest.mark.parametrize("saved", [".keras", "export"])
+def test_a_teacher_with_one_sigmoid_per_class_distils_from_its_probabilities(tmp_path, saved):
+    """A head trained with binary cross-entropy on one-hot labels, Dense(N, sigmoid), scores each
+    class in [0, 1] on its own. Read as logits its softmax at the distillation temperature was almost
+    flat (scores 0-1 over T = 4); now each score is a probability, log p its logit, so the student
+    learns p / sum(p). A SavedModel (model.export), whose layers are not known, is read by its scores."""
+    import keras
+
+    inp = keras.Input((28, 28, 1))
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, activation="relu")(inp))
+    bias = keras.initializers.Constant(-2.0)  # a trained one-vs-rest head: most scores well under 0.5
+    model = keras.Model(inp, keras.layers.Dense(4, activation="sigmoid", bias_initializer=bias)(h))
+    path = tmp_path / ("sig.keras" if saved == ".keras" else "sig_export")
+    model.save(path) if saved == ".keras" else model.export(str(path), verbose=False)
+    t = load_teacher(str(path), "unit", (28, 28, 1), 4)
+    assert t.outputs == "sigmoids"
+    imgs = np.random.default_rng(0).integers(0, 256, (6, 28, 28, 1), dtype=np.uint8)
+    p = np.asarray(model(imgs.astype(np.float32) / 255.0))
+    assert not np.allclose(p.sum(-1), 1.0, atol=0.05)
+    logits = t.logits(imgs)
+    assert np.allclose(np.exp(logits) / np.exp(logits).sum(-1, keepdims=True), p / p.sum(-1, keepdims=True), atol=1e-4)
+
+
 def test_teacher_with_other_input_size_and_channels_is_adapted(tiny_teacher_factory):
     path, model = tiny_teacher_factory(num_classes=3, input_shape=(40, 40, 3))
     t = load_teacher(str(path), "symmetric", (28, 28, 1), 3)

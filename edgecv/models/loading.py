@@ -498,15 +498,18 @@ def fixed_image_shape(shape: tuple, what: str, path) -> tuple[int, int, int]:
 
 def score_kind(model: LoadedModel, out: np.ndarray) -> str:
     """What a classifier's scores are, from its last layer or (a SavedModel, whose layers are not
-    known) its scores `out` on a probe batch: "logits" | "probabilities", or a two-class model's one
-    score (Keras' Dense(1) head) "sigmoid" | "binary_logit" (runtime.ONE_SCORE_OUTPUTS)."""
+    known) its scores `out` on a probe batch: "logits" | "probabilities" | "sigmoids" (one sigmoid
+    per class: a head trained with binary cross-entropy on one-hot labels), or a two-class model's
+    one score (Keras' Dense(1) head) "sigmoid" | "binary_logit" (runtime.ONE_SCORE_OUTPUTS)."""
     activation = _last_activation(model)
     in_unit_range = bool(np.all(out >= 0) and np.all(out <= 1))
     if out.shape[-1] == 1:
         sigmoid = activation == "sigmoid" if activation is not None else in_unit_range
         return "sigmoid" if sigmoid else "binary_logit"
-    probabilities = activation == "softmax" or (in_unit_range and np.allclose(out.sum(-1), 1.0, atol=1e-3))
-    return "probabilities" if probabilities else "logits"
+    if activation == "softmax" or (in_unit_range and np.allclose(out.sum(-1), 1.0, atol=1e-3)):
+        return "probabilities"
+    # a SavedModel's scores all in [0, 1] on noise: sigmoids (logits of a trained model stray outside)
+    return "sigmoids" if activation == "sigmoid" or (activation is None and in_unit_range) else "logits"
 
 
 def _last_activation(model: LoadedModel) -> str | None:

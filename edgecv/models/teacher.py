@@ -82,7 +82,8 @@ class Teacher:
 
     model: LoadedModel  # run forward by the framework that saved it (tf_keras, Keras 3 or a SavedModel)
     spec: PreprocessSpec
-    # "logits" | "probabilities", or a binary classifier's one score: "binary_logit" | "sigmoid"
+    # "logits" | "probabilities" | "sigmoids" (one per class), or a binary classifier's one score:
+    # "binary_logit" | "sigmoid" (loading.score_kind)
     outputs: str
     num_classes: int
     path: str
@@ -105,8 +106,8 @@ class Teacher:
     def _as_logits(self, out):
         """float32 logits from the model's scores (numpy or a tensor)."""
         out = tf().cast(out, "float32")
-        if self.outputs == "probabilities":
-            out = tf().math.log(tf().clip_by_value(out, 1e-7, 1.0))  # softmax(log p) == p: logits up to a constant
+        if self.outputs in ("probabilities", "sigmoids"):  # softmax(log p) == p / sum(p): logits up to a constant
+            out = tf().math.log(tf().clip_by_value(out, 1e-7, 1.0))
         if self.outputs == "sigmoid":  # p of the second class: its logit
             p = tf().clip_by_value(out, 1e-7, 1.0 - 1e-7)
             out = tf().math.log(p) - tf().math.log1p(-p)

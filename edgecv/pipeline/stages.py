@@ -78,6 +78,9 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
         from edgecv.runtime import BINARY_LOGIT_NOTE
 
         console.print(f"  note: the teacher's top-1: {BINARY_LOGIT_NOTE}", highlight=False)
+    if ctx.teacher.outputs == "sigmoids":
+        console.print("  note: the teacher scores each class with its own sigmoid; distilled from as probabilities "
+                      "(log p its logits, p / sum(p) at temperature 1)", highlight=False)
     if ctx.teacher.saved_precision:
         console.print(f"  teacher: saved in {ctx.teacher.saved_precision}, run in float32 (no GPU here, where half "
                       "precision is slower)", highlight=False)
