@@ -125,6 +125,24 @@ def test_keras_applications_mobilenet_v3_hard_sigmoid_becomes_a_layer():
         prepare_user_model(model, 4)
 
 
+def test_a_student_with_one_score_is_refused_with_the_head_that_fits():
+    """Keras' two-class head, Dense(1), is read as two classes in a teacher, but a student is trained
+    with a score per class: the line says how to rebuild the head, and that rebuilt student is taken."""
+    from edgecv.models.user_model import prepare_user_model
+    from edgecv.tfcompat import keras
+
+    K = keras()
+    inp = K.Input((32, 32, 3))
+    pooled = K.layers.GlobalAveragePooling2D()(K.layers.Conv2D(8, 3, activation="relu")(inp))
+    m = K.Model(inp, K.layers.Dense(1, activation="sigmoid")(pooled))
+    with pytest.raises(ModelError, match=r"one score \(Keras' two-class Dense\(1\) head\).*rebuild its head as Dense\(2\)"):
+        prepare_user_model(m, 2)
+    with pytest.raises(ModelError, match="predicts 1 class but the data has 3"):
+        prepare_user_model(m, 3)
+    rebuilt = K.Model(m.input, K.layers.Dense(2)(m.layers[-2].output))  # the line's own fix
+    assert prepare_user_model(rebuilt, 2).model.output_shape == (None, 2)
+
+
 def test_batchnorm_momentum_is_set():
     from edgecv.models.user_model import prepare_user_model
     from edgecv.tfcompat import keras

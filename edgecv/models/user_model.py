@@ -27,8 +27,13 @@ def prepare_user_model(model, num_classes: int, batchnorm_momentum: float | None
     K = keras()
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ModelError("the student must have one image input and one output")
+    if model.output_shape[-1] == 1 and num_classes == 2:  # a teacher's one score is widened, a student's is not
+        raise ModelError("the student has one score (Keras' two-class Dense(1) head); edgecv distils into a score per "
+                         "class: rebuild its head as Dense(2) (no activation), e.g. keras.Model(m.input, "
+                         "keras.layers.Dense(2)(m.layers[-2].output))")
     if model.output_shape[-1] != num_classes:
-        raise ModelError(f"the student predicts {model.output_shape[-1]} classes but the data has {num_classes}; "
+        predicts = f"{model.output_shape[-1]} class{'es' if model.output_shape[-1] != 1 else ''}"
+        raise ModelError(f"the student predicts {predicts} but the data has {num_classes}; "
                          "rebuild its head with the data's class count")
     flattened = [l.name for l in model.layers if isinstance(l, K.Model)]
     model = rebuild(model) if flattened else model
