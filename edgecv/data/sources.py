@@ -78,6 +78,14 @@ class ImageSplit:
         images, labels = self.sample_uint8(n, seed, (spec.height, spec.width))
         return spec.apply(images), labels
 
+    def sample_batches(self, n: int, seed: int, spec, batch_size: int):
+        """The float images of `sample`, `batch_size` at a time and read as used (whole batches only,
+        unless fewer images than one): a set too large to hold at once."""
+        idx = balanced_indices(self.labels, min(n, len(self)), seed)
+        batch_size = min(batch_size, len(idx))
+        for start in range(0, len(idx) - batch_size + 1, batch_size):
+            yield spec.apply(self.read(idx[start : start + batch_size], (spec.height, spec.width)))
+
     def sample_uint8(self, n: int, seed: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 images at `size`, labels) of the same images `sample` reads."""
         idx = balanced_indices(self.labels, min(n, len(self)), seed)

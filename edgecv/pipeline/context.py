@@ -120,14 +120,8 @@ class RunContext:
 
     def training_batches(self, n: int, batch_size: int):
         """Up to n class-balanced training images in the student's preprocessing, classes mixed,
-        `batch_size` at a time (whole batches only, unless fewer images than one): read as used."""
-        from edgecv.data.sampling import balanced_indices
-
-        train, spec = self.dataset.train, self.student_spec
-        indices = balanced_indices(train.labels, min(n, len(train)), self.seed)
-        batch_size = min(batch_size, len(indices))
-        for start in range(0, len(indices) - batch_size + 1, batch_size):
-            yield spec.apply(train.read(indices[start:start + batch_size], (spec.height, spec.width)))
+        `batch_size` at a time, read as used."""
+        return self.dataset.train.sample_batches(n, self.seed, self.student_spec, batch_size)
 
     def held_out_sample(self, n: int, seed: int, spec: PreprocessSpec | None = None):
         """(images, labels): n class-balanced held-out images, for export checks and the teacher check."""
