@@ -46,20 +46,22 @@ def test_a_two_class_teacher_with_one_score_gives_the_logits_of_both_classes(tmp
         load_teacher(str(tmp_path / "binary.keras"), "unit", (28, 28, 1), 3)
 
 
-@pytest.mark.parametrize("saved", [".keras", "export"])
+@pytest.mark.parametrize("saved", [".keras", "export", "nested head"])
 def test_a_teacher_with_one_sigmoid_per_class_distils_from_its_probabilities(tmp_path, saved):
     """A head trained with binary cross-entropy on one-hot labels, Dense(N, sigmoid), scores each
     class in [0, 1] on its own. Read as logits its softmax at the distillation temperature was almost
     flat (scores 0-1 over T = 4); now each score is a probability, log p its logit, so the student
-    learns p / sum(p). A SavedModel (model.export), whose layers are not known, is read by its scores."""
+    learns p / sum(p). A SavedModel (model.export), whose layers are not known, is read by its scores;
+    a head built as its own Sequential is looked into."""
     import keras
 
     inp = keras.Input((28, 28, 1))
     h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, activation="relu")(inp))
     bias = keras.initializers.Constant(-2.0)  # a trained one-vs-rest head: most scores well under 0.5
-    model = keras.Model(inp, keras.layers.Dense(4, activation="sigmoid", bias_initializer=bias)(h))
-    path = tmp_path / ("sig.keras" if saved == ".keras" else "sig_export")
-    model.save(path) if saved == ".keras" else model.export(str(path), verbose=False)
+    head = keras.layers.Dense(4, activation="sigmoid", bias_initializer=bias)
+    model = keras.Model(inp, (keras.Sequential([head]) if saved == "nested head" else head)(h))
+    path = tmp_path / ("sig_export" if saved == "export" else "sig.keras")
+    model.export(str(path), verbose=False) if saved == "export" else model.save(path)
     t = load_teacher(str(path), "unit", (28, 28, 1), 4)
     assert t.outputs == "sigmoids"
     imgs = np.random.default_rng(0).integers(0, 256, (6, 28, 28, 1), dtype=np.uint8)

@@ -515,14 +515,21 @@ def score_kind(model: LoadedModel, out: np.ndarray) -> str:
 def _last_activation(model: LoadedModel) -> str | None:
     """The name of the last layer's activation ("softmax" for a Softmax layer, "" for none); None for
     a SavedModel, whose layers are not known. A trailing Activation("linear") is looked through: the
-    mixed-precision guide's float32 output layer after a Dense(..., activation="sigmoid")."""
+    mixed-precision guide's float32 output layer after a Dense(..., activation="sigmoid"); a nested
+    model last (a Sequential head) is looked into."""
     def activation(layer) -> str:
         return "softmax" if type(layer).__name__ == "Softmax" else getattr(getattr(layer, "activation", None), "__name__", "")
 
     layers = list(model.layers)
-    while len(layers) > 1 and type(layers[-1]).__name__ == "Activation" and activation(layers[-1]) == "linear":
-        layers.pop()
-    return activation(layers[-1]) if layers else None
+    while layers:
+        last = layers[-1]
+        if hasattr(last, "layers"):  # a nested model last (a Sequential head): its own last layer
+            layers = list(last.layers)
+        elif len(layers) > 1 and type(last).__name__ == "Activation" and activation(last) == "linear":
+            layers.pop()
+        else:
+            return activation(last)
+    return None
 
 
 def _custom_class(e: Exception) -> str | None:
