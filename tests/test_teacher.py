@@ -23,16 +23,19 @@ def test_logit_teacher_is_detected(tiny_teacher_factory):
     assert load_teacher(str(path), "unit", (28, 28, 1), 3).outputs == "logits"
 
 
-@pytest.mark.parametrize("sigmoid", [True, False])
-def test_a_two_class_teacher_with_one_score_gives_the_logits_of_both_classes(tmp_path, sigmoid):
+@pytest.mark.parametrize("head_kind", ["sigmoid", "logit", "nested sigmoid"])
+def test_a_two_class_teacher_with_one_score_gives_the_logits_of_both_classes(tmp_path, head_kind):
     """Keras' two-class head, Dense(1) with a sigmoid (or a logit and from_logits=True), scores the
     second class (the second folder by name): as a teacher of 2-class data its logits are [0, z],
-    whose softmax is [1 - p, p]. It was refused as '1 class but the data has 2'."""
+    whose softmax is [1 - p, p]. It was refused as '1 class but the data has 2'. A head built as its
+    own Sequential was read as a logit (every image the second class)."""
     from edgecv.tfcompat import keras
 
     K = keras()
+    sigmoid = head_kind != "logit"
     inp = K.Input((28, 28, 1))
     head = K.layers.Dense(1, activation="sigmoid" if sigmoid else None)
+    head = K.Sequential([head]) if head_kind == "nested sigmoid" else head
     model = K.Model(inp, head(K.layers.GlobalAveragePooling2D()(K.layers.Conv2D(4, 3, activation="relu")(inp))))
     model.save(tmp_path / "binary.keras")
     t = load_teacher(str(tmp_path / "binary.keras"), "unit", (28, 28, 1), 2)
