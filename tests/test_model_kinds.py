@@ -221,6 +221,37 @@ def test_a_two_class_model_with_one_score_exports_and_evaluates_as_keras_reads_i
     assert accuracy[0]["field"] == "87.5%", accuracy
 
 
+def test_a_model_with_one_sigmoid_per_class_records_it_and_drift_reads_its_probabilities(tmp_path):
+    """A Dense(N, sigmoid) head (binary cross-entropy on one-hot labels): the exported file's metadata
+    says "sigmoids", and drift's confidence is p / sum(p) of its scores. It was the softmax of scores
+    between 0 and 1, so every image looked unsure (about 0.5 here, for top scores above 0.99)."""
+    import keras
+
+    from edgecv.data.preprocess import PreprocessSpec
+    from edgecv.measure.drift import observe
+    from edgecv.runtime import open_classifier
+
+    inp = keras.Input((16, 16, 3))
+    head = keras.layers.Dense(3, activation="sigmoid")
+    model = keras.Model(inp, head(keras.layers.GlobalAveragePooling2D()(inp)))
+    head.set_weights([np.eye(3, dtype=np.float32) * 12.0, np.full(3, -4.0, np.float32)])  # each colour its class
+    model.save(tmp_path / "sigmoids.keras")
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    x = np.clip(rng.normal(60, 20, (60, 16, 16, 3)) + 160 * np.eye(3)[y][:, None, None, :], 0, 255).astype(np.uint8)
+    np.savez(tmp_path / "three.npz", x_train=x[:40], y_train=y[:40], x_test=x[40:], y_test=y[40:])
+    out = tmp_path / "sigmoids.tflite"
+    proc = run_cli("export", tmp_path / "sigmoids.keras", "-f", "tflite-fp32", "-c", tmp_path / "three.npz", "-o", out,
+                   "--normalization", "unit")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runner, meta = open_classifier(out)
+    assert meta["outputs"] == runner.outputs == "sigmoids"
+    p = model.predict(x / 255.0, verbose=0)
+    assert (p.argmax(1) == y).all() and p.max(1).min() > 0.9 and p.sum(1).min() > 1.2
+    seen = observe(runner, PreprocessSpec(16, 16, 3, "unit"), [(np.arange(60), x)])
+    np.testing.assert_allclose(seen.statistics["confidence"], p.max(1) / p.sum(1), atol=1e-4)
+
+
 def test_a_model_trained_in_mixed_precision_exports_in_float32(tmp_path):
     """Keras' mixed-precision guide (`mixed_float16`, a float32 head), as on GPUs: TFLite took none of
     its float16 ops ("'tf.Mul' op is neither a custom op nor a flex op"). A Keras 3 or tf_keras model

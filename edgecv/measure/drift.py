@@ -155,18 +155,21 @@ def thumbnails(view: np.ndarray) -> np.ndarray:
     return small.reshape(len(view), THUMBNAIL, 4, THUMBNAIL, 4).mean((2, 4)).reshape(len(view), -1).astype(np.float32)
 
 
-def probabilities(scores: np.ndarray) -> np.ndarray:
-    """The scores as class probabilities: as they are when rows already sum to 1, else softmax (logits)."""
+def probabilities(scores: np.ndarray, outputs: str | None = None) -> np.ndarray:
+    """The scores as class probabilities: as they are when rows already sum to 1, p / sum(p) for one
+    sigmoid per class (`outputs`, the artefact's metadata), else softmax (logits)."""
     scores = np.asarray(scores, np.float64)
+    if outputs == "sigmoids":
+        return scores / np.maximum(scores.sum(1, keepdims=True), 1e-12)
     if np.all(scores >= 0) and np.allclose(scores.sum(1), 1.0, atol=SOFTMAX_TOLERANCE):
         return scores / scores.sum(1, keepdims=True)
     shifted = np.exp(scores - scores.max(1, keepdims=True))
     return shifted / shifted.sum(1, keepdims=True)
 
 
-def output_statistics(scores: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """({confidence: max probability, entropy: nats}, predicted class) per image."""
-    p = probabilities(scores)
+def output_statistics(scores: np.ndarray, outputs: str | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """({confidence: max probability, entropy: nats}, predicted class) per image (`outputs`: `probabilities`)."""
+    p = probabilities(scores, outputs)
     entropy = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0), axis=1)
     return {"confidence": p.max(1).astype(np.float32), "entropy": entropy.astype(np.float32)}, p.argmax(1)
 
@@ -179,7 +182,8 @@ def observe(runner: Runner, spec: PreprocessSpec, batches, *, scores: np.ndarray
     for idx, images in batches:
         view = model_view(images, spec)
         stats, means = image_statistics(view)
-        outputs, predicted = output_statistics(scores[idx] if scores is not None else runner.class_scores(spec.apply(view)))
+        answers = scores[idx] if scores is not None else runner.class_scores(spec.apply(view))
+        outputs, predicted = output_statistics(answers, runner.outputs)
         for name, values in {**stats, **outputs, "channel_means": means, "predicted": predicted,
                              "thumbnails": thumbnails(view)}.items():
             parts.setdefault(name, []).append(values)

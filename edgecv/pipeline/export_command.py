@@ -72,10 +72,12 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
     calib, check, class_names, note = _images(ds, data, spec, class_names, num_classes, calibration_samples,
                                               check_samples, source)
     outputs = None
-    if one_score:  # the artefact records how to read its one score
+    if keras_model is not None:  # the artefact records how to read its one score, or its sigmoids (drift)
         from edgecv.models.loading import score_kind
+        from edgecv.runtime import RECORDED_OUTPUTS
 
-        outputs = score_kind(keras_model, keras_model.predict(check[:64]))
+        kind = score_kind(keras_model, keras_model.predict(check[:64]))
+        outputs = kind if kind in RECORDED_OUTPUTS else None
     if calib is not None and spec_fmt.needs_calibration and len(calib) < FEW_CALIBRATION:
         console.print(f"[yellow]warning:[/yellow] {len(calib)} calibration images; int8 ranges are more stable with "
                       f"{FEW_CALIBRATION}+ (--calibration-samples)")

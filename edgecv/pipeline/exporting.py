@@ -34,8 +34,8 @@ def export_artefact(source: Path, out: Path, fmt: str, *, spec: PreprocessSpec, 
     """`calibration` and `check_images` are preprocessed float images. `source_model`: the loaded
     model (models/loading.LoadedModel), if the caller has it (else it is loaded for the check).
     `trust_source`: the source may run its own code when loaded (--trust-model, or edgecv's own).
-    `outputs`: a two-class model's one score, "sigmoid" | "binary_logit", recorded in the metadata
-    (runtime.ONE_SCORE_OUTPUTS); None for a score per class."""
+    `outputs`: a two-class model's one score, "sigmoid" | "binary_logit", or one sigmoid per class,
+    "sigmoids", recorded in the metadata (runtime.RECORDED_OUTPUTS); None for logits or a softmax."""
     from edgecv.export.worker import export
 
     if len(check_images) == 0:  # checked before anything is written

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgecv.runtime.base import BINARY_LOGIT_NOTE, ONE_SCORE_OUTPUTS, InputSpec, Runner, widen_one_score
+from edgecv.runtime.base import (BINARY_LOGIT_NOTE, ONE_SCORE_OUTPUTS, RECORDED_OUTPUTS, InputSpec, Runner,
+                                 widen_one_score)
 from edgecv.runtime.litert import LiteRTRunner
 
 # file suffix -> "module:class"; OpenVINO and ONNX Runtime are imported only when their files are opened
@@ -97,8 +98,8 @@ def _checked_metadata(text: str, source: str, fix: str) -> dict:
     if not isinstance(spec, dict):
         raise ModelError(f"{source} is malformed: it has no preprocessing spec; {fix}")
     outputs = meta.get("outputs")
-    if outputs is not None and outputs not in ONE_SCORE_OUTPUTS:
-        raise ModelError(f"{source} is malformed: outputs is {outputs!r}, not one of {', '.join(ONE_SCORE_OUTPUTS)}; {fix}")
+    if outputs is not None and outputs not in RECORDED_OUTPUTS:
+        raise ModelError(f"{source} is malformed: outputs is {outputs!r}, not one of {', '.join(RECORDED_OUTPUTS)}; {fix}")
     try:
         PreprocessSpec.from_dict(spec)
     except (EdgecvError, KeyError, TypeError, ValueError) as e:
@@ -107,5 +108,5 @@ def _checked_metadata(text: str, source: str, fix: str) -> dict:
     return meta
 
 
-__all__ = ["BINARY_LOGIT_NOTE", "InputSpec", "artefact_files", "LiteRTRunner", "ONE_SCORE_OUTPUTS", "RUNNERS", "Runner", "load_metadata",
+__all__ = ["BINARY_LOGIT_NOTE", "InputSpec", "artefact_files", "LiteRTRunner", "ONE_SCORE_OUTPUTS", "RECORDED_OUTPUTS", "RUNNERS", "Runner", "load_metadata",
            "open_classifier", "open_runner", "sidecar_path", "widen_one_score"]

@@ -22,6 +22,10 @@ def default_threads() -> int:
 # A two-class model's one score (Keras' Dense(1) head), as an artefact's metadata "outputs" names it:
 # the second class's probability, or its logit.
 ONE_SCORE_OUTPUTS = ("sigmoid", "binary_logit")
+# The kinds of scores an artefact's metadata "outputs" records; left out, a score per class (logits or
+# softmax). "sigmoids": one sigmoid per class (a head trained with binary cross-entropy), whose class
+# probabilities are p / sum(p), not their softmax (drift's confidence and entropy).
+RECORDED_OUTPUTS = (*ONE_SCORE_OUTPUTS, "sigmoids")
 # said wherever edgecv reports the accuracy of a model whose one score is a logit: Keras' own number for it
 # may differ (Keras' image-classification-from-scratch tutorial compiles exactly that)
 BINARY_LOGIT_NOTE = ("its one score is a logit z, read as the second class where z > 0 (p > 0.5); Keras' "
@@ -49,7 +53,7 @@ def widen_one_score(scores: np.ndarray, outputs: str | None, name: str = "the mo
 class Runner:
     input: InputSpec
     output_dtype: str
-    outputs: str | None = None  # set by open_classifier from the metadata: one of ONE_SCORE_OUTPUTS, or None
+    outputs: str | None = None  # set by open_classifier from the metadata: one of RECORDED_OUTPUTS, or None
     name: str = "the model"
 
     def run(self, images: np.ndarray) -> np.ndarray:
