@@ -168,7 +168,8 @@ def probabilities(scores: np.ndarray, outputs: str | None = None) -> np.ndarray:
 
 
 def output_statistics(scores: np.ndarray, outputs: str | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """({confidence: max probability, entropy: nats}, predicted class) per image (`outputs`: `probabilities`)."""
+    """({confidence: max probability, entropy: nats}, predicted class) per image; `outputs`: the
+    artefact's kind of scores (`probabilities`)."""
     p = probabilities(scores, outputs)
     entropy = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0), axis=1)
     return {"confidence": p.max(1).astype(np.float32), "entropy": entropy.astype(np.float32)}, p.argmax(1)

@@ -108,5 +108,5 @@ def _checked_metadata(text: str, source: str, fix: str) -> dict:
     return meta
 
 
-__all__ = ["BINARY_LOGIT_NOTE", "InputSpec", "artefact_files", "LiteRTRunner", "ONE_SCORE_OUTPUTS", "RECORDED_OUTPUTS", "RUNNERS", "Runner", "load_metadata",
-           "open_classifier", "open_runner", "sidecar_path", "widen_one_score"]
+__all__ = ["BINARY_LOGIT_NOTE", "InputSpec", "artefact_files", "LiteRTRunner", "ONE_SCORE_OUTPUTS", "RECORDED_OUTPUTS",
+           "RUNNERS", "Runner", "load_metadata", "open_classifier", "open_runner", "sidecar_path", "widen_one_score"]
