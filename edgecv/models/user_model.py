@@ -22,7 +22,8 @@ class UserModel:
     channel_offset: tuple | None
     lifted: list[str]
     flattened: list[str]
-    softmax_removed: str | None = None  # the layer whose softmax was taken off: the student gives logits
+    # (layer, "softmax" | "sigmoid") whose activation was taken off, so the student gives logits; None: it did already
+    activation_removed: tuple[str, str] | None = None
 
 
 def prepare_user_model(model, num_classes: int, batchnorm_momentum: float | None = None) -> UserModel:
@@ -47,32 +48,34 @@ def prepare_user_model(model, num_classes: int, batchnorm_momentum: float | None
             f"layer '{first.name}' ({type(first).__name__}) is a raw TensorFlow op that quantization-aware training "
             "cannot clone; rebuild it from Keras layers (or use an edgecv student: student.arch)"
         )
-    model, softmax_removed = _softmax_head_as_logits(model)
+    model, activation_removed = _head_as_logits(model)
     model, scale, offset, lifted = _lift_input_scaling(model)
     if batchnorm_momentum is not None:
         for layer in model.layers:
             if isinstance(layer, K.layers.BatchNormalization):
                 layer.momentum = float(batchnorm_momentum)
-    return UserModel(model, scale, offset, lifted, flattened, softmax_removed)
+    return UserModel(model, scale, offset, lifted, flattened, activation_removed)
 
 
-def _softmax_head_as_logits(model):
-    """(the model giving logits, the layer whose softmax was taken off or None). keras.applications
-    ends in a softmax (classifier_activation="softmax"), and distillation and cross-entropy read a
-    student's outputs as logits: probabilities in [0, 1] read so have a softmax almost flat, and
-    keras.applications MobileNetV2-0.35 distilled 10 epochs on the shipped sample reached 55.3 % int8
-    with it, 79.1 % without. The top-1 is the same either way."""
+def _head_as_logits(model):
+    """(the model giving logits, (layer, activation) taken off or None). keras.applications ends in a
+    softmax (classifier_activation="softmax"), a multi-label habit in a sigmoid per class, and
+    distillation and cross-entropy read a student's outputs as logits: scores in [0, 1] read so have a
+    softmax almost flat, and keras.applications MobileNetV2-0.35 distilled 10 epochs on the shipped
+    sample reached 55.3 % int8 with its softmax, 79.1 % without. Both are monotonic per class, so the
+    top-1 is the same either way."""
     K = keras()
     last = scoring_layer(model.layers)  # after flattening: a layer of this model
-    if layer_activation(last) != "softmax":
+    activation = layer_activation(last)
+    if activation not in ("softmax", "sigmoid"):
         return model, None
     if isinstance(last, K.layers.Softmax):  # the layer passes its input on
         def skip(node, mapping):
             return mapping[id(tf().nest.flatten(node.keras_inputs)[0])] if node.layer is last else None
 
-        return rebuild(model, skip), last.name
-    last.activation = K.activations.linear  # Dense(..., "softmax") or Activation("softmax"): the same layer, linear
-    return rebuild(model), last.name  # a new model: one already run keeps its traced softmax
+        return rebuild(model, skip), (last.name, activation)
+    last.activation = K.activations.linear  # Dense/Activation/Conv with the activation: the same layer, linear
+    return rebuild(model), (last.name, activation)  # a new model: one already run keeps its traced activation
 
 
 def _rewrite_hard_sigmoid(model):

@@ -121,8 +121,9 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
             kind, text = note
             console.print(f"[yellow]warning:[/yellow] {text}" if kind == "warning" else f"  {text}", highlight=False)
 
-    if user and user.softmax_removed:
-        console.print(f"  student: the softmax of its layer '{user.softmax_removed}' taken off: trained and exported "
+    if user and user.activation_removed:
+        layer, activation = user.activation_removed
+        console.print(f"  student: the {activation} of its layer '{layer}' taken off: trained and exported "
                       "giving logits, as distillation reads them (top-1 unchanged)", highlight=False)
     data, loss = _distillation(ctx, teacher_logits)
     model = fit(build, data, **loss, epochs=d["epochs"], batch_size=d["batch_size"], learning_rate=d["learning_rate"],
@@ -141,7 +142,8 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
                       f"first convolution {pretrained['first_conv']}", highlight=False)
     if user:
         result["user_model"] = {"path": s["path"], "lifted_input_layers": user.lifted, "flattened_models": user.flattened,
-                                "softmax_removed": user.softmax_removed,
+                                "activation_removed": user.activation_removed and dict(
+                                    zip(("layer", "activation"), user.activation_removed)),
                                 "batchnorm_momentum": s["batchnorm_momentum"], "rebuilt_in_tf_keras": ctx.student_rebuild,
                                 "saved_precision": ctx.student_saved_precision}
     return result
