@@ -186,7 +186,7 @@ def _accuracy_control(source: Path, out: Path, spec, calib, keras_model, ds, dat
                       outputs: str | None, console) -> dict:
     """Top-1 of the plain int8 file against the float model on held-out images; when it drops more
     than `max_drop` points, the search for the fewest float ops (pipeline/quant_search.py).
-    `outputs`: a two-class model's one score, read as eval reads it."""
+    `outputs`: what the model's scores are (runtime.RECORDED_OUTPUTS), read as eval reads them."""
     from edgecv.pipeline.quant_search import search_float_ops
     from edgecv.runtime import widen_one_score
 

@@ -57,7 +57,8 @@ def float_group(tensor: str, graph: dict) -> list[str]:
 
 
 def top1_of(path: Path, x: np.ndarray, y: np.ndarray, outputs: str | None = None) -> float:
-    """`outputs`: a two-class model's one score, read as eval reads it (runtime.widen_one_score)."""
+    """`outputs`: what the file's scores are (runtime.RECORDED_OUTPUTS), read as eval reads them
+    (runtime.widen_one_score: a two-class model's one score widened, any other kind as it is)."""
     return float(np.mean(widen_one_score(LiteRTRunner(path, 2).run_batched(x, 256), outputs).argmax(1) == y))
 
 
@@ -89,8 +90,8 @@ def search_float_ops(source: Path, plain_int8: Path, calibration: np.ndarray, x_
     """Steps from `plain_int8` (the int8 file of `source`, float only at `kept_float`, op output
     names a recipe keeps float anyway) to the first file within `max_drop_pt` points of
     `float_top1`. Returns the float ops chosen (`kept_float` only when the plain file is within
-    budget already), every step tried, and whether the budget was met. `outputs`: a two-class
-    model's one score, "sigmoid" | "binary_logit" (top1_of)."""
+    budget already), every step tried, and whether the budget was met. `outputs`: what the
+    file's scores are, as top1_of reads them."""
     plain_top1 = top1_of(plain_int8, x_eval, y_eval, outputs)
     start = {"step": 0, "float_ops": list(kept_float), "top1": plain_top1, "drop_pt": round((float_top1 - plain_top1) * 100, 3),
              "size_bytes": plain_int8.stat().st_size, "host_p50_ms": None, "kept": True,
