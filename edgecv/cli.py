@@ -169,9 +169,10 @@ def print_summary(report: dict, out: Path) -> None:
 # Checked where the spec is made (edgecv/data/preprocess.py: NORMALIZATIONS), not here: a Choice would
 # import numpy into every command's start.
 NORMALIZATION_OPTION = click.option(
-    "--normalization", default="unit", show_default=True,
-    help="pixel scaling the model expects: unit [0,1], symmetric [-1,1], raw [0,255], or caffe / torch "
-         "(keras.applications' preprocess_input modes); for a bare Keras model, run directories record theirs")
+    "--normalization", default="auto", show_default=True,
+    help="pixel scaling the model expects: auto (raw when its input goes through its own Rescaling/Normalization "
+         "layer first, as in Keras' tutorials, else unit), unit [0,1], symmetric [-1,1], raw [0,255], or caffe / "
+         "torch (keras.applications' preprocess_input modes); for a bare Keras model, run directories record theirs")
 
 
 def _format_choices() -> list[str]:

@@ -124,9 +124,10 @@ def test_a_keras3_model_with_augmentation_layers_inside_exports_without_them(tmp
         load_model(tmp_path / "aug_saved")
     for fmt, name in (("tflite-fp32", "m.tflite"), ("onnx", "m.onnx")):  # float: an untrained model's ties
         proc = run_cli("export", tmp_path / "aug.keras", "--format", fmt, "-c", "fashion-mnist-mini",
-                       "--normalization", "raw", "-o", tmp_path / name, timeout=600)
+                       "-o", tmp_path / name, timeout=600)  # --normalization auto: raw, by its Rescaling
         assert proc.returncode == 0, proc.stderr
-        assert json.loads((tmp_path / f"{name}.json").read_text())["check"]["passed"]
+        sidecar = json.loads((tmp_path / f"{name}.json").read_text())
+        assert sidecar["check"]["passed"] and sidecar["preprocessing"]["normalization"] == "raw"
     from edgecv.models.teacher import load_teacher
 
     teacher = load_teacher(str(tmp_path / "aug.keras"), "raw", (28, 28, 3), 10)  # as a teacher: identities too

@@ -139,3 +139,33 @@ def test_a_trailing_linear_activation_is_looked_through(tmp_path):
     head = K.layers.Dense(1, activation="sigmoid")(K.layers.GlobalAveragePooling2D()(inp))
     K.Model(inp, K.layers.Activation("linear", dtype="float32")(head)).save(tmp_path / "m.keras")
     assert load_teacher(str(tmp_path / "m.keras"), "unit", (28, 28, 1), 2).outputs == "sigmoid"
+
+
+@pytest.mark.parametrize("kind", ["tutorial", "efficientnet base", "plain cnn", "saved model"])
+def test_auto_normalization_reads_a_teachers_own_input_scaling(tmp_path, kind):
+    """Keras' image-classification tutorial trains on image_dataset_from_directory's 0-255 pixels
+    through a Rescaling layer after its augmentation, and keras.applications EfficientNet scales
+    inside too: teacher.normalization=auto (the default) reads such a teacher in [0, 255], any other
+    in [0, 1]. With [0, 1], the recipes' old default, the tutorial's teacher stopped the run (its fix
+    line named raw), and an EfficientNet teacher at 77.5 % was sent to `caffe` instead."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3))
+    if kind == "tutorial":
+        augment = keras.Sequential([keras.layers.RandomFlip("horizontal"), keras.layers.RandomZoom(0.1)])
+        x = keras.layers.Conv2D(8, 3, activation="relu")(keras.layers.Rescaling(1 / 255)(augment(inp)))
+    elif kind == "efficientnet base":  # transfer learning: the application nested as the base
+        base = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=(32, 32, 3))
+        x = base(inp)
+    else:
+        x = keras.layers.Conv2D(8, 3, activation="relu")(inp)
+    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
+    path = tmp_path / ("m" if kind == "saved model" else "m.keras")
+    model.export(str(path), verbose=False) if kind == "saved model" else model.save(path)
+    teacher = load_teacher(str(path), "auto", (32, 32, 3), 3)
+    expected = "raw" if kind in ("tutorial", "efficientnet base") else "unit"
+    assert teacher.spec.normalization == expected
+    assert ("[0, 255]" if expected == "raw" else "[0, 1]") in teacher.normalization_chosen
+    assert ("'rescaling" in teacher.normalization_chosen) == (expected == "raw")
+    assert load_teacher(str(path), "symmetric", (32, 32, 3), 3).spec.normalization == "symmetric"  # as named

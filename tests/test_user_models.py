@@ -37,7 +37,7 @@ def user_files(tmp_path_factory):
 def test_user_teacher_image_folder_ptq(user_files):
     out = user_files / "run"
     proc = run_cli("compress", "--recipe", "mobilenetv2-int8", "--teacher", user_files / "teacher.h5",
-                   "--data", user_files / "images", "--out", out, "--set", "teacher.normalization=raw",
+                   "--data", user_files / "images", "--out", out,  # teacher.normalization=auto: its Rescaling says raw
                    "--set", "student.input_size=32", "--set", "student.alpha=0.35", "--set", "distill.epochs=8",
                    "--set", "distill.batch_size=16", "--set", "prune.enabled=false", "--set", "quantize.mode=ptq",
                    "--set", "quantize.calibration_samples=60", "--set", "export.formats=[tflite-int8]", "--json", cwd=REPO)
@@ -46,6 +46,9 @@ def test_user_teacher_image_folder_ptq(user_files):
     assert json.loads(proc.stdout)["schema_version"] == report["schema_version"]
     assert report["teacher"]["outputs"] == "probabilities" and report["teacher"]["trained_by_edgecv"] is False
     assert report["preprocessing"]["teacher"] == {"height": 24, "width": 24, "channels": 1, "normalization": "raw"}
+    check = report["stages"]["distill"]["result"]["teacher_check"]
+    assert check["normalization"] == "raw" and "own Rescaling layer" in check["normalization_chosen"]
+    assert "teacher input: raw (teacher.normalization=auto: pixels in [0, 255]" in " ".join(proc.stderr.split())
     assert report["preprocessing"]["student"]["height"] == 32
     held_out = load_dataset(str(user_files / "images")).y_test
     assert report["data"]["test_samples"] == len(held_out) and 0.15 < len(held_out) / 240 < 0.25  # about 20 %

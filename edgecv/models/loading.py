@@ -132,6 +132,40 @@ def _is_augmentation(class_name: str) -> bool:
     return class_name.startswith("Random") or class_name in AUGMENTATION_LAYERS
 
 
+def leaf_layers(model):
+    """A model's layers in order, a nested model's own layers in its place."""
+    for layer in getattr(model, "layers", ()):  # a SavedModel's signature has none
+        yield from leaf_layers(layer) if hasattr(layer, "layers") else [layer]
+
+
+def input_scaling_layer(model):
+    """The Rescaling or Normalization layer a model's input goes through first, past augmentation
+    layers and into a nested base (Keras' image-classification tutorial; keras.applications
+    EfficientNet, ConvNeXt, MobileNetV3); None when its first layer that computes is anything else.
+    Such a model takes pixels in [0, 255]: image_dataset_from_directory gives them so."""
+    for layer in leaf_layers(model):
+        kind = type(layer).__name__
+        if kind != "InputLayer" and not _is_augmentation(kind):
+            return layer if kind in ("Rescaling", "Normalization") else None
+    return None
+
+
+def resolve_normalization(normalization: str, model: LoadedModel) -> tuple[str, str | None]:
+    """(the range, why auto chose it or None): auto (teacher.normalization, export's --normalization)
+    reads [0, 255] for a model that scales its own input (Keras' tutorials train on
+    image_dataset_from_directory's 0-255 pixels through a Rescaling layer inside the model), else
+    [0, 1]. A teacher's wrong guess is still caught by the teacher check, which measures every range
+    before distilling."""
+    if normalization != "auto":
+        return normalization, None
+    layer = input_scaling_layer(model.model)
+    if layer is not None:
+        return "raw", (f"pixels in [0, 255], as its input goes through its own {type(layer).__name__} layer "
+                       f"'{layer.name}' first")
+    return "unit", "pixels in [0, 1], as no Rescaling or Normalization layer is at its input" + (
+        " (a SavedModel's layers are not known)" if model.framework == "saved_model" else "")
+
+
 def augmentation_as_identity(model) -> list:
     """Keras 3 augmentation layers of `model` called as the identity they are at inference; returns
     the layers changed (`del layer.call` restores one). Some (RandomGrayscale, RandAugment in 3.15)
@@ -139,14 +173,8 @@ def augmentation_as_identity(model) -> list:
     take ("AssignVariableOp was passed int64 ... incompatible with expected resource"), and work an
     online teacher would do at every step. A layer counts only if it returns its input unchanged on a
     probe batch."""
-    import keras
-
-    def leaves(m):
-        for layer in m.layers:
-            yield from leaves(layer) if isinstance(layer, keras.Model) else [layer]
-
     replaced = []
-    for layer in leaves(model):
+    for layer in leaf_layers(model):
         if not _is_augmentation(type(layer).__name__):
             continue
         try:

@@ -13,7 +13,7 @@ import numpy as np
 from edgecv.data.preprocess import PreprocessSpec
 from edgecv.errors import ModelError
 from edgecv.models.loading import (LoadedModel, augmentation_as_identity, compute_in_float32, fixed_image_shape,
-                                   load_model, saved_precision, score_kind)
+                                   load_model, resolve_normalization, saved_precision, score_kind)
 from edgecv.tfcompat import keras, tf
 
 
@@ -88,6 +88,7 @@ class Teacher:
     num_classes: int
     path: str
     saved_precision: str | None = None  # a mixed-precision teacher run in float32 here (no GPU): its policy
+    normalization_chosen: str | None = None  # why teacher.normalization=auto read it so; None: the recipe said
 
     def logits(self, images_uint8: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Teacher logits for raw uint8 images, preprocessed the teacher's own way."""
@@ -131,6 +132,7 @@ def load_teacher(path: str, normalization: str, data_shape: tuple, num_classes: 
     h, w, c = fixed_image_shape(shape, "teacher", path)
     if c not in (1, 3):
         raise ModelError(f"teacher expects {c} input channels; edgecv supports 1 or 3")
+    normalization, chosen = resolve_normalization(normalization, model)
     spec = PreprocessSpec(int(h), int(w), int(c), normalization)
     probe = spec.apply(np.random.default_rng(0).integers(0, 256, (4, *data_shape), dtype=np.uint8))
     try:
@@ -148,4 +150,5 @@ def load_teacher(path: str, normalization: str, data_shape: tuple, num_classes: 
             "use the teacher trained on this "
             "data, or data with the same classes"
         )
-    return Teacher(model, spec, score_kind(model, out), num_classes, str(path), saved_in)
+    return Teacher(model, spec, score_kind(model, out), num_classes, str(path), saved_in, chosen)
+

@@ -169,13 +169,16 @@ class RunContext:
         p = binomial_upper_tail(correct, n, chance)
         floor = self.recipe["teacher"]["min_top1"]
         ranges = {name: round(float(r.mean()), 5) for name, r in right.items()}
+        chosen = self.teacher.normalization_chosen
         result = {"top1": round(top1, 5), "samples": n, "chance": round(chance, 5), "p_vs_chance": p,
-                  "min_top1": floor, "top1_per_input_range": ranges, "input_range_samples": len(probe)}
+                  "min_top1": floor, "top1_per_input_range": ranges, "input_range_samples": len(probe),
+                  "normalization": given, "normalization_chosen": chosen}
         where = f"top-1 {top1:.1%} on {n} held-out images (chance {chance:.1%})"
         best = max(right, key=lambda name: right[name].sum())
         if best != given and paired_test(right[given], right[best]).p_value < TEACHER_CHANCE_P:
             raise ModelError(f"teacher '{path}' is read in the wrong input range: top-1 {ranges[given]:.1%} on "
-                             f"{len(probe)} held-out images as teacher.normalization={given}, {ranges[best]:.1%} as "
+                             f"{len(probe)} held-out images as teacher.normalization={given}"
+                             f"{f' (auto: {chosen})' if chosen else ''}, {ranges[best]:.1%} as "
                              f"{best}; add --set teacher.normalization={best}")
         self._check_class_order(predicted, y, where)
         others = ", ".join(f"{name} {ranges[name]:.1%}" for name in right if name != given)

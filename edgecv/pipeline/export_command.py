@@ -60,6 +60,7 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
         h, w, c = fixed_image_shape(keras_model.input_shape[1:], "model", model)
         if spec_fmt.suffix == ".tflite":
             _check_not_half_precision(keras_model, model)
+        normalization = _normalization_of(keras_model, normalization, console)
         spec, source, data, class_names = PreprocessSpec(h, w, c, normalization), model, calibration, classes
         # Keras' two-class head, Dense(1): the file keeps its one score, read as two classes
         one_score = keras_model.output_shape[-1] == 1
@@ -115,6 +116,17 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
     return record
 
 
+def _normalization_of(keras_model, normalization: str, console) -> str:
+    """--normalization, `auto` read from the model (models/loading.resolve_normalization), said on
+    `console` when given: the file records it, and every app feeding the file must scale so."""
+    from edgecv.models.loading import resolve_normalization
+
+    normalization, chosen = resolve_normalization(normalization, keras_model)
+    if chosen and console is not None:
+        console.print(f"  input: {normalization} (--normalization auto: {chosen})", highlight=False)
+    return normalization
+
+
 def run_quant_debug(model: Path, calibration: str | None, samples: int, normalization: str,
                     trust_model: bool = False) -> dict:
     """`edgecv quant-debug`: each op's int8 quantization error for a bare Keras model (post-training
@@ -139,6 +151,7 @@ def run_quant_debug(model: Path, calibration: str | None, samples: int, normaliz
         keras_model = load_model(model, trust=trust_model)
         h, w, c = fixed_image_shape(keras_model.input_shape[1:], "model", model)
         _check_not_half_precision(keras_model, model)
+        normalization = _normalization_of(keras_model, normalization, None)
         spec, source, data, class_names = PreprocessSpec(h, w, c, normalization), model, calibration, None
     check_source(data)
     ds = load_dataset(data, image_size=max(spec.height, spec.width))

@@ -31,7 +31,8 @@ def run_teacher(ctx: RunContext, out: Path) -> dict:
     from edgecv.tfcompat import keras
 
     cfg, ds = ctx.recipe["teacher"], ctx.dataset
-    spec = PreprocessSpec(*ds.image_shape, normalization=cfg["normalization"])
+    normalization = "unit" if cfg["normalization"] == "auto" else cfg["normalization"]  # its model has no scaling layer
+    spec = PreprocessSpec(*ds.image_shape, normalization=normalization)
     t = cfg["train"]
     model = fit(lambda: TEACHER_ARCHS[t["arch"]](spec.input_shape, ds.num_classes), ctx.train_input(ds.y_train, spec),
                 loss=keras().losses.SparseCategoricalCrossentropy(from_logits=True), epochs=t["epochs"],
@@ -74,6 +75,9 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
     check = ctx.teacher_check  # before an hour of distilling from a teacher at chance
     console.print(f"  -[✓] teacher: top-1 {check['top1']:.1%} on {check['samples']} held-out images "
                   f"(chance {check['chance']:.1%})", highlight=False)
+    if ctx.teacher.normalization_chosen:
+        console.print(f"  teacher input: {ctx.teacher.spec.normalization} (teacher.normalization=auto: "
+                      f"{ctx.teacher.normalization_chosen})", highlight=False)
     if ctx.teacher.outputs == "binary_logit":
         from edgecv.runtime import BINARY_LOGIT_NOTE
 
