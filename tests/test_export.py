@@ -288,3 +288,21 @@ def test_a_converter_crash_becomes_a_clear_error():
     assert "converter crashed (SIGSEGV)" in _why(crashed) and "quantize.mode=ptq" in _why(crashed)
     failed = subprocess.CompletedProcess(["worker"], 1, "", "Traceback ...\nValueError: no int8 kernel for X\n")
     assert _why(failed) == "ValueError: no int8 kernel for X"
+
+
+def test_a_bare_model_read_in_a_clearly_wrong_input_range_is_refused_before_writing(tmp_path):
+    """The export check compares a file with its model read in the same range, so a model exported in
+    the wrong one passed it (a Keras-tutorial model as [0, 1]: 100 % agreement, 50.0 % top-1 on two
+    classes) and was wrong on every device. With labelled calibration data the model is read in every
+    range first, as a teacher is: the shipped teacher (trained on pixels / 255) read as [0, 255]."""
+    from tests.conftest import REPO
+
+    teacher, out = REPO / "teachers" / "fashion-mnist-resnet-half.keras", tmp_path / "t.tflite"
+    proc = run_cli("export", teacher, "-f", "tflite-fp32", "-c", "fashion-mnist-mini", "--normalization", "raw",
+                   "-o", out)
+    assert_user_error(proc, "is read in the wrong input range", "as --normalization raw", "pass --normalization unit")
+    assert not list(tmp_path.iterdir())  # nothing written
+    proc = run_cli("export", teacher, "-f", "tflite-fp32", "-c", "fashion-mnist-mini", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    sidecar = json.loads((tmp_path / "t.tflite.json").read_text())
+    assert sidecar["preprocessing"]["normalization"] == "unit"  # auto: no scaling layer at its input

@@ -28,6 +28,29 @@ CLASS_ORDER_GAIN = 0.10  # top-1 a one-to-one matching of its outputs must add b
 CLASS_ORDER_SHOWN = 30  # classes up to which the class-order message spells out data.classes whole
 
 
+
+def right_in_each_range(classes_of, spec: PreprocessSpec, images: np.ndarray, y: np.ndarray,
+                        right_as_given: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per input range, spec's own first: which of `images` (uint8) a model reading them so puts
+    right, `classes_of` mapping a float batch to predicted classes. A wrong range is a gross
+    difference, so a small class-balanced sample tells (RANGE_PROBE_SAMPLES)."""
+    from edgecv.data.preprocess import normalizations_for
+
+    right = {spec.normalization: classes_of(spec.apply(images)) == y if right_as_given is None else right_as_given}
+    for name in normalizations_for(spec.channels):
+        if name not in right:
+            right[name] = classes_of(replace(spec, normalization=name).apply(images)) == y
+    return right
+
+
+def clearly_better_range(right: dict[str, np.ndarray], given: str) -> str | None:
+    """The range that puts significantly more images right than `given` (paired McNemar test,
+    p < TEACHER_CHANCE_P), or None: a model with its own Rescaling fed [0, 1] can still beat chance."""
+    from edgecv.gate.stats import paired_test
+
+    best = max(right, key=lambda name: right[name].sum())
+    return best if best != given and paired_test(right[given], right[best]).p_value < TEACHER_CHANCE_P else None
+
 class RunContext:
     def __init__(self, recipe: dict, run: RunDir, trust_model: bool = False):
         self.recipe = recipe
@@ -148,9 +171,8 @@ class RunContext:
         teacher.normalization is clearly right (a model with its own Rescaling layer fed [0, 1] can still
         beat chance), when its outputs are the classes in another order, when it is no better than
         chance, or when it is below teacher.min_top1."""
-        from edgecv.data.preprocess import normalizations_for
         from edgecv.errors import ModelError
-        from edgecv.gate.stats import binomial_upper_tail, paired_test
+        from edgecv.gate.stats import binomial_upper_tail
 
         spec, path = self.teacher.spec, self.teacher.path
         images, y = self.dataset.test.sample_uint8(TEACHER_CHECK_SAMPLES, 2, (spec.height, spec.width))
@@ -160,11 +182,8 @@ class RunContext:
         # the other ranges on a class-balanced part of the sample: a ResNet50 at 224 px takes 20 s per
         # range over all of it on 2 cores, and a wrong range is a gross difference
         probe = np.sort(balanced_indices(y, RANGE_PROBE_SAMPLES, 3))
-        right = {given: predicted[probe] == y[probe]}
-        for name in normalizations_for(spec.channels):
-            if name != given:
-                outputs = self.teacher.logits_of(replace(spec, normalization=name).apply(images[probe])).argmax(1)
-                right[name] = outputs == y[probe]
+        right = right_in_each_range(lambda x: self.teacher.logits_of(x).argmax(1), spec, images[probe], y[probe],
+                                    predicted[probe] == y[probe])
         top1, chance = correct / n, 1.0 / self.dataset.num_classes
         p = binomial_upper_tail(correct, n, chance)
         floor = self.recipe["teacher"]["min_top1"]
@@ -174,8 +193,8 @@ class RunContext:
                   "min_top1": floor, "top1_per_input_range": ranges, "input_range_samples": len(probe),
                   "normalization": given, "normalization_chosen": chosen}
         where = f"top-1 {top1:.1%} on {n} held-out images (chance {chance:.1%})"
-        best = max(right, key=lambda name: right[name].sum())
-        if best != given and paired_test(right[given], right[best]).p_value < TEACHER_CHANCE_P:
+        best = clearly_better_range(right, given)
+        if best:
             raise ModelError(f"teacher '{path}' is read in the wrong input range: top-1 {ranges[given]:.1%} on "
                              f"{len(probe)} held-out images as teacher.normalization={given}"
                              f"{f' (auto: {chosen})' if chosen else ''}, {ranges[best]:.1%} as "

@@ -60,7 +60,7 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
         h, w, c = fixed_image_shape(keras_model.input_shape[1:], "model", model)
         if spec_fmt.suffix == ".tflite":
             _check_not_half_precision(keras_model, model)
-        normalization = _normalization_of(keras_model, normalization, console)
+        normalization, normalization_chosen = _normalization_of(keras_model, normalization, console)
         spec, source, data, class_names = PreprocessSpec(h, w, c, normalization), model, calibration, classes
         # Keras' two-class head, Dense(1): the file keeps its one score, read as two classes
         one_score = keras_model.output_shape[-1] == 1
@@ -79,6 +79,8 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
 
         kind = score_kind(keras_model, keras_model.predict(check[:64]))
         outputs = kind if kind in RECORDED_OUTPUTS else None
+        if ds is not None:
+            _check_input_range(keras_model, spec, ds, outputs, model, normalization_chosen)
     if calib is not None and spec_fmt.needs_calibration and len(calib) < FEW_CALIBRATION:
         console.print(f"[yellow]warning:[/yellow] {len(calib)} calibration images; int8 ranges are more stable with "
                       f"{FEW_CALIBRATION}+ (--calibration-samples)")
@@ -116,15 +118,35 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
     return record
 
 
-def _normalization_of(keras_model, normalization: str, console) -> str:
-    """--normalization, `auto` read from the model (models/loading.resolve_normalization), said on
-    `console` when given: the file records it, and every app feeding the file must scale so."""
+def _normalization_of(keras_model, normalization: str, console) -> tuple[str, str | None]:
+    """(--normalization, why auto chose it or None): `auto` read from the model
+    (models/loading.resolve_normalization), said on `console` when given: the file records it, and
+    every app feeding the file must scale so."""
     from edgecv.models.loading import resolve_normalization
 
     normalization, chosen = resolve_normalization(normalization, keras_model)
     if chosen and console is not None:
         console.print(f"  input: {normalization} (--normalization auto: {chosen})", highlight=False)
-    return normalization
+    return normalization, chosen
+
+
+def _check_input_range(keras_model, spec: PreprocessSpec, ds, outputs: str | None, model: Path,
+                       chosen: str | None) -> None:
+    """Refuse, before anything is written, a bare model read in an input range another one clearly
+    beats on held-out images, as the teacher check does: its export check compares it with itself in
+    that range and passes, and the file, calibrated and recorded so, is wrong on every device (a
+    Keras-tutorial model exported as [0, 1]: 100 % agreement, 50.0 % top-1 on two classes)."""
+    from edgecv.pipeline.context import RANGE_PROBE_SAMPLES, clearly_better_range, right_in_each_range
+    from edgecv.runtime import widen_one_score
+
+    images, y = ds.test.sample_uint8(RANGE_PROBE_SAMPLES, 3, (spec.height, spec.width))
+    right = right_in_each_range(lambda x: widen_one_score(keras_model.predict(x), outputs).argmax(1), spec, images, y)
+    best = clearly_better_range(right, spec.normalization)
+    if best:
+        given = f"--normalization {spec.normalization}" + (f" (auto: {chosen})" if chosen else "")
+        raise ModelError(f"'{model}' is read in the wrong input range: top-1 {right[spec.normalization].mean():.1%} "
+                         f"on {len(y)} held-out images of {ds.source} as {given}, {right[best].mean():.1%} as {best}; "
+                         f"pass --normalization {best}")
 
 
 def run_quant_debug(model: Path, calibration: str | None, samples: int, normalization: str,
@@ -151,7 +173,7 @@ def run_quant_debug(model: Path, calibration: str | None, samples: int, normaliz
         keras_model = load_model(model, trust=trust_model)
         h, w, c = fixed_image_shape(keras_model.input_shape[1:], "model", model)
         _check_not_half_precision(keras_model, model)
-        normalization = _normalization_of(keras_model, normalization, None)
+        normalization, _ = _normalization_of(keras_model, normalization, None)
         spec, source, data, class_names = PreprocessSpec(h, w, c, normalization), model, calibration, None
     check_source(data)
     ds = load_dataset(data, image_size=max(spec.height, spec.width))
