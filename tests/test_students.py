@@ -361,3 +361,27 @@ def test_minimalistic_is_read_by_mobilenet_v3_only_and_a_recipe_asking_it_of_ano
         assert (minimalistic_note(arch, True) is None) == (arch in MINIMALISTIC_ARCHS)
         assert minimalistic_note(arch, False) is None
     assert "mobilenet_v2 is built as usual" in minimalistic_note("mobilenet_v2", True)
+
+
+def test_a_student_that_scales_its_own_input_is_not_fed_scaled_pixels(tmp_path):
+    """keras.applications MobileNetV3Small (include_preprocessing=True) starts with Rescaling(1/127.5,
+    offset=-1): read as student.normalization=symmetric (the MobileNet recipes') its pixels spanned
+    0.016, which its int8 input could not tell apart: 83.5 % float, 66.6 % int8 on the shipped sample
+    (83.0 / 83.1 % as raw). That is refused before anything is written, naming raw; auto picks raw."""
+    from edgecv.tfcompat import keras
+    from tests.conftest import assert_user_error, run_cli
+
+    K = keras()
+    inp = K.Input((32, 32, 1))
+    x = K.layers.Conv2D(8, 3, activation="relu")(K.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(inp))
+    K.Model(inp, K.layers.Dense(10)(K.layers.GlobalAveragePooling2D()(x))).save(tmp_path / "s.keras")
+    proc = run_cli("compress", "--set", f"student.path={tmp_path / 's.keras'}", "--set", "student.normalization=symmetric",
+                   "-o", tmp_path / "run")
+    assert_user_error(proc, "own layer scale scales its input after student.normalization=symmetric",
+                      "span only 0.0157", "add --set student.normalization=raw")
+    assert not (tmp_path / "run").exists()
+    from edgecv.data import PreprocessSpec
+    from edgecv.pipeline.context import _check_not_scaled_twice
+
+    _check_not_scaled_twice(PreprocessSpec(32, 32, 1, "raw", (1 / 127.5,), (-1.0,)), ["scale"])  # [-1, 1]: taken
+    _check_not_scaled_twice(PreprocessSpec(32, 32, 1, "unit", (2.0,), (-1.0,)), ["scale"])  # [0, 1] to [-1, 1]: taken

@@ -141,13 +141,14 @@ def test_a_trailing_linear_activation_is_looked_through(tmp_path):
     assert load_teacher(str(tmp_path / "m.keras"), "unit", (28, 28, 1), 2).outputs == "sigmoid"
 
 
-@pytest.mark.parametrize("kind", ["tutorial", "efficientnet base", "plain cnn", "saved model"])
+@pytest.mark.parametrize("kind", ["tutorial", "efficientnet base", "rescaled from [0, 1]", "plain cnn", "saved model"])
 def test_auto_normalization_reads_a_teachers_own_input_scaling(tmp_path, kind):
     """Keras' image-classification tutorial trains on image_dataset_from_directory's 0-255 pixels
     through a Rescaling layer after its augmentation, and keras.applications EfficientNet scales
     inside too: teacher.normalization=auto (the default) reads such a teacher in [0, 255], any other
-    in [0, 1]. With [0, 1], the recipes' old default, the tutorial's teacher stopped the run (its fix
-    line named raw), and an EfficientNet teacher at 77.5 % was sent to `caffe` instead."""
+    in [0, 1], as is one whose Rescaling(2, offset=-1) maps [0, 1] to [-1, 1]. With [0, 1], the
+    recipes' old default, the tutorial's teacher stopped the run (its fix line named raw), and an
+    EfficientNet teacher at 77.5 % was sent to `caffe` instead."""
     import keras
 
     keras.utils.set_random_seed(0)
@@ -159,7 +160,8 @@ def test_auto_normalization_reads_a_teachers_own_input_scaling(tmp_path, kind):
         base = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=(32, 32, 3))
         x = base(inp)
     else:
-        x = keras.layers.Conv2D(8, 3, activation="relu")(inp)
+        x = keras.layers.Rescaling(2.0, offset=-1.0)(inp) if kind == "rescaled from [0, 1]" else inp
+        x = keras.layers.Conv2D(8, 3, activation="relu")(x)
     model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
     path = tmp_path / ("m" if kind == "saved model" else "m.keras")
     model.export(str(path), verbose=False) if kind == "saved model" else model.save(path)
@@ -167,5 +169,5 @@ def test_auto_normalization_reads_a_teachers_own_input_scaling(tmp_path, kind):
     expected = "raw" if kind in ("tutorial", "efficientnet base") else "unit"
     assert teacher.spec.normalization == expected
     assert ("[0, 255]" if expected == "raw" else "[0, 1]") in teacher.normalization_chosen
-    assert ("'rescaling" in teacher.normalization_chosen) == (expected == "raw")
+    assert ("'rescaling" in teacher.normalization_chosen) == (kind not in ("plain cnn", "saved model"))
     assert load_teacher(str(path), "symmetric", (32, 32, 3), 3).spec.normalization == "symmetric"  # as named

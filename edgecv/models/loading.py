@@ -138,32 +138,60 @@ def leaf_layers(model):
         yield from leaf_layers(layer) if hasattr(layer, "layers") else [layer]
 
 
-def input_scaling_layer(model):
-    """The Rescaling or Normalization layer a model's input goes through first, past augmentation
+def input_scaling_layers(model) -> list:
+    """The Rescaling and Normalization layers a model's input goes through first, past augmentation
     layers and into a nested base (Keras' image-classification tutorial; keras.applications
-    EfficientNet, ConvNeXt, MobileNetV3); None when its first layer that computes is anything else.
-    Such a model takes pixels in [0, 255]: image_dataset_from_directory gives them so."""
+    EfficientNet, ConvNeXt, MobileNetV3); empty when its first layer that computes is anything else."""
+    found = []
     for layer in leaf_layers(model):
         kind = type(layer).__name__
-        if kind != "InputLayer" and not _is_augmentation(kind):
-            return layer if kind in ("Rescaling", "Normalization") else None
-    return None
+        if kind in ("Rescaling", "Normalization"):
+            found.append(layer)
+        elif kind != "InputLayer" and not _is_augmentation(kind):
+            break
+    return found
+
+
+def scaling_factor(layers: list) -> float:
+    """How much the layers scale their input, over channels: a Rescaling's scale, a Normalization's
+    1 / std, multiplied (Keras 2 or 3 layers)."""
+    factor = 1.0
+    for layer in layers:
+        if type(layer).__name__ == "Rescaling":
+            factor *= float(np.mean(np.abs(np.asarray(layer.scale, np.float32))))
+        else:
+            factor /= float(np.mean(np.sqrt(np.maximum(np.asarray(layer.variance, np.float32), 1e-12))))
+    return factor
+
+
+RAW_FACTOR_BELOW = (4 / 255) ** 0.5  # 0.125: see takes_raw_pixels
+
+
+def takes_raw_pixels(factor: float) -> bool:
+    """Whether an input scaled by `factor` inside the model was fed [0, 255] rather than [0, 1]:
+    whichever the factor maps nearer a span of 2 ([-1, 1], or standardized). Rescaling(1/255),
+    Rescaling(1/127.5, offset=-1) and EfficientNet's 1/255 then ImageNet std take [0, 255];
+    Rescaling(2, offset=-1) takes [0, 1]. The two are equally near at sqrt(4/255)."""
+    return factor < RAW_FACTOR_BELOW
 
 
 def resolve_normalization(normalization: str, model: LoadedModel) -> tuple[str, str | None]:
     """(the range, why auto chose it or None): auto (teacher.normalization, export's --normalization)
-    reads [0, 255] for a model that scales its own input (Keras' tutorials train on
-    image_dataset_from_directory's 0-255 pixels through a Rescaling layer inside the model), else
+    reads [0, 255] for a model that scales its own input as from there (Keras' tutorials train on
+    image_dataset_from_directory's 0-255 pixels through Rescaling(1/255) inside the model), else
     [0, 1]. A teacher's wrong guess is still caught by the teacher check, which measures every range
     before distilling."""
     if normalization != "auto":
         return normalization, None
-    layer = input_scaling_layer(model.model)
-    if layer is not None:
-        return "raw", (f"pixels in [0, 255], as its input goes through its own {type(layer).__name__} layer "
-                       f"'{layer.name}' first")
-    return "unit", "pixels in [0, 1], as no Rescaling or Normalization layer is at its input" + (
-        " (a SavedModel's layers are not known)" if model.framework == "saved_model" else "")
+    layers = input_scaling_layers(model.model)
+    if not layers:
+        return "unit", "pixels in [0, 1], as no Rescaling or Normalization layer is at its input" + (
+            " (a SavedModel's layers are not known)" if model.framework == "saved_model" else "")
+    factor = scaling_factor(layers)
+    names = ", ".join(f"{type(layer).__name__} '{layer.name}'" for layer in layers)
+    return ("raw" if takes_raw_pixels(factor) else "unit"), (
+        f"pixels in [{'0, 255' if takes_raw_pixels(factor) else '0, 1'}], as its own {names} at its input "
+        f"scale{'s' if len(layers) == 1 else ''} them by {factor:.3g}")
 
 
 def augmentation_as_identity(model) -> list:

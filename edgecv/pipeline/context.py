@@ -24,6 +24,7 @@ REBUILD_TOLERANCE = 1e-4  # ... and the largest |output difference| accepted (fl
 TEACHER_CHECK_SAMPLES = 500  # held-out images the teacher is checked on before distilling ...
 TEACHER_CHANCE_P = 1e-3  # ... and the p-value (one-sided, vs chance) it must get below
 RANGE_PROBE_SAMPLES = 100  # ... of which the teacher is also read in every other input range
+MIN_INPUT_SPAN = 0.1  # the least a student's input may span from a black to a white pixel (raw + Rescaling(1/255): 1)
 CLASS_ORDER_GAIN = 0.10  # top-1 a one-to-one matching of its outputs must add before the order is blamed
 CLASS_ORDER_SHOWN = 30  # classes up to which the class-order message spells out data.classes whole
 
@@ -50,6 +51,24 @@ def clearly_better_range(right: dict[str, np.ndarray], given: str) -> str | None
 
     best = max(right, key=lambda name: right[name].sum())
     return best if best != given and paired_test(right[given], right[best]).p_value < TEACHER_CHANCE_P else None
+
+def _check_not_scaled_twice(spec: PreprocessSpec, lifted: list[str]) -> None:
+    """Refuse a user's student that scales its own input fed pixels already scaled: keras.applications
+    MobileNetV3Small (include_preprocessing=True) read as student.normalization=symmetric saw its
+    pixels span 0.016 of [-1, 1], which int8 cannot tell apart (83.5 % float, 66.6 % int8 on the
+    shipped sample; 83.0 / 83.1 % as raw)."""
+    from edgecv.errors import ModelError
+
+    if not lifted or spec.normalization == "raw":
+        return
+    span = float(np.max(np.abs(np.diff(spec.apply(np.array([0, 255], np.uint8).reshape(2, 1, 1, 1)), axis=0))))
+    if span < MIN_INPUT_SPAN:
+        layers = f"layers {', '.join(lifted)} scale" if len(lifted) > 1 else f"layer {lifted[0]} scales"
+        raise ModelError(f"the student's own {layers} its input after "
+                         f"student.normalization={spec.normalization}, so its pixels span only {span:.3g}, too little "
+                         "for an int8 input to tell apart; it takes pixels as they are: add --set "
+                         "student.normalization=raw (or auto)")
+
 
 class RunContext:
     def __init__(self, recipe: dict, run: RunDir, trust_model: bool = False):
@@ -113,16 +132,25 @@ class RunContext:
     @cached_property
     def student_spec(self) -> PreprocessSpec:
         s = self.recipe["student"]
+        normalization = s["normalization"]
         if s["path"]:
             user = self.user_student
             h, w, c = user.model.input_shape[1:]
-            return PreprocessSpec(h, w, c, s["normalization"], user.channel_scale, user.channel_offset)
+            if normalization == "auto":  # a model that scales its own input as from [0, 255] takes pixels as they are
+                from edgecv.models.loading import takes_raw_pixels
+
+                raw = user.lifted and takes_raw_pixels(float(np.mean(np.abs(user.channel_scale))))
+                normalization = "raw" if raw else "unit"
+            spec = PreprocessSpec(h, w, c, normalization, user.channel_scale, user.channel_offset)
+            _check_not_scaled_twice(spec, user.lifted)
+            return spec
         channels = s["channels"] or self.dataset.image_shape[-1]
         if s["weights"] != "none":
-            from edgecv.models.pretrained import pretrained_spec
+            from edgecv.models.pretrained import PRETRAINED, pretrained_spec
 
-            return pretrained_spec(s["arch"], s["input_size"], channels, s["normalization"])
-        return PreprocessSpec(s["input_size"], s["input_size"], channels, s["normalization"])
+            normalization = PRETRAINED[s["arch"]].normalization if normalization == "auto" else normalization
+            return pretrained_spec(s["arch"], s["input_size"], channels, normalization)
+        return PreprocessSpec(s["input_size"], s["input_size"], channels, "unit" if normalization == "auto" else normalization)
 
     # --- the data, streamed: no split is ever held as float
     def train_input(self, targets: np.ndarray, spec: PreprocessSpec | None = None):

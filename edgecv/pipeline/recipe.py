@@ -94,9 +94,11 @@ SCHEMA: dict = {
         "alpha": Field("float", 1.0, "width multiplier", min=0.1, max=2.0),
         "input_size": Field("int", 224, "square input size in pixels", min=32, max=1024),
         "channels": Field("int", None, "input channels, 1 or 3 (null: as the data)", choices=(1, 3), nullable=True),
-        "normalization": Field("str", "unit", "input value range: unit [0,1], symmetric [-1,1], raw [0,255], or "
+        "normalization": Field("str", "auto", "input value range: unit [0,1], symmetric [-1,1], raw [0,255], or "
                                "caffe / torch, keras.applications' preprocess_input modes for RGB (with student.path: "
-                               "the range your model takes)", choices=tuple(NORMALIZATIONS)),
+                               "the range your model takes); auto: raw for a student.path model with its own "
+                               "Rescaling/Normalization at its input, the pretrained weights' range with "
+                               "student.weights, else unit", choices=(*NORMALIZATIONS, "auto")),
         "dropout": Field("float", 0.2, "dropout before the classifier", min=0.0, max=0.9),
         "minimalistic": Field("bool", False, "MobileNetV3 only: no squeeze-excite, ReLU instead of hard-swish, 3x3 kernels"),
         "weights": Field("str", "none", "the student's starting weights: none (random), imagenet (keras.applications' "

@@ -120,11 +120,17 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
     if s["weights"] != "none":
         from edgecv.models.pretrained import input_note
 
-        note = input_note(s["arch"], s["weights"], s["normalization"])
+        note = input_note(s["arch"], s["weights"], ctx.student_spec.normalization)
         if note:
             kind, text = note
             console.print(f"[yellow]warning:[/yellow] {text}" if kind == "warning" else f"  {text}", highlight=False)
 
+    if user and s["normalization"] == "auto":
+        scaled_by = (f"its own layer{'s' if len(user.lifted) > 1 else ''} {', '.join(user.lifted)} "
+                     f"scale{'' if len(user.lifted) > 1 else 's'} it by {float(np.mean(np.abs(user.channel_scale))):.3g}"
+                     if user.lifted else "no scaling layer at its input")
+        console.print(f"  student input: {ctx.student_spec.normalization} (student.normalization=auto: {scaled_by})",
+                      highlight=False)
     if user and user.activation_removed:
         layer, activation = user.activation_removed
         console.print(f"  student: the {activation} of its layer '{layer}' taken off: trained and exported "
