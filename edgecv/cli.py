@@ -985,6 +985,9 @@ def devices_calibrate(profile_path, bench_files, json_path):
                           "the file name) and calibrate the copy")
     calibration = load_calibration()
     files = [f for given in bench_files for f in (sorted(given.glob("*.json")) if given.is_dir() else [given])]
+    if not files:
+        raise EdgecvError(f"--measured {', '.join(map(str, bench_files))}: no .json bench result there; bench the "
+                          "reference models (edgecv devices references) with edgecv bench --json into it")
     fitted = fit_measured(profile, files, calibration)
     block = calibration_block(profile, fitted)
     graphs = {p: read_tflite_graph(path) for p, path in reference_models().items() if p in fitted}

@@ -56,6 +56,11 @@ class Field:
     item: Any = None  # list/map: a Field, or a dict of Fields, for each item
     min_items: int = 0
     optional: bool = False  # the key may be left out (read as null)
+    above_zero: bool = False  # a float that 0 makes meaningless (a clock, a time per unit); none may be negative
+    most: int | None = None  # the largest sane value: a core count of 10^9 priced for minutes, in gigabytes
+
+
+MAX_CLUSTER_CORES = 1024
 
 
 def _str(help: str, **kw) -> Field:
@@ -70,8 +75,8 @@ PROFILE_FIELDS: dict = {
     "cpu": {
         "clusters": Field("list", "CPU clusters, each {core, count, ghz}", host_fills=True, min_items=1, item={
             "core": _str("core name, e.g. cortex-a76"),
-            "count": Field("int", "cores in the cluster"),
-            "ghz": Field("float", "maximum clock in GHz", host_fills=True),
+            "count": Field("int", "cores in the cluster", most=MAX_CLUSTER_CORES),
+            "ghz": Field("float", "maximum clock in GHz", host_fills=True, above_zero=True),
         }),
         "isa": {
             "neon": Field("bool", "ARM Advanced SIMD (false on x86)", host_fills=True),
@@ -81,9 +86,10 @@ PROFILE_FIELDS: dict = {
         },
     },
     "memory": {
-        "gb": Field("float", "installed RAM in GB", host_fills=True),
+        "gb": Field("float", "installed RAM in GB", host_fills=True, above_zero=True),
         "type": _str("DRAM type and speed, e.g. LPDDR4X-4267", host_fills=True),
-        "bandwidth_gbs": Field("float", "theoretical peak DRAM bandwidth in GB/s (null: not published)", nullable=True),
+        "bandwidth_gbs": Field("float", "theoretical peak DRAM bandwidth in GB/s (null: not published)", nullable=True,
+                               above_zero=True),
     },
     "accelerators": Field("list", "GPUs, DSPs, NPUs; each {name, runtimes, notes}", item={
         "name": _str("accelerator name"),
@@ -118,7 +124,7 @@ PROFILE_FIELDS: dict = {
         "note": _str("what the calibration rests on and how far to trust it"),
         "measured": Field("map", "measured-on-device: per precision {ms_per_unit, threads, how}, written by edgecv "
                           "devices calibrate", nullable=True, optional=True, item={
-                              "ms_per_unit": Field("float", "milliseconds per cost unit"),
+                              "ms_per_unit": Field("float", "milliseconds per cost unit", above_zero=True),
                               "threads": Field("int", "threads it was measured at"),
                               "how": _str("what it was fitted from"),
                               "op_weights": Field("map", "the device's own cost model (ms per GMAC, GB, op), fitted "
@@ -177,6 +183,10 @@ def _check(value: Any, spec: Any, key: str, source: str, is_host: bool) -> None:
                           f"({type(value).__name__}); {spec.help}")
     if spec.type == "float" and not math.isfinite(value):
         raise DeviceError(f"{source}: '{key}' is {value}; give a finite number ({spec.help})")
+    if spec.type == "float" and (value < 0 or (spec.above_zero and value == 0)):  # counts have rules of their own
+        raise DeviceError(f"{source}: '{key}' is {value}; give a number above 0 ({spec.help})")
+    if spec.most is not None and value > spec.most:
+        raise DeviceError(f"{source}: '{key}' is {value}, more than the {spec.most} edgecv can price; {spec.help}")
     if spec.choices is not None and value not in spec.choices:
         raise DeviceError(f"{source}: '{key}' is {value!r}; allowed: {', '.join(spec.choices)}")
     if spec.type in ("list", "map") and len(value) < spec.min_items:

@@ -17,7 +17,39 @@ def load_bench(path) -> dict:
         raise EdgecvError(f"cannot read bench result '{path}' ({e.__class__.__name__}); write one with edgecv bench --json") from None
     if not isinstance(bench, dict) or bench.get("schema") != BENCH_SCHEMA:
         raise EdgecvError(f"'{path}' is not an edgecv bench result ({BENCH_SCHEMA}); write one with edgecv bench --json")
+    problem = _bench_problem(bench)
+    if problem:
+        raise EdgecvError(f"'{path}' is a malformed bench result: {problem}; write it again with edgecv bench --json")
     return bench
+
+
+def _bench_problem(bench: dict) -> str | None:
+    """What in a bench result the readers (profile, devices calibrate) cannot use, or None: a hand-edited
+    or truncated file gave KeyErrors, and a NaN, zero or negative time was priced as measured."""
+    import math
+
+    def positive(value, whole: bool = False) -> bool:
+        kinds = int if whole else (int, float)
+        return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+    artefact = bench.get("artefact")
+    if not isinstance(bench.get("device"), str) or not isinstance(bench.get("measured_at"), str):
+        return "no device or measured_at"
+    if not isinstance(artefact, dict) or not all(isinstance(artefact.get(k), str)
+                                                 for k in ("file", "sha256", "runtime_version")):
+        return "no artefact file, sha256 and runtime_version"
+    if not isinstance(bench.get("machine"), dict):
+        return "no machine"
+    results = bench.get("results")
+    if not isinstance(results, list) or not results or not all(isinstance(r, dict) for r in results):
+        return "no results"
+    for r in results:
+        if not positive(r.get("threads"), whole=True) or not positive(r.get("runs"), whole=True):
+            return f"a result's threads and runs are {r.get('threads')!r} and {r.get('runs')!r}, not whole numbers above 0"
+        figure = "p50_ms" if r.get("p50_ms") is not None else "mean_ms"
+        if not positive(r.get(figure)) or not (r.get("p90_ms") is None or positive(r.get("p90_ms"))):
+            return f"a result's {figure} {r.get(figure)!r} or p90_ms {r.get('p90_ms')!r} is not a time above 0 ms"
+    return None
 
 
 def measured_for(benches: list[dict], device: str, threads: int) -> dict | None:
