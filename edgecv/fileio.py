@@ -36,6 +36,16 @@ def _umask() -> int:
     return mask
 
 
+def read_utf8(path, error: type, fix: str) -> str:
+    """The text of `path`, or `error` (an EdgecvError class) naming the first byte that is not UTF-8:
+    a binary file (a model, a UTF-16 export) given where a YAML file goes. OSError is the caller's."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{path} is not a text file (byte {e.object[e.start]:#04x} at offset {e.start} is not UTF-8); "
+                    f"{fix}") from None
+
+
 def write_bytes_atomic(path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 import yaml
 
 from edgecv.errors import DeviceError
+from edgecv.fileio import read_utf8
 from edgecv.resources import shipped_dir
 
 KINDS = ("sbc", "jetson", "phone", "host")
@@ -324,7 +325,7 @@ def profile_ids() -> list[str]:
 def read_profile_yaml(path: Path) -> dict:
     """The validated dict of one profile file (the host template unfilled)."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.safe_load(read_utf8(path, DeviceError, "give a device profile YAML (edgecv devices new)"))
     except OSError as e:
         raise DeviceError(f"cannot read device profile {path}: {e.strerror}") from None
     except yaml.YAMLError as e:
@@ -345,6 +346,9 @@ def is_profile_path(device: str) -> bool:
 def load_profile(device: str) -> DeviceProfile:
     """A profile by id (the user's EDGECV_DEVICES folders, then the shipped ones; `host` is filled
     from this machine), or a profile YAML by path. Results are tagged with its `id` either way."""
+    if not isinstance(device, str):  # a recipe's `devices: [5]`
+        raise DeviceError(f"{device!r} is not a device id; give an id ({', '.join(profile_ids())}) or a profile "
+                          "YAML path")
     if device == "host":
         from edgecv.devices.host import host_profile
 

@@ -16,6 +16,7 @@ from edgecv.compress.strategy import HEARTBEAT_TIMEOUT_S, STRATEGIES
 from edgecv.data.preprocess import NORMALIZATIONS
 from edgecv.devices import load_profile
 from edgecv.errors import EdgecvError, RecipeError
+from edgecv.fileio import read_utf8
 from edgecv.export.formats import FORMATS
 from edgecv.gate.checks import parse_check
 from edgecv.models.students import STUDENTS
@@ -330,7 +331,7 @@ def load_raw(name_or_path: str, fix: str = "fix the recipe there") -> dict:
     """The recipe's mapping as written; `fix`: what the error tells the user to do when it is not one."""
     path = resolve_recipe_path(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(read_utf8(path, RecipeError, fix))
     except yaml.YAMLError as e:
         raise RecipeError(f"{path} is not valid YAML: {_yaml_problem(e)}; {fix}") from None
     if raw is not None and not isinstance(raw, dict):
