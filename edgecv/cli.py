@@ -800,7 +800,7 @@ def drift_reference_cmd(artefact, held_out, out, max_images, seed, threads):
     from edgecv.data.sources import labels_by_name
     from edgecv.errors import DriftError
     from edgecv.fileio import check_writable_file, output_errors
-    from edgecv.measure.drift import REFERENCE_FILE, build_reference, save_reference
+    from edgecv.measure.drift import REFERENCE_FILE, build_reference, check_reference_out, save_reference
     from edgecv.progress import track_count
     from edgecv.runtime import open_classifier
 
@@ -808,7 +808,10 @@ def drift_reference_cmd(artefact, held_out, out, max_images, seed, threads):
         raise DriftError(f"artefact '{artefact}' not found; pass the model file the device runs")
     if max_images < 50:
         raise DriftError(f"--max-images {max_images} is too few for the tests to tell a shift from noise; give 200 or more")
+    if seed < 0:
+        raise DriftError(f"--seed {seed}: give a whole number of 0 or more")
     out = out or artefact.parent / REFERENCE_FILE
+    check_reference_out(out, {"artefact": artefact, "held-out data": Path(held_out)})
     check_writable_file(out, "--out")
     runner, meta = open_classifier(artefact, threads)
     held = load_field(held_out)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.data.sources import (IMAGE_SUFFIXES, ImageSplit, _as_nhwc, _class_dirs, _image_files,
-                                 _labels, _npz_member, header_channels, image_headers, is_hidden)
+                                 _labels, _npz_member, header_channels, image_headers, is_hidden, pixel_range)
 from edgecv.errors import DataError
 
 UNLABELLED = -1  # the label of every image of an unlabelled field set
@@ -95,7 +95,8 @@ def _field_npz(path: Path) -> FieldSet:
         raise DataError(f"{path}: {key} holds {x.dtype} values; images are uint8 pixels or floats")
     if len(x) == 0:
         raise DataError(f"{path}: {key} holds no images; capture some field images first")
-    unit_scaled = bool(np.issubdtype(x.dtype, np.floating) and float(np.min(x)) >= 0 and float(np.max(x)) <= 1.0)
+    low, high = pixel_range(x, f"{path}: {key}")
+    unit_scaled = bool(np.issubdtype(x.dtype, np.floating) and low >= 0 and high <= 1.0)
     if y is None:
         labels = np.full(len(x), UNLABELLED, np.int64)
     else:

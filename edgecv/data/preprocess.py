@@ -49,6 +49,9 @@ class PreprocessSpec:
             raise DataError(
                 f"unknown normalization '{self.normalization}'; use one of {', '.join(NORMALIZATIONS)}"
             )
+        if not (isinstance(self.height, int) and isinstance(self.width, int) and self.height >= 1 and self.width >= 1):
+            raise DataError(f"an input of {self.height}x{self.width} pixels is not an image size; give a height and "
+                            "width of 1 or more")
         if self.channels not in (1, 3):
             raise DataError(f"models with {self.channels} input channels are not supported; use 1 or 3")
         if self.normalization not in normalizations_for(self.channels):

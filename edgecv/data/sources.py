@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import struct
 import tempfile
@@ -385,10 +386,27 @@ def _as_nhwc(x: np.ndarray, name: str) -> np.ndarray:
 def _as_nhwc_uint8(x: np.ndarray, name: str) -> np.ndarray:
     x = _as_nhwc(x, name)
     if x.dtype != np.uint8:
-        if np.issubdtype(x.dtype, np.floating) and x.size and float(x.max()) <= 1.0:
+        low, high = pixel_range(x, name)
+        if low < 0 or high > 255:  # clipped, [-1, 1] or standardized images would silently turn black and white
+            raise DataError(f"{name} holds pixel values from {low:g} to {high:g}; give pixels in 0-255 (or floats "
+                            "in 0-1), before any normalization")
+        if np.issubdtype(x.dtype, np.floating) and high <= 1.0:
             x = x * 255.0  # float images in [0, 1]
         x = np.clip(np.rint(x), 0, 255).astype(np.uint8)
     return x
+
+
+def pixel_range(x: np.ndarray, name: str, chunk: int = 1024) -> tuple[float, float]:
+    """(lowest, highest) pixel of array images, a chunk of images at a time (a memory-mapped array is
+    never copied whole); DataError for NaN or infinite pixels, which cast to uint8 as garbage."""
+    low, high = math.inf, -math.inf
+    for start in range(0, len(x), chunk):
+        part = x[start : start + chunk]
+        if np.issubdtype(part.dtype, np.floating) and not np.isfinite(part).all():
+            raise DataError(f"{name} holds NaN or infinite pixel values; give finite pixels (0-255, or floats in 0-1)")
+        if part.size:
+            low, high = min(low, float(part.min())), max(high, float(part.max()))
+    return low, high
 
 
 def _few(values) -> str:
@@ -455,7 +473,7 @@ def _load_npz(path: Path, class_names: list[str] | None) -> Dataset:
     y_test = _labels(labels["y_test"], "y_test", path)
     if class_names is None:
         class_names = _numbered_classes(path, y_train, y_test)
-    x_train, x_test = (_as_nhwc_uint8(images[k], k) for k in ("x_train", "x_test"))
+    x_train, x_test = (_as_nhwc_uint8(images[k], f"{path}: {k}") for k in ("x_train", "x_test"))
     return Dataset(ImageSplit(y_train, x_train, None, x_train.shape[-1]),
                    ImageSplit(y_test, x_test, None, x_test.shape[-1]), class_names, str(path), notes,
                    warnings=class_warnings(class_names, y_train, y_test))

@@ -245,6 +245,21 @@ def save_reference(path, reference: Reference) -> None:
         np.savez_compressed(f, **arrays)
 
 
+def check_reference_out(out: Path, inputs: dict[str, Path]) -> None:
+    """Refuse an --out that would write over anything but a drift reference before any work: one of
+    the command's `inputs` ({what: path}), or an existing file of another kind (a model, a profile)."""
+    from edgecv.errors import OutputError
+
+    if out.suffix.lower() != ".npz":
+        raise OutputError(f"--out {out}: a drift reference is an .npz file; give a name such as {REFERENCE_FILE}")
+    for what, given in inputs.items():
+        if out.exists() and Path(given).exists() and out.resolve() == Path(given).resolve():
+            raise OutputError(f"--out {out} is the {what} itself; give the reference another file name")
+    if out.is_file() and not (zipfile.is_zipfile(out) and "header.npy" in zipfile.ZipFile(out).namelist()):
+        raise OutputError(f"--out {out} is a file that is not a drift reference, which edgecv does not write over; "
+                          "give another file name")
+
+
 def load_reference(path) -> Reference:
     path = Path(path)
     rebuild = "rebuild it with `edgecv compress` (its evaluate stage writes it) or pass the right file"
