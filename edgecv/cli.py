@@ -169,10 +169,10 @@ def print_summary(report: dict, out: Path) -> None:
 # Checked where the spec is made (edgecv/data/preprocess.py: NORMALIZATIONS), not here: a Choice would
 # import numpy into every command's start.
 NORMALIZATION_OPTION = click.option(
-    "--normalization", default="auto", show_default=True,
-    help="pixel scaling the model expects: auto (raw when its input goes through its own Rescaling/Normalization "
-         "layer first, as in Keras' tutorials, else unit), unit [0,1], symmetric [-1,1], raw [0,255], or caffe / "
-         "torch (keras.applications' preprocess_input modes); for a bare Keras model, run directories record theirs")
+    "--normalization",
+    help="a bare Keras model's pixel scaling: auto (raw when its input goes through its own Rescaling/Normalization "
+         "layer scaling as from pixels, as in Keras' tutorials, else unit), unit [0,1], symmetric [-1,1], raw [0,255], "
+         "or caffe / torch (keras.applications' preprocess_input modes) [default: auto]; a run directory records its own")
 
 
 def _format_choices() -> list[str]:
@@ -246,10 +246,13 @@ def quant_debug_cmd(model, calibration, samples, top, normalization, json_path, 
       edgecv quant-debug runs/exp1 --top 20
       edgecv quant-debug model.keras -c fashion-mnist --json > layers.json
     """
+    from edgecv.errors import DataError
     from edgecv.pipeline.export_command import run_quant_debug
     from edgecv.report.terminal import print_table, text_table
 
     _check_json_output(json_path)
+    if top < 1:
+        raise DataError(f"--top must be 1 or more, got {top}")
     with console.status(f"quantization debugging of {model.name}"):
         result = run_quant_debug(model, calibration, samples, normalization, trust_model)
     worst = sorted(result["ops"], key=lambda r: -(r["rmse_steps"] or 0))[:top]

@@ -263,3 +263,137 @@ def test_device_profile_counts_and_numbers(tmp_path, edit, fragment):
     edit(data)
     line = assert_user_error(run_cli("devices", "show", write_profile(tmp_path, data)), fragment)
     assert "the -" not in line
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda d: d["cpu"]["clusters"][0].update(count=10**9), "is 1000000000, more than the 1024 edgecv can price"),
+    (lambda d: d["memory"].update(bandwidth_gbs=-1.0), "'memory.bandwidth_gbs' is -1.0; give a number above 0"),
+    (lambda d: d["memory"].update(bandwidth_gbs=0.0), "'memory.bandwidth_gbs' is 0.0; give a number above 0"),
+])
+def test_device_profile_sizes_that_cannot_be_priced(tmp_path, edit, fragment):
+    """A core count of 10^9 took `edgecv profile` 110 s and 7.9 GB before an answer; a bandwidth of 0 or
+    less was taken as measured."""
+    from tests.test_devices import raw, write_profile
+
+    data = raw("rpi4")
+    edit(data)
+    assert_user_error(run_cli("devices", "show", write_profile(tmp_path, data)), fragment)
+
+
+def test_a_binary_file_given_as_yaml_is_named_not_a_traceback(tmp_path):
+    """A .tflite (or a UTF-16 export) saved under a .yaml name ended in UnicodeDecodeError."""
+    binary = tmp_path / "board.yaml"
+    binary.write_bytes(b"\xff\xfe" + "id: board\n".encode("utf-16-le"))
+    for args in (["devices", "show", binary], ["recipes", "validate", binary], ["recipes", "show", binary]):
+        assert_user_error(run_cli(*args), f"{binary} is not a text file (byte 0xff at offset 0 is not UTF-8)")
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda b: b.pop("results"), "no results"),
+    (lambda b: b.update(results=[]), "no results"),
+    (lambda b: b["artefact"].pop("sha256"), "no artefact file, sha256 and runtime_version"),
+    (lambda b: b["results"][0].update(threads="two"), "threads and runs are 'two'"),
+    (lambda b: b["results"][0].update(p50_ms=float("nan")), "p50_ms nan"),
+    (lambda b: b["results"][0].update(p50_ms=-1.0), "p50_ms -1.0"),
+    (lambda b: b["results"][0].update(p50_ms=0), "p50_ms 0 "),
+])
+def test_a_malformed_bench_result_is_named_by_profile_and_calibrate(tmp_path, edit, fragment):
+    """Hand-edited or cut bench JSONs ended in KeyError/TypeError tracebacks, and a NaN, zero or negative
+    time was priced as measured (and written into a profile by `devices calibrate`)."""
+    import json
+
+    from edgecv.measure.host_calibration import reference_models
+    from tests.test_devices import raw, write_profile
+
+    model = reference_models()["fp32"]
+    bench = tmp_path / "b.json"
+    proc = run_cli("bench", model, "--runs", "3", "--warmup", "0", "--device", "rpi4", "--json", bench)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(bench.read_text())
+    edit(data)
+    bench.write_text(json.dumps(data))
+    line = f"'{bench}' is a malformed bench result: "
+    assert_user_error(run_cli("profile", model, "-D", "rpi4", "--measured", bench), line, fragment)
+    board = raw("rpi4")
+    board.update(id="board", calibration=None)
+    profile = write_profile(tmp_path, board)
+    before = profile.read_text()
+    assert_user_error(run_cli("devices", "calibrate", profile, "--measured", bench), line, fragment)
+    assert profile.read_text() == before
+
+
+@pytest.mark.parametrize("pixels, fragment", [
+    (np.nan, "x_test holds NaN or infinite pixel values"), (np.inf, "x_test holds NaN or infinite pixel values"),
+    (-500.0, "x_test holds pixel values from -500 to 0.5; give pixels in 0-255"),
+])
+def test_npz_pixels_that_are_not_pixels(tmp_path, pixels, fragment):
+    """NaN, infinite and negative float pixels were cast to uint8 garbage (with numpy's RuntimeWarning
+    leaking to the terminal) and evaluated or drift-checked as images."""
+    from edgecv.data.field import load_field
+    from edgecv.data.sources import load_dataset
+    from edgecv.errors import DataError
+
+    x = np.full((6, 8, 8, 3), 0.5, np.float32)
+    x[0, 0, 0, 0] = pixels
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=np.zeros((6, 8, 8, 3), np.uint8), y_train=np.arange(6) % 2, x_test=x, y_test=np.arange(6) % 2)
+    with pytest.raises(DataError, match=fragment.replace("(", r"\(")):
+        load_dataset(str(path))
+    if pixels != -500.0:  # field images keep their range: drift names a preprocessing mistake
+        with pytest.raises(DataError, match="NaN or infinite"):
+            load_field(str(path))
+
+
+def test_drift_reference_never_writes_over_its_inputs_or_other_files(tmp_path):
+    """`drift-reference -o` replaced the model, the held-out data, a profile or a sidecar with the
+    reference's bytes and said ✓."""
+    from pathlib import Path
+
+    from edgecv.measure.host_calibration import reference_models
+
+    model = reference_models()["fp32"]
+    data, other, profile = tmp_path / "held.npz", tmp_path / "other.npz", tmp_path / "board.yaml"
+    np.savez(data, x=np.zeros((4, 8, 8, 3), np.uint8))
+    np.savez(other, x=np.zeros(1))
+    profile.write_text("id: board\n")
+    for out, fragment in ((model, "a drift reference is an .npz file"), (profile, "a drift reference is an .npz file"),
+                          (data, "is the held-out data itself"), (other, "is a file that is not a drift reference")):
+        before = Path(out).read_bytes()
+        assert_user_error(run_cli("drift-reference", model, "-d", data, "-o", out), fragment)
+        assert Path(out).read_bytes() == before
+    assert_user_error(run_cli("drift-reference", model, "-d", data, "--seed", "-1"), "--seed -1: give a whole number")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["compress", "--set", "export.formats=[]"], "export.formats is empty; list at least one of"),
+    (["compress", "--set", "prune.initial_sparsity=0.9", "--set", "prune.target_sparsity=0.1"],
+     "prune.initial_sparsity 0.9 is above prune.target_sparsity 0.1"),
+    (["recipes", "validate", "quickstart", "--set", "profile.devices=[5]"], "5 is not a device id"),
+])
+def test_recipes_that_would_train_for_nothing_or_crash(tmp_path, args, fragment):
+    """An empty export.formats trained for hours to write no file; a sparsity schedule that falls was
+    taken; a device id that YAML reads as a number ended in a TypeError traceback."""
+    out = ["--out", tmp_path / "run"] if args[0] == "compress" else []
+    assert_user_error(run_cli(*args, *out, timeout=120), fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_preprocessing_of_no_size_is_refused():
+    """A drift reference whose header said height -1 ended in numpy's 'negative dimensions' traceback."""
+    from edgecv.data import PreprocessSpec
+    from edgecv.errors import DataError
+
+    with pytest.raises(DataError, match="an input of -1x0 pixels is not an image size"):
+        PreprocessSpec(-1, 0, 3)
+
+
+def test_options_that_were_ignored_or_sliced_backwards(tmp_path):
+    """--normalization (even `bogus`) was silently ignored for a run directory, whose files take the
+    preprocessing its report records; quant-debug --top -3 listed 61 of 64 ops as 'the worst'."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "state.json").write_text("{}")
+    assert_user_error(run_cli("export", run, "-f", "tflite-fp32", "--normalization", "bogus"),
+                      "--normalization bogus is for a bare Keras model", "leave --normalization out")
+    for top in ("0", "-3"):
+        assert_user_error(run_cli("quant-debug", run, "--top", top), f"--top must be 1 or more, got {top}")

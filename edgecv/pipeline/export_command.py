@@ -21,7 +21,7 @@ FEW_CALIBRATION = 200  # below this, int8 ranges start to depend on which images
 
 
 def run_export_command(model: Path, fmt: str, calibration: str | None, calibration_samples: int, out: Path | None,
-                       normalization: str, check_samples: int, console, force: bool = False,
+                       normalization: str | None, check_samples: int, console, force: bool = False,
                        trust_model: bool = False, max_drop: float | None = None,
                        classes: list[str] | None = None) -> dict:
     """`classes`: a bare model's class names in the order of its outputs (else a calibration
@@ -30,6 +30,7 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
     if not model.exists():
         raise ModelError(f"'{model}' not found; pass a Keras model (.keras, .h5, SavedModel folder) or a compress run directory")
     is_run = model.is_dir() and (model / "state.json").is_file()
+    _check_no_normalization_for_run(is_run, normalization)
     if max_drop is not None:
         _check_max_drop(max_drop, fmt, is_run, calibration)
     if classes is not None:
@@ -118,13 +119,19 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
     return record
 
 
-def _normalization_of(keras_model, normalization: str, console) -> tuple[str, str | None]:
+def _check_no_normalization_for_run(is_run: bool, normalization: str | None) -> None:
+    if is_run and normalization is not None:  # it was ignored, even when it named no range at all
+        raise DataError(f"--normalization {normalization} is for a bare Keras model; a run's files take the "
+                        "preprocessing its report records: leave --normalization out")
+
+
+def _normalization_of(keras_model, normalization: str | None, console) -> tuple[str, str | None]:
     """(--normalization, why auto chose it or None): `auto` read from the model
     (models/loading.resolve_normalization), said on `console` when given: the file records it, and
     every app feeding the file must scale so."""
     from edgecv.models.loading import resolve_normalization
 
-    normalization, chosen = resolve_normalization(normalization, keras_model)
+    normalization, chosen = resolve_normalization(normalization or "auto", keras_model)
     if chosen and console is not None:
         console.print(f"  input: {normalization} (--normalization auto: {chosen})", highlight=False)
     return normalization, chosen
@@ -149,7 +156,7 @@ def _check_input_range(keras_model, spec: PreprocessSpec, ds, outputs: str | Non
                          f"pass --normalization {best}")
 
 
-def run_quant_debug(model: Path, calibration: str | None, samples: int, normalization: str,
+def run_quant_debug(model: Path, calibration: str | None, samples: int, normalization: str | None,
                     trust_model: bool = False) -> dict:
     """`edgecv quant-debug`: each op's int8 quantization error for a bare Keras model (post-training
     int8) or a compress run (its QAT model, else its float student)."""
@@ -161,6 +168,7 @@ def run_quant_debug(model: Path, calibration: str | None, samples: int, normaliz
     if samples < 1:
         raise DataError(f"--samples must be 1 or more, got {samples}")
     is_run = model.is_dir() and (model / "state.json").is_file()
+    _check_no_normalization_for_run(is_run, normalization)
     if is_run:
         source, spec, _, data, _ = _from_run(model, "tflite-int8", calibration, None)
         class_names = None

@@ -463,6 +463,12 @@ def check_recipe_consistency(recipe: dict) -> None:
                    if s["path"] else weights_problem(s["arch"], s["alpha"], s["weights"], s["minimalistic"]))
         if problem:
             raise RecipeError(problem)
+    if not recipe["export"]["formats"]:  # hours of training for no file
+        raise RecipeError(f"export.formats is empty; list at least one of {', '.join(FORMATS)}")
+    p = recipe["prune"]
+    if p["enabled"] and p["initial_sparsity"] > p["target_sparsity"]:
+        raise RecipeError(f"prune.initial_sparsity {p['initial_sparsity']:g} is above prune.target_sparsity "
+                          f"{p['target_sparsity']:g}; the schedule rises from the first to the second")
     for fmt in recipe["export"]["formats"]:
         if FORMATS[fmt].quantized and not recipe["quantize"]["enabled"]:
             raise RecipeError(f"export.formats has {fmt} but quantize.enabled is false; enable quantize or drop {fmt}")
