@@ -172,7 +172,8 @@ NORMALIZATION_OPTION = click.option(
     "--normalization",
     help="a bare Keras model's pixel scaling: auto (raw when its input goes through its own Rescaling/Normalization "
          "layer scaling as from pixels, as in Keras' tutorials, else unit), unit [0,1], symmetric [-1,1], raw [0,255], "
-         "or caffe / torch (keras.applications' preprocess_input modes) [default: auto]; a run directory records its own")
+         "or caffe / torch (keras.applications' preprocess_input modes) [default: auto]; a run directory records "
+         "its own")
 
 
 def _format_choices() -> list[str]:

@@ -45,7 +45,8 @@ def _bench_problem(bench: dict) -> str | None:
         return "no results"
     for r in results:
         if not positive(r.get("threads"), whole=True) or not positive(r.get("runs"), whole=True):
-            return f"a result's threads and runs are {r.get('threads')!r} and {r.get('runs')!r}, not whole numbers above 0"
+            return (f"a result's threads and runs are {r.get('threads')!r} and {r.get('runs')!r}, not whole numbers "
+                    "above 0")
         figure = "p50_ms" if r.get("p50_ms") is not None else "mean_ms"
         if not positive(r.get(figure)) or not (r.get("p90_ms") is None or positive(r.get("p90_ms"))):
             return f"a result's {figure} {r.get(figure)!r} or p90_ms {r.get('p90_ms')!r} is not a time above 0 ms"

@@ -150,7 +150,8 @@ class RunContext:
 
             normalization = PRETRAINED[s["arch"]].normalization if normalization == "auto" else normalization
             return pretrained_spec(s["arch"], s["input_size"], channels, normalization)
-        return PreprocessSpec(s["input_size"], s["input_size"], channels, "unit" if normalization == "auto" else normalization)
+        normalization = "unit" if normalization == "auto" else normalization
+        return PreprocessSpec(s["input_size"], s["input_size"], channels, normalization)
 
     # --- the data, streamed: no split is ever held as float
     def train_input(self, targets: np.ndarray, spec: PreprocessSpec | None = None):

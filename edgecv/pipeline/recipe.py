@@ -112,9 +112,10 @@ SCHEMA: dict = {
     },
     "teacher": {
         "path": Field("str", None, "trained Keras teacher (.keras, .h5, SavedModel dir, or builtin:NAME, one edgecv ships); null trains one (overridden by --teacher)", nullable=True),
-        "normalization": Field("str", "auto", "value range the teacher expects: auto (raw when its input goes through "
-                               "its own Rescaling/Normalization layer first, as in Keras' tutorials and keras.applications "
-                               "EfficientNet, else unit), unit [0,1], symmetric [-1,1], raw [0,255], or caffe (BGR, "
+        "normalization": Field("str", "auto", "value range the teacher expects: auto (raw when its input goes "
+                               "through its own Rescaling/Normalization layer scaling as from pixels, as in Keras' "
+                               "tutorials and keras.applications EfficientNet, else unit), unit [0,1], symmetric "
+                               "[-1,1], raw [0,255], or caffe (BGR, "
                                "ImageNet means off: ResNet50, VGG) / torch (ImageNet mean and std: DenseNet), "
                                "keras.applications' preprocess_input modes for a teacher fine-tuned with it outside "
                                "the model", choices=(*NORMALIZATIONS, "auto")),

@@ -31,8 +31,8 @@ def read_report(path, error: type[Exception] = ReportError, require: tuple[str, 
     except UnicodeDecodeError as e:
         raise error(f"{file} is not a report.json (not UTF-8 text: {e.reason})") from None
     except json.JSONDecodeError as e:
-        raise error(f"{file} is not valid JSON ({e.msg.removesuffix(' at')} at line {e.lineno}, column {e.colno}): it was cut short or "
-                    f"edited; {_RERUN}") from None
+        raise error(f"{file} is not valid JSON ({e.msg.removesuffix(' at')} at line {e.lineno}, column {e.colno}): "
+                    f"it was cut short or edited; {_RERUN}") from None
     except OSError as e:
         raise error(f"cannot read {file} ({e.strerror or e})") from None
     return check_report(report, str(file), error, require)
