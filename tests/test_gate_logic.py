@@ -554,3 +554,15 @@ def test_gate_package_does_not_import_tensorflow():
             "print(bad); sys.exit(bool(bad))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_report_without_a_test_set_hash_says_the_data_was_not_checked():
+    """An old or hand-made report without data.test_set_hash passed with nothing said: the same-data
+    check needs the hash of both. The verdict stands, with a note naming the report."""
+    base, cand = pair()
+    del cand["data"]["test_set_hash"]
+    result = run_gate(base, cand, ["top1 max-drop 0.5"])
+    assert result.passed
+    assert "the candidate report has no data.test_set_hash: that both were evaluated on the same images is not " \
+           "checked" in result.notes
+    assert not any("test_set_hash" in n for n in run_gate(*pair(), ["top1 max-drop 0.5"]).notes)

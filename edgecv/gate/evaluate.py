@@ -186,6 +186,10 @@ class _Gate:
         _check_same_data(baseline, candidate)
         self.reports = {"baseline": baseline, "candidate": candidate}
         self.alpha, self.notes = alpha, []
+        unhashed = [side for side in SIDES if not self.reports[side].get("data", {}).get("test_set_hash")]
+        if unhashed:  # an old or hand-made report: the verdict stands, but say what it could not check
+            self.notes.append(f"the {' and '.join(unhashed)} report{'s have' if len(unhashed) > 1 else ' has'} no "
+                              "data.test_set_hash: that both were evaluated on the same images is not checked")
         self.holm = {}  # expanded per-class check name -> (Holm-adjusted p, family size)
         self.rebench = _validated_rebench(rebench)
         self.art = _pick_artefacts(self.reports, wanted, self.notes)
