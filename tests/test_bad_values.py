@@ -397,3 +397,9 @@ def test_options_that_were_ignored_or_sliced_backwards(tmp_path):
                       "--normalization bogus is for a bare Keras model", "leave --normalization out")
     for top in ("0", "-3"):
         assert_user_error(run_cli("quant-debug", run, "--top", top), f"--top must be 1 or more, got {top}")
+
+
+def test_a_recipe_name_cannot_move_the_run_out_of_runs(tmp_path):
+    """The default run directory is runs/<name>-<time>: `name: ../../etc` put it outside runs/."""
+    assert_user_error(run_cli("recipes", "validate", "quickstart", "--set", "name=../../etc"),
+                      "'../../etc' is not a recipe name")

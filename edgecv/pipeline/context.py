@@ -29,7 +29,6 @@ CLASS_ORDER_GAIN = 0.10  # top-1 a one-to-one matching of its outputs must add b
 CLASS_ORDER_SHOWN = 30  # classes up to which the class-order message spells out data.classes whole
 
 
-
 def right_in_each_range(classes_of, spec: PreprocessSpec, images: np.ndarray, y: np.ndarray,
                         right_as_given: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per input range, spec's own first: which of `images` (uint8) a model reading them so puts
@@ -51,6 +50,7 @@ def clearly_better_range(right: dict[str, np.ndarray], given: str) -> str | None
 
     best = max(right, key=lambda name: right[name].sum())
     return best if best != given and paired_test(right[given], right[best]).p_value < TEACHER_CHANCE_P else None
+
 
 def _check_not_scaled_twice(spec: PreprocessSpec, lifted: list[str]) -> None:
     """Refuse a user's student that scales its own input fed pixels already scaled: keras.applications

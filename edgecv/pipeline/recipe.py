@@ -43,6 +43,17 @@ def _class_name(value: Any) -> str:
     return str(value)
 
 
+def _run_name(value: Any) -> str:
+    """The recipe's name, the default run directory's `runs/<name>-<time>`: letters, digits, '.', '_'
+    and '-' only, so `../../etc` cannot move the run out of runs/."""
+    import re
+
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}", value):
+        raise RecipeError(f"{value!r} is not a recipe name; use letters, digits, '.', '_' and '-' (up to 100, not "
+                          "starting with '.' or '-'), e.g. mobilenetv2-int8")
+    return value
+
+
 # Distillation presets: the values a preset gives the `distill` keys a recipe leaves out (a key the
 # recipe sets wins). quick: the teacher's logits computed once, no augmentation, a short schedule.
 # patient: "a good teacher is patient and consistent" (Beyer et al., CVPR 2022): teacher and student
@@ -77,7 +88,7 @@ MAX_IMAGES = 100_000_000
 MAX_CALIBRATION = 100_000  # the converter's representative dataset; a few hundred suffice
 
 SCHEMA: dict = {
-    "name": Field("str", "recipe", "short name, used for the default run directory"),
+    "name": Field("str", "recipe", "short name, used for the default run directory", parse=_run_name),
     "description": Field("str", "", "one line on what this recipe is for"),
     "seed": Field("int", 0, "seed for splits, initialisation and shuffling", min=0, max=MAX_SEED),
     "data": {
