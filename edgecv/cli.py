@@ -648,6 +648,11 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
     gates = cand["recipe"].get("gates", {}) if isinstance(cand.get("recipe"), dict) else {}
     artefact = artefact or gates.get("artefact")
     measured = None
+    given = [f"--{side}-artefact" for side, path in (("baseline", baseline_artefact), ("candidate", candidate_artefact))
+             if path is not None]
+    if given and not rebench:  # it names the file --rebench measures, and nothing else reads it
+        raise EdgecvError(f"{' and '.join(given)} only tell{'s' if len(given) == 1 else ''} --rebench where a file "
+                          "is; add --rebench or leave it out")
     if rebench:
         measured = _rebench(base, cand, baseline, candidate, artefact, threads, baseline_artefact, candidate_artefact)
     result = run_gate(base, cand, list(checks) or checks_from_recipe(cand.get("recipe")), artefact=artefact,
@@ -683,6 +688,10 @@ def _rebench(base: dict, cand: dict, baseline: Path, candidate: Path, artefact, 
         if not files[side].exists():
             raise EdgecvError(f"--rebench needs the {side}'s {entries[side]['name']}, not found at {files[side]}; "
                               f"pass --{side}-artefact FILE")
+        size = entries[side].get("size_bytes")
+        if files[side].is_file() and isinstance(size, int) and files[side].stat().st_size != size:
+            raise EdgecvError(f"{files[side]} is {files[side].stat().st_size:,} bytes, but the {side} report's "
+                              f"{entries[side]['name']} is {size:,}: not the file it evaluated; pass that file")
     with track_stages("pairs") as update:
         return bench_interleaved(files["baseline"], files["candidate"], threads=threads,
                                  progress=lambda n: update("rebench, interleaved A/B", n))

@@ -96,6 +96,19 @@ def test_rebench_latency_regression_fails_the_right_way_round(runs):
     assert "interleaved" in faster.stdout
 
 
+def test_rebench_files_must_be_the_reports_own(runs):
+    """--baseline-artefact naming another file (the run's fp32 file for its int8 one) was benched and
+    gated as if it were the report's; without --rebench it was ignored."""
+    from tests.conftest import assert_user_error
+
+    other = runs["base"] / "artefacts" / "student-fp32.tflite"
+    assert_user_error(gate("-b", runs["base"], "-c", runs["seed1"], "--rebench", "--baseline-artefact", other,
+                           "--check", "latency.host max-increase 10%"),
+                      f"{other} is", "but the baseline report's student-int8.tflite is", "not the file it evaluated")
+    assert_user_error(gate("-b", runs["base"], "-c", runs["seed1"], "--candidate-artefact", other),
+                      "--candidate-artefact only tells --rebench where a file is")
+
+
 def test_reports_evaluated_on_different_data_are_refused(runs, tmp_path):
     report = json.loads((runs["seed1"] / "report.json").read_text())
     report["data"]["test_set_hash"] = "0" * 16  # as if evaluated on another held-out set
