@@ -89,6 +89,22 @@ def test_reference_is_compact_and_round_trips(shipped):
     assert shipped["reference"].stat().st_size < 300 * 1024
 
 
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda r: r.observation.predicted.__setitem__(0, 99), "predictions of class 99 but names"),
+    (lambda r: r.observation.statistics["brightness"].__setitem__(0, np.nan), "NaN or infinite statistics"),
+])
+def test_a_hand_edited_reference_is_malformed_not_drift(shipped, tmp_path, damage, fragment):
+    """A reference predicting class 99 of its 4, or holding a NaN statistic, was compared and reported
+    DRIFT (exit 1) instead of named as the broken file it is (exit 2)."""
+    from edgecv.errors import DriftError
+
+    reference = load_reference(shipped["reference"])
+    damage(reference)
+    save_reference(tmp_path / REFERENCE_FILE, reference)
+    with pytest.raises(DriftError, match=fragment):
+        load_reference(tmp_path / REFERENCE_FILE)
+
+
 def test_a_reference_without_an_embedding_still_works_and_says_what_it_misses(shipped, tmp_path):
     reference = load_reference(shipped["reference"])
     reference.embedding = None  # as edgecv wrote them before it stored one

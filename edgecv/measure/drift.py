@@ -289,6 +289,13 @@ def load_reference(path) -> Reference:
         PreprocessSpec.from_dict(header["preprocessing"])
     except (KeyError, TypeError, ValueError, DataError) as e:
         raise DriftError(f"{path} is malformed: no usable preprocessing ({e}); {rebuild}") from None
+    names = header.get("class_names") or []
+    if names and (obs.predicted.min() < 0 or obs.predicted.max() >= len(names)):
+        raise DriftError(f"{path} is malformed: it records predictions of class {int(obs.predicted.max())} but names "
+                         f"{len(names)} classes; {rebuild}")
+    arrays = [*obs.statistics.values(), obs.channel_means, *([] if embedding is None else [embedding.reference])]
+    if not all(np.isfinite(a).all() for a in arrays):  # read as a shift: a NaN statistic tested as drift
+        raise DriftError(f"{path} is malformed: it holds NaN or infinite statistics; {rebuild}")
     if embedding is not None and (embedding.basis.shape[1:] != (THUMBNAIL ** 2,) or embedding.mean.shape != (THUMBNAIL ** 2,)
                                   or embedding.reference.shape[1:] != embedding.basis.shape[:1]):
         raise DriftError(f"{path} is malformed: its embedding arrays do not fit together; {rebuild}")
