@@ -255,9 +255,16 @@ def check_reference_out(out: Path, inputs: dict[str, Path]) -> None:
     for what, given in inputs.items():
         if out.exists() and Path(given).exists() and out.resolve() == Path(given).resolve():
             raise OutputError(f"--out {out} is the {what} itself; give the reference another file name")
-    if out.is_file() and not (zipfile.is_zipfile(out) and "header.npy" in zipfile.ZipFile(out).namelist()):
+    if out.is_file() and not _is_reference(out):
         raise OutputError(f"--out {out} is a file that is not a drift reference, which edgecv does not write over; "
                           "give another file name")
+
+
+def _is_reference(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return "header.npy" in z.namelist()
 
 
 def load_reference(path) -> Reference:

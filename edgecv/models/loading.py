@@ -152,16 +152,19 @@ def input_scaling_layers(model) -> list:
     return found
 
 
-def scaling_factor(layers: list) -> float:
-    """How much the layers scale their input, over channels: a Rescaling's scale, a Normalization's
-    1 / std, multiplied (Keras 2 or 3 layers)."""
-    factor = 1.0
-    for layer in layers:
-        if type(layer).__name__ == "Rescaling":
-            factor *= float(np.mean(np.abs(np.asarray(layer.scale, np.float32))))
-        else:
-            factor /= float(np.mean(np.sqrt(np.maximum(np.asarray(layer.variance, np.float32), 1e-12))))
-    return factor
+def scaling_affine(layer) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, offset), one value or one per channel, that a Rescaling or Normalization layer (Keras 2
+    or 3) applies to its input: a Normalization's 1 / std and -mean / std."""
+    if type(layer).__name__ == "Rescaling":
+        return np.asarray(layer.scale, np.float32), np.asarray(layer.offset, np.float32)
+    std = np.maximum(np.sqrt(np.reshape(np.asarray(layer.variance, np.float32), -1)), tf_keras().backend.epsilon())
+    return 1.0 / std, -np.reshape(np.asarray(layer.mean, np.float32), -1) / std
+
+
+def scaling_factor(scale) -> float:
+    """How much a model's own input layers scale pixels: the mean |scale| over channels of their
+    composed affine (a teacher's `input_scaling_layers`, a user student's lifted channel_scale)."""
+    return float(np.mean(np.abs(np.asarray(scale, np.float32))))
 
 
 RAW_FACTOR_BELOW = (4 / 255) ** 0.5  # 0.125: see takes_raw_pixels
@@ -187,11 +190,14 @@ def resolve_normalization(normalization: str, model: LoadedModel) -> tuple[str, 
     if not layers:
         return "unit", "pixels in [0, 1], as no Rescaling or Normalization layer is at its input" + (
             " (a SavedModel's layers are not known)" if model.framework == "saved_model" else "")
-    factor = scaling_factor(layers)
+    scale = np.float32(1.0)
+    for layer in layers:
+        scale = scale * scaling_affine(layer)[0]
+    factor = scaling_factor(scale)
+    raw = takes_raw_pixels(factor)
     names = ", ".join(f"{type(layer).__name__} '{layer.name}'" for layer in layers)
-    return ("raw" if takes_raw_pixels(factor) else "unit"), (
-        f"pixels in [{'0, 255' if takes_raw_pixels(factor) else '0, 1'}], as its own {names} at its input "
-        f"scale{'s' if len(layers) == 1 else ''} them by {factor:.3g}")
+    return ("raw" if raw else "unit"), (f"pixels in [{'0, 255' if raw else '0, 1'}], as its own {names} at its "
+                                        f"input scale{'s' if len(layers) == 1 else ''} them by {factor:.3g}")
 
 
 def augmentation_as_identity(model) -> list:

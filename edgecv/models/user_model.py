@@ -8,7 +8,7 @@ import numpy as np
 
 from edgecv.errors import ModelError
 from edgecv.models.graph import consumers, rebuild
-from edgecv.models.loading import layer_activation, scoring_layer
+from edgecv.models.loading import layer_activation, scaling_affine, scaling_factor, scoring_layer
 from edgecv.tfcompat import keras, tf
 
 # Raw TensorFlow ops wrapped as layers: tfmot can neither clone nor quantize them.
@@ -24,6 +24,11 @@ class UserModel:
     flattened: list[str]
     # (layer, "softmax" | "sigmoid") whose activation was taken off, so the student gives logits; None: it did already
     activation_removed: tuple[str, str] | None = None
+
+    @property
+    def input_factor(self) -> float | None:
+        """How much its lifted input layers scaled pixels (loading.scaling_factor); None: none lifted."""
+        return scaling_factor(self.channel_scale) if self.lifted else None
 
 
 def prepare_user_model(model, num_classes: int, batchnorm_momentum: float | None = None) -> UserModel:
@@ -122,12 +127,7 @@ def _lift_input_scaling(model):
         if len(nodes) != 1 or not isinstance(nodes[0].layer, (K.layers.Rescaling, K.layers.Normalization)):
             break
         layer = nodes[0].layer
-        if isinstance(layer, K.layers.Rescaling):
-            a, b = np.float32(layer.scale), np.float32(layer.offset)
-        else:
-            std = np.maximum(np.sqrt(np.reshape(layer.variance.numpy(), -1)), K.backend.epsilon())
-            mean = np.reshape(layer.mean.numpy(), -1)
-            a, b = 1.0 / std, -mean / std
+        a, b = scaling_affine(layer)
         scale, offset = scale * a, offset * a + b
         lifted.append(layer.name)
         tensor = nodes[0].outputs if not isinstance(nodes[0].outputs, list) else nodes[0].outputs[0]

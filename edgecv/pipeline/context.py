@@ -139,7 +139,7 @@ class RunContext:
             if normalization == "auto":  # a model that scales its own input as from [0, 255] takes pixels as they are
                 from edgecv.models.loading import takes_raw_pixels
 
-                raw = user.lifted and takes_raw_pixels(float(np.mean(np.abs(user.channel_scale))))
+                raw = user.input_factor is not None and takes_raw_pixels(user.input_factor)
                 normalization = "raw" if raw else "unit"
             spec = PreprocessSpec(h, w, c, normalization, user.channel_scale, user.channel_offset)
             _check_not_scaled_twice(spec, user.lifted)

@@ -126,9 +126,8 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
             console.print(f"[yellow]warning:[/yellow] {text}" if kind == "warning" else f"  {text}", highlight=False)
 
     if user and s["normalization"] == "auto":
-        factor = float(np.mean(np.abs(user.channel_scale))) if user.lifted else None
         scaled_by = (f"its own layer{'s' if len(user.lifted) > 1 else ''} {', '.join(user.lifted)} "
-                     f"scale{'' if len(user.lifted) > 1 else 's'} it by {factor:.3g}"
+                     f"scale{'' if len(user.lifted) > 1 else 's'} it by {user.input_factor:.3g}"
                      if user.lifted else "no scaling layer at its input")
         console.print(f"  student input: {ctx.student_spec.normalization} (student.normalization=auto: {scaled_by})",
                       highlight=False)
