@@ -622,8 +622,8 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
       edgecv gate -b ci/baseline.json -c runs/exp2 --json - | jq .passed
     """
     from edgecv.fileio import check_outputs, check_writable_file, json_text, output_errors, write_bytes_atomic
-    from edgecv.gate import (checks_from_recipe, load_report, render_json, render_junit, render_markdown,
-                             render_table, run_gate)
+    from edgecv.gate import (checks_from_recipe, first_baseline, load_report, render_json, render_junit,
+                             render_markdown, render_table, run_gate)
     from edgecv.gate.render import details, verdict
     from edgecv.report.loader import REPORT_JSON
 
@@ -639,25 +639,26 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
     out = wide(Console(stderr=piped))  # the verdict is the output: stdout (unless a file goes there), wide for a CI log
     cand = load_report(candidate)
     candidate_file = candidate / REPORT_JSON if candidate.is_dir() else candidate
-    if update_baseline and not baseline.exists():
-        with output_errors(baseline, "--baseline"):
-            write_bytes_atomic(baseline, candidate_file.read_bytes())
-        out.print(f"No baseline yet: wrote {candidate_file} to {baseline}")
-        return
-    base = load_report(baseline)
     gates = cand["recipe"].get("gates", {}) if isinstance(cand.get("recipe"), dict) else {}
     artefact = artefact or gates.get("artefact")
+    checks = list(checks) or checks_from_recipe(cand.get("recipe"))
+    alpha = alpha if alpha is not None else gates.get("alpha", 0.05)
     measured = None
     given = [f"--{side}-artefact" for side, path in (("baseline", baseline_artefact), ("candidate", candidate_artefact))
              if path is not None]
     if given and not rebench:  # it names the file --rebench measures, and nothing else reads it
         raise EdgecvError(f"{' and '.join(given)} only tell{'s' if len(given) == 1 else ''} --rebench where a file "
                           "is; add --rebench or leave it out")
-    if rebench:
-        measured = _rebench(base, cand, baseline, candidate, artefact, threads, baseline_artefact, candidate_artefact)
-    result = run_gate(base, cand, list(checks) or checks_from_recipe(cand.get("recipe")), artefact=artefact,
-                      alpha=alpha if alpha is not None else gates.get("alpha", 0.05), rebench=measured)
-    print_table(out, render_table(result))
+    if update_baseline and not baseline.exists():  # the first run of a CI job: its outputs are written all the same
+        result = first_baseline(cand, checks, baseline, artefact=artefact, alpha=alpha)
+    else:
+        base = load_report(baseline)
+        if rebench:
+            measured = _rebench(base, cand, baseline, candidate, artefact, threads, baseline_artefact,
+                                candidate_artefact)
+        result = run_gate(base, cand, checks, artefact=artefact, alpha=alpha, rebench=measured)
+    if result.checks:  # none: a first baseline, said in its note
+        print_table(out, render_table(result))
     for line in details(result):
         out.print(line, markup=False, highlight=False)
     for note in result.notes:
@@ -667,9 +668,11 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
                       (markdown_path, "--markdown", lambda: render_markdown(result)),
                       (json_path, "--json", lambda: json_text({**render_json(result), "rebench": measured})))
     if update_baseline:
+        first = not baseline.exists()
         with output_errors(baseline, "--baseline"):
             write_bytes_atomic(baseline, candidate_file.read_bytes())
-        out.print(f"Baseline updated: {baseline} is now {candidate_file} (the verdict above was not enforced)")
+        out.print(f"No baseline yet: wrote {candidate_file} to {baseline}" if first else
+                  f"Baseline updated: {baseline} is now {candidate_file} (the verdict above was not enforced)")
         return
     sys.exit(0 if result.passed else 1)
 

@@ -64,6 +64,21 @@ def test_gate_update_baseline_below_a_file(tmp_path):
     assert (tmp_path / "plain").read_text() == "keep"
 
 
+def test_a_first_baseline_still_writes_every_ci_output(tmp_path):
+    """`--update-baseline` with no baseline yet wrote no --json/--junit/--markdown file, so a CI job's first
+    run had no test report to upload (and a junit step that requires one failed)."""
+    cand = write_report(tmp_path / "cand.json", report())
+    baseline = tmp_path / "ci" / "baseline.json"
+    outs = {"--json": tmp_path / "gate.json", "--junit": tmp_path / "gate.xml", "--markdown": tmp_path / "gate.md"}
+    proc = run_cli("gate", "-b", baseline, "-c", cand, *PASSING, "--update-baseline",
+                   *(a for option, path in outs.items() for a in (option, path)))
+    assert proc.returncode == 0, proc.stderr
+    assert baseline.read_bytes() == cand.read_bytes() and "No baseline yet" in proc.stdout
+    verdict = json.loads(outs["--json"].read_text())
+    assert verdict["passed"] and verdict["checks"] == [] and "no baseline yet" in verdict["notes"][0]
+    assert 'name="baseline"' in outs["--junit"].read_text() and "no baseline yet" in outs["--markdown"].read_text()
+
+
 def test_gate_writes_good_outputs_and_exits_0(tmp_path):
     base = write_report(tmp_path / "base.json", report())
     proc = run_cli("gate", "-b", base, "-c", base, *PASSING, "--junit", tmp_path / "out" / "gate.xml",
@@ -275,11 +290,16 @@ def _labels_as_text(rep):
     rep["data"]["test_labels"] = ["0", "1"]
 
 
+def _stage_as_text(rep):
+    rep["stages"]["distill"] = "done"
+
+
 @pytest.mark.parametrize("mangle, fragment", [
     (_string_top1, 'metrics.top1 is "0.9278" (text), not a number in [0, 1]'),
     (_no_metrics, "has no metrics"),
     (_no_artefacts, "no evaluated artefacts"),
     (_labels_as_text, "data.test_labels"),
+    (_stage_as_text, 'stages.distill is "done" (text), not an object'),  # was "AttributeError: 'str' object ..."
 ])
 def test_gate_and_report_refuse_the_same_malformed_report(tmp_path, mangle, fragment):
     good = write_report(tmp_path / "good.json", report())

@@ -329,6 +329,31 @@ def test_malformed_reports_are_errors(mangle, fragment):
         run_gate(base, mangle(cand), ["top1 max-drop 0.5"])
 
 
+def test_a_class_past_the_class_names_is_a_malformed_report_not_a_regression():
+    """Class 99 of 3 in the predictions was scored as a wrong prediction: exit 1, a regression, for a
+    hand-edited or mixed-up report."""
+    base, cand = pair()
+    cand["artefacts"][1]["predictions"][3] = 99
+    with pytest.raises(GateError, match=r"predictions holds class 99, but data.class_names names 3 classes \(0 to 2\)"):
+        run_gate(base, cand, ["top1 max-drop 0.5"])
+    base["data"]["test_labels"][0] = 3
+    with pytest.raises(GateError, match="data.test_labels holds class 3"):
+        run_gate(base, pair()[1], ["top1 max-drop 0.5"])
+
+
+def test_a_first_baseline_is_a_passing_verdict_with_nothing_compared():
+    from edgecv.gate import first_baseline, render_junit, render_markdown
+
+    result = first_baseline(pair()[1], ["top1 max-drop 0.5"], "ci/baseline.json")
+    assert result.passed and result.checks == [] and result.artefact == {"baseline": "none",
+                                                                        "candidate": "student-int8.tflite"}
+    assert "no baseline yet" in result.notes[0] and "ci/baseline.json" in result.notes[0]
+    xmlschema.XMLSchema(JUNIT_XSD).validate(render_junit(result))
+    assert 'tests="1"' in render_junit(result) and "| check |" not in render_markdown(result)
+    with pytest.raises(GateError, match="bad check"):  # a typo fails the first run, not the second
+        first_baseline(pair()[1], ["top1 max-dorp 0.5"], "ci/baseline.json")
+
+
 def test_predictions_of_the_wrong_length_are_an_error():
     base, cand = pair()
     cand["artefacts"][1]["predictions"].pop()

@@ -5,12 +5,14 @@ Pure logic on report dicts (numpy, rich and the standard library only; no Tensor
 runs on a CI box or a device.
 """
 from edgecv.gate.checks import Check, checks_from_recipe, parse_check, parse_checks
-from edgecv.gate.evaluate import CheckResult, GateResult, gated_artefacts, load_report, run_gate, validate_report
+from edgecv.gate.evaluate import (CheckResult, GateResult, first_baseline, gated_artefacts, load_report, run_gate,
+                                  validate_report)
 from edgecv.gate.render import render_json, render_junit, render_markdown, render_table
 from edgecv.gate.stats import PairedTest, drop_ci, mcnemar_p, paired_standard_error, paired_test
 
 __all__ = [
-    "Check", "CheckResult", "GateResult", "PairedTest", "checks_from_recipe", "drop_ci", "gated_artefacts", "load_report", "mcnemar_p",
-    "paired_standard_error", "paired_test", "parse_check", "parse_checks", "render_json", "render_junit", "render_markdown",
-    "render_table", "run_gate", "validate_report",
+    "Check", "CheckResult", "GateResult", "PairedTest", "checks_from_recipe", "drop_ci", "first_baseline",
+    "gated_artefacts", "load_report", "mcnemar_p", "paired_standard_error", "paired_test", "parse_check",
+    "parse_checks", "render_json", "render_junit", "render_markdown", "render_table", "run_gate",
+    "validate_report",
 ]

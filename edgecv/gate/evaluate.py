@@ -89,12 +89,31 @@ def run_gate(baseline: dict, candidate: dict, checks: list[str], *, artefact: st
         raise GateError(f"alpha must be between 0 and 1, not {alpha}")
     gate = _Gate(validate_report(baseline, "the baseline report"), validate_report(candidate, "the candidate report"),
                  artefact, alpha, rebench)
+    results = [gate.evaluate(c) for c in gate.expand(_parsed_checks(checks))]
+    return GateResult(results, {s: gate.art[s]["name"] for s in SIDES}, alpha, gate.notes)
+
+
+def _parsed_checks(checks: list[str]) -> list:
     parsed = parse_checks(checks)
     if not parsed:
         raise GateError("no checks to run: pass --check (e.g. --check 'top1 max-drop 0.5') or list them under "
                         "gates.checks in the recipe")
-    results = [gate.evaluate(c) for c in gate.expand(parsed)]
-    return GateResult(results, {s: gate.art[s]["name"] for s in SIDES}, alpha, gate.notes)
+    return parsed
+
+
+def first_baseline(candidate: dict, checks: list[str], baseline_path, *, artefact: str | None = None,
+                   alpha: float = 0.05) -> GateResult:
+    """The verdict of `--update-baseline` when there is no baseline yet: no check compared, the candidate
+    becoming the baseline said in a note. The checks and the artefact are still read, so a typo in them is
+    exit 2 on the first run, not on the second."""
+    if not 0 < alpha < 1:
+        raise GateError(f"alpha must be between 0 and 1, not {alpha}")
+    candidate = validate_report(candidate, "the candidate report")
+    _parsed_checks(checks)
+    name = _pick_artefacts({"baseline": candidate, "candidate": candidate}, artefact, [])["candidate"]["name"]
+    return GateResult([], {"baseline": "none", "candidate": name}, alpha,
+                      [f"no baseline yet: the candidate report becomes the baseline at {baseline_path}; nothing was "
+                       "compared"])
 
 
 def gated_artefacts(baseline: dict, candidate: dict, artefact: str | None = None) -> dict:

@@ -61,8 +61,9 @@ def _md(text: str) -> str:
 
 
 def render_markdown(result: GateResult) -> str:
-    lines = [f"## edgecv gate: {verdict(result)}", "", _md(_summary(result)), "",
-             "| " + " | ".join(HEADER) + " |", "|---|--:|--:|--:|---|---|---|"]
+    lines = [f"## edgecv gate: {verdict(result)}", "", _md(_summary(result)), ""]
+    if result.checks:
+        lines += ["| " + " | ".join(HEADER) + " |", "|---|--:|--:|--:|---|---|---|"]
     for c in result.checks:
         cells = [_md(s) for s in _cells(c)]
         cells[-1] += f"<br><sub>{_md(c.method)}</sub>"
@@ -77,6 +78,8 @@ def render_junit(result: GateResult, *, timestamp: datetime | None = None, hostn
     cases = [JUnitCase(c.name, f"{c.detail}\nmethod: {c.method}", None if c.passed else c.detail,
                        f"baseline {format_value(c.baseline, c.unit)}, candidate {format_value(c.candidate, c.unit)}, "
                        f"limit {c.limit}\nmethod: {c.method}") for c in result.checks]
+    if not cases:  # a first baseline: one passing case, as CI servers read a suite without any as a broken run
+        cases = [JUnitCase("baseline", "\n".join(result.notes))]
     properties = (("baseline_artefact", result.artefact["baseline"]),
                   ("candidate_artefact", result.artefact["candidate"]), ("alpha", f"{result.alpha:g}"))
     return junit_xml("edgecv gate", "edgecv.gate", cases, properties, result.notes, failure_type="regression",

@@ -71,17 +71,38 @@ def _problem(report: dict) -> str | None:
         if found:
             return found
     data = report.get("data") or {}
-    checks = [(_get(report, "recipe.gates"), "recipe.gates", dict),
+    stages = report.get("stages") or {}
+    checks = [(_get(report, "recipe.gates"), "recipe.gates", dict), (_get(report, "recipe.name"), "recipe.name", str),
               (data.get("class_names"), "data.class_names", _strings),
               (data.get("test_labels"), "data.test_labels", _indices),
               (data.get("test_samples"), "data.test_samples", _count),
               (_get(report, "teacher.metrics"), "teacher.metrics", dict),
               (_get(report, "teacher.metrics.top1"), "teacher.metrics.top1", _fraction)]
+    for name, stage in stages.items():  # each stage's status and result, as the report's tables read them
+        checks += [(stage, f"stages.{name}", dict), (_get(stage, "result"), f"stages.{name}.result", dict),
+                   (_get(stage, "status"), f"stages.{name}.status", str)]
     for side in ("student", "teacher"):
         spec = _get(report, f"preprocessing.{side}")
         checks.append((spec, f"preprocessing.{side}", dict))
         checks += [(_get(spec, k), f"preprocessing.{side}.{k}", _count) for k in ("height", "width", "channels")]
-    return next((_wrong(value, where, kind) for value, where, kind in checks if _bad(value, kind)), None)
+    return (next((_wrong(value, where, kind) for value, where, kind in checks if _bad(value, kind)), None)
+            or _class_index_problem(report))
+
+
+def _class_index_problem(report: dict) -> str | None:
+    """A test label or prediction past data.class_names (class 99 of 10): a hand-edited or mixed-up report,
+    which gate would otherwise score as a wrong prediction and fail as a regression."""
+    data = report.get("data") or {}
+    names = data.get("class_names")
+    if not isinstance(names, list):
+        return None
+    lists = [("data.test_labels", data.get("test_labels"))]
+    lists += [(f"artefact '{art['name']}': predictions", art.get("predictions")) for art in report["artefacts"]]
+    for where, indices in lists:
+        if indices and max(indices) >= len(names):
+            return (f"{where} holds class {max(indices)}, but data.class_names names {len(names)} classes "
+                    f"(0 to {len(names) - 1})")
+    return None
 
 
 def _artefact_problem(art, where: str) -> str | None:
