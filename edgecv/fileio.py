@@ -90,8 +90,24 @@ INPUT_SUFFIXES = {".tflite", ".keras", ".h5", ".hdf5", ".onnx", ".bin", ".pb", "
                   ".png", ".jpg", ".jpeg"}
 
 
+# the JSON files of a run directory (the one holding state.json) that edgecv reads back: gate, report,
+# export RUN and --resume would find the command's output in their place
+RUN_FILES = ("report.json", "state.json")
+ARTEFACT_SUFFIXES = (".tflite", ".xml", ".onnx", ".keras")  # the artefacts with a metadata JSON beside them
+
+
 def _check_not_an_input(path, option: str) -> None:
-    suffix = Path(path).suffix.lower() if path is not None else ""
+    if path is None:
+        return
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if path.name in RUN_FILES and (path.parent / "state.json").is_file():
+        raise OutputError(f"{option} {path}: that is the run's own {path.name}, which edgecv reads back (gate, "
+                          "report, --resume); give another file name, such as result.json")
+    stem = path.with_suffix("")
+    if suffix == ".json" and stem.suffix.lower() in ARTEFACT_SUFFIXES and stem.is_file():
+        raise OutputError(f"{option} {path}: that is the metadata of {stem.name}, which eval, bench and drift read "
+                          f"to run it; give another file name, such as {stem.stem}-result.json")
     if suffix in INPUT_SUFFIXES:
         fitting = {"--json": ".json", "--junit": ".xml", "--markdown": ".md"}.get(option, ".txt")
         raise OutputError(f"{option} {path}: edgecv does not write over a {suffix} file (a model, data or profile "

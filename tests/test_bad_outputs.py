@@ -79,6 +79,25 @@ def test_a_first_baseline_still_writes_every_ci_output(tmp_path):
     assert 'name="baseline"' in outs["--junit"].read_text() and "no baseline yet" in outs["--markdown"].read_text()
 
 
+def test_json_never_replaces_a_runs_own_files_or_a_sidecar(tmp_path):
+    """`--json` wrote over a run's report.json or state.json (gate, report and --resume read them back) and
+    over an artefact's metadata (eval then could not read the artefact)."""
+    run = tmp_path / "run"
+    rep = write_report(run / "report.json", report())
+    (run / "state.json").write_text("{}")
+    model = tmp_path / "m.tflite"
+    model.write_bytes(build_small_cnn())
+    (tmp_path / "m.tflite.json").write_text("{}")
+    kept = {p: p.read_bytes() for p in (rep, run / "state.json", tmp_path / "m.tflite.json")}
+    assert_user_error(run_cli("gate", "-b", rep, "-c", rep, *PASSING, "--json", rep), "the run's own report.json")
+    assert_user_error(run_cli("recipes", "list", "--json", run / "state.json"), "the run's own state.json")
+    assert_user_error(run_cli("profile", model, "-D", "rpi4", "--json", tmp_path / "m.tflite.json"),
+                      "that is the metadata of m.tflite", "m-result.json")
+    assert all(p.read_bytes() == b for p, b in kept.items())
+    elsewhere = run_cli("recipes", "list", "--json", tmp_path / "report.json")  # not a run directory: a free name
+    assert elsewhere.returncode == 0 and json.loads((tmp_path / "report.json").read_text())
+
+
 def test_gate_writes_good_outputs_and_exits_0(tmp_path):
     base = write_report(tmp_path / "base.json", report())
     proc = run_cli("gate", "-b", base, "-c", base, *PASSING, "--junit", tmp_path / "out" / "gate.xml",
