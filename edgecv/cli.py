@@ -385,8 +385,11 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, benc
     """
     from edgecv.fileio import check_writable_dir, to_stdout
 
+    from edgecv.measure.bench import check_settings
+
     if runs is not None and duration is not None:
         raise click.UsageError("give --runs or --duration, not both")
+    check_settings(warmup, runs, duration)
     fleet = len(remote) > 1
     if device_ids and len(device_ids) != max(1, len(remote)):
         raise EdgecvError(f"give one --device per --remote, in the same order ({len(remote)} --remote, "
@@ -414,8 +417,9 @@ def bench_cmd(artefact, threads, warmup, runs, duration, json_path, remote, benc
         raise EdgecvError("--benchmark-model is for --remote adb://SERIAL (an Android phone); a local or ssh:// bench "
                           "uses edgecv's own runtime")
     if remote:
-        from edgecv.measure.remote import bench_fleet
+        from edgecv.measure.remote import bench_fleet, check_ssh_settings
 
+        check_ssh_settings(ssh_identity, tuple(ssh_options))
         settings = {"threads": threads, "warmup": warmup, "runs": runs, "duration": duration}
         targets = list(zip(remote, profiles or [None] * len(remote)))
         with console.status(f"benching {artefact.name} on {', '.join(remote)}"):
@@ -466,7 +470,9 @@ def _fleet_done(results: list[dict], failures: list[dict], json_dir: Path | None
     print_table(console, table)
     for f in failures:
         console.print(f"[red]✗ {f['device'] or f['target']}: not measured[/red]: {f['error']}", highlight=False)
-    if json_dir:
+    if json_dir and not results:
+        console.print(f"Nothing written to {json_dir}: no device was measured")
+    elif json_dir:
         json_dir.mkdir(parents=True, exist_ok=True)
         for result in results:
             path = json_dir / f"{result['device']}.json"
@@ -507,6 +513,9 @@ def print_bench(result: dict) -> None:
     if result.get("percentiles"):  # adb's benchmark_model: no per-run times
         console.print(f"percentiles: {result['percentiles']}", highlight=False)
     for r in result["results"]:
+        if r.get("stopped_at_max_runs"):
+            console.print(f"{r['threads']} threads: stopped at {r['stopped_at_max_runs']:,} runs, before --duration "
+                          "ended (every run's time is kept, so the runs are capped)", highlight=False)
         if r.get("xnnpack"):
             console.print(f"{r['threads']} threads: XNNPACK took {'the whole graph' if r['xnnpack']['graph'] == 'all' else 'part of the graph'}"
                           + (f" ({r['xnnpack']['delegate_kernels']} delegate kernels)" if r['xnnpack']['delegate_kernels'] else ""),

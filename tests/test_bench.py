@@ -58,6 +58,28 @@ def test_bench_duration_and_bad_arguments(model, tmp_path):
     assert unknown.exit_code == 2 and "rpi4" in unknown.output  # the known IDs are listed
 
 
+@pytest.mark.parametrize("args, fragment", [
+    (["--runs", "1000000"], "--runs must be from 1 to 100,000"),
+    (["--duration", "1e300"], "--duration must be seconds above 0 and at most 3600"),
+    (["--warmup", "10000000"], "--warmup must be from 0 to 100,000"),
+    (["--remote", "ssh://pi@127.0.0.1:1", "--ssh-identity", "no-such-key"], "--ssh-identity no-such-key: no such file"),
+    (["--remote", "ssh://pi@127.0.0.1:1", "--ssh-option", "StrictHostKeyChecking"], "--ssh-option takes KEY=VALUE"),
+])
+def test_bench_settings_out_of_range_are_refused_before_anything_runs(model, args, fragment):
+    """--runs 10^6 kept every run's time in memory, --duration 1e300 was silently cut at the run cap, and a
+    mistyped ssh option came back as one unreachable board per --remote."""
+    result = invoke("bench", model, *args)
+    assert result.exit_code == 2 and fragment in result.output, result.output
+
+
+def test_a_fleet_where_no_board_answers_writes_no_folder(model, tmp_path):
+    out = tmp_path / "fleet"
+    result = invoke("bench", model, "--remote", "ssh://pi@127.0.0.1:1", "--device", "rpi4", "--remote",
+                    "ssh://pi@127.0.0.1:1", "--device", "rpi5", "--json", out)
+    assert result.exit_code == 1 and "rpi4: not measured" in result.output
+    assert "Nothing written to" in result.output and "Written" not in result.output and not out.exists()
+
+
 def test_second_opinion_times_the_file_with_litert_benchmark_too(model, tmp_path):
     """The real litert-benchmark script ai-edge-litert installs, as many runs per thread count."""
     out = tmp_path / "bench.json"
@@ -228,6 +250,8 @@ def test_profile_prefers_measured_and_refuses_mismatches(model, tmp_path):
     assert wrong.exit_code == 2 and "different file" in wrong.output
     unknown = invoke("profile", model, "--device", "rpi3")
     assert unknown.exit_code == 2 and "unknown device 'rpi3'" in unknown.output and "jetson-nano" in unknown.output
+    folder = invoke("profile", model, "--device", "rpi4", "--measured", tmp_path)  # said "(IsADirectoryError)"
+    assert folder.exit_code == 2 and "(is a directory); give the file edgecv bench --json wrote" in folder.output
     text = invoke("profile", model, "--device", "pixel-4")
     assert text.exit_code == 0 and "estimated" in text.output and "CONV_2D" in text.output
 

@@ -79,8 +79,11 @@ def _measure(path: Path, threads: int, warmup: int, runs: int | None, duration: 
         call()
         times.append((time.perf_counter() - t0) * 1000)
         progress(len(times))
-    return {"threads": threads, "load_ms": load_ms, "first_inference_ms": first_ms, "warmup_runs": warmup,
-            "runs": len(times), **percentiles(times), "times_ms": [round(t, 6) for t in times]}, runner
+    row = {"threads": threads, "load_ms": load_ms, "first_inference_ms": first_ms, "warmup_runs": warmup,
+           "runs": len(times), **percentiles(times), "times_ms": [round(t, 6) for t in times]}
+    if duration is not None and len(times) == MAX_RUNS:  # the run cap, not --duration, ended it: said so
+        row["stopped_at_max_runs"] = MAX_RUNS
+    return row, runner
 
 
 def delegation_summary(d: dict | None) -> str | None:
@@ -95,6 +98,21 @@ def delegation_summary(d: dict | None) -> str | None:
             "hand-over; an int8 file with such ops can be slower than its float one)")
 
 
+MAX_DURATION_S = 3600.0  # per thread count: plenty for any bench; a typo such as 1e300 is refused, not run for ever
+
+
+def check_settings(warmup: int, runs: int | None, duration: float | None) -> None:
+    """--warmup, --runs and --duration in the range a bench can keep (every run's time is in the JSON),
+    checked before anything runs here or on a --remote device."""
+    if runs is not None and not 1 <= runs <= MAX_RUNS:
+        raise EdgecvError(f"--runs must be from 1 to {MAX_RUNS:,} (every run's time is kept), got {runs}")
+    if duration is not None and not (math.isfinite(duration) and 0 < duration <= MAX_DURATION_S):
+        raise EdgecvError(f"--duration must be seconds above 0 and at most {MAX_DURATION_S:g} (an hour per thread "
+                          f"count), got {duration}")
+    if not 0 <= warmup <= MAX_RUNS:
+        raise EdgecvError(f"--warmup must be from 0 to {MAX_RUNS:,}, got {warmup}")
+
+
 def bench_artefact(path, threads: list[int] | None = None, warmup: int = WARMUP_RUNS, runs: int | None = None,
                    duration: float | None = None, progress=lambda label, n: None) -> dict:
     """Measure `path` at each thread count (default: the runtime's default). Returns the bench
@@ -102,12 +120,7 @@ def bench_artefact(path, threads: list[int] | None = None, warmup: int = WARMUP_
     from edgecv.devices.host import machine_facts, read_throttled
 
     path = Path(path)
-    if runs is not None and runs < 1:
-        raise EdgecvError(f"--runs must be >= 1, got {runs}")
-    if duration is not None and not (math.isfinite(duration) and duration > 0):
-        raise EdgecvError(f"--duration must be a finite number of seconds > 0, got {duration}")
-    if warmup < 0:
-        raise EdgecvError("--warmup must be >= 0")
+    check_settings(warmup, runs, duration)
     throttled_before = read_throttled()
     results, runner = [], None
     for n in threads or [None]:

@@ -13,8 +13,10 @@ def load_bench(path) -> dict:
     path = Path(path)
     try:
         bench = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise EdgecvError(f"cannot read bench result '{path}' ({e.__class__.__name__}); write one with edgecv bench --json") from None
+    except (OSError, ValueError) as e:  # a folder, a missing file, or not JSON (a model given by mistake)
+        reason = (e.strerror or str(e)).lower() if isinstance(e, OSError) else "not JSON text"
+        raise EdgecvError(f"cannot read bench result '{path}' ({reason}); give the file edgecv bench --json "
+                          "wrote") from None
     if not isinstance(bench, dict) or bench.get("schema") != BENCH_SCHEMA:
         raise EdgecvError(f"'{path}' is not an edgecv bench result ({BENCH_SCHEMA}); write one with edgecv bench --json")
     problem = _bench_problem(bench)

@@ -49,6 +49,19 @@ def parse_target(url: str) -> SSHTarget:
     return SSHTarget(parts.username, parts.hostname, port)
 
 
+def check_ssh_settings(identity, options: tuple[str, ...]) -> None:
+    """--ssh-identity and --ssh-option checked before any device is contacted: with several --remote, a typo
+    would otherwise be one ssh failure per device, each reported as an unreachable board."""
+    if identity is not None and not Path(identity).is_file():
+        raise RemoteError(f"--ssh-identity {identity}: no such file; give the private key's path "
+                          "(e.g. ~/.ssh/id_ed25519)")
+    for option in options:
+        key, _, value = option.replace(" ", "=", 1).partition("=")
+        if not key.isalnum() or not value.strip():
+            raise RemoteError("--ssh-option takes KEY=VALUE, an ssh -o option such as "
+                              f"StrictHostKeyChecking=accept-new, got '{option}'")
+
+
 class SSHSession:
     """Commands over `ssh`; files travel through its stdin/stdout (`cat`), so a device needs no
     SFTP subsystem and every path goes through the same shell quoting."""
