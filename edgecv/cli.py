@@ -1136,47 +1136,72 @@ def recipes_list(json_path):
 @recipes.command("show")
 @click.argument("name")
 @click.option("--resolved", is_flag=True, help="show every key, with defaults filled in")
-def recipes_show(name, resolved):
+@json_option("the recipe with every key, defaults filled in")
+def recipes_show(name, resolved, json_path):
     """Print a recipe (shipped name or path).
 
-    Example: edgecv recipes show quickstart --resolved
+    \b
+    Examples:
+      edgecv recipes show quickstart --resolved
+      edgecv recipes show mobilenetv2-int8 --json - | jq .distill.epochs
     """
     import yaml
 
     from edgecv.pipeline.recipe import load_recipe, resolve_recipe_path
 
-    if resolved:
-        click.echo(yaml.safe_dump(load_recipe(name), sort_keys=False))
-    else:
-        load_recipe(name)  # validates
-        click.echo(resolve_recipe_path(name).read_text())
+    _check_json_output(json_path)
+    recipe = load_recipe(name)  # validates
+    if _json_instead(json_path, recipe):
+        return
+    click.echo(yaml.safe_dump(recipe, sort_keys=False) if resolved else resolve_recipe_path(name).read_text())
 
 
 @recipes.command("validate")
 @click.argument("path")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="check with these overrides applied")
-def recipes_validate(path, overrides):
-    """Check a recipe against the schema; exit 2 with the bad key named if it is wrong.
+@json_option("the verdict and notes")
+def recipes_validate(path, overrides, json_path):
+    """Check a recipe as `edgecv compress` does before it trains: every key against the schema, and the rules
+    between keys (e.g. an int8 format needs quantize.enabled); exit 2 with the problem named if it is wrong.
+    A format whose extra is not installed on this machine is a note, not an error.
 
-    Example: edgecv recipes validate recipes/mobilenetv2-int8.yaml
+    \b
+    Examples:
+      edgecv recipes validate recipes/mobilenetv2-int8.yaml
+      edgecv recipes validate my.yaml --set quantize.mode=ptq --json -
     """
-    from edgecv.pipeline.recipe import load_recipe
+    from edgecv.pipeline.recipe import load_recipe, resolve_recipe_path
+    from edgecv.pipeline.stages import check_recipe_consistency, missing_extras
 
-    load_recipe(path, list(overrides))
+    _check_json_output(json_path)
+    recipe = load_recipe(path, list(overrides))
+    check_recipe_consistency(recipe, extras=False)
+    notes = [f"on this machine, {line}" for line in missing_extras(recipe)]
+    if _json_instead(json_path, {"recipe": str(resolve_recipe_path(path)), "valid": True, "notes": notes}):
+        return
     click.echo(f"{path}: valid")
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
 
 
 @recipes.command("schema")
-def recipes_schema():
+@json_option("every key with its type, default and meaning")
+def recipes_schema(json_path):
     """Print every recipe key with its type, default and meaning.
 
-    Example: edgecv recipes schema
+    \b
+    Examples:
+      edgecv recipes schema
+      edgecv recipes schema --json - | jq '.[] | select(.key | startswith("prune."))'
     """
     from rich.text import Text
 
     from edgecv.pipeline.recipe import schema_reference
     from edgecv.report.terminal import print_table, text_table
 
+    _check_json_output(json_path)
+    if _json_instead(json_path, [dict(zip(("key", "type", "default", "meaning"), row)) for row in schema_reference()]):
+        return
     table = text_table("key", "type", "default", "meaning", prose=("type", "default", "meaning"))
     for row in schema_reference():
         table.add_row(*(Text(cell) for cell in row))  # plain text: "[cat, dog]" and "['unit', ...]" are not markup

@@ -46,6 +46,45 @@ def read_utf8(path, error: type, fix: str) -> str:
                     f"{fix}") from None
 
 
+def read_yaml(path, error: type, fix: str):
+    """The parsed YAML of `path`, or `error` naming where it is not valid YAML, or where a key is written
+    twice in one mapping (YAML keeps the last silently: a second `distill:` section would drop the first's
+    settings). OSError is the caller's."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping", node.start_mark, f"'{key}' is written twice (YAML would keep only "
+                        "the last)", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    try:
+        return yaml.load(read_utf8(path, error, fix), Loader=UniqueKeyLoader)
+    except yaml.YAMLError as e:
+        raise error(f"{path} is not valid YAML: {yaml_problem(e)}; {fix}") from None
+
+
+def yaml_problem(e) -> str:
+    """'line 3, column 5: <the parser's problem> (while <context> at line 2, column 1)', on one line."""
+    import yaml
+
+    def at(mark) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    if not isinstance(e, yaml.MarkedYAMLError) or e.problem_mark is None:
+        return " ".join(str(e).split())
+    text = f"{at(e.problem_mark)}: {e.problem}"
+    if e.context:
+        text += f" ({e.context}" + (f" at {at(e.context_mark)}" if e.context_mark is not None else "") + ")"
+    return " ".join(text.split())
+
+
 def write_bytes_atomic(path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

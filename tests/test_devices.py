@@ -206,6 +206,9 @@ def test_invalid_yaml(tmp_path):
     path.write_text("id: [unclosed\n")
     with pytest.raises(DeviceError, match="is not valid YAML"):
         load_profile(str(path))
+    path.write_text("id: bad\ncores: 4\ncores: 8\n")  # YAML would keep 8, silently
+    with pytest.raises(DeviceError, match="line 3, column 1: 'cores' is written twice"):
+        load_profile(str(path))
 
 
 def test_not_a_mapping():

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import yaml
 
@@ -87,6 +89,29 @@ def test_cli_validate_good_and_bad(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("student: [unclosed\n")
     assert_user_error(run_cli("recipes", "validate", broken), "not valid YAML")
+    assert_user_error(run_cli("recipes", "validate", tmp_path), "is a folder; give a recipe YAML file")
+
+
+def test_validate_applies_the_rules_between_keys_that_compress_applies(tmp_path):
+    """`recipes validate` said valid to recipes compress then refused before training (a CI lint step
+    passed a recipe the training job could not run)."""
+    assert_user_error(run_cli("recipes", "validate", "quickstart", "--set", "quantize.enabled=false"),
+                      "export.formats has tflite-int8 but quantize.enabled is false")
+    rising = tmp_path / "rising.yaml"
+    rising.write_text("prune:\n  initial_sparsity: 0.6\n  target_sparsity: 0.5\n")
+    assert_user_error(run_cli("recipes", "validate", rising), "prune.initial_sparsity 0.6 is above")
+    good = run_cli("recipes", "validate", "quickstart", "--json", "-")
+    assert good.returncode == 0 and json.loads(good.stdout)["valid"] is True
+
+
+def test_a_key_written_twice_is_refused_not_silently_dropped(tmp_path):
+    """YAML keeps the last of two equal keys: a second `distill:` section replaced the first's settings."""
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("distill:\n  epochs: 30\nprune:\n  enabled: false\ndistill:\n  temperature: 2\n")
+    assert_user_error(run_cli("recipes", "validate", twice), "line 5, column 1", "'distill' is written twice")
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("distill:\n  epochs: 30\n  epochs: 3\n")
+    assert_user_error(run_cli("recipes", "validate", nested), "'epochs' is written twice")
 
 
 def test_cli_recipes_list_json_and_show():

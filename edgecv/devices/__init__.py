@@ -16,7 +16,7 @@ from typing import Any, Iterable
 import yaml
 
 from edgecv.errors import DeviceError
-from edgecv.fileio import read_utf8
+from edgecv.fileio import read_yaml
 from edgecv.resources import shipped_dir
 
 KINDS = ("sbc", "jetson", "phone", "host")
@@ -325,11 +325,9 @@ def profile_ids() -> list[str]:
 def read_profile_yaml(path: Path) -> dict:
     """The validated dict of one profile file (the host template unfilled)."""
     try:
-        data = yaml.safe_load(read_utf8(path, DeviceError, "give a device profile YAML (edgecv devices new)"))
+        data = read_yaml(path, DeviceError, "fix the file, or give a device profile YAML (edgecv devices new)")
     except OSError as e:
         raise DeviceError(f"cannot read device profile {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise DeviceError(f"{path} is not valid YAML ({str(e).splitlines()[0]}); fix the file") from None
     validate_profile(data, str(path))
     if data["id"] != Path(path).stem:
         raise DeviceError(f"{path}: 'id' is {data['id']!r} but the file is named {Path(path).stem!r}; make them equal")

@@ -16,7 +16,7 @@ from edgecv.compress.strategy import HEARTBEAT_TIMEOUT_S, STRATEGIES
 from edgecv.data.preprocess import NORMALIZATIONS
 from edgecv.devices import load_profile
 from edgecv.errors import EdgecvError, RecipeError
-from edgecv.fileio import read_utf8
+from edgecv.fileio import read_yaml
 from edgecv.export.formats import FORMATS
 from edgecv.gate.checks import parse_check
 from edgecv.models.students import STUDENTS
@@ -336,32 +336,18 @@ def resolve_recipe_path(name_or_path: str) -> Path:
     if shipped.is_file():
         return shipped
     names = ", ".join(r.stem for r in list_recipes())
+    if p.is_dir():
+        raise RecipeError(f"recipe '{name_or_path}' is a folder; give a recipe YAML file or one of: {names}")
     raise RecipeError(f"recipe '{name_or_path}' not found; give a YAML path or one of: {names}")
 
 
 def load_raw(name_or_path: str, fix: str = "fix the recipe there") -> dict:
     """The recipe's mapping as written; `fix`: what the error tells the user to do when it is not one."""
     path = resolve_recipe_path(name_or_path)
-    try:
-        raw = yaml.safe_load(read_utf8(path, RecipeError, fix))
-    except yaml.YAMLError as e:
-        raise RecipeError(f"{path} is not valid YAML: {_yaml_problem(e)}; {fix}") from None
+    raw = read_yaml(path, RecipeError, fix)
     if raw is not None and not isinstance(raw, dict):
         raise RecipeError(f"{path} holds a {type(raw).__name__}, not a recipe (a mapping of sections); {fix}")
     return raw or {}
-
-
-def _yaml_problem(e: yaml.YAMLError) -> str:
-    """'line 3, column 5: <the parser's problem> (while <context> at line 2, column 1)', on one line."""
-    def at(mark) -> str:
-        return f"line {mark.line + 1}, column {mark.column + 1}"
-
-    if not isinstance(e, yaml.MarkedYAMLError) or e.problem_mark is None:
-        return " ".join(str(e).split())
-    text = f"{at(e.problem_mark)}: {e.problem}"
-    if e.context:
-        text += f" ({e.context}" + (f" at {at(e.context_mark)}" if e.context_mark is not None else "") + ")"
-    return " ".join(text.split())
 
 
 def load_recipe(name_or_path: str, overrides: list[str] = ()) -> dict:

@@ -449,11 +449,11 @@ STAGES: dict[str, Stage] = {
 }
 
 
-def check_recipe_consistency(recipe: dict) -> None:
-    """Cross-key rules the per-key schema cannot express, and the extras the chosen formats need
-    (checked before anything trains)."""
+def check_recipe_consistency(recipe: dict, extras: bool = True) -> None:
+    """Cross-key rules the per-key schema cannot express and, with `extras`, the extras the chosen formats
+    need on this machine (checked before anything trains; `recipes validate` lists those instead)."""
     from edgecv.errors import MissingExtraError
-    from edgecv.export.formats import FORMATS, missing_extra
+    from edgecv.export.formats import FORMATS
 
     from edgecv.models.pretrained import weights_problem
 
@@ -474,7 +474,14 @@ def check_recipe_consistency(recipe: dict) -> None:
             raise RecipeError(f"export.formats has {fmt} but quantize.enabled is false; enable quantize or drop {fmt}")
         if fmt == "onnx-int8" and recipe["quantize"]["mode"] != "qat":
             raise RecipeError("onnx-int8 is written from the QAT model; set quantize.mode=qat or export onnx")
-        extra = missing_extra(fmt)
-        if extra:
-            raise MissingExtraError(f'export.formats has {fmt}, which needs the "{extra}" extra; '
-                                    f'pip install "edgecv[{extra}]" or drop {fmt}')
+    for line in missing_extras(recipe) if extras else ():
+        raise MissingExtraError(line)
+
+
+def missing_extras(recipe: dict) -> list[str]:
+    """A line for each format in export.formats whose extra is not installed here."""
+    from edgecv.export.formats import missing_extra
+
+    return [f'export.formats has {fmt}, which needs the "{missing_extra(fmt)}" extra; pip install '
+            f'"edgecv[{missing_extra(fmt)}]" or drop {fmt}'
+            for fmt in recipe["export"]["formats"] if missing_extra(fmt)]
