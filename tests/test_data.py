@@ -279,6 +279,13 @@ def test_npz_source_and_missing_keys(tmp_path):
     np.savez(bad, x_train=x, y_train=y)
     with pytest.raises(DataError, match="lacks x_test, y_test"):
         load_dataset(str(bad))
+    one_hot = tmp_path / "one_hot.npz"  # Keras-style labels: flattened, they read as 3 labels per image
+    np.savez(one_hot, x_train=x[:30], y_train=np.eye(3, dtype=np.uint8)[y[:30]], x_test=x[30:], y_test=y[30:])
+    with pytest.raises(DataError, match=r"y_train has shape \(30, 3\), one-hot rows; .* save y_train.argmax\(axis=1\)"):
+        load_dataset(str(one_hot))
+    column = tmp_path / "column.npz"  # a (N, 1) column is one label per image
+    np.savez(column, x_train=x[:30], y_train=y[:30, None], x_test=x[30:], y_test=y[30:, None])
+    assert load_dataset(str(column)).num_classes == 3
 
 
 def test_preprocess_spec_resize_channels_normalization():

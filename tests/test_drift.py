@@ -105,6 +105,16 @@ def test_a_hand_edited_reference_is_malformed_not_drift(shipped, tmp_path, damag
         load_reference(tmp_path / REFERENCE_FILE)
 
 
+def test_a_file_that_is_not_an_npz_is_named_so(tmp_path):
+    """numpy read a text file as a pickle and the message talked of allow_pickle."""
+    from edgecv.errors import DriftError
+
+    (tmp_path / "notes.npz").write_text("hello")
+    with pytest.raises(DriftError, match="notes.npz is not a drift reference \\(not an .npz archive\\)") as e:
+        load_reference(tmp_path / "notes.npz")
+    assert "pickle" not in str(e.value)
+
+
 def test_a_reference_without_an_embedding_still_works_and_says_what_it_misses(shipped, tmp_path):
     reference = load_reference(shipped["reference"])
     reference.embedding = None  # as edgecv wrote them before it stored one

@@ -417,6 +417,10 @@ def _few(values) -> str:
 
 
 def _labels(y: np.ndarray, name: str, path: Path) -> np.ndarray:
+    if y.ndim == 2 and y.shape[1] > 1:  # flattened, it would read as shape[1] labels per image
+        kind = "one-hot" if np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all() else "per-class scores"
+        raise DataError(f"{path}: {name} has shape {y.shape}, {kind} rows; edgecv reads one class number per image: "
+                        f"save {name}.argmax(axis=1) instead")
     y = y.reshape(-1)
     if not np.issubdtype(y.dtype, np.integer):
         fractional = ~np.isfinite(y) | (y != np.round(y)) if np.issubdtype(y.dtype, np.number) else np.ones(y.shape, bool)

@@ -273,6 +273,8 @@ def load_reference(path) -> Reference:
     if not path.is_file():
         raise DriftError(f"drift reference {path} not found; pass a compress run directory or its "
                          f"stages/evaluate/{REFERENCE_FILE}")
+    if not zipfile.is_zipfile(path):  # numpy would try it as a pickle and talk of allow_pickle
+        raise DriftError(f"{path} is not a drift reference (not an .npz archive); {rebuild}")
     try:
         with np.load(path, allow_pickle=False) as z:
             header = json.loads(str(z["header"]))
