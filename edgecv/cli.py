@@ -809,7 +809,8 @@ def drift_cmd(run_or_reference, field, artefact, psi_warn, psi_alert, alpha, thr
 @click.option("--max-images", default=2000, show_default=True, help="class-balanced images it describes")
 @click.option("--seed", default=0, show_default=True, help="which images are drawn")
 @click.option("--threads", callback=_whole_numbers(local_cores=True), help="runtime threads [default: min(4, cores)]")
-def drift_reference_cmd(artefact, held_out, out, max_images, seed, threads):
+@json_option("what the reference holds (its header) and where it is")
+def drift_reference_cmd(artefact, held_out, out, max_images, seed, threads, json_path):
     """Build the drift reference of a model shipped without one (before edgecv stored it, or an
     artefact exported with `edgecv export`), from held-out images, as compress's evaluate stage
     does. Needs no TensorFlow: it can run on the device.
@@ -838,6 +839,7 @@ def drift_reference_cmd(artefact, held_out, out, max_images, seed, threads):
     out = out or artefact.parent / REFERENCE_FILE
     check_reference_out(out, {"artefact": artefact, "held-out data": Path(held_out)})
     check_writable_file(out, "--out")
+    _check_json_output(json_path)
     runner, meta = open_classifier(artefact, threads)
     held = load_field(held_out)
     split = held.images
@@ -853,6 +855,8 @@ def drift_reference_cmd(artefact, held_out, out, max_images, seed, threads):
     console.print(f"[green]✓[/green] drift reference of {artefact.name}: {reference.header['images']} images "
                   f"({labelled}), {out.stat().st_size / 1024:.0f} KB: {out}")
     console.print(f"next: edgecv drift {out} --artefact {artefact} --data FIELD")
+    _json_done(json_path, {"reference": str(out), "artefact": str(artefact), "size_bytes": out.stat().st_size,
+                           "labelled": held.labelled, "header": reference.header})
 
 
 def _drift_reference(run_or_reference: Path) -> tuple[Path, Path | None]:
@@ -874,7 +878,8 @@ def _drift_reference(run_or_reference: Path) -> tuple[Path, Path | None]:
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="RUN_DIR [RUN_DIR ...]")
 @click.option("--out", "-o", type=click.Path(path_type=Path),
               help="output folder [default: the run directory for one run, ./edgecv-comparison for several]")
-def report_cmd(runs, out):
+@json_option("the files written")
+def report_cmd(runs, out, json_path):
     """Render report.md and a self-contained report.html (figures embedded) from report.json.
 
     One run: its report is rendered again, into the run directory. Several runs: a comparison
@@ -891,6 +896,7 @@ def report_cmd(runs, out):
     from edgecv.fileio import check_writable_dir, output_errors
     from edgecv.report.report import load_report, render_comparison, render_report, run_label
 
+    _check_json_output(json_path)
     loaded = [load_report(r) for r in runs]
     out = check_writable_dir(out or (loaded[0][1] if len(loaded) == 1 else Path("edgecv-comparison")), "--out")
     if len(loaded) == 1:
@@ -910,6 +916,7 @@ def report_cmd(runs, out):
                                         [str(r) for r in runs], out)
     for path in written:
         console.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
+    _json_done(json_path, {"runs": [str(r) for r in runs], "written": [str(p) for p in written]})
 
 
 @main.group()

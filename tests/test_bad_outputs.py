@@ -142,8 +142,10 @@ def test_every_commands_json_takes_the_same_three_forms(tmp_path):
 
     model = tmp_path / "m.tflite"
     model.write_bytes(build_small_cnn())
+    assert [c.name for c in commands(main) if not any("--json" in p.opts for p in c.params)] == []
     for args in (["devices", "list"], ["recipes", "list"], ["devices", "show", "rpi4"], ["devices", "references"],
-                 ["profile", model, "-D", "rpi4"]):
+                 ["profile", model, "-D", "rpi4"], ["recipes", "show", "quickstart"], ["recipes", "schema"],
+                 ["recipes", "validate", "quickstart"]):
         out = tmp_path / "out.json"
         runs = [run_cli(*args, "--json"), run_cli(*args, "--json", "-"), run_cli(*args, "--json", out)]
         assert [r.returncode for r in runs] == [0, 0, 0], runs[-1].stderr
