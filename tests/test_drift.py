@@ -224,9 +224,11 @@ def test_a_reference_built_afterwards_for_a_shipped_model(shipped, tmp_path):
         return subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW, *map(str, args)], capture_output=True, text=True,
                               timeout=300)
 
-    made = device_cli("drift-reference", model, "--data", held, "--max-images", 500)
+    made = device_cli("drift-reference", model, "--data", held, "--max-images", 500, "--json", "-")
     assert made.returncode == 0, made.stdout + made.stderr
     reference = load_reference(model.parent / REFERENCE_FILE)
+    record = json.loads(made.stdout)
+    assert record["reference"] == str(model.parent / REFERENCE_FILE) and record["header"]["images"] == 500
     assert reference.header["images"] == 500 and reference.observation.labelled and reference.embedding is not None
     fresh = device_cli("drift", model.parent / REFERENCE_FILE, "--data", field_npz(tmp_path / "f.npz", textures(300, 41)))
     dark = device_cli("drift", model.parent / REFERENCE_FILE, "--data",
