@@ -315,12 +315,23 @@ def _stage_as_text(rep):
     rep["stages"]["distill"] = "done"
 
 
+def _null_layer_sparsity(rep):
+    layer = next(iter(rep["stages"]["prune"]["result"]["layers"]))
+    rep["stages"]["prune"]["result"]["layers"][layer]["sparsity"] = None
+
+
+def _wall_time_as_text(rep):
+    rep["stages"]["export"]["wall_s"] = {"s": 3}
+
+
 @pytest.mark.parametrize("mangle, fragment", [
     (_string_top1, 'metrics.top1 is "0.9278" (text), not a number in [0, 1]'),
     (_no_metrics, "has no metrics"),
     (_no_artefacts, "no evaluated artefacts"),
     (_labels_as_text, "data.test_labels"),
     (_stage_as_text, 'stages.distill is "done" (text), not an object'),  # was "AttributeError: 'str' object ..."
+    (_null_layer_sparsity, "sparsity is null, not a number in [0, 1]"),  # was "unsupported operand type(s) for +"
+    (_wall_time_as_text, 'stages.export.wall_s is {"s": 3} (an object), not a number'),
 ])
 def test_gate_and_report_refuse_the_same_malformed_report(tmp_path, mangle, fragment):
     good = write_report(tmp_path / "good.json", report())

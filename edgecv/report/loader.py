@@ -58,6 +58,23 @@ def _get(obj, dotted: str):
     return obj
 
 
+class _Null:
+    """A key written as null where a value is read: absent is allowed (older reports), null is not."""
+
+
+NULL = _Null()
+
+
+def _given(obj, *keys: str):
+    """The value at `keys` (None where absent), but NULL where the last key is there with the value null:
+    for values that may be absent (older reports) but not null."""
+    for key in keys[:-1]:
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    if not isinstance(obj, dict):
+        return None
+    return NULL if keys[-1] in obj and obj[keys[-1]] is None else obj.get(keys[-1])
+
+
 def _problem(report: dict) -> str | None:
     """What is wrong with the fields edgecv reads, or None."""
     for key in _OBJECTS:
@@ -72,21 +89,49 @@ def _problem(report: dict) -> str | None:
             return found
     data = report.get("data") or {}
     stages = report.get("stages") or {}
-    checks = [(_get(report, "recipe.gates"), "recipe.gates", dict), (_get(report, "recipe.name"), "recipe.name", str),
+    checks = [(_get(report, "recipe.gates"), "recipe.gates", dict),
+              (_given(report, "recipe", "name"), "recipe.name", str),
+              (_given(report, "recipe", "student"), "recipe.student", dict),
+              (_get(report, "environment.versions"), "environment.versions", dict),
+              (_get(report, "teacher.size_bytes"), "teacher.size_bytes", _count),
+              (_get(report, "teacher.gzip_bytes"), "teacher.gzip_bytes", _count),
               (data.get("class_names"), "data.class_names", _strings),
               (data.get("test_labels"), "data.test_labels", _indices),
               (data.get("test_samples"), "data.test_samples", _count),
               (_get(report, "teacher.metrics"), "teacher.metrics", dict),
               (_get(report, "teacher.metrics.top1"), "teacher.metrics.top1", _fraction)]
-    for name, stage in stages.items():  # each stage's status and result, as the report's tables read them
-        checks += [(stage, f"stages.{name}", dict), (_get(stage, "result"), f"stages.{name}.result", dict),
-                   (_get(stage, "status"), f"stages.{name}.status", str)]
+    for name in stages:  # each stage's status, time and result, as the report's tables read them
+        checks += [(_given(stages, name), f"stages.{name}", dict),
+                   (_given(stages[name], "status"), f"stages.{name}.status", str),
+                   (_get(stages[name], "result"), f"stages.{name}.result", dict),
+                   (_get(stages[name], "wall_s"), f"stages.{name}.wall_s", _number)]
+    checks += _stage_result_checks(stages)
     for side in ("student", "teacher"):
         spec = _get(report, f"preprocessing.{side}")
         checks.append((spec, f"preprocessing.{side}", dict))
         checks += [(_get(spec, k), f"preprocessing.{side}.{k}", _count) for k in ("height", "width", "channels")]
     return (next((_wrong(value, where, kind) for value, where, kind in checks if _bad(value, kind)), None)
             or _class_index_problem(report))
+
+
+def _stage_result_checks(stages: dict) -> list:
+    """(value, where, kind) for the stage results `edgecv report` draws: the export checks, the profile's
+    latencies and the pruned layers (a wrong type there ended in an AttributeError or a format error)."""
+    checks = []
+    for dotted in ("export.result.artefacts", "profile.result.devices", "profile.result.latency",
+                   "prune.result.layers"):
+        value = _get(stages, dotted)
+        checks.append((value, f"stages.{dotted}", dict))
+        if isinstance(value, dict):
+            checks += [(v, f"stages.{dotted}.{k}", dict) for k, v in value.items()]
+    checks += [(_given(stages, "prune", "result", k), f"stages.prune.result.{k}", _fraction)
+               for k in ("target_sparsity", "measured_sparsity")]
+    layers = _get(stages, "prune.result.layers")
+    for name in (layers if isinstance(layers, dict) else ()):
+        where = f"stages.prune.result.layers.{name}"
+        checks += [(_given(layers, name), where, dict), (_given(layers[name], "params"), f"{where}.params", _count),
+                   (_given(layers[name], "sparsity"), f"{where}.sparsity", _fraction)]
+    return checks
 
 
 def _class_index_problem(report: dict) -> str | None:
@@ -170,6 +215,8 @@ _JSON_TYPES = {str: "text", bool: "a boolean", int: "a number", float: "a number
 
 def _shown(value) -> str:
     """`"0.91" (text)`: a value as it stands in the file, and what JSON type it is."""
+    if value is NULL:
+        return "null"
     text = json.dumps(value)
     text = text if len(text) <= 40 else text[:37] + "..."
     return f"{text} ({_JSON_TYPES.get(type(value), type(value).__name__)})"
