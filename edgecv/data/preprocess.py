@@ -2,11 +2,16 @@
 same way (this numpy code) in training, calibration, export checks and evaluation."""
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from edgecv.errors import DataError
+
+# a side past this is a damaged sidecar or header, not a classifier input (numpy then asked for petabytes)
+MAX_SIDE = 8192
 
 # name -> (scale, offset): float = uint8 * scale + offset
 NORMALIZATIONS = {
@@ -49,15 +54,21 @@ class PreprocessSpec:
             raise DataError(
                 f"unknown normalization '{self.normalization}'; use one of {', '.join(NORMALIZATIONS)}"
             )
-        if not (isinstance(self.height, int) and isinstance(self.width, int) and self.height >= 1 and self.width >= 1):
+        if not all(isinstance(side, int) and 1 <= side <= MAX_SIDE for side in (self.height, self.width)):
             raise DataError(f"an input of {self.height}x{self.width} pixels is not an image size; give a height and "
-                            "width of 1 or more")
+                            f"width from 1 to {MAX_SIDE}")
         if self.channels not in (1, 3):
             raise DataError(f"models with {self.channels} input channels are not supported; use 1 or 3")
         if self.normalization not in normalizations_for(self.channels):
             raise DataError(f"normalization '{self.normalization}' is keras.applications' preprocessing of RGB "
                             f"input and this model takes {self.channels} channel; use one of "
                             f"{', '.join(normalizations_for(self.channels))}")
+
+        for name in ("channel_scale", "channel_offset"):
+            values = getattr(self, name)
+            if values is not None and not (len(values) in (1, self.channels) and all(
+                    isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in values)):
+                raise DataError(f"{name} {list(values)} is not {self.channels} finite numbers, one per input channel")
 
     def channel_step(self) -> tuple[bool, tuple | None, tuple | None]:
         """What follows the scalar `normalization`, per channel: (channels reversed, scale, offset), the
@@ -86,7 +97,10 @@ class PreprocessSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "PreprocessSpec":
         affine = {k: tuple(d[k]) for k in ("channel_scale", "channel_offset") if d.get(k) is not None}
-        return cls(int(d["height"]), int(d["width"]), int(d["channels"]), d.get("normalization", "unit"), **affine)
+        sizes = [d[k] for k in ("height", "width", "channels")]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer() for v in sizes):
+            raise DataError(f"height, width and channels are {', '.join(map(repr, sizes))}: give whole numbers")
+        return cls(*map(int, sizes), d.get("normalization", "unit"), **affine)
 
     def apply(self, images: np.ndarray, chunk: int = 2048) -> np.ndarray:
         """uint8 images (N, H, W, C) -> float32 model input (N, height, width, channels)."""
