@@ -170,6 +170,23 @@ def test_a_history_shows_a_slow_drift_and_alert_after_makes_sustained_warnings_a
                       "--alert-after N counts warnings over the checks in --history")
 
 
+def test_a_hand_edited_history_line_is_named_not_a_type_error(tmp_path):
+    from edgecv.errors import DriftError
+    from edgecv.measure.drift_history import read_history
+
+    good = {"format": 1, "checked_at": "2026-12-01T00:00:00+00:00", "drift": False, "artefact_sha256": "ab",
+            "reference_created_at": "x", "field": {"source": "f.npz", "images": 300},
+            "findings": {"brightness": {"status": "warn", "psi": 0.12}, "class mix": {"status": "ok", "psi": None}}}
+    history = tmp_path / "h.jsonl"
+    history.write_text(json.dumps(good) + "\n")
+    assert read_history(history) == [good]
+    for damage in ({"brightness": {"status": "warn", "psi": "high"}}, {"brightness": "warn"},
+                   {"brightness": {"status": "bad", "psi": 0.1}}):
+        history.write_text(json.dumps(good) + "\n" + json.dumps({**good, "findings": damage}) + "\n")
+        with pytest.raises(DriftError, match="line 2 of --history .* is not an edgecv drift check"):
+            read_history(history)
+
+
 def test_bgr_and_unit_scaled_inputs_are_named(shipped, tmp_path):
     bgr = drift_of(shipped, field_npz(tmp_path / "bgr.npz", textures(300, seed=8)[..., ::-1]))
     assert bgr.drift and "BGR given where the model takes RGB" in finding(bgr, "channel order").detail

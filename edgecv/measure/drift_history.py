@@ -30,12 +30,25 @@ def read_history(path: Path) -> list[dict]:
             entry = json.loads(line)
         except json.JSONDecodeError:
             entry = None
-        if (not isinstance(entry, dict) or entry.get("format") != HISTORY_FORMAT
-                or not isinstance(entry.get("findings"), dict)):
+        if not _is_check(entry):
             raise DriftError(f"line {number} of --history {path} is not an edgecv drift check; fix or remove that "
                              "line, or pass a new file to start another history")
         entries.append(entry)
     return entries
+
+
+def _is_check(entry) -> bool:
+    """A history line as history_entry writes it, with the fields the history table reads (a hand-edited
+    finding such as "psi": "high" ended in a TypeError)."""
+    if not (isinstance(entry, dict) and entry.get("format") == HISTORY_FORMAT and isinstance(entry.get("findings"), dict)
+            and isinstance(entry.get("checked_at"), str) and isinstance(entry.get("drift"), bool)):
+        return False
+    field = entry.get("field")
+    if not (isinstance(field, dict) and isinstance(field.get("source"), str) and isinstance(field.get("images"), int)):
+        return False
+    return all(isinstance(f, dict) and f.get("status") in ("ok", "warn", "alert")
+               and (f.get("psi") is None or isinstance(f.get("psi"), (int, float)) and not isinstance(f["psi"], bool))
+               for f in entry["findings"].values())
 
 
 def history_entry(result: dict, checked_at: datetime | None = None) -> dict:
