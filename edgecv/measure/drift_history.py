@@ -40,8 +40,9 @@ def read_history(path: Path) -> list[dict]:
 def _is_check(entry) -> bool:
     """A history line as history_entry writes it, with the fields the history table reads (a hand-edited
     finding such as "psi": "high" ended in a TypeError)."""
-    if not (isinstance(entry, dict) and entry.get("format") == HISTORY_FORMAT and isinstance(entry.get("findings"), dict)
-            and isinstance(entry.get("checked_at"), str) and isinstance(entry.get("drift"), bool)):
+    if not (isinstance(entry, dict) and entry.get("format") == HISTORY_FORMAT
+            and isinstance(entry.get("findings"), dict) and isinstance(entry.get("checked_at"), str)
+            and isinstance(entry.get("drift"), bool)):
         return False
     field = entry.get("field")
     if not (isinstance(field, dict) and isinstance(field.get("source"), str) and isinstance(field.get("images"), int)):
