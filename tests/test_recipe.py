@@ -37,6 +37,8 @@ def test_a_distill_preset_fills_only_the_keys_the_recipe_leaves_out():
     assert mine["epochs"] == 12 and mine["augment"]["flip"] is False and mine["augment"]["mixup"] == 0.2
     with pytest.raises(RecipeError, match="'distill.preset' has 'slow'; allowed values: quick, patient"):
         validate({"distill": {"preset": "slow"}})
+    with pytest.raises(RecipeError, match="'distill.preset' must be a string, got \\[1\\]"):  # was a TypeError
+        validate({"distill": {"preset": [1]}})
     with pytest.raises(RecipeError, match="distill.warmup_epochs"):
         validate({"distill": {"warmup_epochs": float("nan")}})
 

@@ -70,9 +70,10 @@ def with_preset(raw: dict) -> dict:
     """`raw` with its distill preset's values under the keys it leaves out (an unknown preset is left
     for validation to name)."""
     distill = raw.get("distill")
-    if not isinstance(distill, dict) or distill.get("preset") not in DISTILL_PRESETS:
+    name = distill.get("preset") if isinstance(distill, dict) else None
+    if not isinstance(name, str) or name not in DISTILL_PRESETS:  # a list or mapping is not hashable
         return raw
-    preset = DISTILL_PRESETS[distill["preset"]]
+    preset = DISTILL_PRESETS[name]
     merged = {**preset, **distill}
     if isinstance(distill.get("augment"), dict) and "augment" in preset:
         merged["augment"] = {**preset["augment"], **distill["augment"]}
