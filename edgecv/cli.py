@@ -658,7 +658,8 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
     if given and not rebench:  # it names the file --rebench measures, and nothing else reads it
         raise EdgecvError(f"{' and '.join(given)} only tell{'s' if len(given) == 1 else ''} --rebench where a file "
                           "is; add --rebench or leave it out")
-    if update_baseline and not baseline.exists():  # the first run of a CI job: its outputs are written all the same
+    first = update_baseline and not baseline.exists()  # a CI job's first run: its outputs are written all the same
+    if first:
         result = first_baseline(cand, checks, baseline, artefact=artefact, alpha=alpha)
     else:
         base = load_report(baseline)
@@ -677,7 +678,6 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
                       (markdown_path, "--markdown", lambda: render_markdown(result)),
                       (json_path, "--json", lambda: json_text({**render_json(result), "rebench": measured})))
     if update_baseline:
-        first = not baseline.exists()
         with output_errors(baseline, "--baseline"):
             write_bytes_atomic(baseline, candidate_file.read_bytes())
         out.print(f"No baseline yet: wrote {candidate_file} to {baseline}" if first else
@@ -1207,10 +1207,11 @@ def recipes_schema(json_path):
     from edgecv.report.terminal import print_table, text_table
 
     _check_json_output(json_path)
-    if _json_instead(json_path, [dict(zip(("key", "type", "default", "meaning"), row)) for row in schema_reference()]):
+    columns, rows = ("key", "type", "default", "meaning"), schema_reference()
+    if _json_instead(json_path, [dict(zip(columns, row)) for row in rows]):
         return
-    table = text_table("key", "type", "default", "meaning", prose=("type", "default", "meaning"))
-    for row in schema_reference():
+    table = text_table(*columns, prose=columns[1:])
+    for row in rows:
         table.add_row(*(Text(cell) for cell in row))  # plain text: "[cat, dog]" and "['unit', ...]" are not markup
     print_table(Console(), table)
 

@@ -474,14 +474,15 @@ def check_recipe_consistency(recipe: dict, extras: bool = True) -> None:
             raise RecipeError(f"export.formats has {fmt} but quantize.enabled is false; enable quantize or drop {fmt}")
         if fmt == "onnx-int8" and recipe["quantize"]["mode"] != "qat":
             raise RecipeError("onnx-int8 is written from the QAT model; set quantize.mode=qat or export onnx")
-    for line in missing_extras(recipe) if extras else ():
-        raise MissingExtraError(line)
+    missing = missing_extras(recipe) if extras else []
+    if missing:
+        raise MissingExtraError(missing[0])
 
 
 def missing_extras(recipe: dict) -> list[str]:
-    """A line for each format in export.formats whose extra is not installed here."""
+    """A line for each format in export.formats whose extra is not installed here (each probed once)."""
     from edgecv.export.formats import missing_extra
 
-    return [f'export.formats has {fmt}, which needs the "{missing_extra(fmt)}" extra; pip install '
-            f'"edgecv[{missing_extra(fmt)}]" or drop {fmt}'
-            for fmt in recipe["export"]["formats"] if missing_extra(fmt)]
+    extras = {fmt: missing_extra(fmt) for fmt in recipe["export"]["formats"]}
+    return [f'export.formats has {fmt}, which needs the "{extra}" extra; pip install "edgecv[{extra}]" or drop {fmt}'
+            for fmt, extra in extras.items() if extra]
