@@ -267,12 +267,21 @@ def test_eval_of_one_score_without_its_kind_is_refused(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ 3. state.json
 
-@pytest.mark.parametrize("state", ['{"recipe_hash": "ab', '[1, 2]', '{"recipe_hash": "ab", "stages": []}'])
-def test_resume_with_a_damaged_state_json(tmp_path, state):
+@pytest.mark.parametrize("state, fragment", [
+    ('{"recipe_hash": "ab', "cannot be read"), ('[1, 2]', "not an edgecv run state"),
+    ('{"recipe_hash": "ab", "stages": []}', "not an edgecv run state"),
+    # a finished stage's record that the stages to come (or the report) read: was an AttributeError or a
+    # report with no artefacts
+    ('{"recipe_hash": "ab", "stages": {"export": {"status": "done", "wall_s": 1, "result": {"artefacts": "x"}}}}',
+     'damaged (stages.export.result.artefacts is "x" (text), not an object)'),
+    ('{"recipe_hash": "ab", "stages": {"evaluate": {"status": "done", "wall_s": 1, "result": null}}}',
+     "damaged (stages.evaluate.result is null, not an object)"),
+])
+def test_resume_with_a_damaged_state_json(tmp_path, state, fragment):
     run = tmp_path / "run"
     run.mkdir()
     (run / "state.json").write_text(state)
-    assert_user_error(run_cli("compress", "--out", run, "--resume"), "state.json", "--force")
+    assert_user_error(run_cli("compress", "--out", run, "--resume"), "state.json", fragment, "--force")
     assert entries(run) - {".edgecv.lock"} == {"state.json"} and (run / "state.json").read_text() == state
 
 
@@ -331,6 +340,25 @@ def _wall_time_as_text(rep):
     rep["stages"]["export"]["wall_s"] = {"s": 3}
 
 
+def _profiled(rep, estimate: dict) -> None:
+    """A profile stage that priced the first artefact on rpi4 as `estimate` says."""
+    art = rep["artefacts"][0]
+    rep["stages"]["profile"] = {"status": "done", "wall_s": 1.0, "result": {"devices": {"rpi4": {
+        "artefact": art["name"], "format": art["format"], "estimated": {"source": "estimated", **estimate}}}}}
+
+
+def _estimate_as_text(rep):
+    _profiled(rep, {"ms": "0.98"})
+
+
+def _null_top_op(rep):
+    _profiled(rep, {"ms": 0.98, "top_ops": [None]})
+
+
+def _export_check_as_text(rep):
+    next(iter(rep["stages"]["export"]["result"]["artefacts"].values()))["check"] = "passed"
+
+
 @pytest.mark.parametrize("mangle, fragment", [
     (_string_top1, 'metrics.top1 is "0.9278" (text), not a number in [0, 1]'),
     (_no_metrics, "has no metrics"),
@@ -339,6 +367,11 @@ def _wall_time_as_text(rep):
     (_stage_as_text, 'stages.distill is "done" (text), not an object'),  # was "AttributeError: 'str' object ..."
     (_null_layer_sparsity, "sparsity is null, not a number in [0, 1]"),  # was "unsupported operand type(s) for +"
     (_wall_time_as_text, 'stages.export.wall_s is {"s": 3} (an object), not a number'),
+    # were "Unknown format code 'g' for object of type 'str'", "'NoneType' object has no attribute 'get'" and
+    # "'str' object has no attribute 'get'" (a fuzz of every field of a profiled report, stop 50)
+    (_estimate_as_text, 'stages.profile.result.devices.rpi4.estimated.ms is "0.98" (text), not a number'),
+    (_null_top_op, "stages.profile.result.devices.rpi4.estimated.top_ops is [null] (a list), not a list of objects"),
+    (_export_check_as_text, 'check is "passed" (text), not an object'),
 ])
 def test_gate_and_report_refuse_the_same_malformed_report(tmp_path, mangle, fragment):
     good = write_report(tmp_path / "good.json", report())

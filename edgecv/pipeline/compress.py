@@ -113,6 +113,7 @@ def _run_stages(recipe: dict, out: Path, resume: bool, force: bool, console: Con
     from edgecv.data.pipeline import undecodable_images_named
     from edgecv.pipeline.context import RunContext
     from edgecv.pipeline.stages import STAGES
+    from edgecv.report.loader import report_problem
     from edgecv.report.report import build_report, write_report
 
     run = RunDir(out, recipe, STAGES)
@@ -132,6 +133,10 @@ def _run_stages(recipe: dict, out: Path, resume: bool, force: bool, console: Con
     report = build_report(recipe, run.state, ds.describe(), ctx.student_spec.to_dict(), ctx.teacher.spec.to_dict(),
                           teacher_outputs=ctx.teacher.outputs, teacher_trained=not recipe["teacher"]["path"],
                           teacher_kind=ctx.teacher.model.label, devices=devices(), strategy=dist.describe())
+    problem = report_problem(report)  # never a report.json that gate and `edgecv report` would refuse
+    if problem:
+        raise RunDirError(f"the report of {out} would be malformed ({problem}): its state.json holds an incomplete "
+                          f"record of the finished stages; rerun with --force to start over")
     write_report(out, report)
     run.unlock()
     return report
@@ -185,7 +190,9 @@ def _each_stage(ctx, console: Console, train_only: bool) -> None:
             console.print(f"  – {name:<9} skipped: {stage.why_skipped}")
             continue
         if run.is_done(name, stage.folder):
-            console.print(f"  ✓ {name:<9} done earlier ({run.state['stages'][name]['wall_s']:.1f} s), resumed")
+            wall_s = run.state["stages"][name].get("wall_s")  # a number or absent (state.json is checked on read)
+            took = f" ({wall_s:.1f} s)" if wall_s is not None else ""
+            console.print(f"  ✓ {name:<9} done earlier{took}, resumed")
             continue
         earlier = checkpointed_seconds(run.checkpoint_dir(name))  # 0 unless a training stage was cut short
         start = time.perf_counter()

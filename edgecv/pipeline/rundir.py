@@ -26,6 +26,7 @@ import yaml
 
 from edgecv.errors import RunDirError
 from edgecv.fileio import check_writable_dir, replace_dir, write_json_atomic, write_text_atomic
+from edgecv.report.loader import stages_problem
 
 STATE_FILE = "state.json"
 RECIPE_FILE = "recipe.yaml"
@@ -217,10 +218,12 @@ class RunDir:
             problem = f"cannot be read ({e.__class__.__name__}: {e})"
         else:
             ok = isinstance(state, dict) and isinstance(state.get("stages"), dict) and all(
-                isinstance(s, dict) for s in state["stages"].values())
-            if ok:
+                isinstance(s, dict) for s in state["stages"].values()) and isinstance(state.get("data") or {}, dict)
+            damage = stages_problem(state["stages"]) if ok else None  # what the stages to come would read
+            if ok and not damage:
                 return state
-            problem = "is not an edgecv run state (an object with recipe_hash and stages)"
+            problem = (f"is damaged ({damage})" if damage
+                       else "is not an edgecv run state (an object with recipe_hash and stages)")
         raise RunDirError(f"{path} {problem}, so the run cannot be resumed; rerun with --force to start over "
                           f"(or restore the file)")
 

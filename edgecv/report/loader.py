@@ -46,7 +46,7 @@ def check_report(report, label: str, error: type[Exception] = ReportError, requi
     if report["schema_version"] != SCHEMA_VERSION:
         raise error(f"{label} has schema_version {report['schema_version']!r}; this edgecv ({__version__}) reads "
                     f"version {SCHEMA_VERSION}: use the edgecv version that wrote it")
-    problem = _problem(report) or next((f"it has no {p}" for p in require if _get(report, p) is None), None)
+    problem = report_problem(report) or next((f"it has no {p}" for p in require if _get(report, p) is None), None)
     if problem:
         raise error(f"{label} is malformed: {problem}; {_RERUN}")
     return report
@@ -75,7 +75,7 @@ def _given(obj, *keys: str):
     return NULL if keys[-1] in obj and obj[keys[-1]] is None else obj.get(keys[-1])
 
 
-def _problem(report: dict) -> str | None:
+def report_problem(report: dict) -> str | None:
     """What is wrong with the fields edgecv reads, or None."""
     for key in _OBJECTS:
         if key in report and not isinstance(report[key], dict):
@@ -100,12 +100,7 @@ def _problem(report: dict) -> str | None:
               (data.get("test_samples"), "data.test_samples", _count),
               (_get(report, "teacher.metrics"), "teacher.metrics", dict),
               (_get(report, "teacher.metrics.top1"), "teacher.metrics.top1", _fraction)]
-    for name in stages:  # each stage's status, time and result, as the report's tables read them
-        checks += [(_given(stages, name), f"stages.{name}", dict),
-                   (_given(stages[name], "status"), f"stages.{name}.status", str),
-                   (_get(stages[name], "result"), f"stages.{name}.result", dict),
-                   (_get(stages[name], "wall_s"), f"stages.{name}.wall_s", _number)]
-    checks += _stage_result_checks(stages)
+    checks += _stage_checks(stages) + _nested_checks(report, "data.")
     for side in ("student", "teacher"):
         spec = _get(report, f"preprocessing.{side}")
         checks.append((spec, f"preprocessing.{side}", dict))
@@ -114,24 +109,26 @@ def _problem(report: dict) -> str | None:
             or _class_index_problem(report))
 
 
-def _stage_result_checks(stages: dict) -> list:
-    """(value, where, kind) for the stage results `edgecv report` draws: the export checks, the profile's
-    latencies and the pruned layers (a wrong type there ended in an AttributeError or a format error)."""
+def stages_problem(stages: dict) -> str | None:
+    """What is wrong with a run's stage records (state.json's "stages", which report.json's copy), or None:
+    `compress --resume` reads them back before a stage does."""
+    evaluated = _get(stages, "evaluate.result.artefacts")  # the report's artefacts[], while in state.json
+    found = _bad(evaluated, _objects) and _wrong(evaluated, "stages.evaluate.result.artefacts", _objects)
+    for i, art in enumerate(evaluated if isinstance(evaluated, list) and not found else ()):
+        found = found or _artefact_problem(art, f"stages.evaluate.result.artefacts[{i}]")
+    return found or next((_wrong(value, where, kind) for value, where, kind in _stage_checks(stages)
+                          if _bad(value, kind)), None)
+
+
+def _stage_checks(stages: dict) -> list:
+    """Each stage's status, time and result, as the report's tables read them, and the nested fields."""
     checks = []
-    for dotted in ("export.result.artefacts", "profile.result.devices", "profile.result.latency",
-                   "prune.result.layers"):
-        value = _get(stages, dotted)
-        checks.append((value, f"stages.{dotted}", dict))
-        if isinstance(value, dict):
-            checks += [(v, f"stages.{dotted}.{k}", dict) for k, v in value.items()]
-    checks += [(_given(stages, "prune", "result", k), f"stages.prune.result.{k}", _fraction)
-               for k in ("target_sparsity", "measured_sparsity")]
-    layers = _get(stages, "prune.result.layers")
-    for name in (layers if isinstance(layers, dict) else ()):
-        where = f"stages.prune.result.layers.{name}"
-        checks += [(_given(layers, name), where, dict), (_given(layers[name], "params"), f"{where}.params", _count),
-                   (_given(layers[name], "sparsity"), f"{where}.sparsity", _fraction)]
-    return checks
+    for name in stages:
+        checks += [(_given(stages, name), f"stages.{name}", dict),
+                   (_given(stages[name], "status"), f"stages.{name}.status", str),
+                   (_given(stages[name], "result"), f"stages.{name}.result", dict),
+                   (_given(stages[name], "wall_s"), f"stages.{name}.wall_s", _number)]
+    return checks + _nested_checks({"stages": stages}, "stages.")
 
 
 def _class_index_problem(report: dict) -> str | None:
@@ -194,8 +191,77 @@ def _strings(v) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
 
+def _objects(v) -> bool:
+    return isinstance(v, list) and all(isinstance(x, dict) for x in v)
+
+
+# The nested fields `edgecv report` and gate draw, with the kind their tables and figures read them as (a wrong
+# type there ended in an AttributeError or a format error: a fuzz of every field of a report with a profile
+# stage found 53). "*" is every key of an object (or item of a list); "!" marks a field that may be absent
+# but not null. The top-level fields are checked in _problem.
+_NESTED_FIELDS = (
+    ("data.warnings!", _strings),
+    ("stages.*.reason", str),
+    ("stages.export.result.artefacts!", dict), ("stages.export.result.artefacts.*!", dict),
+    ("stages.export.result.artefacts.*.check", dict),
+    ("stages.export.result.artefacts.*.check.top1_agreement", _fraction),
+    ("stages.export.result.artefacts.*.check.max_abs_diff", _number),
+    ("stages.export.result.artefacts.*.check.min_agreement", _fraction),
+    ("stages.export.result.artefacts.*.check.max_abs_diff_allowed", _number),
+    ("stages.export.result.artefacts.*.file!", str),
+    ("stages.prune.result.target_sparsity!", _fraction), ("stages.prune.result.measured_sparsity!", _fraction),
+    ("stages.prune.result.layers!", dict), ("stages.prune.result.layers.*!", dict),
+    ("stages.prune.result.layers.*.params!", _count), ("stages.prune.result.layers.*.sparsity!", _fraction),
+    ("stages.profile.result.devices!", dict), ("stages.profile.result.devices.*!", dict),
+    ("stages.profile.result.devices.*.artefact", str), ("stages.profile.result.devices.*.format", str),
+    ("stages.profile.result.devices.*.why", str), ("stages.profile.result.devices.*.why_no_latency", str),
+    ("stages.profile.result.devices.*.top1", _fraction), ("stages.profile.result.devices.*.latency_ms", _number),
+    ("stages.profile.result.devices.*.latency_source", str),
+    ("stages.profile.result.devices.*.estimated", dict), ("stages.profile.result.devices.*.estimated.ms!", _number),
+    ("stages.profile.result.devices.*.estimated.calibration", str),
+    ("stages.profile.result.devices.*.estimated.top_ops", _objects),
+    ("stages.profile.result.devices.*.estimated.top_ops.*.op!", str),
+    ("stages.profile.result.devices.*.estimated.top_ops.*.name!", str),
+    ("stages.profile.result.devices.*.estimated.top_ops.*.ms!", _number),
+    ("stages.profile.result.devices.*.estimated.top_ops.*.share!", _fraction),
+    ("stages.profile.result.devices.*.estimated.top_ops.*.macs!", _count),
+    ("stages.profile.result.devices.*.measured", dict), ("stages.profile.result.devices.*.measured.ms", _number),
+    ("stages.profile.result.devices.*.measured.machine", str),
+    ("stages.profile.result.latency!", dict), ("stages.profile.result.latency.*!", dict),
+    ("stages.profile.result.latency.*.*!", dict), ("stages.profile.result.latency.*.*.ms", _number),
+    ("stages.profile.result.latency.*.*.source", str),
+)
+
+
+def _nested_checks(report: dict, prefix: str) -> list:
+    """(value, where, kind) for every place a _NESTED_FIELDS path under `prefix` matches in `report` (NULL for
+    a null where "!" refuses one)."""
+    checks = []
+    for path, kind in (f for f in _NESTED_FIELDS if f[0].startswith(prefix)):
+        null_ok = not path.endswith("!")
+        checks += [(None if value is NULL and null_ok else value, where, kind)
+                   for value, where in _places(report, path.rstrip("!").split("."), "")]
+    return checks
+
+
+def _places(obj, keys: list[str], where: str):
+    """(value, dotted place) for each place `keys` reach in `obj`; a key written as null gives NULL."""
+    if not keys:
+        yield (NULL if obj is None else obj), where
+        return
+    if keys[0] == "*":
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    else:
+        items = [(keys[0], obj[keys[0]])] if isinstance(obj, dict) and keys[0] in obj else ()
+    for key, value in items:
+        place = f"{where}.{key}" if where else str(key)
+        if value is None and keys[1:]:
+            continue  # a null object holds nothing to check further (its own path says whether null is allowed)
+        yield from _places(value, keys[1:], place)
+
+
 _KINDS = {_number: "a number", _fraction: "a number in [0, 1]", _count: "a whole number >= 0", _indices: "a list of class indices",
-          _strings: "a list of names", dict: "an object", str: "text"}
+          _strings: "a list of names", _objects: "a list of objects", dict: "an object", str: "text"}
 
 
 def _bad(value, kind) -> bool:

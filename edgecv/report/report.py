@@ -48,12 +48,11 @@ def build_report(recipe: dict, state: dict, data: dict, student_spec: dict, teac
                  devices: list[dict] | None = None, strategy: dict | None = None) -> dict:
     stages = {name: dict(s) for name, s in state["stages"].items()}
     evaluate = stages.get("evaluate", {})
-    drift_reference = evaluate.pop("result", {}).get("drift_reference")  # its rows are the report's "artefacts"
-    if drift_reference:  # what `edgecv drift RUN` reads
-        evaluate["result"] = {"drift_reference": drift_reference}
-    evaluation = state["stages"].get("evaluate", {}).get("result", {})
-    artefacts = evaluation.get("artefacts", [])
-    teacher = next((a for a in artefacts if a["name"] == "teacher"), None)
+    evaluation = evaluate.pop("result", None) or {}  # its rows are the report's "artefacts"
+    if evaluation.get("drift_reference"):  # what `edgecv drift RUN` reads
+        evaluate["result"] = {"drift_reference": evaluation["drift_reference"]}
+    artefacts = evaluation.get("artefacts") or []
+    teacher = next((a for a in artefacts if a["name"] == "teacher"), None) or {}
     return {
         "schema_version": SCHEMA_VERSION,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -61,13 +60,13 @@ def build_report(recipe: dict, state: dict, data: dict, student_spec: dict, teac
         "data": {**data, "test_labels": evaluation.get("test_labels")},
         "preprocessing": {"student": student_spec, "teacher": teacher_spec},
         "teacher": {
-            "path": teacher["path"] if teacher else recipe["teacher"]["path"],
+            "path": teacher.get("path", recipe["teacher"]["path"]),
             "trained_by_edgecv": teacher_trained,
             "kind": teacher_kind,
             "outputs": teacher_outputs,
-            "metrics": teacher["metrics"] if teacher else None,
-            "size_bytes": teacher["size_bytes"] if teacher else None,
-            "gzip_bytes": teacher["gzip_bytes"] if teacher else None,
+            "metrics": teacher.get("metrics"),
+            "size_bytes": teacher.get("size_bytes"),
+            "gzip_bytes": teacher.get("gzip_bytes"),
         },
         "stages": stages,
         "artefacts": [a for a in artefacts if a["name"] != "teacher"],
