@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
+import numbers
 import os
 import shutil
 import sys
@@ -83,6 +85,12 @@ def yaml_problem(e) -> str:
     if e.context:
         text += f" ({e.context}" + (f" at {at(e.context_mark)}" if e.context_mark is not None else "") + ")"
     return " ".join(text.split())
+
+
+def is_number(value) -> bool:
+    """A finite number as read from a user's JSON or YAML: not text, not NaN or infinity, and not a boolean
+    (Python counts True as 1)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def write_bytes_atomic(path, data: bytes) -> None:

@@ -2,13 +2,12 @@
 same way (this numpy code) in training, calibration, export checks and evaluation."""
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from edgecv.errors import DataError
+from edgecv.fileio import is_number
 
 # a side past this is a damaged sidecar or header, not a classifier input (numpy then asked for petabytes)
 MAX_SIDE = 8192
@@ -67,7 +66,7 @@ class PreprocessSpec:
         for name in ("channel_scale", "channel_offset"):
             values = getattr(self, name)
             if values is not None and not (len(values) in (1, self.channels) and all(
-                    isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in values)):
+                    is_number(v) for v in values)):
                 raise DataError(f"{name} {list(values)} is not {self.channels} finite numbers, one per input channel")
 
     def channel_step(self) -> tuple[bool, tuple | None, tuple | None]:

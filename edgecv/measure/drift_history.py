@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edgecv.errors import DriftError
-from edgecv.fileio import write_text_atomic
+from edgecv.fileio import is_number, write_text_atomic
 
 HISTORY_FORMAT = 1
 HISTORY_SHOWN = 8  # checks the history table lists, latest last
@@ -48,7 +48,7 @@ def _is_check(entry) -> bool:
     if not (isinstance(field, dict) and isinstance(field.get("source"), str) and isinstance(field.get("images"), int)):
         return False
     return all(isinstance(f, dict) and f.get("status") in ("ok", "warn", "alert")
-               and (f.get("psi") is None or isinstance(f.get("psi"), (int, float)) and not isinstance(f["psi"], bool))
+               and (f.get("psi") is None or is_number(f["psi"]))
                for f in entry["findings"].values())
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from edgecv.errors import EdgecvError
+from edgecv.fileio import is_number
 from edgecv.measure.bench import SCHEMA as BENCH_SCHEMA, file_sha256, typical_ms
 
 
@@ -28,11 +29,8 @@ def load_bench(path) -> dict:
 def _bench_problem(bench: dict) -> str | None:
     """What in a bench result the readers (profile, devices calibrate) cannot use, or None: a hand-edited
     or truncated file gave KeyErrors, and a NaN, zero or negative time was priced as measured."""
-    import math
-
     def positive(value, whole: bool = False) -> bool:
-        kinds = int if whole else (int, float)
-        return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        return is_number(value) and value > 0 and (not whole or isinstance(value, int))
 
     artefact = bench.get("artefact")
     if not isinstance(bench.get("device"), str) or not isinstance(bench.get("measured_at"), str):

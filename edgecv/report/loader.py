@@ -4,11 +4,11 @@ one is a single line naming the file and the field. Standard library only: gate 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from edgecv import __version__
 from edgecv.errors import ReportError
+from edgecv.fileio import is_number
 
 SCHEMA_VERSION = 1
 REPORT_JSON = "report.json"
@@ -171,8 +171,7 @@ def _artefact_problem(art, where: str) -> str | None:
     return next((f"{where}: {_wrong(v, w, k)}" for v, w, k in checks if _bad(v, k)), None)
 
 
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+_number = is_number
 
 
 def _fraction(v) -> bool:
