@@ -780,7 +780,8 @@ def drift_cmd(run_or_reference, field, artefact, psi_warn, psi_alert, alpha, thr
     field_set = load_field(field)
     runner, _ = open_classifier(artefact, threads)
     with track_count(f"drift {Path(field).name}") as advance:
-        observed = observe_field(runner, reference.spec, field_set, reference.header["class_names"], progress=advance)
+        observed = observe_field(runner, reference.spec, field_set, reference.header.get("class_names", []),
+                                 progress=advance)
     result = compare(reference, observed, field_set, thresholds).to_dict()
     if history_path:
         result["history"] = apply_history(result, earlier, alert_after)

@@ -49,7 +49,7 @@ class PreprocessSpec:
     channel_offset: tuple | None = None
 
     def __post_init__(self):
-        if self.normalization not in NORMALIZATIONS:
+        if not isinstance(self.normalization, str) or self.normalization not in NORMALIZATIONS:
             raise DataError(
                 f"unknown normalization '{self.normalization}'; use one of {', '.join(NORMALIZATIONS)}"
             )
@@ -95,10 +95,18 @@ class PreprocessSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PreprocessSpec":
-        affine = {k: tuple(d[k]) for k in ("channel_scale", "channel_offset") if d.get(k) is not None}
+        if not isinstance(d, dict):
+            raise DataError(f"the preprocessing is {d!r}, not an object with height, width and channels")
+        missing = [k for k in ("height", "width", "channels") if k not in d]
+        if missing:
+            raise DataError(f"it has no {' or '.join('preprocessing.' + k for k in missing)}")
         sizes = [d[k] for k in ("height", "width", "channels")]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer() for v in sizes):
+        if not all(is_number(v) and float(v).is_integer() for v in sizes):
             raise DataError(f"height, width and channels are {', '.join(map(repr, sizes))}: give whole numbers")
+        for name in ("channel_scale", "channel_offset"):
+            if d.get(name) is not None and not isinstance(d[name], list | tuple):
+                raise DataError(f"{name} {d[name]!r} is not a list of numbers, one per input channel")
+        affine = {k: tuple(d[k]) for k in ("channel_scale", "channel_offset") if d.get(k) is not None}
         return cls(*map(int, sizes), d.get("normalization", "unit"), **affine)
 
     def apply(self, images: np.ndarray, chunk: int = 2048) -> np.ndarray:

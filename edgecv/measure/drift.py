@@ -26,7 +26,7 @@ from edgecv.data.preprocess import adapt_channels, resize_bilinear
 from edgecv.data.sampling import balanced_indices
 from edgecv.data.sources import ImageSplit, image_headers, labels_by_name
 from edgecv.errors import DataError, DriftError
-from edgecv.fileio import atomic_path
+from edgecv.fileio import atomic_path, is_number
 from edgecv.measure.bench import file_sha256
 from edgecv.runtime import Runner, load_metadata
 
@@ -289,6 +289,9 @@ def load_reference(path) -> Reference:
     if not isinstance(header, dict) or header.get("format") != REFERENCE_FORMAT:
         raise DriftError(f"{path} is a drift reference of another format ({header.get('format') if isinstance(header, dict) else header!r}, "
                          f"this edgecv reads {REFERENCE_FORMAT}); {rebuild}")
+    problem = _header_problem(header)
+    if problem:
+        raise DriftError(f"{path} is malformed: {problem}; {rebuild}")
     rows = {len(v) for v in (*obs.statistics.values(), obs.channel_means, obs.predicted, obs.labels,
                              *([] if embedding is None else [embedding.reference]))}
     if rows != {header.get("images")} or not header.get("images"):
@@ -309,6 +312,25 @@ def load_reference(path) -> Reference:
                                   or embedding.reference.shape[1:] != embedding.basis.shape[:1]):
         raise DriftError(f"{path} is malformed: its embedding arrays do not fit together; {rebuild}")
     return Reference(header, obs, embedding)
+
+
+def _header_problem(header: dict) -> str | None:
+    """What in a reference's header the drift check reads and cannot use, or None (a hand-edited or
+    damaged header ended in a TypeError)."""
+    def whole(v) -> bool:
+        return is_number(v) and v >= 1 and float(v).is_integer()
+
+    text = next((k for k in ("artefact", "artefact_sha256", "source") if not isinstance(header.get(k), str)), None)
+    if text:
+        return f"its header's {text} is {header.get(text)!r}, not text"
+    if not whole(header.get("images")):
+        return f"its header names {header.get('images')!r} images, not a whole number above 0"
+    names, size = header.get("class_names", []), header.get("original_size")
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        return f"its header's class_names is {names!r}, not a list of names"
+    if size is not None and not (isinstance(size, list) and len(size) == 2 and all(map(whole, size))):
+        return f"its header's original_size is {size!r}, not [height, width] in pixels"
+    return None
 
 
 # --- the tests --------------------------------------------------------------------------------------

@@ -102,9 +102,8 @@ def _checked_metadata(text: str, source: str, fix: str) -> dict:
         raise ModelError(f"{source} is malformed: outputs is {outputs!r}, not one of {', '.join(RECORDED_OUTPUTS)}; {fix}")
     try:
         PreprocessSpec.from_dict(spec)
-    except (EdgecvError, KeyError, TypeError, ValueError) as e:
-        problem = f"it has no preprocessing.{e.args[0]}" if isinstance(e, KeyError) else f"preprocessing is unusable ({e})"
-        raise ModelError(f"{source} is malformed: {problem}; {fix}") from None
+    except (EdgecvError, TypeError, ValueError) as e:
+        raise ModelError(f"{source} is malformed: preprocessing is unusable ({e}); {fix}") from None
     return meta
 
 
