@@ -1,6 +1,7 @@
 """`edgecv drift`: field images against the reference compress stores, through a real .tflite file
 (built without TensorFlow) and LiteRT; synthetic images made with numpy."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -109,6 +110,26 @@ def test_a_hand_edited_reference_is_malformed_not_drift(shipped, tmp_path, damag
     damage(reference)
     save_reference(tmp_path / REFERENCE_FILE, reference)
     with pytest.raises(DriftError, match=fragment):
+        load_reference(tmp_path / REFERENCE_FILE)
+
+
+@pytest.mark.parametrize("array, value, fragment", [
+    ("stat_brightness", lambda a: np.stack([a, a], -1), "stat_brightness array is float32 shaped (1000, 2), not 1-dim"),
+    ("predicted", lambda a: a.astype(np.float32), "predicted array is float32 shaped (1000,), not 1-dimensional class"),
+    ("embedding_explained", lambda a: a[:0], "embedding arrays do not fit together"),
+    ("labels", None, "it has no labels array"),
+])
+def test_a_damaged_reference_array_is_named(shipped, tmp_path, array, value, fragment):
+    """A reference array of the wrong shape or kind ended in a TypeError, an IndexError or numpy's "object
+    too deep" (a fuzz of every array, stop 50); a missing one in a KeyError."""
+    from edgecv.errors import DriftError
+
+    with np.load(shipped["reference"]) as z:
+        arrays = {k: z[k] for k in z.files if k != array or value is not None}
+    if value is not None:
+        arrays[array] = value(arrays[array])
+    np.savez(tmp_path / REFERENCE_FILE, **arrays)
+    with pytest.raises(DriftError, match=re.escape(fragment)):
         load_reference(tmp_path / REFERENCE_FILE)
 
 

@@ -277,15 +277,28 @@ def load_reference(path) -> Reference:
         raise DriftError(f"{path} is not a drift reference (not an .npz archive); {rebuild}")
     try:
         with np.load(path, allow_pickle=False) as z:
+            if "header" not in z.files:
+                raise DriftError(f"{path} is not a drift reference (it has no header); {rebuild}")
             header = json.loads(str(z["header"]))
-            statistics = {k: z[f"stat_{k}"].astype(np.float32) for k in INPUT_STATISTICS + OUTPUT_STATISTICS}
-            obs = Observation(statistics, z["channel_means"].astype(np.float32), z["predicted"].astype(np.int64),
-                              z["labels"].astype(np.int64))
-            embedding = (Embedding(*(z[k].astype(np.float32) for k in ("embedding_mean", "embedding_basis",
-                                                                        "embedding_explained", "embedding")))
-                         if "embedding_basis" in z.files else None)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+            wanted = [k for k in _ARRAY_DIMS if k in z.files or not k.startswith("embedding")
+                      or "embedding_basis" in z.files]  # references written before the embedding have none
+            missing = next((k for k in wanted if k not in z.files), None)
+            if missing:
+                raise DriftError(f"{path} is malformed: it has no {missing} array; {rebuild}")
+            got = {k: z[k] for k in wanted}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise DriftError(f"{path} is not a readable drift reference ({type(e).__name__}: {e}); {rebuild}") from None
+    kinds = {k: (np.integer, "class numbers") if k in ("predicted", "labels") else (np.number, "numbers") for k in got}
+    odd = next((k for k, a in got.items() if a.ndim != _ARRAY_DIMS[k] or not np.issubdtype(a.dtype, kinds[k][0])), None)
+    if odd:
+        raise DriftError(f"{path} is malformed: its {odd} array is {got[odd].dtype} shaped {got[odd].shape}, not "
+                         f"{_ARRAY_DIMS[odd]}-dimensional {kinds[odd][1]}; {rebuild}")
+    obs = Observation({k: got[f"stat_{k}"].astype(np.float32) for k in INPUT_STATISTICS + OUTPUT_STATISTICS},
+                      got["channel_means"].astype(np.float32), got["predicted"].astype(np.int64),
+                      got["labels"].astype(np.int64))
+    embedding = (Embedding(*(got[k].astype(np.float32) for k in ("embedding_mean", "embedding_basis",
+                                                                  "embedding_explained", "embedding")))
+                 if "embedding_basis" in got else None)
     if not isinstance(header, dict) or header.get("format") != REFERENCE_FORMAT:
         raise DriftError(f"{path} is a drift reference of another format ({header.get('format') if isinstance(header, dict) else header!r}, "
                          f"this edgecv reads {REFERENCE_FORMAT}); {rebuild}")
@@ -302,16 +315,25 @@ def load_reference(path) -> Reference:
     except (KeyError, TypeError, ValueError, DataError) as e:
         raise DriftError(f"{path} is malformed: no usable preprocessing ({e}); {rebuild}") from None
     names = header.get("class_names") or []
-    if names and (obs.predicted.min() < 0 or obs.predicted.max() >= len(names)):
-        raise DriftError(f"{path} is malformed: it records predictions of class {int(obs.predicted.max())} but names "
-                         f"{len(names)} classes; {rebuild}")
-    arrays = [*obs.statistics.values(), obs.channel_means, *([] if embedding is None else [embedding.reference])]
+    for what, classes in (("predictions", obs.predicted), ("labels", obs.labels)):
+        past = classes[(classes < 0) | (classes >= len(names))] if names else classes[classes < 0]
+        if len(past):
+            raise DriftError(f"{path} is malformed: it records {what} of class {int(past[0])} but names "
+                             f"{len(names)} classes; {rebuild}")
+    arrays = [*obs.statistics.values(), obs.channel_means,
+              *([] if embedding is None else [embedding.mean, embedding.basis, embedding.explained, embedding.reference])]
     if not all(np.isfinite(a).all() for a in arrays):  # read as a shift: a NaN statistic tested as drift
         raise DriftError(f"{path} is malformed: it holds NaN or infinite statistics; {rebuild}")
     if embedding is not None and (embedding.basis.shape[1:] != (THUMBNAIL ** 2,) or embedding.mean.shape != (THUMBNAIL ** 2,)
-                                  or embedding.reference.shape[1:] != embedding.basis.shape[:1]):
+                                  or embedding.reference.shape[1:] != embedding.basis.shape[:1]
+                                  or embedding.explained.shape != embedding.basis.shape[:1]):
         raise DriftError(f"{path} is malformed: its embedding arrays do not fit together; {rebuild}")
     return Reference(header, obs, embedding)
+
+
+# the arrays of a reference and how many dimensions each has (per image: a row, or a row of values)
+_ARRAY_DIMS = {**{f"stat_{k}": 1 for k in INPUT_STATISTICS + OUTPUT_STATISTICS}, "channel_means": 2, "predicted": 1,
+               "labels": 1, "embedding_mean": 1, "embedding_basis": 2, "embedding_explained": 1, "embedding": 2}
 
 
 def _header_problem(header: dict) -> str | None:
