@@ -320,8 +320,9 @@ def load_reference(path) -> Reference:
         if len(past):
             raise DriftError(f"{path} is malformed: it records {what} of class {int(past[0])} but names "
                              f"{len(names)} classes; {rebuild}")
-    arrays = [*obs.statistics.values(), obs.channel_means,
-              *([] if embedding is None else [embedding.mean, embedding.basis, embedding.explained, embedding.reference])]
+    arrays = [*obs.statistics.values(), obs.channel_means]
+    if embedding is not None:
+        arrays += [embedding.mean, embedding.basis, embedding.explained, embedding.reference]
     if not all(np.isfinite(a).all() for a in arrays):  # read as a shift: a NaN statistic tested as drift
         raise DriftError(f"{path} is malformed: it holds NaN or infinite statistics; {rebuild}")
     if embedding is not None and (embedding.basis.shape[1:] != (THUMBNAIL ** 2,) or embedding.mean.shape != (THUMBNAIL ** 2,)
