@@ -197,7 +197,7 @@ def _objects(v) -> bool:
 # The nested fields `edgecv report` and gate draw, with the kind their tables and figures read them as (a wrong
 # type there ended in an AttributeError or a format error: a fuzz of every field of a report with a profile
 # stage found 53). "*" is every key of an object (or item of a list); "!" marks a field that may be absent
-# but not null. The top-level fields are checked in _problem.
+# but not null. The top-level fields are checked in report_problem.
 _NESTED_FIELDS = (
     ("data.warnings!", _strings),
     ("stages.*.reason", str),
