@@ -307,7 +307,7 @@ def load_reference(path) -> Reference:
         raise DriftError(f"{path} is malformed: {problem}; {rebuild}")
     rows = {len(v) for v in (*obs.statistics.values(), obs.channel_means, obs.predicted, obs.labels,
                              *([] if embedding is None else [embedding.reference]))}
-    if rows != {header.get("images")} or not header.get("images"):
+    if rows != {header["images"]}:  # a whole number >= 1 (_header_problem)
         raise DriftError(f"{path} is malformed: its arrays do not all hold the {header.get('images')} images its "
                          f"header names; {rebuild}")
     try:

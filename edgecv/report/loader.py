@@ -83,10 +83,9 @@ def report_problem(report: dict) -> str | None:
     arts = report.get("artefacts")
     if not isinstance(arts, list) or not arts:
         return "it has no evaluated artefacts (artefacts[] with name, format and metrics)"
-    for i, art in enumerate(arts):
-        found = _artefact_problem(art, f"artefacts[{i}]")
-        if found:
-            return found
+    found = _artefacts_problem(arts, "artefacts")
+    if found:
+        return found
     data = report.get("data") or {}
     stages = report.get("stages") or {}
     checks = [(_get(report, "recipe.gates"), "recipe.gates", dict),
@@ -105,19 +104,27 @@ def report_problem(report: dict) -> str | None:
         spec = _get(report, f"preprocessing.{side}")
         checks.append((spec, f"preprocessing.{side}", dict))
         checks += [(_get(spec, k), f"preprocessing.{side}.{k}", _count) for k in ("height", "width", "channels")]
-    return (next((_wrong(value, where, kind) for value, where, kind in checks if _bad(value, kind)), None)
-            or _class_index_problem(report))
+    return _first_wrong(checks) or _class_index_problem(report)
 
 
 def stages_problem(stages: dict) -> str | None:
     """What is wrong with a run's stage records (state.json's "stages", which report.json's copy), or None:
     `compress --resume` reads them back before a stage does."""
     evaluated = _get(stages, "evaluate.result.artefacts")  # the report's artefacts[], while in state.json
-    found = _bad(evaluated, _objects) and _wrong(evaluated, "stages.evaluate.result.artefacts", _objects)
-    for i, art in enumerate(evaluated if isinstance(evaluated, list) and not found else ()):
-        found = found or _artefact_problem(art, f"stages.evaluate.result.artefacts[{i}]")
-    return found or next((_wrong(value, where, kind) for value, where, kind in _stage_checks(stages)
-                          if _bad(value, kind)), None)
+    where = "stages.evaluate.result.artefacts"
+    if _bad(evaluated, _objects):
+        return _wrong(evaluated, where, _objects)
+    return _artefacts_problem(evaluated or [], where) or _first_wrong(_stage_checks(stages))
+
+
+def _artefacts_problem(arts: list, where: str) -> str | None:
+    """The first evaluated artefact (a row of report.json's artefacts[]) whose fields edgecv cannot read."""
+    return next((found for i, art in enumerate(arts) if (found := _artefact_problem(art, f"{where}[{i}]"))), None)
+
+
+def _first_wrong(checks: list) -> str | None:
+    """The first (value, where, kind) whose value is not of its kind, named."""
+    return next((_wrong(value, where, kind) for value, where, kind in checks if _bad(value, kind)), None)
 
 
 def _stage_checks(stages: dict) -> list:
