@@ -67,11 +67,38 @@ def test_float_format_exports_loads_and_matches_keras(fmt, models):
     record = _export(models["float"], fmt, out, str(models["npz"]))
     check = record["check"]
     assert check["passed"] and check["samples"] == 120, check
-    assert check["top1_agreement"] >= FORMATS[fmt].min_agreement
+    assert check["top1_agreement"] >= FORMATS[fmt].min_agreement and "float16_weights" not in check
     sidecar_path(out).unlink()  # the metadata must be inside the file itself
     meta = load_metadata(out, open_runner(out))
     assert meta["class_names"] == ["0", "1", "2"] and meta["preprocessing"]["height"] == 24
     assert meta["format"] == fmt and len(meta["source_sha256"]) == 64
+
+
+@pytest.mark.parametrize("fmt", ["tflite-fp16", "openvino-fp16"])
+def test_a_float16_sensitive_model_is_told_apart_from_a_conversion_error(fmt, models, tmp_path):
+    """A model float16 weights alone move past the tolerance: its fp16 file fails the check, and the
+    advice says float16 is why (the source with its own weights rounded fails alike) and which float32
+    format to ship, not that the converter may be wrong."""
+    from edgecv.compress.training import save_model
+    from edgecv.tfcompat import keras
+
+    model = keras().models.load_model(models["float"], compile=False)
+    kernel, bias = model.layers[-1].get_weights()
+    # every class's logit moves by the same 16384 x sum(features): nothing changes in float32, but float16's
+    # step at 16384 is 16, which rounds away the kernel's differences between classes
+    model.layers[-1].set_weights([kernel + 16384.0, bias])
+    save_model(model, tmp_path / "offset.keras")
+    out = tmp_path / f"offset{FORMATS[fmt].suffix}"
+    proc = run_cli("export", tmp_path / "offset.keras", "--format", fmt, "--calibration", models["npz"],
+                   "--out", out, "--json", tmp_path / "record.json")
+    assert proc.returncode == 1, proc.stderr  # written, check failed
+    check = json.loads((tmp_path / "record.json").read_text())["check"]
+    rounded = check["float16_weights"]
+    assert not check["passed"] and not rounded["within_tolerance"] and rounded["top1_agreement"] < 0.99, check
+    text = " ".join((proc.stdout + proc.stderr).split())
+    fp32 = fmt.replace("fp16", "fp32")
+    assert "float16 weights alone do this to this model" in text and f"export {fp32} instead" in text, text
+    assert "report the model's layers" not in text
 
 
 @pytest.mark.parametrize("fmt", INT8_FORMATS)

@@ -71,6 +71,22 @@ class LoadedModel:
                   for start in range(0, len(images), batch_size)]
         return np.concatenate(chunks) if chunks else np.zeros((0, *self.output_shape[1:]), np.float32)
 
+    def predict_float16_weights(self, images: np.ndarray) -> np.ndarray | None:
+        """Scores with every float32 weight rounded to float16 and back (restored afterwards): what
+        float16 weights alone do to this model. None for a SavedModel signature, whose variables
+        edgecv cannot all reach."""
+        if self.framework == "saved_model":
+            return None
+        weights = [(w, w.numpy()) for w in self.model.weights]
+        weights = [(w, value) for w, value in weights if value.dtype == np.float32]
+        try:
+            for w, value in weights:
+                w.assign(value.astype(np.float16).astype(np.float32))
+            return self.predict(images)
+        finally:
+            for w, value in weights:
+                w.assign(value)
+
     def forward(self, x):
         """Scores for a float32 tensor, in inference mode; traceable inside a tf.function (the
         online teacher runs in the student's training step)."""

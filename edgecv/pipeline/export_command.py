@@ -115,7 +115,8 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
     if record["check"]["passed"]:
         console.print(f"next: edgecv eval {out} --data {data or 'DATA'}")
     else:
-        console.print(f"[red]✗ the {fmt} file failed its check[/red]: {failed_check_advice(fmt, out)}", highlight=False)
+        advice = failed_check_advice(fmt, out, record["check"])
+        console.print(f"[red]✗ the {fmt} file failed its check[/red]: {advice}", highlight=False)
     return record
 
 

@@ -244,7 +244,8 @@ def run_export(ctx: RunContext, out: Path) -> dict:
         record["source"] = str(source.relative_to(ctx.run.root))
         console.print(check_line(fmt, record["check"]))
         if not record["check"]["passed"]:
-            console.print(f"  [yellow]warning:[/yellow] {failed_check_advice(fmt, out / record['file'])}", highlight=False)
+            advice = failed_check_advice(fmt, out / record["file"], record["check"])
+            console.print(f"  [yellow]warning:[/yellow] {advice}", highlight=False)
         written[fmt] = {k: v for k, v in record.items() if k != "format"}
     return {"artefacts": written, "calibration_samples": int(len(calibration))}
 
