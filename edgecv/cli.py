@@ -239,7 +239,8 @@ def quant_debug_cmd(model, calibration, samples, top, normalization, json_path, 
     """Which ops lose accuracy in INT8: each op of the int8 TFLite conversion run beside its float
     op on the same inputs (TFLite's QuantizationDebugger), its output error in quantization steps
     (RMSE / scale: about 0.29 is ideal rounding), the range its int8 grid spans, and the worst ops.
-    A bare Keras model is quantized post-training; a compress run directory's QAT model as it is.
+    A bare Keras model is quantized post-training, and so is a compress run directory's float student
+    (TFLite's debugger cannot instrument a QAT graph, whose ranges come from training).
 
     \b
     Examples:
@@ -268,9 +269,17 @@ def quant_debug_cmd(model, calibration, samples, top, normalization, json_path, 
     bad = [r for r in result["ops"] if (r["rmse_steps"] or 0) > result["suspect_above_steps"]]
     console.print(f"error in steps: RMSE / scale of the op's int8 output against its float op fed the same inputs; "
                   f"{result['ideal_rounding_steps']} is ideal rounding. {len(bad)} op(s) above "
-                  f"{result['suspect_above_steps']} (✗)" + (": keep them in float with edgecv export --max-drop, or "
-                                                         "train with QAT" if bad else "."), highlight=False)
+                  f"{result['suspect_above_steps']} (✗)" + (f": {_keep_float_advice(Path(result['model']))}" if bad
+                                                         else "."), highlight=False)
     _json_done(json_path, result)
+
+
+def _keep_float_advice(model: Path) -> str:
+    """How to keep quant-debug's worst ops in float: a run's own search, or export's for a bare model."""
+    if (model / "state.json").is_file():
+        return (f"edgecv compress -o {model} --resume --set quantize.max_drop=1.0 keeps the fewest of them in "
+                "float that bring its int8 file within 1 pt of the float student")
+    return "keep them in float with edgecv export --max-drop, or train with QAT (edgecv compress)"
 
 
 @main.command("eval")

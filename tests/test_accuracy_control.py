@@ -32,6 +32,10 @@ model = small_cnn(ds.train.array.astype(np.float32) / 255.0, ds.train.labels, ep
 model.save(root / "good.keras")
 widen_one_channel(model)  # the same float function; one conv output spans 1000x the range
 model.save(root / "wide.keras")
+from edgecv.compress.quantize import prepare_qat
+from edgecv.compress.training import save_model
+# its QAT model before training: ranges measured, so int8 loses what post-training int8 loses
+save_model(prepare_qat(model, False, calibration=ds.train.array[:256].astype(np.float32) / 255.0), root / "wide-qat.h5")
 """
 
 
@@ -104,6 +108,34 @@ def test_quant_debug_names_the_op_that_loses_information(models):
     table = run_cli("quant-debug", models / "wide.keras", "--calibration", "fashion-mnist-mini", "--top", "3")
     shown = table.stdout + table.stderr
     assert table.returncode == 0 and "✗" in shown and "0.29 is ideal rounding" in shown
+
+
+def test_max_drop_from_a_qat_model_searches_its_float_model_post_training(models):
+    """A QAT graph's conversion cannot keep chosen ops in float (TFLite's QuantizationDebugger
+    instruments post-training conversion only: compress with quantize.max_drop stopped with 'Please
+    check if the quantized model is in debug mode'). The steps quantize the float model it was
+    trained from post-training instead, and the search ends on that file when it beats the QAT one."""
+    import numpy as np
+
+    from edgecv.data import PreprocessSpec, load_dataset
+    from edgecv.export.worker import export
+    from edgecv.models.loading import load_model
+    from edgecv.pipeline.quant_search import search_float_ops
+
+    ds = load_dataset("fashion-mnist-mini", image_size=28)
+    spec = PreprocessSpec(28, 28, 1, "unit")
+    calibration, _ = ds.train.sample(300, 0, spec)
+    x, y = ds.test.sample(1000, 2, spec)
+    plain = models / "wide-qat-int8.tflite"
+    export(models / "wide-qat.h5", plain, "tflite-int8", calibration, trust=True)
+    float_top1 = float(np.mean(load_model(models / "wide.keras").predict(x).argmax(1) == y))
+    result = search_float_ops(models / "wide-qat.h5", plain, calibration, x, y, float_top1, 1.0, trust=True,
+                              quantized_by="QAT", ptq_source=models / "wide.keras", devices=("rpi4",))
+    first, base = result["steps"][:2]
+    assert first["tried"] == "int8 (QAT)" and first["drop_pt"] > 10, result["steps"]  # far past the budget
+    assert base["tried"].startswith("int8 (post-training, from wide.keras)") and base["float_ops"] == []
+    assert result["within_budget"] and result["source"] == str(models / "wide.keras"), result["steps"]
+    assert 0 < len(result["float_nodes"]) <= 4 and any("conv2" in t for t in result["float_nodes"])
 
 
 def test_max_drop_on_a_model_that_quantizes_well_changes_nothing(models):

@@ -202,6 +202,18 @@ def _field_paths(obj, prefix=""):
             yield from _field_paths(item, prefix[:-1] + ".[].")
 
 
+def test_quant_debug_of_a_qat_run_debugs_its_float_student(resumed_run):
+    """TFLite's QuantizationDebugger cannot instrument a QAT graph: `edgecv quant-debug RUN` ended in
+    'Please check if the quantized model is in debug mode' for every QAT run. It now debugs the float
+    student post-training, and says so."""
+    proc = run_cli("quant-debug", resumed_run["out"], "--top", "3", "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["source"].endswith("stages/prune/model.keras") and len(result["ops"]) > 20
+    assert result["quantized_by"].startswith("post-training int8, not the run's QAT model")
+    assert all(op["rmse_steps"] is None or op["rmse_steps"] >= 0 for op in result["ops"])
+
+
 def test_report_fields_are_documented(resumed_run):
     doc = (REPO / "docs" / "report-schema.md").read_text()
     paths = set(_field_paths(resumed_run["report"]))

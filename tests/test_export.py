@@ -101,6 +101,18 @@ def test_a_float16_sensitive_model_is_told_apart_from_a_conversion_error(fmt, mo
     assert "report the model's layers" not in text
 
 
+def test_failed_int8_check_of_a_qat_run_does_not_advise_qat(tmp_path):
+    """A QAT run's int8 file that disagrees with its QAT model was told to "quantize with QAT"."""
+    from edgecv.pipeline.exporting import failed_check_advice
+
+    check = {"top1_agreement": 0.92, "max_abs_diff": 0.88, "passed": False}
+    run = tmp_path / "run"
+    advice = failed_check_advice("tflite-int8", run / "artefacts" / "student-int8.tflite", check, qat_run=run)
+    assert "quantize with QAT" not in advice and f"edgecv quant-debug {run}" in advice
+    assert "quantize.max_drop=1.0" in advice
+    assert "quantize with QAT" in failed_check_advice("tflite-int8", tmp_path / "m.tflite", check)  # from a float model
+
+
 @pytest.mark.parametrize("fmt", INT8_FORMATS)
 def test_int8_format_from_qat_keeps_its_quantization(fmt, models):
     out = models["root"] / "out" / f"qat-{fmt}{FORMATS[fmt].suffix}"

@@ -115,7 +115,8 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
     if record["check"]["passed"]:
         console.print(f"next: edgecv eval {out} --data {data or 'DATA'}")
     else:
-        advice = failed_check_advice(fmt, out, record["check"])
+        advice = failed_check_advice(fmt, out, record["check"],
+                                     qat_run=model if is_run and Path(source).name == QAT_MODEL else None)
         console.print(f"[red]✗ the {fmt} file failed its check[/red]: {advice}", highlight=False)
     return record
 
@@ -160,7 +161,7 @@ def _check_input_range(keras_model, spec: PreprocessSpec, ds, outputs: str | Non
 def run_quant_debug(model: Path, calibration: str | None, samples: int, normalization: str | None,
                     trust_model: bool = False) -> dict:
     """`edgecv quant-debug`: each op's int8 quantization error for a bare Keras model (post-training
-    int8) or a compress run (its QAT model, else its float student)."""
+    int8) or a compress run (its float student, post-training int8 also when the run used QAT)."""
     from edgecv.export.worker import int8_layer_statistics
     from edgecv.pipeline.quant_search import IDEAL_ROUNDING_STEPS, SUSPECT_STEPS
 
@@ -171,7 +172,9 @@ def run_quant_debug(model: Path, calibration: str | None, samples: int, normaliz
     is_run = model.is_dir() and (model / "state.json").is_file()
     _check_no_normalization_for_run(is_run, normalization)
     if is_run:
-        source, spec, _, data, _ = _from_run(model, "tflite-int8", calibration, None)
+        # the float student, post-training: a QAT graph's conversion gives TFLite's QuantizationDebugger
+        # nothing to instrument (its ranges come from the graph, not from calibration)
+        source, spec, _, data, _ = _from_run(model, "tflite-fp32", calibration, None)
         class_names = None
     else:
         if not calibration:
@@ -188,8 +191,11 @@ def run_quant_debug(model: Path, calibration: str | None, samples: int, normaliz
     ds = load_dataset(data, image_size=max(spec.height, spec.width))
     calib, _ = ds.train.sample(max(samples, FEW_CALIBRATION), 0, spec)
     stats = int8_layer_statistics(Path(source), calib, samples, trust=is_run or trust_model)
-    return {"model": str(model), "source": str(source), "quantized_by": "QAT model" if str(source).endswith(QAT_MODEL)
-            else "post-training int8", "samples": samples, "data": ds.source, "ideal_rounding_steps": IDEAL_ROUNDING_STEPS,
+    qat = is_run and (model / "stages" / "quantize" / QAT_MODEL).is_file()
+    quantized_by = "post-training int8" + (", not the run's QAT model: TFLite's debugger cannot instrument it" if qat
+                                           else "")
+    return {"model": str(model), "source": str(source), "quantized_by": quantized_by, "samples": samples,
+            "data": ds.source, "ideal_rounding_steps": IDEAL_ROUNDING_STEPS,
             "suspect_above_steps": SUSPECT_STEPS, "ops": stats}
 
 

@@ -99,8 +99,9 @@ def check_line(fmt: str, check: dict) -> str:
             f"{check['max_abs_diff']:.4g}{limit}, on {check['samples']} held-out images")
 
 
-def failed_check_advice(fmt: str, out: Path, check: dict) -> str:
-    """What to do about an artefact whose check against its source failed."""
+def failed_check_advice(fmt: str, out: Path, check: dict, qat_run: Path | None = None) -> str:
+    """What to do about an artefact whose check against its source failed. `qat_run`: the compress run
+    whose QAT model an int8 file was converted from."""
     kept = f"{Path(out).name} is kept to inspect, marked failed in {sidecar_path(out).name}"
     rounded = check.get("float16_weights")
     if rounded and not rounded["within_tolerance"]:
@@ -109,6 +110,10 @@ def failed_check_advice(fmt: str, out: Path, check: dict) -> str:
                 f"to float16 agrees with itself on {rounded['top1_agreement']:.1%} of these images, max |Δ score| "
                 f"{rounded['max_abs_diff']:.4g} (the file: {check['top1_agreement']:.1%}, {check['max_abs_diff']:.4g}), "
                 f"so this model needs float32 weights: export {fp32} instead")
+    if FORMATS[fmt].quantized and qat_run is not None:
+        return (f"{kept}; the file disagrees with the QAT model it was converted from, which simulated int8 in "
+                f"training: `edgecv quant-debug {qat_run}` shows which ops lose most, and `--set "
+                "quantize.max_drop=1.0` keeps the fewest of them in float; or train QAT longer (quantize.epochs)")
     if FORMATS[fmt].quantized:
         return (f"{kept}; int8 lost too much against the float model: quantize with QAT (edgecv compress, "
                 "quantize.mode: qat), calibrate on more or more typical images (--calibration-samples), or keep "

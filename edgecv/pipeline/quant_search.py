@@ -85,48 +85,71 @@ def device_ms(path: Path, devices) -> dict[str, float]:
 
 def search_float_ops(source: Path, plain_int8: Path, calibration: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray,
                      float_top1: float, max_drop_pt: float, *, trust: bool = False, debug_samples: int = 64,
-                     quantized_by: str = "post-training", kept_float: list[str] = (),
+                     quantized_by: str = "post-training", kept_float: list[str] = (), ptq_source: Path | None = None,
                      devices=ESTIMATED_ON, outputs: str | None = None, progress=lambda text: None) -> dict:
     """Steps from `plain_int8` (the int8 file of `source`, float only at `kept_float`, op output
     names a recipe keeps float anyway) to the first file within `max_drop_pt` points of
     `float_top1`. Returns the float ops chosen (`kept_float` only when the plain file is within
-    budget already), every step tried, and whether the budget was met. `outputs`: what the
-    file's scores are, as top1_of reads them."""
+    budget already), the model the chosen file is converted from (`source`), every step tried, and
+    whether the budget was met. `ptq_source`: the float model a QAT `source` was trained from. A QAT
+    graph's conversion cannot keep chosen ops in float (TFLite's QuantizationDebugger instruments
+    post-training conversion only), so its steps quantize that model post-training instead, and
+    the QAT file stays unless one of them beats it. `outputs`: what the file's scores are, as
+    top1_of reads them."""
     plain_top1 = top1_of(plain_int8, x_eval, y_eval, outputs)
     start = {"step": 0, "float_ops": list(kept_float), "top1": plain_top1, "drop_pt": round((float_top1 - plain_top1) * 100, 3),
              "size_bytes": plain_int8.stat().st_size, "host_p50_ms": None, "kept": True,
              "tried": f"int8 ({quantized_by})" + (f", {len(kept_float)} op(s) kept float by the recipe" if kept_float
                                                   else "")}
-    result = {"float_top1": float_top1, "max_drop_pt": max_drop_pt, "steps": [start], "float_nodes": list(kept_float)}
+    result = {"float_top1": float_top1, "max_drop_pt": max_drop_pt, "steps": [start], "float_nodes": list(kept_float),
+              "source": str(source)}
     if start["drop_pt"] <= max_drop_pt:  # within budget: the check costs two evaluations, nothing more
         return {**result, "within_budget": True, "stats": None}
     # the baseline the steps' latency cost is read against
     start.update(host_p50_ms=host_ms(plain_int8), estimated_ms=device_ms(plain_int8, devices))
-    progress("measuring each op's quantization error")
-    stats = int8_layer_statistics(source, calibration, debug_samples, trust=trust)
-    graph, chosen, best = int8_graph(plain_int8), list(kept_float), start
+    searched = ptq_source or source
+    progress("measuring each op's quantization error" + (" in the float student's post-training int8" if ptq_source
+                                                         else ""))
+    stats = int8_layer_statistics(searched, calibration, debug_samples, trust=trust)
+    best, best_source = start, source
+    chosen = [] if ptq_source else list(kept_float)  # the QAT file's op names: its conversion could not keep them
+
+    def step(path: Path, float_ops: list[str], tried: str) -> dict:
+        nonlocal best, best_source
+        top1 = top1_of(path, x_eval, y_eval, outputs)
+        record = {"step": len(result["steps"]), "float_ops": float_ops, "top1": top1,
+                  "drop_pt": round((float_top1 - top1) * 100, 3), "size_bytes": path.stat().st_size,
+                  "host_p50_ms": host_ms(path), "estimated_ms": device_ms(path, devices),
+                  "kept": (top1 - best["top1"]) * 100 >= MIN_GAIN_PT, "tried": tried}
+        result["steps"].append(record)
+        if record["kept"]:
+            best, best_source = record, searched
+        return record
+
     with tempfile.TemporaryDirectory(prefix="edgecv-max-drop.") as scratch:
+        base = plain_int8
+        if ptq_source:
+            base = Path(scratch) / "post-training.tflite"
+            progress(f"step 1: {Path(ptq_source).name} quantized post-training, as the steps after it are")
+            export(ptq_source, base, "tflite-int8", calibration, trust=trust)
+            step(base, [], f"int8 (post-training, from {Path(ptq_source).name}): the base of the steps after it, "
+                           "since a QAT graph's conversion cannot keep chosen ops in float")
+        graph = int8_graph(base)
         for suspect in suspects(stats)[:MAX_STEPS]:
+            if best["drop_pt"] <= max_drop_pt:
+                break
             group = [t for t in float_group(suspect["tensor"], graph) if t not in chosen]
             if not group:
                 continue
             trial = Path(scratch) / f"step{len(result['steps'])}.tflite"
             progress(f"step {len(result['steps'])}: {suspect['op']} ({suspect['rmse_steps']:.2f} steps) and "
                      f"{len(group) - 1} op(s) feeding it in float")
-            export(source, trial, "tflite-int8", calibration, float_nodes=chosen + group, trust=trust)
-            top1 = top1_of(trial, x_eval, y_eval, outputs)
-            kept = (top1 - best["top1"]) * 100 >= MIN_GAIN_PT
-            step = {"step": len(result["steps"]), "float_ops": chosen + group, "top1": top1,
-                    "drop_pt": round((float_top1 - top1) * 100, 3), "size_bytes": trial.stat().st_size,
-                    "host_p50_ms": host_ms(trial), "estimated_ms": device_ms(trial, devices), "kept": kept,
-                    "tried": f"{suspect['op']} {suspect['tensor']} ({suspect['rmse_steps']:.2f} steps) with "
-                             f"{len(group) - 1} op(s) feeding it"}
-            result["steps"].append(step)
-            if kept:
-                chosen, best = chosen + group, step
-                if step["drop_pt"] <= max_drop_pt:
-                    break
-    return {**result, "float_nodes": chosen, "within_budget": best["drop_pt"] <= max_drop_pt, "stats": stats}
+            export(searched, trial, "tflite-int8", calibration, float_nodes=chosen + group, trust=trust)
+            if step(trial, chosen + group, f"{suspect['op']} {suspect['tensor']} ({suspect['rmse_steps']:.2f} steps) "
+                                           f"with {len(group) - 1} op(s) feeding it")["kept"]:
+                chosen = chosen + group
+    return {**result, "float_nodes": best["float_ops"], "source": str(best_source),
+            "within_budget": best["drop_pt"] <= max_drop_pt, "stats": stats}
 
 
 def ops_of_layers(graph: dict, layers: list[str]) -> dict[str, list[str]]:

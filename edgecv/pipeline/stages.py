@@ -241,10 +241,11 @@ def run_export(ctx: RunContext, out: Path) -> dict:
             record = _kept_float(ctx, record, source, out, loaded, calibration, check)
         if fmt == "tflite-int8" and ctx.recipe["quantize"]["max_drop"] is not None:
             record = _accuracy_controlled(ctx, record, source, out, loaded, calibration, check)
-        record["source"] = str(source.relative_to(ctx.run.root))
+        record["source"] = str(Path(record["source"]).relative_to(ctx.run.root))  # max_drop may have changed it
         console.print(check_line(fmt, record["check"]))
         if not record["check"]["passed"]:
-            advice = failed_check_advice(fmt, out / record["file"], record["check"])
+            advice = failed_check_advice(fmt, out / record["file"], record["check"],
+                                         qat_run=ctx.run.root if spec.quantized and qat else None)
             console.print(f"  [yellow]warning:[/yellow] {advice}", highlight=False)
         written[fmt] = {k: v for k, v in record.items() if k != "format"}
     return {"artefacts": written, "calibration_samples": int(len(calibration))}
@@ -286,27 +287,37 @@ def _accuracy_controlled(ctx: RunContext, record: dict, source: Path, out: Path,
     from edgecv.pipeline.quant_search import ACCURACY_SAMPLES, search_float_ops
 
     x, y = ctx.held_out_sample(ACCURACY_SAMPLES, 2)
-    float_model = ctx.load_model(ctx.model_path(ctx.float_student_stage()))
+    float_path = ctx.model_path(ctx.float_student_stage())
+    float_model = ctx.load_model(float_path)
     float_top1 = float(np.mean(float_model.predict(x, batch_size=256, verbose=0).argmax(1) == y))
     path = out / record["file"]
     kept = (record.get("keep_float") or {}).get("float_nodes", [])
+    qat = source.name == QAT_MODEL
     control = search_float_ops(source, path, calibration, x, y, float_top1, ctx.recipe["quantize"]["max_drop"],
-                               kept_float=kept, devices=ctx.recipe["profile"]["devices"],
-                               trust=True, quantized_by="QAT" if source.name == QAT_MODEL else "post-training",
+                               kept_float=kept, ptq_source=float_path if qat else None,
+                               devices=ctx.recipe["profile"]["devices"], trust=True,
+                               quantized_by="QAT" if qat else "post-training",
                                progress=lambda text: console.print(f"  max_drop: {text}"))
-    control.update(samples=int(len(x)), float_model=ctx.float_student_stage())
+    chosen = Path(control["source"])
+    control.update(samples=int(len(x)), float_model=ctx.float_student_stage(),
+                   source=str(chosen.relative_to(ctx.run.root)))
     control.pop("stats")  # quant-debug prints them; the report keeps the steps
-    if len(control["float_nodes"]) > len(kept):
-        rewritten = export_artefact(source, path, "tflite-int8", spec=ctx.student_spec,
+    if chosen != source or len(control["float_nodes"]) > len(kept):
+        if chosen not in loaded:
+            from edgecv.models.loading import load_model
+
+            loaded[chosen] = load_model(chosen, trust=True)  # edgecv's own stage model
+        rewritten = export_artefact(chosen, path, "tflite-int8", spec=ctx.student_spec,
                                     class_names=ctx.dataset.class_names, calibration=calibration, check_images=check,
-                                    source_model=loaded[source], trust_source=True, float_fallback=bool(kept),
-                                    float_nodes=control["float_nodes"])
+                                    source_model=loaded[chosen], trust_source=True,
+                                    float_fallback=bool(control["float_nodes"]), float_nodes=control["float_nodes"])
         # keep_float's record stays, also when the converter refused it (not_enforced): the report says so
         record = {**rewritten, **({"keep_float": record["keep_float"]} if "keep_float" in record else {})}
     last = next(s for s in reversed(control["steps"]) if s["kept"])
+    how = f" (post-training int8 of {control['source']}: it beat the QAT file)" if chosen != source else ""
     console.print(f"  max_drop {control['max_drop_pt']:g} pt: int8 {last['drop_pt']:+.2f} pt vs the float student "
-                  f"with {len(control['float_nodes'])} op(s) in float" + ("" if control["within_budget"] else
-                                                                          " [yellow](budget not met)[/yellow]"))
+                  f"with {len(control['float_nodes'])} op(s) in float{how}" + ("" if control["within_budget"] else
+                                                                               " [yellow](budget not met)[/yellow]"))
     return {**record, "accuracy_control": control}
 
 
