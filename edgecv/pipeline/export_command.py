@@ -163,7 +163,7 @@ def run_quant_debug(model: Path, calibration: str | None, samples: int, normaliz
     """`edgecv quant-debug`: each op's int8 quantization error for a bare Keras model (post-training
     int8) or a compress run (its float student, post-training int8 also when the run used QAT)."""
     from edgecv.export.worker import int8_layer_statistics
-    from edgecv.pipeline.quant_search import IDEAL_ROUNDING_STEPS, SUSPECT_STEPS
+    from edgecv.pipeline.quant_search import IDEAL_ROUNDING_STEPS, QAT_NOT_INSTRUMENTED, SUSPECT_STEPS
 
     if not model.exists():
         raise ModelError(f"'{model}' not found; pass a Keras model (.keras, .h5, SavedModel folder) or a compress run directory")
@@ -172,8 +172,7 @@ def run_quant_debug(model: Path, calibration: str | None, samples: int, normaliz
     is_run = model.is_dir() and (model / "state.json").is_file()
     _check_no_normalization_for_run(is_run, normalization)
     if is_run:
-        # the float student, post-training: a QAT graph's conversion gives TFLite's QuantizationDebugger
-        # nothing to instrument (its ranges come from the graph, not from calibration)
+        # the float student, post-training: the debugger cannot take a QAT model (QAT_NOT_INSTRUMENTED)
         source, spec, _, data, _ = _from_run(model, "tflite-fp32", calibration, None)
         class_names = None
     else:
@@ -192,8 +191,7 @@ def run_quant_debug(model: Path, calibration: str | None, samples: int, normaliz
     calib, _ = ds.train.sample(max(samples, FEW_CALIBRATION), 0, spec)
     stats = int8_layer_statistics(Path(source), calib, samples, trust=is_run or trust_model)
     qat = is_run and (model / "stages" / "quantize" / QAT_MODEL).is_file()
-    quantized_by = "post-training int8" + (", not the run's QAT model: TFLite's debugger cannot instrument it" if qat
-                                           else "")
+    quantized_by = "post-training int8" + (f", not the run's QAT model: {QAT_NOT_INSTRUMENTED}" if qat else "")
     return {"model": str(model), "source": str(source), "quantized_by": quantized_by, "samples": samples,
             "data": ds.source, "ideal_rounding_steps": IDEAL_ROUNDING_STEPS,
             "suspect_above_steps": SUSPECT_STEPS, "ops": stats}

@@ -29,6 +29,9 @@ WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CO
 MAX_STEPS = 8
 ACCURACY_SAMPLES = 1000  # held-out images (test split, class-balanced) top-1 is measured on
 MIN_GAIN_PT = 0.1  # a group that raises top-1 by less is stepped back
+# why a QAT model's int8 file cannot hold chosen ops in float, nor be debugged op by op
+QAT_NOT_INSTRUMENTED = ("TFLite's QuantizationDebugger, which keeps chosen ops in float and compares them op by op, "
+                        "instruments post-training conversion only, not a QAT graph's")
 
 
 def suspects(stats: list[dict]) -> list[dict]:
@@ -92,9 +95,8 @@ def search_float_ops(source: Path, plain_int8: Path, calibration: np.ndarray, x_
     `float_top1`. Returns the float ops chosen (`kept_float` only when the plain file is within
     budget already), the model the chosen file is converted from (`source`), every step tried, and
     whether the budget was met. `ptq_source`: the float model a QAT `source` was trained from. A QAT
-    graph's conversion cannot keep chosen ops in float (TFLite's QuantizationDebugger instruments
-    post-training conversion only), so its steps quantize that model post-training instead, and
-    the QAT file stays unless one of them beats it. `outputs`: what the file's scores are, as
+    graph's conversion cannot keep chosen ops in float (QAT_NOT_INSTRUMENTED), so the steps
+    quantize that model post-training instead, and the QAT file stays unless one of them beats it. `outputs`: what the file's scores are, as
     top1_of reads them."""
     plain_top1 = top1_of(plain_int8, x_eval, y_eval, outputs)
     start = {"step": 0, "float_ops": list(kept_float), "top1": plain_top1, "drop_pt": round((float_top1 - plain_top1) * 100, 3),
@@ -132,8 +134,8 @@ def search_float_ops(source: Path, plain_int8: Path, calibration: np.ndarray, x_
             base = Path(scratch) / "post-training.tflite"
             progress(f"step 1: {Path(ptq_source).name} quantized post-training, as the steps after it are")
             export(ptq_source, base, "tflite-int8", calibration, trust=trust)
-            step(base, [], f"int8 (post-training, from {Path(ptq_source).name}): the base of the steps after it, "
-                           "since a QAT graph's conversion cannot keep chosen ops in float")
+            step(base, [], f"int8 (post-training, from {Path(ptq_source).name}): the base of the steps after it, as "
+                           f"{QAT_NOT_INSTRUMENTED}")
         graph = int8_graph(base)
         for suspect in suspects(stats)[:MAX_STEPS]:
             if best["drop_pt"] <= max_drop_pt:

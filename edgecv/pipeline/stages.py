@@ -253,16 +253,24 @@ def run_export(ctx: RunContext, out: Path) -> dict:
 
 def _kept_float(ctx: RunContext, record: dict, source: Path, out: Path, loaded: dict, calibration, check):
     """quantize.keep_float: QAT left those layers unquantized, but the converter may still quantize
-    their ops; the file is written again with them denylisted, so it holds them in float."""
+    their ops; a post-training file is written again with them denylisted, so it holds them in
+    float. A QAT model's conversion cannot denylist them (QAT_NOT_INSTRUMENTED): said, not tried."""
     from edgecv.errors import ConversionError
     from edgecv.pipeline.exporting import export_artefact
-    from edgecv.pipeline.quant_search import int8_graph, ops_of_layers
+    from edgecv.pipeline.quant_search import QAT_NOT_INSTRUMENTED, int8_graph, ops_of_layers
 
     layers = ctx.recipe["quantize"]["keep_float"]
     ops = ops_of_layers(int8_graph(out / record["file"]), layers)
     nodes = [t for tensors in ops.values() for t in tensors]
     kept = {"layers": layers, "float_nodes": nodes, "not_found": [layer for layer, tensors in ops.items() if not tensors]}
-    if nodes:
+    if nodes and source.name == QAT_MODEL:
+        kept.update(float_nodes=[], not_enforced=f"a QAT model's int8 file cannot hold chosen ops in float: "
+                                                 f"{QAT_NOT_INSTRUMENTED}")
+        console.print(f"  [yellow]warning:[/yellow] quantize.keep_float: {', '.join(layers)} trained outside QAT, but "
+                      f"{kept['not_enforced']}; the converter quantized their ops with calibrated ranges (the "
+                      "file's float_ops say which are float). quantize.mode=ptq keeps them float in the file, and "
+                      "quantize.max_drop searches for the ops to keep float", highlight=False)
+    elif nodes:
         try:
             record = export_artefact(source, out / record["file"], "tflite-int8", spec=ctx.student_spec,
                                      class_names=ctx.dataset.class_names, calibration=calibration, check_images=check,
