@@ -101,16 +101,21 @@ def test_a_float16_sensitive_model_is_told_apart_from_a_conversion_error(fmt, mo
     assert "report the model's layers" not in text
 
 
-def test_failed_int8_check_of_a_qat_run_does_not_advise_qat(tmp_path):
-    """A QAT run's int8 file that disagrees with its QAT model was told to "quantize with QAT"."""
+def test_failed_int8_check_advice_fits_where_the_file_came_from(tmp_path):
+    """A QAT run's int8 file that disagrees with its QAT model was told to "quantize with QAT"; a run was
+    told export's --calibration-samples, a bare export the recipe's quantize.keep_float."""
     from edgecv.pipeline.exporting import failed_check_advice
 
     check = {"top1_agreement": 0.92, "max_abs_diff": 0.88, "passed": False}
     run = tmp_path / "run"
-    advice = failed_check_advice("tflite-int8", run / "artefacts" / "student-int8.tflite", check, qat_run=run)
-    assert "quantize with QAT" not in advice and f"edgecv quant-debug {run}" in advice
-    assert "quantize.max_drop=1.0" in advice
-    assert "quantize with QAT" in failed_check_advice("tflite-int8", tmp_path / "m.tflite", check)  # from a float model
+    advice = failed_check_advice("tflite-int8", run / "artefacts" / "student-int8.tflite", check, run=run,
+                                 from_qat=True)
+    assert "QAT model it was converted from" in advice and "quantize with QAT" not in advice
+    assert f"edgecv quant-debug {run}" in advice and f"edgecv compress -o {run} --resume --set quantize.max_drop" in advice
+    ptq_run = failed_check_advice("tflite-int8", run / "artefacts" / "student-int8.tflite", check, run=run)
+    assert "quantize.mode=qat" in ptq_run and "quantize.calibration_samples" in ptq_run and "--calibration" not in ptq_run
+    bare = failed_check_advice("tflite-int8", tmp_path / "m.tflite", check)  # edgecv export of a Keras model
+    assert "--max-drop 1.0" in bare and "--calibration-samples" in bare and "quantize." not in bare
 
 
 @pytest.mark.parametrize("fmt", INT8_FORMATS)

@@ -115,8 +115,8 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
     if record["check"]["passed"]:
         console.print(f"next: edgecv eval {out} --data {data or 'DATA'}")
     else:
-        advice = failed_check_advice(fmt, out, record["check"],
-                                     qat_run=model if is_run and Path(source).name == QAT_MODEL else None)
+        advice = failed_check_advice(fmt, out, record["check"], run=model if is_run else None,
+                                     from_qat=Path(source).name == QAT_MODEL)
         console.print(f"[red]✗ the {fmt} file failed its check[/red]: {advice}", highlight=False)
     return record
 

@@ -99,9 +99,10 @@ def check_line(fmt: str, check: dict) -> str:
             f"{check['max_abs_diff']:.4g}{limit}, on {check['samples']} held-out images")
 
 
-def failed_check_advice(fmt: str, out: Path, check: dict, qat_run: Path | None = None) -> str:
-    """What to do about an artefact whose check against its source failed. `qat_run`: the compress run
-    whose QAT model an int8 file was converted from."""
+def failed_check_advice(fmt: str, out: Path, check: dict, run: Path | None = None, from_qat: bool = False) -> str:
+    """What to do about an artefact whose check against its source failed. `run`: the compress run the
+    file belongs to (advised in its recipe keys, not export's options); `from_qat`: converted from that
+    run's QAT model."""
     kept = f"{Path(out).name} is kept to inspect, marked failed in {sidecar_path(out).name}"
     rounded = check.get("float16_weights")
     if rounded and not rounded["within_tolerance"]:
@@ -110,13 +111,19 @@ def failed_check_advice(fmt: str, out: Path, check: dict, qat_run: Path | None =
                 f"to float16 agrees with itself on {rounded['top1_agreement']:.1%} of these images, max |Δ score| "
                 f"{rounded['max_abs_diff']:.4g} (the file: {check['top1_agreement']:.1%}, {check['max_abs_diff']:.4g}), "
                 f"so this model needs float32 weights: export {fp32} instead")
-    if FORMATS[fmt].quantized and qat_run is not None:
-        return (f"{kept}; the file disagrees with the QAT model it was converted from, which simulated int8 in "
-                f"training: `edgecv quant-debug {qat_run}` shows which ops lose most, and `--set "
-                "quantize.max_drop=1.0` keeps the fewest of them in float; or train QAT longer (quantize.epochs)")
+    if FORMATS[fmt].quantized and run is not None:
+        lost = ("the file disagrees with the QAT model it was converted from, which simulated int8 in training"
+                if from_qat else "int8 lost too much against the float student")
+        search = (f"`edgecv quant-debug {run}` shows which ops lose most, and `edgecv compress -o {run} --resume "
+                  "--set quantize.max_drop=1.0` keeps the fewest of them float in the tflite-int8 file; or "
+                  if fmt == "tflite-int8" else "")
+        return (f"{kept}; {lost}: {search}" + ("train QAT longer (quantize.epochs)" if from_qat else
+                                               "quantize with QAT (quantize.mode=qat) or calibrate on more images "
+                                               "(quantize.calibration_samples)"))
     if FORMATS[fmt].quantized:
-        return (f"{kept}; int8 lost too much against the float model: quantize with QAT (edgecv compress, "
-                "quantize.mode: qat), calibrate on more or more typical images (--calibration-samples), or keep "
-                "the layers that quantize badly in float (quantize.keep_float)")
+        search = ("--max-drop 1.0 keeps the fewest ops float that bring it back (`edgecv quant-debug` lists the ops "
+                  "that lose most), " if fmt in ("tflite-int8", "openvino-int8") else "")
+        return (f"{kept}; int8 lost too much against the float model: {search}calibrate on more or more typical "
+                "images (--calibration-samples), or train with QAT (edgecv compress)")
     return (f"{kept}; a float file should compute what its model does: compare the two with edgecv eval, and "
             "report the model's layers with this line if they differ")

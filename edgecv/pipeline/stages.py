@@ -244,8 +244,8 @@ def run_export(ctx: RunContext, out: Path) -> dict:
         record["source"] = str(Path(record["source"]).relative_to(ctx.run.root))  # max_drop may have changed it
         console.print(check_line(fmt, record["check"]))
         if not record["check"]["passed"]:
-            advice = failed_check_advice(fmt, out / record["file"], record["check"],
-                                         qat_run=ctx.run.root if spec.quantized and qat else None)
+            advice = failed_check_advice(fmt, out / record["file"], record["check"], run=ctx.run.root,
+                                         from_qat=spec.quantized and qat)
             console.print(f"  [yellow]warning:[/yellow] {advice}", highlight=False)
         written[fmt] = {k: v for k, v in record.items() if k != "format"}
     return {"artefacts": written, "calibration_samples": int(len(calibration))}
