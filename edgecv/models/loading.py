@@ -71,13 +71,12 @@ class LoadedModel:
                   for start in range(0, len(images), batch_size)]
         return np.concatenate(chunks) if chunks else np.zeros((0, *self.output_shape[1:]), np.float32)
 
-    def predict_float16_weights(self, images: np.ndarray) -> np.ndarray | None:
+    def predict_float16_weights(self, images: np.ndarray) -> np.ndarray:
         """Scores with every float32 weight rounded to float16 and back (restored afterwards): what
-        float16 weights alone do to this model. None for a SavedModel signature, whose variables
-        edgecv cannot all reach."""
-        if self.framework == "saved_model":
-            return None
-        weights = [(w, w.numpy()) for w in self.model.weights]
+        float16 weights alone do to this model. A SavedModel signature's weights are the variables
+        its function captures."""
+        variables = self.model.variables if self.framework == "saved_model" else self.model.weights
+        weights = [(w, w.numpy()) for w in variables]
         weights = [(w, value) for w, value in weights if value.dtype == np.float32]
         try:
             for w, value in weights:
