@@ -118,6 +118,7 @@ def test_a_hand_edited_reference_is_malformed_not_drift(shipped, tmp_path, damag
     ("predicted", lambda a: a.astype(np.float32), "predicted array is float32 shaped (1000,), not 1-dimensional class"),
     ("embedding_explained", lambda a: a[:0], "embedding arrays do not fit together"),
     ("labels", None, "it has no labels array"),
+    ("embedding_basis", None, "it has no embedding_basis array"),  # was read as a reference from before embeddings
 ])
 def test_a_damaged_reference_array_is_named(shipped, tmp_path, array, value, fragment):
     """A reference array of the wrong shape or kind ended in a TypeError, an IndexError or numpy's "object
@@ -212,6 +213,10 @@ def test_a_hand_edited_history_line_is_named_not_a_type_error(tmp_path):
                    {"brightness": {"status": "bad", "psi": 0.1}}):
         history.write_text(json.dumps(good) + "\n" + json.dumps({**good, "findings": damage}) + "\n")
         with pytest.raises(DriftError, match="line 2 of --history .* is not an edgecv drift check"):
+            read_history(history)
+    for images in (True, 0, 2.5):  # true passed as an image count
+        history.write_text(json.dumps({**good, "field": {"source": "f.npz", "images": images}}) + "\n")
+        with pytest.raises(DriftError, match="line 1 of --history .* is not an edgecv drift check"):
             read_history(history)
 
 

@@ -280,8 +280,9 @@ def load_reference(path) -> Reference:
             if "header" not in z.files:
                 raise DriftError(f"{path} is not a drift reference (it has no header); {rebuild}")
             header = json.loads(str(z["header"]))
-            wanted = [k for k in _ARRAY_DIMS if k in z.files or not k.startswith("embedding")
-                      or "embedding_basis" in z.files]  # references written before the embedding have none
+            # references written before the embedding have none of its arrays; one that has some has all
+            has_embedding = any(k.startswith("embedding") for k in z.files)
+            wanted = [k for k in _ARRAY_DIMS if has_embedding or not k.startswith("embedding")]
             missing = next((k for k in wanted if k not in z.files), None)
             if missing:
                 raise DriftError(f"{path} is malformed: it has no {missing} array; {rebuild}")

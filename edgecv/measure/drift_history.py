@@ -45,7 +45,10 @@ def _is_check(entry) -> bool:
             and isinstance(entry.get("drift"), bool)):
         return False
     field = entry.get("field")
-    if not (isinstance(field, dict) and isinstance(field.get("source"), str) and isinstance(field.get("images"), int)):
+    if not (isinstance(field, dict) and isinstance(field.get("source"), str)):
+        return False
+    images = field.get("images")
+    if not (isinstance(images, int) and not isinstance(images, bool) and images >= 1):  # true is an int
         return False
     return all(isinstance(f, dict) and f.get("status") in ("ok", "warn", "alert")
                and (f.get("psi") is None or is_number(f["psi"]))
