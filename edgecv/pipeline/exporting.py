@@ -106,8 +106,8 @@ def failed_check_advice(fmt: str, out: Path, check: dict, run: Path | None = Non
     rounded = check.get("float16_weights")
     if rounded and not rounded["within_tolerance"]:
         fp32 = next(f for f, s in FORMATS.items() if s.runtime == FORMATS[fmt].runtime and s.precision == "fp32")
-        return (f"{kept}; float16 weights alone do this to this model: the Keras model with its own weights rounded "
-                f"to float16 agrees with itself on {rounded['top1_agreement']:.1%} of these images, max |Δ score| "
+        return (f"{kept}; float16 weights alone do this to this model: the source model with its own weights "
+                f"rounded to float16 agrees with itself on {rounded['top1_agreement']:.1%} of these images, max |Δ score| "
                 f"{rounded['max_abs_diff']:.4g} (the file: {check['top1_agreement']:.1%}, {check['max_abs_diff']:.4g}), "
                 f"so this model needs float32 weights: export {fp32} instead")
     if FORMATS[fmt].quantized and run is not None:

@@ -96,8 +96,8 @@ def search_float_ops(source: Path, plain_int8: Path, calibration: np.ndarray, x_
     budget already), the model the chosen file is converted from (`source`), every step tried, and
     whether the budget was met. `ptq_source`: the float model a QAT `source` was trained from. A QAT
     graph's conversion cannot keep chosen ops in float (QAT_NOT_INSTRUMENTED), so the steps
-    quantize that model post-training instead, and the QAT file stays unless one of them beats it. `outputs`: what the file's scores are, as
-    top1_of reads them."""
+    quantize that model post-training instead, and the QAT file stays unless one of them beats it.
+    `outputs`: what the file's scores are, as top1_of reads them."""
     plain_top1 = top1_of(plain_int8, x_eval, y_eval, outputs)
     start = {"step": 0, "float_ops": list(kept_float), "top1": plain_top1, "drop_pt": round((float_top1 - plain_top1) * 100, 3),
              "size_bytes": plain_int8.stat().st_size, "host_p50_ms": None, "kept": True,
