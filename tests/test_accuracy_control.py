@@ -159,6 +159,11 @@ def test_max_drop_needs_tflite_int8_and_labelled_data(models):
                       "--max-drop", "tflite-int8")
     assert_user_error(run_cli("export", models / "good.keras", "--format", "tflite-int8", "--max-drop", "1"),
                       "--calibration")
+    run = models / "run"  # a run directory's own search is compress's quantize.max_drop, QAT or not
+    run.mkdir(exist_ok=True)
+    (run / "state.json").write_text("{}")
+    assert_user_error(run_cli("export", run, "--format", "tflite-int8", "--max-drop", "1"),
+                      "--max-drop takes a bare Keras model", "edgecv compress -o RUN --resume --set quantize.max_drop")
 
 
 def test_openvino_int8_max_drop_goes_through_nncf_accuracy_control(models):

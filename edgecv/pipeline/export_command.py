@@ -217,8 +217,9 @@ def _check_max_drop(max_drop: float, fmt: str, is_run: bool, calibration: str | 
         raise DataError(f"--max-drop keeps ops in float in a tflite-int8 or openvino-int8 file, not {fmt}; "
                         "use --format tflite-int8 or openvino-int8")
     if is_run:
-        raise DataError("--max-drop works on post-training int8 of a bare Keras model; a run's int8 file comes "
-                        "from its QAT model: pass the model file (e.g. RUN/stages/prune/model.keras) instead")
+        raise DataError("--max-drop takes a bare Keras model; a run searches its own int8 file, QAT or not, with "
+                        "`edgecv compress -o RUN --resume --set quantize.max_drop=PTS`, or pass its float student "
+                        "(e.g. RUN/stages/prune/model.keras) here")
     if not calibration:
         raise DataError("--max-drop needs labelled images: pass --calibration DATA (its held-out split measures top-1)")
 
