@@ -93,6 +93,11 @@ def is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def is_whole(value) -> bool:
+    """A whole number as read from a user's JSON or YAML (3 or 3.0; not 2.5, true or NaN)."""
+    return is_number(value) and float(value).is_integer()
+
+
 def write_bytes_atomic(path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from edgecv.errors import DataError
-from edgecv.fileio import is_number
+from edgecv.fileio import is_number, is_whole
 
 # a side past this is a damaged sidecar or header, not a classifier input (numpy then asked for petabytes)
 MAX_SIDE = 8192
@@ -101,7 +101,7 @@ class PreprocessSpec:
         if missing:
             raise DataError(f"it has no {' or '.join('preprocessing.' + k for k in missing)}")
         sizes = [d[k] for k in ("height", "width", "channels")]
-        if not all(is_number(v) and float(v).is_integer() for v in sizes):
+        if not all(map(is_whole, sizes)):
             raise DataError(f"height, width and channels are {', '.join(map(repr, sizes))}: give whole numbers")
         for name in ("channel_scale", "channel_offset"):
             if d.get(name) is not None and not isinstance(d[name], list | tuple):

@@ -26,7 +26,7 @@ from edgecv.data.preprocess import adapt_channels, resize_bilinear
 from edgecv.data.sampling import balanced_indices
 from edgecv.data.sources import ImageSplit, image_headers, labels_by_name
 from edgecv.errors import DataError, DriftError
-from edgecv.fileio import atomic_path, is_number
+from edgecv.fileio import atomic_path, is_whole
 from edgecv.measure.bench import file_sha256
 from edgecv.runtime import Runner, load_metadata
 
@@ -342,7 +342,7 @@ def _header_problem(header: dict) -> str | None:
     """What in a reference's header the drift check reads and cannot use, or None (a hand-edited or
     damaged header ended in a TypeError)."""
     def whole(v) -> bool:
-        return is_number(v) and v >= 1 and float(v).is_integer()
+        return is_whole(v) and v >= 1
 
     text = next((k for k in ("artefact", "artefact_sha256", "source") if not isinstance(header.get(k), str)), None)
     if text:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edgecv import __version__
 from edgecv.errors import ReportError
-from edgecv.fileio import is_number
+from edgecv.fileio import is_number, is_whole
 
 SCHEMA_VERSION = 1
 REPORT_JSON = "report.json"
@@ -186,7 +186,7 @@ def _fraction(v) -> bool:
 
 
 def _count(v) -> bool:
-    return _number(v) and v >= 0 and float(v).is_integer()
+    return is_whole(v) and v >= 0
 
 
 def _indices(v) -> bool:
