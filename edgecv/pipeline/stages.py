@@ -245,7 +245,7 @@ def run_export(ctx: RunContext, out: Path) -> dict:
         console.print(check_line(fmt, record["check"]))
         if not record["check"]["passed"]:
             advice = failed_check_advice(fmt, out / record["file"], record["check"], run=ctx.run.root,
-                                         from_qat=spec.quantized and qat)
+                                         from_qat=Path(record["source"]).name == QAT_MODEL)
             console.print(f"  [yellow]warning:[/yellow] {advice}", highlight=False)
         written[fmt] = {k: v for k, v in record.items() if k != "format"}
     return {"artefacts": written, "calibration_samples": int(len(calibration))}
