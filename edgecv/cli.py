@@ -276,7 +276,9 @@ def quant_debug_cmd(model, calibration, samples, top, normalization, json_path, 
 
 def _keep_float_advice(model: Path) -> str:
     """How to keep quant-debug's worst ops in float: a run's own search, or export's for a bare model."""
-    if (model / "state.json").is_file():
+    from edgecv.pipeline.rundir import is_run_dir
+
+    if is_run_dir(model):
         return (f"edgecv compress -o {model} --resume --set quantize.max_drop=1.0 keeps the fewest of them in "
                 "float that bring its int8 file within 1 pt of the float student")
     return "keep them in float with edgecv export --max-drop, or train with QAT (edgecv compress)"

@@ -16,6 +16,7 @@ from edgecv.report.loader import read_report
 from edgecv.runtime import artefact_files
 from edgecv.pipeline.context import FLOAT_MODEL, QAT_MODEL
 from edgecv.pipeline.exporting import check_line, export_artefact, failed_check_advice
+from edgecv.pipeline.rundir import is_run_dir
 
 FEW_CALIBRATION = 200  # below this, int8 ranges start to depend on which images were drawn
 
@@ -29,7 +30,7 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
     spec_fmt = FORMATS[fmt]
     if not model.exists():
         raise ModelError(f"'{model}' not found; pass a Keras model (.keras, .h5, SavedModel folder) or a compress run directory")
-    is_run = model.is_dir() and (model / "state.json").is_file()
+    is_run = is_run_dir(model)
     _check_no_normalization_for_run(is_run, normalization)
     if max_drop is not None:
         _check_max_drop(max_drop, fmt, is_run, calibration)
@@ -169,7 +170,7 @@ def run_quant_debug(model: Path, calibration: str | None, samples: int, normaliz
         raise ModelError(f"'{model}' not found; pass a Keras model (.keras, .h5, SavedModel folder) or a compress run directory")
     if samples < 1:
         raise DataError(f"--samples must be 1 or more, got {samples}")
-    is_run = model.is_dir() and (model / "state.json").is_file()
+    is_run = is_run_dir(model)
     _check_no_normalization_for_run(is_run, normalization)
     if is_run:
         # the float student, post-training: the debugger cannot take a QAT model (QAT_NOT_INSTRUMENTED)

@@ -38,6 +38,11 @@ except ImportError:  # Windows: runs are not locked
     fcntl = None
 
 
+def is_run_dir(path: Path) -> bool:
+    """Whether `path` is a compress run directory (it holds the run's state)."""
+    return path.is_dir() and (path / STATE_FILE).is_file()
+
+
 def recipe_hash(recipe: dict) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
