@@ -2,6 +2,7 @@
 devices, and two real `edgecv compress` worker processes training together over loopback."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -260,6 +261,11 @@ def test_two_workers_train_together_and_the_chief_writes_the_run(tmp_path):
     for stage in ("teacher", "distill", "prune", "quantize"):
         assert f"✓ {stage}" in chief and f"✓ {stage}" in worker
     assert "worker 2 of 2: distill epoch 1/1, loss" in worker  # it trained, and logged it
+    # The chief's bar shows the loss of the whole cluster, as the worker's epoch line does (it showed
+    # their sum over the 2 workers: tf_keras' default reduction of a batch's logs)
+    bar_loss = re.findall(r"distill .*epoch 1/1\s+loss (\d+\.\d+)", chief)
+    worker_loss = re.findall(r"distill epoch 1/1, loss (\d+\.\d+)", worker)
+    assert bar_loss and worker_loss and bar_loss[-1] == worker_loss[-1], (bar_loss, worker_loss)
     assert "✓ export" not in worker and "✓ evaluate" not in worker  # only the chief goes on
     assert not list(private[1].glob("edgecv-worker-*")), "the worker's private folder was left behind"
 
