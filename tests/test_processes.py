@@ -184,9 +184,13 @@ def test_every_recipe_section_is_read_by_a_stage_or_listed_as_read_by_none():
     from edgecv.pipeline.recipe import defaults
     from edgecv.pipeline.stages import NOT_READ_BY_STAGES, STAGES
 
-    read = [section for stage in STAGES.values() for section in stage.reads]
-    assert len(read) == len(set(read))
+    entries = [entry for stage in STAGES.values() for entry in stage.reads]
+    assert len(entries) == len(set(entries))
+    read = [entry for entry in entries if "." not in entry]
     assert sorted(read + list(NOT_READ_BY_STAGES)) == sorted(defaults())
+    for entry in set(entries) - set(read):  # one key, read by name: a key the recipe has, of a section some stage reads
+        section, key = entry.split(".")
+        assert section in read and key in defaults()[section], entry
 
 
 def test_resume_with_changed_settings_reruns_from_the_first_stage_they_touch(tmp_path):
@@ -212,6 +216,24 @@ def test_resume_with_changed_settings_reruns_from_the_first_stage_they_touch(tmp
         assert not again.stage_dir(name, STAGES[name].folder).exists()
     assert not first.checkpoint_dir("prune").exists()
     assert yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["prune"]["epochs"] == 12
+
+
+def test_a_new_max_drop_on_resume_keeps_the_qat_model_and_rewrites_the_files(tmp_path):
+    """quantize.max_drop only steers how export writes the int8 file: a new budget reran QAT (the
+    quantize section was the stage's key as a whole)."""
+    from edgecv.pipeline.recipe import apply_overrides, defaults, validate
+    from edgecv.pipeline.rundir import RunDir, stage_keys
+    from edgecv.pipeline.stages import STAGES
+
+    recipe = defaults()
+    _finished_run(tmp_path / "run", recipe)
+    again = RunDir(tmp_path / "run", validate(apply_overrides(recipe, ["quantize.max_drop=0.5"])), STAGES)
+    assert again.open(resume=True, force=False) == ["export", "evaluate", "profile"]
+    again.unlock()
+    # any other quantize key still reruns QAT
+    for setting in ("quantize.epochs=5", "quantize.keep_float=[head]", "quantize.calibration_samples=50"):
+        before, keys = stage_keys(recipe, STAGES), stage_keys(validate(apply_overrides(recipe, [setting])), STAGES)
+        assert keys["prune"] == before["prune"] and keys["quantize"] != before["quantize"], setting
 
 
 def test_resume_keeps_nothing_and_is_refused_when_the_first_stage_changes_or_recipe_yaml_is_not_the_runs(tmp_path):

@@ -6,9 +6,10 @@ half-written stage behind: `--resume` deletes the partial folder and runs that s
 training stage from its last epoch checkpoint (`.<stage>.checkpoint/`) when it got that far.
 
 `--resume` with changed settings keeps the stages they do not touch: a stage's key hashes the recipe
-sections it reads (Stage.reads) and every earlier stage's, and the leading stages whose key is the
-same under the run's recipe.yaml and the new recipe are kept, so a new prune schedule reruns prune
-and what follows it on the same distilled student.
+settings it reads (Stage.reads: sections, or single keys another stage's section leaves out) and every
+earlier stage's, and the leading stages whose key is the same under the run's recipe.yaml and the new
+recipe are kept, so a new prune schedule reruns prune and what follows it on the same distilled
+student, and a new quantize.max_drop reruns export on, not QAT.
 
 The process working on a run holds an flock on `.edgecv.lock` in it (the file names its PID), so a
 second compress or `--resume` cannot start, and delete partial folders, while the first still runs.
@@ -48,11 +49,21 @@ def recipe_hash(recipe: dict) -> str:
 
 
 def stage_keys(recipe: dict, stages: dict) -> dict[str, str]:
-    """Stage name -> the hash of the recipe sections it reads and of every earlier stage's sections
-    (stages: name -> an object with `reads`, in run order): equal keys, equal inputs."""
+    """Stage name -> the hash of the recipe settings it reads and of every earlier stage's (stages:
+    name -> an object with `reads`, in run order): equal keys, equal inputs. A `reads` entry is a
+    section ("quantize") or one key ("quantize.max_drop"); a section read by one stage leaves out the
+    keys another stage reads by name, so changing those reruns only that stage and those after it."""
+    by_name = {entry for stage in stages.values() for entry in stage.reads if "." in entry}
     keys, read = {}, {}
     for name, stage in stages.items():
-        read.update({section: recipe.get(section) for section in stage.reads})
+        for entry in stage.reads:
+            section, _, key = entry.partition(".")
+            value = recipe.get(section)
+            if key:
+                value = value.get(key) if isinstance(value, dict) else None
+            elif isinstance(value, dict):
+                value = {k: v for k, v in value.items() if f"{section}.{k}" not in by_name}
+            read[entry] = value
         keys[name] = recipe_hash(read)
     return keys
 

@@ -443,8 +443,9 @@ class Stage:
     folder: str | None = None  # output folder in the run dir; default stages/<name>
     why_skipped: str = ""
     trains: bool = False  # runs `fit`: every multi_worker worker runs it too, in this order
-    # the recipe sections it reads beyond earlier stages' (its --resume key, RunDir.stage_keys); every
-    # section is some stage's or in NOT_READ_BY_STAGES
+    # the recipe sections (or "section.key": one key, left out of its section's stage) it reads beyond
+    # earlier stages' (its --resume key, RunDir.stage_keys); every section is some stage's or in
+    # NOT_READ_BY_STAGES
     reads: tuple[str, ...] = ()
 
 
@@ -462,7 +463,8 @@ STAGES: dict[str, Stage] = {
                    reads=("prune",)),
     "quantize": Stage(run_quantize, lambda r: r["quantize"]["enabled"], why_skipped="quantize.enabled is false",
                       trains=True, reads=("quantize",)),
-    "export": Stage(run_export, lambda r: True, folder="artefacts", reads=("export",)),
+    # max_drop only steers the int8 file's writing: a new budget keeps the QAT model
+    "export": Stage(run_export, lambda r: True, folder="artefacts", reads=("export", "quantize.max_drop")),
     "evaluate": Stage(run_evaluate, lambda r: True, folder="stages/evaluate", reads=("evaluation",)),
     "profile": Stage(run_profile, lambda r: bool(r["profile"]["devices"]), why_skipped="profile.devices is empty",
                      reads=("profile",)),
