@@ -13,6 +13,32 @@ from edgecv.native_logs import native_stderr_silenced
 _HINT = "install the training extra: pip install 'edgecv[train]'"
 
 
+# module -> the package that provides it: what the train extra installs for the commands that train or convert
+TRAIN_MODULES = {"tensorflow": "tensorflow", "tf_keras": "tf-keras",
+                 "tensorflow_model_optimization": "tensorflow-model-optimization"}
+
+
+def installed(module: str) -> bool:
+    """Whether a top-level module can be imported here, found without importing it (an import hook
+    that refuses it counts as missing)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def require_train_extra(command: str) -> None:
+    """Refuse a command that trains or converts, before any work, where the train extra is missing (a
+    device install): without this, compress blamed its first export format and quant-debug quoted an
+    error class from its child process."""
+    missing = [package for module, package in TRAIN_MODULES.items() if not installed(module)]
+    if missing:
+        raise MissingExtraError(f"{command} needs TensorFlow ({', '.join(missing)} not installed here: an install "
+                                f"for running models, not making them); {_HINT}")
+
+
 def tf():
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]

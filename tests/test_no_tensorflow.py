@@ -13,3 +13,16 @@ def test_device_modules_do_not_import_tensorflow():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_commands_that_make_models_say_they_need_tensorflow_on_a_device_install(tmp_path):
+    """compress blamed its first export format ("drop tflite-int8") and quant-debug quoted an error
+    class from its child process; both need TensorFlow whatever the options."""
+    from tests.conftest import BLOCK_TENSORFLOW, assert_user_error
+
+    for args in (["compress", "--out", tmp_path / "run"], ["quant-debug", tmp_path]):
+        proc = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW, *map(str, args)], capture_output=True,
+                              text=True, timeout=300)
+        line = assert_user_error(proc, f"edgecv {args[0]} needs TensorFlow", "pip install 'edgecv[train]'")
+        assert "drop" not in line and "Error" not in line, line
+    assert not (tmp_path / "run").exists()

@@ -68,8 +68,8 @@ EXTRA_PROBES = {"train": "tensorflow", "openvino": "openvino", "onnx": "tf2onnx"
 
 def missing_extra(fmt: str) -> str | None:
     """The pip extra a format needs and this environment lacks, or None."""
-    import importlib.util
+    from edgecv.tfcompat import installed
 
     extra = FORMATS[fmt].extra
     needed = [EXTRA_PROBES["train"], EXTRA_PROBES[extra]]  # every writer runs beside TensorFlow
-    return extra if any(importlib.util.find_spec(m) is None for m in needed) else None
+    return extra if not all(installed(m) for m in needed) else None

@@ -62,8 +62,10 @@ def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool =
     skips the stages after training, and returns None once the chief is done."""
     from edgecv.compress.strategy import select
     from edgecv.pipeline.stages import check_recipe_consistency
+    from edgecv.tfcompat import require_train_extra
 
     console = console or progress_console
+    require_train_extra("edgecv compress")
     check_recipe_consistency(recipe)
     if recipe["distribute"]["strategy"] == "multi_worker" and resume:
         raise RunDirError("--resume does not work with distribute.strategy=multi_worker (the other workers keep no "

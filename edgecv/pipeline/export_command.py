@@ -14,6 +14,7 @@ from edgecv.export.formats import FORMATS, check_target
 from edgecv.fileio import check_writable_file, human_size
 from edgecv.report.loader import read_report
 from edgecv.runtime import artefact_files
+from edgecv.tfcompat import require_train_extra
 from edgecv.pipeline.context import FLOAT_MODEL, QAT_MODEL
 from edgecv.pipeline.exporting import check_line, export_artefact, failed_check_advice
 from edgecv.pipeline.rundir import is_run_dir
@@ -170,6 +171,7 @@ def run_quant_debug(model: Path, calibration: str | None, samples: int, normaliz
         raise ModelError(f"'{model}' not found; pass a Keras model (.keras, .h5, SavedModel folder) or a compress run directory")
     if samples < 1:
         raise DataError(f"--samples must be 1 or more, got {samples}")
+    require_train_extra("edgecv quant-debug")  # the debugger converts with TensorFlow
     is_run = is_run_dir(model)
     _check_no_normalization_for_run(is_run, normalization)
     if is_run:
