@@ -123,10 +123,12 @@ def test_profile_stage_ships_an_artefact_per_device_with_its_accuracy_and_latenc
     assert rpi4["format"] == "tflite-int8" and rpi4["top1"] == top1["tflite-int8"]
     assert rpi4["latency_source"] == "estimated" and rpi4["measured"] is None and rpi4["estimated"]["threads"] == 4
     # orin prefers onnx for TensorRT, unless that float file is past the accuracy bar (0.5 pt) below the
-    # int8 one; a TensorRT estimate is never raced against a LiteRT one
+    # int8 one; orin's estimates are LiteRT's, so the ONNX file gets none (it was quoted at the fp32
+    # TFLite file's CPU figure) and is never raced against a LiteRT file
     if top1["onnx"] >= top1["tflite-int8"] - 0.005:
-        assert orin["format"] == "onnx" and orin["top1"] == top1["onnx"]  # priced by the fp32 TFLite graph
-        assert "student-fp32.tflite" in orin["estimated"]["priced_by"] and orin["latency_source"] == "estimated"
+        assert orin["format"] == "onnx" and orin["top1"] == top1["onnx"]
+        assert orin["latency_ms"] is None and orin["estimated"] is None
+        assert "estimates are litert's, not onnxruntime or tensorrt's" in orin["why_no_latency"], orin
     else:
         assert orin["format"] == "tflite-int8" and "more than the 0.5 pt accuracy bar" in orin["why"], orin
     # openvino-int8 was not exported, so this x86 host gets its next choice, measured here
@@ -142,6 +144,10 @@ def test_profile_stage_ships_an_artefact_per_device_with_its_accuracy_and_latenc
     assert {row["host"]["source"] for row in latency.values()} == {"measured"}
     assert latency["student-int8.tflite"]["rpi4"]["ms"] == rpi4["latency_ms"]
     assert latency["student-int8.tflite"]["rpi4"]["ms"] < latency["student-fp32.tflite"]["rpi4"]["ms"]
+    # an OpenVINO file is not quoted at its TFLite twin's LiteRT figure, on a board with OpenVINO or without
+    ir = latency["student-fp16.xml"]
+    assert ir["rpi4"]["ms"] is None and "rpi4's estimates are litert's, not openvino's" in ir["rpi4"]["why"], ir
+    assert ir["jetson-orin-nano"]["ms"] is None and "lists no runtime for openvino-fp16" in ir["jetson-orin-nano"]["why"]
     # a user's profile given by path: reported and gated under its id, estimated from its CPU facts
     opi = devices["orange-pi-5"]
     assert opi["format"] == "tflite-int8" and opi["latency_source"] == "estimated"

@@ -73,8 +73,9 @@ def profile_artefact(path, device_ids: list[str], bench_files=(), threads: int |
 
     path = Path(path)
     if path.suffix != ".tflite":
-        raise EdgecvError(f"edgecv profile reads .tflite graphs; '{path.name}' is not one: pass the .tflite artefact "
-                          "of the same model and precision (its graph is what the estimate prices)")
+        raise EdgecvError(f"edgecv profile estimates .tflite files, as the device calibrations are LiteRT's; "
+                          f"'{path.name}' runs on another runtime: time it on the device with edgecv bench "
+                          f"{path.name} --remote ssh://BOARD --device ID")
     if not path.is_file():
         raise EdgecvError(f"artefact '{path}' not found")
     profiles = [load_profile(d) for d in device_ids]  # unknown IDs fail before any work

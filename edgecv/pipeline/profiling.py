@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecv.export.formats import FORMATS
 from edgecv.fileio import write_json_atomic
 from edgecv.pipeline.context import RunContext
 from edgecv.progress import console, track
@@ -14,15 +13,20 @@ from edgecv.progress import console, track
 HOST_BENCH_SECONDS = 3.0
 
 
-def _graph_for(fmt: str, exported: dict, artefacts: Path) -> tuple[Path | None, str]:
-    """The .tflite whose graph prices `fmt`: itself, or the run's TFLite file of the same precision
-    (an OpenVINO or ONNX file computes the same graph at the same precision)."""
-    if FORMATS[fmt].suffix == ".tflite":
-        return artefacts / exported[fmt]["file"], "its own graph"
-    same = "tflite-int8" if FORMATS[fmt].quantized else next((f for f in ("tflite-fp32", "tflite-fp16") if f in exported), None)
-    if same in exported:
-        return artefacts / exported[same]["file"], f"the graph of {exported[same]['file']} (same model and precision)"
-    return None, f"no TFLite file of the same precision was exported to price it; add {same or 'tflite-fp32'} to export.formats"
+def _not_estimated(fmt: str, profile) -> str | None:
+    """Why `fmt` gets no estimate on `profile`, or None: estimates are the calibrated runtime's (LiteRT's)
+    figures for the file's own .tflite graph. Another runtime's file used to be priced by the TFLite file
+    of the same precision, so an OpenVINO INT8 IR on a Pi 5 (which runs it in float) and an ONNX file
+    for a Jetson's TensorRT were quoted at LiteRT's CPU int8/fp32 figures."""
+    from edgecv.devices import ARTEFACT_RUNTIMES
+
+    calibrated = profile.calibration["runtime"] if profile.calibration else "litert"
+    runs_it = ARTEFACT_RUNTIMES[fmt]
+    if calibrated in runs_it:
+        return None
+    if not {r["runtime"] for r in profile.runtimes} & set(runs_it):
+        return f"{profile.id} lists no runtime for {fmt} ({' or '.join(runs_it)})"
+    return f"{profile.id}'s estimates are {calibrated}'s, not {' or '.join(runs_it)}'s: measure it on the board"
 
 
 def _latency_table(ctx: RunContext, out: Path, profiles: dict) -> dict:
@@ -35,24 +39,23 @@ def _latency_table(ctx: RunContext, out: Path, profiles: dict) -> dict:
 
     exported = ctx.run.result("export")["artefacts"]
     artefacts = ctx.run.stage_dir("export", "artefacts")
-    calibration, graphs, table = load_calibration(), {}, {}
+    calibration, table = load_calibration(), {}
     for fmt, info in track(exported.items(), "profile", label=lambda item: item[1]["file"]):
-        graph_path, priced_by = _graph_for(fmt, exported, artefacts)
-        if graph_path is not None and graph_path not in graphs:
-            graphs[graph_path] = read_tflite_graph(graph_path)
+        graph = None
         row = table[info["file"]] = {}
         for device_id, profile in profiles.items():
             cell = row[device_id] = {"estimated": None, "measured": None}
-            if graph_path is not None:
-                cell["estimated"] = {**estimate_for_device(graphs[graph_path], profile, calibration),
-                                     "priced_by": priced_by}
+            why_not = _not_estimated(fmt, profile)
+            if why_not is None:
+                graph = graph or read_tflite_graph(artefacts / info["file"])
+                cell["estimated"] = {**estimate_for_device(graph, profile, calibration), "priced_by": "its own graph"}
             if device_id == "host":  # this machine: measure it
                 threads = profile.threads["default"]
                 bench = bench_artefact(artefacts / info["file"], [threads], duration=HOST_BENCH_SECONDS)
                 write_json_atomic(out / f"bench-host-{fmt}.json", bench)
                 cell["measured"] = {**measured_for([bench], "host", threads), "bench": f"bench-host-{fmt}.json"}
             if not (cell["estimated"] or cell["measured"]):
-                cell["why_no_latency"] = priced_by
+                cell["why_no_latency"] = why_not
     return table
 
 
@@ -82,9 +85,8 @@ def ship_choice(candidates: list[tuple], bar_pt: float) -> tuple[str, str | None
     Returns the format to ship, and why when that is not simply the profile's first choice.
 
     The first in the profile's order within `bar_pt` points of the most accurate artefact, unless
-    another within the bar runs faster on a like-for-like latency: the same runtime (estimates
-    price every format on the profile's calibrated runtime, so only its own formats compare), or
-    both measured. An int8 file can run slower than its float one where the runtime leaves int8 ops
+    another within the bar runs faster on a like-for-like latency: the same runtime (only the
+    profile's calibrated runtime's files are estimated), or both measured. An int8 file can run slower than its float one where the runtime leaves int8 ops
     to slow kernels, and it can lose too much accuracy; either way the report says so."""
     best_top1 = max(c[2] for c in candidates)
     within = [c for c in candidates if c[2] >= best_top1 - bar_pt / 100 - 1e-12]
