@@ -15,8 +15,9 @@ import numpy as np
 from edgecv.fileio import human_size
 
 MEASURED, ESTIMATED = "measured", "estimated"
-LATENCY_LEGEND = ("measured: p50 of edgecv bench runs on this machine (see environment); est.: estimated from the "
-                  ".tflite graph and the device's calibration (edgecv/measure/estimate.py)")
+LATENCY_LEGEND = ("measured: p50 of edgecv bench runs on this machine (see environment); est.: LiteRT's, estimated "
+                  "from the .tflite file's graph and the device's calibration (edgecv/measure/estimate.py); an "
+                  "OpenVINO or ONNX file has a figure only where measured")
 PARITY_LEGEND = ("parity: the exported file against the Keras model it was converted from, on held-out images: "
                  "top-1 agreement / largest score difference (✓ within the format's tolerance)")
 # accuracy per stage: (label, how the artefact is found)
