@@ -24,7 +24,7 @@ RUNTIMES = ("litert", "openvino", "onnxruntime", "tensorrt")
 
 # Artefact format -> the runtimes that run it. Same names as edgecv.export.formats.FORMATS, but
 # written out here: devices sits below export in the layer table, so it does not import it
-# (tests/test_devices.py keeps the two in step). TensorRT builds its engine from the ONNX.
+# (tests/test_devices.py keeps the two in step). TensorRT builds its engine from the float ONNX.
 ARTEFACT_RUNTIMES = {
     "tflite-fp32": ("litert",),
     "tflite-fp16": ("litert",),
@@ -34,7 +34,7 @@ ARTEFACT_RUNTIMES = {
     "openvino-fp16": ("openvino",),
     "openvino-int8": ("openvino",),
     "onnx": ("onnxruntime", "tensorrt"),
-    "onnx-int8": ("onnxruntime", "tensorrt"),
+    "onnx-int8": ("onnxruntime",),  # TensorRT refuses its asymmetric zero points (export/onnx.py)
 }
 
 # calibration.method -> the calibration keys it needs (non-null)

@@ -31,4 +31,26 @@ def write(model, out: Path, fmt: str, calibration: np.ndarray | None, metadata: 
     onnx.checker.check_model(proto)
     onnx.save(proto, str(out))
     ops = [node.op_type for node in proto.graph.node]
-    return {"opset": OPSET, "quantize_linear_nodes": ops.count("QuantizeLinear")}
+    asymmetric = _asymmetric_quantize_nodes(proto)
+    record = {"opset": OPSET, "quantize_linear_nodes": ops.count("QuantizeLinear"), "asymmetric_quantize_nodes": asymmetric}
+    if asymmetric:  # tfmot's activation quantizers are asymmetric (narrow_range off): tf2onnx keeps their zero points
+        record["tensorrt"] = (f"TensorRT cannot build this file: {asymmetric} of its QuantizeLinear nodes have a zero "
+                              "point off centre (the QAT model's asymmetric activation ranges), and TensorRT takes "
+                              "symmetric int8 only; ONNX Runtime runs it in int8. For TensorRT ship the float onnx "
+                              "file (it builds an FP16 engine)")
+    return record
+
+
+def _asymmetric_quantize_nodes(proto) -> int:
+    """QuantizeLinear nodes whose zero point is not the centre of its type (0 for int8, 128 for uint8)."""
+    from onnx import numpy_helper
+
+    constants = {t.name: t for t in proto.graph.initializer}
+    count = 0
+    for node in proto.graph.node:
+        if node.op_type != "QuantizeLinear" or len(node.input) < 3 or node.input[2] not in constants:
+            continue
+        zero = numpy_helper.to_array(constants[node.input[2]])
+        centre = 128 if zero.dtype == np.uint8 else 0
+        count += bool(np.any(zero.astype(np.int64) != centre))
+    return count

@@ -113,7 +113,7 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
                   check_images=note, path=str(out), size_bytes=sum(f.stat().st_size for f in artefact_files(out)))
     console.print(f"[green]✓[/green] {fmt} written in {record['seconds']:.1f} s: {out} "
                   f"({human_size(record['size_bytes'])}, from {Path(source).name})")
-    console.print(check_line(fmt, record["check"]))
+    console.print(check_line(fmt, record))
     if record["check"]["passed"]:
         console.print(f"next: edgecv eval {out} --data {data or 'DATA'}")
     else:

@@ -90,12 +90,16 @@ def _agreement(scores: np.ndarray, reference: np.ndarray, spec) -> dict:
     return {"top1_agreement": round(agreement, 5), "max_abs_diff": round(max_diff, 6), "within_tolerance": bool(within)}
 
 
-def check_line(fmt: str, check: dict) -> str:
-    """'-[✓] tflite-int8: top-1 agreement 99.5 % (≥ 95 %), max |Δ| 0.12 on 200 images'"""
+def check_line(fmt: str, record: dict) -> str:
+    """'-[✓] tflite-int8: top-1 agreement 99.5 % (≥ 95 %), max |Δ| 0.12 on 200 images', and the writer's
+    note on where the file does not run (an onnx-int8 file for TensorRT), if any."""
+    check = record["check"]
     limit = f" (≤ {check['max_abs_diff_allowed']:g})" if check["max_abs_diff_allowed"] is not None else ""
-    return (f"-[{'✓' if check['passed'] else '✗'}] {fmt}: top-1 agreement with the Keras model "
+    line = (f"-[{'✓' if check['passed'] else '✗'}] {fmt}: top-1 agreement with the Keras model "
             f"{check['top1_agreement']:.1%} (≥ {check['min_agreement']:.1%}), max |Δ score| "
             f"{check['max_abs_diff']:.4g}{limit}, on {check['samples']} held-out images")
+    note = (record.get("writer") or {}).get("tensorrt")
+    return f"{line}\n  note: {note}" if note else line
 
 
 def failed_check_advice(fmt: str, out: Path, check: dict, run: Path | None = None, from_qat: bool = False) -> str:

@@ -242,7 +242,7 @@ def run_export(ctx: RunContext, out: Path) -> dict:
         if fmt == "tflite-int8" and ctx.recipe["quantize"]["max_drop"] is not None:
             record = _accuracy_controlled(ctx, record, source, out, loaded, calibration, check)
         record["source"] = str(Path(record["source"]).relative_to(ctx.run.root))  # max_drop may have changed it
-        console.print(check_line(fmt, record["check"]))
+        console.print(check_line(fmt, record))
         if not record["check"]["passed"]:
             advice = failed_check_advice(fmt, out / record["file"], record["check"], run=ctx.run.root,
                                          from_qat=Path(record["source"]).name == QAT_MODEL)
