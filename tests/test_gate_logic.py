@@ -458,8 +458,9 @@ def test_latency_never_mixes_a_measurement_with_an_estimate():
 
 def test_latency_of_a_device_not_profiled_in_both_is_an_error():
     base, cand = pair(base_kw={"latency": {"rpi4": 10.0, "host": 1.0}}, cand_kw={"latency": {"host": 1.0}})
-    with pytest.raises(GateError, match="device 'rpi4' not profiled in both reports; profiled: host; "
-                                        "add it to profile.devices"):
+    with pytest.raises(GateError, match=r"device 'rpi4' is not profiled in the candidate report \(baseline: rpi4, "
+                                        r"host; candidate: host\); add it to that run's profile.devices \(edgecv "
+                                        r"compress -o RUN --resume --set profile.devices=\[...\] reruns only"):
         run_gate(base, cand, ["latency.rpi4 max-increase 10%"])
     r = only(run_gate(cand, base, ["latency.rpi4 <= 25ms"]))  # a threshold needs only the candidate
     assert r.passed and r.baseline is None and r.detail == "10.0 ms ≤ 25.0 ms"

@@ -305,9 +305,10 @@ class _Gate:
             return float(r[f"{side}_ms"])
         profiled = {s: self._devices(s) for s in SIDES}
         if device not in profiled[side]:
-            both = sorted(set(profiled["baseline"]) & set(profiled["candidate"]))
-            raise GateError(f"device '{device}' not profiled in both reports; profiled: {', '.join(both) or 'none'}; "
-                            "add it to profile.devices")
+            lists = "; ".join(f"{s}: {', '.join(profiled[s]) or 'none'}" for s in SIDES)
+            raise GateError(f"device '{device}' is not profiled in the {side} report ({lists}); add it to that run's "
+                            "profile.devices (edgecv compress -o RUN --resume --set profile.devices=[...] reruns only "
+                            "the profile stage)")
         entry = profiled[side][device]
         estimated = entry.get("estimated")
         ms = estimated.get("ms") if isinstance(estimated, dict) else None
