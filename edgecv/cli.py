@@ -815,7 +815,8 @@ def drift_cmd(run_or_reference, field, artefact, psi_warn, psi_alert, alpha, thr
 @click.argument("artefact", type=click.Path(path_type=Path))
 @click.option("--data", "-d", "held_out", required=True,
               help="held-out images the model was tested on: a folder (one subfolder per class, or images directly "
-                   "inside) or an .npz (x or x_test, optional y)")
+                   "inside; of a folder with train/ and test/ (or validation/), that split) or an .npz (x or x_test, "
+                   "optional y)")
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="the reference file [default: drift_reference.npz "
               "beside the artefact]")
 @click.option("--max-images", default=2000, show_default=True, help="class-balanced images it describes")
@@ -835,7 +836,7 @@ def drift_reference_cmd(artefact, held_out, out, max_images, seed, threads, json
     import dataclasses
 
     from edgecv.data.field import load_field
-    from edgecv.data.sources import labels_by_name
+    from edgecv.data.sources import held_out_dir, labels_by_name
     from edgecv.errors import DriftError
     from edgecv.fileio import check_writable_file, output_errors
     from edgecv.measure.drift import REFERENCE_FILE, build_reference, check_reference_out, save_reference
@@ -853,7 +854,13 @@ def drift_reference_cmd(artefact, held_out, out, max_images, seed, threads, json
     check_writable_file(out, "--out")
     _check_json_output(json_path)
     runner, meta = open_classifier(artefact, threads)
-    held = load_field(held_out)
+    folder = Path(held_out)
+    # a training folder (train/ and test/ or validation/), as compress and eval take it: its held-out split
+    split_dir = held_out_dir(folder) if folder.is_dir() and (folder / "train").is_dir() else None
+    if split_dir is not None:
+        console.print(f"  held-out images: {split_dir} (the folder's {split_dir.name}/ split, as edgecv eval reads it)",
+                      highlight=False)
+    held = load_field(str(split_dir or folder))
     split = held.images
     if held.labelled:  # labels as the artefact's classes, so field accuracy can be set against them
         split = dataclasses.replace(split, labels=labels_by_name(held.class_names, split.labels,

@@ -290,6 +290,23 @@ def test_a_reference_built_afterwards_for_a_shipped_model(shipped, tmp_path):
     assert_user_error(run_cli("drift-reference", model, "--data", held, "--out", tmp_path / "file" / "r.npz"), "--out")
 
 
+def test_a_reference_from_a_training_folder_reads_its_held_out_split(shipped, tmp_path):
+    """The folder compress and eval take (train/ and test/) named train and test as two unknown classes."""
+    from PIL import Image
+
+    model = tmp_path / "student-int8.tflite"
+    model.write_bytes(shipped["model"].read_bytes())
+    sidecar_path(model).write_bytes(sidecar_path(shipped["model"]).read_bytes())
+    for split, seed in (("train", 50), ("test", 51)):
+        for i, img in enumerate(textures(60, seed=seed)):
+            (tmp_path / "photos" / split / CLASSES[i % len(CLASSES)]).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(tmp_path / "photos" / split / CLASSES[i % len(CLASSES)] / f"{i:03d}.png")
+    made = run_cli("drift-reference", model, "--data", tmp_path / "photos", "--max-images", 50, "--json", "-")
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert json.loads(made.stdout)["header"]["images"] == 50 and json.loads(made.stdout)["labelled"]
+    assert f"held-out images: {tmp_path / 'photos' / 'test'}" in made.stderr.replace("\n", "")  # rich wraps
+
+
 def test_labelled_field_reports_accuracy(shipped, tmp_path):
     x = textures(300, seed=13)
     right = shipped["runner"].run(SPEC.apply(x)).argmax(1)
