@@ -866,8 +866,8 @@ def drift_reference_cmd(artefact, held_out, out, max_images, seed, threads, json
         split = dataclasses.replace(split, labels=labels_by_name(held.class_names, split.labels,
                                                                  meta.get("class_names") or [], held.source))
     with track_count(f"reference {Path(held_out).name}") as advance:
-        reference = build_reference(artefact, split, runner, source=str(held_out), max_images=max_images, seed=seed,
-                                    progress=advance)
+        reference = build_reference(artefact, split, runner, source=str(split_dir or folder), max_images=max_images,
+                                    seed=seed, progress=advance)
     with output_errors(out, "--out"):
         save_reference(out, reference)
     labelled = "labelled" if held.labelled else "unlabelled: no accuracy comparison later"

@@ -303,7 +303,9 @@ def test_a_reference_from_a_training_folder_reads_its_held_out_split(shipped, tm
             Image.fromarray(img).save(tmp_path / "photos" / split / CLASSES[i % len(CLASSES)] / f"{i:03d}.png")
     made = run_cli("drift-reference", model, "--data", tmp_path / "photos", "--max-images", 50, "--json", "-")
     assert made.returncode == 0, made.stdout + made.stderr
-    assert json.loads(made.stdout)["header"]["images"] == 50 and json.loads(made.stdout)["labelled"]
+    record = json.loads(made.stdout)
+    assert record["header"]["images"] == 50 and record["labelled"]
+    assert record["header"]["source"] == str(tmp_path / "photos" / "test")  # what it describes
     assert f"held-out images: {tmp_path / 'photos' / 'test'}" in made.stderr.replace("\n", "")  # rich wraps
 
 
