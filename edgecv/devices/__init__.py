@@ -271,6 +271,12 @@ class DeviceProfile:
     facts: dict | None = None  # host only: machine_facts() it was filled from
 
     @property
+    def calibrated_runtime(self) -> str:
+        """The runtime its latency figures are for: a profile without figures of its own is priced from
+        LiteRT ones."""
+        return self.calibration["runtime"] if self.calibration else "litert"
+
+    @property
     def cores(self) -> int:
         return sum(c["count"] for c in self.cpu["clusters"])
 

@@ -371,7 +371,6 @@ def estimate_for_device(graph, profile, calibration: dict | None = None, threads
     result = estimate_graph(graph, scale, scale.get("op_weights") or calibration["op_weights"], precision,
                             has_int8_dot(profile), not_delegated)
     result["fallback_priced"] = "op_weights" in scale
-    runtime = profile.calibration["runtime"] if profile.calibration else "litert"  # the figures are LiteRT's
     how = scale["how"]
     if threads is not None and threads != scale["threads"]:
         scaling = thread_scaling()
@@ -382,7 +381,7 @@ def estimate_for_device(graph, profile, calibration: dict | None = None, threads
             op["ms"] *= factor
         how += f"; x {factor:.2f} from {scale['threads']} to {threads} threads ({scaling['how']})"
     result.update(device=profile.id, precision=precision, graph_precision=graph.precision,
-                  runtime=runtime, threads=threads or scale["threads"], calibration=how)
+                  runtime=profile.calibrated_runtime, threads=threads or scale["threads"], calibration=how)
     return result
 
 

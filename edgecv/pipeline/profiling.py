@@ -20,7 +20,7 @@ def _not_estimated(fmt: str, profile) -> str | None:
     for a Jetson's TensorRT were quoted at LiteRT's CPU int8/fp32 figures."""
     from edgecv.devices import ARTEFACT_RUNTIMES
 
-    calibrated = profile.calibration["runtime"] if profile.calibration else "litert"
+    calibrated = profile.calibrated_runtime
     runs_it = ARTEFACT_RUNTIMES[fmt]
     if calibrated in runs_it:
         return None
