@@ -229,14 +229,10 @@ def run_export(ctx: RunContext, out: Path) -> dict:
             source = ctx.model_path("quantize", QAT_MODEL)
         else:  # float formats, and int8 by post-training quantization
             source = ctx.model_path(ctx.float_student_stage())
-        if source not in loaded:
-            from edgecv.models.loading import load_model
-
-            loaded[source] = load_model(source, trust=True)  # edgecv's own stage model
         record = export_artefact(source, out / f"student-{spec.precision}{spec.suffix}", fmt, spec=ctx.student_spec,
                                  class_names=ctx.dataset.class_names, calibration=calibration, check_images=check,
                                  float_fallback=bool(ctx.recipe["quantize"]["keep_float"]),
-                                 source_model=loaded[source], trust_source=True)
+                                 source_model=_loaded_once(loaded, source), trust_source=True)
         if fmt == "tflite-int8" and ctx.recipe["quantize"]["keep_float"]:
             record = _kept_float(ctx, record, source, out, loaded, calibration, check)
         if fmt == "tflite-int8" and ctx.recipe["quantize"]["max_drop"] is not None:
@@ -249,6 +245,16 @@ def run_export(ctx: RunContext, out: Path) -> dict:
             console.print(f"  [yellow]warning:[/yellow] {advice}", highlight=False)
         written[fmt] = {k: v for k, v in record.items() if k != "format"}
     return {"artefacts": written, "calibration_samples": int(len(calibration))}
+
+
+def _loaded_once(loaded: dict, path: Path):
+    """The Keras model at `path` from `loaded` (path -> model), loaded there the first time it is asked
+    for: every format's check and the max_drop search share one copy of each stage model."""
+    if path not in loaded:
+        from edgecv.models.loading import load_model
+
+        loaded[path] = load_model(path, trust=True)  # edgecv's own stage model
+    return loaded[path]
 
 
 def _kept_float(ctx: RunContext, record: dict, source: Path, out: Path, loaded: dict, calibration, check):
@@ -311,13 +317,9 @@ def _accuracy_controlled(ctx: RunContext, record: dict, source: Path, out: Path,
                    source=str(chosen.relative_to(ctx.run.root)))
     control.pop("stats")  # quant-debug prints them; the report keeps the steps
     if chosen != source or len(control["float_nodes"]) > len(kept):
-        if chosen not in loaded:
-            from edgecv.models.loading import load_model
-
-            loaded[chosen] = load_model(chosen, trust=True)  # edgecv's own stage model
         rewritten = export_artefact(chosen, path, "tflite-int8", spec=ctx.student_spec,
                                     class_names=ctx.dataset.class_names, calibration=calibration, check_images=check,
-                                    source_model=loaded[chosen], trust_source=True,
+                                    source_model=_loaded_once(loaded, chosen), trust_source=True,
                                     float_fallback=bool(control["float_nodes"]), float_nodes=control["float_nodes"])
         # keep_float's record stays, also when the converter refused it (not_enforced): the report says so
         record = {**rewritten, **({"keep_float": record["keep_float"]} if "keep_float" in record else {})}
