@@ -193,7 +193,7 @@ def run_quant_debug(model: Path, calibration: str | None, samples: int, normaliz
     ds = load_dataset(data, image_size=max(spec.height, spec.width))
     calib, _ = ds.train.sample(max(samples, FEW_CALIBRATION), 0, spec)
     stats = int8_layer_statistics(Path(source), calib, samples, trust=is_run or trust_model)
-    qat = is_run and (model / "stages" / "quantize" / QAT_MODEL).is_file()
+    qat = is_run and _qat_model(model).is_file()
     quantized_by = "post-training int8" + (f", not the run's QAT model: {QAT_NOT_INSTRUMENTED}" if qat else "")
     return {"model": str(model), "source": str(source), "quantized_by": quantized_by, "samples": samples,
             "data": ds.source, "ideal_rounding_steps": IDEAL_ROUNDING_STEPS,
@@ -292,12 +292,17 @@ def _check_out(out: Path, force: bool) -> None:
         raise OutputError(f"{taken[0]} already exists; pass --force to overwrite it, or choose another --out")
 
 
+def _qat_model(run: Path) -> Path:
+    """Where a compress run keeps its QAT model (absent when it quantized post-training)."""
+    return run / "stages" / "quantize" / QAT_MODEL
+
+
 def _from_run(run: Path, fmt: str, calibration: str | None, out: Path | None):
     if not (run / "report.json").is_file():
         raise RunDirError(f"'{run}' has no report.json yet; finish the run with `edgecv compress -o {run} --resume`")
     report = read_report(run, ReportError, require=("preprocessing.student", "data.class_names", "recipe.data.source"))
     stages = run / "stages"
-    qat = stages / "quantize" / QAT_MODEL
+    qat = _qat_model(run)
     floats = [stages / s / FLOAT_MODEL for s in ("prune", "distill") if (stages / s / FLOAT_MODEL).exists()]
     source = qat if FORMATS[fmt].quantized and qat.exists() else (floats[0] if floats else None)
     if source is None:
