@@ -86,8 +86,9 @@ def ship_choice(candidates: list[tuple], bar_pt: float) -> tuple[str, str | None
 
     The first in the profile's order within `bar_pt` points of the most accurate artefact, unless
     another within the bar runs faster on a like-for-like latency: the same runtime (only the
-    profile's calibrated runtime's files are estimated), or both measured. An int8 file can run slower than its float one where the runtime leaves int8 ops
-    to slow kernels, and it can lose too much accuracy; either way the report says so."""
+    profile's calibrated runtime's files are estimated), or both measured. An int8 file can run
+    slower than its float one where the runtime leaves int8 ops to slow kernels, and it can lose too
+    much accuracy; either way the report says so."""
     best_top1 = max(c[2] for c in candidates)
     within = [c for c in candidates if c[2] >= best_top1 - bar_pt / 100 - 1e-12]
     base = within[0]
