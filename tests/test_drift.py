@@ -261,13 +261,19 @@ def test_a_mirrored_scene_keeps_its_statistics_and_the_embedding_flags_it(shippe
         assert finding(mirrored, stat).status == "ok", finding(mirrored, stat)
 
 
+def _copy_without_reference(shipped, folder):
+    """The shipped model and its sidecar in `folder`, as a model shipped without a drift reference."""
+    folder.mkdir(exist_ok=True)
+    model = folder / "student-int8.tflite"
+    model.write_bytes(shipped["model"].read_bytes())
+    sidecar_path(model).write_bytes(sidecar_path(shipped["model"]).read_bytes())
+    return model
+
+
 def test_a_reference_built_afterwards_for_a_shipped_model(shipped, tmp_path):
     """`edgecv drift-reference`: a model shipped without a reference gets one from held-out images,
     without TensorFlow, and `edgecv drift` then works with it."""
-    model = tmp_path / "shipped" / "student-int8.tflite"
-    model.parent.mkdir()
-    model.write_bytes(shipped["model"].read_bytes())
-    sidecar_path(model).write_bytes(sidecar_path(shipped["model"]).read_bytes())
+    model = _copy_without_reference(shipped, tmp_path / "shipped")
     x = textures(600, seed=40)
     held = field_npz(tmp_path / "held.npz", x, shipped["runner"].run(SPEC.apply(x)).argmax(1))
     def device_cli(*args):  # as on a device: `pip install edgecv` alone, TensorFlow blocked
@@ -294,9 +300,7 @@ def test_a_reference_from_a_training_folder_reads_its_held_out_split(shipped, tm
     """The folder compress and eval take (train/ and test/) named train and test as two unknown classes."""
     from PIL import Image
 
-    model = tmp_path / "student-int8.tflite"
-    model.write_bytes(shipped["model"].read_bytes())
-    sidecar_path(model).write_bytes(sidecar_path(shipped["model"]).read_bytes())
+    model = _copy_without_reference(shipped, tmp_path)
     for split, seed in (("train", 50), ("test", 51)):
         for i, img in enumerate(textures(60, seed=seed)):
             (tmp_path / "photos" / split / CLASSES[i % len(CLASSES)]).mkdir(parents=True, exist_ok=True)
