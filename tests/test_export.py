@@ -139,10 +139,39 @@ def test_int8_format_from_qat_keeps_its_quantization(fmt, models):
                   for n in proto.graph.node if n.op_type == "QuantizeLinear")
         assert off > 0 and record["writer"]["asymmetric_quantize_nodes"] == off
         assert record["writer"]["tensorrt"].startswith(f"TensorRT cannot build this file: {off} of its QuantizeLinear")
+        # the weights are int8 in the file (tf2onnx wrote them as float32 on an int8 grid: 4x the size),
+        # symmetric, behind a DequantizeLinear per weighted op
+        producers = {out: node for node in proto.graph.node for out in node.output}
+        weighted = [n for n in proto.graph.node if n.op_type in ("Conv", "MatMul")]
+        for node in weighted:
+            dequantize = producers[node.input[1]]
+            assert dequantize.op_type == "DequantizeLinear", node.name
+            assert zeros[dequantize.input[0]].dtype == np.int8 and not np.any(zeros[dequantize.input[2]]), node.name
+        assert record["writer"]["int8_weight_tensors"] == len(weighted) == 4
+        assert record["writer"]["float_weight_tensors"] == []
     if fmt == "tflite-int8":
         from edgecv.runtime import LiteRTRunner
 
         assert set(LiteRTRunner(out).tensor_dtypes().values()) <= {"int8", "int32"}
+
+
+def test_int8_grid_recovers_tfmot_weights_and_refuses_float_ones():
+    """onnx-int8's weight folding: per-channel grids (Conv), one grid per tensor (tfmot's Dense), a
+    pruned all-zero channel; weights off any grid (a layer QAT left float) stay float."""
+    from edgecv.export.onnx import _int8_grid
+
+    rng = np.random.default_rng(0)
+    scales = np.array([0.01, 0.2, 0.0375], np.float32)
+    q = rng.integers(-127, 128, (3, 4, 3, 3)).astype(np.int8)
+    q[:, 0, 0, 0] = 127  # each channel reaches the end of its range, as tfmot's min/max make it
+    q[2] = 0  # a channel pruned to zero
+    folded, scale = _int8_grid(q * scales[:, None, None, None], axis=0)
+    assert folded.dtype == np.int8 and np.array_equal(folded, q) and np.allclose(scale[:2], scales[:2])
+    dense = rng.integers(-127, 128, (16, 5)) * np.float32(0.004)
+    dense[3, 2] = 127 * np.float32(0.004)
+    folded, scale = _int8_grid(dense, axis=1)
+    assert np.ndim(scale) == 0 and np.allclose(scale, 0.004) and np.allclose(folded * scale, dense)
+    assert _int8_grid(rng.normal(size=(3, 4, 3, 3)).astype(np.float32), axis=0) is None
 
 
 def test_tflite_from_the_traced_call_is_the_file_from_keras_model(models):

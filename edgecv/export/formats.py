@@ -44,8 +44,8 @@ FORMATS: dict[str, ExportFormat] = {
         ExportFormat("onnx", ".onnx", "onnxruntime", "fp32", False, False, "onnx", "edgecv.export.onnx",
                      0.999, 1e-3, "ONNX (opset 17) via tf2onnx, for ONNX Runtime and TensorRT"),
         ExportFormat("onnx-int8", ".onnx", "onnxruntime", "int8", True, True, "onnx", "edgecv.export.onnx",
-                     0.95, None, "ONNX with QuantizeLinear/DequantizeLinear from the QAT model, for ONNX Runtime "
-                     "(TensorRT refuses its asymmetric activation zero points)"),
+                     0.95, None, "ONNX with QuantizeLinear/DequantizeLinear from the QAT model, int8 weights, for ONNX "
+                     "Runtime (TensorRT refuses its asymmetric activation zero points)"),
     )
 }
 
