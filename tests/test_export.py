@@ -116,6 +116,22 @@ def test_failed_int8_check_advice_fits_where_the_file_came_from(tmp_path):
     assert "quantize.mode=qat" in ptq_run and "quantize.calibration_samples" in ptq_run and "--calibration" not in ptq_run
     bare = failed_check_advice("tflite-int8", tmp_path / "m.tflite", check)  # edgecv export of a Keras model
     assert "--max-drop 1.0" in bare and "--calibration-samples" in bare and "quantize." not in bare
+    own_qat = failed_check_advice("tflite-int8", tmp_path / "m.tflite", check, from_qat=True)  # a user's QAT model
+    assert "QAT model it was converted from" in own_qat and "train QAT longer" in own_qat
+    assert "--calibration-samples" not in own_qat and "quantize." not in own_qat
+
+
+def test_a_users_qat_model_is_not_searched_or_debugged_as_post_training_int8(models, tmp_path):
+    """--max-drop and quant-debug measure post-training int8 of a float model. On a QAT model
+    --max-drop reported it as "float model" and its file as "int8 (post-training)"; quant-debug died
+    with TFLite's "Please check if the quantized model is in debug mode"."""
+    out = tmp_path / "qat.tflite"
+    proc = run_cli("export", models["qat"], "--format", "tflite-int8", "--calibration", models["npz"], "--out", out,
+                   "--max-drop", "1.0")
+    assert_user_error(proc, "qat.h5 is a QAT model", "export it without --max-drop")
+    assert not out.exists()
+    proc = run_cli("quant-debug", models["qat"], "--calibration", models["npz"])
+    assert_user_error(proc, "qat.h5 is a QAT model", "float model it was trained from")
 
 
 @pytest.mark.parametrize("fmt", INT8_FORMATS)

@@ -15,10 +15,11 @@ def write(model, out: Path, fmt: str, calibration: np.ndarray | None, metadata: 
     import onnx
     import tf2onnx
 
+    from edgecv.models.graph import is_qat_model
     from edgecv.tfcompat import tf
 
     layers = getattr(model, "layers", [])  # none on a serving module (a model that is not tf_keras)
-    if fmt == "onnx-int8" and not any(type(layer).__name__.startswith("Quantize") for layer in layers):
+    if fmt == "onnx-int8" and not is_qat_model(model):
         raise SystemExit("onnx-int8 is written from a QAT model (a compress run with quantize.mode=qat); "
                          "this model is float: export onnx, or tflite-int8/openvino-int8 for post-training int8")
     tfm = tf()

@@ -43,6 +43,11 @@ def rebuild(model, substitute=None, start=None):
     return K.Model(inp, replay(model, {id(start): inp}, substitute)[0], name=model.name)
 
 
+def is_qat_model(model) -> bool:
+    """A model tfmot prepared for QAT (its QuantizeLayer and QuantizeWrapper layers simulate int8)."""
+    return any(type(layer).__name__.startswith("Quantize") for layer in getattr(model, "layers", []))
+
+
 def fuse_for_qat(model):
     """Give QAT the graph the int8 file will have, so the QAT model simulates what later runs.
 

@@ -42,7 +42,7 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
                         "records (data.classes when it was compressed): leave --classes out")
     if is_run:
         source, spec, class_names, data, out = _from_run(model, fmt, calibration, out)
-        keras_model, num_classes, one_score = None, len(class_names), False
+        keras_model, num_classes, one_score, user_qat = None, len(class_names), False, False
     else:
         out = out or model.with_name(f"{model.stem}-{fmt}{spec_fmt.suffix}")
         data = calibration
@@ -55,11 +55,17 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
         check_source(data)
     _check_out(out, force)
     if not is_run:
+        from edgecv.models.graph import is_qat_model
         from edgecv.models.loading import compute_in_float32, fixed_image_shape, load_model
 
         keras_model = load_model(model, trust=trust_model)
         if keras_model.framework != "saved_model":  # mixed precision: the file computes in float32 (worker.py),
             compute_in_float32(keras_model.model)  # so the check compares it with the model computing so too
+        user_qat = is_qat_model(keras_model.model)
+        if user_qat and max_drop is not None:
+            raise DataError(f"--max-drop searches post-training int8 of a float model, and {model.name} is a QAT "
+                            "model (its int8 ranges are learned, not calibrated): export it without --max-drop, or "
+                            "pass the float model it was trained from")
         h, w, c = fixed_image_shape(keras_model.input_shape[1:], "model", model)
         if spec_fmt.suffix == ".tflite":
             _check_not_half_precision(keras_model, model)
@@ -118,7 +124,7 @@ def run_export_command(model: Path, fmt: str, calibration: str | None, calibrati
         console.print(f"next: edgecv eval {out} --data {data or 'DATA'}")
     else:
         advice = failed_check_advice(fmt, out, record["check"], run=model if is_run else None,
-                                     from_qat=Path(source).name == QAT_MODEL)
+                                     from_qat=Path(source).name == QAT_MODEL or user_qat)
         console.print(f"[red]✗ the {fmt} file failed its check[/red]: {advice}", highlight=False)
     return record
 
@@ -182,9 +188,13 @@ def run_quant_debug(model: Path, calibration: str | None, samples: int, normaliz
         if not calibration:
             raise DataError("quant-debug needs calibration images: pass --calibration DATA (an image folder, .npz or "
                             "fashion-mnist)")
+        from edgecv.models.graph import is_qat_model
         from edgecv.models.loading import fixed_image_shape, load_model
 
         keras_model = load_model(model, trust=trust_model)
+        if is_qat_model(keras_model.model):
+            raise DataError(f"quant-debug measures post-training int8 of a float model, and {model.name} is a QAT "
+                            f"model ({QAT_NOT_INSTRUMENTED}): pass the float model it was trained from")
         h, w, c = fixed_image_shape(keras_model.input_shape[1:], "model", model)
         _check_not_half_precision(keras_model, model)
         normalization, _ = _normalization_of(keras_model, normalization, None)

@@ -104,8 +104,8 @@ def check_line(fmt: str, record: dict) -> str:
 
 def failed_check_advice(fmt: str, out: Path, check: dict, run: Path | None = None, from_qat: bool = False) -> str:
     """What to do about an artefact whose check against its source failed. `run`: the compress run the
-    file belongs to (advised in its recipe keys, not export's options); `from_qat`: converted from that
-    run's QAT model."""
+    file belongs to (advised in its recipe keys, not export's options); `from_qat`: converted from a QAT
+    model (that run's, or a user's own)."""
     kept = f"{Path(out).name} is kept to inspect, marked failed in {sidecar_path(out).name}"
     rounded = check.get("float16_weights")
     if rounded and not rounded["within_tolerance"]:
@@ -114,6 +114,10 @@ def failed_check_advice(fmt: str, out: Path, check: dict, run: Path | None = Non
                 f"rounded to float16 agrees with itself on {rounded['top1_agreement']:.1%} of these images, max |Δ score| "
                 f"{rounded['max_abs_diff']:.4g} (the file: {check['top1_agreement']:.1%}, {check['max_abs_diff']:.4g}), "
                 f"so this model needs float32 weights: export {fp32} instead")
+    if FORMATS[fmt].quantized and from_qat and run is None:  # a user's own QAT model: nothing to calibrate
+        return (f"{kept}; the file disagrees with the QAT model it was converted from, which simulated int8 in "
+                "training: train QAT longer, or export the float model it was trained from with --max-drop 1.0 "
+                "(post-training int8 keeping the fewest ops float)")
     if FORMATS[fmt].quantized and run is not None:
         lost = ("the file disagrees with the QAT model it was converted from, which simulated int8 in training"
                 if from_qat else "int8 lost too much against the float student")
