@@ -63,14 +63,17 @@ def check_target(fmt: str, out) -> None:
         raise MissingExtraError(f'{fmt} needs the "{extra}" extra; pip install "edgecv[{extra}]"')
 
 
-# pip extra -> a module whose import proves the extra is installed
-EXTRA_PROBES = {"train": "tensorflow", "openvino": "openvino", "onnx": "tf2onnx"}
+# pip extra -> a module whose import proves the extra is installed (the train extra's are
+# tfcompat.TRAIN_MODULES)
+EXTRA_PROBES = {"openvino": "openvino", "onnx": "tf2onnx"}
 
 
 def missing_extra(fmt: str) -> str | None:
-    """The pip extra a format needs and this environment lacks, or None."""
-    from edgecv.tfcompat import installed
+    """The pip extra a format needs and this environment lacks, or None. Every writer runs beside
+    TensorFlow and tf_keras, so the train extra is needed first."""
+    from edgecv.tfcompat import TRAIN_MODULES, installed
 
+    if not all(installed(module) for module in TRAIN_MODULES):
+        return "train"
     extra = FORMATS[fmt].extra
-    needed = [EXTRA_PROBES["train"], EXTRA_PROBES[extra]]  # every writer runs beside TensorFlow
-    return extra if not all(installed(m) for m in needed) else None
+    return extra if extra in EXTRA_PROBES and not installed(EXTRA_PROBES[extra]) else None
