@@ -617,19 +617,26 @@ def _write_ci_outputs(*outputs) -> None:
 @click.option("--artefact", help="artefact gated, by name or format [default: gates.artefact, else tflite-int8]")
 @click.option("--alpha", type=float, help="significance level of the paired accuracy test [default: gates.alpha, 0.05]")
 @click.option("--rebench", is_flag=True, help="measure both artefacts here, interleaved, for latency.host checks")
+@click.option("--data", metavar="DATA",
+              help="labelled images (folder, .npz, fashion-mnist[-mini]) to evaluate both artefacts on here: the "
+                   "accuracy checks use them, also when the reports were evaluated on different held-out sets")
 @click.option("--threads", callback=_whole_numbers(local_cores=True),
-              help="runtime threads for --rebench [default: min(4, cores)]")
-@click.option("--baseline-artefact", type=click.Path(path_type=Path), help="--rebench: the baseline's file, when not beside its report")
-@click.option("--candidate-artefact", type=click.Path(path_type=Path), help="--rebench: the candidate's file, when not beside its report")
+              help="runtime threads for --rebench and --data [default: min(4, cores)]")
+@click.option("--baseline-artefact", type=click.Path(path_type=Path),
+              help="--rebench or --data: the baseline's file, when not beside its report")
+@click.option("--candidate-artefact", type=click.Path(path_type=Path),
+              help="--rebench or --data: the candidate's file, when not beside its report")
 @_ci_outputs(case="check", record="the verdict")
 @click.option("--update-baseline", is_flag=True, help="after gating, write the candidate over --baseline (atomically) and exit 0")
-def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, baseline_artefact, candidate_artefact,
-             junit_path, markdown_path, json_path, update_baseline):
+def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, data, threads, baseline_artefact,
+             candidate_artefact, junit_path, markdown_path, json_path, update_baseline):
     """Fail a CI job when accuracy, latency or size regresses past tolerances, and not on noise.
 
     An accuracy drop past its tolerance fails only when an exact McNemar test on the two reports'
     per-image predictions says it is real (p < alpha). Latency compares like with like: the
-    reports' estimates per device, or with --rebench both files measured here, interleaved.
+    reports' estimates per device, or with --rebench both files measured here, interleaved. With
+    --data both files are evaluated here on the same labelled images (a model refreshed on new data
+    against the one shipped, say).
     Exit 0: pass; 1: regression; 2: bad input (missing file, different evaluation data, unknown check,
     an output path that cannot be written: checked before anything runs).
 
@@ -637,6 +644,7 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
     Examples:
       edgecv gate -b baseline.json -c runs/exp2 --check "top1 max-drop 0.5" --check "latency.rpi4 max-increase 10%"
       edgecv gate -b runs/exp1 -c runs/exp2 --rebench --check "latency.host max-increase 10%" --junit gate.xml
+      edgecv gate -b runs/shipped -c runs/refreshed --data field_test/ --check "top1 max-drop 0"   # on today's images
       edgecv gate -b ci/baseline.json -c runs/exp2 --markdown "$GITHUB_STEP_SUMMARY"   # checks from the recipe
       edgecv gate -b ci/baseline.json -c runs/exp2 --update-baseline
       edgecv gate -b ci/baseline.json -c runs/exp2 --json - | jq .passed
@@ -666,18 +674,26 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
     measured = None
     given = [f"--{side}-artefact" for side, path in (("baseline", baseline_artefact), ("candidate", candidate_artefact))
              if path is not None]
-    if given and not rebench:  # it names the file --rebench measures, and nothing else reads it
-        raise EdgecvError(f"{' and '.join(given)} only tell{'s' if len(given) == 1 else ''} --rebench where a file "
-                          "is; add --rebench or leave it out")
+    if given and not (rebench or data):  # it names the file --rebench or --data reads, and nothing else reads it
+        raise EdgecvError(f"{' and '.join(given)} only tell{'s' if len(given) == 1 else ''} --rebench or --data "
+                          "where a file is; add one of them or leave it out")
+    if data:
+        from edgecv.data.sources import check_source
+
+        check_source(data)
     first = update_baseline and not baseline.exists()  # a CI job's first run: its outputs are written all the same
+    evaluated = None
     if first:
         result = first_baseline(cand, checks, baseline, artefact=artefact, alpha=alpha)
     else:
         base = load_report(baseline)
+        files = _gated_files(base, cand, baseline, candidate, artefact, (baseline_artefact, candidate_artefact),
+                             "--rebench" if rebench else "--data") if rebench or data else None
         if rebench:
-            measured = _rebench(base, cand, baseline, candidate, artefact, threads, baseline_artefact,
-                                candidate_artefact)
-        result = run_gate(base, cand, checks, artefact=artefact, alpha=alpha, rebench=measured)
+            measured = _rebench(files, threads)
+        if data:
+            evaluated = _evaluate_both(files, data, threads)
+        result = run_gate(base, cand, checks, artefact=artefact, alpha=alpha, rebench=measured, evaluated=evaluated)
     if result.checks:  # none: a first baseline, said in its note
         print_table(out, render_table(result))
     for line in details(result):
@@ -687,7 +703,8 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
     out.print(verdict(result))
     _write_ci_outputs((junit_path, "--junit", lambda: render_junit(result)),
                       (markdown_path, "--markdown", lambda: render_markdown(result)),
-                      (json_path, "--json", lambda: json_text({**render_json(result), "rebench": measured})))
+                      (json_path, "--json", lambda: json_text({**render_json(result), "rebench": measured,
+                                                               "evaluated": _evaluated_summary(evaluated)})))
     if update_baseline:
         with output_errors(baseline, "--baseline"):
             write_bytes_atomic(baseline, candidate_file.read_bytes())
@@ -697,11 +714,12 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, threads, bas
     sys.exit(0 if result.passed else 1)
 
 
-def _rebench(base: dict, cand: dict, baseline: Path, candidate: Path, artefact, threads, *overrides) -> dict:
-    """Measure the two gated artefact files interleaved on this machine."""
+def _gated_files(base: dict, cand: dict, baseline: Path, candidate: Path, artefact, overrides: tuple,
+                 option: str) -> dict:
+    """{"baseline": file, "candidate": file}: the two gated artefacts' files, beside their reports or
+    where `overrides` (--baseline-artefact, --candidate-artefact) say, checked to be the files the
+    reports evaluated; `option` is what needs them, for the error."""
     from edgecv.gate import gated_artefacts
-    from edgecv.measure.bench import bench_interleaved
-    from edgecv.progress import track_stages
 
     entries = gated_artefacts(base, cand, artefact)
     files = {}
@@ -709,15 +727,44 @@ def _rebench(base: dict, cand: dict, baseline: Path, candidate: Path, artefact, 
         root = report_path if report_path.is_dir() else report_path.parent
         files[side] = override or root / entries[side]["path"]
         if not files[side].exists():
-            raise EdgecvError(f"--rebench needs the {side}'s {entries[side]['name']}, not found at {files[side]}; "
+            raise EdgecvError(f"{option} needs the {side}'s {entries[side]['name']}, not found at {files[side]}; "
                               f"pass --{side}-artefact FILE")
         size = entries[side].get("size_bytes")
         if files[side].is_file() and isinstance(size, int) and files[side].stat().st_size != size:
             raise EdgecvError(f"{files[side]} is {files[side].stat().st_size:,} bytes, but the {side} report's "
                               f"{entries[side]['name']} is {size:,}: not the file it evaluated; pass that file")
+    return files
+
+
+def _rebench(files: dict, threads) -> dict:
+    """Measure the two gated artefact files interleaved on this machine."""
+    from edgecv.measure.bench import bench_interleaved
+    from edgecv.progress import track_stages
+
     with track_stages("pairs") as update:
         return bench_interleaved(files["baseline"], files["candidate"], threads=threads,
                                  progress=lambda n: update("rebench, interleaved A/B", n))
+
+
+def _evaluate_both(files: dict, data: str, threads) -> dict:
+    """Both gated artefact files evaluated on the same labelled images here, as `edgecv eval` does."""
+    from edgecv.measure.evaluate import evaluate_artefact
+    from edgecv.progress import track_count
+
+    evaluated = {}
+    for side, path in files.items():
+        with track_count(f"eval {side} {Path(path).name}") as advance:
+            evaluated[side] = evaluate_artefact(path, data, num_threads=threads, progress=advance)
+    return evaluated
+
+
+def _evaluated_summary(evaluated: dict | None) -> dict | None:
+    """gate --json's record of --data: where each side's accuracy came from (the checks carry the figures)."""
+    if not evaluated:
+        return None
+    return {side: {"artefact": e["artefact"], "runtime": e["runtime"], "data": e["data"]["source"],
+                   "samples": e["samples"], "test_set_hash": e["data"]["test_set_hash"], "top1": e["top1"],
+                   "top5": e["top5"]} for side, e in evaluated.items()}
 
 
 @main.command("drift")

@@ -106,15 +106,36 @@ def test_rebench_files_must_be_the_reports_own(runs):
                            "--check", "latency.host max-increase 10%"),
                       f"{other} is", "but the baseline report's student-int8.tflite is", "not the file it evaluated")
     assert_user_error(gate("-b", runs["base"], "-c", runs["seed1"], "--candidate-artefact", other),
-                      "--candidate-artefact only tells --rebench where a file is")
+                      "--candidate-artefact only tells --rebench or --data where a file is")
 
 
-def test_reports_evaluated_on_different_data_are_refused(runs, tmp_path):
+def test_reports_evaluated_on_different_data_are_refused_unless_gate_evaluates_both(runs, tmp_path):
+    """A model refreshed on new data has a report on another held-out set: refused, as the two top-1s
+    are not comparable; --data evaluates both files here on the same labelled images and pairs them."""
     report = json.loads((runs["seed1"] / "report.json").read_text())
     report["data"]["test_set_hash"] = "0" * 16  # as if evaluated on another held-out set
     other = tmp_path / "other.json"
     other.write_text(json.dumps(report))
-    assert_user_error(gate("-b", runs["base"], "-c", other, "--check", "top1 max-drop 1"), "different data")
+    assert_user_error(gate("-b", runs["base"], "-c", other, "--check", "top1 max-drop 1"), "different data",
+                      "--data DATA")
+    out = tmp_path / "verdict.json"
+    seed1_file = runs["seed1"] / "artefacts" / "student-int8.tflite"  # the report was moved away from its files
+    proc = gate("-b", runs["base"], "-c", other, "--candidate-artefact", seed1_file, "--data", "fashion-mnist",
+                "--check", "top1 max-drop 5", "--check", "class.bag max-drop 10", "--json", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdict = json.loads(out.read_text())
+    top1 = {}
+    for side, file in (("baseline", runs["base"] / "artefacts" / "student-int8.tflite"), ("candidate", seed1_file)):
+        alone = json.loads(run_cli("eval", file, "--data", "fashion-mnist", "--json", "-").stdout)
+        top1[side] = alone["top1"]
+        assert verdict["evaluated"][side]["top1"] == alone["top1"] and verdict["evaluated"][side]["samples"] == 10000
+    checks = {c["name"]: c for c in verdict["checks"]}
+    drop = checks["top1 max-drop 5"]
+    assert drop["baseline"] == pytest.approx(100 * top1["baseline"])
+    assert drop["candidate"] == pytest.approx(100 * top1["candidate"])
+    assert drop["method"].startswith("paired") and checks["class.bag max-drop 10"]["method"].startswith("paired")
+    assert "both files evaluated here with litert on 10,000 images of fashion-mnist" in " ".join(proc.stdout.split())
+    assert_user_error(gate("-b", runs["base"], "-c", runs["seed1"], "--data", tmp_path / "missing"), "not found")
 
 
 def test_bad_input_is_exit_2(runs, tmp_path):

@@ -6,6 +6,7 @@ with like (estimate with estimate, or an interleaved A/B measurement of both art
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -77,18 +78,28 @@ def load_report(path) -> dict:
 
 
 def run_gate(baseline: dict, candidate: dict, checks: list[str], *, artefact: str | None = None,
-             alpha: float = 0.05, rebench: dict | None = None) -> GateResult:
+             alpha: float = 0.05, rebench: dict | None = None, evaluated: dict | None = None) -> GateResult:
     """Evaluate `checks` (check strings, see `edgecv.gate.checks`) of `candidate` against `baseline`.
 
     `artefact`: the artefact to gate, by name or format (default: tflite-int8, else the first
     exported format both reports have). `alpha`: significance level of the paired accuracy test
     (its intervals are at 1 − alpha). `rebench`: an interleaved A/B measurement of both artefacts
     on this machine; its device's latency checks use it instead of the reports' estimates.
+    `evaluated`: {"baseline": ..., "candidate": ...}, both gated artefacts evaluated on the same
+    labelled images (`edgecv eval`'s result, with its labels); the accuracy checks use them instead
+    of the reports' held-out evaluations, which may then be of different data.
     """
     if not 0 < alpha < 1:
         raise GateError(f"alpha must be between 0 and 1, not {alpha}")
-    gate = _Gate(validate_report(baseline, "the baseline report"), validate_report(candidate, "the candidate report"),
-                 artefact, alpha, rebench)
+    reports = {"baseline": validate_report(baseline, "the baseline report"),
+               "candidate": validate_report(candidate, "the candidate report")}
+    if evaluated:
+        reports = _as_evaluated(reports, artefact, evaluated)
+    gate = _Gate(reports["baseline"], reports["candidate"], artefact, alpha, rebench)
+    if evaluated:
+        e = evaluated["candidate"]
+        gate.notes.insert(0, f"accuracy: both files evaluated here with {e['runtime']} on {e['samples']:,} images "
+                             f"of {e['data']['source']}, not on the reports' held-out images")
     results = [gate.evaluate(c) for c in gate.expand(_parsed_checks(checks))]
     return GateResult(results, {s: gate.art[s]["name"] for s in SIDES}, alpha, gate.notes)
 
@@ -122,6 +133,24 @@ def gated_artefacts(baseline: dict, candidate: dict, artefact: str | None = None
     return _pick_artefacts({"baseline": baseline, "candidate": candidate}, artefact, [])
 
 
+def _as_evaluated(reports: dict, artefact: str | None, evaluated: dict) -> dict:
+    """The reports as if each had been evaluated on `evaluated`'s images: the gated artefact's top-1,
+    top-5, per-class top-1 and per-image predictions, and the data's labels, hash and class names."""
+    gated = _pick_artefacts(reports, artefact, [])
+    out = {}
+    for side in SIDES:
+        e, report = evaluated[side], copy.deepcopy(reports[side])
+        data = {key: value for key, value in report.get("data", {}).items() if key != "held_out_split"}
+        report["data"] = {**data, "source": e["data"]["source"], "test_samples": e["samples"],
+                          "test_set_hash": e["data"]["test_set_hash"], "test_labels": e["labels"],
+                          "class_names": e["class_names"]}
+        entry = next(a for a in report["artefacts"] if a["name"] == gated[side]["name"])
+        entry.update(metrics={**entry.get("metrics", {}), "top1": e["top1"], "top5": e["top5"]},
+                     per_class_top1=e["per_class_top1"], predictions=e["predictions"])
+        out[side] = report
+    return out
+
+
 HASHED_SPLIT = "by file-name hash"  # data.sources.HASHED_SPLIT (gate does not import data; a test keeps them equal)
 
 
@@ -130,12 +159,12 @@ def _check_same_data(baseline: dict, candidate: dict) -> None:
     for key in ("test_set_hash", "test_samples", "test_labels", "class_names"):
         if a.get(key) is not None and b.get(key) is not None and a[key] != b[key]:
             shown = f"{key} {a[key]} vs {b[key]}" if key in ("test_set_hash", "test_samples") else f"their {key} differ"
-            fix = "evaluate both on the same held-out set"
+            fix = "evaluate both on the same held-out set, or pass --data DATA to evaluate both files here on DATA"
             split = {a.get("held_out_split"), b.get("held_out_split")}
             if split == {None, HASHED_SPLIT}:  # the older report predates the file-name split of a folder
                 fix = ("the older report comes from an edgecv that held out a folder's images by a seeded shuffle, "
-                       "not by file name: compress its model again with this edgecv, or give the folder train/ "
-                       "and test/ subfolders (a split of your own)")
+                       "not by file name: compress its model again with this edgecv, give the folder train/ "
+                       "and test/ subfolders (a split of your own), or pass --data DATA to evaluate both files here")
             raise GateError(f"the reports were evaluated on different data ({shown}); {fix}")
 
 

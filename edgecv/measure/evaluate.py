@@ -42,7 +42,7 @@ def evaluate_artefact(path, data: str, *, num_threads: int | None = None, batch_
                  "test_set_hash": test.content_hash()},
         **classification_metrics(scores, test.labels),
         **per_class(scores, test.labels, names or ds.class_names),
-        "predictions": scores.argmax(1).astype(int).tolist(),
+        "predictions": scores.argmax(1).astype(int).tolist(), "labels": test.labels.astype(int).tolist(),
         "seconds": round(seconds, 2), "outputs": meta.get("outputs"),
     }
 
