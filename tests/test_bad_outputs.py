@@ -75,7 +75,8 @@ def test_a_first_baseline_still_writes_every_ci_output(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert baseline.read_bytes() == cand.read_bytes() and "No baseline yet" in proc.stdout
     verdict = json.loads(outs["--json"].read_text())
-    assert verdict["passed"] and verdict["checks"] == [] and "no baseline yet" in verdict["notes"][0]
+    assert verdict["passed"] and verdict["first_baseline"] and verdict["checks"] == []
+    assert "no baseline yet" in verdict["notes"][0]
     assert 'name="baseline"' in outs["--junit"].read_text() and "no baseline yet" in outs["--markdown"].read_text()
 
 

@@ -348,6 +348,7 @@ def test_a_first_baseline_is_a_passing_verdict_with_nothing_compared():
     assert result.passed and result.checks == [] and result.artefact == {"baseline": "none",
                                                                         "candidate": "student-int8.tflite"}
     assert "no baseline yet" in result.notes[0] and "ci/baseline.json" in result.notes[0]
+    assert result.to_dict()["first_baseline"] and not run_gate(*pair(), ["top1 max-drop 0.5"]).to_dict()["first_baseline"]
     xmlschema.XMLSchema(JUNIT_XSD).validate(render_junit(result))
     assert 'tests="1"' in render_junit(result) and "| check |" not in render_markdown(result)
     with pytest.raises(GateError, match="bad check"):  # a typo fails the first run, not the second

@@ -56,14 +56,15 @@ class GateResult:
     artefact: dict[str, str]  # the gated artefact's name in the "baseline" and "candidate" reports
     alpha: float
     notes: list[str] = field(default_factory=list)
+    first_baseline: bool = False  # --update-baseline with no baseline yet: passed, with nothing compared
 
     @property
     def passed(self) -> bool:
         return all(c.passed for c in self.checks)
 
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "artefact": dict(self.artefact), "alpha": self.alpha,
-                "checks": [c.to_dict() for c in self.checks], "notes": list(self.notes)}
+        return {"passed": self.passed, "first_baseline": self.first_baseline, "artefact": dict(self.artefact),
+                "alpha": self.alpha, "checks": [c.to_dict() for c in self.checks], "notes": list(self.notes)}
 
 
 def validate_report(report, label: str) -> dict:
@@ -124,7 +125,7 @@ def first_baseline(candidate: dict, checks: list[str], baseline_path, *, artefac
     name = _pick_artefacts({"baseline": candidate, "candidate": candidate}, artefact, [])["candidate"]["name"]
     return GateResult([], {"baseline": "none", "candidate": name}, alpha,
                       [f"no baseline yet: the candidate report becomes the baseline at {baseline_path}; nothing was "
-                       "compared"])
+                       "compared"], first_baseline=True)
 
 
 def gated_artefacts(baseline: dict, candidate: dict, artefact: str | None = None) -> dict:
