@@ -26,3 +26,10 @@ def test_commands_that_make_models_say_they_need_tensorflow_on_a_device_install(
         line = assert_user_error(proc, f"edgecv {args[0]} needs TensorFlow", "pip install 'edgecv[train]'")
         assert "drop" not in line and "Error" not in line, line
     assert not (tmp_path / "run").exists()
+    # recipes validate notes it once, not once per format with "or drop tflite-int8"
+    proc = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW, "recipes", "validate", "quickstart"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("note:")]
+    assert notes == ['note: on this machine, the recipe needs the "train" extra (TensorFlow: it trains, and every '
+                     'format is written beside it); pip install "edgecv[train]"'], proc.stderr

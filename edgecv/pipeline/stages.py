@@ -504,9 +504,13 @@ def check_recipe_consistency(recipe: dict, extras: bool = True) -> None:
 
 
 def missing_extras(recipe: dict) -> list[str]:
-    """A line for each format in export.formats whose extra is not installed here (each probed once)."""
+    """A line for each format in export.formats whose extra is not installed here (each probed once);
+    one line where the train extra is missing, which every format needs (dropping one would not help)."""
     from edgecv.export.formats import missing_extra
 
     extras = {fmt: missing_extra(fmt) for fmt in recipe["export"]["formats"]}
+    if "train" in extras.values():
+        return ['the recipe needs the "train" extra (TensorFlow: it trains, and every format is written beside '
+                'it); pip install "edgecv[train]"']
     return [f'export.formats has {fmt}, which needs the "{extra}" extra; pip install "edgecv[{extra}]" or drop {fmt}'
             for fmt, extra in extras.items() if extra]
