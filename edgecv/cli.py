@@ -287,7 +287,8 @@ def _keep_float_advice(model: Path) -> str:
 @main.command("eval")
 @click.argument("artefact", type=click.Path(path_type=Path))
 @click.option("--data", "-d", required=True, help="labelled images: folder (one subfolder per class; of a folder with "
-              "train/ and test/ (or validation/) only that is read), .npz, fashion-mnist[-mini]")
+              "train/ and test/ (or validation/) only that is read), .npz (x_test and y_test, or x and y), "
+              "fashion-mnist[-mini]")
 @click.option("--threads", callback=_whole_numbers(local_cores=True), help="runtime threads [default: min(4, cores)]")
 @json_option("the full result (with per-sample predictions)")
 def eval_cmd(artefact, data, threads, json_path):

@@ -266,6 +266,29 @@ def test_eval_reports_accuracy_per_class_and_predictions(source, models, tmp_pat
     assert np.trace(np.array(r["confusion_matrix"])) / 120 == pytest.approx(r["top1"])
 
 
+def test_eval_takes_an_npz_of_labelled_images_alone(models, tmp_path):
+    """An .npz to evaluate on needs no training arrays: x_test/y_test, or x/y (field captures, as drift
+    takes them). Both were refused with "lacks x_train, y_train"."""
+    out = models["root"] / "out" / "eval-int8.tflite"
+    if not out.exists():
+        _export(models["qat"], "tflite-int8", out, str(models["npz"]))
+    with np.load(models["npz"]) as z:
+        x, y = z["x_test"], z["y_test"]
+    full = json.loads(run_cli("eval", out, "--data", models["npz"], "--json", "-").stdout)
+    for name, arrays in (("test.npz", {"x_test": x, "y_test": y}), ("field.npz", {"x": x, "y": y})):
+        np.savez(tmp_path / name, **arrays)
+        proc = run_cli("eval", out, "--data", tmp_path / name, "--json", "-")
+        assert proc.returncode == 0, proc.stderr
+        alone = json.loads(proc.stdout)
+        assert alone["predictions"] == full["predictions"] and alone["top1"] == full["top1"]
+        assert alone["data"]["test_set_hash"] == full["data"]["test_set_hash"]
+    np.savez(tmp_path / "images.npz", x=x)
+    assert_user_error(run_cli("eval", out, "--data", tmp_path / "images.npz"), "no labelled images to evaluate on",
+                      "x_test and y_test (or x and y)")
+    np.savez(tmp_path / "short.npz", x=x, y=y[:-1])
+    assert_user_error(run_cli("eval", out, "--data", tmp_path / "short.npz"), "x has 120 images but y has 119 labels")
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip", "empty"])
 @pytest.mark.parametrize("fmt", ["tflite-fp32", "openvino-fp32", "onnx"])
 def test_damaged_artefacts_give_a_clear_error(fmt, damage, models, tmp_path):

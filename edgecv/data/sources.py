@@ -328,8 +328,13 @@ def load_eval_set(source: str, image_size: int) -> Dataset:
     test/ alone (a greyscale image read as RGB is the same grey three times either way)."""
     path = Path(source)
     held = held_out_dir(path) if path.is_dir() else None
+    if path.suffix == ".npz" and not path.is_dir():  # its labelled images: no training arrays needed
+        check_source(source)
+        ds = _load_npz(path, None, held_out_only=True)
+        ds.image_size = image_size
+        return _checked(ds, ("test",))
     if not path.is_dir() or ((path / "train").is_dir() and held is None):
-        ds = load_dataset(source, image_size=image_size)  # an .npz, Fashion-MNIST; or refuses train/ alone
+        ds = load_dataset(source, image_size=image_size)  # Fashion-MNIST; or refuses train/ alone
         return Dataset(ds.train.subset([]), ds.test, ds.class_names, ds.source,
                        ds.notes + ["the held-out (test) split"], image_size)
     if (path / "train").is_dir():  # the folder's own split
@@ -356,8 +361,9 @@ EVERY_IMAGE_NOTE = ("every image of the folder (it has no test/ or validation/ s
                     "among them)")
 
 
-def _checked(ds: Dataset) -> Dataset:
-    for name, split in (("train", ds.train), ("test", ds.test)):
+def _checked(ds: Dataset, splits: tuple = ("train", "test")) -> Dataset:
+    """`ds` if its `splits` are usable (evaluation checks "test" alone), else DataError."""
+    for name, split in ((name, getattr(ds, name)) for name in splits):
         if len(split) == 0:
             raise DataError(f"{ds.source}: the {name} split is empty; add images to it")
         if split.array is not None and len(split.array) != len(split.labels):
@@ -368,9 +374,9 @@ def _checked(ds: Dataset) -> Dataset:
         if bad.size:
             raise DataError(f"{ds.source}: y_{name} has label {_few(bad)}, outside 0..{ds.num_classes - 1} "
                             f"(its {ds.num_classes} classes); fix the label or the class names")
-    if ds.train.shape != ds.test.shape:
+    if len(splits) == 2 and ds.train.shape != ds.test.shape:
         raise DataError(f"{ds.source}: train images {ds.train.shape} and test images {ds.test.shape} differ in shape")
-    if ds.num_classes < 2:
+    if ds.num_classes < 2 and len(splits) == 2:  # evaluation may be on one class's images
         raise DataError(f"{ds.source}: found {ds.num_classes} class; a classifier needs at least 2")
     return ds
 
@@ -448,7 +454,13 @@ def _numbered_classes(path: Path, y_train: np.ndarray, y_test: np.ndarray) -> li
     return [str(i) for i in range(gap)]
 
 
-def _load_npz(path: Path, class_names: list[str] | None) -> Dataset:
+# What evaluation reads from an .npz, first found: its test split, or field captures (as edgecv drift takes)
+NPZ_HELD_OUT_KEYS = (("x_test", "y_test"), ("x", "y"))
+
+
+def _load_npz(path: Path, class_names: list[str] | None, held_out_only: bool = False) -> Dataset:
+    """An .npz's x_train/y_train/x_test/y_test; `held_out_only` (evaluation): its labelled images alone,
+    x_test/y_test or x/y, with no training arrays needed (the training split is left empty)."""
     if not path.is_file():
         raise DataError(f"{path} not found")
     if not zipfile.is_zipfile(path):
@@ -457,14 +469,22 @@ def _load_npz(path: Path, class_names: list[str] | None) -> Dataset:
     notes = []
     try:
         with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in NPZ_KEYS if k not in z.files]
-            if missing:
-                raise DataError(f"{path} lacks {', '.join(missing)}; an .npz needs x_train, y_train, x_test, y_test")
-            labels = {k: z[k] for k in ("y_train", "y_test")}
+            if held_out_only:
+                pair = next((p for p in NPZ_HELD_OUT_KEYS if all(k in z.files for k in p)), None)
+                if pair is None:
+                    raise DataError(f"{path} has no labelled images to evaluate on: it needs x_test and y_test (or x "
+                                    f"and y); it has {', '.join(z.files) or 'nothing'}")
+                keys = {"test": pair}
+            else:
+                missing = [k for k in NPZ_KEYS if k not in z.files]
+                if missing:
+                    raise DataError(f"{path} lacks {', '.join(missing)}; an .npz needs x_train, y_train, x_test, y_test")
+                keys = {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}
+            labels = {split: z[y] for split, (_, y) in keys.items()}
             if class_names is None and "class_names" in z.files:
                 class_names = [str(c) for c in z["class_names"]]
         with zipfile.ZipFile(path) as zf:
-            images = {k: _npz_member(path, zf, k) for k in ("x_train", "x_test")}
+            images = {split: _npz_member(path, zf, x) for split, (x, _) in keys.items()}
         in_memory = sum(v.nbytes for v in images.values() if not isinstance(v, np.memmap))
         if in_memory > LARGE_IN_MEMORY:
             notes.append("compressed .npz: images read into memory as uint8; save it with numpy.savez (not "
@@ -473,14 +493,23 @@ def _load_npz(path: Path, class_names: list[str] | None) -> Dataset:
         raise
     except Exception as e:  # zipfile/pickle errors: say which file
         raise DataError(f"cannot read {path} as .npz ({e}); write it with numpy.savez") from None
-    y_train = _labels(labels["y_train"], "y_train", path)
-    y_test = _labels(labels["y_test"], "y_test", path)
+    ys = {split: _labels(labels[split], keys[split][1], path) for split in keys}
+    xs = {split: _as_nhwc_uint8(images[split], f"{path}: {keys[split][0]}") for split in keys}
+    splits = {split: ImageSplit(ys[split], xs[split], None, xs[split].shape[-1]) for split in keys}
+    if held_out_only:
+        (x_key, y_key), y = keys["test"], ys["test"]
+        if len(xs["test"]) != len(y):
+            raise DataError(f"{path}: {x_key} has {len(xs['test'])} images but {y_key} has {len(y)} labels")
+        if y.size and y.min() < 0:
+            raise DataError(f"{path} has label {_few(y[y < 0])}; labels are class numbers 0..N-1")
+        # numbered classes are class numbers: edgecv eval matches them to the model's outputs by number
+        names = class_names or [str(i) for i in range(int(y.max()) + 1 if y.size else 0)]
+        read = "the held-out (test) split" if x_key == "x_test" else "every image (x and y: no test split)"
+        return Dataset(splits["test"].subset([]), splits["test"], names, str(path), notes + [read])
     if class_names is None:
-        class_names = _numbered_classes(path, y_train, y_test)
-    x_train, x_test = (_as_nhwc_uint8(images[k], f"{path}: {k}") for k in ("x_train", "x_test"))
-    return Dataset(ImageSplit(y_train, x_train, None, x_train.shape[-1]),
-                   ImageSplit(y_test, x_test, None, x_test.shape[-1]), class_names, str(path), notes,
-                   warnings=class_warnings(class_names, y_train, y_test))
+        class_names = _numbered_classes(path, ys["train"], ys["test"])
+    return Dataset(splits["train"], splits["test"], class_names, str(path), notes,
+                   warnings=class_warnings(class_names, ys["train"], ys["test"]))
 
 
 def _npz_member(path: Path, zf: zipfile.ZipFile, key: str) -> np.ndarray:
