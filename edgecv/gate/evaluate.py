@@ -99,7 +99,8 @@ def run_gate(baseline: dict, candidate: dict, checks: list[str], *, artefact: st
     gate = _Gate(reports["baseline"], reports["candidate"], artefact, alpha, rebench)
     if evaluated:
         e = evaluated["candidate"]
-        gate.notes.insert(0, f"accuracy: both files evaluated here with {e['runtime']} on {e['samples']:,} images "
+        runtimes = " and ".join(sorted({evaluated[side]["runtime"] for side in SIDES}))
+        gate.notes.insert(0, f"accuracy: both files evaluated here with {runtimes} on {e['samples']:,} images "
                              f"of {e['data']['source']}, not on the reports' held-out images")
     results = [gate.evaluate(c) for c in gate.expand(_parsed_checks(checks))]
     return GateResult(results, {s: gate.art[s]["name"] for s in SIDES}, alpha, gate.notes)
