@@ -75,8 +75,10 @@ def compress_user_student(user_files, student: str, out, *settings: str):
     return proc
 
 
-def test_user_student_with_input_scaling_nested_model_and_keep_float(user_files):
-    """Your own student: nested backbone, Rescaling at the input, one layer kept out of QAT."""
+@pytest.fixture(scope="module")
+def nested_student_run(user_files):
+    """(run directory, compress's output) of the user's own student: nested backbone, Rescaling at the
+    input, one layer kept out of QAT."""
     from edgecv.tfcompat import keras
 
     K = keras()
@@ -92,6 +94,12 @@ def test_user_student_with_input_scaling_nested_model_and_keep_float(user_files)
     out = user_files / "run-student"
     proc = compress_user_student(user_files, "student.keras", out, "distill.epochs=10", "prune.epochs=2",
                                  "quantize.keep_float=[gap]")
+    return out, proc
+
+
+def test_user_student_with_input_scaling_nested_model_and_keep_float(nested_student_run):
+    """Your own student: nested backbone, Rescaling at the input, one layer kept out of QAT."""
+    out, proc = nested_student_run
     report = json.loads((out / "report.json").read_text())
     user = report["stages"]["distill"]["result"]["user_model"]
     assert user["lifted_input_layers"] == ["to_unit"] and user["flattened_models"] == ["backbone"]
@@ -112,6 +120,25 @@ def test_user_student_with_input_scaling_nested_model_and_keep_float(user_files)
     assert not any(op.startswith("CONV_2D") for op in float_ops), float_ops
     assert by_name["student-int8.tflite"]["metrics"]["top1"] > 0.6
     assert abs(report["stages"]["prune"]["result"]["measured_sparsity"] - 0.5) <= 0.01
+
+
+def test_a_run_directory_as_student_path_refreshes_its_student(user_files, nested_student_run):
+    """student.path = a compress run (a model refreshed on new data): its last float student, fed the
+    input its weights were trained on. Its Rescaling was lifted out of the saved model into the run's
+    preprocessing (raw, x 1/255), which "auto" read from the model alone would have taken as raw pixels."""
+    first, _ = nested_student_run
+    out = user_files / "run-refreshed"
+    proc = compress_user_student(user_files, "student.keras", out, f"student.path={first}", "distill.epochs=3",
+                                 "prune.enabled=false")
+    report = json.loads((out / "report.json").read_text())
+    before = json.loads((first / "report.json").read_text())
+    assert report["preprocessing"]["student"] == before["preprocessing"]["student"]
+    assert report["preprocessing"]["student"]["channel_scale"] == pytest.approx([1 / 255.0])
+    user = report["stages"]["distill"]["result"]["user_model"]
+    assert user["path"] == str(first) and user["file"] == str(first / "stages" / "prune" / "model.keras")
+    assert f"student input: raw (student.normalization=auto: as run {first} trained it)" in " ".join(proc.stderr.split())
+    by_name = {a["name"]: a for a in report["artefacts"]}
+    assert by_name["student-int8.tflite"]["metrics"]["top1"] > 0.6
 
 
 def test_user_student_trained_in_mixed_precision(user_files):

@@ -29,6 +29,12 @@ CLASS_ORDER_GAIN = 0.10  # top-1 a one-to-one matching of its outputs must add b
 CLASS_ORDER_SHOWN = 30  # classes up to which the class-order message spells out data.classes whole
 
 
+def run_float_student(run: Path) -> Path | None:
+    """A compress run's last float student: the pruned model, else the distilled one (None: neither yet)."""
+    return next((f for f in (run / "stages" / stage / FLOAT_MODEL for stage in ("prune", "distill")) if f.is_file()),
+                None)
+
+
 def right_in_each_range(classes_of, spec: PreprocessSpec, images: np.ndarray, y: np.ndarray,
                         right_as_given: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per input range, spec's own first: which of `images` (uint8) a model reading them so puts
@@ -93,13 +99,35 @@ class RunContext:
         return ds
 
     @cached_property
+    def student_run(self) -> Path | None:
+        """The compress run student.path names, when it names a run directory (a model refreshed from the
+        one a run shipped), else None."""
+        from edgecv.pipeline.rundir import is_run_dir
+
+        path = self.recipe["student"]["path"]
+        return Path(path) if path and is_run_dir(Path(path)) else None
+
+    @cached_property
+    def student_file(self) -> str:
+        """student.path as a model file: a run directory's last float student."""
+        from edgecv.errors import RunDirError
+
+        if self.student_run is None:
+            return self.recipe["student"]["path"]
+        found = run_float_student(self.student_run)
+        if found is None:
+            raise RunDirError(f"student.path '{self.student_run}' is a compress run without a float student yet; "
+                              f"finish it (edgecv compress -o {self.student_run} --resume) or name a model file")
+        return str(found)
+
+    @cached_property
     def _user_student_file(self):
         """The user's student as a tf_keras model: a Keras 3 one is rebuilt layer by layer, and the
         rebuilt model's outputs are checked against the original's."""
         from edgecv.errors import ModelError
         from edgecv.models.loading import compute_in_float32, computing_in_float32, load_model, saved_precision
 
-        path = self.recipe["student"]["path"]
+        path = self.student_file
         loaded = load_model(path, "student", self.trust_model)
         if loaded.framework == "tf_keras":
             # mixed precision: trained and exported in float32
@@ -136,6 +164,8 @@ class RunContext:
         if s["path"]:
             user = self.user_student
             h, w, c = user.model.input_shape[1:]
+            if normalization == "auto" and self.student_run is not None:  # the input its weights were trained on
+                return self._run_student_spec()
             if normalization == "auto":  # a model that scales its own input as from [0, 255] takes pixels as they are
                 from edgecv.models.loading import takes_raw_pixels
 
@@ -152,6 +182,15 @@ class RunContext:
             return pretrained_spec(s["arch"], s["input_size"], channels, normalization)
         normalization = "unit" if normalization == "auto" else normalization
         return PreprocessSpec(s["input_size"], s["input_size"], channels, normalization)
+
+    def _run_student_spec(self) -> PreprocessSpec:
+        """The preprocessing student.path's run trained its student in, as its report records it (a
+        scaling layer lifted out of a user's student is in it, not in the saved model)."""
+        from edgecv.errors import RunDirError
+        from edgecv.report.loader import read_report
+
+        report = read_report(self.student_run, RunDirError, require=("preprocessing.student",))
+        return PreprocessSpec.from_dict(report["preprocessing"]["student"])
 
     # --- the data, streamed: no split is ever held as float
     def train_input(self, targets: np.ndarray, spec: PreprocessSpec | None = None):

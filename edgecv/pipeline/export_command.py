@@ -15,7 +15,7 @@ from edgecv.fileio import check_writable_file, human_size
 from edgecv.report.loader import read_report
 from edgecv.runtime import artefact_files
 from edgecv.tfcompat import require_train_extra
-from edgecv.pipeline.context import FLOAT_MODEL, QAT_MODEL
+from edgecv.pipeline.context import QAT_MODEL, run_float_student
 from edgecv.pipeline.exporting import check_line, export_artefact, failed_check_advice
 from edgecv.pipeline.rundir import is_run_dir
 
@@ -311,10 +311,8 @@ def _from_run(run: Path, fmt: str, calibration: str | None, out: Path | None):
     if not (run / "report.json").is_file():
         raise RunDirError(f"'{run}' has no report.json yet; finish the run with `edgecv compress -o {run} --resume`")
     report = read_report(run, ReportError, require=("preprocessing.student", "data.class_names", "recipe.data.source"))
-    stages = run / "stages"
     qat = _qat_model(run)
-    floats = [stages / s / FLOAT_MODEL for s in ("prune", "distill") if (stages / s / FLOAT_MODEL).exists()]
-    source = qat if FORMATS[fmt].quantized and qat.exists() else (floats[0] if floats else None)
+    source = qat if FORMATS[fmt].quantized and qat.exists() else run_float_student(run)
     if source is None:
         raise RunDirError(f"'{run}' holds no student model; rerun `edgecv compress -o {run} --resume`")
     spec = PreprocessSpec.from_dict(report["preprocessing"]["student"])

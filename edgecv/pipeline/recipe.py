@@ -103,7 +103,9 @@ SCHEMA: dict = {
     },
     "student": {
         "arch": Field("str", "mobilenet_v2", "student architecture", choices=tuple(STUDENTS)),
-        "path": Field("str", None, "your own tf_keras student model file instead of arch (input size from the model)", nullable=True),
+        "path": Field("str", None, "your own student model file instead of arch (input size from the model), or a "
+                      "compress run directory: its last float student, in the input range it trained in (a refresh "
+                      "on new data)", nullable=True),
         "alpha": Field("float", 1.0, "width multiplier", min=0.1, max=2.0),
         "input_size": Field("int", 224, "square input size in pixels", min=32, max=1024),
         "channels": Field("int", None, "input channels, 1 or 3 (null: as the data)", choices=(1, 3), nullable=True),

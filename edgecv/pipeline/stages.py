@@ -126,7 +126,8 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
             console.print(f"[yellow]warning:[/yellow] {text}" if kind == "warning" else f"  {text}", highlight=False)
 
     if user and s["normalization"] == "auto":
-        scaled_by = (f"its own layer{'s' if len(user.lifted) > 1 else ''} {', '.join(user.lifted)} "
+        scaled_by = (f"as run {ctx.student_run} trained it" if ctx.student_run is not None else
+                     f"its own layer{'s' if len(user.lifted) > 1 else ''} {', '.join(user.lifted)} "
                      f"scale{'' if len(user.lifted) > 1 else 's'} it by {user.input_factor:.3g}"
                      if user.lifted else "no scaling layer at its input")
         console.print(f"  student input: {ctx.student_spec.normalization} (student.normalization=auto: {scaled_by})",
@@ -151,7 +152,7 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
         console.print(f"  pretrained start: {pretrained['layers']} layers from {pretrained['from']} ({pretrained['weights']}), "
                       f"first convolution {pretrained['first_conv']}", highlight=False)
     if user:
-        result["user_model"] = {"path": s["path"], "lifted_input_layers": user.lifted, "flattened_models": user.flattened,
+        result["user_model"] = {"path": s["path"], "file": ctx.student_file, "lifted_input_layers": user.lifted, "flattened_models": user.flattened,
                                 "activation_removed": user.activation_removed and dict(
                                     zip(("layer", "activation"), user.activation_removed)),
                                 "batchnorm_momentum": s["batchnorm_momentum"], "rebuilt_in_tf_keras": ctx.student_rebuild,
