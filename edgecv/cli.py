@@ -120,6 +120,8 @@ def compress(recipe, teacher, data, out, overrides, resume, force, json_path, tr
       edgecv compress -r quickstart --set prune.target_sparsity=0.6 -o runs/sparse60
       edgecv compress -o runs/exp1 --resume            # continue after a crash or Ctrl-C
       edgecv compress -o runs/exp1 --resume --set prune.epochs=8  # same distilled student, prune and on again
+      edgecv compress -r mobilenetv2-int8 -t my_model.keras -d new_photos/ -o runs/exp2 --set student.path=runs/exp1
+                      --set distill.epochs=8    # refresh runs/exp1's student on new data
     """
     from edgecv.pipeline.compress import base_recipe, default_out, resolve, run_compress
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from edgecv.data.sources import load_dataset
-from tests.conftest import REPO, run_cli, synthetic_images
+from tests.conftest import REPO, assert_user_error, run_cli, synthetic_images
 
 pytestmark = pytest.mark.slow
 
@@ -139,6 +139,12 @@ def test_a_run_directory_as_student_path_refreshes_its_student(user_files, neste
     assert f"student input: raw (student.normalization=auto: as run {first} trained it)" in " ".join(proc.stderr.split())
     by_name = {a["name"]: a for a in report["artefacts"]}
     assert by_name["student-int8.tflite"]["metrics"]["top1"] > 0.6
+    # another input range than the run's (the recipe's own symmetric, say) would retrain its weights on it
+    mismatched = run_cli("compress", "--recipe", "mobilenetv2-int8", "--teacher", user_files / "teacher.h5",
+                         "--data", user_files / "images", "--out", user_files / "run-mismatched",
+                         "--set", "teacher.normalization=raw", "--set", f"student.path={first}", cwd=REPO)
+    assert_user_error(mismatched, "student.normalization is symmetric, but run", "trained its student on raw input",
+                      "set student.normalization=auto")
 
 
 def test_user_student_trained_in_mixed_precision(user_files):

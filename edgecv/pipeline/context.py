@@ -164,8 +164,8 @@ class RunContext:
         if s["path"]:
             user = self.user_student
             h, w, c = user.model.input_shape[1:]
-            if normalization == "auto" and self.student_run is not None:  # the input its weights were trained on
-                return self._run_student_spec()
+            if self.student_run is not None:  # the input its weights were trained on
+                return self._run_student_spec(normalization)
             if normalization == "auto":  # a model that scales its own input as from [0, 255] takes pixels as they are
                 from edgecv.models.loading import takes_raw_pixels
 
@@ -183,14 +183,19 @@ class RunContext:
         normalization = "unit" if normalization == "auto" else normalization
         return PreprocessSpec(s["input_size"], s["input_size"], channels, normalization)
 
-    def _run_student_spec(self) -> PreprocessSpec:
+    def _run_student_spec(self, normalization: str) -> PreprocessSpec:
         """The preprocessing student.path's run trained its student in, as its report records it (a
-        scaling layer lifted out of a user's student is in it, not in the saved model)."""
-        from edgecv.errors import RunDirError
+        scaling layer lifted out of a user's student is in it, not in the saved model); another
+        student.normalization than that run's (a recipe's own, say) is refused."""
+        from edgecv.errors import RecipeError, RunDirError
         from edgecv.report.loader import read_report
 
         report = read_report(self.student_run, RunDirError, require=("preprocessing.student",))
-        return PreprocessSpec.from_dict(report["preprocessing"]["student"])
+        trained = PreprocessSpec.from_dict(report["preprocessing"]["student"])
+        if normalization not in ("auto", trained.normalization):
+            raise RecipeError(f"student.normalization is {normalization}, but run {self.student_run} trained its "
+                              f"student on {trained.normalization} input; set student.normalization=auto (the run's)")
+        return trained
 
     # --- the data, streamed: no split is ever held as float
     def train_input(self, targets: np.ndarray, spec: PreprocessSpec | None = None):
