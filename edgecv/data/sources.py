@@ -36,7 +36,8 @@ FASHION_MNIST_FILES = {
 }
 MINI_FILE = "fashion-mnist-mini.npz"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
-NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+NPZ_SPLIT_KEYS = {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}  # split -> its (images, labels)
+NPZ_KEYS = tuple(key for pair in NPZ_SPLIT_KEYS.values() for key in pair)
 LARGE_IN_MEMORY = 256 * 2**20  # a compressed .npz past this is worth saving uncompressed (memory-mapped)
 
 
@@ -332,7 +333,7 @@ def load_eval_set(source: str, image_size: int) -> Dataset:
         check_source(source)
         ds = _load_npz(path, None, held_out_only=True)
         ds.image_size = image_size
-        return _checked(ds, ("test",))
+        return ds
     if not path.is_dir() or ((path / "train").is_dir() and held is None):
         ds = load_dataset(source, image_size=image_size)  # Fashion-MNIST; or refuses train/ alone
         return Dataset(ds.train.subset([]), ds.test, ds.class_names, ds.source,
@@ -361,22 +362,26 @@ EVERY_IMAGE_NOTE = ("every image of the folder (it has no test/ or validation/ s
                     "among them)")
 
 
-def _checked(ds: Dataset, splits: tuple = ("train", "test")) -> Dataset:
-    """`ds` if its `splits` are usable (evaluation checks "test" alone), else DataError."""
-    for name, split in ((name, getattr(ds, name)) for name in splits):
+def _checked(ds: Dataset, keys: dict = NPZ_SPLIT_KEYS) -> Dataset:
+    """`ds` if the splits `keys` names are usable, else DataError naming the arrays by `keys`.
+    Evaluation checks its one labelled split; training checks both, and that they match."""
+    for name, (x_key, y_key) in keys.items():
+        split = getattr(ds, name)
         if len(split) == 0:
             raise DataError(f"{ds.source}: the {name} split is empty; add images to it")
         if split.array is not None and len(split.array) != len(split.labels):
-            raise DataError(f"{ds.source}: x_{name} has {len(split.array)} images but y_{name} has "
+            raise DataError(f"{ds.source}: {x_key} has {len(split.array)} images but {y_key} has "
                             f"{len(split.labels)} labels")
         y = split.labels
         bad = np.unique(y[(y < 0) | (y >= ds.num_classes)])
         if bad.size:
-            raise DataError(f"{ds.source}: y_{name} has label {_few(bad)}, outside 0..{ds.num_classes - 1} "
+            raise DataError(f"{ds.source}: {y_key} has label {_few(bad)}, outside 0..{ds.num_classes - 1} "
                             f"(its {ds.num_classes} classes); fix the label or the class names")
-    if len(splits) == 2 and ds.train.shape != ds.test.shape:
+    if "train" not in keys:  # evaluation, which may be on one class's images
+        return ds
+    if ds.train.shape != ds.test.shape:
         raise DataError(f"{ds.source}: train images {ds.train.shape} and test images {ds.test.shape} differ in shape")
-    if ds.num_classes < 2 and len(splits) == 2:  # evaluation may be on one class's images
+    if ds.num_classes < 2:
         raise DataError(f"{ds.source}: found {ds.num_classes} class; a classifier needs at least 2")
     return ds
 
@@ -479,7 +484,7 @@ def _load_npz(path: Path, class_names: list[str] | None, held_out_only: bool = F
                 missing = [k for k in NPZ_KEYS if k not in z.files]
                 if missing:
                     raise DataError(f"{path} lacks {', '.join(missing)}; an .npz needs x_train, y_train, x_test, y_test")
-                keys = {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}
+                keys = NPZ_SPLIT_KEYS
             labels = {split: z[y] for split, (_, y) in keys.items()}
             if class_names is None and "class_names" in z.files:
                 class_names = [str(c) for c in z["class_names"]]
@@ -497,15 +502,11 @@ def _load_npz(path: Path, class_names: list[str] | None, held_out_only: bool = F
     xs = {split: _as_nhwc_uint8(images[split], f"{path}: {keys[split][0]}") for split in keys}
     splits = {split: ImageSplit(ys[split], xs[split], None, xs[split].shape[-1]) for split in keys}
     if held_out_only:
-        (x_key, y_key), y = keys["test"], ys["test"]
-        if len(xs["test"]) != len(y):
-            raise DataError(f"{path}: {x_key} has {len(xs['test'])} images but {y_key} has {len(y)} labels")
-        if y.size and y.min() < 0:
-            raise DataError(f"{path} has label {_few(y[y < 0])}; labels are class numbers 0..N-1")
+        y = ys["test"]
         # numbered classes are class numbers: edgecv eval matches them to the model's outputs by number
         names = class_names or [str(i) for i in range(int(y.max()) + 1 if y.size else 0)]
-        read = "the held-out (test) split" if x_key == "x_test" else "every image (x and y: no test split)"
-        return Dataset(splits["test"].subset([]), splits["test"], names, str(path), notes + [read])
+        read = "the held-out (test) split" if keys["test"][0] == "x_test" else "every image (x and y: no test split)"
+        return _checked(Dataset(splits["test"].subset([]), splits["test"], names, str(path), notes + [read]), keys)
     if class_names is None:
         class_names = _numbered_classes(path, ys["train"], ys["test"])
     return Dataset(splits["train"], splits["test"], class_names, str(path), notes,
