@@ -29,11 +29,16 @@ def installed(module: str) -> bool:
         return False
 
 
+def missing_train_packages() -> list[str]:
+    """The train extra's packages not installed here (none: TensorFlow, tf-keras and tfmot are)."""
+    return [package for module, package in TRAIN_MODULES.items() if not installed(module)]
+
+
 def require_train_extra(command: str) -> None:
     """Refuse a command that trains or converts, before any work, where the train extra is missing (a
     device install): without this, compress blamed its first export format and quant-debug quoted an
     error class from its child process."""
-    missing = [package for module, package in TRAIN_MODULES.items() if not installed(module)]
+    missing = missing_train_packages()
     if missing:
         raise MissingExtraError(f"{command} needs TensorFlow ({', '.join(missing)} not installed here: an install "
                                 f"for running models, not making them); {_HINT}")

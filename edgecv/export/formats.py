@@ -63,17 +63,17 @@ def check_target(fmt: str, out) -> None:
         raise MissingExtraError(f'{fmt} needs the "{extra}" extra; pip install "edgecv[{extra}]"')
 
 
-# pip extra -> a module whose import proves the extra is installed (the train extra's are
-# tfcompat.TRAIN_MODULES)
+# pip extra -> a module whose import proves the extra is installed (the train extra's:
+# tfcompat.missing_train_packages)
 EXTRA_PROBES = {"openvino": "openvino", "onnx": "tf2onnx"}
 
 
 def missing_extra(fmt: str) -> str | None:
     """The pip extra a format needs and this environment lacks, or None. Every writer runs beside
     TensorFlow and tf_keras, so the train extra is needed first."""
-    from edgecv.tfcompat import TRAIN_MODULES, installed
+    from edgecv.tfcompat import installed, missing_train_packages
 
-    if not all(installed(module) for module in TRAIN_MODULES):
+    if missing_train_packages():
         return "train"
     extra = FORMATS[fmt].extra
     return extra if extra in EXTRA_PROBES and not installed(EXTRA_PROBES[extra]) else None

@@ -3,6 +3,7 @@ fake-quant ops become QuantizeLinear/DequantizeLinear pairs on activations and i
 DequantizeLinear; a float model stays float32."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -75,10 +76,7 @@ def _int8_weights(proto) -> dict:
     from onnx import helper, numpy_helper
 
     initializers = {t.name: t for t in proto.graph.initializer}
-    uses: dict[str, int] = {}
-    for node in proto.graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
+    uses = Counter(name for node in proto.graph.node for name in node.input)
     folded, left, nodes = 0, [], []
     for node in proto.graph.node:
         axis = _WEIGHT_AXIS.get(node.op_type)

@@ -152,7 +152,8 @@ def run_distill(ctx: RunContext, out: Path) -> dict:
         console.print(f"  pretrained start: {pretrained['layers']} layers from {pretrained['from']} ({pretrained['weights']}), "
                       f"first convolution {pretrained['first_conv']}", highlight=False)
     if user:
-        result["user_model"] = {"path": s["path"], "file": ctx.student_file, "lifted_input_layers": user.lifted, "flattened_models": user.flattened,
+        result["user_model"] = {"path": s["path"], "file": ctx.student_file, "lifted_input_layers": user.lifted,
+                                "flattened_models": user.flattened,
                                 "activation_removed": user.activation_removed and dict(
                                     zip(("layer", "activation"), user.activation_removed)),
                                 "batchnorm_momentum": s["batchnorm_momentum"], "rebuilt_in_tf_keras": ctx.student_rebuild,
