@@ -164,12 +164,12 @@ def test_force_empties_the_run_but_keeps_its_lock(tmp_path):
     fresh.unlock()
 
 
-def _finished_run(root, recipe):
+def _finished_run(root, recipe, files=None):
     """A run whose every stage finished, each folder holding one file, as compress leaves it."""
     from edgecv.pipeline.rundir import RunDir
     from edgecv.pipeline.stages import STAGES
 
-    run = RunDir(root, recipe, STAGES)
+    run = RunDir(root, recipe, STAGES, files)
     run.open(resume=False, force=False)
     for name, stage in STAGES.items():
         partial = run.start_stage(name)
@@ -262,6 +262,66 @@ def test_resume_keeps_nothing_and_is_refused_when_the_first_stage_changes_or_rec
     same.open(resume=True, force=False)  # the same recipe still resumes, and writes recipe.yaml again
     same.unlock()
     assert yaml.safe_load(recipe_yaml.read_text()) == recipe
+
+
+def test_resume_reruns_what_read_a_model_or_profile_file_replaced_in_place(tmp_path):
+    """A teacher retrained into the same file is another teacher: --resume compares the contents of the
+    files the recipe names (state.json keeps their hashes), not only their paths."""
+    from edgecv.devices import new_profile_text
+    from edgecv.errors import RunDirError
+    from edgecv.pipeline.context import setting_file_hashes
+    from edgecv.pipeline.recipe import apply_overrides, defaults, validate
+    from edgecv.pipeline.rundir import RunDir
+    from edgecv.pipeline.stages import STAGES
+
+    (tmp_path / "teacher.keras").write_bytes(b"teacher one")
+    (tmp_path / "student.keras").write_bytes(b"student one")
+    board = tmp_path / "board.yaml"
+    board.write_text(new_profile_text("rpi5", board))
+    recipe = validate(apply_overrides(defaults(), [f"teacher.path={tmp_path / 'teacher.keras'}",
+                                                   f"student.path={tmp_path / 'student.keras'}",
+                                                   f"profile.devices=[{board}, rpi4, host]"]))
+    hashes = setting_file_hashes(recipe)
+    assert sorted(hashes) == ["profile.devices", "student.path", "teacher.path"]
+    assert setting_file_hashes(defaults())["profile.devices"]  # shipped profiles too; nothing else is a file
+    assert sorted(setting_file_hashes(defaults())) == ["profile.devices"]
+    _finished_run(tmp_path / "run", recipe, hashes)
+    state_path = tmp_path / "run" / "state.json"
+    assert json.loads(state_path.read_text())["files"] == hashes
+
+    def resumed():
+        run = RunDir(tmp_path / "run", recipe, STAGES, setting_file_hashes(recipe))
+        run.check(resume=True, force=False)
+        rerun = run.open(resume=True, force=False)
+        run.unlock()
+        for name in rerun:  # compress would run them again
+            run.finish_stage(name, run.start_stage(name), {"stage": name}, 1.0, STAGES[name].folder)
+        return rerun, run.files_changed
+
+    assert resumed() == ([], [])
+    board.write_text(board.read_text() + "\n# calibrated on the board\n")  # edited in place
+    assert resumed() == (["profile"], ["profile.devices"])
+    (tmp_path / "student.keras").write_bytes(b"student two")
+    assert resumed() == (["distill", "prune", "quantize", "export", "evaluate", "profile"], ["student.path"])
+    assert json.loads(state_path.read_text())["files"] == setting_file_hashes(recipe)
+    recorded = json.loads(state_path.read_text())["files"]
+    (tmp_path / "student.keras").rename(tmp_path / "elsewhere.keras")  # gone (a relative path, resumed elsewhere)
+    assert resumed() == ([], []) and json.loads(state_path.read_text())["files"] == recorded
+    (tmp_path / "elsewhere.keras").rename(tmp_path / "student.keras")
+    assert resumed() == ([], [])
+    (tmp_path / "teacher.keras").write_bytes(b"teacher two")  # the first stage's input: nothing is kept
+    with pytest.raises(RunDirError, match="the file named by teacher.path changed since .* no finished stage's "
+                                          "settings are the same; .* --force"):
+        resumed()
+    # a run an edgecv before the record started: nothing known to have changed; recorded from then on
+    state = json.loads(state_path.read_text())
+    del state["files"]
+    state_path.write_text(json.dumps(state))
+    assert resumed() == ([], [])
+    assert json.loads(state_path.read_text())["files"] == setting_file_hashes(recipe)
+    state_path.write_text(json.dumps({**state, "files": ["teacher.path"]}))
+    with pytest.raises(RunDirError, match="is not an edgecv run state"):
+        resumed()
 
 
 def test_resume_says_when_the_data_changed_or_was_split_by_an_older_edgecv(tmp_path):

@@ -15,7 +15,7 @@ from edgecv.data.pipeline import input_mode
 from edgecv.devices import is_profile_path
 from edgecv.errors import RunDirError
 from edgecv.pipeline.recipe import apply_overrides, load_raw, validate
-from edgecv.pipeline.rundir import RECIPE_FILE, RunDir, recipe_hash
+from edgecv.pipeline.rundir import RECIPE_FILE, RunDir, changed_files_phrase, recipe_hash
 from edgecv.resources import BUILTIN
 
 
@@ -113,12 +113,12 @@ def _run_stages(recipe: dict, out: Path, resume: bool, force: bool, console: Con
                 train_only: bool = False) -> dict | None:
     from edgecv.compress.strategy import devices
     from edgecv.data.pipeline import undecodable_images_named
-    from edgecv.pipeline.context import RunContext
+    from edgecv.pipeline.context import RunContext, setting_file_hashes
     from edgecv.pipeline.stages import STAGES
     from edgecv.report.loader import report_problem
     from edgecv.report.report import build_report, write_report
 
-    run = RunDir(out, recipe, STAGES)
+    run = RunDir(out, recipe, STAGES, setting_file_hashes(recipe))
     run.lock()  # held for the whole run: a second compress or --resume on it is refused meanwhile
     run.check(resume, force)
     ctx = RunContext(recipe, run, trust_model)
@@ -165,7 +165,8 @@ def _open_run(ctx, out: Path, resume: bool, force: bool, console: Console) -> No
     for warning in ds.warnings:
         console.print(f"  [yellow]warning:[/yellow] {warning}", highlight=False)
     if rerun:
-        console.print(f"  ↻ settings changed since this run was started: rerunning {', '.join(rerun)}; "
+        files = f" ({changed_files_phrase(run.files_changed)})" if run.files_changed else ""
+        console.print(f"  ↻ settings changed since this run was started{files}: rerunning {', '.join(rerun)}; "
                       "the stages before keep their results", highlight=False)
         for name in (REPORT_JSON, REPORT_MD, REPORT_HTML):  # the earlier report describes the dropped stages
             (out / name).unlink(missing_ok=True)

@@ -35,6 +35,46 @@ def run_float_student(run: Path) -> Path | None:
                 None)
 
 
+def setting_file_hashes(recipe: dict) -> dict[str, str]:
+    """"section.key" -> the sha256 of the file (or SavedModel folder) that recipe setting names, for
+    the settings that name one that exists: teacher.path, student.path (a run: its last float
+    student), student.weights (a weights file) and profile.devices (every profile YAML, shipped or
+    the user's). Part of the --resume keys (RunDir): the same path with other contents is another
+    input, so a teacher retrained into the same file reruns the stages that read it."""
+    import hashlib
+
+    from edgecv.devices import load_profile
+    from edgecv.errors import EdgecvError
+    from edgecv.pipeline.exporting import model_sha256
+    from edgecv.pipeline.rundir import is_run_dir
+
+    def named_file(given) -> Path | None:
+        if not isinstance(given, str) or not given:
+            return None
+        try:
+            path = builtin_model_path(given) or Path(given)
+        except EdgecvError:
+            return None  # the stage that reads it says what is wrong
+        if is_run_dir(path):
+            path = run_float_student(path)
+        return path if path is not None and path.exists() else None
+
+    files = {setting: named_file(recipe[section][key]) for setting, (section, key) in
+             (("teacher.path", ("teacher", "path")), ("student.path", ("student", "path")),
+              ("student.weights", ("student", "weights")))}
+    hashes = {setting: model_sha256(path) for setting, path in files.items() if path is not None}
+    profiles = []
+    for device in recipe["profile"]["devices"]:
+        try:
+            path = None if device == "host" else load_profile(device).path  # host: this machine, read each run
+        except EdgecvError:
+            path = None
+        profiles.append(f"{device}={model_sha256(path) if path else ''}")
+    if any(not p.endswith("=") for p in profiles):
+        hashes["profile.devices"] = hashlib.sha256("\n".join(profiles).encode()).hexdigest()
+    return hashes
+
+
 def right_in_each_range(classes_of, spec: PreprocessSpec, images: np.ndarray, y: np.ndarray,
                         right_as_given: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per input range, spec's own first: which of `images` (uint8) a model reading them so puts

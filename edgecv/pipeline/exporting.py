@@ -23,7 +23,9 @@ def model_sha256(path) -> str:
     path = Path(path)
     h = hashlib.sha256()
     for f in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(f.read_bytes())
+        with open(f, "rb") as stream:  # in chunks: a teacher can be larger than memory allows twice
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()
 
 

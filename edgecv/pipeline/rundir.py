@@ -48,11 +48,13 @@ def recipe_hash(recipe: dict) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def stage_keys(recipe: dict, stages: dict) -> dict[str, str]:
+def stage_keys(recipe: dict, stages: dict, files: dict[str, str] | None = None) -> dict[str, str]:
     """Stage name -> the hash of the recipe settings it reads and of every earlier stage's (stages:
     name -> an object with `reads`, in run order): equal keys, equal inputs. A `reads` entry is a
     section ("quantize") or one key ("quantize.max_drop"); a section read by one stage leaves out the
-    keys another stage reads by name, so changing those reruns only that stage and those after it."""
+    keys another stage reads by name, so changing those reruns only that stage and those after it.
+    files: "section.key" -> the content hash of the file that setting names (a teacher replaced in
+    place is another teacher), read with the setting."""
     by_name = {entry for stage in stages.values() for entry in stage.reads if "." in entry}
     keys, read = {}, {}
     for name, stage in stages.items():
@@ -64,19 +66,31 @@ def stage_keys(recipe: dict, stages: dict) -> dict[str, str]:
             elif isinstance(value, dict):
                 value = {k: v for k, v in value.items() if f"{section}.{k}" not in by_name}
             read[entry] = value
+            hashed = {k: h for k, h in (files or {}).items()
+                      if k == entry or (not key and k.startswith(f"{section}.") and k not in by_name)}
+            if hashed:  # absent otherwise: a run without model files keeps the keys it always had
+                read[f"{entry} files"] = hashed
         keys[name] = recipe_hash(read)
     return keys
 
 
+def changed_files_phrase(settings: list[str]) -> str:
+    """"the file named by teacher.path", "the files named by teacher.path and student.path"."""
+    return f"the file{'s' if len(settings) > 1 else ''} named by {' and '.join(settings)}"
+
+
 class RunDir:
-    def __init__(self, root: Path, recipe: dict, stages: dict | None = None):
+    def __init__(self, root: Path, recipe: dict, stages: dict | None = None, files: dict[str, str] | None = None):
         """stages: the stage table (name -> .reads, .folder), for --resume with changed settings;
-        without it a changed recipe cannot be resumed."""
+        without it a changed recipe cannot be resumed. files: "section.key" -> content hash of the file
+        that setting names (context.setting_file_hashes), kept in state.json: --resume reruns what read
+        a file that changed in place."""
         self.root = Path(root)
         self.recipe = recipe
         self.stages = stages or {}
-        self.keys = stage_keys(recipe, self.stages)
-        self.state: dict = {"recipe_hash": recipe_hash(recipe), "stages": {}}
+        self.files = dict(files or {})
+        self.state: dict = {"recipe_hash": recipe_hash(recipe), "files": self.files, "stages": {}}
+        self.files_changed: list[str] = []  # by open(): the settings whose file changed since the earlier run
         self._lock = None  # the open lock file while this process holds the run
 
     def lock(self) -> None:
@@ -119,12 +133,13 @@ class RunDir:
             raise RunDirError(f"--out {root} is a non-empty folder that is not an edgecv run; choose a new or empty folder")
         if is_run and resume:
             state = self._read_state()
-            if state.get("recipe_hash") != recipe_hash(self.recipe) and not any(
+            if self._changed(state) and not any(
                     state["stages"].get(name, {}).get("status") == "done" for name in self._unchanged(state)):
-                raise RunDirError(
-                    f"{root} was started with a different recipe, teacher or data, and no finished stage's "
-                    "settings are the same; resume with the same ones, or use --force to start over"
-                )
+                files = self.changed_files(state)
+                what = (f"{changed_files_phrase(files)} changed since {root} was started" if files
+                        else f"{root} was started with a different recipe, teacher or data")
+                raise RunDirError(f"{what}, and no finished stage's settings are the same; resume with the same ones, "
+                                  "or use --force to start over")
         elif is_run and not force:
             raise RunDirError(f"{root} already holds a run; pass --resume to continue it or --force to start over")
 
@@ -137,15 +152,38 @@ class RunDir:
         except (OSError, ValueError, yaml.YAMLError):
             return None
 
+    def _earlier_files(self, state: dict) -> dict[str, str]:
+        """The file hashes the earlier run recorded; this run's where it recorded none (an edgecv before
+        the record: nothing is known to have changed)."""
+        return state.get("files", self.files)
+
+    def changed_files(self, state: dict) -> list[str]:
+        """The settings whose file is there with other contents than the earlier run read. One that is
+        gone (a relative path resumed from elsewhere, a deleted teacher) is no evidence: finished
+        stages stay, and a stage that needs the file says it is missing."""
+        earlier = self._earlier_files(state)
+        return sorted(k for k in earlier.keys() & self.files.keys() if earlier[k] != self.files[k])
+
+    def _files_to_record(self, state: dict) -> dict[str, str]:
+        """This run's file hashes, and the earlier ones of files that are gone, to compare a file that
+        comes back with."""
+        return {**self._earlier_files(state), **self.files}
+
+    def _changed(self, state: dict) -> bool:
+        return state.get("recipe_hash") != recipe_hash(self.recipe) or bool(self.changed_files(state))
+
     def _unchanged(self, state: dict) -> list[str]:
-        """The leading stages whose settings (stage keys) the earlier run's recipe.yaml and this recipe
-        share; none when that file is missing or is not the recipe state.json was made with."""
+        """The leading stages whose settings (stage keys, with the files they name) the earlier run's
+        recipe.yaml and this recipe share; none when that file is missing or is not the recipe
+        state.json was made with."""
         earlier = self._earlier_recipe
         if not isinstance(earlier, dict) or recipe_hash(earlier) != state.get("recipe_hash"):
             return []
-        earlier_keys = stage_keys(earlier, self.stages)
+        before = self._earlier_files(state)
+        shared = before.keys() & self.files.keys()  # a file gone since is no evidence (changed_files)
+        earlier_keys = stage_keys(earlier, self.stages, {k: before[k] for k in shared})
         kept = []
-        for name, key in self.keys.items():
+        for name, key in stage_keys(self.recipe, self.stages, {k: self.files[k] for k in shared}).items():
             if earlier_keys[name] != key:
                 break
             kept.append(name)
@@ -161,8 +199,12 @@ class RunDir:
         rerun = []
         if state_path.is_file() and resume:
             self.state = self._read_state()
-            if self.state.get("recipe_hash") != recipe_hash(self.recipe):
+            if self._changed(self.state):
+                self.files_changed = self.changed_files(self.state)
                 rerun = self._drop_changed_stages()
+            elif "files" not in self.state:  # a run an edgecv before the record started: recorded from now on
+                self.state["files"] = self._files_to_record(self.state)
+                self._save_state()
         else:
             if state_path.is_file():  # --force on an earlier run: start clean, keeping the lock this process holds
                 for entry in root.iterdir():
@@ -195,6 +237,7 @@ class RunDir:
         for name in dropped:
             del self.state["stages"][name]
         self.state["recipe_hash"] = recipe_hash(self.recipe)
+        self.state["files"] = self._files_to_record(self.state)
         self._save_state()
         return dropped
 
@@ -234,7 +277,9 @@ class RunDir:
             problem = f"cannot be read ({e.__class__.__name__}: {e})"
         else:
             ok = isinstance(state, dict) and isinstance(state.get("stages"), dict) and all(
-                isinstance(s, dict) for s in state["stages"].values()) and isinstance(state.get("data") or {}, dict)
+                isinstance(s, dict) for s in state["stages"].values()) and isinstance(state.get("data") or {}, dict) and (
+                isinstance(state.get("files", {}), dict)
+                and all(isinstance(h, str) for h in state.get("files", {}).values()))
             damage = stages_problem(state["stages"]) if ok else None  # what the stages to come would read
             if ok and not damage:
                 return state
