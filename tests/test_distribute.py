@@ -3,6 +3,7 @@ devices, and two real `edgecv compress` worker processes training together over 
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -106,11 +107,12 @@ def test_the_batch_plan_scales_with_the_replicas():
     assert (plan.global_batch, plan.steps_per_epoch, plan.learning_rate) == (32, 32, 2e-3)
 
 
-def _run_workers(tmp_path, args_per_worker, timeout, pause=None):
+def _run_workers(tmp_path, args_per_worker, timeout, pause=None, cwds=None):
     """Start one `edgecv compress` per argument list, TF_CONFIG on free loopback ports; wait for all
     of them (killing every one still running when one fails or time runs out); returns
     ([exit codes], [logs], [private TMPDIRs]). pause=(worker, text, seconds): once that worker's log
-    shows the text, freeze it (SIGSTOP) for that long, as an overloaded machine would."""
+    shows the text, freeze it (SIGSTOP) for that long, as an overloaded machine would. cwds: each
+    worker's working folder (default the repository), a machine of its own for relative paths."""
     ports = _free_ports(len(args_per_worker))
     private = [tmp_path / f"tmp{i}" for i in range(len(ports))]
     logs, procs = [tmp_path / f"worker{i}.log" for i in range(len(ports))], []
@@ -120,7 +122,8 @@ def _run_workers(tmp_path, args_per_worker, timeout, pause=None):
             env = {**os.environ, "TF_CONFIG": _tf_config(ports, i), "TMPDIR": str(private[i])}
             with open(logs[i], "w") as log:
                 procs.append(subprocess.Popen([sys.executable, "-m", "edgecv", "compress", *map(str, args)],
-                                              stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO))
+                                              stdout=log, stderr=subprocess.STDOUT, env=env,
+                                              cwd=cwds[i] if cwds else REPO))
         deadline = time.time() + timeout
         while any(p.poll() is None for p in procs) and time.time() < deadline:
             if pause and procs[pause[0]].poll() is None and pause[1] in logs[pause[0]].read_text():
@@ -149,6 +152,31 @@ def test_workers_with_different_recipes_both_stop_with_one_line(tmp_path):
     assert codes == [2, 2], "\n\n".join(logs)
     assert "worker 2 of 2 resolved a different recipe" in logs[1].splitlines()[-1]
     assert "multi_worker run stopped on worker 1 of 2: worker 2 of 2 failed" in logs[0].splitlines()[-1]
+
+
+def test_a_worker_whose_teacher_at_the_same_path_is_another_file_is_refused(tmp_path):
+    """Two machines, the same command: host2's teacher.keras is a stale copy. Its path and recipe are
+    the chief's, so only the file's contents tell (it would distil its shard from other targets)."""
+    import zipfile
+
+    from edgecv.resources import builtin_model_path
+
+    shipped = builtin_model_path("builtin:fashion-mnist-resnet-half")
+    hosts = [tmp_path / "host1", tmp_path / "host2"]
+    for host in hosts:
+        host.mkdir()
+    shutil.copy(shipped, hosts[0] / "teacher.keras")
+    with zipfile.ZipFile(shipped) as src, zipfile.ZipFile(hosts[1] / "teacher.keras", "w") as stale:
+        for item in src.infolist():  # the same model, saved again: other bytes
+            stale.writestr(item, src.read(item))
+        stale.comment = b"saved again"
+    args = ["--out", "run", "--teacher", "teacher.keras", "--set", "distribute.strategy=multi_worker",
+            "--set", "data.max_train_samples=100"]
+    codes, logs, _ = _run_workers(tmp_path, [args, args], timeout=300, cwds=hosts)
+    assert codes == [2, 2], "\n\n".join(logs)
+    assert "worker 2 of 2 resolved a different recipe, teacher or data" in logs[1].splitlines()[-1]
+    assert "the same model files there" in logs[1].splitlines()[-1]
+    assert not (hosts[0] / "run" / "stages").exists()
 
 
 def test_multi_worker_waits_longer_than_tensorflows_10_s_for_a_silent_worker():

@@ -172,7 +172,8 @@ class Distribution:
         if theirs != fingerprint:
             raise DistributeError(f"{self.label} resolved a different recipe, teacher or data than the chief "
                                   f"(hash {fingerprint} vs {theirs}); run the same edgecv compress command on every "
-                                  "machine, with --data and --teacher at the same paths")
+                                  "machine, with --data and --teacher at the same paths and the same model files "
+                                  "there")
 
     def finish(self) -> None:
         """Wait until every worker is done: the chief once its run directory is complete, the others

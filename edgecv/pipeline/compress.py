@@ -74,7 +74,7 @@ def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool =
     if dist.note:
         console.print(f"  distribute: {dist.name}, {dist.note}", highlight=False)
     try:
-        dist.check_same_run(recipe_hash(recipe))
+        dist.check_same_run(recipe_hash({"recipe": recipe, "files": _training_file_hashes(recipe)}))
         if dist.is_chief:
             report = _run_stages(recipe, out, resume, force, console, trust_model, dist)
         else:
@@ -94,6 +94,17 @@ def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool =
         console.print(f"[yellow]warning:[/yellow] the run is complete, but not every worker was there at the end "
                       f"({type(e).__name__})", highlight=False)
     return report
+
+
+def _training_file_hashes(recipe: dict) -> dict[str, str]:
+    """The content hashes of the files the training stages read (a teacher, a student): a worker
+    whose copy at the same path differs from the chief's would train on other targets unnoticed.
+    Profiles are left out: only the chief profiles."""
+    from edgecv.pipeline.context import setting_file_hashes
+    from edgecv.pipeline.stages import STAGES
+
+    read = {entry.partition(".")[0] for stage in STAGES.values() if stage.trains for entry in stage.reads}
+    return {k: h for k, h in setting_file_hashes(recipe).items() if k.partition(".")[0] in read}
 
 
 def _train_only(recipe: dict, force: bool, console: Console, trust_model: bool, dist) -> None:
