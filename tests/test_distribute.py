@@ -170,13 +170,36 @@ def test_a_worker_whose_teacher_at_the_same_path_is_another_file_is_refused(tmp_
         for item in src.infolist():  # the same model, saved again: other bytes
             stale.writestr(item, src.read(item))
         stale.comment = b"saved again"
-    args = ["--out", "run", "--teacher", "teacher.keras", "--set", "distribute.strategy=multi_worker",
+    # relative paths: the same recipe on both, each machine's own file (--teacher would be made absolute)
+    args = ["--out", "run", "--set", "teacher.path=teacher.keras", "--set", "distribute.strategy=multi_worker",
             "--set", "data.max_train_samples=100"]
     codes, logs, _ = _run_workers(tmp_path, [args, args], timeout=300, cwds=hosts)
     assert codes == [2, 2], "\n\n".join(logs)
     assert "worker 2 of 2 resolved a different recipe, teacher or data" in logs[1].splitlines()[-1]
     assert "the same model files there" in logs[1].splitlines()[-1]
-    assert not (hosts[0] / "run" / "stages").exists()
+    assert not (hosts[0] / "run").exists()
+
+
+def test_a_worker_whose_image_folder_differs_from_the_chiefs_is_refused_before_anything_is_written(tmp_path):
+    """Each worker trains on the shard its index picks from its own listing of --data: host2's copy
+    missing a photo shifted every shard and the run finished without a word."""
+    from PIL import Image
+
+    hosts = [tmp_path / "host1", tmp_path / "host2"]
+    for host in hosts:
+        for split, count in (("train", 12), ("test", 4)):
+            for c in ("cat", "dog"):
+                (host / "photos" / split / c).mkdir(parents=True)
+                for i in range(count):
+                    Image.new("L", (16, 16), 40 + 150 * (c == "dog") + i).save(host / "photos" / split / c / f"{i}.png")
+    (hosts[1] / "photos" / "train" / "dog" / "3.png").unlink()
+    args = ["--out", "run", "--set", "data.source=photos", "--set", "distribute.strategy=multi_worker"]
+    codes, logs, _ = _run_workers(tmp_path, [args, args], timeout=300, cwds=hosts)
+    assert codes == [2, 2], "\n\n".join(logs)
+    said = "worker 2 of 2 reads other images than the chief (training images 23 vs the chief's 24)"
+    assert said in logs[1].splitlines()[-1] and "same --data folder at the same path" in logs[1].splitlines()[-1]
+    assert said in logs[0].splitlines()[-1]  # the chief stops with the worker's reason
+    assert not (hosts[0] / "run").exists()  # the chief waited for every worker's data before writing
 
 
 def test_multi_worker_waits_longer_than_tensorflows_10_s_for_a_silent_worker():
@@ -325,6 +348,13 @@ def test_two_workers_train_together_and_the_chief_writes_the_run(tmp_path):
     ("Barrier failed because: task is set to ERROR: INTERNAL: worker 1 of 2 failed: OutputError: disk full "
      "[type.googleapis.com/tensorflow.CoordinationServiceError='x']. Barrier Id: edgecv/run-done",
      "worker 1 of 2 failed: OutputError: disk full"),
+    # the chief waiting for the workers' agreement on the recipe, after one disagreed (a run printed it)
+    ("Task (/job:worker/replica:0/task:1) is already in error before the barrier was called. Barrier Id: "
+     "edgecv/recipe-hash-agreed::0 Task error: INTERNAL: worker 2 of 2 failed: DistributeError: worker 2 of 2 "
+     "resolved a different recipe [type.googleapis.com/tensorflow.CoordinationServiceError='x']\n\nRPC: "
+     "/tensorflow.CoordinationService/Barrier", "worker 2 of 2 failed: DistributeError: worker 2 of 2 resolved"),
+    # an agent that heard of another task's error before it called into the coordination service
+    ("Agent must be in CONNECTED state. It is currently in ERROR.", "another worker stopped"),
 ])
 def test_another_workers_failure_becomes_one_line(text, cause):
     from edgecv.compress.strategy import Distribution, parse_tf_config

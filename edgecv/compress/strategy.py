@@ -29,8 +29,8 @@ CPU_REPLICAS = 2  # logical CPU devices `mirrored` makes on a machine without a 
 GRADIENT_PACK_BYTES = 32 * 2**20  # multi_worker all-reduces gradients in packs of up to this size
 _DONE_BARRIER = "edgecv/run-done"
 _DONE_TIMEOUT_MS = 7 * 24 * 3600 * 1000  # the chief's export, evaluation and profiling after training
-_RECIPE_KEY = "edgecv/recipe-hash"
-_RECIPE_TIMEOUT_MS = 10 * 60 * 1000  # the chief publishes it right after the cluster is up
+_CHIEF_KEYS = {"recipe": "edgecv/recipe-hash", "data": "edgecv/data-fingerprint"}  # what the chief publishes
+_CHIEF_KEY_TIMEOUT_MS = 10 * 60 * 1000  # the chief publishes them once the cluster is up and its folder listed
 # distribute.heartbeat_timeout_s's default. TensorFlow's own (10 s) declared both workers of a CI run
 # dead after the prune stage, when two training processes shared 2 cores. The price: a worker killed
 # without a word (SIGKILL, out of memory) stops the others only after this long (measured: 141 s
@@ -156,24 +156,54 @@ class Distribution:
             return [devices[0].name] if devices else []
 
     # --- multi_worker coordination (no-ops with one worker)
-    def check_same_run(self, fingerprint: str) -> None:
-        """Every worker must run the same recipe: the same training stages, epochs and steps, so the
-        same collective ops in the same order (a difference would hang them). The chief publishes
-        its recipe hash; the others compare theirs."""
+    def _chiefs(self, name: str, mine: str) -> str | None:
+        """The chief publishes `mine` under `name`; another worker gets the chief's (None on the chief
+        and with one worker)."""
         if self.workers == 1:
-            return
+            return None
         from edgecv.tfcompat import eager_context
 
         context = eager_context()
         if self.is_chief:
-            context.set_config_key_value(_RECIPE_KEY, fingerprint)
+            context.set_config_key_value(_CHIEF_KEYS[name], mine)
+            return None
+        return context.get_config_key_value(_CHIEF_KEYS[name], _CHIEF_KEY_TIMEOUT_MS)
+
+    def _all_agree(self, name: str) -> None:
+        """Wait until every worker has compared `name` with the chief's: the chief writes nothing
+        before, and stops with the reason of a worker that disagreed (peer_failure) while it waits."""
+        if self.workers == 1:
             return
-        theirs = context.get_config_key_value(_RECIPE_KEY, _RECIPE_TIMEOUT_MS)
-        if theirs != fingerprint:
+        from edgecv.tfcompat import eager_context
+
+        eager_context().wait_at_barrier(f"{_CHIEF_KEYS[name]}-agreed", _CHIEF_KEY_TIMEOUT_MS)
+
+    def check_same_run(self, fingerprint: str) -> None:
+        """Every worker must run the same recipe: the same training stages, epochs and steps, so the
+        same collective ops in the same order (a difference would hang them). The chief publishes
+        its recipe hash; the others compare theirs."""
+        theirs = self._chiefs("recipe", fingerprint)
+        if theirs is not None and theirs != fingerprint:
             raise DistributeError(f"{self.label} resolved a different recipe, teacher or data than the chief "
                                   f"(hash {fingerprint} vs {theirs}); run the same edgecv compress command on every "
                                   "machine, with --data and --teacher at the same paths and the same model files "
                                   "there")
+        self._all_agree("recipe")
+
+    def check_same_data(self, fingerprint: dict) -> None:
+        """Every worker must list the same images (Dataset.fingerprint: counts and file names): each
+        trains on the shard its index picks from that list, so a copy with one photo more or less
+        shifts every shard, and a worker on other photos would train on them unnoticed."""
+        theirs = self._chiefs("data", json.dumps(fingerprint, sort_keys=True))
+        if theirs is None or json.loads(theirs) == fingerprint:
+            self._all_agree("data")
+            return
+        chief = json.loads(theirs)
+        differs = [f"{label} {fingerprint[key]} vs the chief's {chief.get(key)}"
+                   for key, label in (("train_images", "training images"), ("held_out_images", "held-out images"))
+                   if fingerprint[key] != chief.get(key)] or ["the same counts, other file names"]
+        raise DistributeError(f"{self.label} reads other images than the chief ({'; '.join(differs)}); put the same "
+                              "--data folder at the same path on every machine")
 
     def finish(self) -> None:
         """Wait until every worker is done: the chief once its run directory is complete, the others
@@ -207,13 +237,13 @@ class Distribution:
 
         errors = tf().errors
         cluster = (errors.UnavailableError, errors.InternalError, errors.AbortedError, errors.CancelledError,
-                   errors.DeadlineExceededError)
+                   errors.DeadlineExceededError, errors.FailedPreconditionError)
         while error is not None and not isinstance(error, cluster):
             error = error.__cause__ or error.__context__
         if error is None:
             return None
         text = str(error)
-        reported = re.search(r"(?:Error reported from \S+?:|task is set to ERROR: \w+:) (.+?)(?: \[type\.googleapis|$)",
+        reported = re.search(r"(?:Error reported from \S+?:|task is set to ERROR: \w+:|Task error: \w+:) (.+?)(?: \[type\.googleapis|$)",
                              text, re.MULTILINE)
         me = (self.task.task_type, self.task.task_index) if self.task else None
         others = [(job, int(i)) for job, i in re.findall(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)", text)
@@ -231,7 +261,8 @@ class Distribution:
             cause = f"{self.task.describe_task(*others[0])} stopped or cannot be reached"
         elif "coordination service" in text:
             cause = "the chief (it runs the coordination service) stopped or cannot be reached"
-        elif any(m in text for m in ("Collective ops is aborted", "Barrier", "unhealthy", "heartbeat")):
+        elif any(m in text for m in ("Collective ops is aborted", "Barrier", "unhealthy", "heartbeat",
+                                     "must be in CONNECTED state")):  # the agent heard of an error before
             cause = "another worker stopped or cannot be reached"
         else:
             return None

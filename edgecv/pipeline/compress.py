@@ -134,6 +134,7 @@ def _run_stages(recipe: dict, out: Path, resume: bool, force: bool, console: Con
     run.check(resume, force)
     ctx = RunContext(recipe, run, trust_model)
     ds = ctx.dataset
+    dist.check_same_data(ds.fingerprint())
     # a damaged image file TensorFlow cannot decode is named, however deep into training it is reached
     fix = (f"rerun `edgecv compress -o {out} --resume` (finished stages and epochs are kept)" if dist.workers == 1
            else "rerun on every worker with --force (a multi_worker run cannot resume)")
