@@ -154,6 +154,14 @@ def test_workers_with_different_recipes_both_stop_with_one_line(tmp_path):
     assert "multi_worker run stopped on worker 1 of 2: worker 2 of 2 failed" in logs[0].splitlines()[-1]
 
 
+def _same_recipe_file(hosts, yaml_text: str) -> list[str]:
+    """compress arguments for one recipe file, the same on every host, whose relative paths name each
+    machine's own file (a path given with --set or --teacher is made absolute, so it would differ)."""
+    for host in hosts:
+        (host / "recipe.yaml").write_text(f"distribute:\n  strategy: multi_worker\n{yaml_text}")
+    return ["--recipe", "recipe.yaml", "--out", "run"]
+
+
 def test_a_worker_whose_teacher_at_the_same_path_is_another_file_is_refused(tmp_path):
     """Two machines, the same command: host2's teacher.keras is a stale copy. Its path and recipe are
     the chief's, so only the file's contents tell (it would distil its shard from other targets)."""
@@ -170,10 +178,9 @@ def test_a_worker_whose_teacher_at_the_same_path_is_another_file_is_refused(tmp_
         for item in src.infolist():  # the same model, saved again: other bytes
             stale.writestr(item, src.read(item))
         stale.comment = b"saved again"
-    # relative paths: the same recipe on both, each machine's own file (--teacher would be made absolute)
-    args = ["--out", "run", "--set", "teacher.path=teacher.keras", "--set", "distribute.strategy=multi_worker",
-            "--set", "data.max_train_samples=100"]
-    codes, logs, _ = _run_workers(tmp_path, [args, args], timeout=300, cwds=hosts)
+    codes, logs, _ = _run_workers(tmp_path, [_same_recipe_file(
+        hosts, "teacher:\n  path: teacher.keras\ndata:\n  max_train_samples: 100\n")] * 2,
+                                  timeout=300, cwds=hosts)
     assert codes == [2, 2], "\n\n".join(logs)
     assert "worker 2 of 2 resolved a different recipe, teacher or data" in logs[1].splitlines()[-1]
     assert "the same model files there" in logs[1].splitlines()[-1]
@@ -193,8 +200,8 @@ def test_a_worker_whose_image_folder_differs_from_the_chiefs_is_refused_before_a
                 for i in range(count):
                     Image.new("L", (16, 16), 40 + 150 * (c == "dog") + i).save(host / "photos" / split / c / f"{i}.png")
     (hosts[1] / "photos" / "train" / "dog" / "3.png").unlink()
-    args = ["--out", "run", "--set", "data.source=photos", "--set", "distribute.strategy=multi_worker"]
-    codes, logs, _ = _run_workers(tmp_path, [args, args], timeout=300, cwds=hosts)
+    codes, logs, _ = _run_workers(tmp_path, [_same_recipe_file(hosts, "data:\n  source: photos\n")] * 2, timeout=300,
+                                  cwds=hosts)
     assert codes == [2, 2], "\n\n".join(logs)
     said = "worker 2 of 2 reads other images than the chief (training images 23 vs the chief's 24)"
     assert said in logs[1].splitlines()[-1] and "same --data folder at the same path" in logs[1].splitlines()[-1]

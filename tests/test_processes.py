@@ -324,6 +324,28 @@ def test_resume_reruns_what_read_a_model_or_profile_file_replaced_in_place(tmp_p
         resumed()
 
 
+def test_paths_given_with_set_are_taken_where_the_command_runs(tmp_path, monkeypatch):
+    """`--set student.path=base` (the README's refresh) was recorded as typed, so `compress -o RUN
+    --resume` from another folder, or a cron job, looked for another file; --teacher and --data were
+    already made absolute. A recipe file's own relative paths stay as written."""
+    from edgecv.pipeline.compress import resolve
+
+    (tmp_path / "base").mkdir()
+    monkeypatch.chdir(tmp_path)
+    recipe = resolve("quickstart", ["student.path=base", "teacher.path=t.keras", "data.source=photos",
+                                    "student.weights=w.h5"], None, None)
+    assert (recipe["student"]["path"], recipe["teacher"]["path"], recipe["data"]["source"],
+            recipe["student"]["weights"]) == tuple(str(tmp_path / p) for p in ("base", "t.keras", "photos", "w.h5"))
+    named = resolve("quickstart", ["teacher.path=builtin:fashion-mnist-resnet-half", "data.source=fashion-mnist",
+                                   "student.weights=imagenet", "teacher.path=null"], None, None)
+    assert (named["teacher"]["path"], named["data"]["source"], named["student"]["weights"]) == (
+        None, "fashion-mnist", "imagenet")
+    assert resolve("quickstart", ["teacher.path=builtin:fashion-mnist-resnet-half"], None, None)["teacher"][
+        "path"] == "builtin:fashion-mnist-resnet-half"
+    (tmp_path / "r.yaml").write_text("teacher:\n  path: t.keras\n")
+    assert resolve(str(tmp_path / "r.yaml"), [], None, None)["teacher"]["path"] == "t.keras"
+
+
 def test_resume_says_when_the_data_changed_or_was_split_by_an_older_edgecv(tmp_path):
     """state.json records the image counts and file names a run reads; a resume on changed data keeps
     the finished stages and warns, as it does for a run whose folder split came from a seeded shuffle."""

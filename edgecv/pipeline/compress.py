@@ -14,15 +14,27 @@ from edgecv.progress import console as progress_console
 from edgecv.data.pipeline import input_mode
 from edgecv.devices import is_profile_path
 from edgecv.errors import RunDirError
-from edgecv.pipeline.recipe import apply_overrides, load_raw, validate
+from edgecv.pipeline.recipe import apply_overrides, load_raw, parse_override, validate
 from edgecv.pipeline.rundir import RECIPE_FILE, RunDir, changed_files_phrase, recipe_hash
 from edgecv.resources import BUILTIN
+
+
+# the settings that name a file or folder, made absolute when given with --set (so --resume from another
+# folder, or a cron job, finds them) ...
+COMMAND_LINE_PATHS = ("teacher.path", "student.path", "student.weights", "data.source")
+# ... unless the value names no file
+NOT_PATHS = ("none", "imagenet", "fashion-mnist", "fashion-mnist-mini")
 
 
 def resolve(recipe: str | dict, overrides: list[str], teacher: str | None, data: str | None) -> dict:
     """The recipe (a name or path, or a raw mapping: base_recipe's) with --set, --teacher and --data folded
     in (so the run's hash covers them)."""
     raw = apply_overrides(load_raw(recipe) if isinstance(recipe, str) else recipe, overrides)
+    for text in overrides:  # a path on the command line is where you run it, as --teacher's and --data's are
+        key, value = parse_override(text)
+        if ".".join(key) in COMMAND_LINE_PATHS and isinstance(value, str) and value not in NOT_PATHS \
+                and not value.startswith(BUILTIN):
+            raw[key[0]][key[1]] = str(Path(value).resolve())
     if teacher:
         raw.setdefault("teacher", {})["path"] = teacher if teacher.startswith(BUILTIN) else str(Path(teacher).resolve())
     if data:
