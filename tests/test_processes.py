@@ -309,6 +309,8 @@ def test_resume_reruns_what_read_a_model_or_profile_file_replaced_in_place(tmp_p
     assert resumed() == ([], []) and json.loads(state_path.read_text())["files"] == recorded
     (tmp_path / "elsewhere.keras").rename(tmp_path / "student.keras")
     assert resumed() == ([], [])
+    recipe = validate(apply_overrides(recipe, [f"profile.devices=[{board}, host]"]))  # another list, not a file
+    assert resumed() == (["profile"], [])
     (tmp_path / "teacher.keras").write_bytes(b"teacher two")  # the first stage's input: nothing is kept
     with pytest.raises(RunDirError, match="the file named by teacher.path changed since .* no finished stage's "
                                           "settings are the same; .* --force"):

@@ -158,11 +158,17 @@ class RunDir:
         return state.get("files", self.files)
 
     def changed_files(self, state: dict) -> list[str]:
-        """The settings whose file is there with other contents than the earlier run read. One that is
-        gone (a relative path resumed from elsewhere, a deleted teacher) is no evidence: finished
-        stages stay, and a stage that needs the file says it is missing."""
-        earlier = self._earlier_files(state)
-        return sorted(k for k in earlier.keys() & self.files.keys() if earlier[k] != self.files[k])
+        """The settings, unchanged themselves, whose file is there with other contents than the earlier
+        run read. One that is gone (a relative path resumed from elsewhere, a deleted teacher) is no
+        evidence: finished stages stay, and a stage that needs the file says it is missing."""
+        earlier, recipe = self._earlier_files(state), self._earlier_recipe
+
+        def value(r, setting):
+            section, _, key = setting.partition(".")
+            return r.get(section, {}).get(key) if isinstance(r, dict) and isinstance(r.get(section), dict) else None
+
+        return sorted(k for k in earlier.keys() & self.files.keys()
+                      if earlier[k] != self.files[k] and value(recipe, k) == value(self.recipe, k))
 
     def _files_to_record(self, state: dict) -> dict[str, str]:
         """This run's file hashes, and the earlier ones of files that are gone, to compare a file that
