@@ -345,9 +345,30 @@ def _json_done(json_path: Path | None, result) -> None:
 
 def _check_json_output(json_path: Path | None) -> None:
     """--json PATH checked before any work (a "-" is standard output)."""
-    from edgecv.fileio import check_outputs
+    _check_outputs((json_path, "--json"))
 
-    check_outputs((json_path, "--json"))
+
+OUTPUT_PARAMS = ("json_path", "junit_path", "markdown_path")  # the text outputs, written, never read
+
+
+def _check_outputs(*outputs: tuple) -> bool:
+    """fileio.check_outputs, with the files the running command reads (its arguments and options that
+    name an existing file, except its outputs: drift's --history is read and appended to on purpose),
+    which no output may replace."""
+    from edgecv.fileio import check_outputs, to_stdout
+
+    ctx = click.get_current_context(silent=True)
+    written = {option for _, option in outputs}
+    inputs = {}
+    for param in ctx.command.params if ctx is not None else []:
+        if param.name in OUTPUT_PARAMS or written & set(param.opts):
+            continue
+        value = ctx.params.get(param.name)
+        for given in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(given, (str, Path)) and not to_stdout(given) and Path(given).is_file():
+                named = param.opts[0] if isinstance(param, click.Option) else param.human_readable_name
+                inputs.setdefault(Path(given).resolve(), named)
+    return check_outputs(*outputs, inputs=inputs)
 
 
 def _json_instead(json_path: Path | None, result) -> bool:
@@ -652,7 +673,7 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, data, thread
       edgecv gate -b ci/baseline.json -c runs/exp2 --update-baseline
       edgecv gate -b ci/baseline.json -c runs/exp2 --json - | jq .passed
     """
-    from edgecv.fileio import check_outputs, check_writable_file, json_text, output_errors, write_bytes_atomic
+    from edgecv.fileio import check_writable_file, json_text, output_errors, write_bytes_atomic
     from edgecv.gate import (checks_from_recipe, first_baseline, load_report, render_json, render_junit,
                              render_markdown, render_table, run_gate)
     from edgecv.gate.render import details, verdict
@@ -662,7 +683,7 @@ def gate_cmd(baseline, candidate, checks, artefact, alpha, rebench, data, thread
 
     # every output is checked before the verdict: a path that cannot be written is exit 2, never a
     # PASS followed by exit 1 (which CI would read as a regression)
-    piped = check_outputs((junit_path, "--junit"), (markdown_path, "--markdown"), (json_path, "--json"))
+    piped = _check_outputs((junit_path, "--junit"), (markdown_path, "--markdown"), (json_path, "--json"))
     if update_baseline and baseline.is_dir():
         raise EdgecvError(f"--update-baseline writes a file, but '{baseline}' is a directory; pass its report.json path")
     if update_baseline:
@@ -806,14 +827,14 @@ def drift_cmd(run_or_reference, field, artefact, psi_warn, psi_alert, alpha, thr
       edgecv drift runs/exp1 --data labelled_field/ --markdown "$GITHUB_STEP_SUMMARY" --psi-alert 0.3
       edgecv drift runs/exp1 --data /var/captures/today/ --history drift_history.jsonl --alert-after 3  # nightly
     """
-    from edgecv.fileio import check_outputs, json_text, output_errors, to_stdout
+    from edgecv.fileio import json_text, output_errors, to_stdout
     from edgecv.measure.drift import Thresholds
     from edgecv.measure.drift_history import append_history, apply_history, read_history
 
     # every output is checked first: a path that cannot be written is exit 2, never a verdict and exit 1
     if to_stdout(history_path):
         raise EdgecvError("--history - : the history is a file each check reads and appends to; give a file path")
-    piped = check_outputs((junit_path, "--junit"), (markdown_path, "--markdown"), (json_path, "--json"),
+    piped = _check_outputs((junit_path, "--junit"), (markdown_path, "--markdown"), (json_path, "--json"),
                           (history_path, "--history"))
     if alert_after is not None and (history_path is None or alert_after < 2):
         raise EdgecvError("--alert-after N counts warnings over the checks in --history: give --history FILE and "

@@ -122,9 +122,11 @@ def to_stdout(path) -> bool:
     return path is not None and str(path) == STDOUT
 
 
-def check_outputs(*outputs: tuple) -> bool:
+def check_outputs(*outputs: tuple, inputs: dict[Path, str] | None = None) -> bool:
     """check_writable_file for each (path, option) pair, before any work; "-" is standard output, which
-    one option at most may take. True when one does: the command's own tables then go to stderr."""
+    one option at most may take. True when one does: the command's own tables then go to stderr.
+    inputs: the files the command reads (resolved path -> the option that names it), which no output
+    may replace (`profile --measured b.json --json b.json`)."""
     dashes = [option for path, option in outputs if to_stdout(path)]
     if len(dashes) > 1:
         raise OutputError(f"{' and '.join(dashes)} each say '-' (standard output), which only one can take; "
@@ -132,6 +134,10 @@ def check_outputs(*outputs: tuple) -> bool:
     for path, option in outputs:
         if not to_stdout(path):
             _check_not_an_input(path, option)
+            read_by = (inputs or {}).get(Path(path).resolve()) if path is not None else None
+            if read_by:
+                raise OutputError(f"{option} {path} is the file {read_by} reads: the result would replace it; give "
+                                  "another file name")
             check_writable_file(path, option)
     return bool(dashes)
 

@@ -99,6 +99,29 @@ def test_json_never_replaces_a_runs_own_files_or_a_sidecar(tmp_path):
     assert elsewhere.returncode == 0 and json.loads((tmp_path / "report.json").read_text())
 
 
+def test_no_output_replaces_a_file_the_command_reads(tmp_path):
+    """`gate -b base.json --json base.json` wrote the verdict over the baseline report, and `profile
+    --measured b.json --json b.json` the profile over the bench measurement: any file a command reads
+    (by another spelling or a link too) is refused as its output. Writing the same output again is not."""
+    base = write_report(tmp_path / "base.json", report())
+    (tmp_path / "link.json").symlink_to(base)
+    model = tmp_path / "m.tflite"
+    model.write_bytes(build_small_cnn())
+    bench = run_cli("bench", model, "--runs", "100", "--json", tmp_path / "b.json")
+    assert bench.returncode == 0, bench.stderr
+    kept = {p: p.read_bytes() for p in (base, tmp_path / "b.json")}
+    assert_user_error(run_cli("gate", "-b", base, "-c", base, *PASSING, "--json", tmp_path / "x" / ".." / "base.json"),
+                      "--json", "is the file --baseline reads", "another file name")
+    assert_user_error(run_cli("gate", "-b", base, "-c", base, *PASSING, "--markdown", tmp_path / "link.json"),
+                      "--markdown", "is the file --baseline reads")
+    assert_user_error(run_cli("profile", model, "-D", "rpi4", "--measured", tmp_path / "b.json",
+                              "--json", tmp_path / "b.json"), "is the file --measured reads")
+    assert all(p.read_bytes() == b for p, b in kept.items())
+    for _ in range(2):  # an output of an earlier run is not an input
+        proc = run_cli("gate", "-b", base, "-c", base, *PASSING, "--json", tmp_path / "verdict.json")
+        assert proc.returncode == 0, proc.stderr
+
+
 def test_gate_writes_good_outputs_and_exits_0(tmp_path):
     base = write_report(tmp_path / "base.json", report())
     proc = run_cli("gate", "-b", base, "-c", base, *PASSING, "--junit", tmp_path / "out" / "gate.xml",
