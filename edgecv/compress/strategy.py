@@ -243,8 +243,8 @@ class Distribution:
         if error is None:
             return None
         text = str(error)
-        reported = re.search(r"(?:Error reported from \S+?:|task is set to ERROR: \w+:|Task error: \w+:) (.+?)(?: \[type\.googleapis|$)",
-                             text, re.MULTILINE)
+        reported = re.search(r"(?:Error reported from \S+?:|task is set to ERROR: \w+:|Task error: \w+:) "
+                             r"(.+?)(?: \[type\.googleapis|$)", text, re.MULTILINE)
         me = (self.task.task_type, self.task.task_index) if self.task else None
         others = [(job, int(i)) for job, i in re.findall(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)", text)
                   if (job, int(i)) != me]

@@ -283,9 +283,9 @@ class RunDir:
             problem = f"cannot be read ({e.__class__.__name__}: {e})"
         else:
             ok = isinstance(state, dict) and isinstance(state.get("stages"), dict) and all(
-                isinstance(s, dict) for s in state["stages"].values()) and isinstance(state.get("data") or {}, dict) and (
-                isinstance(state.get("files", {}), dict)
-                and all(isinstance(h, str) for h in state.get("files", {}).values()))
+                isinstance(s, dict) for s in state["stages"].values()) and isinstance(state.get("data") or {}, dict)
+            files = state.get("files", {}) if ok else None  # absent in a run an edgecv before the record started
+            ok = ok and isinstance(files, dict) and all(isinstance(h, str) for h in files.values())
             damage = stages_problem(state["stages"]) if ok else None  # what the stages to come would read
             if ok and not damage:
                 return state
