@@ -73,6 +73,7 @@ def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool =
     the chief does that; another worker trains in a private temporary folder (deleted at the end),
     skips the stages after training, and returns None once the chief is done."""
     from edgecv.compress.strategy import select
+    from edgecv.pipeline.context import setting_file_hashes
     from edgecv.pipeline.stages import check_recipe_consistency
     from edgecv.tfcompat import require_train_extra
 
@@ -86,11 +87,12 @@ def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool =
     if dist.note:
         console.print(f"  distribute: {dist.name}, {dist.note}", highlight=False)
     try:
-        dist.check_same_run(recipe_hash({"recipe": recipe, "files": _training_file_hashes(recipe)}))
+        files = setting_file_hashes(recipe)  # read once: a teacher can be large
+        dist.check_same_run(recipe_hash({"recipe": recipe, "files": _read_in_training(files)}))
         if dist.is_chief:
-            report = _run_stages(recipe, out, resume, force, console, trust_model, dist)
+            report = _run_stages(recipe, files, out, resume, force, console, trust_model, dist)
         else:
-            _train_only(recipe, force, console, trust_model, dist)
+            _train_only(recipe, files, force, console, trust_model, dist)
             report = None
     except BaseException as e:
         peer = dist.peer_failure(e) if isinstance(e, Exception) else None
@@ -108,40 +110,41 @@ def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool =
     return report
 
 
-def _training_file_hashes(recipe: dict) -> dict[str, str]:
-    """The content hashes of the files the training stages read (a teacher, a student): a worker
+def _read_in_training(files: dict[str, str]) -> dict[str, str]:
+    """Of setting_file_hashes, the files the training stages read (a teacher, a student): a worker
     whose copy at the same path differs from the chief's would train on other targets unnoticed.
     Profiles are left out: only the chief profiles."""
-    from edgecv.pipeline.context import setting_file_hashes
     from edgecv.pipeline.stages import STAGES
 
     read = {entry.partition(".")[0] for stage in STAGES.values() if stage.trains for entry in stage.reads}
-    return {k: h for k, h in setting_file_hashes(recipe).items() if k.partition(".")[0] in read}
+    return {k: h for k, h in files.items() if k.partition(".")[0] in read}
 
 
-def _train_only(recipe: dict, force: bool, console: Console, trust_model: bool, dist) -> None:
+def _train_only(recipe: dict, files: dict[str, str], force: bool, console: Console, trust_model: bool,
+                dist) -> None:
     """A multi_worker worker other than the chief: the training stages, in a private folder."""
     private = Path(tempfile.mkdtemp(prefix="edgecv-worker-"))
     console.print(f"  {dist.label}: training only, in a private folder deleted at the end ({private}); "
                   "the chief writes the run directory", highlight=False)
     try:
-        _run_stages(recipe, private / "run", False, force, console, trust_model, dist, train_only=True)
+        _run_stages(recipe, files, private / "run", False, force, console, trust_model, dist, train_only=True)
     finally:
         shutil.rmtree(private, ignore_errors=True)
     console.print(f"  {dist.label}: training done, {private} deleted; waiting for the chief to finish the run",
                   highlight=False)
 
 
-def _run_stages(recipe: dict, out: Path, resume: bool, force: bool, console: Console, trust_model: bool, dist, *,
-                train_only: bool = False) -> dict | None:
+def _run_stages(recipe: dict, files: dict[str, str], out: Path, resume: bool, force: bool, console: Console,
+                trust_model: bool, dist, *, train_only: bool = False) -> dict | None:
+    """files: setting_file_hashes of the recipe, kept in state.json for --resume."""
     from edgecv.compress.strategy import devices
     from edgecv.data.pipeline import undecodable_images_named
-    from edgecv.pipeline.context import RunContext, setting_file_hashes
+    from edgecv.pipeline.context import RunContext
     from edgecv.pipeline.stages import STAGES
     from edgecv.report.loader import report_problem
     from edgecv.report.report import build_report, write_report
 
-    run = RunDir(out, recipe, STAGES, setting_file_hashes(recipe))
+    run = RunDir(out, recipe, STAGES, files)
     run.lock()  # held for the whole run: a second compress or --resume on it is refused meanwhile
     run.check(resume, force)
     ctx = RunContext(recipe, run, trust_model)

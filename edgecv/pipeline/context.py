@@ -59,17 +59,23 @@ def setting_file_hashes(recipe: dict) -> dict[str, str]:
             path = run_float_student(path)
         return path if path is not None and path.exists() else None
 
+    def sha256(path) -> str:
+        try:
+            return model_sha256(path) if path else ""
+        except OSError:
+            return ""  # unreadable: the stage that reads it says so
+
     files = {setting: named_file(recipe[section][key]) for setting, (section, key) in
              (("teacher.path", ("teacher", "path")), ("student.path", ("student", "path")),
               ("student.weights", ("student", "weights")))}
-    hashes = {setting: model_sha256(path) for setting, path in files.items() if path is not None}
+    hashes = {setting: digest for setting, path in files.items() if (digest := sha256(path))}
     profiles = []
     for device in recipe["profile"]["devices"]:
         try:
             path = None if device == "host" else load_profile(device).path  # host: this machine, read each run
         except EdgecvError:
             path = None
-        profiles.append(f"{device}={model_sha256(path) if path else ''}")
+        profiles.append(f"{device}={sha256(path)}")
     if any(not p.endswith("=") for p in profiles):
         hashes["profile.devices"] = hashlib.sha256("\n".join(profiles).encode()).hexdigest()
     return hashes
