@@ -59,7 +59,8 @@ def check_benchmark_binary(path) -> str:
     path = Path(path)
     if not path.is_file():
         raise AdbError(f"--benchmark-model '{path}' not found; give the path of LiteRT's benchmark_model built for Android")
-    head = path.read_bytes()[:20]
+    with open(path, "rb") as binary:  # the ELF header alone
+        head = binary.read(20)
     if head[:4] != b"\x7fELF" or len(head) < 20:
         raise AdbError(f"--benchmark-model '{path}' is not an executable (no ELF header); give LiteRT's benchmark_model "
                        "binary built for Android, not a script or an archive")
