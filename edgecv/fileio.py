@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import math
 import numbers
@@ -116,6 +117,17 @@ def write_json_atomic(path, obj) -> None:
 
 
 STDOUT = "-"  # an output option given as "-" writes to standard output: `edgecv eval ... --json - | jq`
+
+
+def files_sha256(*paths) -> str:
+    """sha256 of the files' bytes, one after the other, read in 1 MiB chunks (a model file can be
+    larger than memory allows twice)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def to_stdout(path) -> bool:

@@ -2,7 +2,6 @@
 warmed-up per-run times per thread count. Never imports TensorFlow: this runs on the device."""
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -15,6 +14,7 @@ import numpy as np
 
 from edgecv import __version__
 from edgecv.errors import EdgecvError
+from edgecv.fileio import files_sha256
 from edgecv.runtime import open_runner
 
 SCHEMA = "edgecv.bench/1"
@@ -42,11 +42,7 @@ def typical_ms(result: dict) -> tuple[str, float]:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return files_sha256(path)
 
 
 def ready_runner(path: Path, threads: int | None, warmup: int) -> tuple:

@@ -4,7 +4,6 @@ on held-out images, against the format's tolerances in export/formats.py). `edge
 pipeline's export stage both go through here."""
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -14,19 +13,14 @@ from edgecv import __version__
 from edgecv.data import PreprocessSpec
 from edgecv.errors import ConversionError
 from edgecv.export.formats import FORMATS
-from edgecv.fileio import write_json_atomic
+from edgecv.fileio import files_sha256, write_json_atomic
 from edgecv.runtime import open_classifier, sidecar_path, widen_one_score
 
 
 def model_sha256(path) -> str:
     """Of a model file, or of every file in a SavedModel folder (in name order)."""
     path = Path(path)
-    h = hashlib.sha256()
-    for f in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
-        with open(f, "rb") as stream:  # in chunks: a teacher can be larger than memory allows twice
-            for chunk in iter(lambda: stream.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+    return files_sha256(*([path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())))
 
 
 def export_artefact(source: Path, out: Path, fmt: str, *, spec: PreprocessSpec, class_names: list[str],

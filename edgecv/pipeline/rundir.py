@@ -60,10 +60,8 @@ def stage_keys(recipe: dict, stages: dict, files: dict[str, str] | None = None) 
     for name, stage in stages.items():
         for entry in stage.reads:
             section, _, key = entry.partition(".")
-            value = recipe.get(section)
-            if key:
-                value = value.get(key) if isinstance(value, dict) else None
-            elif isinstance(value, dict):
+            value = _setting(recipe, entry)
+            if not key and isinstance(value, dict):
                 value = {k: v for k, v in value.items() if f"{section}.{k}" not in by_name}
             read[entry] = value
             hashed = {k: h for k, h in (files or {}).items()
@@ -72,6 +70,15 @@ def stage_keys(recipe: dict, stages: dict, files: dict[str, str] | None = None) 
                 read[f"{entry} files"] = hashed
         keys[name] = recipe_hash(read)
     return keys
+
+
+def _setting(recipe, entry: str):
+    """A recipe's section ("quantize") or one key ("quantize.max_drop"); None where it has none."""
+    section, _, key = entry.partition(".")
+    value = recipe.get(section) if isinstance(recipe, dict) else None
+    if key:
+        return value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 def changed_files_phrase(settings: list[str]) -> str:
@@ -161,14 +168,9 @@ class RunDir:
         """The settings, unchanged themselves, whose file is there with other contents than the earlier
         run read. One that is gone (a relative path resumed from elsewhere, a deleted teacher) is no
         evidence: finished stages stay, and a stage that needs the file says it is missing."""
-        earlier, recipe = self._earlier_files(state), self._earlier_recipe
-
-        def value(r, setting):
-            section, _, key = setting.partition(".")
-            return r.get(section, {}).get(key) if isinstance(r, dict) and isinstance(r.get(section), dict) else None
-
-        return sorted(k for k in earlier.keys() & self.files.keys()
-                      if earlier[k] != self.files[k] and value(recipe, k) == value(self.recipe, k))
+        earlier = self._earlier_files(state)
+        return sorted(k for k in earlier.keys() & self.files.keys() if earlier[k] != self.files[k]
+                      and _setting(self._earlier_recipe, k) == _setting(self.recipe, k))
 
     def _files_to_record(self, state: dict) -> dict[str, str]:
         """This run's file hashes, and the earlier ones of files that are gone, to compare a file that
