@@ -70,10 +70,19 @@ def test_a_bad_tf_config_is_one_line_naming_it_and_the_fix(tmp_path, config, fra
     assert not (tmp_path / "run").exists()
 
 
-def test_resume_is_refused_under_multi_worker(tmp_path):
-    proc = run_cli("compress", "--out", tmp_path / "run", "--resume", "--set", "distribute.strategy=multi_worker",
-                   env={"TF_CONFIG": _tf_config([1], 0)}, timeout=120)
-    assert_user_error(proc, "--resume", "multi_worker", "--force")
+def test_resumed_workers_keep_the_stages_every_one_of_them_finished_for_the_chiefs_run():
+    from edgecv.compress.strategy import FinishedStages
+
+    def of(*workers):  # (run id, finished stages) per worker, the chief first
+        return FinishedStages.of([{"run": r, "finished": n, "folder": f"/w{i}"} for i, (r, n) in enumerate(workers)])
+
+    same = of(("a", 3), ("a", 3))
+    assert (same.kept, same.run_id, same.short) == (3, "a", [])
+    short = of(("a", 3), ("a", 1), ("a", 2))
+    assert (short.kept, short.short) == (1, ["worker 2 of 3's folder /w1 holds 1 finished training stage"])
+    stale = of(("a", 2), ("b", 4))  # a folder from another run: its stages are not this run's
+    assert (stale.kept, stale.short) == (0, ["worker 2 of 2's folder /w1 holds none of this run's stages"])
+    assert (of(("a", 0), ("b", 0)).kept, of(("a", 0), ("b", 0)).short) == (0, [])  # a fresh run
 
 
 def test_cluster_positions_follow_tf_distribute():
@@ -107,18 +116,20 @@ def test_the_batch_plan_scales_with_the_replicas():
     assert (plan.global_batch, plan.steps_per_epoch, plan.learning_rate) == (32, 32, 2e-3)
 
 
-def _run_workers(tmp_path, args_per_worker, timeout, pause=None, cwds=None):
+def _run_workers(tmp_path, args_per_worker, timeout, pause=None, cwds=None, kill_when=None):
     """Start one `edgecv compress` per argument list, TF_CONFIG on free loopback ports; wait for all
     of them (killing every one still running when one fails or time runs out); returns
     ([exit codes], [logs], [private TMPDIRs]). pause=(worker, text, seconds): once that worker's log
     shows the text, freeze it (SIGSTOP) for that long, as an overloaded machine would. cwds: each
-    worker's working folder (default the repository), a machine of its own for relative paths."""
+    worker's working folder (default the repository), a machine of its own for relative paths.
+    kill_when: a text; once every worker's log shows it, all are killed (SIGKILL), as preempted
+    machines are."""
     ports = _free_ports(len(args_per_worker))
     private = [tmp_path / f"tmp{i}" for i in range(len(ports))]
     logs, procs = [tmp_path / f"worker{i}.log" for i in range(len(ports))], []
     try:
         for i, args in enumerate(args_per_worker):
-            private[i].mkdir()
+            private[i].mkdir(exist_ok=True)
             env = {**os.environ, "TF_CONFIG": _tf_config(ports, i), "TMPDIR": str(private[i])}
             with open(logs[i], "w") as log:
                 procs.append(subprocess.Popen([sys.executable, "-m", "edgecv", "compress", *map(str, args)],
@@ -134,6 +145,8 @@ def _run_workers(tmp_path, args_per_worker, timeout, pause=None, cwds=None):
             if any(p.poll() not in (None, 0) for p in procs):
                 time.sleep(30)  # the others should stop by themselves; killed below if not
                 break
+            if kill_when and all(kill_when in log.read_text() for log in logs):
+                break  # killed below
             time.sleep(1)
         if pause and all(p.poll() == 0 for p in procs):
             raise AssertionError(f"worker {pause[0]} never logged {pause[1]!r}, so it was not paused")
@@ -325,7 +338,10 @@ def test_two_workers_train_together_and_the_chief_writes_the_run(tmp_path):
     worker_loss = re.findall(r"distill epoch 1/1, loss (\d+\.\d+)", worker)
     assert bar_loss and worker_loss and bar_loss[-1] == worker_loss[-1], (bar_loss, worker_loss)
     assert "✓ export" not in worker and "✓ evaluate" not in worker  # only the chief goes on
-    assert not list(private[1].glob("edgecv-worker-*")), "the worker's private folder was left behind"
+    kept = json.loads((tmp_path / "run.worker-2" / "state.json").read_text())  # its stages, for --resume
+    assert {n for n, s in kept["stages"].items() if s["status"] == "done"} == {"teacher", "distill", "prune",
+                                                                                "quantize"}
+    assert kept["run_id"] == json.loads((out / "state.json").read_text())["run_id"]
 
     report = json.loads((out / "report.json").read_text())
     assert all(s["status"] == "done" for s in report["stages"].values())
@@ -334,6 +350,35 @@ def test_two_workers_train_together_and_the_chief_writes_the_run(tmp_path):
     assert any(d["type"] == "CPU" for d in report["environment"]["devices"])
     int8 = next(a for a in report["artefacts"] if a["format"] == "tflite-int8")
     assert int8["metrics"]["top1"] > 0.2  # 10 classes: chance is 0.1
+
+
+def _done_earlier(log: str) -> list[str]:
+    return re.findall(r"✓ (\w+) +done earlier", log)
+
+
+@pytest.mark.slow
+def test_a_preempted_multi_worker_run_resumes_from_the_stages_every_worker_finished(tmp_path):
+    """Both machines killed after distillation: --resume on both keeps the teacher and the distilled
+    student and trains on. A worker whose folder lost a stage the chief holds makes every worker rerun
+    it (their collective ops must pair up), and one whose folder is another run's keeps nothing."""
+    out = tmp_path / "run"
+    args = ["--out", out, *TINY]
+    codes, logs, _ = _run_workers(tmp_path, [args] * 2, timeout=WORKER_TIMEOUT, kill_when="✓ distill")
+    assert all("✓ distill" in log and "✓ prune" not in log for log in logs), "\n\n".join(logs)
+
+    codes, logs, _ = _run_workers(tmp_path, [[*args, "--resume"]] * 2, timeout=WORKER_TIMEOUT)
+    assert codes == [0, 0], "\n\n".join(t[-4000:] for t in logs)
+    assert _done_earlier(logs[0]) == _done_earlier(logs[1]) == ["teacher", "distill"]
+    assert "✓ prune" in logs[1] and "✓ quantize" in logs[1] and "✓ export" in logs[0]
+    assert json.loads((out / "report.json").read_text())["stages"]["prune"]["status"] == "done"
+
+    shutil.rmtree(tmp_path / "run.worker-2" / "stages" / "prune")
+    codes, logs, _ = _run_workers(tmp_path, [[*args, "--resume"]] * 2, timeout=WORKER_TIMEOUT)
+    assert codes == [0, 0], "\n\n".join(t[-4000:] for t in logs)
+    said = "holds 2 finished training stages: every worker reruns prune, quantize"
+    assert all(said in " ".join(log.split()) and "run.worker-2" in log for log in logs), "\n\n".join(logs)
+    assert _done_earlier(logs[0]) == _done_earlier(logs[1]) == ["teacher", "distill"]
+    assert "✓ prune" in logs[1] and (out / "report.json").is_file()
 
 
 @pytest.mark.parametrize("text, cause", [

@@ -31,6 +31,7 @@ _DONE_BARRIER = "edgecv/run-done"
 _DONE_TIMEOUT_MS = 7 * 24 * 3600 * 1000  # the chief's export, evaluation and profiling after training
 _CHIEF_KEYS = {"recipe": "edgecv/recipe-hash", "data": "edgecv/data-fingerprint"}  # what the chief publishes
 _CHIEF_KEY_TIMEOUT_MS = 10 * 60 * 1000  # the chief publishes them once the cluster is up and its folder listed
+_FINISHED_KEY = "edgecv/finished-stages"  # + "/<worker index>": what each worker's folder holds (--resume)
 # distribute.heartbeat_timeout_s's default. TensorFlow's own (10 s) declared both workers of a CI run
 # dead after the prune stage, when two training processes shared 2 cores. The price: a worker killed
 # without a word (SIGKILL, out of memory) stops the others only after this long (measured: 141 s
@@ -107,6 +108,26 @@ def _is_address(text) -> bool:
         return False
     host, port = text.rsplit(":", 1)
     return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
+@dataclass(frozen=True)
+class FinishedStages:
+    """What every multi_worker worker can keep on --resume (Distribution.fewest_finished)."""
+    kept: int  # leading training stages every worker holds finished
+    run_id: str  # the chief's run
+    short: list[str]  # the workers holding the fewest, with their folders, when some hold more
+
+    @classmethod
+    def of(cls, everyone: list[dict]) -> FinishedStages:
+        """everyone: each worker's {"run", "finished", "folder"}, the chief first."""
+        chiefs_run = everyone[0]["run"]
+        counts = [w["finished"] if w["run"] == chiefs_run else 0 for w in everyone]
+        kept = min(counts)
+        short = [f"worker {i + 1} of {len(everyone)}'s folder {w['folder']} holds "
+                 + (f"{n} finished training stage{'s' if n != 1 else ''}" if w["run"] == chiefs_run
+                    else "none of this run's stages")
+                 for i, (w, n) in enumerate(zip(everyone, counts)) if n == kept < max(counts)]
+        return cls(kept, chiefs_run, short)
 
 
 @dataclass
@@ -204,6 +225,23 @@ class Distribution:
                    if fingerprint[key] != chief.get(key)] or ["the same counts, other file names"]
         raise DistributeError(f"{self.label} reads other images than the chief ({'; '.join(differs)}); put the same "
                               "--data folder at the same path on every machine")
+
+    def fewest_finished(self, finished: int, run_id: str, folder: str) -> FinishedStages:
+        """--resume under multi_worker: every worker publishes how many leading training stages its
+        folder holds finished, and for which of the chief's runs (RunDir.run_id); each reads them all
+        and keeps the fewest, so every worker reruns from the same stage (their collective ops pair
+        up). A worker's folder from another run, or one that is gone, keeps none."""
+        if self.workers == 1:
+            return FinishedStages(finished, run_id, [])
+        from edgecv.tfcompat import eager_context
+
+        context = eager_context()
+        mine = {"run": run_id, "finished": finished, "folder": folder}
+        context.set_config_key_value(f"{_FINISHED_KEY}/{self.worker_index}", json.dumps(mine))
+        # every worker's is there after the barrier, which fails at once where a worker failed before it
+        context.wait_at_barrier(f"{_FINISHED_KEY}-published", _CHIEF_KEY_TIMEOUT_MS)
+        keys = [f"{_FINISHED_KEY}/{i}" for i in range(self.workers)]
+        return FinishedStages.of([json.loads(context.get_config_key_value(k, _CHIEF_KEY_TIMEOUT_MS)) for k in keys])
 
     def finish(self) -> None:
         """Wait until every worker is done: the chief once its run directory is complete, the others

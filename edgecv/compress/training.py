@@ -196,8 +196,9 @@ def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, l
     of `data`; the progress bar shows on the chief, the other workers log each epoch.
     `checkpoint_dir`: weights and optimizer state saved there after every epoch, and restored from there
     when it holds an earlier attempt's (a run killed mid-stage loses at most one epoch, and its data
-    resumes at the checkpoint's epoch); deleted when training ends. Ignored with several workers
-    (compress --resume refuses multi_worker runs).
+    resumes at the checkpoint's epoch); deleted when training ends. Ignored with several workers: a
+    stage cut short under multi_worker starts over on --resume (the finished stages are kept), as
+    BackupAndRestore restores every worker from the chief's folder, which other machines cannot read.
     """
     K, tfm = keras(), tf()
     K.utils.set_random_seed(seed)

@@ -1,8 +1,6 @@
 """`edgecv compress`: resolve the recipe, prepare the run directory, run the stages, write the report."""
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +13,7 @@ from edgecv.data.pipeline import input_mode
 from edgecv.devices import is_profile_path
 from edgecv.errors import RunDirError
 from edgecv.pipeline.recipe import apply_overrides, load_raw, parse_override, validate
-from edgecv.pipeline.rundir import RECIPE_FILE, RunDir, changed_files_phrase, recipe_hash
+from edgecv.pipeline.rundir import RECIPE_FILE, RunDir, changed_files_phrase, is_run_dir, recipe_hash
 from edgecv.resources import BUILTIN
 
 
@@ -70,8 +68,8 @@ def default_out(recipe: dict) -> Path:
 def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool = False,
                  console: Console | None = None, trust_model: bool = False) -> dict | None:
     """Run every stage into `out` and return the report. Under distribute.strategy=multi_worker only
-    the chief does that; another worker trains in a private temporary folder (deleted at the end),
-    skips the stages after training, and returns None once the chief is done."""
+    the chief does that; another worker trains in a folder of its own beside `out` (worker_folder:
+    kept, for --resume), skips the stages after training, and returns None once the chief is done."""
     from edgecv.compress.strategy import select
     from edgecv.pipeline.context import setting_file_hashes
     from edgecv.pipeline.stages import check_recipe_consistency
@@ -80,9 +78,6 @@ def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool =
     console = console or progress_console
     require_train_extra("edgecv compress")
     check_recipe_consistency(recipe)
-    if recipe["distribute"]["strategy"] == "multi_worker" and resume:
-        raise RunDirError("--resume does not work with distribute.strategy=multi_worker (the other workers keep no "
-                          "earlier state); rerun with --force to start over")
     dist = select(recipe["distribute"]["strategy"], recipe["distribute"])  # before TensorFlow runs any op
     if dist.note:
         console.print(f"  distribute: {dist.name}, {dist.note}", highlight=False)
@@ -92,7 +87,7 @@ def run_compress(recipe: dict, out: Path, *, resume: bool = False, force: bool =
         if dist.is_chief:
             report = _run_stages(recipe, files, out, resume, force, console, trust_model, dist)
         else:
-            _train_only(recipe, files, force, console, trust_model, dist)
+            _train_only(recipe, files, out, resume, console, trust_model, dist)
             report = None
     except BaseException as e:
         peer = dist.peer_failure(e) if isinstance(e, Exception) else None
@@ -120,18 +115,34 @@ def _read_in_training(files: dict[str, str]) -> dict[str, str]:
     return {k: h for k, h in files.items() if k.partition(".")[0] in read}
 
 
-def _train_only(recipe: dict, files: dict[str, str], force: bool, console: Console, trust_model: bool,
+def worker_folder(out: Path, worker_index: int) -> Path:
+    """Where a multi_worker worker other than the chief keeps its training stages: beside the run
+    directory, so two workers on one machine (or a shared file system) never share a folder."""
+    out = Path(out).resolve()
+    return out.with_name(f"{out.name}.worker-{worker_index + 1}")
+
+
+def _train_only(recipe: dict, files: dict[str, str], out: Path, resume: bool, console: Console, trust_model: bool,
                 dist) -> None:
-    """A multi_worker worker other than the chief: the training stages, in a private folder."""
-    private = Path(tempfile.mkdtemp(prefix="edgecv-worker-"))
-    console.print(f"  {dist.label}: training only, in a private folder deleted at the end ({private}); "
-                  "the chief writes the run directory", highlight=False)
-    try:
-        _run_stages(recipe, files, private / "run", False, force, console, trust_model, dist, train_only=True)
-    finally:
-        shutil.rmtree(private, ignore_errors=True)
-    console.print(f"  {dist.label}: training done, {private} deleted; waiting for the chief to finish the run",
-                  highlight=False)
+    """A multi_worker worker other than the chief: the training stages, in its own folder."""
+    folder = worker_folder(out, dist.worker_index)
+    console.print(f"  {dist.label}: training only, in {folder} (kept for --resume); the chief writes the run "
+                  "directory", highlight=False)
+    _run_stages(recipe, files, folder, resume, False, console, trust_model, dist, train_only=True)
+    console.print(f"  {dist.label}: training done; waiting for the chief to finish the run", highlight=False)
+
+
+def _worker_folder_mode(run: RunDir, resume: bool, console: Console, dist) -> tuple[bool, bool]:
+    """(resume, force) for a worker's own folder: resumed with --resume while it can be, else started
+    over. The chief's run directory decides whether a run can resume; a worker's folder only says
+    which of its stages that worker still holds (_keep_what_every_worker_finished)."""
+    if resume and is_run_dir(run.root):
+        try:
+            run.check(True, False)
+            return True, False
+        except RunDirError as e:
+            console.print(f"  {dist.label}: its folder cannot be resumed ({e}); starting it over", highlight=False)
+    return False, True
 
 
 def _run_stages(recipe: dict, files: dict[str, str], out: Path, resume: bool, force: bool, console: Console,
@@ -146,15 +157,18 @@ def _run_stages(recipe: dict, files: dict[str, str], out: Path, resume: bool, fo
 
     run = RunDir(out, recipe, STAGES, files)
     run.lock()  # held for the whole run: a second compress or --resume on it is refused meanwhile
+    if train_only:
+        resume, force = _worker_folder_mode(run, resume, console, dist)
     run.check(resume, force)
     ctx = RunContext(recipe, run, trust_model)
     ds = ctx.dataset
     dist.check_same_data(ds.fingerprint())
     # a damaged image file TensorFlow cannot decode is named, however deep into training it is reached
     fix = (f"rerun `edgecv compress -o {out} --resume` (finished stages and epochs are kept)" if dist.workers == 1
-           else "rerun on every worker with --force (a multi_worker run cannot resume)")
+           else "rerun the same command with --resume on every worker (finished stages are kept)")
     with undecodable_images_named([ds.train, ds.test], ds.source, fix=fix):
         _open_run(ctx, out, resume, force, console)
+        _keep_what_every_worker_finished(ctx, dist, console)
         _each_stage(ctx, console, train_only)
     if train_only:
         run.unlock()
@@ -175,9 +189,6 @@ def _open_run(ctx, out: Path, resume: bool, force: bool, console: Console) -> No
     """Fail fast, before anything is written or trained (a student that cannot take the data, a teacher
     that cannot be loaded, does not fit the data or is no better than chance); then open the run
     directory and say what it holds."""
-    from edgecv.report.loader import REPORT_JSON
-    from edgecv.report.report import REPORT_HTML, REPORT_MD
-
     run, ds = ctx.run, ctx.dataset
     ctx.student_spec
     if ctx.recipe["teacher"]["path"]:
@@ -195,12 +206,52 @@ def _open_run(ctx, out: Path, resume: bool, force: bool, console: Console) -> No
         files = f" ({changed_files_phrase(run.files_changed)})" if run.files_changed else ""
         console.print(f"  ↻ settings changed since this run was started{files}: rerunning {', '.join(rerun)}; "
                       "the stages before keep their results", highlight=False)
-        for name in (REPORT_JSON, REPORT_MD, REPORT_HTML):  # the earlier report describes the dropped stages
-            (out / name).unlink(missing_ok=True)
+        _drop_report(out)
     if ctx.student_rebuild:
         r = ctx.student_rebuild
         console.print(f"-[✓] student: {r['from']} rebuilt in tf_keras, max |Δ output| {r['max_abs_diff']:.2g} "
                       f"on {r['probe_images']} random images")
+
+
+def _drop_report(out: Path) -> None:
+    """The earlier report describes stages that are dropped."""
+    from edgecv.report.loader import REPORT_JSON
+    from edgecv.report.report import REPORT_HTML, REPORT_MD
+
+    for name in (REPORT_JSON, REPORT_MD, REPORT_HTML):
+        (out / name).unlink(missing_ok=True)
+
+
+def _training_part(recipe: dict) -> list[str]:
+    """The stages every multi_worker worker runs: up to the last enabled one that trains."""
+    from edgecv.pipeline.stages import STAGES
+
+    names = list(STAGES)
+    last = max((i for i, s in enumerate(STAGES.values()) if s.trains and s.enabled(recipe)), default=-1)
+    return names[:last + 1]
+
+
+def _keep_what_every_worker_finished(ctx, dist, console: Console) -> None:
+    """multi_worker: every worker keeps the leading training stages that all of their folders hold
+    finished for the chief's run, and reruns the others, the same on each (their collective ops pair
+    up); on a fresh run none is finished anywhere. Each worker takes part, whatever its flags."""
+    from edgecv.pipeline.stages import STAGES
+
+    if dist.workers == 1:
+        return
+    run, recipe = ctx.run, ctx.recipe
+    training = _training_part(recipe)
+    finished = next((i for i, name in enumerate(training) if STAGES[name].enabled(recipe)
+                     and not run.is_done(name, STAGES[name].folder)), len(training))
+    agreed = dist.fewest_finished(finished, run.run_id, str(run.root))
+    run.join_run(agreed.run_id)
+    # and every stage after the first not kept, which a worker may hold past a stage it lost
+    dropped = run.rerun_from(training[agreed.kept]) if agreed.kept < len(training) else []
+    if dropped:
+        said = '; '.join(agreed.short) or f"{run.root} holds stages past one it lacks"
+        console.print(f"  ↻ {said}: every worker reruns {', '.join(training[agreed.kept:])}", highlight=False)
+        if dist.is_chief:
+            _drop_report(run.root)
 
 
 def _each_stage(ctx, console: Console, train_only: bool) -> None:
@@ -211,9 +262,9 @@ def _each_stage(ctx, console: Console, train_only: bool) -> None:
     from edgecv.pipeline.stages import STAGES
 
     run, recipe = ctx.run, ctx.recipe
-    last_training = max((i for i, s in enumerate(STAGES.values()) if s.trains and s.enabled(recipe)), default=-1)
-    for i, (name, stage) in enumerate(STAGES.items()):
-        if train_only and i > last_training:
+    training = _training_part(recipe)
+    for name, stage in STAGES.items():
+        if train_only and name not in training:
             break
         if not stage.enabled(recipe):
             run.skip_stage(name, stage.why_skipped)

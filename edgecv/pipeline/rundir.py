@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 from functools import cached_property
 from pathlib import Path
@@ -96,7 +97,8 @@ class RunDir:
         self.recipe = recipe
         self.stages = stages or {}
         self.files = dict(files or {})
-        self.state: dict = {"recipe_hash": recipe_hash(recipe), "files": self.files, "stages": {}}
+        self.state: dict = {"recipe_hash": recipe_hash(recipe), "files": self.files, "stages": {},
+                            "run_id": secrets.token_hex(8)}
         self.files_changed: list[str] = []  # by open(): the settings whose file changed since the earlier run
         self._lock = None  # the open lock file while this process holds the run
 
@@ -231,9 +233,24 @@ class RunDir:
         return rerun
 
     def _drop_changed_stages(self) -> list[str]:
-        """Forget the stages from the first changed one on (their folders first, so a kill in between
-        leaves them not done) and record the new recipe's hash."""
-        kept = self._unchanged(self.state)
+        """Forget the stages from the first changed one on and record the new recipe's hash."""
+        dropped = self._forget_after(self._unchanged(self.state))
+        self.state["recipe_hash"] = recipe_hash(self.recipe)
+        self.state["files"] = self._files_to_record(self.state)
+        self._save_state()
+        return dropped
+
+    def rerun_from(self, stage: str) -> list[str]:
+        """Forget `stage` and every later one (multi_worker: a stage another worker has not finished);
+        returns those that were finished or skipped."""
+        names = list(self.stages)
+        dropped = self._forget_after(names[:names.index(stage)])
+        self._save_state()
+        return dropped
+
+    def _forget_after(self, kept: list[str]) -> list[str]:
+        """Forget the stages not in `kept` (their folders first, so a kill in between leaves them not
+        done), without saving state.json; returns those it had recorded."""
         dropped = [name for name in self.stages if name not in kept and name in self.state["stages"]]
         for name in self.stages:
             if name not in kept:  # an epoch checkpoint of the old settings must not be restored
@@ -244,10 +261,22 @@ class RunDir:
                 shutil.rmtree(folder)
         for name in dropped:
             del self.state["stages"][name]
-        self.state["recipe_hash"] = recipe_hash(self.recipe)
-        self.state["files"] = self._files_to_record(self.state)
-        self._save_state()
         return dropped
+
+    @property
+    def run_id(self) -> str:
+        """A random id, made when the run is started (or first asked for, in an older run): a
+        multi_worker worker's folder counts as this run's only while it records the chief's."""
+        if not isinstance(self.state.get("run_id"), str):
+            self.state["run_id"] = secrets.token_hex(8)
+            self._save_state()
+        return self.state["run_id"]
+
+    def join_run(self, run_id: str) -> None:
+        """Record the chief's run id (a multi_worker worker's folder): its stages are that run's."""
+        if self.state.get("run_id") != run_id:
+            self.state["run_id"] = run_id
+            self._save_state()
 
     def note_data(self, fingerprint: dict) -> str | None:
         """Record in state.json the data the run's first finished stage trained on (Dataset.fingerprint;
