@@ -122,7 +122,7 @@ def _run_workers(tmp_path, args_per_worker, timeout, pause=None, cwds=None, kill
     ([exit codes], [logs], [private TMPDIRs]). pause=(worker, text, seconds): once that worker's log
     shows the text, freeze it (SIGSTOP) for that long, as an overloaded machine would. cwds: each
     worker's working folder (default the repository), a machine of its own for relative paths.
-    kill_when: a text; once every worker's log shows it, all are killed (SIGKILL), as preempted
+    kill_when: a zero-argument callable; once it is true, all are killed (SIGKILL), as preempted
     machines are."""
     ports = _free_ports(len(args_per_worker))
     private = [tmp_path / f"tmp{i}" for i in range(len(ports))]
@@ -145,7 +145,7 @@ def _run_workers(tmp_path, args_per_worker, timeout, pause=None, cwds=None, kill
             if any(p.poll() not in (None, 0) for p in procs):
                 time.sleep(30)  # the others should stop by themselves; killed below if not
                 break
-            if kill_when and all(kill_when in log.read_text() for log in logs):
+            if kill_when and kill_when():
                 break  # killed below
             time.sleep(1)
         if pause and all(p.poll() == 0 for p in procs):
@@ -357,23 +357,40 @@ def _done_earlier(log: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_preempted_multi_worker_run_resumes_from_the_stages_every_worker_finished(tmp_path):
-    """Both machines killed after distillation: --resume on both keeps the teacher and the distilled
-    student and trains on. A worker whose folder lost a stage the chief holds makes every worker rerun
-    it (their collective ops must pair up), and one whose folder is another run's keeps nothing."""
-    out = tmp_path / "run"
-    args = ["--out", out, *TINY]
-    codes, logs, _ = _run_workers(tmp_path, [args] * 2, timeout=WORKER_TIMEOUT, kill_when="✓ distill")
-    assert all("✓ distill" in log and "✓ prune" not in log for log in logs), "\n\n".join(logs)
+def test_a_preempted_multi_worker_run_resumes_from_the_stages_and_epochs_every_worker_finished(tmp_path):
+    """Both machines killed in distillation: --resume on both keeps the teacher and goes on from the
+    epoch each worker's own checkpoint holds; where one worker lost its checkpoint, the stage starts
+    over on both; a worker whose folder lost a stage the chief holds makes every worker rerun it
+    (their collective ops must pair up)."""
+    from edgecv.compress.training import CHECKPOINT_CLOCK
 
-    codes, logs, _ = _run_workers(tmp_path, [[*args, "--resume"]] * 2, timeout=WORKER_TIMEOUT)
+    out, folders = tmp_path / "run", [tmp_path / "run", tmp_path / "run.worker-2"]
+    args = ["--out", out, *TINY, "--set", "distill.epochs=3"]
+    resume = [[*args, "--resume"]] * 2
+
+    def saved(epochs):  # by both workers; the clock is written after the checkpoint
+        clocks = [f / ".distill.checkpoint" / CHECKPOINT_CLOCK for f in folders]
+        return lambda: all(c.is_file() and json.loads(c.read_text())["epochs"] == epochs for c in clocks)
+
+    codes, logs, _ = _run_workers(tmp_path, [args] * 2, timeout=WORKER_TIMEOUT, kill_when=saved(1))
+    assert all("✓ teacher" in log and "✓ distill" not in log for log in logs), "\n\n".join(logs)
+
+    codes, logs, _ = _run_workers(tmp_path, resume, timeout=WORKER_TIMEOUT, kill_when=saved(2))
+    assert _done_earlier(logs[0]) == _done_earlier(logs[1]) == ["teacher"], "\n\n".join(logs)
+    assert "continuing from its checkpoint after epoch 1/3" in logs[0]  # each from its own checkpoint
+    assert "worker 2 of 2: distill epoch 2/3" in logs[1] and "distill epoch 1/3" not in logs[1]
+
+    shutil.rmtree(folders[1] / ".distill.checkpoint")  # as if worker 2 was killed before it saved epoch 2
+    codes, logs, _ = _run_workers(tmp_path, resume, timeout=WORKER_TIMEOUT)
     assert codes == [0, 0], "\n\n".join(t[-4000:] for t in logs)
-    assert _done_earlier(logs[0]) == _done_earlier(logs[1]) == ["teacher", "distill"]
+    said = "distill: the workers' epoch checkpoints hold 2, 0 epochs, none held by every worker: the stage starts over"
+    assert said in " ".join(logs[0].split()) and "worker 2 of 2: distill epoch 1/3" in logs[1], logs[0]
+    assert "earlier attempts" not in logs[0]  # nothing was kept
     assert "✓ prune" in logs[1] and "✓ quantize" in logs[1] and "✓ export" in logs[0]
     assert json.loads((out / "report.json").read_text())["stages"]["prune"]["status"] == "done"
 
-    shutil.rmtree(tmp_path / "run.worker-2" / "stages" / "prune")
-    codes, logs, _ = _run_workers(tmp_path, [[*args, "--resume"]] * 2, timeout=WORKER_TIMEOUT)
+    shutil.rmtree(folders[1] / "stages" / "prune")
+    codes, logs, _ = _run_workers(tmp_path, resume, timeout=WORKER_TIMEOUT)
     assert codes == [0, 0], "\n\n".join(t[-4000:] for t in logs)
     said = "holds 2 finished training stages: every worker reruns prune, quantize"
     assert all(said in " ".join(log.split()) and "run.worker-2" in log for log in logs), "\n\n".join(logs)

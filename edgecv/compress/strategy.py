@@ -31,7 +31,6 @@ _DONE_BARRIER = "edgecv/run-done"
 _DONE_TIMEOUT_MS = 7 * 24 * 3600 * 1000  # the chief's export, evaluation and profiling after training
 _CHIEF_KEYS = {"recipe": "edgecv/recipe-hash", "data": "edgecv/data-fingerprint"}  # what the chief publishes
 _CHIEF_KEY_TIMEOUT_MS = 10 * 60 * 1000  # the chief publishes them once the cluster is up and its folder listed
-_FINISHED_KEY = "edgecv/finished-stages"  # + "/<worker index>": what each worker's folder holds (--resume)
 # distribute.heartbeat_timeout_s's default. TensorFlow's own (10 s) declared both workers of a CI run
 # dead after the prune stage, when two training processes shared 2 cores. The price: a worker killed
 # without a word (SIGKILL, out of memory) stops the others only after this long (measured: 141 s
@@ -226,22 +225,27 @@ class Distribution:
         raise DistributeError(f"{self.label} reads other images than the chief ({'; '.join(differs)}); put the same "
                               "--data folder at the same path on every machine")
 
+    def everyones(self, name: str, mine) -> list:
+        """Every worker's `mine` (JSON) under `name`, the chief's first; [mine] with one worker. Every
+        worker asks for the same names in the same order, each name once."""
+        if self.workers == 1:
+            return [mine]
+        from edgecv.tfcompat import eager_context
+
+        context, key = eager_context(), f"edgecv/{name}"
+        context.set_config_key_value(f"{key}/{self.worker_index}", json.dumps(mine))
+        # every worker's is there after the barrier, which fails at once where a worker failed before it
+        context.wait_at_barrier(f"{key}-published", _CHIEF_KEY_TIMEOUT_MS)
+        return [json.loads(context.get_config_key_value(f"{key}/{i}", _CHIEF_KEY_TIMEOUT_MS))
+                for i in range(self.workers)]
+
     def fewest_finished(self, finished: int, run_id: str, folder: str) -> FinishedStages:
         """--resume under multi_worker: every worker publishes how many leading training stages its
         folder holds finished, and for which of the chief's runs (RunDir.run_id); each reads them all
         and keeps the fewest, so every worker reruns from the same stage (their collective ops pair
         up). A worker's folder from another run, or one that is gone, keeps none."""
-        if self.workers == 1:
-            return FinishedStages(finished, run_id, [])
-        from edgecv.tfcompat import eager_context
-
-        context = eager_context()
-        mine = {"run": run_id, "finished": finished, "folder": folder}
-        context.set_config_key_value(f"{_FINISHED_KEY}/{self.worker_index}", json.dumps(mine))
-        # every worker's is there after the barrier, which fails at once where a worker failed before it
-        context.wait_at_barrier(f"{_FINISHED_KEY}-published", _CHIEF_KEY_TIMEOUT_MS)
-        keys = [f"{_FINISHED_KEY}/{i}" for i in range(self.workers)]
-        return FinishedStages.of([json.loads(context.get_config_key_value(k, _CHIEF_KEY_TIMEOUT_MS)) for k in keys])
+        return FinishedStages.of(self.everyones("finished-stages", {"run": run_id, "finished": finished,
+                                                                    "folder": folder}))
 
     def finish(self) -> None:
         """Wait until every worker is done: the chief once its run directory is complete, the others

@@ -131,6 +131,22 @@ def _checkpoint_clock(checkpoint_dir: Path):
     return CheckpointClock()
 
 
+def _epoch_backup(checkpoint_dir: Path, dist):
+    """tf_keras' BackupAndRestore, which restores every worker from the chief's folder (`DIR/chief`) and
+    has the others save to a temporary one. That folder is on the chief's machine: on another, each
+    worker saves its own checkpoint into its own folder's `DIR/chief` and restores it from there."""
+    K = keras()
+
+    class OwnFolderBackup(K.callbacks.BackupAndRestore):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)  # restores from DIR/chief
+            state = self._training_state  # tf_keras' WorkerTrainingState
+            state.write_checkpoint_manager = state.read_checkpoint_manager
+
+    backup = K.callbacks.BackupAndRestore if dist.is_chief else OwnFolderBackup
+    return backup(str(checkpoint_dir), delete_checkpoint=True)
+
+
 @dataclass(frozen=True)
 class BatchPlan:
     """How a recipe's batch size and learning rate become the strategy's: `batch_size` is per
@@ -196,9 +212,9 @@ def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, l
     of `data`; the progress bar shows on the chief, the other workers log each epoch.
     `checkpoint_dir`: weights and optimizer state saved there after every epoch, and restored from there
     when it holds an earlier attempt's (a run killed mid-stage loses at most one epoch, and its data
-    resumes at the checkpoint's epoch); deleted when training ends. Ignored with several workers: a
-    stage cut short under multi_worker starts over on --resume (the finished stages are kept), as
-    BackupAndRestore restores every worker from the chief's folder, which other machines cannot read.
+    resumes at the checkpoint's epoch); deleted when training ends. Under multi_worker each worker
+    keeps its own, in its own folder (_epoch_backup); compress keeps them only where every worker's
+    holds the same epoch.
     """
     K, tfm = keras(), tf()
     K.utils.set_random_seed(seed)
@@ -229,7 +245,7 @@ def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, l
         # twice (measured: MobileNetV2-0.5 pruning's first epoch 12 s shorter, the same weights)
         model.optimizer.build(model.trainable_variables)
 
-    checkpointed = checkpoint_dir is not None and dist.workers == 1
+    checkpointed = checkpoint_dir is not None
     # A resumed attempt's data starts at the epoch its checkpoint holds.
     first_epoch = checkpointed_epochs(checkpoint_dir) if checkpointed else 0
 
@@ -250,7 +266,7 @@ def fit(build_model, data, y=None, *, loss=None, epochs: int, batch_size: int, l
     throughput = _throughput_callback(plan, epochs, description, dist, log_epochs=not dist.is_chief)
     fit_callbacks = [throughput, *callbacks]
     if checkpointed:
-        fit_callbacks.append(K.callbacks.BackupAndRestore(str(checkpoint_dir), delete_checkpoint=True))
+        fit_callbacks.append(_epoch_backup(checkpoint_dir, dist))
         fit_callbacks.append(_checkpoint_clock(checkpoint_dir))  # after the checkpoint it times
     with ExitStack() as stack:
         if dist.is_chief:

@@ -169,7 +169,7 @@ def _run_stages(recipe: dict, files: dict[str, str], out: Path, resume: bool, fo
     with undecodable_images_named([ds.train, ds.test], ds.source, fix=fix):
         _open_run(ctx, out, resume, force, console)
         _keep_what_every_worker_finished(ctx, dist, console)
-        _each_stage(ctx, console, train_only)
+        _each_stage(ctx, console, dist, train_only)
     if train_only:
         run.unlock()
         return None
@@ -254,7 +254,20 @@ def _keep_what_every_worker_finished(ctx, dist, console: Console) -> None:
             _drop_report(run.root)
 
 
-def _each_stage(ctx, console: Console, train_only: bool) -> None:
+def _same_epoch_on_every_worker(run: RunDir, stage: str, dist, console: Console) -> None:
+    """multi_worker: a training stage cut short goes on from the epoch checkpoint in each worker's own
+    folder only where every worker's holds the same epoch; where they were killed between their saves
+    of an epoch, each deletes its own and the stage starts over (their steps must pair up)."""
+    from edgecv.compress.training import checkpointed_epochs
+
+    held = dist.everyones(f"checkpoint/{stage}", checkpointed_epochs(run.checkpoint_dir(stage)))
+    if len(set(held)) > 1:
+        run.forget_checkpoint(stage)
+        console.print(f"  {stage}: the workers' epoch checkpoints hold {', '.join(map(str, held))} epochs, none held "
+                      "by every worker: the stage starts over", highlight=False)
+
+
+def _each_stage(ctx, console: Console, dist, train_only: bool) -> None:
     """Run the stages in order, skipping the disabled and the done. Every worker runs the training
     stages, in this order (their collective ops pair up); only the chief goes on to export, evaluate
     and profile (train_only: a worker other than the chief)."""
@@ -275,6 +288,8 @@ def _each_stage(ctx, console: Console, train_only: bool) -> None:
             took = f" ({wall_s:.1f} s)" if wall_s is not None else ""
             console.print(f"  ✓ {name:<9} done earlier{took}, resumed")
             continue
+        if stage.trains and dist.workers > 1:
+            _same_epoch_on_every_worker(run, name, dist, console)
         earlier = checkpointed_seconds(run.checkpoint_dir(name))  # 0 unless a training stage was cut short
         start = time.perf_counter()
         partial = run.start_stage(name)

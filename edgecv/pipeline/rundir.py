@@ -242,19 +242,20 @@ class RunDir:
 
     def rerun_from(self, stage: str) -> list[str]:
         """Forget `stage` and every later one (multi_worker: a stage another worker has not finished);
-        returns those that were finished or skipped."""
+        returns those that were finished or skipped. `stage`'s own epoch checkpoint stays: the workers
+        go on from it where all of them hold the same epoch (compress._same_epoch_on_every_worker)."""
         names = list(self.stages)
-        dropped = self._forget_after(names[:names.index(stage)])
+        dropped = self._forget_after(names[:names.index(stage)], keep_checkpoint=stage)
         self._save_state()
         return dropped
 
-    def _forget_after(self, kept: list[str]) -> list[str]:
+    def _forget_after(self, kept: list[str], keep_checkpoint: str | None = None) -> list[str]:
         """Forget the stages not in `kept` (their folders first, so a kill in between leaves them not
         done), without saving state.json; returns those it had recorded."""
         dropped = [name for name in self.stages if name not in kept and name in self.state["stages"]]
         for name in self.stages:
-            if name not in kept:  # an epoch checkpoint of the old settings must not be restored
-                shutil.rmtree(self.checkpoint_dir(name), ignore_errors=True)
+            if name not in kept and name != keep_checkpoint:  # one of the old settings must not be restored
+                self.forget_checkpoint(name)
         for name in dropped:
             folder = self.stage_dir(name, self.stages[name].folder)
             if folder.is_dir():
@@ -338,6 +339,9 @@ class RunDir:
         """Where a training stage keeps its epoch checkpoint while it runs (training.fit)."""
         return self.root / f".{stage}.checkpoint"
 
+    def forget_checkpoint(self, stage: str) -> None:
+        shutil.rmtree(self.checkpoint_dir(stage), ignore_errors=True)
+
     def start_stage(self, stage: str) -> Path:
         partial = self.root / f".{stage}.partial"
         if partial.exists():
@@ -352,7 +356,7 @@ class RunDir:
         final = self.stage_dir(stage, folder)
         final.parent.mkdir(parents=True, exist_ok=True)
         replace_dir(partial, final)
-        shutil.rmtree(self.checkpoint_dir(stage), ignore_errors=True)  # fit deletes it; a stage may stop before
+        self.forget_checkpoint(stage)  # fit deletes it; a stage may stop before
         self.state["stages"][stage] = {"status": "done", "wall_s": round(wall_s, 2), "result": result}
         if earlier_attempts_s:
             self.state["stages"][stage]["earlier_attempts_s"] = round(earlier_attempts_s, 2)
