@@ -85,6 +85,18 @@ def test_resumed_workers_keep_the_stages_every_one_of_them_finished_for_the_chie
     assert (of(("a", 0), ("b", 0)).kept, of(("a", 0), ("b", 0)).short) == (0, [])  # a fresh run
 
 
+def test_a_worker_resumed_without_a_recipe_reads_the_one_its_own_folder_recorded(tmp_path, monkeypatch):
+    from edgecv.pipeline.compress import base_recipe
+
+    (tmp_path / "run.worker-2").mkdir()
+    (tmp_path / "run.worker-2" / "recipe.yaml").write_text("name: on-host2\ndistribute:\n  strategy: multi_worker\n")
+    monkeypatch.setenv("TF_CONFIG", _tf_config([1, 2], 1))
+    raw, recorded = base_recipe(None, tmp_path / "run", resume=True)
+    assert (raw["name"], recorded) == ("on-host2", tmp_path / "run.worker-2" / "recipe.yaml")
+    monkeypatch.setenv("TF_CONFIG", _tf_config([1, 2], 0))  # the chief's is RUN's own (none here: the quickstart)
+    assert base_recipe(None, tmp_path / "run", resume=True) == (base_recipe("quickstart", None, False)[0], None)
+
+
 def test_cluster_positions_follow_tf_distribute():
     from edgecv.compress.strategy import parse_tf_config
 
@@ -389,8 +401,8 @@ def test_a_preempted_multi_worker_run_resumes_from_the_stages_and_epochs_every_w
     assert "✓ prune" in logs[1] and "✓ quantize" in logs[1] and "✓ export" in logs[0]
     assert json.loads((out / "report.json").read_text())["stages"]["prune"]["status"] == "done"
 
-    shutil.rmtree(folders[1] / "stages" / "prune")
-    codes, logs, _ = _run_workers(tmp_path, resume, timeout=WORKER_TIMEOUT)
+    shutil.rmtree(folders[1] / "stages" / "prune")  # and no recipe given: each reads the one its folder recorded
+    codes, logs, _ = _run_workers(tmp_path, [["--out", out, "--resume"]] * 2, timeout=WORKER_TIMEOUT)
     assert codes == [0, 0], "\n\n".join(t[-4000:] for t in logs)
     said = "holds 2 finished training stages: every worker reruns prune, quantize"
     assert all(said in " ".join(log.split()) and "run.worker-2" in log for log in logs), "\n\n".join(logs)
@@ -434,6 +446,8 @@ def test_another_workers_failure_becomes_one_line(text, cause):
                         task=parse_tf_config(_tf_config([5, 6], 0)))
     error = dist.peer_failure(errors.UnavailableError(None, None, text))
     assert error is not None and cause in str(error) and "\n" not in str(error)
+    # a lost worker's run goes on with --resume; one that failed says its own fix
+    assert ("run the same command with --resume on each" in str(error)) == ("failed:" not in cause)
     assert dist.peer_failure(errors.InvalidArgumentError(None, None, "shapes differ")) is None  # a bug stays a traceback
     assert dist.peer_failure(ValueError(text)) is None
 

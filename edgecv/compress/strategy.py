@@ -308,8 +308,10 @@ class Distribution:
             cause = "another worker stopped or cannot be reached"
         else:
             return None
+        again = ("" if reported and not silent else "; once every machine is back, run the same command with --resume "
+                 "on each to go on from the last finished epoch")
         return DistributeError(f"multi_worker run stopped on {self.label}: {cause[:300]}; see that worker's output "
-                               "(every worker must run the same command and reach the TF_CONFIG addresses)")
+                               f"(every worker must run the same command and reach the TF_CONFIG addresses){again}")
 
 
 def _default(options: dict) -> Distribution:

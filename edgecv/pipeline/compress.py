@@ -52,13 +52,30 @@ def base_recipe(recipe: str | None, out: Path | None, resume: bool) -> tuple[dic
     """The raw recipe --recipe stands for, and the run's recipe file when it came from there: the one
     given; else, when resuming a run that has one, the recipe that run recorded (its teacher, data and
     --set values included), so `compress -o RUN --resume` continues whatever recipe RUN was started
-    with; else the quickstart."""
-    recorded = out / RECIPE_FILE if out is not None else None
+    with (on a multi_worker machine other than the chief's, the one its own folder recorded); else
+    the quickstart."""
+    recorded = _recorded_recipe(out) if out is not None else None
     if recipe is None and resume and recorded is not None and recorded.is_file():
         # a damaged record cannot be fixed by hand (state.json's hash would disown the edit)
         fix = "pass --recipe with the recipe and options this run was started with, or --force to start it over"
         return load_raw(str(recorded), fix=fix), recorded
     return load_raw(recipe or DEFAULT_RECIPE), None
+
+
+def _recorded_recipe(out: Path) -> Path:
+    """RUN/recipe.yaml; on a worker other than the chief (TF_CONFIG's task), which holds no RUN, its own
+    folder's where it has one."""
+    import os
+
+    from edgecv.compress.strategy import parse_tf_config
+    from edgecv.errors import DistributeError
+
+    try:
+        index = parse_tf_config(os.environ.get("TF_CONFIG")).worker_index
+    except DistributeError:
+        index = 0  # no cluster here: compress says what is wrong with TF_CONFIG if the recipe needs one
+    own = worker_folder(out, index) / RECIPE_FILE if index else None
+    return own if own is not None and own.is_file() else out / RECIPE_FILE
 
 
 def default_out(recipe: dict) -> Path:
@@ -249,7 +266,8 @@ def _keep_what_every_worker_finished(ctx, dist, console: Console) -> None:
     dropped = run.rerun_from(training[agreed.kept]) if agreed.kept < len(training) else []
     if dropped:
         said = '; '.join(agreed.short) or f"{run.root} holds stages past one it lacks"
-        console.print(f"  ↻ {said}: every worker reruns {', '.join(training[agreed.kept:])}", highlight=False)
+        rerun = [name for name in training[agreed.kept:] if STAGES[name].enabled(recipe)]
+        console.print(f"  ↻ {said}: every worker reruns {', '.join(rerun)}", highlight=False)
         if dist.is_chief:
             _drop_report(run.root)
 

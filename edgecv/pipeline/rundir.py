@@ -11,6 +11,10 @@ earlier stage's, and the leading stages whose key is the same under the run's re
 recipe are kept, so a new prune schedule reruns prune and what follows it on the same distilled
 student, and a new quantize.max_drop reruns export on, not QAT.
 
+Under multi_worker each other worker keeps a run directory of its own (compress.worker_folder)
+that records the chief's `run_id`; on --resume all workers keep only the leading stages every one
+of them holds (rerun_from).
+
 The process working on a run holds an flock on `.edgecv.lock` in it (the file names its PID), so a
 second compress or `--resume` cannot start, and delete partial folders, while the first still runs.
 """
@@ -234,7 +238,7 @@ class RunDir:
 
     def _drop_changed_stages(self) -> list[str]:
         """Forget the stages from the first changed one on and record the new recipe's hash."""
-        dropped = self._forget_after(self._unchanged(self.state))
+        dropped = self._forget_all_but(self._unchanged(self.state))
         self.state["recipe_hash"] = recipe_hash(self.recipe)
         self.state["files"] = self._files_to_record(self.state)
         self._save_state()
@@ -245,11 +249,11 @@ class RunDir:
         returns those that were finished or skipped. `stage`'s own epoch checkpoint stays: the workers
         go on from it where all of them hold the same epoch (compress._same_epoch_on_every_worker)."""
         names = list(self.stages)
-        dropped = self._forget_after(names[:names.index(stage)], keep_checkpoint=stage)
+        dropped = self._forget_all_but(names[:names.index(stage)], keep_checkpoint=stage)
         self._save_state()
         return dropped
 
-    def _forget_after(self, kept: list[str], keep_checkpoint: str | None = None) -> list[str]:
+    def _forget_all_but(self, kept: list[str], keep_checkpoint: str | None = None) -> list[str]:
         """Forget the stages not in `kept` (their folders first, so a kill in between leaves them not
         done), without saving state.json; returns those it had recorded."""
         dropped = [name for name in self.stages if name not in kept and name in self.state["stages"]]
