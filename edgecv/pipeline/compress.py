@@ -54,8 +54,8 @@ def base_recipe(recipe: str | None, out: Path | None, resume: bool) -> tuple[dic
     --set values included), so `compress -o RUN --resume` continues whatever recipe RUN was started
     with (on a multi_worker machine other than the chief's, the one its own folder recorded); else
     the quickstart."""
-    recorded = _recorded_recipe(out) if out is not None else None
-    if recipe is None and resume and recorded is not None and recorded.is_file():
+    recorded = _recorded_recipe(out) if recipe is None and resume and out is not None else None
+    if recorded is not None and recorded.is_file():
         # a damaged record cannot be fixed by hand (state.json's hash would disown the edit)
         fix = "pass --recipe with the recipe and options this run was started with, or --force to start it over"
         return load_raw(str(recorded), fix=fix), recorded
@@ -74,8 +74,11 @@ def _recorded_recipe(out: Path) -> Path:
         index = parse_tf_config(os.environ.get("TF_CONFIG")).worker_index
     except DistributeError:
         index = 0  # no cluster here: compress says what is wrong with TF_CONFIG if the recipe needs one
-    own = worker_folder(out, index) / RECIPE_FILE if index else None
-    return own if own is not None and own.is_file() else out / RECIPE_FILE
+    if index:
+        own = worker_folder(out, index) / RECIPE_FILE
+        if own.is_file():
+            return own
+    return out / RECIPE_FILE
 
 
 def default_out(recipe: dict) -> Path:
