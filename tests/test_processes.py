@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -177,6 +178,22 @@ def _finished_run(root, recipe, files=None):
         run.finish_stage(name, partial, {"stage": name}, 1.0, stage.folder)
     run.unlock()
     return run
+
+
+def test_a_worker_reruns_every_stage_from_the_first_it_lacks_and_keeps_only_that_stages_epochs(tmp_path):
+    """multi_worker --resume (compress._keep_what_every_worker_finished): a worker's folder that lost
+    prune but holds quantize reruns both, or it would skip quantize while the others run it and their
+    collective ops would never pair up; prune's epoch checkpoint stays for the workers to compare."""
+    from edgecv.pipeline.recipe import defaults
+
+    run = _finished_run(tmp_path / "run.worker-2", defaults())
+    for name in ("prune", "quantize"):
+        (run.checkpoint_dir(name) / "chief").mkdir(parents=True)
+    shutil.rmtree(run.stage_dir("prune"))
+    assert run.rerun_from("prune") == ["prune", "quantize", "export", "evaluate", "profile"]
+    assert list(json.loads((run.root / "state.json").read_text())["stages"]) == ["teacher", "distill"]
+    assert run.is_done("distill") and not run.stage_dir("quantize").exists()
+    assert run.checkpoint_dir("prune").is_dir() and not run.checkpoint_dir("quantize").exists()
 
 
 def test_every_recipe_section_is_read_by_a_stage_or_listed_as_read_by_none():

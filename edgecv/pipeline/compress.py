@@ -184,8 +184,9 @@ def _run_stages(recipe: dict, files: dict[str, str], out: Path, resume: bool, fo
     ds = ctx.dataset
     dist.check_same_data(ds.fingerprint())
     # a damaged image file TensorFlow cannot decode is named, however deep into training it is reached
-    fix = (f"rerun `edgecv compress -o {out} --resume` (finished stages and epochs are kept)" if dist.workers == 1
-           else "rerun the same command with --resume on every worker (finished stages are kept)")
+    rerun = f"rerun `edgecv compress -o {out} --resume`" if dist.workers == 1 else \
+        "rerun the same command with --resume on every worker"
+    fix = f"{rerun} (finished stages and epochs are kept)"
     with undecodable_images_named([ds.train, ds.test], ds.source, fix=fix):
         _open_run(ctx, out, resume, force, console)
         _keep_what_every_worker_finished(ctx, dist, console)
