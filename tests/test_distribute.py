@@ -364,13 +364,10 @@ def test_two_workers_train_together_resume_when_preempted_and_the_chief_writes_t
     timeout stopped both workers then; so did a CI run on a busy machine); both machines are killed
     once each saved distillation's first epoch; `--out RUN --resume` alone on each (a worker reads
     the recipe its own folder recorded) keeps the teacher and goes on from that epoch on both."""
-    from edgecv.compress.training import CHECKPOINT_CLOCK
-
     out = tmp_path / "run"
-    clocks = [f / ".distill.checkpoint" / CHECKPOINT_CLOCK for f in (out, tmp_path / "run.worker-2")]
     codes, logs, _ = _run_workers(tmp_path, [["--out", out, *TINY, "--set", "distill.epochs=2"]] * 2,
                                   timeout=WORKER_TIMEOUT, pause=(1, "teacher epoch 1/2", 30),
-                                  kill_when=lambda: all(_saved_epochs(c) == 1 for c in clocks))
+                                  kill_when=_distill_saved([out, tmp_path / "run.worker-2"], 1))
     assert codes == [-signal.SIGKILL] * 2, "\n\n".join(t[-4000:] for t in logs)  # neither stopped by itself
     assert all("✓ teacher" in log and "✓ distill" not in log for log in logs), "\n\n".join(logs)
 
@@ -408,12 +405,12 @@ def _done_earlier(log: str) -> list[str]:
     return re.findall(r"✓ (\w+) +done earlier", log)
 
 
-def _saved_epochs(clock: Path) -> int | None:
-    """The epochs a worker's checkpoint clock says its checkpoint holds (written after the checkpoint)."""
-    try:
-        return json.loads(clock.read_text())["epochs"]
-    except (OSError, ValueError, KeyError):
-        return None
+def _distill_saved(folders: list[Path], epochs: int):
+    """A kill_when: true once every worker's folder holds a distillation checkpoint of `epochs` epochs,
+    as its clock says (written after the checkpoint; 0 while there is none)."""
+    from edgecv.compress.training import _checkpoint_clock_field
+
+    return lambda: all(_checkpoint_clock_field(f / ".distill.checkpoint", "epochs", int) == epochs for f in folders)
 
 
 @pytest.mark.long  # CI runs the two-phase case above; this one adds a lost checkpoint and a lost stage
@@ -422,20 +419,14 @@ def test_a_preempted_multi_worker_run_resumes_from_the_stages_and_epochs_every_w
     epoch each worker's own checkpoint holds; where one worker lost its checkpoint, the stage starts
     over on both; a worker whose folder lost a stage the chief holds makes every worker rerun it
     (their collective ops must pair up)."""
-    from edgecv.compress.training import CHECKPOINT_CLOCK
-
     out, folders = tmp_path / "run", [tmp_path / "run", tmp_path / "run.worker-2"]
     args = ["--out", out, *TINY, "--set", "distill.epochs=3"]
     resume = [[*args, "--resume"]] * 2
 
-    def saved(epochs):  # by both workers
-        clocks = [f / ".distill.checkpoint" / CHECKPOINT_CLOCK for f in folders]
-        return lambda: all(_saved_epochs(c) == epochs for c in clocks)
-
-    codes, logs, _ = _run_workers(tmp_path, [args] * 2, timeout=WORKER_TIMEOUT, kill_when=saved(1))
+    codes, logs, _ = _run_workers(tmp_path, [args] * 2, timeout=WORKER_TIMEOUT, kill_when=_distill_saved(folders, 1))
     assert all("✓ teacher" in log and "✓ distill" not in log for log in logs), "\n\n".join(logs)
 
-    codes, logs, _ = _run_workers(tmp_path, resume, timeout=WORKER_TIMEOUT, kill_when=saved(2))
+    codes, logs, _ = _run_workers(tmp_path, resume, timeout=WORKER_TIMEOUT, kill_when=_distill_saved(folders, 2))
     assert _done_earlier(logs[0]) == _done_earlier(logs[1]) == ["teacher"], "\n\n".join(logs)
     assert "continuing from its checkpoint after epoch 1/3" in logs[0]  # each from its own checkpoint
     assert "worker 2 of 2: distill epoch 2/3" in logs[1] and "distill epoch 1/3" not in logs[1]
