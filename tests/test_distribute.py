@@ -486,7 +486,7 @@ def test_another_workers_failure_becomes_one_line(text, cause):
     error = dist.peer_failure(errors.UnavailableError(None, None, text))
     assert error is not None and cause in str(error) and "\n" not in str(error)
     # a lost worker's run goes on with --resume; one that failed says its own fix
-    assert ("run the same command with --resume on each" in str(error)) == ("failed:" not in cause)
+    assert ("run the same command with --resume on every worker to go on" in str(error)) == ("failed:" not in cause)
     assert dist.peer_failure(errors.InvalidArgumentError(None, None, "shapes differ")) is None  # a bug stays a traceback
     assert dist.peer_failure(ValueError(text)) is None
 

@@ -36,6 +36,7 @@ _CHIEF_KEY_TIMEOUT_MS = 10 * 60 * 1000  # the chief publishes them once the clus
 # without a word (SIGKILL, out of memory) stops the others only after this long (measured: 141 s
 # after a SIGKILL, with 120 s)
 HEARTBEAT_TIMEOUT_S = 120
+RESUME_EVERY_WORKER = "the same command with --resume on every worker"  # how a stopped multi_worker run goes on
 TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                      '"task": {"type": "worker", "index": 0}}\' (index 1 on the second machine)')
 
@@ -308,8 +309,8 @@ class Distribution:
             cause = "another worker stopped or cannot be reached"
         else:
             return None
-        again = ("" if reported and not silent else "; once every machine is back, run the same command with --resume "
-                 "on each to go on from the last finished epoch")
+        again = ("" if reported and not silent else
+                 f"; once every machine is back, run {RESUME_EVERY_WORKER} to go on from the last finished epoch")
         return DistributeError(f"multi_worker run stopped on {self.label}: {cause[:300]}; see that worker's output "
                                f"(every worker must run the same command and reach the TF_CONFIG addresses){again}")
 

@@ -168,7 +168,7 @@ def _worker_folder_mode(run: RunDir, resume: bool, console: Console, dist) -> tu
 def _run_stages(recipe: dict, files: dict[str, str], out: Path, resume: bool, force: bool, console: Console,
                 trust_model: bool, dist, *, train_only: bool = False) -> dict | None:
     """files: setting_file_hashes of the recipe, kept in state.json for --resume."""
-    from edgecv.compress.strategy import devices
+    from edgecv.compress.strategy import RESUME_EVERY_WORKER, devices
     from edgecv.data.pipeline import undecodable_images_named
     from edgecv.pipeline.context import RunContext
     from edgecv.pipeline.stages import STAGES
@@ -184,8 +184,7 @@ def _run_stages(recipe: dict, files: dict[str, str], out: Path, resume: bool, fo
     ds = ctx.dataset
     dist.check_same_data(ds.fingerprint())
     # a damaged image file TensorFlow cannot decode is named, however deep into training it is reached
-    rerun = f"rerun `edgecv compress -o {out} --resume`" if dist.workers == 1 else \
-        "rerun the same command with --resume on every worker"
+    rerun = f"rerun `edgecv compress -o {out} --resume`" if dist.workers == 1 else f"rerun {RESUME_EVERY_WORKER}"
     fix = f"{rerun} (finished stages and epochs are kept)"
     with undecodable_images_named([ds.train, ds.test], ds.source, fix=fix):
         _open_run(ctx, out, resume, force, console)
