@@ -300,6 +300,9 @@ def test_eval_of_one_score_without_its_kind_is_refused(tmp_path):
      'damaged (stages.export.result.artefacts is "x" (text), not an object)'),
     ('{"recipe_hash": "ab", "stages": {"evaluate": {"status": "done", "wall_s": 1, "result": null}}}',
      "damaged (stages.evaluate.result is null, not an object)"),
+    # deleted, not null: the report would have lacked the stage's figures
+    ('{"recipe_hash": "ab", "stages": {"prune": {"status": "done", "wall_s": 1}}}',
+     "damaged (stages.prune is done but has no result)"),
 ])
 def test_resume_with_a_damaged_state_json(tmp_path, state, fragment):
     run = tmp_path / "run"

@@ -114,7 +114,11 @@ def stages_problem(stages: dict) -> str | None:
     where = "stages.evaluate.result.artefacts"
     if _bad(evaluated, _objects):
         return _wrong(evaluated, where, _objects)
-    return _artefacts_problem(evaluated or [], where) or _first_wrong(_stage_checks(stages))
+    # state.json's finished stages always hold a result (report.json's evaluate gives its rows to artefacts[])
+    lost = next((name for name, s in stages.items() if isinstance(s, dict) and s.get("status") == "done"
+                 and "result" not in s), None)
+    return (_artefacts_problem(evaluated or [], where) or _first_wrong(_stage_checks(stages))
+            or (lost and f"stages.{lost} is done but has no result"))
 
 
 def _artefacts_problem(arts: list, where: str) -> str | None:
