@@ -99,6 +99,19 @@ def is_whole(value) -> bool:
     return is_number(value) and float(value).is_integer()
 
 
+_JSON_TYPES = {str: "text", bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}
+
+
+def shown(value) -> str:
+    """`"0.91" (text)`: a value read from a user's JSON or YAML file as it stands there (null, not Python's
+    None), and what type it is, for a message naming what is wrong with it."""
+    if value is None:
+        return "null"
+    text = json.dumps(value, default=str)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return f"{text} ({_JSON_TYPES.get(type(value), type(value).__name__)})"
+
+
 def write_bytes_atomic(path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

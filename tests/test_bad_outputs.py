@@ -257,11 +257,11 @@ def test_write_checks_leave_nothing_behind(tmp_path):
     ('{"class_names": "abc", "preprocessing": {"height": 8, "width": 8, "channels": 3}}', ["class_names"]),
     ('[]', ["m.tflite.json", "no preprocessing spec"]),
     ('{"class_names": ["a"], "preprocessing": {"height": 8, "width": 8, "channels": 3, "normalization": "unit"}, '
-     '"outputs": "softmax"}', ["m.tflite.json", "outputs is 'softmax'", "sigmoid, binary_logit"]),
+     '"outputs": "softmax"}', ["m.tflite.json", "outputs is \"softmax\" (text)", "sigmoid, binary_logit"]),
     # these three ended in numpy tracebacks (a 5 PiB allocation; a string and a 2-vector as a per-channel scale)
     ('{"preprocessing": {"height": 1e12, "width": 8, "channels": 3}}', ["m.tflite.json", "from 1 to 8192"]),
     ('{"preprocessing": {"height": 8, "width": 8, "channels": 3, "channel_scale": "x", "channel_offset": [0, 0, 0]}}',
-     ["m.tflite.json", "channel_scale 'x' is not a list of numbers"]),
+     ["m.tflite.json", "channel_scale \"x\" (text) is not a list of numbers"]),
     ('{"preprocessing": {"height": 8, "width": 8, "channels": 3, "channel_scale": [1, 2], "channel_offset": [0, 0]}}',
      ["m.tflite.json", "channel_scale [1, 2] is not 3 finite numbers"]),
     ('{"preprocessing": {"height": 7.5, "width": 8, "channels": 3}}', ["m.tflite.json", "give whole numbers"]),

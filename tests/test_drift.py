@@ -94,11 +94,11 @@ def test_reference_is_compact_and_round_trips(shipped):
     (lambda r: r.observation.predicted.__setitem__(0, 99), "predictions of class 99 but names"),
     (lambda r: r.observation.statistics["brightness"].__setitem__(0, np.nan), "NaN or infinite statistics"),
     # header fields the check reads: each was a TypeError or KeyError (a fuzz of the header, stop 50)
-    (lambda r: r.header.update(artefact_sha256=None), "header's artefact_sha256 is None, not text"),
-    (lambda r: r.header.update(images=[1000]), r"header names \[1000\] images, not a whole number above 0"),
-    (lambda r: r.header.update(original_size="32x32"), r"header's original_size is '32x32', not \[height, width\]"),
-    (lambda r: r.header.update(class_names=[0, 1]), r"header's class_names is \[0, 1\], not a list of names"),
-    (lambda r: r.header.update(preprocessing=[32, 32, 1]), r"preprocessing \(the preprocessing is \[32, 32, 1\], not"),
+    (lambda r: r.header.update(artefact_sha256=None), "header's artefact_sha256 is null, not text"),
+    (lambda r: r.header.update(images=[1000]), r"header's images is \[1000\] \(a list\), not a whole number above 0"),
+    (lambda r: r.header.update(original_size="32x32"), r"header's original_size is \"32x32\" \(text\), not \[height, width\]"),
+    (lambda r: r.header.update(class_names=[0, 1]), r"header's class_names is \[0, 1\] \(a list\), not a list of names"),
+    (lambda r: r.header.update(preprocessing=[32, 32, 1]), r"preprocessing \(the preprocessing is \[32, 32, 1\] \(a list\), not"),
     (lambda r: r.header["preprocessing"].update(normalization=["unit"]), "unknown normalization"),
 ])
 def test_a_hand_edited_reference_is_malformed_not_drift(shipped, tmp_path, damage, fragment):

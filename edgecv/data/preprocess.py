@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from edgecv.errors import DataError
-from edgecv.fileio import is_number, is_whole
+from edgecv.fileio import is_number, is_whole, shown
 
 # a side past this is a damaged sidecar or header, not a classifier input (numpy then asked for petabytes)
 MAX_SIDE = 8192
@@ -96,16 +96,16 @@ class PreprocessSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "PreprocessSpec":
         if not isinstance(d, dict):
-            raise DataError(f"the preprocessing is {d!r}, not an object with height, width and channels")
+            raise DataError(f"the preprocessing is {shown(d)}, not an object with height, width and channels")
         missing = [k for k in ("height", "width", "channels") if k not in d]
         if missing:
             raise DataError(f"it has no {' or '.join('preprocessing.' + k for k in missing)}")
         sizes = [d[k] for k in ("height", "width", "channels")]
         if not all(map(is_whole, sizes)):
-            raise DataError(f"height, width and channels are {', '.join(map(repr, sizes))}: give whole numbers")
+            raise DataError(f"height, width and channels are {', '.join(map(shown, sizes))}: give whole numbers")
         for name in ("channel_scale", "channel_offset"):
             if d.get(name) is not None and not isinstance(d[name], list | tuple):
-                raise DataError(f"{name} {d[name]!r} is not a list of numbers, one per input channel")
+                raise DataError(f"{name} {shown(d[name])} is not a list of numbers, one per input channel")
         affine = {k: tuple(d[k]) for k in ("channel_scale", "channel_offset") if d.get(k) is not None}
         return cls(*map(int, sizes), d.get("normalization", "unit"), **affine)
 

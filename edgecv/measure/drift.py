@@ -26,7 +26,7 @@ from edgecv.data.preprocess import adapt_channels, resize_bilinear
 from edgecv.data.sampling import balanced_indices
 from edgecv.data.sources import ImageSplit, image_headers, labels_by_name
 from edgecv.errors import DataError, DriftError
-from edgecv.fileio import atomic_path, is_whole
+from edgecv.fileio import atomic_path, is_whole, shown
 from edgecv.measure.bench import file_sha256
 from edgecv.runtime import Runner, load_metadata
 
@@ -301,7 +301,7 @@ def load_reference(path) -> Reference:
                                                                   "embedding_explained", "embedding")))
                  if "embedding_basis" in got else None)
     if not isinstance(header, dict) or header.get("format") != REFERENCE_FORMAT:
-        raise DriftError(f"{path} is a drift reference of another format ({header.get('format') if isinstance(header, dict) else header!r}, "
+        raise DriftError(f"{path} is a drift reference of another format ({shown(header.get('format') if isinstance(header, dict) else header)}, "
                          f"this edgecv reads {REFERENCE_FORMAT}); {rebuild}")
     problem = _header_problem(header)
     if problem:
@@ -346,14 +346,14 @@ def _header_problem(header: dict) -> str | None:
 
     text = next((k for k in ("artefact", "artefact_sha256", "source") if not isinstance(header.get(k), str)), None)
     if text:
-        return f"its header's {text} is {header.get(text)!r}, not text"
+        return f"its header's {text} is {shown(header.get(text))}, not text"
     if not whole(header.get("images")):
-        return f"its header names {header.get('images')!r} images, not a whole number above 0"
+        return f"its header's images is {shown(header.get('images'))}, not a whole number above 0"
     names, size = header.get("class_names", []), header.get("original_size")
     if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-        return f"its header's class_names is {names!r}, not a list of names"
+        return f"its header's class_names is {shown(names)}, not a list of names"
     if size is not None and not (isinstance(size, list) and len(size) == 2 and all(map(whole, size))):
-        return f"its header's original_size is {size!r}, not [height, width] in pixels"
+        return f"its header's original_size is {shown(size)}, not [height, width] in pixels"
     return None
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edgecv import __version__
 from edgecv.errors import ReportError
-from edgecv.fileio import is_number, is_whole
+from edgecv.fileio import is_number, is_whole, shown
 
 SCHEMA_VERSION = 1
 REPORT_JSON = "report.json"
@@ -285,14 +285,5 @@ def _wrong(value, where: str, kind) -> str:
     return f"{where} is {_shown(value)}, not {_KINDS[kind]}"
 
 
-_JSON_TYPES = {str: "text", bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object",
-               type(None): "null"}
-
-
 def _shown(value) -> str:
-    """`"0.91" (text)`: a value as it stands in the file, and what JSON type it is."""
-    if value is NULL:
-        return "null"
-    text = json.dumps(value)
-    text = text if len(text) <= 40 else text[:37] + "..."
-    return f"{text} ({_JSON_TYPES.get(type(value), type(value).__name__)})"
+    return shown(None if value is NULL else value)

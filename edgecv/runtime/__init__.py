@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edgecv.fileio import shown
 from edgecv.runtime.base import (BINARY_LOGIT_NOTE, ONE_SCORE_OUTPUTS, RECORDED_OUTPUTS, InputSpec, Runner,
                                  widen_one_score)
 from edgecv.runtime.litert import LiteRTRunner
@@ -99,7 +100,7 @@ def _checked_metadata(text: str, source: str, fix: str) -> dict:
         raise ModelError(f"{source} is malformed: it has no preprocessing spec; {fix}")
     outputs = meta.get("outputs")
     if outputs is not None and outputs not in RECORDED_OUTPUTS:
-        raise ModelError(f"{source} is malformed: outputs is {outputs!r}, not one of {', '.join(RECORDED_OUTPUTS)}; {fix}")
+        raise ModelError(f"{source} is malformed: outputs is {shown(outputs)}, not one of {', '.join(RECORDED_OUTPUTS)}; {fix}")
     try:
         PreprocessSpec.from_dict(spec)
     except (EdgecvError, TypeError, ValueError) as e:
