@@ -203,11 +203,20 @@ FLIP_48_UNPRUNED_PTQ = best_student_with(
     flag_help="--flip-48-unpruned's distilled student, post-training quantized instead of QAT, from a copy of "
               "that run (results/fashion-mnist-flip-48-unpruned-ptq.json)")
 
+# Whether 48 epochs' 93.20 % is typical (issue 17): the one target it missed, top-1 at least the by-hand PTQ's
+# (93.26 %), was missed by 0.06 pt, within one paired standard error (0.18 pt). The same settings with another
+# seed for the student's held-out split, initial weights, data order and flips; the teacher and its PTQ stay seed 0.
+FLIP_48_UNPRUNED_SEED1 = best_student_with(
+    FLIP_48_UNPRUNED, {"seed": 1}, name="fashion-mnist-flip-48-unpruned-seed1",
+    section=("FASHION-MNIST-FLIP-48-UNPRUNED-SEED1", "The 48-epoch student with another seed"),
+    flag_help="--flip-48-unpruned with the student's seed 1, distilled here (about 2 h on 2 cores; "
+              "results/fashion-mnist-flip-48-unpruned-seed1.json)")
+
 # every mode by its command-line flag (None: no flag, the full run)
 MODES = {None: FULL, "quick": QUICK, "longer": LONGER, "flip": FLIP, "longer-flip": LONGER_FLIP,
          "longer-flip-unpruned": LONGER_FLIP_UNPRUNED, "flip-48-unpruned": FLIP_48_UNPRUNED,
          "flip-96-unpruned": FLIP_96_UNPRUNED, "flip-48-unpruned-qat2": FLIP_48_UNPRUNED_QAT2,
-         "flip-48-unpruned-ptq": FLIP_48_UNPRUNED_PTQ}
+         "flip-48-unpruned-ptq": FLIP_48_UNPRUNED_PTQ, "flip-48-unpruned-seed1": FLIP_48_UNPRUNED_SEED1}
 
 
 def step(log: StepLog, label: str, argv: list[str], resume_argv: list[str] | None = None) -> float:

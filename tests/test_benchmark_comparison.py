@@ -153,6 +153,11 @@ def test_the_flip_modes_change_only_the_augmentation_and_epochs_and_have_their_o
     assert flip_96.students["mobilenetv3-small-int8"] == {**flip_48.students["mobilenetv3-small-int8"],
                                                           "distill.epochs": 96}
     assert (flip_96.starts_from, flip_96.baselines, flip_96.ablation) == (None, run.FLIP.baselines, False)
+    # --flip-48-unpruned-seed1: the student's seed, nothing else changed (the teacher is seed 0 in every mode)
+    seed1 = run.FLIP_48_UNPRUNED_SEED1
+    assert seed1.students["mobilenetv3-small-int8"] == {**flip_48.students["mobilenetv3-small-int8"], "seed": 1}
+    assert (seed1.starts_from, seed1.baselines, seed1.ablation, seed1.common) == (None, run.FLIP.baselines, False,
+                                                                                 flip_48.common)
     # every mode but the full run has a flag, with its help
     assert all(s.flag_help for flag, s in run.MODES.items() if flag is not None)
     sections = [s.section for s in run.MODES.values() if s.section]
