@@ -80,7 +80,7 @@ def test_wrong_type(tmp_path):
 
 def test_unknown_student_arch(tmp_path):
     assert_user_error(_compress("--set", "student.arch=resnet9000", "--out", tmp_path / "run"),
-                      "'student.arch' has 'resnet9000'", "mobilenet_v2")
+                      "'student.arch' has \"resnet9000\" (text)", "mobilenet_v2")
 
 
 def test_output_dir_is_a_file(tmp_path):

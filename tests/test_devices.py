@@ -157,7 +157,7 @@ def test_missing_required_key(tmp_path):
 
 def test_wrong_type(tmp_path):
     msg = _broken(tmp_path, lambda d: d["memory"].update(gb="four"))
-    assert "'memory.gb' must be a number" in msg and "'four'" in msg
+    assert "'memory.gb' must be a number" in msg and '"four" (text)' in msg
 
 
 def test_wrong_type_in_list_item(tmp_path):
@@ -172,7 +172,7 @@ def test_unknown_key(tmp_path):
 
 def test_bad_choice(tmp_path):
     msg = _broken(tmp_path, lambda d: d["best_artefacts"][0].update(format="tflite-int4"))
-    assert "'best_artefacts[0].format' is 'tflite-int4'" in msg and "tflite-int8" in msg
+    assert "'best_artefacts[0].format' is \"tflite-int4\" (text)" in msg and "tflite-int8" in msg
 
 
 def test_runtime_must_run_the_format(tmp_path):

@@ -35,7 +35,7 @@ def test_a_distill_preset_fills_only_the_keys_the_recipe_leaves_out():
     mine = validate(apply_overrides({"distill": {"epochs": 12}},
                                     ["distill.preset=patient", "distill.augment.flip=false"]))["distill"]
     assert mine["epochs"] == 12 and mine["augment"]["flip"] is False and mine["augment"]["mixup"] == 0.2
-    with pytest.raises(RecipeError, match="'distill.preset' has 'slow'; allowed values: quick, patient"):
+    with pytest.raises(RecipeError, match="'distill.preset' has \"slow\" \\(text\\); allowed values: quick, patient"):
         validate({"distill": {"preset": "slow"}})
     with pytest.raises(RecipeError, match="'distill.preset' must be a string, got \\[1\\]"):  # was a TypeError
         validate({"distill": {"preset": [1]}})
@@ -51,7 +51,7 @@ def test_a_distill_preset_fills_only_the_keys_the_recipe_leaves_out():
     ({"student": {"arch": "resnet9000"}}, "allowed values: mobilenet_v2"),
     ({"distill": {"epochs": 2.5}}, "must be a whole number"),
     ({"prune": {"enabled": "yes"}}, "must be true or false"),
-    ({"export": {"formats": ["tflite-int8", "gif"]}}, "'gif'"),
+    ({"export": {"formats": ["tflite-int8", "gif"]}}, '"gif" (text)'),
     ({"prune": 3}, "'prune' must be a mapping"),
     ({"distill": {"epochs": None}}, "may not be empty"),
     ({"gates": {"checks": ["top1 max-drop 0.5", "accuracy >= 0.9"]}}, "'gates.checks': bad check 'accuracy >= 0.9'"),

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 import yaml
 
 from edgecv.errors import DeviceError
-from edgecv.fileio import read_yaml
+from edgecv.fileio import read_yaml, shown
 from edgecv.resources import shipped_dir
 
 KINDS = ("sbc", "jetson", "phone", "host")
@@ -180,8 +180,7 @@ def _check(value: Any, spec: Any, key: str, source: str, is_host: bool) -> None:
             return
         raise DeviceError(f"{source}: '{key}' may not be empty; give {_TYPE_WORDS[spec.type]} ({spec.help})")
     if not _type_ok(spec.type, value):
-        raise DeviceError(f"{source}: '{key}' must be {_TYPE_WORDS[spec.type]}, got {value!r} "
-                          f"({type(value).__name__}); {spec.help}")
+        raise DeviceError(f"{source}: '{key}' must be {_TYPE_WORDS[spec.type]}, got {shown(value)}; {spec.help}")
     if spec.type == "float" and not math.isfinite(value):
         raise DeviceError(f"{source}: '{key}' is {value}; give a finite number ({spec.help})")
     if spec.type == "float" and (value < 0 or (spec.above_zero and value == 0)):  # counts have rules of their own
@@ -189,7 +188,7 @@ def _check(value: Any, spec: Any, key: str, source: str, is_host: bool) -> None:
     if spec.most is not None and value > spec.most:
         raise DeviceError(f"{source}: '{key}' is {value}, more than the {spec.most} edgecv can price; {spec.help}")
     if spec.choices is not None and value not in spec.choices:
-        raise DeviceError(f"{source}: '{key}' is {value!r}; allowed: {', '.join(spec.choices)}")
+        raise DeviceError(f"{source}: '{key}' is {shown(value)}; allowed: {', '.join(spec.choices)}")
     if spec.type in ("list", "map") and len(value) < spec.min_items:
         raise DeviceError(f"{source}: '{key}' needs at least {spec.min_items} item(s); {spec.help}")
     if spec.type == "list":

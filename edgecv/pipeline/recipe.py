@@ -16,7 +16,7 @@ from edgecv.compress.strategy import HEARTBEAT_TIMEOUT_S, STRATEGIES
 from edgecv.data.preprocess import NORMALIZATIONS
 from edgecv.devices import load_profile
 from edgecv.errors import EdgecvError, RecipeError
-from edgecv.fileio import read_yaml
+from edgecv.fileio import read_yaml, shown
 from edgecv.export.formats import FORMATS
 from edgecv.gate.checks import parse_check
 from edgecv.models.students import STUDENTS
@@ -238,7 +238,7 @@ def _check_value(key: str, field: Field, value: Any) -> Any:
     }[t]
     if not ok:
         want = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string", "list": "a list"}[t]
-        raise RecipeError(f"recipe key '{key}' must be {want}, got {value!r} ({type(value).__name__}); {field.help}")
+        raise RecipeError(f"recipe key '{key}' must be {want}, got {shown(value)}; {field.help}")
     if t == "float":
         try:
             value = float(value)
@@ -252,7 +252,7 @@ def _check_value(key: str, field: Field, value: Any) -> Any:
         bad = [v for v in items if v not in field.choices]
         if bad:
             allowed = ", ".join(str(c) for c in field.choices)
-            raise RecipeError(f"recipe key '{key}' has {bad[0]!r}; allowed values: {allowed}")
+            raise RecipeError(f"recipe key '{key}' has {shown(bad[0])}; allowed values: {allowed}")
     if field.parse is not None:
         for v in items:
             try:
