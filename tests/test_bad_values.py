@@ -292,8 +292,8 @@ def test_a_binary_file_given_as_yaml_is_named_not_a_traceback(tmp_path):
     (lambda b: b.pop("results"), "no results"),
     (lambda b: b.update(results=[]), "no results"),
     (lambda b: b["artefact"].pop("sha256"), "no artefact file, sha256 and runtime_version"),
-    (lambda b: b["results"][0].update(threads="two"), "threads and runs are 'two'"),
-    (lambda b: b["results"][0].update(p50_ms=float("nan")), "p50_ms nan"),
+    (lambda b: b["results"][0].update(threads="two"), "threads and runs are \"two\" (text)"),
+    (lambda b: b["results"][0].update(p50_ms=float("nan")), "p50_ms NaN (a number)"),
     (lambda b: b["results"][0].update(p50_ms=-1.0), "p50_ms -1.0"),
     (lambda b: b["results"][0].update(p50_ms=0), "p50_ms 0 "),
 ])

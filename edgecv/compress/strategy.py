@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from edgecv.errors import DistributeError
+from edgecv.fileio import shown
 
 CPU_REPLICAS = 2  # logical CPU devices `mirrored` makes on a machine without a GPU
 GRADIENT_PACK_BYTES = 32 * 2**20  # multi_worker all-reduces gradients in packs of up to this size
@@ -86,7 +87,7 @@ def parse_tf_config(text: str | None) -> ClusterTask:
         raise bad(f"TF_CONFIG's cluster has {', '.join(other)} tasks; edgecv trains with 'chief' and 'worker' only")
     for job, hosts in cluster.items():
         if not isinstance(hosts, list) or not hosts or not all(_is_address(h) for h in hosts):
-            raise bad(f"TF_CONFIG's cluster.{job} must be a non-empty list of 'host:port' strings, got {hosts!r}")
+            raise bad(f"TF_CONFIG's cluster.{job} must be a non-empty list of 'host:port' strings, got {shown(hosts)}")
     if len(cluster.get("chief", [])) > 1:
         raise bad("TF_CONFIG's cluster.chief must list one address")
     addresses = [*cluster.get("chief", []), *cluster.get("worker", [])]
@@ -96,9 +97,9 @@ def parse_tf_config(text: str | None) -> ClusterTask:
         raise bad("TF_CONFIG's cluster lists an address twice; give each task its own host:port")
     task_type, index = task.get("type"), task.get("index", 0)
     if task_type not in cluster:
-        raise bad(f"TF_CONFIG's task.type is {task_type!r}, not one of the cluster's jobs ({', '.join(cluster)})")
+        raise bad(f"TF_CONFIG's task.type is {shown(task_type)}, not one of the cluster's jobs ({', '.join(cluster)})")
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[task_type]):
-        raise bad(f"TF_CONFIG's task.index is {index!r}; cluster.{task_type} has {len(cluster[task_type])} "
+        raise bad(f"TF_CONFIG's task.index is {shown(index)}; cluster.{task_type} has {len(cluster[task_type])} "
                   f"address(es), so it must be 0 to {len(cluster[task_type]) - 1}")
     return ClusterTask(tuple(addresses), task_type, index, has_chief="chief" in cluster)
 

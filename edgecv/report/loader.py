@@ -44,7 +44,7 @@ def check_report(report, label: str, error: type[Exception] = ReportError, requi
     if not isinstance(report, dict) or "schema_version" not in report:
         raise error(f"{label} is not an edgecv report.json (expected a JSON object with schema_version)")
     if report["schema_version"] != SCHEMA_VERSION:
-        raise error(f"{label} has schema_version {report['schema_version']!r}; this edgecv ({__version__}) reads "
+        raise error(f"{label} has schema_version {_shown(report['schema_version'])}; this edgecv ({__version__}) reads "
                     f"version {SCHEMA_VERSION}: use the edgecv version that wrote it")
     problem = report_problem(report) or next((f"it has no {p}" for p in require if _get(report, p) is None), None)
     if problem:
