@@ -100,6 +100,8 @@ def test_reference_is_compact_and_round_trips(shipped):
     (lambda r: r.header.update(class_names=[0, 1]), r"header's class_names is \[0, 1\] \(a list\), not a list of names"),
     (lambda r: r.header.update(preprocessing=[32, 32, 1]), r"preprocessing \(the preprocessing is \[32, 32, 1\] \(a list\), not"),
     (lambda r: r.header["preprocessing"].update(normalization=["unit"]), "unknown normalization"),
+    # a value quoted as it stands in the header's JSON, not as Python's repr
+    (lambda r: r.header.update(format="1"), r'of another format \("1" \(text\), this edgecv reads 1\)'),
 ])
 def test_a_hand_edited_reference_is_malformed_not_drift(shipped, tmp_path, damage, fragment):
     """A reference predicting class 99 of its 4, or holding a NaN statistic, was compared and reported

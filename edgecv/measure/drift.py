@@ -301,8 +301,9 @@ def load_reference(path) -> Reference:
                                                                   "embedding_explained", "embedding")))
                  if "embedding_basis" in got else None)
     if not isinstance(header, dict) or header.get("format") != REFERENCE_FORMAT:
-        raise DriftError(f"{path} is a drift reference of another format ({shown(header.get('format') if isinstance(header, dict) else header)}, "
-                         f"this edgecv reads {REFERENCE_FORMAT}); {rebuild}")
+        found = shown(header.get("format") if isinstance(header, dict) else header)
+        raise DriftError(f"{path} is a drift reference of another format ({found}, this edgecv reads "
+                         f"{REFERENCE_FORMAT}); {rebuild}")
     problem = _header_problem(header)
     if problem:
         raise DriftError(f"{path} is malformed: {problem}; {rebuild}")

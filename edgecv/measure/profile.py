@@ -45,11 +45,12 @@ def _bench_problem(bench: dict) -> str | None:
         return "no results"
     for r in results:
         if not positive(r.get("threads"), whole=True) or not positive(r.get("runs"), whole=True):
-            return (f"a result's threads and runs are {shown(r.get('threads'))} and {shown(r.get('runs'))}, not whole numbers "
-                    "above 0")
+            return (f"a result's threads and runs are {shown(r.get('threads'))} and {shown(r.get('runs'))}, not "
+                    "whole numbers above 0")
         figure = "p50_ms" if r.get("p50_ms") is not None else "mean_ms"
         if not positive(r.get(figure)) or not (r.get("p90_ms") is None or positive(r.get("p90_ms"))):
-            return f"a result's {figure} {shown(r.get(figure))} or p90_ms {shown(r.get('p90_ms'))} is not a time above 0 ms"
+            return (f"a result's {figure} {shown(r.get(figure))} or p90_ms {shown(r.get('p90_ms'))} is not a time "
+                    "above 0 ms")
     return None
 
 

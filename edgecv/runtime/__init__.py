@@ -100,7 +100,8 @@ def _checked_metadata(text: str, source: str, fix: str) -> dict:
         raise ModelError(f"{source} is malformed: it has no preprocessing spec; {fix}")
     outputs = meta.get("outputs")
     if outputs is not None and outputs not in RECORDED_OUTPUTS:
-        raise ModelError(f"{source} is malformed: outputs is {shown(outputs)}, not one of {', '.join(RECORDED_OUTPUTS)}; {fix}")
+        raise ModelError(f"{source} is malformed: outputs is {shown(outputs)}, not one of "
+                         f"{', '.join(RECORDED_OUTPUTS)}; {fix}")
     try:
         PreprocessSpec.from_dict(spec)
     except (EdgecvError, TypeError, ValueError) as e:
