@@ -211,7 +211,7 @@ FLIP_48_UNPRUNED_PTQ = best_student_with(
 FLIP_48_UNPRUNED_SEED1 = best_student_with(
     FLIP_48_UNPRUNED, {"seed": 1}, name="fashion-mnist-flip-48-unpruned-seed1",
     section=("FASHION-MNIST-FLIP-48-UNPRUNED-SEED1", "The 48-epoch student with another seed"),
-    flag_help="--flip-48-unpruned with the student's seed 1, distilled here (about 2 h on 2 cores; "
+    flag_help="--flip-48-unpruned with the student's seed 1, distilled here (105 min on 2 cores; "
               "results/fashion-mnist-flip-48-unpruned-seed1.json)")
 
 # every mode by its command-line flag (None: no flag, the full run)

@@ -57,7 +57,8 @@ def _tf_config(ports: list[int], index: int) -> str:
     ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 1}}', "task.index is 1"),
     ('{"cluster": {"worker": ["127.0.0.1:1"], "ps": ["127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}',
      "ps tasks"),
-    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "chief", "index": 0}}', "task.type is \"chief\" (text)"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "chief", "index": 0}}',
+     "task.type is \"chief\" (text)"),
 ])
 def test_a_bad_tf_config_is_one_line_naming_it_and_the_fix(tmp_path, config, fragment):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}

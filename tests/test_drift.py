@@ -96,9 +96,12 @@ def test_reference_is_compact_and_round_trips(shipped):
     # header fields the check reads: each was a TypeError or KeyError (a fuzz of the header, stop 50)
     (lambda r: r.header.update(artefact_sha256=None), "header's artefact_sha256 is null, not text"),
     (lambda r: r.header.update(images=[1000]), r"header's images is \[1000\] \(a list\), not a whole number above 0"),
-    (lambda r: r.header.update(original_size="32x32"), r"header's original_size is \"32x32\" \(text\), not \[height, width\]"),
-    (lambda r: r.header.update(class_names=[0, 1]), r"header's class_names is \[0, 1\] \(a list\), not a list of names"),
-    (lambda r: r.header.update(preprocessing=[32, 32, 1]), r"preprocessing \(the preprocessing is \[32, 32, 1\] \(a list\), not"),
+    (lambda r: r.header.update(original_size="32x32"),
+     r"header's original_size is \"32x32\" \(text\), not \[height, width\]"),
+    (lambda r: r.header.update(class_names=[0, 1]),
+     r"header's class_names is \[0, 1\] \(a list\), not a list of names"),
+    (lambda r: r.header.update(preprocessing=[32, 32, 1]),
+     r"preprocessing \(the preprocessing is \[32, 32, 1\] \(a list\), not"),
     (lambda r: r.header["preprocessing"].update(normalization=["unit"]), "unknown normalization"),
     # a value quoted as it stands in the header's JSON, not as Python's repr
     (lambda r: r.header.update(format="1"), r'of another format \("1" \(text\), this edgecv reads 1\)'),
